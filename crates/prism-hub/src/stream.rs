@@ -1,0 +1,559 @@
+//! Streams, publishers and subscriptions.
+
+use crate::queue::{DropReason, PushOutcome, QueueLimits, SubQueue};
+use crate::timestamps::TimestampNormalizer;
+use crate::{Frame, FrameKind};
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, Weak};
+use std::time::{Duration, Instant};
+use tokio::sync::Notify;
+
+#[derive(Debug, Clone)]
+pub struct HubConfig {
+    /// How long a stream whose publisher vanished (without unpublishing) waits for it to
+    /// come back before ending.
+    pub reconnect_grace: Duration,
+    /// Cap on the cached GOP; a longer GOP is not cached (joiners then wait for the next keyframe).
+    pub gop_cache_max_bytes: usize,
+}
+
+impl Default for HubConfig {
+    fn default() -> Self {
+        HubConfig {
+            reconnect_grace: Duration::from_secs(5),
+            gop_cache_max_bytes: 32 * 1024 * 1024,
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum PublishError {
+    #[error("stream {0} is already being published")]
+    AlreadyLive(String),
+}
+
+/// Locks a mutex, recovering from poisoning: a panic elsewhere must not take the hub down.
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// The registry of streams.
+#[derive(Debug)]
+pub struct Hub {
+    streams: Mutex<HashMap<String, Arc<Stream>>>,
+    config: HubConfig,
+    next_publisher: AtomicU64,
+}
+
+impl Hub {
+    pub fn new(config: HubConfig) -> Arc<Hub> {
+        Arc::new(Hub {
+            streams: Mutex::new(HashMap::new()),
+            config,
+            next_publisher: AtomicU64::new(1),
+        })
+    }
+
+    /// Starts (or, within the grace window, resumes) publishing `app/key`.
+    pub fn publish(self: &Arc<Self>, app: &str, key: &str) -> Result<PublishHandle, PublishError> {
+        let name = format!("{app}/{key}");
+        let id = self.next_publisher.fetch_add(1, Ordering::Relaxed);
+        let mut streams = lock(&self.streams);
+        let stream = streams
+            .entry(name.clone())
+            .or_insert_with(|| Stream::new(app, key, Arc::downgrade(self)))
+            .clone();
+        drop(streams);
+        let mut st = lock(&stream.state);
+        if st.publisher.is_some() {
+            return Err(PublishError::AlreadyLive(name));
+        }
+        let resumed = match st.detached_at.take() {
+            Some(at) => {
+                let gap = at.elapsed().as_millis().min(u32::MAX as u128) as u32;
+                st.ts.rebase_after(gap);
+                // The new publisher sends its own metadata and sequence headers; the old GOP
+                // no longer matches them.
+                st.gop.clear();
+                st.gop_bytes = 0;
+                st.gop_valid = false;
+                true
+            }
+            None => false,
+        };
+        st.publisher = Some(id);
+        st.live = true;
+        drop(st);
+        Ok(PublishHandle {
+            stream,
+            id,
+            resumed,
+            finished: false,
+        })
+    }
+
+    /// Subscribes to `app/key`, creating an idle entry when nobody publishes it yet (the
+    /// subscriber then waits for a publisher, as players of nginx-rtmp do).
+    pub fn subscribe(self: &Arc<Self>, app: &str, key: &str, limits: QueueLimits) -> Subscription {
+        let name = format!("{app}/{key}");
+        let mut streams = lock(&self.streams);
+        let stream = streams
+            .entry(name)
+            .or_insert_with(|| Stream::new(app, key, Arc::downgrade(self)))
+            .clone();
+        drop(streams);
+        match stream.subscribe(limits) {
+            Some(s) => s,
+            // Ended between lookup and subscribe: a finished subscription.
+            None => Subscription::ended(stream),
+        }
+    }
+
+    pub fn get(&self, app: &str, key: &str) -> Option<Arc<Stream>> {
+        lock(&self.streams).get(&format!("{app}/{key}")).cloned()
+    }
+
+    /// Streams with a publisher attached or within the grace window.
+    pub fn live_streams(&self) -> Vec<Arc<Stream>> {
+        let streams = lock(&self.streams);
+        streams.values().filter(|s| s.is_live()).cloned().collect()
+    }
+
+    pub fn config(&self) -> &HubConfig {
+        &self.config
+    }
+
+    fn remove_if_same(&self, stream: &Arc<Stream>) {
+        let mut streams = lock(&self.streams);
+        if let Some(cur) = streams.get(&stream.name) {
+            if Arc::ptr_eq(cur, stream) {
+                streams.remove(&stream.name);
+            }
+        }
+    }
+}
+
+#[derive(Debug)]
+struct StreamState {
+    publisher: Option<u64>,
+    live: bool,
+    ended: bool,
+    /// When the publisher vanished without unpublishing; Some while in the grace window.
+    detached_at: Option<Instant>,
+    metadata: Option<Frame>,
+    video_header: Option<Frame>,
+    audio_header: Option<Frame>,
+    gop: Vec<Frame>,
+    gop_bytes: usize,
+    gop_valid: bool,
+    ts: TimestampNormalizer,
+    subscribers: Vec<Arc<SubShared>>,
+    video_codec: &'static str,
+    audio_codec: &'static str,
+}
+
+/// One stream, shared by its publisher and subscribers.
+#[derive(Debug)]
+pub struct Stream {
+    name: String,
+    app: String,
+    key: String,
+    hub: Weak<Hub>,
+    state: Mutex<StreamState>,
+    started: Instant,
+    bytes_in: AtomicU64,
+}
+
+impl Stream {
+    fn new(app: &str, key: &str, hub: Weak<Hub>) -> Arc<Stream> {
+        Arc::new(Stream {
+            name: format!("{app}/{key}"),
+            app: app.to_owned(),
+            key: key.to_owned(),
+            hub,
+            started: Instant::now(),
+            bytes_in: AtomicU64::new(0),
+            state: Mutex::new(StreamState {
+                publisher: None,
+                live: false,
+                ended: false,
+                detached_at: None,
+                metadata: None,
+                video_header: None,
+                audio_header: None,
+                gop: Vec::new(),
+                gop_bytes: 0,
+                gop_valid: false,
+                ts: TimestampNormalizer::default(),
+                subscribers: Vec::new(),
+                video_codec: "",
+                audio_codec: "",
+            }),
+        })
+    }
+
+    /// "app/key".
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+    pub fn app(&self) -> &str {
+        &self.app
+    }
+    pub fn key(&self) -> &str {
+        &self.key
+    }
+    pub fn uptime(&self) -> Duration {
+        self.started.elapsed()
+    }
+    pub fn bytes_in(&self) -> u64 {
+        self.bytes_in.load(Ordering::Relaxed)
+    }
+    pub fn is_live(&self) -> bool {
+        lock(&self.state).live
+    }
+    pub fn is_ended(&self) -> bool {
+        lock(&self.state).ended
+    }
+    pub fn subscriber_count(&self) -> usize {
+        lock(&self.state).subscribers.len()
+    }
+    pub fn codecs(&self) -> (&'static str, &'static str) {
+        let st = lock(&self.state);
+        (st.video_codec, st.audio_codec)
+    }
+
+    /// Adds a subscriber whose queue starts with metadata, sequence headers and the cached
+    /// GOP, so it can start decoding at once. None if the stream has ended.
+    pub fn subscribe(self: &Arc<Self>, limits: QueueLimits) -> Option<Subscription> {
+        let mut st = lock(&self.state);
+        if st.ended {
+            return None;
+        }
+        let mut queue = SubQueue::new(limits);
+        let now = Instant::now();
+        let cached = [&st.metadata, &st.video_header, &st.audio_header];
+        for f in cached.into_iter().flatten() {
+            queue.push(f.clone(), now);
+        }
+        for f in &st.gop {
+            queue.push(f.clone(), now);
+        }
+        let shared = Arc::new(SubShared {
+            queue: Mutex::new(queue),
+            notify: Notify::new(),
+            ended: AtomicBool::new(false),
+            kicked: AtomicBool::new(false),
+        });
+        shared.notify.notify_one();
+        st.subscribers.push(shared.clone());
+        Some(Subscription {
+            stream: self.clone(),
+            shared,
+        })
+    }
+
+    fn end(self: &Arc<Self>) {
+        let subs = {
+            let mut st = lock(&self.state);
+            if st.ended {
+                return;
+            }
+            st.ended = true;
+            st.live = false;
+            std::mem::take(&mut st.subscribers)
+        };
+        for s in subs {
+            s.ended.store(true, Ordering::Release);
+            s.notify.notify_one();
+        }
+        if let Some(hub) = self.hub.upgrade() {
+            hub.remove_if_same(self);
+        }
+    }
+
+    /// Removes an idle entry (no publisher, never live) once its last subscriber leaves.
+    fn unsubscribe(self: &Arc<Self>, sub: &Arc<SubShared>) {
+        let idle = {
+            let mut st = lock(&self.state);
+            st.subscribers.retain(|s| !Arc::ptr_eq(s, sub));
+            st.subscribers.is_empty() && st.publisher.is_none() && st.detached_at.is_none()
+        };
+        if idle {
+            if let Some(hub) = self.hub.upgrade() {
+                let mut streams = lock(&hub.streams);
+                // Re-check under the registry lock: a publisher may have arrived meanwhile.
+                let st = lock(&self.state);
+                if st.subscribers.is_empty() && st.publisher.is_none() && st.detached_at.is_none() {
+                    if let Some(cur) = streams.get(&self.name) {
+                        if Arc::ptr_eq(cur, self) {
+                            streams.remove(&self.name);
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+#[derive(Debug)]
+struct SubShared {
+    queue: Mutex<SubQueue>,
+    notify: Notify,
+    ended: AtomicBool,
+    kicked: AtomicBool,
+}
+
+/// The publishing side of a stream. Dropping it without [`PublishHandle::unpublish`] starts
+/// the reconnect grace window; unpublishing ends the stream at once.
+#[derive(Debug)]
+pub struct PublishHandle {
+    stream: Arc<Stream>,
+    id: u64,
+    resumed: bool,
+    finished: bool,
+}
+
+impl PublishHandle {
+    pub fn stream(&self) -> &Arc<Stream> {
+        &self.stream
+    }
+
+    /// True when this publisher took over a stream within its grace window (its targets
+    /// are still running).
+    pub fn resumed(&self) -> bool {
+        self.resumed
+    }
+
+    /// Publishes one frame to every subscriber. Never blocks on a subscriber.
+    pub fn send(&self, mut frame: Frame) {
+        let now = Instant::now();
+        self.stream
+            .bytes_in
+            .fetch_add(frame.payload.len() as u64, Ordering::Relaxed);
+        let mut st = lock(&self.stream.state);
+        frame.timestamp = st.ts.map(frame.timestamp);
+        if frame.kind == FrameKind::Data {
+            st.metadata = Some(frame.clone());
+        } else if frame.sequence_header {
+            if frame.kind == FrameKind::Video {
+                st.video_header = Some(frame.clone());
+            } else {
+                st.audio_header = Some(frame.clone());
+            }
+        } else {
+            cache_gop(&mut st, &frame, self.stream.hub_gop_limit());
+        }
+        let mut kicked = false;
+        for sub in &st.subscribers {
+            let outcome = lock(&sub.queue).push(frame.clone(), now);
+            if outcome == PushOutcome::Disconnect {
+                sub.kicked.store(true, Ordering::Release);
+                kicked = true;
+            }
+            sub.notify.notify_one();
+        }
+        if kicked {
+            st.subscribers
+                .retain(|s| !s.kicked.load(Ordering::Acquire));
+        }
+    }
+
+    /// Records codec names for status reporting.
+    pub fn set_codecs(&self, video: &'static str, audio: &'static str) {
+        let mut st = lock(&self.stream.state);
+        if !video.is_empty() {
+            st.video_codec = video;
+        }
+        if !audio.is_empty() {
+            st.audio_codec = audio;
+        }
+    }
+
+    /// Ends the stream now (the publisher said it is done).
+    pub fn unpublish(mut self) {
+        self.finished = true;
+        let mine = {
+            let mut st = lock(&self.stream.state);
+            let mine = st.publisher == Some(self.id);
+            if mine {
+                st.publisher = None;
+            }
+            mine
+        };
+        if mine {
+            self.stream.end();
+        }
+    }
+}
+
+impl Stream {
+    fn hub_gop_limit(&self) -> usize {
+        self.hub
+            .upgrade()
+            .map(|h| h.config.gop_cache_max_bytes)
+            .unwrap_or(HubConfig::default().gop_cache_max_bytes)
+    }
+}
+
+fn cache_gop(st: &mut StreamState, frame: &Frame, max_bytes: usize) {
+    if frame.kind == FrameKind::Video && frame.keyframe {
+        st.gop.clear();
+        st.gop_bytes = 0;
+        st.gop_valid = true;
+    }
+    if !st.gop_valid {
+        return;
+    }
+    st.gop_bytes += frame.payload.len();
+    if st.gop_bytes > max_bytes {
+        st.gop.clear();
+        st.gop_bytes = 0;
+        st.gop_valid = false;
+        return;
+    }
+    st.gop.push(frame.clone());
+}
+
+impl Drop for PublishHandle {
+    fn drop(&mut self) {
+        if self.finished {
+            return;
+        }
+        let grace = self
+            .stream
+            .hub
+            .upgrade()
+            .map(|h| h.config.reconnect_grace)
+            .unwrap_or_default();
+        {
+            let mut st = lock(&self.stream.state);
+            if st.publisher != Some(self.id) {
+                return;
+            }
+            st.publisher = None;
+            st.detached_at = Some(Instant::now());
+        }
+        let stream = self.stream.clone();
+        let expire = move || {
+            let expired = {
+                let st = lock(&stream.state);
+                st.publisher.is_none() && st.detached_at.is_some_and(|at| at.elapsed() >= grace)
+            };
+            if expired {
+                stream.end();
+            }
+        };
+        match tokio::runtime::Handle::try_current() {
+            Ok(rt) if !grace.is_zero() => {
+                rt.spawn(async move {
+                    tokio::time::sleep(grace).await;
+                    expire();
+                });
+            }
+            _ => self.stream.end(),
+        }
+    }
+}
+
+/// What [`Subscription::recv`] returned.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RecvStatus {
+    /// Frames were appended.
+    Frames,
+    /// The stream ended; nothing more will come.
+    Ended,
+    /// This subscriber stayed over its queue budget too long and was dropped from the stream.
+    TooSlow,
+}
+
+/// Queue depth and drop counters of one subscriber.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct SubStats {
+    pub queue_bytes: usize,
+    pub queue_frames: usize,
+    pub dropped_queue_full: u64,
+    pub dropped_waiting_keyframe: u64,
+    pub dropped_audio_overflow: u64,
+}
+
+impl SubStats {
+    pub fn dropped(&self, reason: DropReason) -> u64 {
+        match reason {
+            DropReason::QueueFull => self.dropped_queue_full,
+            DropReason::WaitingKeyframe => self.dropped_waiting_keyframe,
+            DropReason::AudioOverflow => self.dropped_audio_overflow,
+        }
+    }
+}
+
+/// A subscriber's handle: frames come out of its own bounded queue. Dropping it unsubscribes.
+#[derive(Debug)]
+pub struct Subscription {
+    stream: Arc<Stream>,
+    shared: Arc<SubShared>,
+}
+
+impl Subscription {
+    fn ended(stream: Arc<Stream>) -> Subscription {
+        Subscription {
+            stream,
+            shared: Arc::new(SubShared {
+                queue: Mutex::new(SubQueue::new(QueueLimits::default())),
+                notify: Notify::new(),
+                ended: AtomicBool::new(true),
+                kicked: AtomicBool::new(false),
+            }),
+        }
+    }
+
+    pub fn stream(&self) -> &Arc<Stream> {
+        &self.stream
+    }
+
+    /// Waits for frames and moves up to about `max_bytes` of them into `out`.
+    /// Queued frames are delivered before `Ended`.
+    pub async fn recv(&self, out: &mut Vec<Frame>, max_bytes: usize) -> RecvStatus {
+        loop {
+            if let Some(status) = self.try_recv(out, max_bytes) {
+                return status;
+            }
+            self.shared.notify.notified().await;
+        }
+    }
+
+    /// Non-blocking [`Subscription::recv`]: None when nothing is queued yet.
+    pub fn try_recv(&self, out: &mut Vec<Frame>, max_bytes: usize) -> Option<RecvStatus> {
+        if self.shared.kicked.load(Ordering::Acquire) {
+            return Some(RecvStatus::TooSlow);
+        }
+        let mut q = lock(&self.shared.queue);
+        if !q.is_empty() {
+            q.pop_batch(out, max_bytes);
+            return Some(RecvStatus::Frames);
+        }
+        drop(q);
+        if self.shared.ended.load(Ordering::Acquire) {
+            return Some(RecvStatus::Ended);
+        }
+        None
+    }
+
+    pub fn stats(&self) -> SubStats {
+        let q = lock(&self.shared.queue);
+        SubStats {
+            queue_bytes: q.bytes(),
+            queue_frames: q.len(),
+            dropped_queue_full: q.dropped(DropReason::QueueFull),
+            dropped_waiting_keyframe: q.dropped(DropReason::WaitingKeyframe),
+            dropped_audio_overflow: q.dropped(DropReason::AudioOverflow),
+        }
+    }
+}
+
+impl Drop for Subscription {
+    fn drop(&mut self) {
+        self.stream.unsubscribe(&self.shared);
+    }
+}

@@ -1,0 +1,138 @@
+//! Hub behaviour: late joiners, duplicate publishers, grace-window resume, isolation.
+
+use bytes::Bytes;
+use prism_hub::{Frame, FrameKind, Hub, HubConfig, PublishError, QueueLimits, RecvStatus};
+use std::time::Duration;
+
+fn video(ts: u32, key: bool) -> Frame {
+    Frame {
+        keyframe: key,
+        ..Frame::media(FrameKind::Video, ts, Bytes::from(vec![7u8; 1000]))
+    }
+}
+fn header() -> Frame {
+    Frame {
+        sequence_header: true,
+        ..Frame::media(FrameKind::Video, 0, Bytes::from_static(b"avcC"))
+    }
+}
+
+fn drain(sub: &prism_hub::Subscription) -> Vec<Frame> {
+    let mut out = Vec::new();
+    while let Some(RecvStatus::Frames) = sub.try_recv(&mut out, usize::MAX) {}
+    out
+}
+
+#[tokio::test]
+async fn late_joiner_starts_with_header_and_gop() {
+    let hub = Hub::new(HubConfig::default());
+    let p = hub.publish("live", "k").unwrap();
+    p.send(Frame::media(FrameKind::Data, 0, Bytes::from_static(b"meta")));
+    p.send(header());
+    p.send(video(0, true));
+    p.send(video(40, false));
+    p.send(video(80, true));
+    p.send(video(120, false));
+    let sub = hub.subscribe("live", "k", QueueLimits::default());
+    let got = drain(&sub);
+    let kinds: Vec<_> = got.iter().map(|f| (f.kind, f.timestamp, f.keyframe)).collect();
+    assert_eq!(
+        kinds,
+        vec![
+            (FrameKind::Data, 0, false),
+            (FrameKind::Video, 0, false), // sequence header
+            (FrameKind::Video, 80, true),
+            (FrameKind::Video, 120, false)
+        ]
+    );
+    // Live frames follow.
+    p.send(video(160, false));
+    assert_eq!(drain(&sub).len(), 1);
+}
+
+#[tokio::test]
+async fn second_publisher_is_refused_and_first_continues() {
+    let hub = Hub::new(HubConfig::default());
+    let p = hub.publish("live", "k").unwrap();
+    let sub = hub.subscribe("live", "k", QueueLimits::default());
+    assert_eq!(
+        hub.publish("live", "k").unwrap_err(),
+        PublishError::AlreadyLive("live/k".into())
+    );
+    p.send(video(0, true));
+    assert_eq!(drain(&sub).len(), 1);
+}
+
+#[tokio::test]
+async fn unpublish_ends_stream_for_subscribers() {
+    let hub = Hub::new(HubConfig::default());
+    let p = hub.publish("live", "k").unwrap();
+    let sub = hub.subscribe("live", "k", QueueLimits::default());
+    p.send(video(0, true));
+    p.unpublish();
+    let mut out = Vec::new();
+    assert_eq!(sub.recv(&mut out, usize::MAX).await, RecvStatus::Frames);
+    assert_eq!(sub.recv(&mut out, usize::MAX).await, RecvStatus::Ended);
+    assert!(hub.get("live", "k").is_none());
+    // The key is free again.
+    assert!(!hub.publish("live", "k").unwrap().resumed());
+}
+
+#[tokio::test]
+async fn republish_within_grace_resumes_with_monotonic_timestamps() {
+    let hub = Hub::new(HubConfig {
+        reconnect_grace: Duration::from_millis(500),
+        ..HubConfig::default()
+    });
+    let p = hub.publish("live", "k").unwrap();
+    let sub = hub.subscribe("live", "k", QueueLimits::default());
+    p.send(video(0, true));
+    p.send(video(1000, false));
+    drop(p); // connection lost, no unpublish
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    let p2 = hub.publish("live", "k").unwrap();
+    assert!(p2.resumed());
+    p2.send(video(0, true));
+    let got = drain(&sub);
+    let ts: Vec<u32> = got.iter().map(|f| f.timestamp).collect();
+    assert_eq!(ts.len(), 3);
+    assert!(ts[2] > ts[1], "timestamps went backwards: {ts:?}");
+    drop(p2);
+    // Past the grace window the stream ends.
+    let mut out = Vec::new();
+    let status = tokio::time::timeout(Duration::from_secs(3), sub.recv(&mut out, usize::MAX))
+        .await
+        .unwrap();
+    assert_eq!(status, RecvStatus::Ended);
+}
+
+#[tokio::test]
+async fn slow_subscriber_does_not_affect_fast_one() {
+    let hub = Hub::new(HubConfig::default());
+    let p = hub.publish("live", "k").unwrap();
+    let slow = hub.subscribe(
+        "live",
+        "k",
+        QueueLimits {
+            max_bytes: 5_000,
+            max_ms: 60_000,
+            overflow_disconnect: Duration::from_secs(60),
+        },
+    );
+    let fast = hub.subscribe("live", "k", QueueLimits::default());
+    let mut fast_got = 0;
+    for i in 0..100u32 {
+        p.send(video(i * 40, i % 25 == 0));
+        fast_got += drain(&fast).len();
+    }
+    assert_eq!(fast_got, 100);
+    let stats = slow.stats();
+    assert!(stats.queue_bytes <= 5_000);
+    assert!(stats.dropped_queue_full > 0);
+    // What the slow one gets next starts on a keyframe.
+    drain(&slow);
+    p.send(video(4000, false));
+    p.send(video(4040, true));
+    let got = drain(&slow);
+    assert!(got.first().is_some_and(|f| f.keyframe), "{:?}", got.first());
+}

@@ -1,0 +1,1 @@
+//! End-to-end tests and the load tool live in tests/ and benches/.
