@@ -149,7 +149,10 @@ impl SubQueue {
     /// Time between the oldest and newest queued media frame.
     fn span_ms(&self) -> u32 {
         let mut media = self.frames.iter().filter(|f| !f.is_config());
-        match (media.next(), self.frames.iter().rev().find(|f| !f.is_config())) {
+        match (
+            media.next(),
+            self.frames.iter().rev().find(|f| !f.is_config()),
+        ) {
             (Some(first), Some(last)) => {
                 let d = last.timestamp.wrapping_sub(first.timestamp) as i32;
                 d.max(0) as u32
@@ -280,7 +283,10 @@ mod tests {
         let mut last = PushOutcome::Queued;
         for i in 0..20u32 {
             last = q.push(audio(i * 20), t0 + Duration::from_secs(i as u64));
-            let _ = q.push(Frame::media(FrameKind::Audio, i * 20 + 1, Bytes::from(vec![0; 900])), t0 + Duration::from_secs(i as u64));
+            let _ = q.push(
+                Frame::media(FrameKind::Audio, i * 20 + 1, Bytes::from(vec![0; 900])),
+                t0 + Duration::from_secs(i as u64),
+            );
         }
         assert_eq!(last, PushOutcome::Disconnect);
     }
@@ -289,13 +295,19 @@ mod tests {
     fn catching_up_resets_the_overflow_clock() {
         let mut q = SubQueue::new(limits(1000, 60_000));
         let t0 = Instant::now();
-        q.push(Frame::media(FrameKind::Audio, 0, Bytes::from(vec![0; 1500])), t0);
+        q.push(
+            Frame::media(FrameKind::Audio, 0, Bytes::from(vec![0; 1500])),
+            t0,
+        );
         let mut out = Vec::new();
         q.pop_batch(&mut out, usize::MAX);
         let later = t0 + Duration::from_secs(60);
         assert_eq!(q.push(audio(10), later), PushOutcome::Queued);
         assert_eq!(
-            q.push(Frame::media(FrameKind::Audio, 20, Bytes::from(vec![0; 1500])), later),
+            q.push(
+                Frame::media(FrameKind::Audio, 20, Bytes::from(vec![0; 1500])),
+                later
+            ),
             PushOutcome::Dropped
         );
     }

@@ -355,8 +355,7 @@ impl PublishHandle {
             sub.notify.notify_one();
         }
         if kicked {
-            st.subscribers
-                .retain(|s| !s.kicked.load(Ordering::Acquire));
+            st.subscribers.retain(|s| !s.kicked.load(Ordering::Acquire));
         }
     }
 

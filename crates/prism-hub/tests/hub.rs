@@ -27,7 +27,11 @@ fn drain(sub: &prism_hub::Subscription) -> Vec<Frame> {
 async fn late_joiner_starts_with_header_and_gop() {
     let hub = Hub::new(HubConfig::default());
     let p = hub.publish("live", "k").unwrap();
-    p.send(Frame::media(FrameKind::Data, 0, Bytes::from_static(b"meta")));
+    p.send(Frame::media(
+        FrameKind::Data,
+        0,
+        Bytes::from_static(b"meta"),
+    ));
     p.send(header());
     p.send(video(0, true));
     p.send(video(40, false));
@@ -35,7 +39,10 @@ async fn late_joiner_starts_with_header_and_gop() {
     p.send(video(120, false));
     let sub = hub.subscribe("live", "k", QueueLimits::default());
     let got = drain(&sub);
-    let kinds: Vec<_> = got.iter().map(|f| (f.kind, f.timestamp, f.keyframe)).collect();
+    let kinds: Vec<_> = got
+        .iter()
+        .map(|f| (f.kind, f.timestamp, f.keyframe))
+        .collect();
     assert_eq!(
         kinds,
         vec![

@@ -48,6 +48,13 @@ impl OutQueue {
         self.segments.push_back(piece);
     }
 
+    /// Moves everything queued in `other` to the end of this queue (no copying).
+    pub fn append(&mut self, other: &mut OutQueue) {
+        self.len += other.len;
+        other.len = 0;
+        self.segments.append(&mut other.segments);
+    }
+
     /// Total bytes queued.
     pub fn len(&self) -> usize {
         self.len

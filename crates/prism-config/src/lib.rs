@@ -1,0 +1,501 @@
+//! Prism's configuration: the TOML file format, its defaults, and strict
+//! validation with `file:line:col` errors.
+//!
+//! This crate only describes *what* to do (listen addresses, routes, queue
+//! budgets); it must not know how any of it is done: no sockets, no RTMP, no
+//! hub or relay types, no logging. Other crates read the plain structs here.
+
+mod pattern;
+mod url;
+
+use std::collections::HashSet;
+use std::net::SocketAddr;
+use std::ops::Range;
+use std::path::Path;
+use std::time::Duration;
+
+use serde::Deserialize;
+use toml::Spanned;
+
+pub use pattern::StreamPattern;
+pub use url::redact_url;
+
+/// The whole configuration, validated.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Config {
+    pub rtmp: RtmpConfig,
+    pub http: HttpConfig,
+    /// TOML table `[stream]`: how the hub treats ingested streams.
+    pub hub: HubConfig,
+    /// TOML table `[player]`: queue budget of every player (subscriber).
+    pub player: QueueConfig,
+    /// TOML `[[route]]`, in file order.
+    pub routes: Vec<Route>,
+}
+
+/// TOML table `[rtmp]`: the RTMP ingest/playback listener.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RtmpConfig {
+    /// `listen`, default `0.0.0.0:1935`.
+    pub listen: SocketAddr,
+    /// `chunk_size`: the chunk size we announce for outgoing messages, 128..=65536.
+    pub chunk_size: u32,
+    /// `handshake_timeout_ms`: a peer that has not finished the handshake by
+    /// then is dropped, so idle scanners cannot pin connections.
+    pub handshake_timeout: Duration,
+    /// `max_message_bytes`: largest incoming message we reassemble; bounds the
+    /// memory a single peer can make us allocate.
+    pub max_message_bytes: u32,
+}
+
+/// TOML table `[http]`: admin/observability endpoint (`/metrics`, `/healthz`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HttpConfig {
+    /// `listen`, default `127.0.0.1:9935` (loopback: metrics are not for the internet).
+    pub listen: SocketAddr,
+}
+
+/// TOML table `[stream]`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HubConfig {
+    /// `reconnect_grace_ms`: how long a stream (and its outgoing targets) stays
+    /// alive after its publisher drops, waiting for it to come back. 0 = none.
+    pub reconnect_grace: Duration,
+    /// `gop_cache`: keep the last GOP so new players start on a keyframe.
+    pub gop_cache: bool,
+}
+
+/// Queue budget of one outgoing connection (target or player).
+/// TOML keys: `max_queue_ms`, `max_queue_bytes`, `overflow_disconnect_ms`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct QueueConfig {
+    /// Most media (by timestamp span) queued before frames are dropped.
+    pub max_queue_ms: u32,
+    /// Most bytes queued before frames are dropped.
+    pub max_queue_bytes: usize,
+    /// How long the queue may stay over budget before the connection is
+    /// dropped (and, for a target, reconnected). 0 = at once.
+    pub overflow_disconnect: Duration,
+}
+
+/// TOML `[[route]]`: where streams matching `stream` are pushed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Route {
+    pub stream: StreamPattern,
+    /// TOML `[[route.target]]`; names are unique within a route.
+    pub targets: Vec<TargetConfig>,
+}
+
+/// TOML `[[route.target]]`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TargetConfig {
+    /// Used in logs and as the `target` metric label: `[A-Za-z0-9_.-]+`.
+    pub name: String,
+    /// URL template; `{app}` and `{stream}` (the key) expand. Holds secrets:
+    /// log it through [`redact_url`].
+    pub url: String,
+    pub queue: QueueConfig,
+}
+
+/// A target for one concrete stream, URL expanded.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ResolvedTarget {
+    pub name: String,
+    /// Expanded URL; holds secrets, log it through [`redact_url`].
+    pub url: String,
+    pub queue: QueueConfig,
+}
+
+impl Default for RtmpConfig {
+    fn default() -> Self {
+        RtmpConfig {
+            listen: SocketAddr::from(([0, 0, 0, 0], 1935)),
+            chunk_size: 4096,
+            handshake_timeout: Duration::from_millis(10_000),
+            max_message_bytes: 8 * 1024 * 1024,
+        }
+    }
+}
+
+impl Default for HttpConfig {
+    fn default() -> Self {
+        HttpConfig {
+            listen: SocketAddr::from(([127, 0, 0, 1], 9935)),
+        }
+    }
+}
+
+impl Default for HubConfig {
+    fn default() -> Self {
+        HubConfig {
+            reconnect_grace: Duration::from_millis(5_000),
+            gop_cache: true,
+        }
+    }
+}
+
+impl Default for QueueConfig {
+    fn default() -> Self {
+        QueueConfig {
+            max_queue_ms: 3_000,
+            max_queue_bytes: 8 * 1024 * 1024,
+            overflow_disconnect: Duration::from_millis(10_000),
+        }
+    }
+}
+
+/// A configuration that could not be read or is invalid. `Display` is the
+/// complete message for the operator, starting with `file:line:col:` when the
+/// problem has a place in the file.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("{origin}: cannot read config: {source}")]
+    Read {
+        origin: String,
+        #[source]
+        source: std::io::Error,
+    },
+    /// TOML syntax errors and schema errors (unknown key, wrong type, missing key).
+    #[error("{origin}:{line}:{column}: {message}")]
+    Parse {
+        origin: String,
+        line: usize,
+        column: usize,
+        message: String,
+    },
+    /// Schema errors the TOML parser could not place in the file.
+    #[error("{origin}: {message}")]
+    Unplaced { origin: String, message: String },
+    /// A value that parsed but makes no sense; `key` is its path, e.g. `route[1].target[0].url`.
+    #[error("{origin}:{line}:{column}: {key}: {message}")]
+    Invalid {
+        origin: String,
+        line: usize,
+        column: usize,
+        key: String,
+        message: String,
+    },
+}
+
+impl Config {
+    /// Parses and validates `text`; `origin` names the file in messages.
+    pub fn from_toml_str(text: &str, origin: &str) -> Result<Config, ConfigError> {
+        let raw: RawConfig = toml::from_str(text).map_err(|e| {
+            let message = e.message().trim_end().to_string();
+            match e.span() {
+                Some(span) => {
+                    let (line, column) = line_col(text, span.start);
+                    ConfigError::Parse {
+                        origin: origin.into(),
+                        line,
+                        column,
+                        message,
+                    }
+                }
+                None => ConfigError::Unplaced {
+                    origin: origin.into(),
+                    message,
+                },
+            }
+        })?;
+        Checker { text, origin }.build(raw)
+    }
+
+    /// Reads and validates the file at `path`.
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        let origin = path.display().to_string();
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            origin: origin.clone(),
+            source,
+        })?;
+        Config::from_toml_str(&text, &origin)
+    }
+
+    /// Targets for stream `app`/`key`: the union over all matching routes in
+    /// file order, `{app}`/`{stream}` expanded. A name already taken by an
+    /// earlier route is skipped (first wins), so names are unique per stream
+    /// and can serve as metric labels.
+    pub fn targets_for(&self, app: &str, key: &str) -> Vec<ResolvedTarget> {
+        let mut seen = HashSet::new();
+        let mut out = Vec::new();
+        for route in self.routes.iter().filter(|r| r.stream.matches(app, key)) {
+            for t in &route.targets {
+                if seen.insert(t.name.as_str()) {
+                    out.push(ResolvedTarget {
+                        name: t.name.clone(),
+                        url: url::expand(&t.url, app, key),
+                        queue: t.queue,
+                    });
+                }
+            }
+        }
+        out
+    }
+}
+
+/// 1-based line and column (in characters) of a byte offset.
+fn line_col(text: &str, offset: usize) -> (usize, usize) {
+    let mut offset = offset.min(text.len());
+    while !text.is_char_boundary(offset) {
+        offset -= 1;
+    }
+    let before = &text[..offset];
+    let line = before.matches('\n').count() + 1;
+    let line_start = before.rfind('\n').map_or(0, |i| i + 1);
+    (line, before[line_start..].chars().count() + 1)
+}
+
+// ---- The TOML shape. Kept apart from the public structs so that the public
+// ---- ones carry plain validated values and no spans.
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawConfig {
+    #[serde(default)]
+    rtmp: RawRtmp,
+    #[serde(default)]
+    http: RawHttp,
+    #[serde(default)]
+    stream: RawHub,
+    #[serde(default)]
+    player: RawQueue,
+    #[serde(default)]
+    route: Vec<RawRoute>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawRtmp {
+    listen: Option<Spanned<String>>,
+    chunk_size: Option<Spanned<u32>>,
+    handshake_timeout_ms: Option<Spanned<u64>>,
+    max_message_bytes: Option<Spanned<u32>>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawHttp {
+    listen: Option<Spanned<String>>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawHub {
+    reconnect_grace_ms: Option<u64>,
+    gop_cache: Option<bool>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawQueue {
+    max_queue_ms: Option<Spanned<u32>>,
+    max_queue_bytes: Option<Spanned<usize>>,
+    overflow_disconnect_ms: Option<u64>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawRoute {
+    stream: Spanned<String>,
+    #[serde(default)]
+    target: Vec<RawTarget>,
+}
+
+// Queue keys are repeated rather than `#[serde(flatten)]`ed: flatten disables
+// deny_unknown_fields.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawTarget {
+    name: Spanned<String>,
+    url: Spanned<String>,
+    max_queue_ms: Option<Spanned<u32>>,
+    max_queue_bytes: Option<Spanned<usize>>,
+    overflow_disconnect_ms: Option<u64>,
+}
+
+/// Semantic validation of the raw shape, with errors placed in the file.
+struct Checker<'a> {
+    text: &'a str,
+    origin: &'a str,
+}
+
+impl Checker<'_> {
+    fn err(&self, span: Range<usize>, key: &str, message: impl Into<String>) -> ConfigError {
+        let (line, column) = line_col(self.text, span.start);
+        ConfigError::Invalid {
+            origin: self.origin.into(),
+            line,
+            column,
+            key: key.into(),
+            message: message.into(),
+        }
+    }
+
+    fn build(&self, raw: RawConfig) -> Result<Config, ConfigError> {
+        let d = Config::default();
+        let rtmp = RtmpConfig {
+            listen: self.addr(raw.rtmp.listen, "rtmp.listen", d.rtmp.listen)?,
+            chunk_size: match raw.rtmp.chunk_size {
+                Some(v) if !(128..=65536).contains(v.get_ref()) => {
+                    return Err(self.err(v.span(), "rtmp.chunk_size", "must be in 128..=65536"))
+                }
+                Some(v) => v.into_inner(),
+                None => d.rtmp.chunk_size,
+            },
+            handshake_timeout: match raw.rtmp.handshake_timeout_ms {
+                Some(v) if *v.get_ref() == 0 => {
+                    return Err(self.err(v.span(), "rtmp.handshake_timeout_ms", "must be > 0"))
+                }
+                Some(v) => Duration::from_millis(v.into_inner()),
+                None => d.rtmp.handshake_timeout,
+            },
+            max_message_bytes: match raw.rtmp.max_message_bytes {
+                // RTMP message lengths are 24-bit; a larger limit could never apply.
+                Some(v) if !(1..=0xFF_FFFF).contains(v.get_ref()) => {
+                    return Err(self.err(
+                        v.span(),
+                        "rtmp.max_message_bytes",
+                        "must be in 1..=16777215 (RTMP message lengths are 24-bit)",
+                    ))
+                }
+                Some(v) => v.into_inner(),
+                None => d.rtmp.max_message_bytes,
+            },
+        };
+        let http = HttpConfig {
+            listen: self.addr(raw.http.listen, "http.listen", d.http.listen)?,
+        };
+        let hub = HubConfig {
+            reconnect_grace: raw
+                .stream
+                .reconnect_grace_ms
+                .map_or(d.hub.reconnect_grace, Duration::from_millis),
+            gop_cache: raw.stream.gop_cache.unwrap_or(d.hub.gop_cache),
+        };
+        let player = self.queue(raw.player, "player", QueueConfig::default())?;
+        let routes = raw
+            .route
+            .into_iter()
+            .enumerate()
+            .map(|(i, r)| self.route(i, r))
+            .collect::<Result<_, _>>()?;
+        Ok(Config {
+            rtmp,
+            http,
+            hub,
+            player,
+            routes,
+        })
+    }
+
+    fn addr(
+        &self,
+        v: Option<Spanned<String>>,
+        key: &str,
+        default: SocketAddr,
+    ) -> Result<SocketAddr, ConfigError> {
+        let Some(v) = v else { return Ok(default) };
+        v.get_ref().parse().map_err(|_| {
+            self.err(
+                v.span(),
+                key,
+                format!(
+                    "`{}` is not an IP:port address (e.g. 0.0.0.0:1935 or [::]:1935)",
+                    v.get_ref()
+                ),
+            )
+        })
+    }
+
+    fn queue(
+        &self,
+        q: RawQueue,
+        prefix: &str,
+        base: QueueConfig,
+    ) -> Result<QueueConfig, ConfigError> {
+        Ok(QueueConfig {
+            max_queue_ms: match q.max_queue_ms {
+                Some(v) if *v.get_ref() == 0 => {
+                    return Err(self.err(
+                        v.span(),
+                        &format!("{prefix}.max_queue_ms"),
+                        "must be > 0",
+                    ))
+                }
+                Some(v) => v.into_inner(),
+                None => base.max_queue_ms,
+            },
+            max_queue_bytes: match q.max_queue_bytes {
+                Some(v) if *v.get_ref() == 0 => {
+                    return Err(self.err(
+                        v.span(),
+                        &format!("{prefix}.max_queue_bytes"),
+                        "must be > 0",
+                    ))
+                }
+                Some(v) => v.into_inner(),
+                None => base.max_queue_bytes,
+            },
+            overflow_disconnect: q
+                .overflow_disconnect_ms
+                .map_or(base.overflow_disconnect, Duration::from_millis),
+        })
+    }
+
+    fn route(&self, i: usize, r: RawRoute) -> Result<Route, ConfigError> {
+        let key = format!("route[{i}]");
+        let stream = StreamPattern::new(r.stream.get_ref())
+            .map_err(|m| self.err(r.stream.span(), &format!("{key}.stream"), m))?;
+        if r.target.is_empty() {
+            return Err(self.err(
+                r.stream.span(),
+                &key,
+                "route has no [[route.target]]; add one or remove the route",
+            ));
+        }
+        let mut names = HashSet::new();
+        let mut targets = Vec::with_capacity(r.target.len());
+        for (j, t) in r.target.into_iter().enumerate() {
+            let tkey = format!("{key}.target[{j}]");
+            let name = t.name.get_ref();
+            if name.is_empty()
+                || !name
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || "_.-".contains(c))
+            {
+                return Err(self.err(
+                    t.name.span(),
+                    &format!("{tkey}.name"),
+                    format!("`{name}` must be non-empty and use only A-Z a-z 0-9 _ . - (it is a metric label)"),
+                ));
+            }
+            if !names.insert(name.clone()) {
+                return Err(self.err(
+                    t.name.span(),
+                    &format!("{tkey}.name"),
+                    format!("duplicate target name `{name}` in this route"),
+                ));
+            }
+            url::validate_target_url(t.url.get_ref())
+                .map_err(|m| self.err(t.url.span(), &format!("{tkey}.url"), m))?;
+            let queue = self.queue(
+                RawQueue {
+                    max_queue_ms: t.max_queue_ms,
+                    max_queue_bytes: t.max_queue_bytes,
+                    overflow_disconnect_ms: t.overflow_disconnect_ms,
+                },
+                &tkey,
+                QueueConfig::default(),
+            )?;
+            targets.push(TargetConfig {
+                name: t.name.into_inner(),
+                url: t.url.into_inner(),
+                queue,
+            });
+        }
+        Ok(Route { stream, targets })
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,405 @@
+use super::*;
+
+const CONTRACT: &str = r#"
+[rtmp]
+listen = "0.0.0.0:1935"
+
+[http]
+listen = "127.0.0.1:9935"
+
+[[route]]
+stream = "live/*"
+  [[route.target]]
+  name = "youtube"
+  url = "rtmp://a.rtmp.youtube.com/live2/{stream}"
+"#;
+
+fn parse(text: &str) -> Result<Config, ConfigError> {
+    Config::from_toml_str(text, "config.toml")
+}
+
+fn err(text: &str) -> String {
+    parse(text)
+        .expect_err("config should be rejected")
+        .to_string()
+}
+
+#[test]
+fn contract_example_parses() {
+    let c = parse(CONTRACT).unwrap();
+    assert_eq!(c.rtmp.listen, "0.0.0.0:1935".parse().unwrap());
+    assert_eq!(c.http.listen, "127.0.0.1:9935".parse().unwrap());
+    assert_eq!(c.routes.len(), 1);
+    assert_eq!(c.routes[0].stream.as_str(), "live/*");
+    let t = &c.routes[0].targets[0];
+    assert_eq!(t.name, "youtube");
+    assert_eq!(t.url, "rtmp://a.rtmp.youtube.com/live2/{stream}");
+    assert_eq!(t.queue, QueueConfig::default());
+}
+
+#[test]
+fn every_key_parses() {
+    let c = parse(
+        r#"
+[rtmp]
+listen = "[::]:1936"
+chunk_size = 128
+handshake_timeout_ms = 500
+max_message_bytes = 1000
+[http]
+listen = "0.0.0.0:80"
+[stream]
+reconnect_grace_ms = 0
+gop_cache = false
+[player]
+max_queue_ms = 1
+max_queue_bytes = 2
+overflow_disconnect_ms = 3
+[[route]]
+stream = "*"
+  [[route.target]]
+  name = "a"
+  url = "srt://h:9000?streamid={app}/{stream}"
+  max_queue_ms = 4
+  max_queue_bytes = 5
+  overflow_disconnect_ms = 0
+"#,
+    )
+    .unwrap();
+    assert_eq!(c.rtmp.listen, "[::]:1936".parse().unwrap());
+    assert_eq!(c.rtmp.chunk_size, 128);
+    assert_eq!(c.rtmp.handshake_timeout, Duration::from_millis(500));
+    assert_eq!(c.rtmp.max_message_bytes, 1000);
+    assert_eq!(c.hub.reconnect_grace, Duration::ZERO);
+    assert!(!c.hub.gop_cache);
+    assert_eq!(
+        c.player,
+        QueueConfig {
+            max_queue_ms: 1,
+            max_queue_bytes: 2,
+            overflow_disconnect: Duration::from_millis(3)
+        }
+    );
+    assert_eq!(
+        c.routes[0].targets[0].queue,
+        QueueConfig {
+            max_queue_ms: 4,
+            max_queue_bytes: 5,
+            overflow_disconnect: Duration::ZERO
+        }
+    );
+}
+
+#[test]
+fn embedded_default() {
+    let d = Config::default();
+    assert_eq!(d.rtmp.listen, "0.0.0.0:1935".parse().unwrap());
+    assert_eq!(d.http.listen, "127.0.0.1:9935".parse().unwrap());
+    assert!(d.routes.is_empty());
+    assert_eq!(d.rtmp.chunk_size, 4096);
+    assert_eq!(d.rtmp.max_message_bytes, 8_388_608);
+    assert_eq!(d.hub.reconnect_grace, Duration::from_secs(5));
+    assert!(d.hub.gop_cache);
+    assert_eq!(d.player.max_queue_ms, 3000);
+    assert_eq!(d.player.max_queue_bytes, 8_388_608);
+    assert_eq!(d.player.overflow_disconnect, Duration::from_secs(10));
+    // An empty file is the default too.
+    assert_eq!(parse("").unwrap(), d);
+}
+
+// The shipped example configs must stay loadable, and default.toml must say
+// exactly what the code does without a file.
+#[test]
+fn example_configs() {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../config");
+    assert_eq!(
+        Config::load(&dir.join("default.toml")).unwrap(),
+        Config::default()
+    );
+    let s = Config::load(&dir.join("simulcast.toml")).unwrap();
+    let names: Vec<_> = s
+        .targets_for("live", "k")
+        .into_iter()
+        .map(|t| t.name)
+        .collect();
+    assert_eq!(names, ["youtube", "twitch"]);
+    let l = Config::load(&dir.join("local-relay.toml")).unwrap();
+    assert!(!l.routes.is_empty());
+}
+
+#[test]
+fn load_missing_file_names_it() {
+    let e = Config::load(Path::new("/nonexistent/prism.toml")).unwrap_err();
+    assert!(matches!(e, ConfigError::Read { .. }));
+    assert!(
+        e.to_string().starts_with("/nonexistent/prism.toml: "),
+        "{e}"
+    );
+}
+
+#[test]
+fn unknown_top_level_key() {
+    let e = err("\n\n[rtmp]\nlistn = \"0.0.0.0:1935\"\n");
+    assert!(
+        e.starts_with("config.toml:4:1: unknown field `listn`"),
+        "{e}"
+    );
+    assert!(e.contains("`listen`"), "{e}");
+    let e = err("[rtmp]\n[strem]\n");
+    assert!(e.starts_with("config.toml:2:"), "{e}");
+    assert!(e.contains("`strem`"), "{e}");
+}
+
+#[test]
+fn unknown_key_in_target() {
+    let text = format!("{CONTRACT}  max_queue_msec = 10\n");
+    let line = text.lines().count();
+    let e = err(&text);
+    assert!(
+        e.starts_with(&format!(
+            "config.toml:{line}:3: unknown field `max_queue_msec`"
+        )),
+        "{e}"
+    );
+}
+
+#[test]
+fn wrong_type_is_placed() {
+    let e = err("[rtmp]\nchunk_size = \"big\"\n");
+    assert!(e.starts_with("config.toml:2:"), "{e}");
+}
+
+#[test]
+fn syntax_error_is_placed() {
+    let e = err("[rtmp]\nlisten = \n");
+    assert!(e.starts_with("config.toml:2:"), "{e}");
+}
+
+#[test]
+fn bad_listen_address() {
+    let e = err("[http]\nlisten = \"localhost:80\"\n");
+    assert!(e.starts_with("config.toml:2:10: http.listen: "), "{e}");
+    assert!(e.contains("localhost:80"), "{e}");
+    let e = err("[rtmp]\nlisten = \"0.0.0.0\"\n");
+    assert!(e.contains("rtmp.listen"), "{e}");
+}
+
+#[test]
+fn range_checks() {
+    assert!(err("[rtmp]\nchunk_size = 127\n").contains("rtmp.chunk_size"));
+    assert!(err("[rtmp]\nchunk_size = 65537\n").contains("rtmp.chunk_size"));
+    assert!(err("[rtmp]\nhandshake_timeout_ms = 0\n").contains("rtmp.handshake_timeout_ms"));
+    assert!(err("[rtmp]\nmax_message_bytes = 16777216\n").contains("rtmp.max_message_bytes"));
+    assert!(err("[player]\nmax_queue_bytes = 0\n").contains("player.max_queue_bytes"));
+    assert!(err("[player]\nmax_queue_ms = 0\n").contains("player.max_queue_ms"));
+    // A negative number is a type error from the parser, still placed.
+    assert!(err("[player]\nmax_queue_ms = -1\n").starts_with("config.toml:2:"));
+    let e = err(&format!("{CONTRACT}  max_queue_bytes = 0\n"));
+    assert!(e.contains("route[0].target[0].max_queue_bytes"), "{e}");
+}
+
+fn with_url(url: &str) -> String {
+    format!("[[route]]\nstream = \"live/*\"\n[[route.target]]\nname = \"t\"\nurl = \"{url}\"\n")
+}
+
+#[test]
+fn bad_urls() {
+    for (url, want) in [
+        ("http://h/live/{stream}", "unsupported scheme `http`"),
+        ("a.rtmp.youtube.com/live2/x", "not a URL"),
+        ("rtmp:///live/{stream}", "missing host"),
+        ("rtmp://h", "app and a stream key"),
+        ("rtmp://h/live", "app and a stream key"),
+        ("rtmp://h/live/", "app and a stream key"),
+        ("rtmp://h:0/live/x", "port"),
+        ("rtmp://h:99999/live/x", "port"),
+        ("rtmp://{app}.example/live/x", "invalid host"),
+        ("rtmp://h/live/{key}", "unknown placeholder"),
+        ("rtmp://h/live/a b", "whitespace"),
+    ] {
+        let e = err(&with_url(url));
+        assert!(
+            e.starts_with("config.toml:5:7: route[0].target[0].url: "),
+            "{url}: {e}"
+        );
+        assert!(e.contains(want), "{url}: {e}");
+    }
+}
+
+#[test]
+fn url_errors_do_not_leak_keys() {
+    let e = err(&with_url("rtmp://h/live/sekrit key"));
+    assert!(!e.contains("sekrit"), "{e}");
+}
+
+#[test]
+fn good_urls() {
+    for url in [
+        "rtmp://a.rtmp.youtube.com/live2/{stream}",
+        "rtmp://127.0.0.1:1936/{app}/{stream}",
+        "rtmp://[::1]:1935/live/{stream}?x=1",
+        "rtmps://live-api-s.facebook.com:443/rtmp/{stream}",
+        "rtmp://user:pass@h/app/inst/{stream}",
+        "srt://h:9000",
+        "srt://h:9000?streamid=#!::r={app}/{stream},m=publish&passphrase=xyz",
+    ] {
+        parse(&with_url(url)).unwrap_or_else(|e| panic!("{url}: {e}"));
+    }
+}
+
+#[test]
+fn target_names() {
+    let two = |a: &str, b: &str| {
+        format!(
+            "[[route]]\nstream = \"live/*\"\n\
+             [[route.target]]\nname = \"{a}\"\nurl = \"rtmp://h/a/{{stream}}\"\n\
+             [[route.target]]\nname = \"{b}\"\nurl = \"rtmp://h/b/{{stream}}\"\n"
+        )
+    };
+    let e = err(&two("yt", "yt"));
+    assert!(
+        e.starts_with("config.toml:7:8: route[0].target[1].name: duplicate target name `yt`"),
+        "{e}"
+    );
+    assert!(err(&two("", "b")).contains("route[0].target[0].name"));
+    assert!(err(&two("a", "b c")).contains("route[0].target[1].name"));
+    assert!(err(&two("a", "b:x")).contains("route[0].target[1].name"));
+    parse(&two("yt-1.main", "Twitch_2")).unwrap();
+}
+
+#[test]
+fn route_checks() {
+    let e = err(
+        "[[route]]\nstream = \"live\"\n[[route.target]]\nname = \"a\"\nurl = \"rtmp://h/a/b\"\n",
+    );
+    assert!(e.starts_with("config.toml:2:10: route[0].stream: "), "{e}");
+    let e = err("[[route]]\nstream = \"live/*\"\n");
+    assert!(e.contains("route[0]: route has no [[route.target]]"), "{e}");
+    let e = err("[[route]]\n[[route.target]]\nname = \"a\"\nurl = \"rtmp://h/a/b\"\n");
+    assert!(e.contains("missing field `stream`"), "{e}");
+    assert!(e.starts_with("config.toml:"), "{e}");
+}
+
+const TWO_ROUTES: &str = r#"
+[[route]]
+stream = "live/*"
+  [[route.target]]
+  name = "youtube"
+  url = "rtmp://a.rtmp.youtube.com/live2/{stream}"
+  [[route.target]]
+  name = "backup"
+  url = "rtmp://10.0.0.2/{app}/{stream}"
+  max_queue_ms = 500
+
+[[route]]
+stream = "live/vip-*"
+  [[route.target]]
+  name = "twitch"
+  url = "rtmp://live.twitch.tv/app/{stream}"
+  [[route.target]]
+  name = "backup"
+  url = "rtmp://10.0.0.3/other/{stream}"
+
+[[route]]
+stream = "*"
+  [[route.target]]
+  name = "archive"
+  url = "rtmp://127.0.0.1:1936/{app}/{stream}"
+"#;
+
+#[test]
+fn union_of_routes_first_name_wins() {
+    let c = parse(TWO_ROUTES).unwrap();
+    let got = c.targets_for("live", "vip-1");
+    let names: Vec<_> = got.iter().map(|t| t.name.as_str()).collect();
+    assert_eq!(names, ["youtube", "backup", "twitch", "archive"]);
+    let backup = &got[1];
+    assert_eq!(backup.url, "rtmp://10.0.0.2/live/vip-1");
+    assert_eq!(backup.queue.max_queue_ms, 500);
+
+    let names: Vec<_> = c
+        .targets_for("live", "plain")
+        .into_iter()
+        .map(|t| t.name)
+        .collect();
+    assert_eq!(names, ["youtube", "backup", "archive"]);
+
+    let other = c.targets_for("studio", "x");
+    assert_eq!(other.len(), 1);
+    assert_eq!(other[0].url, "rtmp://127.0.0.1:1936/studio/x");
+}
+
+#[test]
+fn template_expansion() {
+    let c = parse(TWO_ROUTES).unwrap();
+    let t = c.targets_for("live", "abcd-1234");
+    assert_eq!(t[0].url, "rtmp://a.rtmp.youtube.com/live2/abcd-1234");
+    assert_eq!(t[1].url, "rtmp://10.0.0.2/live/abcd-1234");
+    // Templates are not re-expanded: a key containing a placeholder stays literal.
+    let t = c.targets_for("live", "{app}");
+    assert_eq!(t[0].url, "rtmp://a.rtmp.youtube.com/live2/{app}");
+    assert!(parse(CONTRACT)
+        .unwrap()
+        .targets_for("other", "x")
+        .is_empty());
+}
+
+#[test]
+fn redaction() {
+    for (url, want, secrets) in [
+        (
+            "rtmp://a.rtmp.youtube.com/live2/abcd-1234",
+            "rtmp://a.rtmp.youtube.com/live2/<redacted>",
+            &["abcd-1234"][..],
+        ),
+        (
+            "rtmps://live-api-s.facebook.com:443/rtmp/FB-123?s_bl=1&a=b",
+            "rtmps://live-api-s.facebook.com:443/rtmp/<redacted>?s_bl=<redacted>&a=<redacted>",
+            &["FB-123", "s_bl=1"],
+        ),
+        (
+            "rtmp://live.twitch.tv/app/live_123_abc?bandwidthtest=true",
+            "rtmp://live.twitch.tv/app/<redacted>?bandwidthtest=<redacted>",
+            &["live_123_abc", "true"],
+        ),
+        (
+            "srt://ingest.example:9000?streamid=#!::r=live/k3y,m=publish&passphrase=hunter22",
+            "srt://ingest.example:9000?streamid=<redacted>&passphrase=<redacted>",
+            &["k3y", "hunter22"],
+        ),
+        (
+            "srt://ingest.example:9000?passphrase=hunter22&latency=200",
+            "srt://ingest.example:9000?passphrase=<redacted>&latency=<redacted>",
+            &["hunter22"],
+        ),
+        (
+            "rtmp://bob:s3cret@h:1935/app/key1",
+            "rtmp://<redacted>@h:1935/app/<redacted>",
+            &["bob", "s3cret", "key1"],
+        ),
+        (
+            "rtmp://h/app/inst/key1#frag",
+            "rtmp://h/app/inst/<redacted>",
+            &["key1", "frag"],
+        ),
+        ("rtmp://[::1]:1935/live", "rtmp://[::1]:1935/live", &[]),
+        ("rtmp://h/live/", "rtmp://h/live/", &[]),
+        ("rtmp://h?tok3n", "rtmp://h?<redacted>", &["tok3n"]),
+        ("not a url k3y", "<redacted>", &["k3y"]),
+    ] {
+        let got = redact_url(url);
+        assert_eq!(got, want, "{url}");
+        for s in secrets {
+            assert!(!got.contains(s), "{url} leaked {s}: {got}");
+        }
+    }
+}
+
+#[test]
+fn line_col_counts_chars() {
+    assert_eq!(line_col("ab\ncd", 0), (1, 1));
+    assert_eq!(line_col("ab\ncd", 3), (2, 1));
+    assert_eq!(line_col("ab\ncd", 4), (2, 2));
+    assert_eq!(line_col("é=\nx", 2), (1, 2));
+    assert_eq!(line_col("x", 99), (1, 2));
+}

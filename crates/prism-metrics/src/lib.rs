@@ -1,0 +1,410 @@
+//! Every Prometheus metric Prism exports, declared in one place so names,
+//! labels and help texts form one reviewable contract.
+//!
+//! This crate only declares, registers and renders metrics on its own
+//! [`Registry`] (not the process-global one, so tests and embedders get
+//! isolated instances). It must not know about RTMP, the hub, the relay or
+//! HTTP: callers update the pub fields and serve [`Metrics::render`].
+//!
+//! Label values, by convention:
+//! - `transport`: `rtmp` (later `rtmps`, `srt`).
+//! - `stream`: the stream's display name chosen by the caller. Never put a
+//!   secret stream key here: /metrics output is scraped and stored.
+//! - `target`: the configured target name (already `[A-Za-z0-9_.-]+`).
+//! - `kind`: `audio`, `video` or `data`.
+//! - `reason`: a short fixed snake_case word chosen by the caller
+//!   (e.g. `queue_full`, `timeout`), never free text, to bound cardinality.
+
+use std::collections::HashMap;
+
+use prometheus::core::{Collector, MetricVec, MetricVecBuilder};
+use prometheus::proto::LabelPair;
+use prometheus::{Encoder, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry, TextEncoder};
+
+/// Metric names, for code that looks metrics up by name (tests, dashboards).
+pub mod names {
+    pub const CONNECTIONS_ACTIVE: &str = "prism_connections_active";
+    pub const CONNECTIONS_TOTAL: &str = "prism_connections_total";
+    pub const CONNECTION_ERRORS_TOTAL: &str = "prism_connection_errors_total";
+    pub const STREAMS_ACTIVE: &str = "prism_streams_active";
+    pub const PUBLISH_REJECTED_TOTAL: &str = "prism_publish_rejected_total";
+    pub const INGEST_BYTES_TOTAL: &str = "prism_ingest_bytes_total";
+    pub const INGEST_FRAMES_TOTAL: &str = "prism_ingest_frames_total";
+    pub const TARGET_UP: &str = "prism_target_up";
+    pub const TARGET_BYTES_SENT_TOTAL: &str = "prism_target_bytes_sent_total";
+    pub const TARGET_QUEUE_BYTES: &str = "prism_target_queue_bytes";
+    pub const TARGET_DROPPED_FRAMES_TOTAL: &str = "prism_target_dropped_frames_total";
+    pub const TARGET_RECONNECTS_TOTAL: &str = "prism_target_reconnects_total";
+    pub const TARGET_DISCONNECTS_TOTAL: &str = "prism_target_disconnects_total";
+    pub const PLAYERS_ACTIVE: &str = "prism_players_active";
+    pub const PLAYER_DROPPED_FRAMES_TOTAL: &str = "prism_player_dropped_frames_total";
+    pub const BUILD_INFO: &str = "prism_build_info";
+
+    /// Every name above, in declaration order.
+    pub const ALL: &[&str] = &[
+        CONNECTIONS_ACTIVE,
+        CONNECTIONS_TOTAL,
+        CONNECTION_ERRORS_TOTAL,
+        STREAMS_ACTIVE,
+        PUBLISH_REJECTED_TOTAL,
+        INGEST_BYTES_TOTAL,
+        INGEST_FRAMES_TOTAL,
+        TARGET_UP,
+        TARGET_BYTES_SENT_TOTAL,
+        TARGET_QUEUE_BYTES,
+        TARGET_DROPPED_FRAMES_TOTAL,
+        TARGET_RECONNECTS_TOTAL,
+        TARGET_DISCONNECTS_TOTAL,
+        PLAYERS_ACTIVE,
+        PLAYER_DROPPED_FRAMES_TOTAL,
+        BUILD_INFO,
+    ];
+}
+
+/// All of Prism's metrics. Cloning is cheap and shares the underlying values.
+#[derive(Clone, Debug)]
+pub struct Metrics {
+    pub registry: Registry,
+    /// `prism_connections_active{transport}`: open client connections.
+    pub connections_active: IntGaugeVec,
+    /// `prism_connections_total{transport}`: accepted client connections.
+    pub connections_total: IntCounterVec,
+    /// `prism_connection_errors_total{transport,reason}`.
+    pub connection_errors_total: IntCounterVec,
+    /// `prism_streams_active`: streams with a publisher (or in reconnect grace).
+    pub streams_active: IntGauge,
+    /// `prism_publish_rejected_total{reason}`.
+    pub publish_rejected_total: IntCounterVec,
+    /// `prism_ingest_bytes_total{stream}`: media payload bytes received.
+    pub ingest_bytes_total: IntCounterVec,
+    /// `prism_ingest_frames_total{stream,kind}`.
+    pub ingest_frames_total: IntCounterVec,
+    /// `prism_target_up{stream,target}`: 1 while publishing to the target.
+    pub target_up: IntGaugeVec,
+    /// `prism_target_bytes_sent_total{stream,target}`.
+    pub target_bytes_sent_total: IntCounterVec,
+    /// `prism_target_queue_bytes{stream,target}`.
+    pub target_queue_bytes: IntGaugeVec,
+    /// `prism_target_dropped_frames_total{stream,target,reason}`.
+    pub target_dropped_frames_total: IntCounterVec,
+    /// `prism_target_reconnects_total{stream,target}`.
+    pub target_reconnects_total: IntCounterVec,
+    /// `prism_target_disconnects_total{stream,target,reason}`.
+    pub target_disconnects_total: IntCounterVec,
+    /// `prism_players_active{stream}`.
+    pub players_active: IntGaugeVec,
+    /// `prism_player_dropped_frames_total{stream,reason}`.
+    pub player_dropped_frames_total: IntCounterVec,
+    /// `prism_build_info{version}`: always 1; carries the version as a label.
+    pub build_info: IntGaugeVec,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Metrics {
+    pub fn new() -> Self {
+        use names::*;
+        let registry = Registry::new();
+        // Names and labels are constants, so a failure here is a bug in this
+        // file (caught by the tests), not a runtime condition.
+        let counter = |name: &str, help: &str, labels: &[&str]| {
+            let m = IntCounterVec::new(Opts::new(name, help), labels).expect("valid counter");
+            registry.register(Box::new(m.clone())).expect("unique name");
+            m
+        };
+        let gauge = |name: &str, help: &str, labels: &[&str]| {
+            let m = IntGaugeVec::new(Opts::new(name, help), labels).expect("valid gauge");
+            registry.register(Box::new(m.clone())).expect("unique name");
+            m
+        };
+        let streams_active = IntGauge::new(
+            STREAMS_ACTIVE,
+            "Streams currently live (publishing, or within the publisher reconnect grace).",
+        )
+        .expect("valid gauge");
+        registry
+            .register(Box::new(streams_active.clone()))
+            .expect("unique name");
+
+        let m = Metrics {
+            connections_active: gauge(
+                CONNECTIONS_ACTIVE,
+                "Client connections currently open.",
+                &["transport"],
+            ),
+            connections_total: counter(
+                CONNECTIONS_TOTAL,
+                "Client connections accepted.",
+                &["transport"],
+            ),
+            connection_errors_total: counter(
+                CONNECTION_ERRORS_TOTAL,
+                "Client connections that ended in an error, by reason.",
+                &["transport", "reason"],
+            ),
+            streams_active,
+            publish_rejected_total: counter(
+                PUBLISH_REJECTED_TOTAL,
+                "Publish attempts refused, by reason.",
+                &["reason"],
+            ),
+            ingest_bytes_total: counter(
+                INGEST_BYTES_TOTAL,
+                "Media payload bytes received from the publisher.",
+                &["stream"],
+            ),
+            ingest_frames_total: counter(
+                INGEST_FRAMES_TOTAL,
+                "Frames received from the publisher, by kind (audio, video, data).",
+                &["stream", "kind"],
+            ),
+            target_up: gauge(
+                TARGET_UP,
+                "1 while the stream is being published to the target, else 0.",
+                &["stream", "target"],
+            ),
+            target_bytes_sent_total: counter(
+                TARGET_BYTES_SENT_TOTAL,
+                "Bytes written to the target connection.",
+                &["stream", "target"],
+            ),
+            target_queue_bytes: gauge(
+                TARGET_QUEUE_BYTES,
+                "Bytes queued for the target, not yet sent.",
+                &["stream", "target"],
+            ),
+            target_dropped_frames_total: counter(
+                TARGET_DROPPED_FRAMES_TOTAL,
+                "Frames dropped for the target instead of being sent, by reason.",
+                &["stream", "target", "reason"],
+            ),
+            target_reconnects_total: counter(
+                TARGET_RECONNECTS_TOTAL,
+                "Reconnection attempts to the target.",
+                &["stream", "target"],
+            ),
+            target_disconnects_total: counter(
+                TARGET_DISCONNECTS_TOTAL,
+                "Target connections lost or dropped, by reason.",
+                &["stream", "target", "reason"],
+            ),
+            players_active: gauge(
+                PLAYERS_ACTIVE,
+                "Players currently watching the stream.",
+                &["stream"],
+            ),
+            player_dropped_frames_total: counter(
+                PLAYER_DROPPED_FRAMES_TOTAL,
+                "Frames dropped for players of the stream, by reason.",
+                &["stream", "reason"],
+            ),
+            build_info: gauge(
+                BUILD_INFO,
+                "Always 1; the version label tells which Prism build is running.",
+                &["version"],
+            ),
+            registry,
+        };
+        m.build_info
+            .with_label_values(&[env!("CARGO_PKG_VERSION")])
+            .set(1);
+        m
+    }
+
+    /// Text exposition format (what `/metrics` serves).
+    pub fn render(&self) -> String {
+        let mut buf = Vec::new();
+        TextEncoder::new()
+            .encode(&self.registry.gather(), &mut buf)
+            .expect("text encoding into a Vec cannot fail");
+        String::from_utf8(buf).expect("text exposition is UTF-8")
+    }
+
+    /// Removes all label sets of a stream (when a stream ends) so labels
+    /// don't grow without bound.
+    pub fn forget_stream(&self, stream: &str) {
+        let is = |labels: &[LabelPair]| label(labels, "stream") == Some(stream);
+        remove_where(&self.ingest_bytes_total, is);
+        remove_where(&self.ingest_frames_total, is);
+        remove_where(&self.target_up, is);
+        remove_where(&self.target_bytes_sent_total, is);
+        remove_where(&self.target_queue_bytes, is);
+        remove_where(&self.target_dropped_frames_total, is);
+        remove_where(&self.target_reconnects_total, is);
+        remove_where(&self.target_disconnects_total, is);
+        remove_where(&self.players_active, is);
+        remove_where(&self.player_dropped_frames_total, is);
+    }
+
+    /// Removes all label sets of one target of a stream.
+    pub fn forget_target(&self, stream: &str, target: &str) {
+        let is = |labels: &[LabelPair]| {
+            label(labels, "stream") == Some(stream) && label(labels, "target") == Some(target)
+        };
+        remove_where(&self.target_up, is);
+        remove_where(&self.target_bytes_sent_total, is);
+        remove_where(&self.target_queue_bytes, is);
+        remove_where(&self.target_dropped_frames_total, is);
+        remove_where(&self.target_reconnects_total, is);
+        remove_where(&self.target_disconnects_total, is);
+    }
+}
+
+fn label<'a>(labels: &'a [LabelPair], name: &str) -> Option<&'a str> {
+    labels.iter().find(|l| l.name() == name).map(|l| l.value())
+}
+
+/// The prometheus crate can only remove a fully specified label set, so
+/// collect the current ones and remove each that matches.
+fn remove_where<T: MetricVecBuilder>(vec: &MetricVec<T>, pred: impl Fn(&[LabelPair]) -> bool) {
+    for family in vec.collect() {
+        for metric in family.get_metric() {
+            let labels = metric.get_label();
+            if pred(labels) {
+                let set: HashMap<&str, &str> =
+                    labels.iter().map(|l| (l.name(), l.value())).collect();
+                // Err only if it was removed concurrently: fine either way.
+                let _ = vec.remove(&set);
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn populate(m: &Metrics, stream: &str) {
+        m.ingest_bytes_total.with_label_values(&[stream]).inc_by(10);
+        for kind in ["audio", "video", "data"] {
+            m.ingest_frames_total
+                .with_label_values(&[stream, kind])
+                .inc();
+        }
+        for target in ["youtube", "twitch"] {
+            let st = [stream, target];
+            m.target_up.with_label_values(&st).set(1);
+            m.target_bytes_sent_total.with_label_values(&st).inc_by(5);
+            m.target_queue_bytes.with_label_values(&st).set(100);
+            m.target_reconnects_total.with_label_values(&st).inc();
+            m.target_dropped_frames_total
+                .with_label_values(&[stream, target, "queue_full"])
+                .inc();
+            m.target_disconnects_total
+                .with_label_values(&[stream, target, "overflow"])
+                .inc();
+        }
+        m.players_active.with_label_values(&[stream]).set(2);
+        m.player_dropped_frames_total
+            .with_label_values(&[stream, "queue_full"])
+            .inc();
+    }
+
+    fn full() -> Metrics {
+        let m = Metrics::new();
+        m.connections_active.with_label_values(&["rtmp"]).set(3);
+        m.connections_total.with_label_values(&["rtmp"]).inc_by(7);
+        m.connection_errors_total
+            .with_label_values(&["rtmp", "handshake_timeout"])
+            .inc();
+        m.streams_active.set(2);
+        m.publish_rejected_total
+            .with_label_values(&["stream_busy"])
+            .inc();
+        populate(&m, "live/a");
+        populate(&m, "live/b");
+        m
+    }
+
+    #[test]
+    fn render_contains_every_name() {
+        let text = full().render();
+        for name in names::ALL {
+            assert!(
+                text.contains(&format!("# TYPE {name} ")),
+                "{name} missing from:\n{text}"
+            );
+        }
+        assert!(text.contains(&format!(
+            "prism_build_info{{version=\"{}\"}} 1",
+            env!("CARGO_PKG_VERSION")
+        )));
+        // Every registered family is in names::ALL, so the list stays complete.
+        assert_eq!(full().registry.gather().len(), names::ALL.len());
+    }
+
+    #[test]
+    fn registries_are_independent() {
+        let a = Metrics::new();
+        let b = Metrics::new();
+        a.streams_active.set(5);
+        assert_eq!(b.streams_active.get(), 0);
+        // Clones share values.
+        a.clone().streams_active.inc();
+        assert_eq!(a.streams_active.get(), 6);
+    }
+
+    #[test]
+    fn forget_stream_removes_its_labels_only() {
+        let m = full();
+        m.forget_stream("live/a");
+        let text = m.render();
+        assert!(!text.contains("stream=\"live/a\""), "{text}");
+        assert!(
+            text.contains("prism_target_up{stream=\"live/b\",target=\"youtube\"} 1"),
+            "{text}"
+        );
+        assert!(text.contains("prism_players_active{stream=\"live/b\"} 2"));
+        assert!(text.contains("prism_connections_total{transport=\"rtmp\"} 7"));
+        // A stream that comes back starts from zero.
+        m.ingest_bytes_total.with_label_values(&["live/a"]).inc();
+        assert_eq!(m.ingest_bytes_total.with_label_values(&["live/a"]).get(), 1);
+    }
+
+    #[test]
+    fn forget_target_removes_that_target_only() {
+        let m = full();
+        m.forget_target("live/a", "youtube");
+        let text = m.render();
+        assert!(
+            !text.contains("stream=\"live/a\",target=\"youtube\""),
+            "{text}"
+        );
+        assert!(text.contains("stream=\"live/a\",target=\"twitch\""));
+        assert!(text.contains("stream=\"live/b\",target=\"youtube\""));
+        assert!(text.contains("prism_ingest_bytes_total{stream=\"live/a\"} 10"));
+    }
+
+    #[test]
+    fn promtool_accepts_render() {
+        use std::io::Write;
+        use std::process::{Command, Stdio};
+        let Ok(mut child) = Command::new("promtool")
+            .args(["check", "metrics"])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+        else {
+            eprintln!("note: promtool not installed (Debian package `prometheus`); skipping");
+            return;
+        };
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(full().render().as_bytes())
+            .unwrap();
+        let out = child.wait_with_output().unwrap();
+        assert!(
+            out.status.success(),
+            "promtool check metrics failed:\n{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+}

@@ -1,0 +1,69 @@
+use prism_config::Config;
+use prism_hub::Hub;
+use prism_metrics::Metrics;
+use std::net::SocketAddr;
+use std::sync::{Arc, RwLock};
+
+/// Everything a connection driver needs: the hub, the current config, the metrics.
+#[derive(Debug)]
+pub struct Relay {
+    pub hub: Arc<Hub>,
+    pub metrics: Metrics,
+    config: RwLock<Arc<Config>>,
+}
+
+impl Relay {
+    pub fn new(config: Config, metrics: Metrics) -> Arc<Relay> {
+        let hub = Hub::new(prism_hub::HubConfig {
+            reconnect_grace: config.hub.reconnect_grace,
+            gop_cache_max_bytes: if config.hub.gop_cache {
+                32 * 1024 * 1024
+            } else {
+                0
+            },
+        });
+        Arc::new(Relay {
+            hub,
+            metrics,
+            config: RwLock::new(Arc::new(config)),
+        })
+    }
+
+    pub fn config(&self) -> Arc<Config> {
+        self.config
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    pub fn set_config(&self, config: Config) {
+        *self.config.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(config);
+    }
+}
+
+/// Who is on the other end of a connection, as the transport saw it.
+#[derive(Debug, Clone, Copy)]
+pub struct ConnInfo {
+    pub peer: SocketAddr,
+    /// The `transport` metrics label: rtmp, rtmps, rtmpt, ...
+    pub transport: &'static str,
+}
+
+/// Randomness for handshakes (not security-relevant: RTMP's digest is a version check).
+pub(crate) fn handshake_random() -> [u8; 32] {
+    use std::hash::{BuildHasher, Hasher};
+    let mut out = [0u8; 32];
+    for chunk in out.chunks_mut(8) {
+        let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+        h.write_u64(epoch_ms() as u64);
+        chunk.copy_from_slice(&h.finish().to_le_bytes());
+    }
+    out
+}
+
+pub(crate) fn epoch_ms() -> u32 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as u32)
+        .unwrap_or(0)
+}

@@ -1,0 +1,16 @@
+//! Tokio drivers between the byte streams transports accept and the hub: RTMP sessions
+//! (publish and play) over any `AsyncRead + AsyncWrite`, and push targets that reconnect.
+//!
+//! A transport (TCP, TLS, HTTP tunnel, ...) accepts connections and calls
+//! [`serve_rtmp`]; nothing here knows which transport a byte stream came from beyond the
+//! name it is given for metrics. The protocol itself lives in prism-rtmp, the fan-out in
+//! prism-hub.
+
+mod conn;
+mod context;
+mod push;
+mod server;
+
+pub use context::{ConnInfo, Relay};
+pub use push::{spawn_targets, Backoff};
+pub use server::serve_rtmp;

@@ -1,0 +1,279 @@
+//! Push targets: one task per destination of a live stream, each with its own hub queue,
+//! reconnecting with jittered exponential backoff for as long as the stream is live.
+
+use crate::conn::{read_some, write_some, Conn};
+use crate::context::{epoch_ms, handshake_random, Relay};
+use crate::server::ConnError;
+use prism_config::{redact_url, ResolvedTarget};
+use prism_hub::{DropReason, Frame, FrameKind, QueueLimits, RecvStatus, Stream};
+use prism_rtmp::session::{ClientConfig, ClientEvent, ClientSession, MediaKind, SessionConfig};
+use prism_rtmp::url::RtmpUrl;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::net::TcpStream;
+use tokio::time::Instant;
+use tracing::{info, warn};
+
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+/// Connect + handshake + publish must finish within this.
+const SETUP_TIMEOUT: Duration = Duration::from_secs(15);
+const WRITE_TIMEOUT: Duration = Duration::from_secs(20);
+/// Output queued toward a target above which it stops taking frames from its hub queue.
+const HIGH_WATER: usize = 256 * 1024;
+/// A connection that stayed up this long resets the backoff.
+const STABLE_AFTER: Duration = Duration::from_secs(30);
+
+/// Jittered exponential backoff: about 1 s doubling up to a cap.
+#[derive(Debug, Clone)]
+pub struct Backoff {
+    next: Duration,
+    min: Duration,
+    max: Duration,
+    seed: u64,
+}
+
+impl Backoff {
+    pub fn new(min: Duration, max: Duration) -> Self {
+        Backoff {
+            next: min,
+            min,
+            max,
+            seed: u64::from_le_bytes(handshake_random()[..8].try_into().unwrap_or([1; 8])) | 1,
+        }
+    }
+
+    /// The delay before the next attempt: the current step ±25%.
+    pub fn next_delay(&mut self) -> Duration {
+        // xorshift64: jitter only, no need for a real RNG.
+        self.seed ^= self.seed << 13;
+        self.seed ^= self.seed >> 7;
+        self.seed ^= self.seed << 17;
+        let base = self.next.as_millis() as u64;
+        let jitter = base / 2;
+        let delay = base - base / 4 + if jitter > 0 { self.seed % jitter } else { 0 };
+        self.next = (self.next * 2).min(self.max);
+        Duration::from_millis(delay)
+    }
+
+    pub fn reset(&mut self) {
+        self.next = self.min;
+    }
+}
+
+/// Starts one push task per configured target of `stream`.
+pub fn spawn_targets(relay: &Arc<Relay>, stream: Arc<Stream>) {
+    let targets = relay.config().targets_for(stream.app(), stream.key());
+    for target in targets {
+        tokio::spawn(run_target(relay.clone(), stream.clone(), target));
+    }
+}
+
+struct TargetMetrics {
+    stream: String,
+    target: String,
+    up: prometheus::IntGauge,
+    bytes: prometheus::IntCounter,
+    queue: prometheus::IntGauge,
+    reconnects: prometheus::IntCounter,
+}
+
+async fn run_target(relay: Arc<Relay>, stream: Arc<Stream>, target: ResolvedTarget) {
+    let m = &relay.metrics;
+    let labels = [stream.name(), target.name.as_str()];
+    let tm = TargetMetrics {
+        stream: stream.name().to_owned(),
+        target: target.name.clone(),
+        up: m.target_up.with_label_values(&labels),
+        bytes: m.target_bytes_sent_total.with_label_values(&labels),
+        queue: m.target_queue_bytes.with_label_values(&labels),
+        reconnects: m.target_reconnects_total.with_label_values(&labels),
+    };
+    let shown_url = redact_url(&target.url);
+    let limits = QueueLimits {
+        max_bytes: target.queue.max_queue_bytes,
+        max_ms: target.queue.max_queue_ms,
+        overflow_disconnect: target.queue.overflow_disconnect,
+    };
+    let mut backoff = Backoff::new(Duration::from_secs(1), Duration::from_secs(30));
+    let mut attempt = 0u64;
+    loop {
+        if stream.is_ended() {
+            break;
+        }
+        if attempt > 0 {
+            tm.reconnects.inc();
+        }
+        attempt += 1;
+        let started = Instant::now();
+        let result = push_once(&relay, &stream, &target, limits, &tm).await;
+        tm.up.set(0);
+        tm.queue.set(0);
+        match result {
+            Ok(()) => {
+                info!(stream = %tm.stream, target = %tm.target, "target finished: stream ended");
+                break;
+            }
+            Err(e) => {
+                m.target_disconnects_total
+                    .with_label_values(&[&tm.stream, &tm.target, e.reason])
+                    .inc();
+                warn!(stream = %tm.stream, target = %tm.target, url = %shown_url, reason = e.reason, "target down: {}", e.detail);
+            }
+        }
+        if started.elapsed() > STABLE_AFTER {
+            backoff.reset();
+        }
+        let wake = Instant::now() + backoff.next_delay();
+        // Sleep, but give up as soon as the stream ends.
+        while Instant::now() < wake {
+            if stream.is_ended() {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(200).min(wake - Instant::now())).await;
+        }
+    }
+    m.forget_target(&tm.stream, &tm.target);
+}
+
+async fn push_once(
+    relay: &Arc<Relay>,
+    stream: &Arc<Stream>,
+    target: &ResolvedTarget,
+    limits: QueueLimits,
+    tm: &TargetMetrics,
+) -> Result<(), ConnError> {
+    let url = RtmpUrl::parse(&target.url).map_err(|e| ConnError::new("bad_url", e))?;
+    if url.scheme != "rtmp" {
+        return Err(ConnError::new(
+            "unsupported_scheme",
+            format!("{}:// targets are not supported yet", url.scheme),
+        ));
+    }
+    // Subscribe before connecting: the new connection starts with metadata, sequence
+    // headers and the current GOP from a keyframe.
+    let Some(sub) = stream.subscribe(limits) else {
+        return Ok(());
+    };
+    let tcp = tokio::time::timeout(
+        CONNECT_TIMEOUT,
+        TcpStream::connect((url.host.as_str(), url.port)),
+    )
+    .await
+    .map_err(|_| ConnError::new("connect_timeout", "TCP connect timed out"))?
+    .map_err(|e| ConnError::new("connect", e))?;
+    let _ = tcp.set_nodelay(true);
+    let config = relay.config();
+    let mut session = ClientSession::new(
+        ClientConfig {
+            app: url.app.clone(),
+            tc_url: url.tc_url(),
+            key: url.key.clone(),
+            session: SessionConfig {
+                chunk_size: config.rtmp.chunk_size,
+                ..SessionConfig::default()
+            },
+        },
+        handshake_random(),
+        epoch_ms(),
+    );
+    let mut conn = Conn::new(tcp);
+
+    // Set-up: handshake, connect, createStream, publish.
+    let setup = async {
+        loop {
+            conn.pending.append(session.out());
+            conn.flush_all()
+                .await
+                .map_err(|e| ConnError::new("io", e))?;
+            if session.is_publishing() {
+                return Ok(());
+            }
+            let n = conn.read().await.map_err(|e| ConnError::new("io", e))?;
+            if n == 0 {
+                return Err(ConnError::new(
+                    "closed",
+                    "destination closed the connection during set-up",
+                ));
+            }
+            session
+                .handle_input(&mut conn.input)
+                .map_err(|e| ConnError::new("refused", e))?;
+            while let Some(ClientEvent::Publishing) = session.poll_event() {}
+        }
+    };
+    tokio::time::timeout(SETUP_TIMEOUT, setup)
+        .await
+        .map_err(|_| {
+            ConnError::new(
+                "setup_timeout",
+                "handshake/publish did not complete in time",
+            )
+        })??;
+    tm.up.set(1);
+    info!(stream = %tm.stream, target = %tm.target, "target publishing");
+
+    let mut frames: Vec<Frame> = Vec::new();
+    let mut reported = [0u64; 3];
+    let mut last_write = Instant::now();
+    loop {
+        conn.pending.append(session.out());
+        let want_frames = conn.pending.len() < HIGH_WATER;
+        tokio::select! {
+            status = sub.recv(&mut frames, 256 * 1024), if want_frames => {
+                match status {
+                    RecvStatus::Frames => {
+                        for f in frames.drain(..) {
+                            session.send_media(media_kind(f.kind), f.timestamp, &f.payload);
+                        }
+                        let stats = sub.stats();
+                        tm.queue.set(stats.queue_bytes as i64);
+                        for (i, reason) in DropReason::ALL.iter().enumerate() {
+                            let now = stats.dropped(*reason);
+                            if now > reported[i] {
+                                relay.metrics.target_dropped_frames_total
+                                    .with_label_values(&[&tm.stream, &tm.target, reason.as_str()])
+                                    .inc_by(now - reported[i]);
+                                reported[i] = now;
+                            }
+                        }
+                    }
+                    RecvStatus::Ended => {
+                        session.unpublish();
+                        conn.pending.append(session.out());
+                        let before = conn.bytes_written;
+                        let _ = tokio::time::timeout(Duration::from_secs(3), conn.flush_all()).await;
+                        tm.bytes.inc_by(conn.bytes_written - before);
+                        return Ok(());
+                    }
+                    RecvStatus::TooSlow => {
+                        return Err(ConnError::new("too_slow", "target stayed over its queue budget"));
+                    }
+                }
+            }
+            written = write_some(&mut conn.writer, &conn.pending), if !conn.pending.is_empty() => {
+                let n = written.map_err(|e| ConnError::new("io", e))?;
+                conn.pending.advance(n);
+                tm.bytes.inc_by(n as u64);
+                last_write = Instant::now();
+            }
+            read = read_some(&mut conn.reader, &mut conn.input) => {
+                match read {
+                    Ok(0) => return Err(ConnError::new("closed", "destination closed the connection")),
+                    Ok(_) => session.handle_input(&mut conn.input).map_err(|e| ConnError::new("protocol", e))?,
+                    Err(e) => return Err(ConnError::new("io", e)),
+                }
+            }
+            _ = tokio::time::sleep_until(last_write + WRITE_TIMEOUT), if !conn.pending.is_empty() => {
+                return Err(ConnError::new("write_timeout", "destination stopped reading"));
+            }
+        }
+    }
+}
+
+fn media_kind(kind: FrameKind) -> MediaKind {
+    match kind {
+        FrameKind::Audio => MediaKind::Audio,
+        FrameKind::Video => MediaKind::Video,
+        FrameKind::Data => MediaKind::Data,
+    }
+}

@@ -1,0 +1,360 @@
+//! Serves one RTMP connection (publisher or player) over any byte stream.
+
+use crate::conn::{read_some, write_some, Conn};
+use crate::context::{epoch_ms, handshake_random, ConnInfo, Relay};
+use prism_hub::{
+    DropReason, Frame, FrameKind, PublishError, PublishHandle, RecvStatus, Subscription,
+};
+use prism_metrics::Metrics;
+use prism_rtmp::chunk::DecoderLimits;
+use prism_rtmp::media::{inspect_audio, inspect_video};
+use prism_rtmp::session::{MediaKind, ServerEvent, ServerSession, SessionConfig};
+use prometheus::IntCounter;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::time::Instant;
+use tracing::{debug, info, warn};
+
+/// Queued output above which a player stops taking frames from its hub queue (the hub queue,
+/// with its drop policy, is where a slow player's backlog belongs).
+const PLAYER_HIGH_WATER: usize = 256 * 1024;
+/// A connection that sends nothing for this long is closed.
+const IDLE_TIMEOUT: Duration = Duration::from_secs(30);
+/// A write that makes no progress for this long closes the connection.
+const WRITE_TIMEOUT: Duration = Duration::from_secs(30);
+
+struct Publishing {
+    stream_id: u32,
+    handle: PublishHandle,
+    bytes: IntCounter,
+    frames: [IntCounter; 3],
+}
+
+struct Playing {
+    stream_id: u32,
+    sub: Subscription,
+    stream_label: String,
+    reported: [u64; 3],
+}
+
+/// Runs one RTMP connection to its end. Errors are logged and counted here.
+pub async fn serve_rtmp<S>(io: S, info: ConnInfo, relay: Arc<Relay>)
+where
+    S: AsyncRead + AsyncWrite + Send + 'static,
+{
+    let m = &relay.metrics;
+    m.connections_total
+        .with_label_values(&[info.transport])
+        .inc();
+    m.connections_active
+        .with_label_values(&[info.transport])
+        .inc();
+    let result = run(io, info, &relay).await;
+    m.connections_active
+        .with_label_values(&[info.transport])
+        .dec();
+    match result {
+        Ok(()) => debug!(peer = %info.peer, transport = info.transport, "connection closed"),
+        Err(e) => {
+            m.connection_errors_total
+                .with_label_values(&[info.transport, e.reason])
+                .inc();
+            info!(peer = %info.peer, transport = info.transport, reason = e.reason, "connection closed: {}", e.detail);
+        }
+    }
+}
+
+pub(crate) struct ConnError {
+    pub reason: &'static str,
+    pub detail: String,
+}
+
+impl ConnError {
+    pub(crate) fn new(reason: &'static str, detail: impl ToString) -> Self {
+        ConnError {
+            reason,
+            detail: detail.to_string(),
+        }
+    }
+}
+
+async fn run<S>(io: S, info: ConnInfo, relay: &Arc<Relay>) -> Result<(), ConnError>
+where
+    S: AsyncRead + AsyncWrite + Send + 'static,
+{
+    let config = relay.config();
+    let session_config = SessionConfig {
+        chunk_size: config.rtmp.chunk_size,
+        limits: DecoderLimits {
+            max_message_size: config.rtmp.max_message_bytes,
+            ..DecoderLimits::default()
+        },
+        ..SessionConfig::default()
+    };
+    let mut session = ServerSession::new(session_config, handshake_random(), epoch_ms());
+    let mut conn = Conn::new(io);
+    let handshake_deadline = Instant::now() + config.rtmp.handshake_timeout;
+    let mut last_read = Instant::now();
+    let mut last_write = Instant::now();
+    let mut publishing: Option<Publishing> = None;
+    let mut playing: Option<Playing> = None;
+    let mut frames: Vec<Frame> = Vec::new();
+
+    let result = loop {
+        conn.pending.append(session.out());
+        let deadline = if session.is_connected() {
+            let idle = last_read + IDLE_TIMEOUT;
+            if conn.pending.is_empty() {
+                idle
+            } else {
+                idle.min(last_write + WRITE_TIMEOUT)
+            }
+        } else {
+            handshake_deadline
+        };
+        let want_frames = playing.is_some() && conn.pending.len() < PLAYER_HIGH_WATER;
+        tokio::select! {
+            read = read_some(&mut conn.reader, &mut conn.input) => {
+                match read {
+                    Ok(0) => break Ok(()),
+                    Ok(_) => {
+                        last_read = Instant::now();
+                        if let Err(e) = session.handle_input(&mut conn.input) {
+                            break Err(ConnError::new("protocol", e));
+                        }
+                        while let Some(ev) = session.poll_event() {
+                            handle_event(ev, &mut session, relay, &info, &mut publishing, &mut playing);
+                        }
+                    }
+                    Err(e) => break Err(ConnError::new("io", e)),
+                }
+            }
+            written = write_some(&mut conn.writer, &conn.pending), if !conn.pending.is_empty() => {
+                match written {
+                    Ok(n) => {
+                        conn.pending.advance(n);
+                        last_write = Instant::now();
+                    }
+                    Err(e) => break Err(ConnError::new("io", e)),
+                }
+            }
+            status = recv_frames(&playing, &mut frames), if want_frames => {
+                let Some(p) = playing.as_mut() else { continue };
+                match status {
+                    RecvStatus::Frames => {
+                        for f in frames.drain(..) {
+                            session.send_media(p.stream_id, media_kind(f.kind), f.timestamp, &f.payload);
+                        }
+                        report_player_drops(&relay.metrics, p);
+                    }
+                    RecvStatus::Ended => {
+                        session.end_play(p.stream_id);
+                        relay.metrics.players_active.with_label_values(&[&p.stream_label]).dec();
+                        playing = None;
+                        conn.pending.append(session.out());
+                        let _ = tokio::time::timeout(Duration::from_secs(2), conn.flush_all()).await;
+                        break Ok(());
+                    }
+                    RecvStatus::TooSlow => {
+                        break Err(ConnError::new("player_too_slow", "player stayed over its queue budget"));
+                    }
+                }
+            }
+            _ = tokio::time::sleep_until(deadline) => {
+                break Err(if session.is_connected() {
+                    ConnError::new("timeout", "no data from peer or no write progress")
+                } else {
+                    ConnError::new("handshake_timeout", "handshake or connect did not complete in time")
+                });
+            }
+        }
+    };
+    if let Some(p) = playing.take() {
+        relay
+            .metrics
+            .players_active
+            .with_label_values(&[&p.stream_label])
+            .dec();
+    }
+    // Dropping a publish handle without unpublish starts the stream's reconnect grace window.
+    drop(publishing);
+    result
+}
+
+async fn recv_frames(playing: &Option<Playing>, frames: &mut Vec<Frame>) -> RecvStatus {
+    match playing {
+        Some(p) => p.sub.recv(frames, 256 * 1024).await,
+        None => std::future::pending().await,
+    }
+}
+
+fn media_kind(kind: FrameKind) -> MediaKind {
+    match kind {
+        FrameKind::Audio => MediaKind::Audio,
+        FrameKind::Video => MediaKind::Video,
+        FrameKind::Data => MediaKind::Data,
+    }
+}
+
+fn report_player_drops(metrics: &Metrics, p: &mut Playing) {
+    let stats = p.sub.stats();
+    for (i, reason) in DropReason::ALL.iter().enumerate() {
+        let now = stats.dropped(*reason);
+        if now > p.reported[i] {
+            metrics
+                .player_dropped_frames_total
+                .with_label_values(&[&p.stream_label, reason.as_str()])
+                .inc_by(now - p.reported[i]);
+            p.reported[i] = now;
+        }
+    }
+}
+
+fn handle_event(
+    ev: ServerEvent,
+    session: &mut ServerSession,
+    relay: &Arc<Relay>,
+    info: &ConnInfo,
+    publishing: &mut Option<Publishing>,
+    playing: &mut Option<Playing>,
+) {
+    let m = &relay.metrics;
+    match ev {
+        ServerEvent::Connected { app, .. } => {
+            debug!(peer = %info.peer, app = %app, "connected");
+        }
+        ServerEvent::PublishRequested {
+            stream_id,
+            app,
+            key,
+            ..
+        } => {
+            if publishing.is_some() || playing.is_some() {
+                session.reject_publish(
+                    stream_id,
+                    "NetStream.Publish.BadConnection",
+                    "Connection already has a stream",
+                );
+                m.publish_rejected_total
+                    .with_label_values(&["busy_connection"])
+                    .inc();
+                return;
+            }
+            match relay.hub.publish(&app, &key) {
+                Ok(handle) => {
+                    let label = handle.stream().name().to_owned();
+                    info!(peer = %info.peer, transport = info.transport, stream = %label, resumed = handle.resumed(), "publish started");
+                    session.accept_publish(stream_id);
+                    if !handle.resumed() {
+                        crate::push::spawn_targets(relay, handle.stream().clone());
+                    }
+                    let frames = ["audio", "video", "data"]
+                        .map(|k| m.ingest_frames_total.with_label_values(&[&label, k]));
+                    *publishing = Some(Publishing {
+                        stream_id,
+                        bytes: m.ingest_bytes_total.with_label_values(&[&label]),
+                        frames,
+                        handle,
+                    });
+                }
+                Err(PublishError::AlreadyLive(name)) => {
+                    warn!(peer = %info.peer, stream = %name, "publish refused: stream already live");
+                    m.publish_rejected_total
+                        .with_label_values(&["already_live"])
+                        .inc();
+                    session.reject_publish(
+                        stream_id,
+                        "NetStream.Publish.BadName",
+                        "Stream already publishing",
+                    );
+                }
+                Err(e) => {
+                    m.publish_rejected_total.with_label_values(&["other"]).inc();
+                    session.reject_publish(stream_id, "NetStream.Publish.BadName", &e.to_string());
+                }
+            }
+        }
+        ServerEvent::PlayRequested {
+            stream_id,
+            app,
+            key,
+            ..
+        } => {
+            if publishing.is_some() || playing.is_some() {
+                session.reject_play(
+                    stream_id,
+                    "NetStream.Play.Failed",
+                    "Connection already has a stream",
+                );
+                return;
+            }
+            let q = relay.config().player;
+            let sub = relay.hub.subscribe(
+                &app,
+                &key,
+                prism_hub::QueueLimits {
+                    max_bytes: q.max_queue_bytes,
+                    max_ms: q.max_queue_ms,
+                    overflow_disconnect: q.overflow_disconnect,
+                },
+            );
+            let label = sub.stream().name().to_owned();
+            info!(peer = %info.peer, transport = info.transport, stream = %label, "play started");
+            m.players_active.with_label_values(&[&label]).inc();
+            session.accept_play(stream_id);
+            *playing = Some(Playing {
+                stream_id,
+                sub,
+                stream_label: label,
+                reported: [0; 3],
+            });
+        }
+        ServerEvent::Media {
+            stream_id,
+            kind,
+            timestamp,
+            payload,
+        } => {
+            let Some(p) = publishing.as_ref().filter(|p| p.stream_id == stream_id) else {
+                return;
+            };
+            let (info, fkind, idx) = match kind {
+                MediaKind::Audio => (inspect_audio(&payload), FrameKind::Audio, 0),
+                MediaKind::Video => (inspect_video(&payload), FrameKind::Video, 1),
+                MediaKind::Data => (Default::default(), FrameKind::Data, 2),
+            };
+            if info.sequence_header {
+                match fkind {
+                    FrameKind::Video => p.handle.set_codecs(info.codec, ""),
+                    _ => p.handle.set_codecs("", info.codec),
+                }
+            }
+            p.bytes.inc_by(payload.len() as u64);
+            p.frames[idx].inc();
+            p.handle.send(Frame {
+                kind: fkind,
+                timestamp,
+                payload,
+                keyframe: info.keyframe,
+                sequence_header: info.sequence_header,
+                disposable: info.disposable,
+            });
+        }
+        ServerEvent::StreamClosed { stream_id } => {
+            if publishing
+                .as_ref()
+                .is_some_and(|p| p.stream_id == stream_id)
+            {
+                if let Some(p) = publishing.take() {
+                    info!(peer = %info.peer, stream = %p.handle.stream().name(), "publish ended");
+                    p.handle.unpublish();
+                }
+            }
+            if let Some(p) = playing.as_ref().filter(|p| p.stream_id == stream_id) {
+                m.players_active.with_label_values(&[&p.stream_label]).dec();
+                *playing = None;
+            }
+        }
+    }
+}

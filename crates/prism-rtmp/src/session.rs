@@ -1,0 +1,983 @@
+//! Server and client RTMP session state machines.
+//!
+//! Both follow one vocabulary: `handle_input` takes bytes read from the peer, then the caller
+//! drains `poll_event` until it returns None and writes out whatever [`OutQueue`] holds
+//! (`out()`). Commands (`accept_publish`, `send_media`, ...) only append to the out queue.
+//! Timeouts belong to the driver: nothing here reads a clock.
+
+use crate::chunk::{ChunkDecoder, ChunkEncoder, DecoderLimits};
+use crate::control::Control;
+use crate::handshake::{ClientHandshake, ServerHandshake};
+use crate::message::{csid, MessageType, RawMessage};
+use crate::OutQueue;
+use bytes::{Bytes, BytesMut};
+use prism_amf0::Value;
+use std::collections::VecDeque;
+use thiserror::Error;
+
+/// Why a session was closed. Every variant but `Internal` is the peer's doing.
+#[derive(Debug, Error)]
+#[non_exhaustive]
+pub enum SessionError {
+    #[error("handshake: {0}")]
+    Handshake(#[from] crate::handshake::HandshakeError),
+    #[error("chunk stream: {0}")]
+    Chunk(#[from] crate::chunk::ChunkError),
+    #[error("malformed AMF0 command: {0}")]
+    Amf(#[from] prism_amf0::Amf0Error),
+    #[error("protocol violation: {0}")]
+    Protocol(String),
+    #[error("connection refused by peer: {code}: {description}")]
+    Refused { code: String, description: String },
+}
+
+/// What kind of media a message carries.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum MediaKind {
+    Audio,
+    Video,
+    /// onMetaData (sent by publishers as `@setDataFrame`).
+    Data,
+}
+
+impl MediaKind {
+    fn message_type(self) -> MessageType {
+        match self {
+            MediaKind::Audio => MessageType::AUDIO,
+            MediaKind::Video => MessageType::VIDEO,
+            MediaKind::Data => MessageType::DATA_AMF0,
+        }
+    }
+    fn csid(self) -> u32 {
+        match self {
+            MediaKind::Audio => csid::AUDIO,
+            MediaKind::Video => csid::VIDEO,
+            MediaKind::Data => csid::DATA,
+        }
+    }
+}
+
+/// Settings shared by both session kinds.
+#[derive(Debug, Clone)]
+pub struct SessionConfig {
+    /// Chunk size Prism sends with (announced with Set Chunk Size right after the handshake).
+    pub chunk_size: u32,
+    pub window_ack_size: u32,
+    pub limits: DecoderLimits,
+    /// Message streams one connection may create.
+    pub max_streams: u32,
+}
+
+impl Default for SessionConfig {
+    fn default() -> Self {
+        SessionConfig {
+            chunk_size: 4096,
+            window_ack_size: 2_500_000,
+            limits: DecoderLimits::default(),
+            max_streams: 8,
+        }
+    }
+}
+
+/// The chunk layer plus protocol control handling both session kinds share.
+#[derive(Debug)]
+struct Link {
+    decoder: ChunkDecoder,
+    encoder: ChunkEncoder,
+    out: OutQueue,
+    /// Window the peer asked us to acknowledge by (0 = none).
+    peer_window: u32,
+    last_ack: u64,
+}
+
+impl Link {
+    fn new(config: &SessionConfig) -> Self {
+        Link {
+            decoder: ChunkDecoder::new(config.limits.clone()),
+            encoder: ChunkEncoder::new(),
+            out: OutQueue::new(),
+            peer_window: 0,
+            last_ack: 0,
+        }
+    }
+
+    /// Next non-control message, handling control messages on the way.
+    fn next_message(&mut self, input: &mut BytesMut) -> Result<Option<RawMessage>, SessionError> {
+        loop {
+            let Some(msg) = self.decoder.decode(input)? else {
+                return Ok(None);
+            };
+            self.maybe_ack();
+            match Control::parse(&msg)? {
+                None => return Ok(Some(msg)),
+                Some(Control::WindowAckSize(n)) => self.peer_window = n,
+                Some(Control::PingRequest(t)) => self.send_control(Control::PingResponse(t)),
+                // Set Chunk Size and Abort were applied by the decoder; the rest needs no answer.
+                Some(_) => {}
+            }
+        }
+    }
+
+    fn maybe_ack(&mut self) {
+        let received = self.decoder.bytes_received();
+        if self.peer_window > 0 && received - self.last_ack >= self.peer_window as u64 {
+            self.last_ack = received;
+            self.send_control(Control::Acknowledgement(received as u32));
+        }
+    }
+
+    fn send_control(&mut self, c: Control) {
+        let msg = c.to_message();
+        self.encoder.write(csid::CONTROL, &msg, &mut self.out);
+    }
+
+    fn send_command(&mut self, stream_id: u32, values: &[Value]) {
+        let mut buf = BytesMut::new();
+        prism_amf0::encode_all(values, &mut buf);
+        let msg = RawMessage {
+            timestamp: 0,
+            type_id: MessageType::COMMAND_AMF0,
+            stream_id,
+            payload: buf.freeze(),
+        };
+        self.encoder.write(csid::COMMAND, &msg, &mut self.out);
+    }
+
+    fn send_data(&mut self, stream_id: u32, values: &[Value]) {
+        let mut buf = BytesMut::new();
+        prism_amf0::encode_all(values, &mut buf);
+        let msg = RawMessage {
+            timestamp: 0,
+            type_id: MessageType::DATA_AMF0,
+            stream_id,
+            payload: buf.freeze(),
+        };
+        self.encoder.write(csid::DATA, &msg, &mut self.out);
+    }
+
+    fn send_status(&mut self, stream_id: u32, level: &str, code: &str, description: &str) {
+        self.send_command(
+            stream_id,
+            &[
+                Value::String("onStatus".into()),
+                Value::Number(0.0),
+                Value::Null,
+                Value::object([
+                    ("level", Value::String(level.into())),
+                    ("code", Value::String(code.into())),
+                    ("description", Value::String(description.into())),
+                ]),
+            ],
+        );
+    }
+
+    fn send_media(&mut self, stream_id: u32, kind: MediaKind, timestamp: u32, payload: &Bytes) {
+        let msg = RawMessage {
+            timestamp,
+            type_id: kind.message_type(),
+            stream_id,
+            payload: payload.clone(),
+        };
+        self.encoder.write(kind.csid(), &msg, &mut self.out);
+    }
+}
+
+/// A command message split into its parts.
+struct Command {
+    name: String,
+    txn: f64,
+    args: Vec<Value>,
+}
+
+fn parse_command(msg: &RawMessage) -> Result<Option<Command>, SessionError> {
+    let body: &[u8] = match msg.type_id {
+        MessageType::COMMAND_AMF0 => &msg.payload,
+        MessageType::COMMAND_AMF3 => prism_amf0::strip_amf3_prefix(&msg.payload),
+        _ => return Ok(None),
+    };
+    let mut values = prism_amf0::decode_all(body)?.into_iter();
+    let name = match values.next() {
+        Some(Value::String(s)) => s,
+        _ => return Err(SessionError::Protocol("command without a name".into())),
+    };
+    let txn = values.next().and_then(|v| v.as_f64()).unwrap_or(0.0);
+    Ok(Some(Command {
+        name,
+        txn,
+        args: values.collect(),
+    }))
+}
+
+/// Splits `name?query` into its two parts.
+fn split_query(name: &str) -> (String, String) {
+    match name.split_once('?') {
+        Some((k, q)) => (k.to_owned(), q.to_owned()),
+        None => (name.to_owned(), String::new()),
+    }
+}
+
+/// Decodes a data message; `@setDataFrame` wrappers are removed so what is stored and
+/// forwarded is the plain `onMetaData` a player expects.
+fn parse_metadata(msg: &RawMessage) -> Option<Bytes> {
+    let body: &[u8] = if msg.type_id == MessageType::DATA_AMF3 {
+        prism_amf0::strip_amf3_prefix(&msg.payload)
+    } else {
+        &msg.payload
+    };
+    let mut input = body;
+    let first = prism_amf0::decode(&mut input).ok()?;
+    match first.as_str()? {
+        "@setDataFrame" => {
+            let mut rest = input;
+            let second = prism_amf0::decode(&mut rest).ok()?;
+            if second.as_str()? != "onMetaData" {
+                return None;
+            }
+            let offset = body.len() - input.len();
+            if msg.type_id == MessageType::DATA_AMF0 {
+                Some(msg.payload.slice(offset..))
+            } else {
+                Some(Bytes::copy_from_slice(input))
+            }
+        }
+        "onMetaData" => Some(Bytes::copy_from_slice(body)),
+        _ => None,
+    }
+}
+
+/// Splits an aggregate message (type 22: a run of FLV tags) into messages.
+fn split_aggregate(msg: &RawMessage, out: &mut Vec<RawMessage>) -> Result<(), SessionError> {
+    let p = &msg.payload;
+    let mut pos = 0usize;
+    let mut base: Option<u32> = None;
+    while pos + 11 <= p.len() {
+        let tag_type = p[pos];
+        let size = u32::from_be_bytes([0, p[pos + 1], p[pos + 2], p[pos + 3]]) as usize;
+        let ts = u32::from_be_bytes([p[pos + 7], p[pos + 4], p[pos + 5], p[pos + 6]]);
+        let start = pos + 11;
+        let end = start
+            .checked_add(size)
+            .filter(|e| *e <= p.len())
+            .ok_or_else(|| SessionError::Protocol("aggregate sub-message overruns".into()))?;
+        let first = *base.get_or_insert(ts);
+        out.push(RawMessage {
+            timestamp: msg.timestamp.wrapping_add(ts.wrapping_sub(first)),
+            type_id: MessageType(tag_type),
+            stream_id: msg.stream_id,
+            payload: p.slice(start..end),
+        });
+        // Skip the 4-byte previous-tag-size trailer.
+        pos = end + 4;
+    }
+    Ok(())
+}
+
+// ---------------------------------------------------------------------------------------
+// Server
+
+/// What a client asked of the server.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ServerEvent {
+    /// `connect` was accepted (the session answers it itself).
+    Connected { app: String, tc_url: String },
+    /// The client wants to publish `key` on `stream_id`; answer with
+    /// [`ServerSession::accept_publish`] or [`ServerSession::reject_publish`].
+    PublishRequested {
+        stream_id: u32,
+        app: String,
+        key: String,
+        query: String,
+    },
+    /// The client wants to play `key`; answer with [`ServerSession::accept_play`] or
+    /// [`ServerSession::reject_play`].
+    PlayRequested {
+        stream_id: u32,
+        app: String,
+        key: String,
+        query: String,
+    },
+    /// A media message on a stream being published.
+    Media {
+        stream_id: u32,
+        kind: MediaKind,
+        timestamp: u32,
+        payload: Bytes,
+    },
+    /// The client unpublished, stopped playing or deleted the stream.
+    StreamClosed { stream_id: u32 },
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum StreamRole {
+    Created,
+    PublishPending,
+    Publishing,
+    Playing,
+}
+
+#[derive(Debug)]
+enum ServerPhase {
+    Handshake(Box<ServerHandshake>),
+    AwaitConnect,
+    Connected { app: String },
+}
+
+/// The server side of one RTMP connection.
+#[derive(Debug)]
+pub struct ServerSession {
+    config: SessionConfig,
+    phase: ServerPhase,
+    link: Link,
+    events: VecDeque<ServerEvent>,
+    streams: Vec<(u32, StreamRole)>,
+    next_stream_id: u32,
+    scratch: Vec<RawMessage>,
+}
+
+impl ServerSession {
+    pub fn new(config: SessionConfig, random: [u8; 32], epoch_ms: u32) -> Self {
+        let link = Link::new(&config);
+        ServerSession {
+            phase: ServerPhase::Handshake(Box::new(ServerHandshake::new(random, epoch_ms))),
+            config,
+            link,
+            events: VecDeque::new(),
+            streams: Vec::new(),
+            next_stream_id: 1,
+            scratch: Vec::new(),
+        }
+    }
+
+    /// Bytes to send to the peer.
+    pub fn out(&mut self) -> &mut OutQueue {
+        &mut self.link.out
+    }
+
+    #[must_use]
+    pub fn poll_event(&mut self) -> Option<ServerEvent> {
+        self.events.pop_front()
+    }
+
+    pub fn is_connected(&self) -> bool {
+        matches!(self.phase, ServerPhase::Connected { .. })
+    }
+
+    /// Consumes as much of `input` as forms complete handshake parts or messages.
+    pub fn handle_input(&mut self, input: &mut BytesMut) -> Result<(), SessionError> {
+        if let ServerPhase::Handshake(hs) = &mut self.phase {
+            if !hs.handle_input(input, &mut self.link.out)? {
+                return Ok(());
+            }
+            self.phase = ServerPhase::AwaitConnect;
+        }
+        while let Some(msg) = self.link.next_message(input)? {
+            self.handle_message(msg)?;
+        }
+        Ok(())
+    }
+
+    fn handle_message(&mut self, msg: RawMessage) -> Result<(), SessionError> {
+        match msg.type_id {
+            MessageType::AUDIO | MessageType::VIDEO => self.handle_media(msg),
+            MessageType::DATA_AMF0 | MessageType::DATA_AMF3 => {
+                if let Some(payload) = parse_metadata(&msg) {
+                    self.emit_media(msg.stream_id, MediaKind::Data, msg.timestamp, payload);
+                }
+                Ok(())
+            }
+            MessageType::AGGREGATE => {
+                let mut parts = std::mem::take(&mut self.scratch);
+                let result = split_aggregate(&msg, &mut parts);
+                for m in parts.drain(..) {
+                    if m.type_id == MessageType::AUDIO || m.type_id == MessageType::VIDEO {
+                        self.handle_media(m)?;
+                    } else if m.type_id == MessageType::DATA_AMF0 {
+                        if let Some(payload) = parse_metadata(&m) {
+                            self.emit_media(m.stream_id, MediaKind::Data, m.timestamp, payload);
+                        }
+                    }
+                }
+                self.scratch = parts;
+                result
+            }
+            MessageType::COMMAND_AMF0 | MessageType::COMMAND_AMF3 => match parse_command(&msg)? {
+                Some(cmd) => self.handle_command(msg.stream_id, cmd),
+                None => Ok(()),
+            },
+            // Shared objects and unknown types are ignored, as Flash Media Server did.
+            _ => Ok(()),
+        }
+    }
+
+    fn handle_media(&mut self, msg: RawMessage) -> Result<(), SessionError> {
+        let kind = if msg.type_id == MessageType::AUDIO {
+            MediaKind::Audio
+        } else {
+            MediaKind::Video
+        };
+        self.emit_media(msg.stream_id, kind, msg.timestamp, msg.payload);
+        Ok(())
+    }
+
+    fn emit_media(&mut self, stream_id: u32, kind: MediaKind, timestamp: u32, payload: Bytes) {
+        // Media on a stream that is not publishing is ignored (clients send it before the
+        // Publish.Start arrives, and after a rejection).
+        if self.role(stream_id) == Some(StreamRole::Publishing) {
+            self.events.push_back(ServerEvent::Media {
+                stream_id,
+                kind,
+                timestamp,
+                payload,
+            });
+        }
+    }
+
+    fn role(&self, stream_id: u32) -> Option<StreamRole> {
+        self.streams
+            .iter()
+            .find(|(id, _)| *id == stream_id)
+            .map(|(_, r)| *r)
+    }
+
+    fn set_role(&mut self, stream_id: u32, role: StreamRole) {
+        if let Some(s) = self.streams.iter_mut().find(|(id, _)| *id == stream_id) {
+            s.1 = role;
+        }
+    }
+
+    fn handle_command(&mut self, msg_stream: u32, cmd: Command) -> Result<(), SessionError> {
+        let app = match &self.phase {
+            ServerPhase::Connected { app } => app.clone(),
+            _ if cmd.name == "connect" => return self.handle_connect(cmd),
+            _ => {
+                return Err(SessionError::Protocol(format!(
+                    "command {:?} before connect",
+                    truncate(&cmd.name)
+                )))
+            }
+        };
+        match cmd.name.as_str() {
+            "connect" => Err(SessionError::Protocol("second connect".into())),
+            "createStream" => {
+                if self.streams.len() as u32 >= self.config.max_streams {
+                    return Err(SessionError::Protocol("too many streams".into()));
+                }
+                let id = self.next_stream_id;
+                self.next_stream_id += 1;
+                self.streams.push((id, StreamRole::Created));
+                self.link.send_command(
+                    0,
+                    &[
+                        Value::String("_result".into()),
+                        Value::Number(cmd.txn),
+                        Value::Null,
+                        Value::Number(id as f64),
+                    ],
+                );
+                Ok(())
+            }
+            "publish" => {
+                let name = cmd.args.get(1).and_then(Value::as_str).unwrap_or_default();
+                let (key, query) = split_query(name);
+                match self.role(msg_stream) {
+                    Some(StreamRole::Created) => {}
+                    _ => {
+                        return Err(SessionError::Protocol(
+                            "publish on a stream that was not created or is busy".into(),
+                        ))
+                    }
+                }
+                if key.is_empty() {
+                    self.link.send_status(
+                        msg_stream,
+                        "error",
+                        "NetStream.Publish.BadName",
+                        "Empty stream name",
+                    );
+                    return Ok(());
+                }
+                self.set_role(msg_stream, StreamRole::PublishPending);
+                self.events.push_back(ServerEvent::PublishRequested {
+                    stream_id: msg_stream,
+                    app,
+                    key,
+                    query,
+                });
+                Ok(())
+            }
+            "play" => {
+                let name = cmd.args.get(1).and_then(Value::as_str).unwrap_or_default();
+                let (key, query) = split_query(name);
+                if self.role(msg_stream) != Some(StreamRole::Created) {
+                    return Err(SessionError::Protocol(
+                        "play on a stream that was not created or is busy".into(),
+                    ));
+                }
+                self.set_role(msg_stream, StreamRole::PublishPending);
+                self.events.push_back(ServerEvent::PlayRequested {
+                    stream_id: msg_stream,
+                    app,
+                    key,
+                    query,
+                });
+                Ok(())
+            }
+            "FCUnpublish" | "closeStream" | "deleteStream" => {
+                let sid = if cmd.name == "deleteStream" {
+                    cmd.args.get(1).and_then(Value::as_f64).unwrap_or(0.0) as u32
+                } else if cmd.name == "closeStream" {
+                    msg_stream
+                } else {
+                    // FCUnpublish names the stream key: close whatever this connection publishes.
+                    self.streams
+                        .iter()
+                        .find(|(_, r)| *r == StreamRole::Publishing)
+                        .map(|(id, _)| *id)
+                        .unwrap_or(0)
+                };
+                self.close_stream(sid, cmd.name == "deleteStream");
+                Ok(())
+            }
+            "getStreamLength" => {
+                self.reply_result(cmd.txn, Value::Number(0.0));
+                Ok(())
+            }
+            "releaseStream" | "FCPublish" => {
+                if cmd.name == "FCPublish" {
+                    let name = cmd.args.get(1).and_then(Value::as_str).unwrap_or_default();
+                    self.link.send_command(
+                        0,
+                        &[
+                            Value::String("onFCPublish".into()),
+                            Value::Number(0.0),
+                            Value::Null,
+                            Value::object([
+                                ("code", Value::String("NetStream.Publish.Start".into())),
+                                ("description", Value::String(split_query(name).0)),
+                            ]),
+                        ],
+                    );
+                }
+                self.reply_result(cmd.txn, Value::Undefined);
+                Ok(())
+            }
+            // Unknown commands are tolerated; answer only when the client waits for a reply.
+            _ => {
+                if cmd.txn != 0.0 {
+                    self.reply_result(cmd.txn, Value::Undefined);
+                }
+                Ok(())
+            }
+        }
+    }
+
+    fn reply_result(&mut self, txn: f64, value: Value) {
+        if txn == 0.0 {
+            return;
+        }
+        self.link.send_command(
+            0,
+            &[
+                Value::String("_result".into()),
+                Value::Number(txn),
+                Value::Null,
+                value,
+            ],
+        );
+    }
+
+    fn close_stream(&mut self, stream_id: u32, delete: bool) {
+        match self.role(stream_id) {
+            Some(StreamRole::Publishing) => {
+                self.link.send_status(
+                    stream_id,
+                    "status",
+                    "NetStream.Unpublish.Success",
+                    "Stop publishing",
+                );
+                self.events
+                    .push_back(ServerEvent::StreamClosed { stream_id });
+            }
+            Some(StreamRole::Playing) | Some(StreamRole::PublishPending) => {
+                self.events
+                    .push_back(ServerEvent::StreamClosed { stream_id });
+            }
+            _ => {}
+        }
+        if delete {
+            self.streams.retain(|(id, _)| *id != stream_id);
+        } else {
+            self.set_role(stream_id, StreamRole::Created);
+        }
+    }
+
+    fn handle_connect(&mut self, cmd: Command) -> Result<(), SessionError> {
+        let obj = cmd.args.first();
+        let raw_app = obj
+            .and_then(|o| o.get("app"))
+            .and_then(Value::as_str)
+            .unwrap_or_default();
+        // Some encoders append the query string to the app ("live?token=x").
+        let app = split_query(raw_app).0.trim_end_matches('/').to_owned();
+        if app.is_empty() {
+            return Err(SessionError::Protocol("connect without an app".into()));
+        }
+        let tc_url = obj
+            .and_then(|o| o.get("tcUrl"))
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+            .to_owned();
+        let encoding = obj
+            .and_then(|o| o.get("objectEncoding"))
+            .and_then(Value::as_f64)
+            .unwrap_or(0.0);
+        self.link
+            .send_control(Control::WindowAckSize(self.config.window_ack_size));
+        self.link.send_control(Control::SetPeerBandwidth {
+            size: self.config.window_ack_size,
+            limit_type: 2,
+        });
+        self.link
+            .encoder
+            .set_chunk_size(self.config.chunk_size, &mut self.link.out);
+        self.link.send_command(
+            0,
+            &[
+                Value::String("_result".into()),
+                Value::Number(cmd.txn),
+                Value::object([
+                    ("fmsVer", Value::String("FMS/3,0,1,123".into())),
+                    ("capabilities", Value::Number(31.0)),
+                ]),
+                Value::object([
+                    ("level", Value::String("status".into())),
+                    (
+                        "code",
+                        Value::String("NetConnection.Connect.Success".into()),
+                    ),
+                    ("description", Value::String("Connection succeeded.".into())),
+                    ("objectEncoding", Value::Number(encoding)),
+                ]),
+            ],
+        );
+        self.phase = ServerPhase::Connected { app: app.clone() };
+        self.events
+            .push_back(ServerEvent::Connected { app, tc_url });
+        Ok(())
+    }
+
+    /// Accepts a pending publish: the client gets NetStream.Publish.Start.
+    pub fn accept_publish(&mut self, stream_id: u32) {
+        self.set_role(stream_id, StreamRole::Publishing);
+        self.link.send_control(Control::StreamBegin(stream_id));
+        self.link.send_status(
+            stream_id,
+            "status",
+            "NetStream.Publish.Start",
+            "Start publishing",
+        );
+    }
+
+    /// Refuses a pending publish with `code` (e.g. NetStream.Publish.BadName).
+    pub fn reject_publish(&mut self, stream_id: u32, code: &str, description: &str) {
+        self.set_role(stream_id, StreamRole::Created);
+        self.link.send_status(stream_id, "error", code, description);
+    }
+
+    /// Accepts a pending play; media then follows with [`ServerSession::send_media`].
+    pub fn accept_play(&mut self, stream_id: u32) {
+        self.set_role(stream_id, StreamRole::Playing);
+        self.link.send_control(Control::StreamIsRecorded(stream_id));
+        self.link.send_control(Control::StreamBegin(stream_id));
+        self.link.send_status(
+            stream_id,
+            "status",
+            "NetStream.Play.Reset",
+            "Playing and resetting",
+        );
+        self.link
+            .send_status(stream_id, "status", "NetStream.Play.Start", "Start live");
+        self.link.send_data(
+            stream_id,
+            &[
+                Value::String("|RtmpSampleAccess".into()),
+                Value::Boolean(true),
+                Value::Boolean(true),
+            ],
+        );
+    }
+
+    pub fn reject_play(&mut self, stream_id: u32, code: &str, description: &str) {
+        self.set_role(stream_id, StreamRole::Created);
+        self.link.send_status(stream_id, "error", code, description);
+    }
+
+    /// Queues one media message to a playing stream; the payload is shared, not copied.
+    pub fn send_media(&mut self, stream_id: u32, kind: MediaKind, timestamp: u32, payload: &Bytes) {
+        self.link.send_media(stream_id, kind, timestamp, payload);
+    }
+
+    /// Tells a player the stream it plays has ended.
+    pub fn end_play(&mut self, stream_id: u32) {
+        self.link.send_control(Control::StreamEof(stream_id));
+        self.link.send_status(
+            stream_id,
+            "status",
+            "NetStream.Play.UnpublishNotify",
+            "Stream unpublished",
+        );
+        self.link
+            .send_status(stream_id, "status", "NetStream.Play.Stop", "Stopped");
+        self.set_role(stream_id, StreamRole::Created);
+    }
+}
+
+fn truncate(s: &str) -> &str {
+    match s.char_indices().nth(32) {
+        Some((i, _)) => &s[..i],
+        None => s,
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// Client (push)
+
+/// Where a push connection publishes.
+#[derive(Debug, Clone)]
+pub struct ClientConfig {
+    pub app: String,
+    pub tc_url: String,
+    /// Stream key with any query string.
+    pub key: String,
+    pub session: SessionConfig,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ClientEvent {
+    /// The server accepted the publish: media may flow.
+    Publishing,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum ClientPhase {
+    Handshake,
+    Connecting,
+    CreatingStream,
+    Publishing,
+    Live,
+    Closed,
+}
+
+const TXN_CONNECT: f64 = 1.0;
+const TXN_CREATE_STREAM: f64 = 4.0;
+const TXN_PUBLISH: f64 = 5.0;
+
+/// The client side of a push connection: connect, releaseStream, FCPublish, createStream,
+/// publish, then media.
+#[derive(Debug)]
+pub struct ClientSession {
+    config: ClientConfig,
+    handshake: ClientHandshake,
+    phase: ClientPhase,
+    link: Link,
+    stream_id: u32,
+    events: VecDeque<ClientEvent>,
+}
+
+impl ClientSession {
+    /// Starts the handshake (C0+C1 are queued at once).
+    pub fn new(config: ClientConfig, random: [u8; 32], epoch_ms: u32) -> Self {
+        let mut link = Link::new(&config.session);
+        let handshake = ClientHandshake::new(random, epoch_ms, &mut link.out);
+        ClientSession {
+            config,
+            handshake,
+            phase: ClientPhase::Handshake,
+            link,
+            stream_id: 0,
+            events: VecDeque::new(),
+        }
+    }
+
+    pub fn out(&mut self) -> &mut OutQueue {
+        &mut self.link.out
+    }
+
+    #[must_use]
+    pub fn poll_event(&mut self) -> Option<ClientEvent> {
+        self.events.pop_front()
+    }
+
+    pub fn is_publishing(&self) -> bool {
+        self.phase == ClientPhase::Live
+    }
+
+    pub fn handle_input(&mut self, input: &mut BytesMut) -> Result<(), SessionError> {
+        if self.phase == ClientPhase::Handshake {
+            if !self.handshake.handle_input(input, &mut self.link.out)? {
+                return Ok(());
+            }
+            self.start_connect();
+        }
+        while let Some(msg) = self.link.next_message(input)? {
+            if let Some(cmd) = parse_command(&msg)? {
+                self.handle_command(cmd)?;
+            }
+            // Media or data sent to a publisher is ignored.
+        }
+        Ok(())
+    }
+
+    fn start_connect(&mut self) {
+        self.phase = ClientPhase::Connecting;
+        self.link
+            .encoder
+            .set_chunk_size(self.config.session.chunk_size, &mut self.link.out);
+        self.link.send_command(
+            0,
+            &[
+                Value::String("connect".into()),
+                Value::Number(TXN_CONNECT),
+                Value::object([
+                    ("app", Value::String(self.config.app.clone())),
+                    ("type", Value::String("nonprivate".into())),
+                    (
+                        "flashVer",
+                        Value::String("FMLE/3.0 (compatible; Prism)".into()),
+                    ),
+                    ("tcUrl", Value::String(self.config.tc_url.clone())),
+                ]),
+            ],
+        );
+    }
+
+    fn handle_command(&mut self, cmd: Command) -> Result<(), SessionError> {
+        match cmd.name.as_str() {
+            "_result" if cmd.txn == TXN_CONNECT && self.phase == ClientPhase::Connecting => {
+                self.link
+                    .send_control(Control::WindowAckSize(self.config.session.window_ack_size));
+                let key = Value::String(self.config.key.clone());
+                self.link.send_command(
+                    0,
+                    &[
+                        Value::String("releaseStream".into()),
+                        Value::Number(2.0),
+                        Value::Null,
+                        key.clone(),
+                    ],
+                );
+                self.link.send_command(
+                    0,
+                    &[
+                        Value::String("FCPublish".into()),
+                        Value::Number(3.0),
+                        Value::Null,
+                        key,
+                    ],
+                );
+                self.link.send_command(
+                    0,
+                    &[
+                        Value::String("createStream".into()),
+                        Value::Number(TXN_CREATE_STREAM),
+                        Value::Null,
+                    ],
+                );
+                self.phase = ClientPhase::CreatingStream;
+            }
+            "_result"
+                if cmd.txn == TXN_CREATE_STREAM && self.phase == ClientPhase::CreatingStream =>
+            {
+                let id = cmd.args.get(1).and_then(Value::as_f64).ok_or_else(|| {
+                    SessionError::Protocol("createStream result without a stream id".into())
+                })?;
+                self.stream_id = id as u32;
+                self.link.send_command(
+                    self.stream_id,
+                    &[
+                        Value::String("publish".into()),
+                        Value::Number(TXN_PUBLISH),
+                        Value::Null,
+                        Value::String(self.config.key.clone()),
+                        Value::String("live".into()),
+                    ],
+                );
+                self.phase = ClientPhase::Publishing;
+            }
+            "_error" => {
+                let info = cmd.args.get(1);
+                return Err(refused(info));
+            }
+            "onStatus" => {
+                let info = cmd.args.get(1);
+                let code = info
+                    .and_then(|i| i.get("code"))
+                    .and_then(Value::as_str)
+                    .unwrap_or_default();
+                let level = info
+                    .and_then(|i| i.get("level"))
+                    .and_then(Value::as_str)
+                    .unwrap_or_default();
+                if level == "error" {
+                    return Err(refused(info));
+                }
+                if code == "NetStream.Publish.Start" && self.phase == ClientPhase::Publishing {
+                    self.phase = ClientPhase::Live;
+                    self.events.push_back(ClientEvent::Publishing);
+                }
+            }
+            // onBWDone, onFCPublish, _result for releaseStream/FCPublish: nothing to do.
+            _ => {}
+        }
+        Ok(())
+    }
+
+    /// Queues one media message; ignored until [`ClientEvent::Publishing`].
+    pub fn send_media(&mut self, kind: MediaKind, timestamp: u32, payload: &Bytes) {
+        if self.phase == ClientPhase::Live {
+            self.link
+                .send_media(self.stream_id, kind, timestamp, payload);
+        }
+    }
+
+    /// Ends the publish politely: FCUnpublish and deleteStream.
+    pub fn unpublish(&mut self) {
+        if self.phase != ClientPhase::Live {
+            return;
+        }
+        self.link.send_command(
+            0,
+            &[
+                Value::String("FCUnpublish".into()),
+                Value::Number(6.0),
+                Value::Null,
+                Value::String(self.config.key.clone()),
+            ],
+        );
+        self.link.send_command(
+            0,
+            &[
+                Value::String("deleteStream".into()),
+                Value::Number(7.0),
+                Value::Null,
+                Value::Number(self.stream_id as f64),
+            ],
+        );
+        self.phase = ClientPhase::Closed;
+    }
+}
+
+fn refused(info: Option<&Value>) -> SessionError {
+    let field = |k: &str| {
+        info.and_then(|i| i.get(k))
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+            .chars()
+            .take(200)
+            .collect::<String>()
+    };
+    SessionError::Refused {
+        code: field("code"),
+        description: field("description"),
+    }
+}

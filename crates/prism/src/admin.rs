@@ -1,0 +1,67 @@
+//! The admin/observability HTTP endpoint: /metrics and /healthz.
+
+use bytes::Bytes;
+use http_body_util::Full;
+use hyper::body::Incoming;
+use hyper::service::service_fn;
+use hyper::{Request, Response, StatusCode};
+use hyper_util::rt::{TokioIo, TokioTimer};
+use prism_relay::Relay;
+use std::convert::Infallible;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::net::TcpListener;
+use tracing::warn;
+
+pub async fn run(listener: TcpListener, relay: Arc<Relay>) {
+    loop {
+        let (tcp, _) = match listener.accept().await {
+            Ok(c) => c,
+            Err(e) => {
+                warn!("admin accept failed: {e}");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                continue;
+            }
+        };
+        let relay = relay.clone();
+        tokio::spawn(async move {
+            let service = service_fn(move |req| {
+                let relay = relay.clone();
+                async move { Ok::<_, Infallible>(handle(req, &relay)) }
+            });
+            let _ = hyper::server::conn::http1::Builder::new()
+                // Without a timer hyper ignores the header timeout.
+                .timer(TokioTimer::new())
+                .header_read_timeout(Duration::from_secs(10))
+                .serve_connection(TokioIo::new(tcp), service)
+                .await;
+        });
+    }
+}
+
+fn handle(req: Request<Incoming>, relay: &Relay) -> Response<Full<Bytes>> {
+    match req.uri().path() {
+        "/metrics" => {
+            relay
+                .metrics
+                .streams_active
+                .set(relay.hub.live_streams().len() as i64);
+            respond(
+                StatusCode::OK,
+                "text/plain; version=0.0.4; charset=utf-8",
+                relay.metrics.render(),
+            )
+        }
+        "/healthz" => respond(StatusCode::OK, "text/plain", "ok\n".into()),
+        _ => respond(StatusCode::NOT_FOUND, "text/plain", "not found\n".into()),
+    }
+}
+
+fn respond(status: StatusCode, content_type: &str, body: String) -> Response<Full<Bytes>> {
+    let mut resp = Response::new(Full::new(Bytes::from(body)));
+    *resp.status_mut() = status;
+    if let Ok(v) = content_type.parse() {
+        resp.headers_mut().insert(hyper::header::CONTENT_TYPE, v);
+    }
+    resp
+}

@@ -1,0 +1,127 @@
+//! The `prism` binary: command line, start-up wiring of transports, relay and admin HTTP.
+
+mod admin;
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+use prism_config::Config;
+use prism_metrics::Metrics;
+use prism_relay::Relay;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use tracing::{error, info};
+
+/// Prism: one encoder in, every platform out. A live-video RTMP relay.
+#[derive(Parser, Debug)]
+#[command(name = "prism", version, about, long_about = None)]
+struct Cli {
+    /// Configuration file (TOML). Without it Prism runs the embedded default:
+    /// RTMP on 0.0.0.0:1935, admin HTTP on 127.0.0.1:9935, no destinations.
+    #[arg(long, short, global = true)]
+    config: Option<PathBuf>,
+    /// Log filter (tracing syntax, e.g. "info" or "prism_relay=debug"); overrides PRISM_LOG.
+    #[arg(long, global = true)]
+    log: Option<String>,
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Validate the configuration file and exit (non-zero with the reason on error).
+    Check,
+    /// Print the version.
+    Version,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match cli.command {
+        Some(Command::Version) => {
+            println!("prism {}", env!("CARGO_PKG_VERSION"));
+            ExitCode::SUCCESS
+        }
+        Some(Command::Check) => {
+            let Some(path) = cli.config.as_deref() else {
+                eprintln!("prism check: --config FILE is required");
+                return ExitCode::from(2);
+            };
+            match Config::load(path) {
+                Ok(_) => {
+                    println!("{}: ok", path.display());
+                    ExitCode::SUCCESS
+                }
+                Err(e) => {
+                    eprintln!("{e}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
+        None => {
+            init_logging(cli.log.as_deref());
+            match serve(cli.config.as_deref()) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    error!("{e:#}");
+                    eprintln!("prism: {e:#}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
+    }
+}
+
+fn init_logging(flag: Option<&str>) {
+    let filter = flag
+        .map(str::to_owned)
+        .or_else(|| std::env::var("PRISM_LOG").ok())
+        .unwrap_or_else(|| "info".to_owned());
+    let filter = tracing_subscriber::EnvFilter::try_new(&filter)
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .init();
+}
+
+fn serve(config_path: Option<&Path>) -> anyhow::Result<()> {
+    let config = match config_path {
+        Some(p) => Config::load(p)?,
+        None => Config::default(),
+    };
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("starting the async runtime")?;
+    runtime.block_on(async move {
+        // Bind every listener before serving anything: a bad config never starts half a server.
+        let rtmp = tokio::net::TcpListener::bind(config.rtmp.listen)
+            .await
+            .with_context(|| format!("binding RTMP listener on {}", config.rtmp.listen))?;
+        let http = tokio::net::TcpListener::bind(config.http.listen)
+            .await
+            .with_context(|| format!("binding admin HTTP listener on {}", config.http.listen))?;
+        info!(rtmp = %config.rtmp.listen, http = %config.http.listen, routes = config.routes.len(), "prism listening");
+        let relay = Relay::new(config, Metrics::new());
+        tokio::spawn(prism_transport_rtmp::run(rtmp, relay.clone()));
+        tokio::spawn(admin::run(http, relay.clone()));
+        shutdown_signal().await;
+        info!("shutting down");
+        Ok(())
+    })
+}
+
+async fn shutdown_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        if let Ok(mut term) = signal(SignalKind::terminate()) {
+            tokio::select! {
+                _ = term.recv() => {}
+                _ = tokio::signal::ctrl_c() => {}
+            }
+            return;
+        }
+    }
+    let _ = tokio::signal::ctrl_c().await;
+}

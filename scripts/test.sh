@@ -1,0 +1,79 @@
+#!/usr/bin/env bash
+# Prism's test command: installs the system tools the end-to-end tests drive
+# (only those missing), builds the workspace and runs every test.
+#
+#   ./scripts/test.sh [extra cargo test args...]
+#
+# Env: PRISM_TEST_THREADS (default 2) — parallel tests per test binary;
+#      SKIP_APT=1 — never call apt-get (fail later if a tool is missing).
+set -euo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+
+log() { printf '\n==> %s\n' "$*"; }
+
+# --- system tools ------------------------------------------------------------
+missing=()
+have() { command -v "$1" >/dev/null 2>&1; }
+have ffmpeg && have ffprobe || missing+=(ffmpeg)
+have nginx || missing+=(nginx)
+if [ ! -e /usr/lib/nginx/modules/ngx_rtmp_module.so ] &&
+   ! dpkg -s libnginx-mod-rtmp >/dev/null 2>&1; then
+  missing+=(libnginx-mod-rtmp)
+fi
+have srt-live-transmit || missing+=(srt-tools)
+have promtool || missing+=(prometheus)
+have stunnel4 || have stunnel || missing+=(stunnel4)
+
+if [ "${#missing[@]}" -gt 0 ]; then
+  if [ "${SKIP_APT:-0}" = 1 ]; then
+    log "missing system packages (SKIP_APT=1, not installing): ${missing[*]}"
+  else
+    log "installing missing system packages: ${missing[*]}"
+    SUDO=()
+    if [ "$(id -u)" -ne 0 ]; then SUDO=(sudo); fi
+    # Keep apt from starting the packages' daemons (nginx on :80, prometheus
+    # on :9090...): the tests start their own instances on random ports.
+    created_policy=0
+    if [ ! -e /usr/sbin/policy-rc.d ]; then
+      printf '#!/bin/sh\nexit 101\n' | "${SUDO[@]}" tee /usr/sbin/policy-rc.d >/dev/null
+      "${SUDO[@]}" chmod 755 /usr/sbin/policy-rc.d
+      created_policy=1
+    fi
+    export DEBIAN_FRONTEND=noninteractive
+    rc=0
+    "${SUDO[@]}" apt-get update -q &&
+      "${SUDO[@]}" env DEBIAN_FRONTEND=noninteractive apt-get install -y -q \
+        --no-install-recommends "${missing[@]}" || rc=$?
+    if [ "$created_policy" = 1 ]; then "${SUDO[@]}" rm -f /usr/sbin/policy-rc.d; fi
+    [ "$rc" -eq 0 ] || { echo "apt-get failed ($rc)" >&2; exit "$rc"; }
+    # In case a service got started anyway (no policy-rc.d support, systemd):
+    for svc in nginx prometheus prometheus-node-exporter stunnel4; do
+      if have systemctl && systemctl is-active --quiet "$svc" 2>/dev/null; then
+        "${SUDO[@]}" systemctl disable --now "$svc" >/dev/null 2>&1 || true
+      elif have service; then
+        "${SUDO[@]}" service "$svc" stop >/dev/null 2>&1 || true
+      fi
+    done
+    if [ -s /run/nginx.pid ]; then "${SUDO[@]}" nginx -s stop >/dev/null 2>&1 || true; fi
+  fi
+fi
+
+log "tool versions"
+ffmpeg -hide_banner -version 2>/dev/null | head -n1 || echo "ffmpeg: missing"
+nginx -v 2>&1 || echo "nginx: missing"
+cargo --version
+rustc --version
+
+# --- build and test ----------------------------------------------------------
+log "cargo build --workspace --bins"
+cargo build --workspace --bins
+
+# The e2e tests use the binary just built (no nested cargo from inside tests).
+target_dir="${CARGO_TARGET_DIR:-target}"
+case "$target_dir" in /*) ;; *) target_dir="$PWD/$target_dir" ;; esac
+export PRISM_BIN="$target_dir/debug/prism"
+
+# E2E tests each spawn ffmpeg/nginx/prism and stream in real time: two at a
+# time keeps a 2-core machine responsive while the suite stays short.
+log "cargo test --workspace"
+cargo test --workspace --no-fail-fast "$@" -- --test-threads="${PRISM_TEST_THREADS:-2}"
