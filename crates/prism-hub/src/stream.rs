@@ -164,6 +164,7 @@ pub struct Stream {
     state: Mutex<StreamState>,
     started: Instant,
     bytes_in: AtomicU64,
+    end_notify: Notify,
 }
 
 impl Stream {
@@ -175,6 +176,7 @@ impl Stream {
             hub,
             started: Instant::now(),
             bytes_in: AtomicU64::new(0),
+            end_notify: Notify::new(),
             state: Mutex::new(StreamState {
                 publisher: None,
                 live: false,
@@ -216,6 +218,17 @@ impl Stream {
     pub fn is_ended(&self) -> bool {
         lock(&self.state).ended
     }
+    /// Resolves once the stream has ended.
+    pub async fn wait_ended(&self) {
+        loop {
+            let notified = self.end_notify.notified();
+            if self.is_ended() {
+                return;
+            }
+            notified.await;
+        }
+    }
+
     pub fn subscriber_count(&self) -> usize {
         lock(&self.state).subscribers.len()
     }
@@ -268,6 +281,7 @@ impl Stream {
             s.ended.store(true, Ordering::Release);
             s.notify.notify_one();
         }
+        self.end_notify.notify_waiters();
         if let Some(hub) = self.hub.upgrade() {
             hub.remove_if_same(self);
         }

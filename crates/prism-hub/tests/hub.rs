@@ -76,7 +76,13 @@ async fn unpublish_ends_stream_for_subscribers() {
     let p = hub.publish("live", "k").unwrap();
     let sub = hub.subscribe("live", "k", QueueLimits::default());
     p.send(video(0, true));
+    let stream = p.stream().clone();
+    let waiter = tokio::spawn(async move { stream.wait_ended().await });
     p.unpublish();
+    tokio::time::timeout(Duration::from_secs(1), waiter)
+        .await
+        .unwrap()
+        .unwrap();
     let mut out = Vec::new();
     assert_eq!(sub.recv(&mut out, usize::MAX).await, RecvStatus::Frames);
     assert_eq!(sub.recv(&mut out, usize::MAX).await, RecvStatus::Ended);

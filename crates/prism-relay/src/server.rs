@@ -248,6 +248,12 @@ fn handle_event(
                     session.accept_publish(stream_id);
                     if !handle.resumed() {
                         crate::push::spawn_targets(relay, handle.stream().clone());
+                        // Per-stream label sets go when the stream ends, so labels stay bounded.
+                        let (stream, metrics) = (handle.stream().clone(), relay.metrics.clone());
+                        tokio::spawn(async move {
+                            stream.wait_ended().await;
+                            metrics.forget_stream(stream.name());
+                        });
                     }
                     let frames = ["audio", "video", "data"]
                         .map(|k| m.ingest_frames_total.with_label_values(&[&label, k]));
