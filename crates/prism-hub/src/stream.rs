@@ -61,10 +61,15 @@ impl Hub {
         let name = format!("{app}/{key}");
         let id = self.next_publisher.fetch_add(1, Ordering::Relaxed);
         let mut streams = lock(&self.streams);
-        let stream = streams
+        let mut stream = streams
             .entry(name.clone())
             .or_insert_with(|| Stream::new(app, key, Arc::downgrade(self)))
             .clone();
+        if stream.is_ended() {
+            // Ended but not yet unregistered: start afresh instead of resuming it.
+            stream = Stream::new(app, key, Arc::downgrade(self));
+            streams.insert(name.clone(), stream.clone());
+        }
         drop(streams);
         let mut st = lock(&stream.state);
         if st.publisher.is_some() {
@@ -551,6 +556,13 @@ impl Subscription {
             return Some(RecvStatus::Ended);
         }
         None
+    }
+
+    /// True once this subscriber was dropped from the stream for staying over its queue
+    /// budget; `recv` then returns [`RecvStatus::TooSlow`]. Lets a driver that is not
+    /// polling `recv` (its output is blocked) notice.
+    pub fn is_too_slow(&self) -> bool {
+        self.shared.kicked.load(Ordering::Acquire)
     }
 
     pub fn stats(&self) -> SubStats {

@@ -5,7 +5,7 @@ use crate::conn::{read_some, write_some, Conn};
 use crate::context::{epoch_ms, handshake_random, Relay};
 use crate::server::ConnError;
 use prism_config::{redact_url, ResolvedTarget};
-use prism_hub::{DropReason, Frame, FrameKind, QueueLimits, RecvStatus, Stream};
+use prism_hub::{DropReason, Frame, FrameKind, QueueLimits, RecvStatus, Stream, Subscription};
 use prism_rtmp::session::{ClientConfig, ClientEvent, ClientSession, MediaKind, SessionConfig};
 use prism_rtmp::url::RtmpUrl;
 use std::sync::Arc;
@@ -20,6 +20,9 @@ const SETUP_TIMEOUT: Duration = Duration::from_secs(15);
 const WRITE_TIMEOUT: Duration = Duration::from_secs(20);
 /// Output queued toward a target above which it stops taking frames from its hub queue.
 const HIGH_WATER: usize = 256 * 1024;
+/// How often a live push exports its queue and drops and checks the overflow verdict, even
+/// while its output is blocked.
+const STATS_INTERVAL: Duration = Duration::from_millis(250);
 /// A connection that stayed up this long resets the backoff.
 const STABLE_AFTER: Duration = Duration::from_secs(30);
 
@@ -105,7 +108,11 @@ async fn run_target(relay: Arc<Relay>, stream: Arc<Stream>, target: ResolvedTarg
         }
         attempt += 1;
         let started = Instant::now();
-        let result = push_once(&relay, &stream, &target, limits, &tm).await;
+        // A stream that ends while its target is still connecting stops the attempt.
+        let result = tokio::select! {
+            r = push_once(&relay, &stream, &target, limits, &tm) => r,
+            _ = stream.wait_ended() => Ok(()),
+        };
         tm.up.set(0);
         tm.queue.set(0);
         match result {
@@ -125,14 +132,15 @@ async fn run_target(relay: Arc<Relay>, stream: Arc<Stream>, target: ResolvedTarg
         }
         let wake = Instant::now() + backoff.next_delay();
         // Sleep, but give up as soon as the stream ends.
-        while Instant::now() < wake {
-            if stream.is_ended() {
-                break;
-            }
-            tokio::time::sleep(Duration::from_millis(200).min(wake - Instant::now())).await;
+        tokio::select! {
+            _ = tokio::time::sleep_until(wake) => {}
+            _ = stream.wait_ended() => {}
         }
     }
-    m.forget_target(&tm.stream, &tm.target);
+    // A new stream may already run under the same name: leave its series alone.
+    if relay.hub.get(stream.app(), stream.key()).is_none() {
+        m.forget_target(&tm.stream, &tm.target);
+    }
 }
 
 async fn push_once(
@@ -215,6 +223,11 @@ async fn push_once(
     let mut frames: Vec<Frame> = Vec::new();
     let mut reported = [0u64; 3];
     let mut last_write = Instant::now();
+    // While the output is above HIGH_WATER the subscription is not polled, so check its
+    // queue, drops and overflow verdict on a timer too: a stalled destination must still
+    // be shed after overflow_disconnect, not only after WRITE_TIMEOUT.
+    let mut check = tokio::time::interval(STATS_INTERVAL);
+    check.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         conn.pending.append(session.out());
         let want_frames = conn.pending.len() < HIGH_WATER;
@@ -225,17 +238,7 @@ async fn push_once(
                         for f in frames.drain(..) {
                             session.send_media(media_kind(f.kind), f.timestamp, &f.payload);
                         }
-                        let stats = sub.stats();
-                        tm.queue.set(stats.queue_bytes as i64);
-                        for (i, reason) in DropReason::ALL.iter().enumerate() {
-                            let now = stats.dropped(*reason);
-                            if now > reported[i] {
-                                relay.metrics.target_dropped_frames_total
-                                    .with_label_values(&[&tm.stream, &tm.target, reason.as_str()])
-                                    .inc_by(now - reported[i]);
-                                reported[i] = now;
-                            }
-                        }
+                        report_stats(relay, tm, &sub, &mut reported);
                     }
                     RecvStatus::Ended => {
                         session.unpublish();
@@ -246,8 +249,15 @@ async fn push_once(
                         return Ok(());
                     }
                     RecvStatus::TooSlow => {
+                        report_stats(relay, tm, &sub, &mut reported);
                         return Err(ConnError::new("too_slow", "target stayed over its queue budget"));
                     }
+                }
+            }
+            _ = check.tick() => {
+                report_stats(relay, tm, &sub, &mut reported);
+                if sub.is_too_slow() {
+                    return Err(ConnError::new("too_slow", "target stayed over its queue budget"));
                 }
             }
             written = write_some(&mut conn.writer, &conn.pending), if !conn.pending.is_empty() => {
@@ -266,6 +276,23 @@ async fn push_once(
             _ = tokio::time::sleep_until(last_write + WRITE_TIMEOUT), if !conn.pending.is_empty() => {
                 return Err(ConnError::new("write_timeout", "destination stopped reading"));
             }
+        }
+    }
+}
+
+/// Exports the subscription's queue depth and any drops not reported yet.
+fn report_stats(relay: &Relay, tm: &TargetMetrics, sub: &Subscription, reported: &mut [u64; 3]) {
+    let stats = sub.stats();
+    tm.queue.set(stats.queue_bytes as i64);
+    for (i, reason) in DropReason::ALL.iter().enumerate() {
+        let now = stats.dropped(*reason);
+        if now > reported[i] {
+            relay
+                .metrics
+                .target_dropped_frames_total
+                .with_label_values(&[&tm.stream, &tm.target, reason.as_str()])
+                .inc_by(now - reported[i]);
+            reported[i] = now;
         }
     }
 }

@@ -19,6 +19,11 @@ use tracing::{debug, info, warn};
 /// Queued output above which a player stops taking frames from its hub queue (the hub queue,
 /// with its drop policy, is where a slow player's backlog belongs).
 const PLAYER_HIGH_WATER: usize = 256 * 1024;
+/// Queued output above which the connection stops reading. Almost every message a peer sends
+/// can queue a reply (pings, commands), so a peer that sends without reading would otherwise
+/// grow the queue without bound. Well above what a player queues (high water plus one batch
+/// of frames); a peer stuck here is closed by the write timeout.
+const MAX_PENDING_READING: usize = 1024 * 1024;
 /// A connection that sends nothing for this long is closed.
 const IDLE_TIMEOUT: Duration = Duration::from_secs(30);
 /// A write that makes no progress for this long closes the connection.
@@ -115,7 +120,7 @@ where
         };
         let want_frames = playing.is_some() && conn.pending.len() < PLAYER_HIGH_WATER;
         tokio::select! {
-            read = read_some(&mut conn.reader, &mut conn.input) => {
+            read = read_some(&mut conn.reader, &mut conn.input), if conn.pending.len() < MAX_PENDING_READING => {
                 match read {
                     Ok(0) => break Ok(()),
                     Ok(_) => {
@@ -249,10 +254,13 @@ fn handle_event(
                     if !handle.resumed() {
                         crate::push::spawn_targets(relay, handle.stream().clone());
                         // Per-stream label sets go when the stream ends, so labels stay bounded.
-                        let (stream, metrics) = (handle.stream().clone(), relay.metrics.clone());
+                        let (stream, relay) = (handle.stream().clone(), relay.clone());
                         tokio::spawn(async move {
                             stream.wait_ended().await;
-                            metrics.forget_stream(stream.name());
+                            // Unless a new stream already runs under the same name.
+                            if relay.hub.get(stream.app(), stream.key()).is_none() {
+                                relay.metrics.forget_stream(stream.name());
+                            }
                         });
                     }
                     let frames = ["audio", "video", "data"]

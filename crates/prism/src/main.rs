@@ -7,6 +7,7 @@ use clap::{Parser, Subcommand};
 use prism_config::Config;
 use prism_metrics::Metrics;
 use prism_relay::Relay;
+use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use tracing::{error, info};
@@ -63,7 +64,6 @@ fn main() -> ExitCode {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(e) => {
                     error!("{e:#}");
-                    eprintln!("prism: {e:#}");
                     ExitCode::FAILURE
                 }
             }
@@ -81,6 +81,7 @@ fn init_logging(flag: Option<&str>) {
     tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
         .init();
 }
 
