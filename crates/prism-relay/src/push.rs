@@ -10,7 +10,7 @@ use prism_rtmp::session::{ClientConfig, ClientEvent, ClientSession, MediaKind, S
 use prism_rtmp::url::RtmpUrl;
 use std::sync::Arc;
 use std::time::Duration;
-use tokio::net::TcpStream;
+use tokio::net::{TcpSocket, TcpStream};
 use tokio::time::Instant;
 use tracing::{info, warn};
 
@@ -22,6 +22,9 @@ const WRITE_TIMEOUT: Duration = Duration::from_secs(20);
 const HIGH_WATER: usize = 256 * 1024;
 /// How often a live push exports its queue and drops and checks the overflow verdict, even
 /// while its output is blocked.
+/// Kernel send buffer per push socket (the kernel doubles it): about half a second of an
+/// 8 Mbit/s stream, plenty for the bandwidth-delay product of a distant ingest.
+const SEND_BUFFER_BYTES: u32 = 256 * 1024;
 const STATS_INTERVAL: Duration = Duration::from_millis(250);
 /// A connection that stayed up this long resets the backoff.
 const STABLE_AFTER: Duration = Duration::from_secs(30);
@@ -162,13 +165,25 @@ async fn push_once(
     let Some(sub) = stream.subscribe(limits) else {
         return Ok(());
     };
-    let tcp = tokio::time::timeout(
-        CONNECT_TIMEOUT,
-        TcpStream::connect((url.host.as_str(), url.port)),
-    )
-    .await
-    .map_err(|_| ConnError::new("connect_timeout", "TCP connect timed out"))?
-    .map_err(|e| ConnError::new("connect", e))?;
+    let mut reported = [0u64; 3];
+    let result = drive(relay, &sub, &url, tm, &mut reported).await;
+    // Drops while connecting or just before a failure count too.
+    report_stats(relay, tm, &sub, &mut reported);
+    result
+}
+
+/// Connects, publishes and forwards frames until the stream ends or the connection fails.
+async fn drive(
+    relay: &Arc<Relay>,
+    sub: &Subscription,
+    url: &RtmpUrl,
+    tm: &TargetMetrics,
+    reported: &mut [u64; 3],
+) -> Result<(), ConnError> {
+    let tcp = tokio::time::timeout(CONNECT_TIMEOUT, connect(&url.host, url.port))
+        .await
+        .map_err(|_| ConnError::new("connect_timeout", "TCP connect timed out"))?
+        .map_err(|e| ConnError::new("connect", e))?;
     let _ = tcp.set_nodelay(true);
     let config = relay.config();
     let mut session = ClientSession::new(
@@ -221,7 +236,6 @@ async fn push_once(
     info!(stream = %tm.stream, target = %tm.target, "target publishing");
 
     let mut frames: Vec<Frame> = Vec::new();
-    let mut reported = [0u64; 3];
     let mut last_write = Instant::now();
     // While the output is above HIGH_WATER the subscription is not polled, so check its
     // queue, drops and overflow verdict on a timer too: a stalled destination must still
@@ -238,7 +252,7 @@ async fn push_once(
                         for f in frames.drain(..) {
                             session.send_media(media_kind(f.kind), f.timestamp, &f.payload);
                         }
-                        report_stats(relay, tm, &sub, &mut reported);
+                        report_stats(relay, tm, sub, reported);
                     }
                     RecvStatus::Ended => {
                         session.unpublish();
@@ -249,13 +263,12 @@ async fn push_once(
                         return Ok(());
                     }
                     RecvStatus::TooSlow => {
-                        report_stats(relay, tm, &sub, &mut reported);
                         return Err(ConnError::new("too_slow", "target stayed over its queue budget"));
                     }
                 }
             }
             _ = check.tick() => {
-                report_stats(relay, tm, &sub, &mut reported);
+                report_stats(relay, tm, sub, reported);
                 if sub.is_too_slow() {
                     return Err(ConnError::new("too_slow", "target stayed over its queue budget"));
                 }
@@ -278,6 +291,27 @@ async fn push_once(
             }
         }
     }
+}
+
+/// Resolves and connects with a capped send buffer: bytes parked in a large kernel buffer
+/// (Linux grows it to megabytes) would escape the per-target queue budget and its drops.
+async fn connect(host: &str, port: u16) -> std::io::Result<TcpStream> {
+    let mut last_err = None;
+    for addr in tokio::net::lookup_host((host, port)).await? {
+        let socket = if addr.is_ipv4() {
+            TcpSocket::new_v4()?
+        } else {
+            TcpSocket::new_v6()?
+        };
+        let _ = socket.set_send_buffer_size(SEND_BUFFER_BYTES);
+        match socket.connect(addr).await {
+            Ok(s) => return Ok(s),
+            Err(e) => last_err = Some(e),
+        }
+    }
+    Err(last_err.unwrap_or_else(|| {
+        std::io::Error::new(std::io::ErrorKind::NotFound, "host resolved to no address")
+    }))
 }
 
 /// Exports the subscription's queue depth and any drops not reported yet.
