@@ -26,6 +26,8 @@ const PLAYER_HIGH_WATER: usize = 256 * 1024;
 const MAX_PENDING_READING: usize = 1024 * 1024;
 /// A connection that sends nothing for this long is closed.
 const IDLE_TIMEOUT: Duration = Duration::from_secs(30);
+/// How often a player's drops and overflow verdict are checked while its output is blocked.
+const STATS_INTERVAL: Duration = Duration::from_millis(250);
 /// A write that makes no progress for this long closes the connection.
 const WRITE_TIMEOUT: Duration = Duration::from_secs(30);
 
@@ -105,18 +107,26 @@ where
     let mut publishing: Option<Publishing> = None;
     let mut playing: Option<Playing> = None;
     let mut frames: Vec<Frame> = Vec::new();
+    let mut check = tokio::time::interval(STATS_INTERVAL);
+    check.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
 
     let result = loop {
         conn.pending.append(session.out());
-        let deadline = if session.is_connected() {
-            let idle = last_read + IDLE_TIMEOUT;
+        let deadline = if !session.is_connected() {
+            handshake_deadline
+        } else {
+            // Players may legitimately send nothing for a long time (an acknowledgement per
+            // window at most): only their write progress counts.
+            let idle = if playing.is_some() {
+                Instant::now() + IDLE_TIMEOUT
+            } else {
+                last_read + IDLE_TIMEOUT
+            };
             if conn.pending.is_empty() {
                 idle
             } else {
                 idle.min(last_write + WRITE_TIMEOUT)
             }
-        } else {
-            handshake_deadline
         };
         let want_frames = playing.is_some() && conn.pending.len() < PLAYER_HIGH_WATER;
         tokio::select! {
@@ -162,6 +172,16 @@ where
                         break Ok(());
                     }
                     RecvStatus::TooSlow => {
+                        break Err(ConnError::new("player_too_slow", "player stayed over its queue budget"));
+                    }
+                }
+            }
+            // While the output is above the high-water mark the queue is not polled: check the
+            // hub's verdict and drops on a timer so a stalled player is shed on time.
+            _ = check.tick(), if playing.is_some() => {
+                if let Some(p) = playing.as_mut() {
+                    report_player_drops(&relay.metrics, p);
+                    if p.sub.is_too_slow() {
                         break Err(ConnError::new("player_too_slow", "player stayed over its queue budget"));
                     }
                 }

@@ -30,6 +30,8 @@ pub enum ChunkError {
     MessageTooLarge { csid: u32, length: u32, max: u32 },
     #[error("type {fmt} chunk on chunk stream {csid}, which has no previous type 0 header")]
     NoPreviousHeader { csid: u32, fmt: u8 },
+    #[error("partial messages would hold more than {max} bytes")]
+    TooMuchBuffered { max: usize },
     #[error("peer opened chunk stream {csid} while {max} chunk streams are already in use")]
     TooManyChunkStreams { csid: u32, max: usize },
     #[error("{kind} message has {len} payload bytes, needs {need}")]
@@ -49,6 +51,9 @@ pub struct DecoderLimits {
     pub max_message_size: u32,
     /// Most chunk streams a peer may use (each can hold one partial message).
     pub max_chunk_streams: usize,
+    /// Most bytes held in partial messages across all chunk streams, so interleaving many
+    /// large messages cannot multiply the per-message limit.
+    pub max_buffered_bytes: usize,
 }
 
 impl Default for DecoderLimits {
@@ -57,6 +62,7 @@ impl Default for DecoderLimits {
             max_chunk_size: 16 * 1024 * 1024,
             max_message_size: 8 * 1024 * 1024,
             max_chunk_streams: 64,
+            max_buffered_bytes: 16 * 1024 * 1024,
         }
     }
 }
@@ -103,6 +109,8 @@ pub struct ChunkDecoder {
     chunk_size: u32,
     streams: HashMap<u32, InStream>,
     bytes_received: u64,
+    /// Bytes held in partial messages (bounded by `limits.max_buffered_bytes`).
+    buffered: usize,
 }
 
 impl ChunkDecoder {
@@ -112,6 +120,7 @@ impl ChunkDecoder {
             chunk_size: DEFAULT_CHUNK_SIZE,
             streams: HashMap::new(),
             bytes_received: 0,
+            buffered: 0,
         }
     }
 
@@ -128,7 +137,7 @@ impl ChunkDecoder {
             if input.len() < header.len + header.payload_len {
                 return Ok(None);
             }
-            if let Some(msg) = self.consume_chunk(&header, input) {
+            if let Some(msg) = self.consume_chunk(&header, input)? {
                 self.apply_control(&msg)?;
                 return Ok(Some(msg));
             }
@@ -250,7 +259,11 @@ impl ChunkDecoder {
 
     /// Consumes a complete chunk (header and payload are in `input`); returns the message
     /// if this chunk completed one.
-    fn consume_chunk(&mut self, h: &Header, input: &mut BytesMut) -> Option<RawMessage> {
+    fn consume_chunk(
+        &mut self,
+        h: &Header,
+        input: &mut BytesMut,
+    ) -> Result<Option<RawMessage>, ChunkError> {
         input.advance(h.len);
         self.bytes_received += (h.len + h.payload_len) as u64;
         let st = self.streams.entry(h.csid).or_default();
@@ -259,7 +272,9 @@ impl ChunkDecoder {
         if !continuing {
             // A new message. A type 0/1/2 header while one is in progress abandons it (as
             // ffmpeg does) rather than failing the connection.
-            st.partial = None;
+            if let Some(old) = st.partial.take() {
+                self.buffered -= old.len();
+            }
             match h.fmt {
                 0 => st.timestamp = h.ts_field,
                 1 | 2 => st.timestamp = st.timestamp.wrapping_add(h.ts_field),
@@ -281,20 +296,27 @@ impl ChunkDecoder {
                 // Grows with what actually arrived, never with the declared length, so a
                 // peer can't make us allocate for messages it never sends.
                 let mut buf = partial.unwrap_or_default();
+                self.buffered -= buf.len();
                 buf.extend_from_slice(&payload);
                 if buf.len() < st.length as usize {
+                    if self.buffered + buf.len() > self.limits.max_buffered_bytes {
+                        return Err(ChunkError::TooMuchBuffered {
+                            max: self.limits.max_buffered_bytes,
+                        });
+                    }
+                    self.buffered += buf.len();
                     st.partial = Some(buf);
-                    return None;
+                    return Ok(None);
                 }
                 buf.freeze()
             }
         };
-        Some(RawMessage {
+        Ok(Some(RawMessage {
             timestamp: st.timestamp,
             type_id: MessageType(st.type_id),
             stream_id: st.stream_id,
             payload: complete,
-        })
+        }))
     }
 
     fn apply_control(&mut self, msg: &RawMessage) -> Result<(), ChunkError> {
@@ -306,8 +328,8 @@ impl ChunkDecoder {
             MessageType::ABORT => {
                 let csid = read_u32(&msg.payload, "Abort")?;
                 // Abort for a stream with nothing in flight is harmless; ignore it.
-                if let Some(st) = self.streams.get_mut(&csid) {
-                    st.partial = None;
+                if let Some(old) = self.streams.get_mut(&csid).and_then(|st| st.partial.take()) {
+                    self.buffered -= old.len();
                 }
             }
             _ => {}
@@ -504,6 +526,41 @@ fn basic_header(buf: &mut [u8], fmt: u8, csid: u32) -> usize {
         buf[1] = (v & 0xFF) as u8;
         buf[2] = (v >> 8) as u8;
         3
+    }
+}
+
+#[cfg(test)]
+mod buffered_limit_tests {
+    use super::*;
+
+    /// Many chunk streams each holding part of a large message hit the total cap.
+    #[test]
+    fn interleaved_partials_are_capped_in_total() {
+        let mut d = ChunkDecoder::new(DecoderLimits {
+            max_buffered_bytes: 10_000,
+            ..DecoderLimits::default()
+        });
+        let mut input = BytesMut::new();
+        // Chunk size 4096, then on csids 4..8 the first chunk of a 1 MB message each.
+        input.extend_from_slice(&[0x02, 0, 0, 0, 0, 0, 4, 1, 0, 0, 0, 0, 0, 0, 0x10, 0]);
+        let mut result = Ok(None);
+        for csid in 4u8..8 {
+            input.extend_from_slice(&[csid, 0, 0, 0, 0x10, 0, 0, 9, 1, 0, 0, 0]);
+            input.extend_from_slice(&[0u8; 4096]);
+            result = loop {
+                match d.decode(&mut input) {
+                    Ok(Some(_)) => continue,
+                    other => break other,
+                }
+            };
+            if result.is_err() {
+                break;
+            }
+        }
+        assert!(
+            matches!(result, Err(ChunkError::TooMuchBuffered { max: 10_000 })),
+            "{result:?}"
+        );
     }
 }
 
