@@ -20,11 +20,11 @@ const SETUP_TIMEOUT: Duration = Duration::from_secs(15);
 const WRITE_TIMEOUT: Duration = Duration::from_secs(20);
 /// Output queued toward a target above which it stops taking frames from its hub queue.
 const HIGH_WATER: usize = 256 * 1024;
-/// How often a live push exports its queue and drops and checks the overflow verdict, even
-/// while its output is blocked.
 /// Kernel send buffer per push socket (the kernel doubles it): about half a second of an
 /// 8 Mbit/s stream, plenty for the bandwidth-delay product of a distant ingest.
 const SEND_BUFFER_BYTES: u32 = 256 * 1024;
+/// How often a live push exports its queue and drops and checks the overflow verdict, even
+/// while its output is blocked.
 const STATS_INTERVAL: Duration = Duration::from_millis(250);
 /// A connection that stayed up this long resets the backoff.
 const STABLE_AFTER: Duration = Duration::from_secs(30);
