@@ -1,0 +1,301 @@
+//! The relay under test as a child process (Prism or nginx-rtmp), and what /proc says
+//! about a process.
+
+use anyhow::{bail, Context};
+use std::fmt::Write as _;
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum RelayKind {
+    /// Prism with tokio's default worker count (one per core).
+    Prism,
+    /// Prism with TOKIO_WORKER_THREADS=1.
+    Prism1,
+    /// nginx-rtmp, one worker process (master_process off).
+    Nginx,
+}
+
+impl RelayKind {
+    pub fn parse(s: &str) -> anyhow::Result<RelayKind> {
+        Ok(match s {
+            "prism" => RelayKind::Prism,
+            "prism1" => RelayKind::Prism1,
+            "nginx" => RelayKind::Nginx,
+            _ => bail!("unknown relay {s:?} (prism, prism1, nginx)"),
+        })
+    }
+    pub fn name(self) -> &'static str {
+        match self {
+            RelayKind::Prism => "prism",
+            RelayKind::Prism1 => "prism1",
+            RelayKind::Nginx => "nginx",
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct RelayPaths {
+    pub prism_bin: PathBuf,
+    pub nginx_bin: PathBuf,
+    pub nginx_module: PathBuf,
+}
+
+pub struct RelayProcess {
+    pub kind: RelayKind,
+    pub child: Child,
+    pub rtmp_port: u16,
+    pub http_port: Option<u16>,
+    pub dir: PathBuf,
+}
+
+impl RelayProcess {
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Exit status if the relay died.
+    pub fn exited(&mut self) -> Option<String> {
+        match self.child.try_wait() {
+            Ok(Some(st)) => Some(st.to_string()),
+            _ => None,
+        }
+    }
+
+    pub fn log_tail(&self, lines: usize) -> String {
+        let file = match self.kind {
+            RelayKind::Nginx => "error.log",
+            _ => "relay.stderr",
+        };
+        let text = fs::read_to_string(self.dir.join(file)).unwrap_or_default();
+        let v: Vec<&str> = text.lines().collect();
+        v[v.len().saturating_sub(lines)..].join("\n")
+    }
+
+    pub fn stop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for RelayProcess {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+pub fn free_port() -> anyhow::Result<u16> {
+    Ok(std::net::TcpListener::bind("127.0.0.1:0")?
+        .local_addr()?
+        .port())
+}
+
+/// Starts the relay with `targets` push targets to the sink on `sink_port` and waits until
+/// its RTMP port accepts connections.
+pub fn start(
+    kind: RelayKind,
+    paths: &RelayPaths,
+    targets: usize,
+    sink_port: u16,
+    dir: &Path,
+) -> anyhow::Result<RelayProcess> {
+    fs::create_dir_all(dir)?;
+    let rtmp_port = free_port()?;
+    let mut http_port = None;
+    let child = match kind {
+        RelayKind::Prism | RelayKind::Prism1 => {
+            let http = free_port()?;
+            http_port = Some(http);
+            let conf = prism_config(rtmp_port, http, targets, sink_port);
+            let path = dir.join("prism.toml");
+            fs::write(&path, conf)?;
+            let mut cmd = Command::new(&paths.prism_bin);
+            cmd.arg("--config").arg(&path).arg("--log").arg("info");
+            if kind == RelayKind::Prism1 {
+                cmd.env("TOKIO_WORKER_THREADS", "1");
+            }
+            cmd.stdin(Stdio::null())
+                .stdout(fs::File::create(dir.join("relay.stdout"))?)
+                .stderr(fs::File::create(dir.join("relay.stderr"))?)
+                .spawn()
+                .with_context(|| format!("spawning {}", paths.prism_bin.display()))?
+        }
+        RelayKind::Nginx => {
+            let conf = nginx_config(&paths.nginx_module, dir, rtmp_port, targets, sink_port);
+            let path = dir.join("nginx.conf");
+            fs::write(&path, conf)?;
+            Command::new(&paths.nginx_bin)
+                .arg("-p")
+                .arg(dir)
+                .arg("-e")
+                .arg(dir.join("error.log"))
+                .arg("-c")
+                .arg(&path)
+                .stdin(Stdio::null())
+                .stdout(fs::File::create(dir.join("relay.stdout"))?)
+                .stderr(fs::File::create(dir.join("relay.stderr"))?)
+                .spawn()
+                .with_context(|| format!("spawning {}", paths.nginx_bin.display()))?
+        }
+    };
+    let mut relay = RelayProcess {
+        kind,
+        child,
+        rtmp_port,
+        http_port,
+        dir: dir.to_owned(),
+    };
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        if let Some(st) = relay.exited() {
+            bail!(
+                "{} exited at start-up ({st}):\n{}\n{}",
+                kind.name(),
+                relay.log_tail(30),
+                fs::read_to_string(dir.join("relay.stderr")).unwrap_or_default()
+            );
+        }
+        let addr = std::net::SocketAddr::from(([127, 0, 0, 1], rtmp_port));
+        if std::net::TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_ok() {
+            return Ok(relay);
+        }
+        if Instant::now() > deadline {
+            bail!("{} did not listen on {rtmp_port} within 10 s", kind.name());
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+fn prism_config(rtmp_port: u16, http_port: u16, targets: usize, sink_port: u16) -> String {
+    let mut s = format!(
+        "[rtmp]\nlisten = \"127.0.0.1:{rtmp_port}\"\nchunk_size = 4096\n\n\
+         [http]\nlisten = \"127.0.0.1:{http_port}\"\n\n\
+         [[route]]\nstream = \"live/*\"\n"
+    );
+    for i in 0..targets {
+        // Generous queues: the benchmark measures forwarding cost, not shedding.
+        let _ = write!(
+            s,
+            "\n  [[route.target]]\n  name = \"t{i}\"\n  url = \"rtmp://127.0.0.1:{sink_port}/sink/t{i}\"\n  \
+             max_queue_ms = 10000\n  max_queue_bytes = 67108864\n  overflow_disconnect_ms = 60000\n"
+        );
+    }
+    s
+}
+
+fn nginx_config(
+    module: &Path,
+    dir: &Path,
+    rtmp_port: u16,
+    targets: usize,
+    sink_port: u16,
+) -> String {
+    let d = dir.display();
+    let mut pushes = String::new();
+    for i in 0..targets {
+        let _ = writeln!(
+            pushes,
+            "            push rtmp://127.0.0.1:{sink_port}/sink/t{i};"
+        );
+    }
+    format!(
+        r#"load_module {module};
+daemon off;
+master_process off;
+worker_processes 1;
+worker_rlimit_nofile 16384;
+pid {d}/nginx.pid;
+error_log {d}/error.log warn;
+
+events {{
+    worker_connections 8192;
+}}
+
+rtmp {{
+    server {{
+        listen 127.0.0.1:{rtmp_port};
+        chunk_size 4096;
+        application live {{
+            live on;
+{pushes}        }}
+    }}
+}}
+"#,
+        module = module.display(),
+    )
+}
+
+/// CPU ticks per second for /proc/<pid>/stat.
+pub fn clk_tck() -> f64 {
+    Command::new("getconf")
+        .arg("CLK_TCK")
+        .output()
+        .ok()
+        .and_then(|o| String::from_utf8(o.stdout).ok())
+        .and_then(|s| s.trim().parse().ok())
+        .unwrap_or(100.0)
+}
+
+/// utime + stime of a process (all its threads), in seconds; `pid` may be "self".
+pub fn cpu_seconds(pid: &str, tck: f64) -> Option<f64> {
+    let stat = fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let rest = &stat[stat.rfind(')')? + 2..];
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    // Fields 14 and 15 of stat(5); `rest` starts at field 3.
+    let utime: f64 = f.get(11)?.parse().ok()?;
+    let stime: f64 = f.get(12)?.parse().ok()?;
+    Some((utime + stime) / tck)
+}
+
+/// A `kB` field ("VmRSS", "VmHWM") or "Threads" of /proc/<pid>/status.
+pub fn status_field(pid: &str, field: &str) -> Option<u64> {
+    let text = fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    text.lines()
+        .find_map(|l| l.strip_prefix(field)?.strip_prefix(':'))
+        .and_then(|v| v.split_whitespace().next()?.parse().ok())
+}
+
+/// (busy, total) jiffies of the whole machine, from /proc/stat.
+pub fn machine_jiffies() -> Option<(u64, u64)> {
+    let text = fs::read_to_string("/proc/stat").ok()?;
+    let line = text.lines().next()?;
+    let v: Vec<u64> = line
+        .split_whitespace()
+        .skip(1)
+        .filter_map(|x| x.parse().ok())
+        .collect();
+    let total: u64 = v.iter().take(8).sum();
+    let idle = v.get(3)? + v.get(4).copied().unwrap_or(0);
+    Some((total - idle, total))
+}
+
+/// `GET path` over HTTP/1.0 on 127.0.0.1:port; the body.
+pub fn http_get(port: u16, path: &str) -> anyhow::Result<String> {
+    use std::io::{Read, Write};
+    let addr = std::net::SocketAddr::from(([127, 0, 0, 1], port));
+    let mut s = std::net::TcpStream::connect_timeout(&addr, Duration::from_secs(2))?;
+    s.set_read_timeout(Some(Duration::from_secs(5)))?;
+    write!(s, "GET {path} HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n")?;
+    let mut raw = Vec::new();
+    s.read_to_end(&mut raw)?;
+    let text = String::from_utf8_lossy(&raw).into_owned();
+    Ok(text
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_owned())
+        .unwrap_or_default())
+}
+
+/// Sum of the Prometheus samples of metric `name` (any labels).
+pub fn metric_sum(text: &str, name: &str) -> f64 {
+    text.lines()
+        .filter(|l| !l.starts_with('#'))
+        .filter(|l| {
+            l.strip_prefix(name)
+                .is_some_and(|r| r.starts_with(['{', ' ']))
+        })
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .fold(0.0, |a, b| a + b)
+}

@@ -1,0 +1,277 @@
+//! Output: the markdown table, the SVG chart and file names.
+
+use crate::scenario::ScenarioResult;
+use std::fmt::Write as _;
+use std::path::{Path, PathBuf};
+
+/// Today's UTC date as YYYY-MM-DD (civil-from-days, no time-zone database needed).
+pub fn utc_date() -> String {
+    let secs = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0);
+    let z = (secs / 86_400) as i64 + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    format!("{y:04}-{m:02}-{d:02}")
+}
+
+/// `dir/<date>` or, when that was used already, `dir/<date>-2`, `-3`, ...
+pub fn result_stem(dir: &Path) -> PathBuf {
+    let date = utc_date();
+    let mut stem = dir.join(&date);
+    let mut i = 2;
+    while stem.with_extension("json").exists() || stem.with_extension("md").exists() {
+        stem = dir.join(format!("{date}-{i}"));
+        i += 1;
+    }
+    stem
+}
+
+fn f(v: f64, digits: usize) -> String {
+    if v.is_finite() {
+        format!("{v:.digits$}")
+    } else {
+        "–".into()
+    }
+}
+
+pub fn markdown(results: &[ScenarioResult], header: &str) -> String {
+    let mut s = String::new();
+    let _ = writeln!(s, "{header}\n");
+    s.push_str(
+        "| relay | thr | targets | recv | conns (closed) | CPU % | CPU-s/Gbit | Gbit/s | delivered | min target | p50 ms | p99 ms | max ms | missing msgs | RSS MB | KB/target | tool CPU % | machine busy % |\n",
+    );
+    s.push_str(
+        "| --- | --: | --: | --: | --: | --: | --: | --: | --: | --: | --: | --: | --: | --: | --: | --: | --: | --: |\n",
+    );
+    for r in results {
+        let _ = writeln!(
+            s,
+            "| {} | {} | {} | {} | {} ({}) | {} | **{}** | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |",
+            r.relay,
+            r.relay_threads,
+            r.targets,
+            r.targets_receiving,
+            r.sink_connections,
+            r.sink_connections_closed,
+            f(r.relay_cpu_pct, 0),
+            f(r.cpu_s_per_gbit, 2),
+            f(r.delivered_gbit_s, 3),
+            f(r.delivered_ratio * 100.0, 1) + "%",
+            f(r.min_target_ratio * 100.0, 1) + "%",
+            f(r.latency_p50_ms, 2),
+            f(r.latency_p99_ms, 2),
+            f(r.latency_max_ms, 1),
+            r.msgs_missing,
+            r.rss_kb / 1024,
+            f(r.rss_per_target_kb, 0),
+            f(r.tool_cpu_s / r.seconds * 100.0, 0),
+            f(r.machine_busy_pct, 0),
+        );
+    }
+    let notes: Vec<String> = results
+        .iter()
+        .flat_map(|r| {
+            let mut v: Vec<String> = r
+                .notes
+                .iter()
+                .map(|n| format!("{} × {}: {n}", r.relay, r.targets))
+                .collect();
+            if let Some(d) = r.prism_dropped_frames.filter(|d| *d > 0.0) {
+                v.push(format!(
+                    "{} × {}: prism dropped {d} frames",
+                    r.relay, r.targets
+                ));
+            }
+            if let Some(d) = r.prism_target_disconnects.filter(|d| *d > 0.0) {
+                v.push(format!(
+                    "{} × {}: prism target disconnects {d}",
+                    r.relay, r.targets
+                ));
+            }
+            if r.seq_gaps > 0 || r.reorders > 0 {
+                v.push(format!(
+                    "{} × {}: {} frames skipped, {} out of order (latency sinks)",
+                    r.relay, r.targets, r.seq_gaps, r.reorders
+                ));
+            }
+            if let Some(e) = &r.relay_exit {
+                v.push(format!("{} × {}: relay exited: {e}", r.relay, r.targets));
+            }
+            v
+        })
+        .collect();
+    if !notes.is_empty() {
+        s.push_str("\nNotes:\n\n");
+        for n in notes {
+            let _ = writeln!(s, "- {n}");
+        }
+    }
+    s
+}
+
+/// CPU-s per forwarded Gbit against the number of targets, one line per relay.
+pub fn svg(results: &[ScenarioResult], title: &str) -> String {
+    let (w, h) = (720.0, 440.0);
+    let (l, r, t, b) = (70.0, 150.0, 40.0, 50.0);
+    let pw = w - l - r;
+    let ph = h - t - b;
+    let ok: Vec<&ScenarioResult> = results
+        .iter()
+        .filter(|r| r.cpu_s_per_gbit.is_finite())
+        .collect();
+    let xmax = ok.iter().map(|r| r.targets).max().unwrap_or(1) as f64;
+    let ymax_raw = ok.iter().map(|r| r.cpu_s_per_gbit).fold(0.0, f64::max);
+    let ymax = nice_ceil(ymax_raw.max(0.1));
+    let x = |v: f64| l + v / xmax * pw;
+    let y = |v: f64| t + ph - v / ymax * ph;
+    let mut s = String::new();
+    let _ = writeln!(
+        s,
+        r#"<svg xmlns="http://www.w3.org/2000/svg" width="{w}" height="{h}" viewBox="0 0 {w} {h}" font-family="sans-serif" font-size="12">"#
+    );
+    let _ = writeln!(s, r#"<rect width="{w}" height="{h}" fill="white"/>"#);
+    let _ = writeln!(
+        s,
+        r#"<text x="{}" y="22" text-anchor="middle" font-size="14">{}</text>"#,
+        l + pw / 2.0,
+        xml_escape(title)
+    );
+    // Axes, grid and ticks.
+    for i in 0..=5 {
+        let v = ymax * i as f64 / 5.0;
+        let yy = y(v);
+        let _ = writeln!(
+            s,
+            r##"<line x1="{l}" y1="{yy:.1}" x2="{:.1}" y2="{yy:.1}" stroke="#ddd"/><text x="{:.1}" y="{:.1}" text-anchor="end">{}</text>"##,
+            l + pw,
+            l - 6.0,
+            yy + 4.0,
+            trim_num(v)
+        );
+    }
+    let mut xs: Vec<usize> = ok.iter().map(|r| r.targets).collect();
+    xs.sort_unstable();
+    xs.dedup();
+    for tx in &xs {
+        let xx = x(*tx as f64);
+        let _ = writeln!(
+            s,
+            r##"<line x1="{xx:.1}" y1="{t}" x2="{xx:.1}" y2="{:.1}" stroke="#eee"/><text x="{xx:.1}" y="{:.1}" text-anchor="middle">{tx}</text>"##,
+            t + ph,
+            t + ph + 16.0
+        );
+    }
+    let _ = writeln!(
+        s,
+        r#"<line x1="{l}" y1="{t}" x2="{l}" y2="{:.1}" stroke="black"/><line x1="{l}" y1="{:.1}" x2="{:.1}" y2="{:.1}" stroke="black"/>"#,
+        t + ph,
+        t + ph,
+        l + pw,
+        t + ph
+    );
+    let _ = writeln!(
+        s,
+        r#"<text x="{:.1}" y="{:.1}" text-anchor="middle">push targets</text>"#,
+        l + pw / 2.0,
+        h - 12.0
+    );
+    let _ = writeln!(
+        s,
+        r#"<text transform="translate(18 {:.1}) rotate(-90)" text-anchor="middle">relay CPU-seconds per forwarded Gbit (lower is better)</text>"#,
+        t + ph / 2.0
+    );
+    // One line per relay.
+    let colors = ["#d62728", "#1f77b4", "#2ca02c", "#ff7f0e", "#9467bd"];
+    let mut relays: Vec<&str> = Vec::new();
+    for r in &ok {
+        if !relays.contains(&r.relay.as_str()) {
+            relays.push(&r.relay);
+        }
+    }
+    for (i, name) in relays.iter().enumerate() {
+        let c = colors[i % colors.len()];
+        let mut pts: Vec<(f64, f64)> = ok
+            .iter()
+            .filter(|r| r.relay == *name)
+            .map(|r| (r.targets as f64, r.cpu_s_per_gbit))
+            .collect();
+        pts.sort_by(|a, b| a.0.total_cmp(&b.0));
+        let path: Vec<String> = pts
+            .iter()
+            .map(|(a, b)| format!("{:.1},{:.1}", x(*a), y(*b)))
+            .collect();
+        let _ = writeln!(
+            s,
+            r#"<polyline fill="none" stroke="{c}" stroke-width="2" points="{}"/>"#,
+            path.join(" ")
+        );
+        for (a, b) in &pts {
+            let _ = writeln!(
+                s,
+                r#"<circle cx="{:.1}" cy="{:.1}" r="3.5" fill="{c}"><title>{name} {a} targets: {b:.3} CPU-s/Gbit</title></circle>"#,
+                x(*a),
+                y(*b)
+            );
+        }
+        let ly = t + 10.0 + i as f64 * 20.0;
+        let _ = writeln!(
+            s,
+            r#"<line x1="{:.1}" y1="{ly:.1}" x2="{:.1}" y2="{ly:.1}" stroke="{c}" stroke-width="2"/><text x="{:.1}" y="{:.1}">{}</text>"#,
+            l + pw + 15.0,
+            l + pw + 40.0,
+            l + pw + 46.0,
+            ly + 4.0,
+            xml_escape(name)
+        );
+    }
+    s.push_str("</svg>\n");
+    s
+}
+
+fn nice_ceil(v: f64) -> f64 {
+    let mag = 10f64.powf(v.log10().floor());
+    for m in [1.0, 2.0, 2.5, 5.0, 10.0] {
+        if v <= m * mag {
+            return m * mag;
+        }
+    }
+    10.0 * mag
+}
+
+fn trim_num(v: f64) -> String {
+    let s = format!("{v:.3}");
+    s.trim_end_matches('0').trim_end_matches('.').to_owned()
+}
+
+fn xml_escape(s: &str) -> String {
+    s.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn date_shape() {
+        let d = utc_date();
+        assert_eq!(d.len(), 10);
+        assert!(d.starts_with("20"));
+    }
+
+    #[test]
+    fn nice() {
+        assert_eq!(nice_ceil(0.37), 0.5);
+        assert_eq!(nice_ceil(1.2), 2.0);
+        assert_eq!(nice_ceil(7.0), 10.0);
+    }
+}

@@ -1,0 +1,261 @@
+//! The sink: one in-process RTMP server that accepts any number of publish connections
+//! (the relay's push targets) and counts what arrives on each.
+//!
+//! The first `parse_sinks` connections run a full [`ServerSession`] for their whole life and
+//! match every media message against the publisher (latency, missing and reordered frames).
+//! The others run the session only until the publish is accepted, then just count bytes with
+//! a large read buffer (and send RTMP acknowledgements by hand), which keeps the tool cheap
+//! at hundreds of targets.
+
+use crate::media::{parse_mark, Clock, Kind, Window};
+use bytes::BytesMut;
+use prism_rtmp::session::{MediaKind, ServerEvent, ServerSession, SessionConfig};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::task::JoinHandle;
+
+const READ_BUF: usize = 256 * 1024;
+/// Counting-only sinks acknowledge at least this often (the window relays announce is
+/// 2.5 MB for Prism; acknowledging more often is harmless).
+const ACK_EVERY: u64 = 1_000_000;
+/// Counting-only sinks call a target "receiving" after this many bytes past the publish:
+/// more than a few seconds of audio, so video must be flowing (nginx-rtmp starts a new
+/// target at the next keyframe, up to 2 s after audio).
+const RECEIVING_AFTER: u64 = 64 * 1024;
+
+/// What one sink connection saw.
+#[derive(Debug, Default)]
+pub struct SinkConn {
+    /// Accept order, from 0.
+    pub index: usize,
+    pub parse: bool,
+    /// Raw bytes read (chunk headers included), since accept.
+    pub bytes: AtomicU64,
+    pub publishing: AtomicBool,
+    /// Media is flowing (first video message, or enough bytes past the publish).
+    pub receiving: AtomicBool,
+    pub closed: AtomicBool,
+    /// "app/key" of the publish.
+    pub name: Mutex<String>,
+    pub error: Mutex<Option<String>>,
+    pub stats: Mutex<ParseStats>,
+}
+
+/// Per-message observations of a parsing sink, for messages sent inside the window.
+#[derive(Debug, Default, Clone)]
+pub struct ParseStats {
+    /// Relay-added latency of each message, in microseconds.
+    pub latency_us: Vec<u32>,
+    pub video_msgs: u64,
+    pub audio_msgs: u64,
+    /// Frames skipped (sequence number jumped forward), per kind summed.
+    pub gaps: u64,
+    /// Frames that came with a sequence number not above the previous one.
+    pub reorders: u64,
+    pub last_seq: [Option<u64>; 2],
+}
+
+pub struct Sink {
+    pub port: u16,
+    pub conns: Arc<Mutex<Vec<Arc<SinkConn>>>>,
+    tasks: Arc<Mutex<Vec<JoinHandle<()>>>>,
+    accept: JoinHandle<()>,
+}
+
+impl Sink {
+    pub async fn start(
+        parse_sinks: usize,
+        clock: Clock,
+        window: Arc<Window>,
+    ) -> anyhow::Result<Sink> {
+        let listener = TcpListener::bind("127.0.0.1:0").await?;
+        let port = listener.local_addr()?.port();
+        let conns: Arc<Mutex<Vec<Arc<SinkConn>>>> = Arc::default();
+        let tasks: Arc<Mutex<Vec<JoinHandle<()>>>> = Arc::default();
+        let (c2, t2) = (conns.clone(), tasks.clone());
+        let accept = tokio::spawn(async move {
+            loop {
+                let Ok((sock, _)) = listener.accept().await else {
+                    continue;
+                };
+                let conn = {
+                    let mut v = lock(&c2);
+                    let conn = Arc::new(SinkConn {
+                        index: v.len(),
+                        parse: v.len() < parse_sinks,
+                        ..SinkConn::default()
+                    });
+                    v.push(conn.clone());
+                    conn
+                };
+                let window = window.clone();
+                let h = tokio::spawn(async move {
+                    let r = serve(&conn, sock, clock, &window).await;
+                    if let Err(e) = r {
+                        *lock(&conn.error) = Some(e.to_string());
+                    }
+                    conn.closed.store(true, Ordering::SeqCst);
+                });
+                lock(&t2).push(h);
+            }
+        });
+        Ok(Sink {
+            port,
+            conns,
+            tasks,
+            accept,
+        })
+    }
+
+    pub fn snapshot(&self) -> Vec<Arc<SinkConn>> {
+        lock(&self.conns).clone()
+    }
+
+    pub fn shutdown(&self) {
+        self.accept.abort();
+        for t in lock(&self.tasks).drain(..) {
+            t.abort();
+        }
+    }
+}
+
+impl Drop for Sink {
+    fn drop(&mut self) {
+        self.shutdown();
+    }
+}
+
+pub fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+async fn serve(
+    conn: &SinkConn,
+    sock: TcpStream,
+    clock: Clock,
+    window: &Window,
+) -> anyhow::Result<()> {
+    let _ = sock.set_nodelay(true);
+    let (mut rd, mut wr) = sock.into_split();
+    let mut random = [0u8; 32];
+    let seed = clock.now_ns() ^ (conn.index as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+    for (i, b) in random.iter_mut().enumerate() {
+        *b = (seed >> ((i % 8) * 8)) as u8 ^ i as u8;
+    }
+    let mut session = ServerSession::new(SessionConfig::default(), random, 0);
+    let mut input = BytesMut::with_capacity(READ_BUF);
+    let mut total: u64 = 0;
+    // Counting-only mode, entered once the publish is accepted (non-parsing sinks).
+    let mut counting_since: Option<u64> = None;
+    let mut last_ack: u64 = 0;
+    loop {
+        if input.capacity() - input.len() < READ_BUF / 4 {
+            input.reserve(READ_BUF);
+        }
+        let n = rd.read_buf(&mut input).await?;
+        if n == 0 {
+            return Ok(());
+        }
+        total += n as u64;
+        conn.bytes.fetch_add(n as u64, Ordering::Relaxed);
+        if let Some(since) = counting_since {
+            input.clear();
+            if total - since > RECEIVING_AFTER && !conn.receiving.load(Ordering::Relaxed) {
+                conn.receiving.store(true, Ordering::SeqCst);
+            }
+            if total - last_ack >= ACK_EVERY {
+                last_ack = total;
+                wr.write_all(&ack_chunk(total as u32)).await?;
+            }
+            continue;
+        }
+        let now = clock.now_ns();
+        session.handle_input(&mut input)?;
+        while let Some(ev) = session.poll_event() {
+            match ev {
+                ServerEvent::PublishRequested {
+                    stream_id,
+                    app,
+                    key,
+                    ..
+                } => {
+                    session.accept_publish(stream_id);
+                    *lock(&conn.name) = format!("{app}/{key}");
+                    conn.publishing.store(true, Ordering::SeqCst);
+                    if !conn.parse {
+                        counting_since = Some(total);
+                        last_ack = total;
+                    }
+                }
+                ServerEvent::Media {
+                    kind: kind @ (MediaKind::Video | MediaKind::Audio),
+                    payload,
+                    ..
+                } => {
+                    if kind == MediaKind::Video {
+                        conn.receiving.store(true, Ordering::Relaxed);
+                    }
+                    if let Some((k, seq, sent)) = parse_mark(kind == MediaKind::Video, &payload) {
+                        if conn.index == 0 && std::env::var_os("PRISM_LOAD_TRACE").is_some() {
+                            eprintln!(
+                                "[trace] {k:?} {seq} sent {} lat {} us in_window {}",
+                                sent / 1_000_000,
+                                now.saturating_sub(sent) / 1000,
+                                window.contains(sent)
+                            );
+                        }
+                        if window.contains(sent) {
+                            let mut st = lock(&conn.stats);
+                            let lat = now.saturating_sub(sent) / 1000;
+                            st.latency_us.push(lat.min(u32::MAX as u64) as u32);
+                            let slot = match k {
+                                Kind::Video => {
+                                    st.video_msgs += 1;
+                                    0
+                                }
+                                Kind::Audio => {
+                                    st.audio_msgs += 1;
+                                    1
+                                }
+                            };
+                            if let Some(last) = st.last_seq[slot] {
+                                if seq > last + 1 {
+                                    st.gaps += seq - last - 1;
+                                    if std::env::var_os("PRISM_LOAD_DEBUG").is_some() {
+                                        eprintln!(
+                                            "[sink {}] {k:?} gap: {last} -> {seq} ({} ms after send)",
+                                            conn.index,
+                                            lat / 1000
+                                        );
+                                    }
+                                } else if seq <= last {
+                                    st.reorders += 1;
+                                }
+                            }
+                            st.last_seq[slot] = Some(seq);
+                        }
+                    }
+                }
+                _ => {}
+            }
+        }
+        let out = session.out();
+        if !out.is_empty() {
+            let bytes = out.take_all();
+            wr.write_all(&bytes).await?;
+        }
+        if counting_since.is_some() {
+            input.clear();
+        }
+    }
+}
+
+/// An RTMP Acknowledgement (type 3) on chunk stream 2.
+fn ack_chunk(seq: u32) -> [u8; 16] {
+    let s = seq.to_be_bytes();
+    [
+        0x02, 0, 0, 0, 0, 0, 4, 0x03, 0, 0, 0, 0, s[0], s[1], s[2], s[3],
+    ]
+}
