@@ -1,3 +1,4 @@
+use crate::dial::Dialer;
 use prism_config::Config;
 use prism_hub::Hub;
 use prism_metrics::Metrics;
@@ -10,10 +11,18 @@ pub struct Relay {
     pub hub: Arc<Hub>,
     pub metrics: Metrics,
     config: RwLock<Arc<Config>>,
+    dialers: Vec<Arc<dyn Dialer>>,
+}
+
+impl std::fmt::Debug for dyn Dialer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Dialer({})", self.scheme())
+    }
 }
 
 impl Relay {
-    pub fn new(config: Config, metrics: Metrics) -> Arc<Relay> {
+    /// `dialers` serve push targets, one per URL scheme.
+    pub fn new(config: Config, metrics: Metrics, dialers: Vec<Arc<dyn Dialer>>) -> Arc<Relay> {
         let hub = Hub::new(prism_hub::HubConfig {
             reconnect_grace: config.hub.reconnect_grace,
             gop_cache_max_bytes: if config.hub.gop_cache {
@@ -26,7 +35,13 @@ impl Relay {
             hub,
             metrics,
             config: RwLock::new(Arc::new(config)),
+            dialers,
         })
+    }
+
+    /// The dialer for a URL scheme, if a transport provides one.
+    pub fn dialer(&self, scheme: &str) -> Option<&Arc<dyn Dialer>> {
+        self.dialers.iter().find(|d| d.scheme() == scheme)
     }
 
     pub fn config(&self) -> Arc<Config> {

@@ -8,9 +8,11 @@
 
 mod conn;
 mod context;
+mod dial;
 mod push;
 mod server;
 
 pub use context::{ConnInfo, Relay};
+pub use dial::{BoxedStream, ByteStream, DialError, DialFuture, Dialer};
 pub use push::{spawn_targets, Backoff};
 pub use server::serve_rtmp;

@@ -3,6 +3,7 @@
 
 use crate::conn::{read_some, write_some, Conn};
 use crate::context::{epoch_ms, handshake_random, Relay};
+use crate::dial::Dialer;
 use crate::server::ConnError;
 use prism_config::{redact_url, ResolvedTarget};
 use prism_hub::{DropReason, Frame, FrameKind, QueueLimits, RecvStatus, Stream, Subscription};
@@ -10,7 +11,6 @@ use prism_rtmp::session::{ClientConfig, ClientEvent, ClientSession, MediaKind, S
 use prism_rtmp::url::RtmpUrl;
 use std::sync::Arc;
 use std::time::Duration;
-use tokio::net::{TcpSocket, TcpStream};
 use tokio::time::Instant;
 use tracing::{info, warn};
 
@@ -20,9 +20,6 @@ const SETUP_TIMEOUT: Duration = Duration::from_secs(15);
 const WRITE_TIMEOUT: Duration = Duration::from_secs(20);
 /// Output queued toward a target above which it stops taking frames from its hub queue.
 const HIGH_WATER: usize = 256 * 1024;
-/// Kernel send buffer per push socket (the kernel doubles it): about half a second of an
-/// 8 Mbit/s stream, plenty for the bandwidth-delay product of a distant ingest.
-const SEND_BUFFER_BYTES: u32 = 256 * 1024;
 /// How often a live push exports its queue and drops and checks the overflow verdict, even
 /// while its output is blocked.
 const STATS_INTERVAL: Duration = Duration::from_millis(250);
@@ -154,19 +151,28 @@ async fn push_once(
     tm: &TargetMetrics,
 ) -> Result<(), ConnError> {
     let url = RtmpUrl::parse(&target.url).map_err(|e| ConnError::new("bad_url", e))?;
-    if url.scheme != "rtmp" {
+    let Some(dialer) = relay.dialer(&url.scheme).cloned() else {
         return Err(ConnError::new(
             "unsupported_scheme",
-            format!("{}:// targets are not supported yet", url.scheme),
+            format!("no transport serves {}:// targets", url.scheme),
         ));
-    }
+    };
     // Subscribe before connecting: the new connection starts with metadata, sequence
     // headers and the current GOP from a keyframe.
     let Some(sub) = stream.subscribe(limits) else {
         return Ok(());
     };
     let mut reported = [0u64; 3];
-    let result = drive(relay, &sub, &url, tm, &mut reported).await;
+    let result = drive(
+        relay,
+        dialer.as_ref(),
+        &sub,
+        &url,
+        target,
+        tm,
+        &mut reported,
+    )
+    .await;
     // Drops while connecting or just before a failure count too.
     report_stats(relay, tm, &sub, &mut reported);
     result
@@ -175,16 +181,17 @@ async fn push_once(
 /// Connects, publishes and forwards frames until the stream ends or the connection fails.
 async fn drive(
     relay: &Arc<Relay>,
+    dialer: &dyn Dialer,
     sub: &Subscription,
     url: &RtmpUrl,
+    target: &ResolvedTarget,
     tm: &TargetMetrics,
     reported: &mut [u64; 3],
 ) -> Result<(), ConnError> {
-    let tcp = tokio::time::timeout(CONNECT_TIMEOUT, connect(&url.host, url.port))
+    let io = tokio::time::timeout(CONNECT_TIMEOUT, dialer.dial(url, target))
         .await
-        .map_err(|_| ConnError::new("connect_timeout", "TCP connect timed out"))?
-        .map_err(|e| ConnError::new("connect", e))?;
-    let _ = tcp.set_nodelay(true);
+        .map_err(|_| ConnError::new("connect_timeout", "connect timed out"))?
+        .map_err(|e| ConnError::new(e.reason, e.detail))?;
     let config = relay.config();
     let mut session = ClientSession::new(
         ClientConfig {
@@ -199,7 +206,7 @@ async fn drive(
         handshake_random(),
         epoch_ms(),
     );
-    let mut conn = Conn::new(tcp);
+    let mut conn = Conn::new(io);
 
     // Set-up: handshake, connect, createStream, publish.
     let setup = async {
@@ -291,27 +298,6 @@ async fn drive(
             }
         }
     }
-}
-
-/// Resolves and connects with a capped send buffer: bytes parked in a large kernel buffer
-/// (Linux grows it to megabytes) would escape the per-target queue budget and its drops.
-async fn connect(host: &str, port: u16) -> std::io::Result<TcpStream> {
-    let mut last_err = None;
-    for addr in tokio::net::lookup_host((host, port)).await? {
-        let socket = if addr.is_ipv4() {
-            TcpSocket::new_v4()?
-        } else {
-            TcpSocket::new_v6()?
-        };
-        let _ = socket.set_send_buffer_size(SEND_BUFFER_BYTES);
-        match socket.connect(addr).await {
-            Ok(s) => return Ok(s),
-            Err(e) => last_err = Some(e),
-        }
-    }
-    Err(last_err.unwrap_or_else(|| {
-        std::io::Error::new(std::io::ErrorKind::NotFound, "host resolved to no address")
-    }))
 }
 
 /// Exports the subscription's queue depth and any drops not reported yet.

@@ -1,12 +1,15 @@
-//! Plain RTMP over TCP: accepts connections and hands each byte stream to the relay.
+//! Plain RTMP over TCP: accepts connections and hands each byte stream to the relay, and
+//! dials `rtmp://` push targets.
 //!
 //! This crate knows sockets and the `rtmp` transport name, nothing about the protocol or
 //! the hub: every RTMP byte is handled by prism-relay's [`serve_rtmp`].
 
-use prism_relay::{serve_rtmp, ConnInfo, Relay};
+use prism_config::ResolvedTarget;
+use prism_relay::{serve_rtmp, BoxedStream, ConnInfo, DialError, DialFuture, Dialer, Relay};
+use prism_rtmp::url::RtmpUrl;
 use std::sync::Arc;
 use std::time::Duration;
-use tokio::net::TcpListener;
+use tokio::net::{TcpListener, TcpSocket, TcpStream};
 use tracing::warn;
 
 /// The `transport` metrics label of this crate's connections.
@@ -35,4 +38,52 @@ pub async fn run(listener: TcpListener, relay: Arc<Relay>) {
             }
         }
     }
+}
+
+/// Kernel send buffer per push socket (the kernel doubles it): about half a second of an
+/// 8 Mbit/s stream, plenty for the bandwidth-delay product of a distant ingest, while bytes
+/// parked in a large kernel buffer (Linux grows it to megabytes) would escape the per-target
+/// queue budget and its drops.
+const SEND_BUFFER_BYTES: u32 = 256 * 1024;
+
+/// Dials `rtmp://` push targets over plain TCP.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct TcpDialer;
+
+impl Dialer for TcpDialer {
+    fn scheme(&self) -> &'static str {
+        "rtmp"
+    }
+
+    fn dial<'a>(&'a self, url: &'a RtmpUrl, _target: &'a ResolvedTarget) -> DialFuture<'a> {
+        Box::pin(async move {
+            let tcp = connect(&url.host, url.port)
+                .await
+                .map_err(|e| DialError::new("connect", e))?;
+            Ok(Box::new(tcp) as BoxedStream)
+        })
+    }
+}
+
+/// Resolves `host` and connects to the first address that answers, with a capped send buffer.
+pub async fn connect(host: &str, port: u16) -> std::io::Result<TcpStream> {
+    let mut last_err = None;
+    for addr in tokio::net::lookup_host((host, port)).await? {
+        let socket = if addr.is_ipv4() {
+            TcpSocket::new_v4()?
+        } else {
+            TcpSocket::new_v6()?
+        };
+        let _ = socket.set_send_buffer_size(SEND_BUFFER_BYTES);
+        match socket.connect(addr).await {
+            Ok(s) => {
+                let _ = s.set_nodelay(true);
+                return Ok(s);
+            }
+            Err(e) => last_err = Some(e),
+        }
+    }
+    Err(last_err.unwrap_or_else(|| {
+        std::io::Error::new(std::io::ErrorKind::NotFound, "host resolved to no address")
+    }))
 }

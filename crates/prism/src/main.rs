@@ -10,6 +10,7 @@ use prism_relay::Relay;
 use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
+use std::sync::Arc;
 use tracing::{error, info};
 
 /// Prism: one encoder in, every platform out. A live-video RTMP relay.
@@ -103,7 +104,11 @@ fn serve(config_path: Option<&Path>) -> anyhow::Result<()> {
             .await
             .with_context(|| format!("binding admin HTTP listener on {}", config.http.listen))?;
         info!(rtmp = %config.rtmp.listen, http = %config.http.listen, routes = config.routes.len(), "prism listening");
-        let relay = Relay::new(config, Metrics::new());
+        let relay = Relay::new(
+            config,
+            Metrics::new(),
+            vec![Arc::new(prism_transport_rtmp::TcpDialer)],
+        );
         tokio::spawn(prism_transport_rtmp::run(rtmp, relay.clone()));
         tokio::spawn(admin::run(http, relay.clone()));
         shutdown_signal().await;

@@ -1,0 +1,41 @@
+//! The seam between push targets and transports: each transport crate provides a [`Dialer`]
+//! for its URL scheme, and push targets pick one by the scheme of their URL.
+
+use prism_config::ResolvedTarget;
+use prism_rtmp::url::RtmpUrl;
+use std::future::Future;
+use std::pin::Pin;
+use tokio::io::{AsyncRead, AsyncWrite};
+
+/// Any duplex byte stream a transport produces (TCP, TLS, ...).
+pub trait ByteStream: AsyncRead + AsyncWrite + Send + Unpin + 'static {}
+impl<T> ByteStream for T where T: AsyncRead + AsyncWrite + Send + Unpin + 'static {}
+
+pub type BoxedStream = Box<dyn ByteStream>;
+
+/// Why a dial failed; `reason` is a short metrics label ("connect", "tls_verify", ...).
+#[derive(Debug)]
+pub struct DialError {
+    pub reason: &'static str,
+    pub detail: String,
+}
+
+impl DialError {
+    pub fn new(reason: &'static str, detail: impl ToString) -> Self {
+        DialError {
+            reason,
+            detail: detail.to_string(),
+        }
+    }
+}
+
+pub type DialFuture<'a> = Pin<Box<dyn Future<Output = Result<BoxedStream, DialError>> + Send + 'a>>;
+
+/// Opens outgoing byte streams for one URL scheme.
+pub trait Dialer: Send + Sync + 'static {
+    /// The URL scheme served ("rtmp", "rtmps", ...).
+    fn scheme(&self) -> &'static str;
+    /// Connects to `url`'s host and port; `target` carries per-target options (CA, ...).
+    /// Timeouts are the caller's.
+    fn dial<'a>(&'a self, url: &'a RtmpUrl, target: &'a ResolvedTarget) -> DialFuture<'a>;
+}
