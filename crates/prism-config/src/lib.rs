@@ -11,7 +11,7 @@ mod url;
 use std::collections::HashSet;
 use std::net::SocketAddr;
 use std::ops::Range;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use serde::Deserialize;
@@ -31,6 +31,48 @@ pub struct Config {
     pub player: QueueConfig,
     /// TOML `[[route]]`, in file order.
     pub routes: Vec<Route>,
+    /// TOML table `[rtmps]`: RTMP over TLS listener; absent = off.
+    pub rtmps: Option<TlsListenerConfig>,
+    /// TOML table `[rtmpt]`: RTMP tunnelled over plain HTTP; absent = off.
+    pub rtmpt: Option<TunnelConfig>,
+    /// TOML table `[rtmpts]`: RTMP tunnelled over HTTPS; absent = off. Takes the `[rtmpt]`
+    /// keys plus `cert` and `key`.
+    pub rtmpts: Option<(TunnelConfig, TlsFiles)>,
+}
+
+/// A certificate chain and its private key, PEM files. Relative paths are resolved against
+/// the config file's directory.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TlsFiles {
+    /// `cert`: the full chain, leaf first.
+    pub cert: PathBuf,
+    /// `key`: PKCS#8, PKCS#1 or SEC1 private key.
+    pub key: PathBuf,
+}
+
+/// TOML table `[rtmps]`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TlsListenerConfig {
+    /// `listen`, e.g. `0.0.0.0:443`.
+    pub listen: SocketAddr,
+    pub tls: TlsFiles,
+    /// `handshake_timeout_ms`: the TLS handshake must finish within this (default 10 s).
+    pub handshake_timeout: Duration,
+}
+
+/// TOML table `[rtmpt]` (and the tunnel part of `[rtmpts]`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TunnelConfig {
+    /// `listen`, e.g. `0.0.0.0:80`.
+    pub listen: SocketAddr,
+    /// `max_sessions`: concurrent tunnel sessions (default 1000).
+    pub max_sessions: usize,
+    /// `session_timeout_ms`: a session nobody polls for this long expires (default 15 s).
+    pub session_timeout: Duration,
+    /// `max_body_bytes`: largest request body accepted (default 8 MiB).
+    pub max_body_bytes: usize,
+    /// `max_buffer_bytes`: bytes buffered per session and direction (default 8 MiB).
+    pub max_buffer_bytes: usize,
 }
 
 /// TOML table `[rtmp]`: the RTMP ingest/playback listener.
@@ -95,6 +137,25 @@ pub struct TargetConfig {
     /// log it through [`redact_url`].
     pub url: String,
     pub queue: QueueConfig,
+    pub tls: TargetTls,
+}
+
+/// TLS options of an `rtmps://` target.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TargetTls {
+    /// `ca`: PEM file of CA certificates to trust instead of the system roots (private CAs).
+    pub ca: Option<PathBuf>,
+    /// `tls_verify`: false skips certificate verification. For testing only; logged loudly.
+    pub verify: bool,
+}
+
+impl Default for TargetTls {
+    fn default() -> Self {
+        TargetTls {
+            ca: None,
+            verify: true,
+        }
+    }
 }
 
 /// A target for one concrete stream, URL expanded.
@@ -104,6 +165,7 @@ pub struct ResolvedTarget {
     /// Expanded URL; holds secrets, log it through [`redact_url`].
     pub url: String,
     pub queue: QueueConfig,
+    pub tls: TargetTls,
 }
 
 impl Default for RtmpConfig {
@@ -208,7 +270,35 @@ impl Config {
             origin: origin.clone(),
             source,
         })?;
-        Config::from_toml_str(&text, &origin)
+        let mut config = Config::from_toml_str(&text, &origin)?;
+        if let Some(dir) = path.parent() {
+            config.resolve_paths(dir);
+        }
+        Ok(config)
+    }
+
+    /// Makes relative file paths (certificates, keys, CAs) relative to `dir`.
+    pub fn resolve_paths(&mut self, dir: &Path) {
+        let fix = |p: &mut PathBuf| {
+            if p.is_relative() {
+                *p = dir.join(&*p);
+            }
+        };
+        if let Some(l) = &mut self.rtmps {
+            fix(&mut l.tls.cert);
+            fix(&mut l.tls.key);
+        }
+        if let Some((_, tls)) = &mut self.rtmpts {
+            fix(&mut tls.cert);
+            fix(&mut tls.key);
+        }
+        for r in &mut self.routes {
+            for t in &mut r.targets {
+                if let Some(ca) = &mut t.tls.ca {
+                    fix(ca);
+                }
+            }
+        }
     }
 
     /// Targets for stream `app`/`key`: the union over all matching routes in
@@ -225,6 +315,7 @@ impl Config {
                         name: t.name.clone(),
                         url: url::expand(&t.url, app, key),
                         queue: t.queue,
+                        tls: t.tls.clone(),
                     });
                 }
             }
@@ -261,6 +352,31 @@ struct RawConfig {
     player: RawQueue,
     #[serde(default)]
     route: Vec<RawRoute>,
+    rtmps: Option<Spanned<RawTlsListener>>,
+    rtmpt: Option<Spanned<RawTunnel>>,
+    rtmpts: Option<Spanned<RawTunnel>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawTlsListener {
+    listen: Spanned<String>,
+    cert: String,
+    key: String,
+    handshake_timeout_ms: Option<Spanned<u64>>,
+}
+
+/// `[rtmpt]` and `[rtmpts]`; `cert` and `key` are only valid (and required) in `[rtmpts]`.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawTunnel {
+    listen: Spanned<String>,
+    max_sessions: Option<Spanned<usize>>,
+    session_timeout_ms: Option<Spanned<u64>>,
+    max_body_bytes: Option<Spanned<usize>>,
+    max_buffer_bytes: Option<Spanned<usize>>,
+    cert: Option<String>,
+    key: Option<String>,
 }
 
 #[derive(Deserialize, Default)]
@@ -311,6 +427,8 @@ struct RawTarget {
     max_queue_ms: Option<Spanned<u32>>,
     max_queue_bytes: Option<Spanned<usize>>,
     overflow_disconnect_ms: Option<u64>,
+    ca: Option<String>,
+    tls_verify: Option<bool>,
 }
 
 /// Semantic validation of the raw shape, with errors placed in the file.
@@ -379,13 +497,114 @@ impl Checker<'_> {
             .enumerate()
             .map(|(i, r)| self.route(i, r))
             .collect::<Result<_, _>>()?;
+        let rtmps = match raw.rtmps {
+            None => None,
+            Some(t) => {
+                let span = t.span();
+                let t = t.into_inner();
+                Some(TlsListenerConfig {
+                    listen: self.addr(Some(t.listen), "rtmps.listen", d.rtmp.listen)?,
+                    tls: self.tls_files(Some(t.cert), Some(t.key), span, "rtmps")?,
+                    handshake_timeout: self.positive_ms(
+                        t.handshake_timeout_ms,
+                        "rtmps.handshake_timeout_ms",
+                        Duration::from_secs(10),
+                    )?,
+                })
+            }
+        };
+        let rtmpt = match raw.rtmpt {
+            None => None,
+            Some(t) => {
+                let span = t.span();
+                let t = t.into_inner();
+                if t.cert.is_some() || t.key.is_some() {
+                    return Err(self.err(
+                        span,
+                        "rtmpt",
+                        "`cert` and `key` belong in [rtmpts] (the tunnel over HTTPS)",
+                    ));
+                }
+                Some(self.tunnel(t, "rtmpt")?)
+            }
+        };
+        let rtmpts = match raw.rtmpts {
+            None => None,
+            Some(t) => {
+                let span = t.span();
+                let mut t = t.into_inner();
+                let tls = self.tls_files(t.cert.take(), t.key.take(), span, "rtmpts")?;
+                Some((self.tunnel(t, "rtmpts")?, tls))
+            }
+        };
         Ok(Config {
             rtmp,
             http,
             hub,
             player,
             routes,
+            rtmps,
+            rtmpt,
+            rtmpts,
         })
+    }
+
+    fn tls_files(
+        &self,
+        cert: Option<String>,
+        key: Option<String>,
+        span: Range<usize>,
+        table: &str,
+    ) -> Result<TlsFiles, ConfigError> {
+        match (cert, key) {
+            (Some(cert), Some(key)) if !cert.is_empty() && !key.is_empty() => Ok(TlsFiles {
+                cert: PathBuf::from(cert),
+                key: PathBuf::from(key),
+            }),
+            _ => Err(self.err(
+                span,
+                table,
+                "needs `cert` and `key` (PEM files: the certificate chain and its private key)",
+            )),
+        }
+    }
+
+    fn tunnel(&self, t: RawTunnel, table: &str) -> Result<TunnelConfig, ConfigError> {
+        let positive = |v: Option<Spanned<usize>>, key: &str, default: usize| match v {
+            Some(v) if *v.get_ref() == 0 => {
+                Err(self.err(v.span(), &format!("{table}.{key}"), "must be > 0"))
+            }
+            Some(v) => Ok(v.into_inner()),
+            None => Ok(default),
+        };
+        Ok(TunnelConfig {
+            listen: self.addr(
+                Some(t.listen),
+                &format!("{table}.listen"),
+                SocketAddr::from(([0, 0, 0, 0], 80)),
+            )?,
+            max_sessions: positive(t.max_sessions, "max_sessions", 1000)?,
+            session_timeout: self.positive_ms(
+                t.session_timeout_ms,
+                &format!("{table}.session_timeout_ms"),
+                Duration::from_secs(15),
+            )?,
+            max_body_bytes: positive(t.max_body_bytes, "max_body_bytes", 8 * 1024 * 1024)?,
+            max_buffer_bytes: positive(t.max_buffer_bytes, "max_buffer_bytes", 8 * 1024 * 1024)?,
+        })
+    }
+
+    fn positive_ms(
+        &self,
+        v: Option<Spanned<u64>>,
+        key: &str,
+        default: Duration,
+    ) -> Result<Duration, ConfigError> {
+        match v {
+            Some(v) if *v.get_ref() == 0 => Err(self.err(v.span(), key, "must be > 0")),
+            Some(v) => Ok(Duration::from_millis(v.into_inner())),
+            None => Ok(default),
+        }
     }
 
     fn addr(
@@ -487,10 +706,24 @@ impl Checker<'_> {
                 &tkey,
                 QueueConfig::default(),
             )?;
+            if t.tls_verify == Some(false) || t.ca.is_some() {
+                let scheme_ok = t.url.get_ref().to_ascii_lowercase().starts_with("rtmps://");
+                if !scheme_ok {
+                    return Err(self.err(
+                        t.url.span(),
+                        &format!("{tkey}.url"),
+                        "`ca` and `tls_verify` only apply to rtmps:// targets",
+                    ));
+                }
+            }
             targets.push(TargetConfig {
                 name: t.name.into_inner(),
                 url: t.url.into_inner(),
                 queue,
+                tls: TargetTls {
+                    ca: t.ca.filter(|c| !c.is_empty()).map(PathBuf::from),
+                    verify: t.tls_verify.unwrap_or(true),
+                },
             });
         }
         Ok(Route { stream, targets })

@@ -403,3 +403,81 @@ fn line_col_counts_chars() {
     assert_eq!(line_col("é=\nx", 2), (1, 2));
     assert_eq!(line_col("x", 99), (1, 2));
 }
+
+#[test]
+fn transport_tables() {
+    let c = parse(
+        r#"
+[rtmps]
+listen = "0.0.0.0:1936"
+cert = "certs/chain.pem"
+key = "certs/key.pem"
+
+[rtmpt]
+listen = "0.0.0.0:8080"
+max_sessions = 10
+
+[rtmpts]
+listen = "0.0.0.0:8443"
+cert = "/etc/prism/chain.pem"
+key = "/etc/prism/key.pem"
+session_timeout_ms = 5000
+
+[[route]]
+stream = "live/*"
+  [[route.target]]
+  name = "fb"
+  url = "rtmps://live-api-s.facebook.com:443/rtmp/{stream}"
+  ca = "private-ca.pem"
+  tls_verify = false
+"#,
+    )
+    .unwrap();
+    let rtmps = c.rtmps.as_ref().unwrap();
+    assert_eq!(rtmps.listen, "0.0.0.0:1936".parse().unwrap());
+    assert_eq!(rtmps.tls.cert, PathBuf::from("certs/chain.pem"));
+    let rtmpt = c.rtmpt.as_ref().unwrap();
+    assert_eq!(rtmpt.max_sessions, 10);
+    assert_eq!(rtmpt.session_timeout, Duration::from_secs(15));
+    let (tunnel, tls) = c.rtmpts.as_ref().unwrap();
+    assert_eq!(tunnel.session_timeout, Duration::from_secs(5));
+    assert_eq!(tls.key, PathBuf::from("/etc/prism/key.pem"));
+    let t = &c.targets_for("live", "k")[0];
+    assert_eq!(t.tls.ca, Some(PathBuf::from("private-ca.pem")));
+    assert!(!t.tls.verify);
+
+    let mut resolved = c.clone();
+    resolved.resolve_paths(Path::new("/srv/prism"));
+    assert_eq!(
+        resolved.rtmps.unwrap().tls.cert,
+        PathBuf::from("/srv/prism/certs/chain.pem")
+    );
+    assert_eq!(
+        resolved.routes[0].targets[0].tls.ca,
+        Some(PathBuf::from("/srv/prism/private-ca.pem"))
+    );
+    // Absolute paths stay.
+    assert_eq!(
+        resolved.rtmpts.unwrap().1.cert,
+        PathBuf::from("/etc/prism/chain.pem")
+    );
+}
+
+#[test]
+fn transport_table_mistakes() {
+    let e = err("[rtmps]\nlisten = \"0.0.0.0:443\"\ncert = \"c.pem\"\n");
+    assert!(e.contains("key"), "{e}");
+    let e = err("[rtmpt]\nlisten = \"0.0.0.0:80\"\ncert = \"c.pem\"\nkey = \"k.pem\"\n");
+    assert!(e.contains("[rtmpts]"), "{e}");
+    let e = err("[rtmpts]\nlisten = \"0.0.0.0:443\"\n");
+    assert!(e.starts_with("config.toml:1:"), "{e}");
+    let e = err("[rtmpt]\nlisten = \"0.0.0.0:80\"\nmax_sesions = 3\n");
+    assert!(
+        e.contains("config.toml:3:") && e.contains("max_sesions"),
+        "{e}"
+    );
+    let e = err(
+        "[[route]]\nstream = \"live/*\"\n[[route.target]]\nname = \"a\"\nurl = \"rtmp://h/app/k\"\ntls_verify = false\n",
+    );
+    assert!(e.contains("rtmps://"), "{e}");
+}
