@@ -1,4 +1,7 @@
 use bytes::Bytes;
+use std::any::Any;
+use std::fmt;
+use std::sync::OnceLock;
 
 /// What a frame carries.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -29,7 +32,44 @@ pub struct Frame {
     pub keyframe: bool,
     pub sequence_header: bool,
     pub disposable: bool,
+    /// Egress code's once-per-frame serialization, shared by every subscriber.
+    pub wire: EgressCache,
 }
+
+/// A slot where egress code keeps a serialized form of a frame (such as its RTMP chunks),
+/// computed by the first subscriber that needs it and shared by the rest. The hub never
+/// looks inside; subscribers receive frames as `Arc<Frame>`, so the slot is shared.
+#[derive(Default)]
+pub struct EgressCache(OnceLock<Box<dyn Any + Send + Sync>>);
+
+impl EgressCache {
+    /// The cached value, computing it with `init` if the slot is empty. None if the slot
+    /// holds a value of another type.
+    pub fn get_or_init<T: Any + Send + Sync>(&self, init: impl FnOnce() -> T) -> Option<&T> {
+        self.0.get_or_init(|| Box::new(init())).downcast_ref()
+    }
+}
+
+impl fmt::Debug for EgressCache {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(if self.0.get().is_some() { "EgressCache(set)" } else { "EgressCache" })
+    }
+}
+
+/// A clone starts empty: the cache belongs to one shared frame.
+impl Clone for EgressCache {
+    fn clone(&self) -> Self {
+        EgressCache::default()
+    }
+}
+
+/// Caches never make frames differ.
+impl PartialEq for EgressCache {
+    fn eq(&self, _: &Self) -> bool {
+        true
+    }
+}
+impl Eq for EgressCache {}
 
 impl Frame {
     /// Metadata and sequence headers: small, needed to decode anything, never dropped.
@@ -45,6 +85,7 @@ impl Frame {
             keyframe: false,
             sequence_header: false,
             disposable: false,
+            wire: EgressCache::default(),
         }
     }
 }

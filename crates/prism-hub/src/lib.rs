@@ -10,7 +10,7 @@ mod queue;
 mod stream;
 mod timestamps;
 
-pub use frame::{Frame, FrameKind};
+pub use frame::{EgressCache, Frame, FrameKind};
 pub use queue::{DropReason, PushOutcome, QueueLimits, SubQueue};
 pub use stream::{
     Hub, HubConfig, PublishError, PublishHandle, RecvStatus, Stream, SubStats, Subscription,

@@ -7,6 +7,7 @@
 
 use crate::{Frame, FrameKind};
 use std::collections::VecDeque;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 /// Budget of one subscriber's queue.
@@ -70,7 +71,7 @@ pub enum PushOutcome {
 
 #[derive(Debug)]
 pub struct SubQueue {
-    frames: VecDeque<Frame>,
+    frames: VecDeque<Arc<Frame>>,
     bytes: usize,
     limits: QueueLimits,
     need_keyframe: bool,
@@ -91,7 +92,8 @@ impl SubQueue {
         }
     }
 
-    pub fn push(&mut self, frame: Frame, now: Instant) -> PushOutcome {
+    pub fn push(&mut self, frame: impl Into<Arc<Frame>>, now: Instant) -> PushOutcome {
+        let frame = frame.into();
         if !frame.is_config() && frame.kind == FrameKind::Video {
             if self.need_keyframe && !frame.keyframe {
                 self.count(DropReason::WaitingKeyframe, 1);
@@ -166,7 +168,7 @@ impl SubQueue {
     }
 
     /// Moves queued frames into `out`, up to about `max_bytes` (at least one frame).
-    pub fn pop_batch(&mut self, out: &mut Vec<Frame>, max_bytes: usize) {
+    pub fn pop_batch(&mut self, out: &mut Vec<Arc<Frame>>, max_bytes: usize) {
         let mut taken = 0;
         while let Some(f) = self.frames.pop_front() {
             taken += f.payload.len();

@@ -147,10 +147,10 @@ struct StreamState {
     ended: bool,
     /// When the publisher vanished without unpublishing; Some while in the grace window.
     detached_at: Option<Instant>,
-    metadata: Option<Frame>,
-    video_header: Option<Frame>,
-    audio_header: Option<Frame>,
-    gop: Vec<Frame>,
+    metadata: Option<Arc<Frame>>,
+    video_header: Option<Arc<Frame>>,
+    audio_header: Option<Arc<Frame>>,
+    gop: Vec<Arc<Frame>>,
     gop_bytes: usize,
     gop_valid: bool,
     ts: TimestampNormalizer,
@@ -170,11 +170,18 @@ pub struct Stream {
     started: Instant,
     bytes_in: AtomicU64,
     end_notify: Notify,
+    gop_limit: usize,
 }
 
 impl Stream {
     fn new(app: &str, key: &str, hub: Weak<Hub>) -> Arc<Stream> {
+        let gop_limit = hub
+            .upgrade()
+            .map_or(HubConfig::default().gop_cache_max_bytes, |h| {
+                h.config.gop_cache_max_bytes
+            });
         Arc::new(Stream {
+            gop_limit,
             name: format!("{app}/{key}"),
             app: app.to_owned(),
             key: key.to_owned(),
@@ -353,6 +360,7 @@ impl PublishHandle {
             .fetch_add(frame.payload.len() as u64, Ordering::Relaxed);
         let mut st = lock(&self.stream.state);
         frame.timestamp = st.ts.map(frame.timestamp);
+        let frame = Arc::new(frame);
         if frame.kind == FrameKind::Data {
             st.metadata = Some(frame.clone());
         } else if frame.sequence_header {
@@ -362,7 +370,7 @@ impl PublishHandle {
                 st.audio_header = Some(frame.clone());
             }
         } else {
-            cache_gop(&mut st, &frame, self.stream.hub_gop_limit());
+            cache_gop(&mut st, &frame, self.stream.gop_limit);
         }
         let mut kicked = false;
         for sub in &st.subscribers {
@@ -406,16 +414,7 @@ impl PublishHandle {
     }
 }
 
-impl Stream {
-    fn hub_gop_limit(&self) -> usize {
-        self.hub
-            .upgrade()
-            .map(|h| h.config.gop_cache_max_bytes)
-            .unwrap_or(HubConfig::default().gop_cache_max_bytes)
-    }
-}
-
-fn cache_gop(st: &mut StreamState, frame: &Frame, max_bytes: usize) {
+fn cache_gop(st: &mut StreamState, frame: &Arc<Frame>, max_bytes: usize) {
     if frame.kind == FrameKind::Video && frame.keyframe {
         st.gop.clear();
         st.gop_bytes = 0;
@@ -532,7 +531,7 @@ impl Subscription {
 
     /// Waits for frames and moves up to about `max_bytes` of them into `out`.
     /// Queued frames are delivered before `Ended`.
-    pub async fn recv(&self, out: &mut Vec<Frame>, max_bytes: usize) -> RecvStatus {
+    pub async fn recv(&self, out: &mut Vec<Arc<Frame>>, max_bytes: usize) -> RecvStatus {
         loop {
             if let Some(status) = self.try_recv(out, max_bytes) {
                 return status;
@@ -542,7 +541,7 @@ impl Subscription {
     }
 
     /// Non-blocking [`Subscription::recv`]: None when nothing is queued yet.
-    pub fn try_recv(&self, out: &mut Vec<Frame>, max_bytes: usize) -> Option<RecvStatus> {
+    pub fn try_recv(&self, out: &mut Vec<Arc<Frame>>, max_bytes: usize) -> Option<RecvStatus> {
         if self.shared.kicked.load(Ordering::Acquire) {
             return Some(RecvStatus::TooSlow);
         }

@@ -17,7 +17,7 @@ fn header() -> Frame {
     }
 }
 
-fn drain(sub: &prism_hub::Subscription) -> Vec<Frame> {
+fn drain(sub: &prism_hub::Subscription) -> Vec<std::sync::Arc<Frame>> {
     let mut out = Vec::new();
     while let Some(RecvStatus::Frames) = sub.try_recv(&mut out, usize::MAX) {}
     out
@@ -148,4 +148,24 @@ async fn slow_subscriber_does_not_affect_fast_one() {
     p.send(video(4040, true));
     let got = drain(&slow);
     assert!(got.first().is_some_and(|f| f.keyframe), "{:?}", got.first());
+}
+
+#[tokio::test]
+async fn subscribers_share_one_frame_and_its_egress_cache() {
+    let hub = Hub::new(HubConfig::default());
+    let p = hub.publish("live", "k").unwrap();
+    let a = hub.subscribe("live", "k", QueueLimits::default());
+    let b = hub.subscribe("live", "k", QueueLimits::default());
+    p.send(video(0, true));
+    let (fa, fb) = (drain(&a), drain(&b));
+    assert!(std::sync::Arc::ptr_eq(&fa[0], &fb[0]));
+    let mut computed = 0;
+    for f in [&fa[0], &fb[0]] {
+        let v = f.wire.get_or_init(|| {
+            computed += 1;
+            42u32
+        });
+        assert_eq!(v, Some(&42));
+    }
+    assert_eq!(computed, 1);
 }

@@ -9,6 +9,7 @@
 mod conn;
 mod context;
 mod dial;
+mod egress;
 mod push;
 mod server;
 

@@ -4,10 +4,11 @@
 use crate::conn::{read_some, write_some, Conn};
 use crate::context::{epoch_ms, handshake_random, Relay};
 use crate::dial::Dialer;
+use crate::egress::{media_kind, shared_body};
 use crate::server::ConnError;
 use prism_config::{redact_url, ResolvedTarget};
-use prism_hub::{DropReason, Frame, FrameKind, QueueLimits, RecvStatus, Stream, Subscription};
-use prism_rtmp::session::{ClientConfig, ClientEvent, ClientSession, MediaKind, SessionConfig};
+use prism_hub::{DropReason, Frame, QueueLimits, RecvStatus, Stream, Subscription};
+use prism_rtmp::session::{ClientConfig, ClientEvent, ClientSession, SessionConfig};
 use prism_rtmp::url::RtmpUrl;
 use std::sync::Arc;
 use std::time::Duration;
@@ -242,7 +243,7 @@ async fn drive(
     tm.up.set(1);
     info!(stream = %tm.stream, target = %tm.target, "target publishing");
 
-    let mut frames: Vec<Frame> = Vec::new();
+    let mut frames: Vec<Arc<Frame>> = Vec::new();
     let mut last_write = Instant::now();
     // While the output is above HIGH_WATER the subscription is not polled, so check its
     // queue, drops and overflow verdict on a timer too: a stalled destination must still
@@ -256,8 +257,13 @@ async fn drive(
             status = sub.recv(&mut frames, 256 * 1024), if want_frames => {
                 match status {
                     RecvStatus::Frames => {
+                        let chunk_size = session.chunk_size();
                         for f in frames.drain(..) {
-                            session.send_media(media_kind(f.kind), f.timestamp, &f.payload);
+                            let kind = media_kind(f.kind);
+                            match shared_body(&f, kind, chunk_size) {
+                                Some(body) => session.send_media_shared(kind, f.timestamp, &f.payload, body),
+                                None => session.send_media(kind, f.timestamp, &f.payload),
+                            }
                         }
                         report_stats(relay, tm, sub, reported);
                     }
@@ -314,13 +320,5 @@ fn report_stats(relay: &Relay, tm: &TargetMetrics, sub: &Subscription, reported:
                 .inc_by(now - reported[i]);
             reported[i] = now;
         }
-    }
-}
-
-fn media_kind(kind: FrameKind) -> MediaKind {
-    match kind {
-        FrameKind::Audio => MediaKind::Audio,
-        FrameKind::Video => MediaKind::Video,
-        FrameKind::Data => MediaKind::Data,
     }
 }

@@ -2,6 +2,7 @@
 
 use crate::conn::{read_some, write_some, Conn};
 use crate::context::{epoch_ms, handshake_random, ConnInfo, Relay};
+use crate::egress::{media_kind, shared_body};
 use prism_hub::{
     DropReason, Frame, FrameKind, PublishError, PublishHandle, RecvStatus, Subscription,
 };
@@ -106,7 +107,7 @@ where
     let mut last_write = Instant::now();
     let mut publishing: Option<Publishing> = None;
     let mut playing: Option<Playing> = None;
-    let mut frames: Vec<Frame> = Vec::new();
+    let mut frames: Vec<Arc<Frame>> = Vec::new();
     let mut check = tokio::time::interval(STATS_INTERVAL);
     check.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
 
@@ -158,8 +159,13 @@ where
                 let Some(p) = playing.as_mut() else { continue };
                 match status {
                     RecvStatus::Frames => {
+                        let chunk_size = session.chunk_size();
                         for f in frames.drain(..) {
-                            session.send_media(p.stream_id, media_kind(f.kind), f.timestamp, &f.payload);
+                            let kind = media_kind(f.kind);
+                            match shared_body(&f, kind, chunk_size) {
+                                Some(body) => session.send_media_shared(p.stream_id, kind, f.timestamp, &f.payload, body),
+                                None => session.send_media(p.stream_id, kind, f.timestamp, &f.payload),
+                            }
                         }
                         report_player_drops(&relay.metrics, p);
                     }
@@ -207,18 +213,10 @@ where
     result
 }
 
-async fn recv_frames(playing: &Option<Playing>, frames: &mut Vec<Frame>) -> RecvStatus {
+async fn recv_frames(playing: &Option<Playing>, frames: &mut Vec<Arc<Frame>>) -> RecvStatus {
     match playing {
         Some(p) => p.sub.recv(frames, 256 * 1024).await,
         None => std::future::pending().await,
-    }
-}
-
-fn media_kind(kind: FrameKind) -> MediaKind {
-    match kind {
-        FrameKind::Audio => MediaKind::Audio,
-        FrameKind::Video => MediaKind::Video,
-        FrameKind::Data => MediaKind::Data,
     }
 }
 
@@ -373,6 +371,7 @@ fn handle_event(
                 keyframe: info.keyframe,
                 sequence_header: info.sequence_header,
                 disposable: info.disposable,
+                wire: Default::default(),
             });
         }
         ServerEvent::StreamClosed { stream_id } => {

@@ -2,7 +2,7 @@
 
 use std::collections::HashMap;
 
-use bytes::{Buf, BytesMut};
+use bytes::{Buf, Bytes, BytesMut};
 
 use crate::message::{MessageType, RawMessage, DEFAULT_CHUNK_SIZE, MAX_CHUNK_SIZE};
 use crate::OutQueue;
@@ -419,6 +419,31 @@ impl ChunkEncoder {
     /// Payloads longer than the 24-bit length field (16 MiB - 1) cannot be represented and are
     /// dropped; nothing the decoder accepts is that large.
     pub fn write(&mut self, csid: u32, msg: &RawMessage, out: &mut OutQueue) {
+        self.write_with(csid, msg, None, out)
+    }
+
+    /// Like [`ChunkEncoder::write`], but the body after the first chunk header comes from
+    /// `body`, chunked once and shared by every connection that sends this message: each
+    /// connection writes only its own first header. Falls back to chunking here when `body`
+    /// was made for another chunk stream or chunk size, or when the header needs an extended
+    /// timestamp (which continuation headers would have to repeat).
+    pub fn write_prechunked(
+        &mut self,
+        csid: u32,
+        msg: &RawMessage,
+        body: &PreChunked,
+        out: &mut OutQueue,
+    ) {
+        self.write_with(csid, msg, Some(body), out)
+    }
+
+    fn write_with(
+        &mut self,
+        csid: u32,
+        msg: &RawMessage,
+        body: Option<&PreChunked>,
+        out: &mut OutQueue,
+    ) {
         debug_assert!(
             (MIN_CSID..=MAX_CSID).contains(&csid),
             "csid {csid} out of range"
@@ -482,16 +507,28 @@ impl ChunkEncoder {
             cn += 4;
         }
 
-        let chunk = self.chunk_size as usize;
-        let mut offset = 0;
-        loop {
-            let end = (offset + chunk).min(msg.payload.len());
-            out.put_bytes(msg.payload.slice(offset..end));
-            offset = end;
-            if offset >= msg.payload.len() {
-                break;
+        match body {
+            Some(b)
+                if !extended
+                    && b.csid == csid
+                    && b.chunk_size == self.chunk_size
+                    && b.payload_len == msg.payload.len() =>
+            {
+                out.put_bytes(b.bytes.clone());
             }
-            out.put_slice(&cont[..cn]);
+            _ => {
+                let chunk = self.chunk_size as usize;
+                let mut offset = 0;
+                loop {
+                    let end = (offset + chunk).min(msg.payload.len());
+                    out.put_bytes(msg.payload.slice(offset..end));
+                    offset = end;
+                    if offset >= msg.payload.len() {
+                        break;
+                    }
+                    out.put_slice(&cont[..cn]);
+                }
+            }
         }
 
         // A type 3 new message inherits the previous delta, so it stays "a delta".
@@ -507,6 +544,52 @@ impl ChunkEncoder {
                 stream_id: msg.stream_id,
             },
         );
+    }
+}
+
+/// A message body chunked once for one chunk stream and chunk size: the payload with the
+/// type 3 continuation headers already interleaved (no extended timestamps). nginx-rtmp
+/// shares chunks between subscribers the same way.
+#[derive(Debug, Clone)]
+pub struct PreChunked {
+    csid: u32,
+    chunk_size: u32,
+    payload_len: usize,
+    bytes: Bytes,
+}
+
+impl PreChunked {
+    /// Chunks `payload` for `csid` at `chunk_size`. A payload that fits in one chunk is
+    /// shared as is; a longer one is copied once, with its continuation headers.
+    pub fn new(csid: u32, chunk_size: u32, payload: &Bytes) -> Self {
+        let csid = csid.clamp(MIN_CSID, MAX_CSID);
+        let chunk = chunk_size.clamp(1, MAX_CHUNK_SIZE) as usize;
+        let bytes = if payload.len() <= chunk {
+            payload.clone()
+        } else {
+            let mut cont = [0u8; 3];
+            let cn = basic_header(&mut cont, 3, csid);
+            let pieces = payload.len().div_ceil(chunk);
+            let mut buf = BytesMut::with_capacity(payload.len() + (pieces - 1) * cn);
+            for (i, piece) in payload.chunks(chunk).enumerate() {
+                if i > 0 {
+                    buf.extend_from_slice(&cont[..cn]);
+                }
+                buf.extend_from_slice(piece);
+            }
+            buf.freeze()
+        };
+        PreChunked {
+            csid,
+            chunk_size: chunk as u32,
+            payload_len: payload.len(),
+            bytes,
+        }
+    }
+
+    /// Whether this body serves messages on `csid` at `chunk_size`.
+    pub fn fits(&self, csid: u32, chunk_size: u32) -> bool {
+        self.csid == csid && self.chunk_size == chunk_size
     }
 }
 
@@ -526,6 +609,66 @@ fn basic_header(buf: &mut [u8], fmt: u8, csid: u32) -> usize {
         buf[1] = (v & 0xFF) as u8;
         buf[2] = (v >> 8) as u8;
         3
+    }
+}
+
+#[cfg(test)]
+mod prechunked_tests {
+    use super::*;
+
+    fn msg(ts: u32, len: usize) -> RawMessage {
+        RawMessage {
+            timestamp: ts,
+            type_id: MessageType::VIDEO,
+            stream_id: 1,
+            payload: Bytes::from((0..len).map(|i| i as u8).collect::<Vec<_>>()),
+        }
+    }
+
+    /// Pre-chunked output is byte-identical to chunking per connection, for every header
+    /// type, and falls back correctly for extended timestamps and other chunk sizes.
+    #[test]
+    fn identical_to_plain_chunking() {
+        let cases = [
+            (0, 10_000),
+            (40, 10_000),
+            (80, 3000),
+            (120, 3000),
+            (160, 4096),
+            (0x0100_0000, 9000),
+            (0x0100_0040, 9000),
+            // Backwards: a type 0 header with an extended absolute timestamp.
+            (0x0100_0000, 9000),
+        ];
+        for chunk_size in [128u32, 4096] {
+            let (mut plain, mut shared) = (ChunkEncoder::new(), ChunkEncoder::new());
+            let (mut a, mut b) = (OutQueue::new(), OutQueue::new());
+            plain.set_chunk_size(chunk_size, &mut a);
+            shared.set_chunk_size(chunk_size, &mut b);
+            for (ts, len) in cases {
+                let m = msg(ts, len);
+                plain.write(6, &m, &mut a);
+                // Made for 4096: at 128 this exercises the fallback.
+                let body = PreChunked::new(6, 4096, &m.payload);
+                shared.write_prechunked(6, &m, &body, &mut b);
+            }
+            assert_eq!(a.take_all(), b.take_all(), "chunk size {chunk_size}");
+        }
+    }
+
+    #[test]
+    fn decodes_back() {
+        let mut enc = ChunkEncoder::new();
+        let mut out = OutQueue::new();
+        enc.set_chunk_size(4096, &mut out);
+        let m = msg(33, 20_000);
+        let body = PreChunked::new(6, 4096, &m.payload);
+        assert!(body.fits(6, 4096) && !body.fits(4, 4096));
+        enc.write_prechunked(6, &m, &body, &mut out);
+        let mut input = BytesMut::from(&out.take_all()[..]);
+        let mut dec = ChunkDecoder::new(DecoderLimits::default());
+        let _chunk_size_msg = dec.decode(&mut input).unwrap().unwrap();
+        assert_eq!(dec.decode(&mut input).unwrap().unwrap(), m);
     }
 }
 

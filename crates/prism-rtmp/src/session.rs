@@ -5,7 +5,7 @@
 //! (`out()`). Commands (`accept_publish`, `send_media`, ...) only append to the out queue.
 //! Timeouts belong to the driver: nothing here reads a clock.
 
-use crate::chunk::{ChunkDecoder, ChunkEncoder, DecoderLimits};
+use crate::chunk::{ChunkDecoder, ChunkEncoder, DecoderLimits, PreChunked};
 use crate::control::Control;
 use crate::handshake::{ClientHandshake, ServerHandshake};
 use crate::message::{csid, MessageType, RawMessage};
@@ -48,7 +48,8 @@ impl MediaKind {
             MediaKind::Data => MessageType::DATA_AMF0,
         }
     }
-    fn csid(self) -> u32 {
+    /// The chunk stream Prism sends this kind of media on.
+    pub fn csid(self) -> u32 {
         match self {
             MediaKind::Audio => csid::AUDIO,
             MediaKind::Video => csid::VIDEO,
@@ -171,14 +172,26 @@ impl Link {
         );
     }
 
-    fn send_media(&mut self, stream_id: u32, kind: MediaKind, timestamp: u32, payload: &Bytes) {
+    fn send_media(
+        &mut self,
+        stream_id: u32,
+        kind: MediaKind,
+        timestamp: u32,
+        payload: &Bytes,
+        body: Option<&PreChunked>,
+    ) {
         let msg = RawMessage {
             timestamp,
             type_id: kind.message_type(),
             stream_id,
             payload: payload.clone(),
         };
-        self.encoder.write(kind.csid(), &msg, &mut self.out);
+        match body {
+            Some(b) => self
+                .encoder
+                .write_prechunked(kind.csid(), &msg, b, &mut self.out),
+            None => self.encoder.write(kind.csid(), &msg, &mut self.out),
+        }
     }
 }
 
@@ -714,7 +727,27 @@ impl ServerSession {
 
     /// Queues one media message to a playing stream; the payload is shared, not copied.
     pub fn send_media(&mut self, stream_id: u32, kind: MediaKind, timestamp: u32, payload: &Bytes) {
-        self.link.send_media(stream_id, kind, timestamp, payload);
+        self.link
+            .send_media(stream_id, kind, timestamp, payload, None);
+    }
+
+    /// [`ServerSession::send_media`] with the body already chunked (for [`MediaKind::csid`]
+    /// and [`ServerSession::chunk_size`]) and shared with other connections.
+    pub fn send_media_shared(
+        &mut self,
+        stream_id: u32,
+        kind: MediaKind,
+        timestamp: u32,
+        payload: &Bytes,
+        body: &PreChunked,
+    ) {
+        self.link
+            .send_media(stream_id, kind, timestamp, payload, Some(body));
+    }
+
+    /// The chunk size this session sends with.
+    pub fn chunk_size(&self) -> u32 {
+        self.link.encoder.chunk_size()
     }
 
     /// Tells a player the stream it plays has ended.
@@ -936,8 +969,28 @@ impl ClientSession {
     pub fn send_media(&mut self, kind: MediaKind, timestamp: u32, payload: &Bytes) {
         if self.phase == ClientPhase::Live {
             self.link
-                .send_media(self.stream_id, kind, timestamp, payload);
+                .send_media(self.stream_id, kind, timestamp, payload, None);
         }
+    }
+
+    /// [`ClientSession::send_media`] with the body already chunked and shared, as for
+    /// [`ServerSession::send_media_shared`].
+    pub fn send_media_shared(
+        &mut self,
+        kind: MediaKind,
+        timestamp: u32,
+        payload: &Bytes,
+        body: &PreChunked,
+    ) {
+        if self.phase == ClientPhase::Live {
+            self.link
+                .send_media(self.stream_id, kind, timestamp, payload, Some(body));
+        }
+    }
+
+    /// The chunk size this session sends with.
+    pub fn chunk_size(&self) -> u32 {
+        self.link.encoder.chunk_size()
     }
 
     /// Ends the publish politely: FCUnpublish and deleteStream.
