@@ -4,7 +4,11 @@
 use bytes::BytesMut;
 use prism_rtmp::OutQueue;
 use std::io::{self, IoSlice};
+use std::pin::Pin;
+use std::task::Poll;
+use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadHalf, WriteHalf};
+use tokio::time::Instant;
 
 /// Most bytes read per call, and so the most one read can add to the input buffer.
 const READ_CHUNK: usize = 64 * 1024;
@@ -17,6 +21,10 @@ pub(crate) struct Conn<S> {
     pub input: BytesMut,
     pub pending: OutQueue,
     pub bytes_written: u64,
+    /// Since when the pending output has waited without any write progress: the last write,
+    /// or when output was queued while nothing was pending. A stalled peer is measured
+    /// from here, never from an old write before an idle spell.
+    pub stalled_since: Instant,
 }
 
 impl<S: AsyncRead + AsyncWrite> Conn<S> {
@@ -28,7 +36,59 @@ impl<S: AsyncRead + AsyncWrite> Conn<S> {
             input: BytesMut::with_capacity(READ_CHUNK),
             pending: OutQueue::new(),
             bytes_written: 0,
+            stalled_since: Instant::now(),
         }
+    }
+
+    /// Moves a session's output to the pending queue.
+    pub fn queue(&mut self, out: &mut OutQueue) {
+        if out.is_empty() {
+            return;
+        }
+        if self.pending.is_empty() {
+            self.stalled_since = Instant::now();
+        }
+        self.pending.append(out);
+    }
+
+    /// When a peer that has not taken pending output since `stalled_since` is given up on;
+    /// None while nothing is pending.
+    pub fn write_deadline(&self, timeout: Duration) -> Option<Instant> {
+        (!self.pending.is_empty()).then(|| self.stalled_since + timeout)
+    }
+
+    /// Records `n` bytes written.
+    pub fn wrote(&mut self, n: usize) {
+        self.pending.advance(n);
+        self.bytes_written += n as u64;
+        self.stalled_since = Instant::now();
+    }
+
+    /// Writes what the socket takes right now without waiting, so a batch of frames goes
+    /// out in the same wake-up that produced it; returns the bytes written (0 if the socket
+    /// is full: the select loop's write branch then waits for it).
+    pub async fn write_now(&mut self) -> io::Result<usize> {
+        let mut total = 0;
+        while !self.pending.is_empty() {
+            let mut slices = [IoSlice::new(&[]); MAX_IOVECS];
+            let n = self.pending.chunks_vectored(&mut slices);
+            let writer = &mut self.writer;
+            let polled = std::future::poll_fn(|cx| {
+                Poll::Ready(Pin::new(&mut *writer).poll_write_vectored(cx, &slices[..n]))
+            })
+            .await;
+            match polled {
+                Poll::Ready(Ok(0)) => return Err(io::ErrorKind::WriteZero.into()),
+                Poll::Ready(Ok(written)) => {
+                    self.wrote(written);
+                    total += written;
+                }
+                Poll::Ready(Err(e)) if e.kind() == io::ErrorKind::WouldBlock => break,
+                Poll::Ready(Err(e)) => return Err(e),
+                Poll::Pending => break,
+            }
+        }
+        Ok(total)
     }
 
     /// Reads once; Ok(0) means the peer closed.
@@ -68,9 +128,16 @@ impl<S: AsyncRead + AsyncWrite> Conn<S> {
     pub async fn flush_all(&mut self) -> io::Result<()> {
         while !self.pending.is_empty() {
             let n = write_some(&mut self.writer, &self.pending).await?;
-            self.pending.advance(n);
-            self.bytes_written += n as u64;
+            self.wrote(n);
         }
         self.writer.flush().await
+    }
+}
+
+/// Sleeps until `deadline`, or forever without one.
+pub(crate) async fn sleep_until_opt(deadline: Option<Instant>) {
+    match deadline {
+        Some(d) => tokio::time::sleep_until(d).await,
+        None => std::future::pending().await,
     }
 }

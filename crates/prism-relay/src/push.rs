@@ -1,7 +1,7 @@
 //! Push targets: one task per destination of a live stream, each with its own hub queue,
 //! reconnecting with jittered exponential backoff for as long as the stream is live.
 
-use crate::conn::{read_some, write_some, Conn};
+use crate::conn::{read_some, sleep_until_opt, write_some, Conn};
 use crate::context::{epoch_ms, handshake_random, Relay};
 use crate::dial::Dialer;
 use crate::egress::{media_kind, shared_body};
@@ -212,7 +212,7 @@ async fn drive(
     // Set-up: handshake, connect, createStream, publish.
     let setup = async {
         loop {
-            conn.pending.append(session.out());
+            conn.queue(session.out());
             conn.flush_all()
                 .await
                 .map_err(|e| ConnError::new("io", e))?;
@@ -244,15 +244,15 @@ async fn drive(
     info!(stream = %tm.stream, target = %tm.target, "target publishing");
 
     let mut frames: Vec<Arc<Frame>> = Vec::new();
-    let mut last_write = Instant::now();
-    // While the output is above HIGH_WATER the subscription is not polled, so check its
-    // queue, drops and overflow verdict on a timer too: a stalled destination must still
-    // be shed after overflow_disconnect, not only after WRITE_TIMEOUT.
+    // Queue depth, drops and the overflow verdict are checked on a timer, which also covers
+    // the time the subscription is not polled because output is above HIGH_WATER: a
+    // stalled destination is shed after overflow_disconnect, not only after WRITE_TIMEOUT.
     let mut check = tokio::time::interval(STATS_INTERVAL);
     check.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
-        conn.pending.append(session.out());
+        conn.queue(session.out());
         let want_frames = conn.pending.len() < HIGH_WATER;
+        let write_deadline = conn.write_deadline(WRITE_TIMEOUT);
         tokio::select! {
             status = sub.recv(&mut frames, 256 * 1024), if want_frames => {
                 match status {
@@ -265,11 +265,13 @@ async fn drive(
                                 None => session.send_media(kind, f.timestamp, &f.payload),
                             }
                         }
-                        report_stats(relay, tm, sub, reported);
+                        conn.queue(session.out());
+                        let n = conn.write_now().await.map_err(|e| ConnError::new("io", e))?;
+                        tm.bytes.inc_by(n as u64);
                     }
                     RecvStatus::Ended => {
                         session.unpublish();
-                        conn.pending.append(session.out());
+                        conn.queue(session.out());
                         let before = conn.bytes_written;
                         let _ = tokio::time::timeout(Duration::from_secs(3), conn.flush_all()).await;
                         tm.bytes.inc_by(conn.bytes_written - before);
@@ -288,9 +290,8 @@ async fn drive(
             }
             written = write_some(&mut conn.writer, &conn.pending), if !conn.pending.is_empty() => {
                 let n = written.map_err(|e| ConnError::new("io", e))?;
-                conn.pending.advance(n);
+                conn.wrote(n);
                 tm.bytes.inc_by(n as u64);
-                last_write = Instant::now();
             }
             read = read_some(&mut conn.reader, &mut conn.input) => {
                 match read {
@@ -299,7 +300,7 @@ async fn drive(
                     Err(e) => return Err(ConnError::new("io", e)),
                 }
             }
-            _ = tokio::time::sleep_until(last_write + WRITE_TIMEOUT), if !conn.pending.is_empty() => {
+            _ = sleep_until_opt(write_deadline) => {
                 return Err(ConnError::new("write_timeout", "destination stopped reading"));
             }
         }

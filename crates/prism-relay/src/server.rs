@@ -1,6 +1,6 @@
 //! Serves one RTMP connection (publisher or player) over any byte stream.
 
-use crate::conn::{read_some, write_some, Conn};
+use crate::conn::{read_some, sleep_until_opt, write_some, Conn};
 use crate::context::{epoch_ms, handshake_random, ConnInfo, Relay};
 use crate::egress::{media_kind, shared_body};
 use prism_hub::{
@@ -104,7 +104,6 @@ where
     let mut conn = Conn::new(io);
     let handshake_deadline = Instant::now() + config.rtmp.handshake_timeout;
     let mut last_read = Instant::now();
-    let mut last_write = Instant::now();
     let mut publishing: Option<Publishing> = None;
     let mut playing: Option<Playing> = None;
     let mut frames: Vec<Arc<Frame>> = Vec::new();
@@ -112,22 +111,17 @@ where
     check.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
 
     let result = loop {
-        conn.pending.append(session.out());
+        conn.queue(session.out());
+        let write_deadline = conn.write_deadline(WRITE_TIMEOUT);
         let deadline = if !session.is_connected() {
-            handshake_deadline
-        } else {
+            Some(handshake_deadline)
+        } else if playing.is_some() {
             // Players may legitimately send nothing for a long time (an acknowledgement per
             // window at most): only their write progress counts.
-            let idle = if playing.is_some() {
-                Instant::now() + IDLE_TIMEOUT
-            } else {
-                last_read + IDLE_TIMEOUT
-            };
-            if conn.pending.is_empty() {
-                idle
-            } else {
-                idle.min(last_write + WRITE_TIMEOUT)
-            }
+            write_deadline
+        } else {
+            let idle = last_read + IDLE_TIMEOUT;
+            Some(write_deadline.map_or(idle, |w| w.min(idle)))
         };
         let want_frames = playing.is_some() && conn.pending.len() < PLAYER_HIGH_WATER;
         tokio::select! {
@@ -148,10 +142,7 @@ where
             }
             written = write_some(&mut conn.writer, &conn.pending), if !conn.pending.is_empty() => {
                 match written {
-                    Ok(n) => {
-                        conn.pending.advance(n);
-                        last_write = Instant::now();
-                    }
+                    Ok(n) => conn.wrote(n),
                     Err(e) => break Err(ConnError::new("io", e)),
                 }
             }
@@ -167,13 +158,16 @@ where
                                 None => session.send_media(p.stream_id, kind, f.timestamp, &f.payload),
                             }
                         }
-                        report_player_drops(&relay.metrics, p);
+                        conn.queue(session.out());
+                        if let Err(e) = conn.write_now().await {
+                            break Err(ConnError::new("io", e));
+                        }
                     }
                     RecvStatus::Ended => {
                         session.end_play(p.stream_id);
                         relay.metrics.players_active.with_label_values(&[&p.stream_label]).dec();
                         playing = None;
-                        conn.pending.append(session.out());
+                        conn.queue(session.out());
                         let _ = tokio::time::timeout(Duration::from_secs(2), conn.flush_all()).await;
                         break Ok(());
                     }
@@ -192,11 +186,13 @@ where
                     }
                 }
             }
-            _ = tokio::time::sleep_until(deadline) => {
-                break Err(if session.is_connected() {
-                    ConnError::new("timeout", "no data from peer or no write progress")
-                } else {
+            _ = sleep_until_opt(deadline) => {
+                break Err(if !session.is_connected() {
                     ConnError::new("handshake_timeout", "handshake or connect did not complete in time")
+                } else if write_deadline.is_some_and(|w| w <= Instant::now()) {
+                    ConnError::new("write_timeout", "peer stopped reading")
+                } else {
+                    ConnError::new("idle_timeout", "no data from peer")
                 });
             }
         }
