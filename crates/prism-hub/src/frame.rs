@@ -52,7 +52,11 @@ impl EgressCache {
 
 impl fmt::Debug for EgressCache {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(if self.0.get().is_some() { "EgressCache(set)" } else { "EgressCache" })
+        f.write_str(if self.0.get().is_some() {
+            "EgressCache(set)"
+        } else {
+            "EgressCache"
+        })
     }
 }
 

@@ -3,9 +3,11 @@
 use crate::queue::{DropReason, PushOutcome, QueueLimits, SubQueue};
 use crate::timestamps::TimestampNormalizer;
 use crate::{Frame, FrameKind};
+use atomic_waker::AtomicWaker;
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, Weak};
+use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 use tokio::sync::Notify;
 
@@ -267,11 +269,10 @@ impl Stream {
         }
         let shared = Arc::new(SubShared {
             queue: Mutex::new(queue),
-            notify: Notify::new(),
+            waker: AtomicWaker::new(),
             ended: AtomicBool::new(false),
             kicked: AtomicBool::new(false),
         });
-        shared.notify.notify_one();
         st.subscribers.push(shared.clone());
         Some(Subscription {
             stream: self.clone(),
@@ -291,7 +292,7 @@ impl Stream {
         };
         for s in subs {
             s.ended.store(true, Ordering::Release);
-            s.notify.notify_one();
+            s.waker.wake();
         }
         self.end_notify.notify_waiters();
         if let Some(hub) = self.hub.upgrade() {
@@ -326,7 +327,9 @@ impl Stream {
 #[derive(Debug)]
 struct SubShared {
     queue: Mutex<SubQueue>,
-    notify: Notify,
+    /// The subscriber's task, woken when frames arrive or the stream ends. Cheaper than a
+    /// Notify on the fan-out path: waking a task that is already awake costs one atomic.
+    waker: AtomicWaker,
     ended: AtomicBool,
     kicked: AtomicBool,
 }
@@ -379,7 +382,7 @@ impl PublishHandle {
                 sub.kicked.store(true, Ordering::Release);
                 kicked = true;
             }
-            sub.notify.notify_one();
+            sub.waker.wake();
         }
         if kicked {
             st.subscribers.retain(|s| !s.kicked.load(Ordering::Acquire));
@@ -518,7 +521,7 @@ impl Subscription {
             stream,
             shared: Arc::new(SubShared {
                 queue: Mutex::new(SubQueue::new(QueueLimits::default())),
-                notify: Notify::new(),
+                waker: AtomicWaker::new(),
                 ended: AtomicBool::new(true),
                 kicked: AtomicBool::new(false),
             }),
@@ -532,11 +535,24 @@ impl Subscription {
     /// Waits for frames and moves up to about `max_bytes` of them into `out`.
     /// Queued frames are delivered before `Ended`.
     pub async fn recv(&self, out: &mut Vec<Arc<Frame>>, max_bytes: usize) -> RecvStatus {
-        loop {
-            if let Some(status) = self.try_recv(out, max_bytes) {
-                return status;
-            }
-            self.shared.notify.notified().await;
+        std::future::poll_fn(|cx| self.poll_recv(cx, out, max_bytes)).await
+    }
+
+    /// Poll form of [`Subscription::recv`]: the task in `cx` is woken when frames arrive.
+    pub fn poll_recv(
+        &self,
+        cx: &mut Context<'_>,
+        out: &mut Vec<Arc<Frame>>,
+        max_bytes: usize,
+    ) -> Poll<RecvStatus> {
+        if let Some(status) = self.try_recv(out, max_bytes) {
+            return Poll::Ready(status);
+        }
+        self.shared.waker.register(cx.waker());
+        // Frames pushed between the first look and the registration would not wake us.
+        match self.try_recv(out, max_bytes) {
+            Some(status) => Poll::Ready(status),
+            None => Poll::Pending,
         }
     }
 

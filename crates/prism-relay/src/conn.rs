@@ -88,6 +88,15 @@ impl<S: AsyncRead + AsyncWrite> Conn<S> {
                 Poll::Pending => break,
             }
         }
+        if self.pending.is_empty() {
+            // TLS streams may keep encrypted bytes back after accepting a write.
+            let writer = &mut self.writer;
+            let flushed =
+                std::future::poll_fn(|cx| Poll::Ready(Pin::new(&mut *writer).poll_flush(cx))).await;
+            if let Poll::Ready(Err(e)) = flushed {
+                return Err(e);
+            }
+        }
         Ok(total)
     }
 
