@@ -857,6 +857,91 @@ impl Drop for Nginx {
     }
 }
 
+// ---------------------------------------------------------------------------
+// stunnel
+// ---------------------------------------------------------------------------
+
+/// stunnel in server mode: accepts TLS on a free port with `cert`/`key` and forwards the
+/// plain bytes to `connect`. Puts an RTMPS front (OpenSSL, not rustls) on nginx-rtmp.
+/// Killed on drop.
+pub struct Stunnel {
+    child: Option<Child>,
+    pub dir: TempDir,
+    pub port: u16,
+}
+
+impl Stunnel {
+    /// Starts and waits until the TLS port accepts connections.
+    #[track_caller]
+    pub fn start(cert: &Path, key: &Path, connect: SocketAddr) -> Stunnel {
+        let dir = TempDir::new("stunnel");
+        let port = free_port();
+        let conf = format!(
+            "foreground = yes\npid =\noutput = {log}\ndebug = info\n\n\
+             [rtmps]\naccept = 127.0.0.1:{port}\nconnect = {connect}\ncert = {cert}\nkey = {key}\n",
+            log = dir.join("stunnel.log").display(),
+            cert = cert.display(),
+            key = key.display(),
+        );
+        let conf_path = dir.join("stunnel.conf");
+        fs::write(&conf_path, conf).expect("write stunnel.conf");
+        let bin = if Command::new("stunnel4").arg("-version").output().is_ok() {
+            "stunnel4"
+        } else {
+            "stunnel"
+        };
+        let child = Command::new(bin)
+            .arg(&conf_path)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(fs::File::create(dir.join("stunnel.stderr")).expect("create file"))
+            .spawn()
+            .expect("spawn stunnel (is stunnel4 installed? run ./scripts/test.sh)");
+        let mut s = Stunnel {
+            child: Some(child),
+            dir,
+            port,
+        };
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            if let Some(Ok(Some(st))) = s.child.as_mut().map(|c| c.try_wait()) {
+                panic!("stunnel exited at startup with {st}\n{}", s.logs());
+            }
+            if port_open(s.addr()) {
+                return s;
+            }
+            if Instant::now() >= deadline {
+                panic!("stunnel did not listen on {port} in 10s\n{}", s.logs());
+            }
+            thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    pub fn addr(&self) -> SocketAddr {
+        SocketAddr::from(([127, 0, 0, 1], self.port))
+    }
+
+    pub fn logs(&self) -> String {
+        format!(
+            "--- stunnel log ---\n{}\n--- stunnel stderr ---\n{}",
+            tail_file(&self.dir.join("stunnel.log"), 100),
+            tail_file(&self.dir.join("stunnel.stderr"), 50)
+        )
+    }
+}
+
+impl Drop for Stunnel {
+    fn drop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+        if thread::panicking() {
+            eprintln!("{}", self.logs());
+        }
+    }
+}
+
 /// The `<stream>...</stream>` block of stream `name` in rtmp_stat XML.
 pub fn stat_stream_block<'a>(xml: &'a str, name: &str) -> Option<&'a str> {
     let needle = format!("<name>{name}</name>");

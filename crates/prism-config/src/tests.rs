@@ -122,7 +122,7 @@ fn example_configs() {
         .into_iter()
         .map(|t| t.name)
         .collect();
-    assert_eq!(names, ["youtube", "twitch"]);
+    assert_eq!(names, ["youtube", "twitch", "facebook"]);
     let l = Config::load(&dir.join("local-relay.toml")).unwrap();
     assert!(!l.routes.is_empty());
 }

@@ -1,17 +1,19 @@
 //! The `prism` binary: command line, start-up wiring of transports, relay and admin HTTP.
 
 mod admin;
+mod tunnel;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
 use prism_config::Config;
 use prism_metrics::Metrics;
 use prism_relay::Relay;
+use prism_transport_tls::{ReloadableTls, TlsDialer};
 use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::Arc;
-use tracing::{error, info};
+use tracing::{error, info, warn};
 
 /// Prism: one encoder in, every platform out. A live-video RTMP relay.
 #[derive(Parser, Debug)]
@@ -103,18 +105,83 @@ fn serve(config_path: Option<&Path>) -> anyhow::Result<()> {
         let http = tokio::net::TcpListener::bind(config.http.listen)
             .await
             .with_context(|| format!("binding admin HTTP listener on {}", config.http.listen))?;
+        let rtmps = bind_rtmps(&config).await?;
+        let tunnels = tunnel::bind(&config).await?;
+        let tls_dialer = Arc::new(TlsDialer::new());
+        tls_dialer
+            .prepare(&config)
+            .context("loading the CA certificates of rtmps:// targets")?;
+        // Certificates re-read on SIGHUP. The handler is installed even with none, so that a
+        // SIGHUP never kills the server.
+        let certificates: Vec<Arc<ReloadableTls>> = rtmps
+            .iter()
+            .map(|(_, tls, _)| tls.clone())
+            .chain(tunnels.certificates())
+            .collect();
+        #[cfg(unix)]
+        {
+            use tokio::signal::unix::{signal, SignalKind};
+            let hangup = signal(SignalKind::hangup()).context("installing the SIGHUP handler")?;
+            tokio::spawn(reload_on_hangup(hangup, certificates));
+        }
+        #[cfg(not(unix))]
+        drop(certificates);
         info!(rtmp = %config.rtmp.listen, http = %config.http.listen, routes = config.routes.len(), "prism listening");
         let relay = Relay::new(
             config,
             Metrics::new(),
-            vec![Arc::new(prism_transport_rtmp::TcpDialer)],
+            vec![Arc::new(prism_transport_rtmp::TcpDialer), tls_dialer],
         );
         tokio::spawn(prism_transport_rtmp::run(rtmp, relay.clone()));
+        if let Some((listener, tls, handshake_timeout)) = rtmps {
+            tokio::spawn(prism_transport_tls::run(listener, relay.clone(), tls, handshake_timeout));
+        }
+        tunnels.spawn(&relay);
         tokio::spawn(admin::run(http, relay.clone()));
         shutdown_signal().await;
         info!("shutting down");
         Ok(())
     })
+}
+
+type Rtmps = (
+    tokio::net::TcpListener,
+    Arc<ReloadableTls>,
+    std::time::Duration,
+);
+
+/// Loads the `[rtmps]` certificate (an unreadable or invalid file is a start-up error naming
+/// it) and binds its listener.
+async fn bind_rtmps(config: &Config) -> anyhow::Result<Option<Rtmps>> {
+    let Some(c) = &config.rtmps else {
+        return Ok(None);
+    };
+    let tls = ReloadableTls::load(&c.tls).context("loading the [rtmps] certificate")?;
+    let listener = tokio::net::TcpListener::bind(c.listen)
+        .await
+        .with_context(|| format!("binding RTMPS listener on {}", c.listen))?;
+    info!(rtmps = %c.listen, "RTMPS listening");
+    Ok(Some((listener, Arc::new(tls), c.handshake_timeout)))
+}
+
+/// On every SIGHUP, re-reads each TLS certificate and key. New connections get the new
+/// certificate, live ones keep their session; a reload that fails keeps the current one.
+#[cfg(unix)]
+async fn reload_on_hangup(
+    mut hangup: tokio::signal::unix::Signal,
+    certificates: Vec<Arc<ReloadableTls>>,
+) {
+    while hangup.recv().await.is_some() {
+        for tls in &certificates {
+            let cert = tls.files().cert.display();
+            match tls.reload() {
+                Ok(()) => info!(%cert, "reloaded TLS certificate"),
+                Err(e) => {
+                    warn!(%cert, "TLS certificate reload failed, keeping the current one: {e}")
+                }
+            }
+        }
+    }
 }
 
 async fn shutdown_signal() {
