@@ -144,12 +144,43 @@ fn environment(common: &Common) -> String {
         .ok()
         .map(|o| String::from_utf8_lossy(&o.stderr).trim().to_owned())
         .unwrap_or_default();
+    let prism = common
+        .opts(RelayKind::Prism, 0)
+        .map(|o| prism_provenance(&o.paths.prism_bin))
+        .unwrap_or_default();
     format!(
-        "{cores} cores ({cpu}); load average at start {}; {nginx}",
+        "{cores} cores ({cpu}); load average at start {}; {nginx}; {prism}",
         load.split_whitespace()
             .take(3)
             .collect::<Vec<_>>()
             .join(" ")
+    )
+}
+
+/// Which Prism is measured: the binary's build time, and the checkout it sits in (the
+/// binary is whatever the working tree held when it was built).
+fn prism_provenance(bin: &std::path::Path) -> String {
+    let built = std::fs::metadata(bin)
+        .and_then(|m| m.modified())
+        .map(report::utc_datetime)
+        .unwrap_or_else(|_| "missing".into());
+    let git = |args: &[&str]| {
+        std::process::Command::new("git")
+            .arg("-C")
+            .arg(env!("CARGO_MANIFEST_DIR"))
+            .args(args)
+            .output()
+            .ok()
+            .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_owned())
+            .unwrap_or_default()
+    };
+    let head = git(&["log", "-1", "--format=%h %cI"]);
+    let dirty = git(&["status", "--porcelain", "--", "../../crates"])
+        .lines()
+        .count();
+    format!(
+        "prism binary {} built {built}; checkout HEAD {head}, {dirty} uncommitted paths under crates/ now",
+        bin.display()
     )
 }
 

@@ -4,12 +4,18 @@ use crate::scenario::ScenarioResult;
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 
-/// Today's UTC date as YYYY-MM-DD (civil-from-days, no time-zone database needed).
+/// Today's UTC date as YYYY-MM-DD.
 pub fn utc_date() -> String {
-    let secs = std::time::SystemTime::now()
+    utc_datetime(std::time::SystemTime::now())[..10].to_owned()
+}
+
+/// `t` as "YYYY-MM-DD HH:MM:SS UTC" (civil-from-days, no time-zone database needed).
+pub fn utc_datetime(t: std::time::SystemTime) -> String {
+    let secs = t
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_secs())
         .unwrap_or(0);
+    let tod = secs % 86_400;
     let z = (secs / 86_400) as i64 + 719_468;
     let era = z.div_euclid(146_097);
     let doe = z - era * 146_097;
@@ -19,7 +25,12 @@ pub fn utc_date() -> String {
     let d = doy - (153 * mp + 2) / 5 + 1;
     let m = if mp < 10 { mp + 3 } else { mp - 9 };
     let y = yoe + era * 400 + i64::from(m <= 2);
-    format!("{y:04}-{m:02}-{d:02}")
+    format!(
+        "{y:04}-{m:02}-{d:02} {:02}:{:02}:{:02} UTC",
+        tod / 3600,
+        tod / 60 % 60,
+        tod % 60
+    )
 }
 
 /// `dir/<date>` or, when that was used already, `dir/<date>-2`, `-3`, ...
