@@ -1,4 +1,4 @@
-use crate::dial::Dialer;
+use crate::dial::{Dialer, TargetSink};
 use prism_config::Config;
 use prism_hub::Hub;
 use prism_metrics::Metrics;
@@ -12,6 +12,13 @@ pub struct Relay {
     pub metrics: Metrics,
     config: RwLock<Arc<Config>>,
     dialers: Vec<Arc<dyn Dialer>>,
+    sinks: Vec<Arc<dyn TargetSink>>,
+}
+
+impl std::fmt::Debug for dyn TargetSink {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "TargetSink({})", self.scheme())
+    }
 }
 
 impl std::fmt::Debug for dyn Dialer {
@@ -21,8 +28,14 @@ impl std::fmt::Debug for dyn Dialer {
 }
 
 impl Relay {
-    /// `dialers` serve push targets, one per URL scheme.
-    pub fn new(config: Config, metrics: Metrics, dialers: Vec<Arc<dyn Dialer>>) -> Arc<Relay> {
+    /// `dialers` (RTMP over some byte stream) and `sinks` (other protocols) serve push
+    /// targets, one per URL scheme.
+    pub fn new(
+        config: Config,
+        metrics: Metrics,
+        dialers: Vec<Arc<dyn Dialer>>,
+        sinks: Vec<Arc<dyn TargetSink>>,
+    ) -> Arc<Relay> {
         let hub = Hub::new(prism_hub::HubConfig {
             reconnect_grace: config.hub.reconnect_grace,
             gop_cache_max_bytes: if config.hub.gop_cache {
@@ -36,7 +49,13 @@ impl Relay {
             metrics,
             config: RwLock::new(Arc::new(config)),
             dialers,
+            sinks,
         })
+    }
+
+    /// The sink for a URL scheme, if a transport provides one.
+    pub fn sink(&self, scheme: &str) -> Option<&Arc<dyn TargetSink>> {
+        self.sinks.iter().find(|s| s.scheme() == scheme)
     }
 
     /// The dialer for a URL scheme, if a transport provides one.

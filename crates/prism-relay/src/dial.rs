@@ -2,7 +2,9 @@
 //! for its URL scheme, and push targets pick one by the scheme of their URL.
 
 use prism_config::ResolvedTarget;
+use prism_hub::Subscription;
 use prism_rtmp::url::RtmpUrl;
+use prometheus::{IntCounter, IntGauge};
 use std::future::Future;
 use std::pin::Pin;
 use tokio::io::{AsyncRead, AsyncWrite};
@@ -38,4 +40,29 @@ pub trait Dialer: Send + Sync + 'static {
     /// Connects to `url`'s host and port; `target` carries per-target options (CA, ...).
     /// Timeouts are the caller's.
     fn dial<'a>(&'a self, url: &'a RtmpUrl, target: &'a ResolvedTarget) -> DialFuture<'a>;
+}
+
+pub type SinkFuture<'a> = Pin<Box<dyn Future<Output = Result<(), DialError>> + Send + 'a>>;
+
+/// Pushes a stream to a destination that is not an RTMP server (an SRT listener, ...):
+/// given the target's subscription, connect and forward frames until the stream ends (Ok)
+/// or the connection fails. Reconnects, backoff, queue and drop metrics are the caller's.
+pub trait TargetSink: Send + Sync + 'static {
+    /// The URL scheme served ("srt", ...).
+    fn scheme(&self) -> &'static str;
+    fn run<'a>(
+        &'a self,
+        sub: &'a Subscription,
+        target: &'a ResolvedTarget,
+        report: &'a SinkReport,
+    ) -> SinkFuture<'a>;
+}
+
+/// The metrics a running sink keeps current.
+#[derive(Debug, Clone)]
+pub struct SinkReport {
+    /// `prism_target_up`: set 1 once the destination accepts the stream.
+    pub up: IntGauge,
+    /// `prism_target_bytes_sent_total`.
+    pub bytes_sent: IntCounter,
 }

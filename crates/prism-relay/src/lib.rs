@@ -10,10 +10,14 @@ mod conn;
 mod context;
 mod dial;
 mod egress;
+mod ingest;
 mod push;
 mod server;
 
 pub use context::{ConnInfo, Relay};
-pub use dial::{BoxedStream, ByteStream, DialError, DialFuture, Dialer};
+pub use dial::{
+    BoxedStream, ByteStream, DialError, DialFuture, Dialer, SinkFuture, SinkReport, TargetSink,
+};
+pub use ingest::{Player, Publisher};
 pub use push::{spawn_targets, Backoff};
 pub use server::serve_rtmp;

@@ -3,7 +3,7 @@
 
 use crate::conn::Conn;
 use crate::context::{epoch_ms, handshake_random, Relay};
-use crate::dial::Dialer;
+use crate::dial::{Dialer, SinkReport};
 use crate::egress::{media_kind, shared_body};
 use crate::server::ConnError;
 use bytes::BytesMut;
@@ -158,6 +158,27 @@ async fn push_once(
     limits: QueueLimits,
     tm: &TargetMetrics,
 ) -> Result<(), ConnError> {
+    let scheme = target
+        .url
+        .split_once("://")
+        .map(|(s, _)| s.to_ascii_lowercase())
+        .unwrap_or_default();
+    if let Some(sink) = relay.sink(&scheme).cloned() {
+        let Some(sub) = stream.subscribe(limits) else {
+            return Ok(());
+        };
+        let report = SinkReport {
+            up: tm.up.clone(),
+            bytes_sent: tm.bytes.clone(),
+        };
+        let mut reported = [0u64; 3];
+        let result = tokio::select! {
+            r = sink.run(&sub, target, &report) => r.map_err(|e| ConnError::new(e.reason, e.detail)),
+            e = watch_queue(relay, tm, &sub, &mut reported) => Err(e),
+        };
+        report_stats(relay, tm, &sub, &mut reported);
+        return result;
+    }
     let url = RtmpUrl::parse(&target.url).map_err(|e| ConnError::new("bad_url", e))?;
     let Some(dialer) = relay.dialer(&url.scheme).cloned() else {
         return Err(ConnError::new(
@@ -184,6 +205,23 @@ async fn push_once(
     // Drops while connecting or just before a failure count too.
     report_stats(relay, tm, &sub, &mut reported);
     result
+}
+
+/// Exports a sink's queue depth and drops on a timer; returns when the hub gives up on it.
+async fn watch_queue(
+    relay: &Relay,
+    tm: &TargetMetrics,
+    sub: &Subscription,
+    reported: &mut [u64; 3],
+) -> ConnError {
+    let mut tick = tokio::time::interval(STATS_INTERVAL);
+    loop {
+        tick.tick().await;
+        report_stats(relay, tm, sub, reported);
+        if sub.is_too_slow() {
+            return too_slow();
+        }
+    }
 }
 
 /// Connects, publishes and forwards frames until the stream ends or the connection fails.

@@ -3,19 +3,15 @@
 use crate::conn::{read_some, sleep_until_opt, write_some, Conn};
 use crate::context::{epoch_ms, handshake_random, ConnInfo, Relay};
 use crate::egress::{media_kind, shared_body};
-use prism_hub::{
-    DropReason, Frame, FrameKind, PublishError, PublishHandle, RecvStatus, Subscription,
-};
-use prism_metrics::Metrics;
+use crate::ingest::{Player, Publisher};
+use prism_hub::{Frame, FrameKind, PublishError, RecvStatus};
 use prism_rtmp::chunk::DecoderLimits;
-use prism_rtmp::media::{inspect_audio, inspect_video};
 use prism_rtmp::session::{MediaKind, ServerEvent, ServerSession, SessionConfig};
-use prometheus::IntCounter;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::time::Instant;
-use tracing::{debug, info, warn};
+use tracing::{debug, info};
 
 /// Queued output above which a player stops taking frames from its hub queue (the hub queue,
 /// with its drop policy, is where a slow player's backlog belongs).
@@ -34,16 +30,12 @@ const WRITE_TIMEOUT: Duration = Duration::from_secs(30);
 
 struct Publishing {
     stream_id: u32,
-    handle: PublishHandle,
-    bytes: IntCounter,
-    frames: [IntCounter; 3],
+    publisher: Publisher,
 }
 
 struct Playing {
     stream_id: u32,
-    sub: Subscription,
-    stream_label: String,
-    reported: [u64; 3],
+    player: Player,
 }
 
 /// Runs one RTMP connection to its end. Errors are logged and counted here.
@@ -165,7 +157,6 @@ where
                     }
                     RecvStatus::Ended => {
                         session.end_play(p.stream_id);
-                        relay.metrics.players_active.with_label_values(&[&p.stream_label]).dec();
                         playing = None;
                         conn.queue(session.out());
                         let _ = tokio::time::timeout(Duration::from_secs(2), conn.flush_all()).await;
@@ -180,8 +171,8 @@ where
             // hub's verdict and drops on a timer so a stalled player is shed on time.
             _ = check.tick(), if playing.is_some() => {
                 if let Some(p) = playing.as_mut() {
-                    report_player_drops(&relay.metrics, p);
-                    if p.sub.is_too_slow() {
+                    p.player.report_drops();
+                    if p.player.sub.is_too_slow() {
                         break Err(ConnError::new("player_too_slow", "player stayed over its queue budget"));
                     }
                 }
@@ -197,36 +188,15 @@ where
             }
         }
     };
-    if let Some(p) = playing.take() {
-        relay
-            .metrics
-            .players_active
-            .with_label_values(&[&p.stream_label])
-            .dec();
-    }
-    // Dropping a publish handle without unpublish starts the stream's reconnect grace window.
-    drop(publishing);
+    // Dropping a player updates its metrics; dropping a publisher without unpublish starts the stream's reconnect grace window.
+    drop((publishing, playing));
     result
 }
 
 async fn recv_frames(playing: &Option<Playing>, frames: &mut Vec<Arc<Frame>>) -> RecvStatus {
     match playing {
-        Some(p) => p.sub.recv(frames, 256 * 1024).await,
+        Some(p) => p.player.sub.recv(frames, 256 * 1024).await,
         None => std::future::pending().await,
-    }
-}
-
-fn report_player_drops(metrics: &Metrics, p: &mut Playing) {
-    let stats = p.sub.stats();
-    for (i, reason) in DropReason::ALL.iter().enumerate() {
-        let now = stats.dropped(*reason);
-        if now > p.reported[i] {
-            metrics
-                .player_dropped_frames_total
-                .with_label_values(&[&p.stream_label, reason.as_str()])
-                .inc_by(now - p.reported[i]);
-            p.reported[i] = now;
-        }
     }
 }
 
@@ -260,46 +230,21 @@ fn handle_event(
                     .inc();
                 return;
             }
-            match relay.hub.publish(&app, &key) {
-                Ok(handle) => {
-                    let label = handle.stream().name().to_owned();
-                    info!(peer = %info.peer, transport = info.transport, stream = %label, resumed = handle.resumed(), "publish started");
+            match relay.start_publish(&app, &key, info) {
+                Ok(publisher) => {
                     session.accept_publish(stream_id);
-                    if !handle.resumed() {
-                        crate::push::spawn_targets(relay, handle.stream().clone());
-                        // Per-stream label sets go when the stream ends, so labels stay bounded.
-                        let (stream, relay) = (handle.stream().clone(), relay.clone());
-                        tokio::spawn(async move {
-                            stream.wait_ended().await;
-                            // Unless a new stream already runs under the same name.
-                            if relay.hub.get(stream.app(), stream.key()).is_none() {
-                                relay.metrics.forget_stream(stream.name());
-                            }
-                        });
-                    }
-                    let frames = ["audio", "video", "data"]
-                        .map(|k| m.ingest_frames_total.with_label_values(&[&label, k]));
                     *publishing = Some(Publishing {
                         stream_id,
-                        bytes: m.ingest_bytes_total.with_label_values(&[&label]),
-                        frames,
-                        handle,
+                        publisher,
                     });
                 }
-                Err(PublishError::AlreadyLive(name)) => {
-                    warn!(peer = %info.peer, stream = %name, "publish refused: stream already live");
-                    m.publish_rejected_total
-                        .with_label_values(&["already_live"])
-                        .inc();
-                    session.reject_publish(
-                        stream_id,
-                        "NetStream.Publish.BadName",
-                        "Stream already publishing",
-                    );
-                }
+                Err(PublishError::AlreadyLive(_)) => session.reject_publish(
+                    stream_id,
+                    "NetStream.Publish.BadName",
+                    "Stream already publishing",
+                ),
                 Err(e) => {
-                    m.publish_rejected_total.with_label_values(&["other"]).inc();
-                    session.reject_publish(stream_id, "NetStream.Publish.BadName", &e.to_string());
+                    session.reject_publish(stream_id, "NetStream.Publish.BadName", &e.to_string())
                 }
             }
         }
@@ -317,26 +262,9 @@ fn handle_event(
                 );
                 return;
             }
-            let q = relay.config().player;
-            let sub = relay.hub.subscribe(
-                &app,
-                &key,
-                prism_hub::QueueLimits {
-                    max_bytes: q.max_queue_bytes,
-                    max_ms: q.max_queue_ms,
-                    overflow_disconnect: q.overflow_disconnect,
-                },
-            );
-            let label = sub.stream().name().to_owned();
-            info!(peer = %info.peer, transport = info.transport, stream = %label, "play started");
-            m.players_active.with_label_values(&[&label]).inc();
+            let player = relay.start_play(&app, &key, info);
             session.accept_play(stream_id);
-            *playing = Some(Playing {
-                stream_id,
-                sub,
-                stream_label: label,
-                reported: [0; 3],
-            });
+            *playing = Some(Playing { stream_id, player });
         }
         ServerEvent::Media {
             stream_id,
@@ -347,28 +275,12 @@ fn handle_event(
             let Some(p) = publishing.as_ref().filter(|p| p.stream_id == stream_id) else {
                 return;
             };
-            let (info, fkind, idx) = match kind {
-                MediaKind::Audio => (inspect_audio(&payload), FrameKind::Audio, 0),
-                MediaKind::Video => (inspect_video(&payload), FrameKind::Video, 1),
-                MediaKind::Data => (Default::default(), FrameKind::Data, 2),
+            let kind = match kind {
+                MediaKind::Audio => FrameKind::Audio,
+                MediaKind::Video => FrameKind::Video,
+                MediaKind::Data => FrameKind::Data,
             };
-            if info.sequence_header {
-                match fkind {
-                    FrameKind::Video => p.handle.set_codecs(info.codec, ""),
-                    _ => p.handle.set_codecs("", info.codec),
-                }
-            }
-            p.bytes.inc_by(payload.len() as u64);
-            p.frames[idx].inc();
-            p.handle.send(Frame {
-                kind: fkind,
-                timestamp,
-                payload,
-                keyframe: info.keyframe,
-                sequence_header: info.sequence_header,
-                disposable: info.disposable,
-                wire: Default::default(),
-            });
+            p.publisher.send(kind, timestamp, payload);
         }
         ServerEvent::StreamClosed { stream_id } => {
             if publishing
@@ -376,12 +288,10 @@ fn handle_event(
                 .is_some_and(|p| p.stream_id == stream_id)
             {
                 if let Some(p) = publishing.take() {
-                    info!(peer = %info.peer, stream = %p.handle.stream().name(), "publish ended");
-                    p.handle.unpublish();
+                    p.publisher.unpublish();
                 }
             }
-            if let Some(p) = playing.as_ref().filter(|p| p.stream_id == stream_id) {
-                m.players_active.with_label_values(&[&p.stream_label]).dec();
+            if playing.as_ref().is_some_and(|p| p.stream_id == stream_id) {
                 *playing = None;
             }
         }

@@ -26,7 +26,7 @@ fn config(max_sessions: usize, timeout_ms: u64, max_body: usize) -> TunnelConfig
 }
 
 fn tunnel(c: &TunnelConfig) -> Tunnel {
-    let relay = Relay::new(Config::default(), Metrics::new(), vec![]);
+    let relay = Relay::new(Config::default(), Metrics::new(), vec![], vec![]);
     Tunnel::new(c, RTMPT, relay)
 }
 

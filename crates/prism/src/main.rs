@@ -131,6 +131,7 @@ fn serve(config_path: Option<&Path>) -> anyhow::Result<()> {
             config,
             Metrics::new(),
             vec![Arc::new(prism_transport_rtmp::TcpDialer), tls_dialer],
+            Vec::new(),
         );
         tokio::spawn(prism_transport_rtmp::run(rtmp, relay.clone()));
         if let Some((listener, tls, handshake_timeout)) = rtmps {

@@ -1,0 +1,164 @@
+//! Publishing and playing for any transport: what an RTMP connection, an SRT socket or any
+//! later transport does once it knows app/key. Metrics, codec bookkeeping and the stream's
+//! push targets are handled here, so transports only move frames.
+
+use crate::context::{ConnInfo, Relay};
+use bytes::Bytes;
+use prism_hub::{Frame, FrameKind, PublishError, PublishHandle, QueueLimits, Stream, Subscription};
+use prism_rtmp::media::{inspect_audio, inspect_video};
+use prometheus::{IntCounter, IntGauge};
+use std::sync::Arc;
+use tracing::{info, warn};
+
+/// A live publisher. Dropping it without [`Publisher::unpublish`] starts the stream's
+/// reconnect grace window (a dropped connection); unpublishing ends the stream at once.
+pub struct Publisher {
+    handle: PublishHandle,
+    bytes: IntCounter,
+    /// audio, video, data
+    frames: [IntCounter; 3],
+}
+
+impl Relay {
+    /// Starts publishing `app/key` for a connection of any transport. A refusal (the key is
+    /// already live) is logged and counted; the caller tells its client in its protocol.
+    pub fn start_publish(
+        self: &Arc<Self>,
+        app: &str,
+        key: &str,
+        info: &ConnInfo,
+    ) -> Result<Publisher, PublishError> {
+        let m = &self.metrics;
+        let handle = match self.hub.publish(app, key) {
+            Ok(h) => h,
+            Err(e) => {
+                let reason = match e {
+                    PublishError::AlreadyLive(_) => "already_live",
+                    _ => "other",
+                };
+                warn!(peer = %info.peer, transport = info.transport, stream = %format!("{app}/{key}"), "publish refused: {e}");
+                m.publish_rejected_total.with_label_values(&[reason]).inc();
+                return Err(e);
+            }
+        };
+        let label = handle.stream().name().to_owned();
+        info!(peer = %info.peer, transport = info.transport, stream = %label, resumed = handle.resumed(), "publish started");
+        if !handle.resumed() {
+            crate::push::spawn_targets(self, handle.stream().clone());
+            // Per-stream label sets go when the stream ends, so labels stay bounded.
+            let (stream, relay) = (handle.stream().clone(), self.clone());
+            tokio::spawn(async move {
+                stream.wait_ended().await;
+                // Unless a new stream already runs under the same name.
+                if relay.hub.get(stream.app(), stream.key()).is_none() {
+                    relay.metrics.forget_stream(stream.name());
+                }
+            });
+        }
+        Ok(Publisher {
+            bytes: m.ingest_bytes_total.with_label_values(&[&label]),
+            frames: ["audio", "video", "data"]
+                .map(|k| m.ingest_frames_total.with_label_values(&[&label, k])),
+            handle,
+        })
+    }
+
+    /// Starts playing `app/key` (waiting for a publisher if there is none yet) with the
+    /// `[player]` queue budget.
+    pub fn start_play(self: &Arc<Self>, app: &str, key: &str, info: &ConnInfo) -> Player {
+        let q = self.config().player;
+        let sub = self.hub.subscribe(
+            app,
+            key,
+            QueueLimits {
+                max_bytes: q.max_queue_bytes,
+                max_ms: q.max_queue_ms,
+                overflow_disconnect: q.overflow_disconnect,
+            },
+        );
+        let label = sub.stream().name().to_owned();
+        info!(peer = %info.peer, transport = info.transport, stream = %label, "play started");
+        let active = self.metrics.players_active.with_label_values(&[&label]);
+        active.inc();
+        Player {
+            sub,
+            active,
+            relay: self.clone(),
+            label,
+            reported: [0; 3],
+        }
+    }
+}
+
+impl Publisher {
+    pub fn stream(&self) -> &Arc<Stream> {
+        self.handle.stream()
+    }
+
+    /// Publishes one message in FLV tag body form (what RTMP audio/video/data messages
+    /// carry); keyframes and sequence headers are recognized here.
+    pub fn send(&self, kind: FrameKind, timestamp: u32, payload: Bytes) {
+        let (info, idx) = match kind {
+            FrameKind::Audio => (inspect_audio(&payload), 0),
+            FrameKind::Video => (inspect_video(&payload), 1),
+            FrameKind::Data => (Default::default(), 2),
+        };
+        if info.sequence_header {
+            match kind {
+                FrameKind::Video => self.handle.set_codecs(info.codec, ""),
+                _ => self.handle.set_codecs("", info.codec),
+            }
+        }
+        self.bytes.inc_by(payload.len() as u64);
+        self.frames[idx].inc();
+        self.handle.send(Frame {
+            kind,
+            timestamp,
+            payload,
+            keyframe: info.keyframe,
+            sequence_header: info.sequence_header,
+            disposable: info.disposable,
+            wire: Default::default(),
+        });
+    }
+
+    /// Ends the stream now (the publisher said it is done).
+    pub fn unpublish(self) {
+        info!(stream = %self.handle.stream().name(), "publish ended");
+        self.handle.unpublish();
+    }
+}
+
+/// A player of any transport: its subscription plus the bookkeeping of its metrics.
+pub struct Player {
+    pub sub: Subscription,
+    active: IntGauge,
+    relay: Arc<Relay>,
+    label: String,
+    reported: [u64; 3],
+}
+
+impl Player {
+    /// Exports drops not reported yet (`prism_player_dropped_frames_total`).
+    pub fn report_drops(&mut self) {
+        let stats = self.sub.stats();
+        for (i, reason) in prism_hub::DropReason::ALL.iter().enumerate() {
+            let now = stats.dropped(*reason);
+            if now > self.reported[i] {
+                self.relay
+                    .metrics
+                    .player_dropped_frames_total
+                    .with_label_values(&[&self.label, reason.as_str()])
+                    .inc_by(now - self.reported[i]);
+                self.reported[i] = now;
+            }
+        }
+    }
+}
+
+impl Drop for Player {
+    fn drop(&mut self) {
+        self.report_drops();
+        self.active.dec();
+    }
+}
