@@ -545,11 +545,10 @@ impl Subscription {
         out: &mut Vec<Arc<Frame>>,
         max_bytes: usize,
     ) -> Poll<RecvStatus> {
-        if let Some(status) = self.try_recv(out, max_bytes) {
-            return Poll::Ready(status);
-        }
+        // Register before looking, so a frame pushed right after the look still wakes us;
+        // the registration stays armed after a Ready too, so the caller need not poll again
+        // just to re-arm it.
         self.shared.waker.register(cx.waker());
-        // Frames pushed between the first look and the registration would not wake us.
         match self.try_recv(out, max_bytes) {
             Some(status) => Poll::Ready(status),
             None => Poll::Pending,
@@ -578,6 +577,13 @@ impl Subscription {
     /// polling `recv` (its output is blocked) notice.
     pub fn is_too_slow(&self) -> bool {
         self.shared.kicked.load(Ordering::Acquire)
+    }
+
+    /// True once nothing more will be queued: the stream ended or this subscriber was
+    /// dropped for being too slow. A caller that stops polling after a `Ready(Frames)` must
+    /// check this: the wake-up announcing the end may be the one it is handling.
+    pub fn is_finished(&self) -> bool {
+        self.shared.ended.load(Ordering::Acquire) || self.shared.kicked.load(Ordering::Acquire)
     }
 
     pub fn stats(&self) -> SubStats {

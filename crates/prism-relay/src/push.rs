@@ -3,7 +3,7 @@
 
 use crate::conn::Conn;
 use crate::context::{epoch_ms, handshake_random, Relay};
-use crate::dial::{Dialer, SinkReport};
+use crate::dial::{BoxedStream, Dialer, SinkReport};
 use crate::egress::{media_kind, shared_body};
 use crate::server::ConnError;
 use bytes::BytesMut;
@@ -31,6 +31,8 @@ const HIGH_WATER: usize = 256 * 1024;
 /// How often a live push exports its queue and drops and checks the overflow verdict, even
 /// while its output is blocked.
 const STATS_INTERVAL: Duration = Duration::from_millis(250);
+/// Most frame bytes taken from the hub queue per wake-up.
+const BATCH_BYTES: usize = 256 * 1024;
 /// A connection that stayed up this long resets the backoff.
 const STABLE_AFTER: Duration = Duration::from_secs(30);
 
@@ -116,11 +118,7 @@ async fn run_target(relay: Arc<Relay>, stream: Arc<Stream>, target: ResolvedTarg
         }
         attempt += 1;
         let started = Instant::now();
-        // A stream that ends while its target is still connecting stops the attempt.
-        let result = tokio::select! {
-            r = push_once(&relay, &stream, &target, limits, &tm) => r,
-            _ = stream.wait_ended() => Ok(()),
-        };
+        let result = push_once(&relay, &stream, &target, limits, &tm).await;
         tm.up.set(0);
         tm.queue.set(0);
         match result {
@@ -175,6 +173,8 @@ async fn push_once(
         let result = tokio::select! {
             r = sink.run(&sub, target, &report) => r.map_err(|e| ConnError::new(e.reason, e.detail)),
             e = watch_queue(relay, tm, &sub, &mut reported) => Err(e),
+            // A stream that ends while its sink is still connecting stops the attempt.
+            _ = stream.wait_ended() => Ok(()),
         };
         report_stats(relay, tm, &sub, &mut reported);
         return result;
@@ -234,6 +234,25 @@ async fn drive(
     tm: &TargetMetrics,
     reported: &mut [u64; 3],
 ) -> Result<(), ConnError> {
+    // A stream that ends while its target is still connecting stops the attempt; once
+    // publishing, the end arrives through the subscription.
+    let connecting = connect_and_publish(relay, dialer, url, target);
+    let (session, conn) = tokio::select! {
+        r = connecting => r?,
+        _ = sub.stream().wait_ended() => return Ok(()),
+    };
+    tm.up.set(1);
+    info!(stream = %tm.stream, target = %tm.target, "target publishing");
+    forward(relay, session, conn, sub, tm, reported).await
+}
+
+/// Dials, handshakes and publishes (connect, releaseStream, FCPublish, createStream, publish).
+async fn connect_and_publish(
+    relay: &Arc<Relay>,
+    dialer: &dyn Dialer,
+    url: &RtmpUrl,
+    target: &ResolvedTarget,
+) -> Result<(ClientSession, Conn<BoxedStream>), ConnError> {
     let io = tokio::time::timeout(CONNECT_TIMEOUT, dialer.dial(url, target))
         .await
         .map_err(|_| ConnError::new("connect_timeout", "connect timed out"))?
@@ -285,9 +304,18 @@ async fn drive(
                 "handshake/publish did not complete in time",
             )
         })??;
-    tm.up.set(1);
-    info!(stream = %tm.stream, target = %tm.target, "target publishing");
+    Ok((session, conn))
+}
 
+/// Publishes the frames of `sub` on a publishing connection until the stream ends.
+async fn forward(
+    relay: &Arc<Relay>,
+    mut session: ClientSession,
+    conn: Conn<BoxedStream>,
+    sub: &Subscription,
+    tm: &TargetMetrics,
+    reported: &mut [u64; 3],
+) -> Result<(), ConnError> {
     let Conn {
         reader,
         writer,
@@ -303,11 +331,10 @@ async fn drive(
         stalled_since,
         frames: Vec::new(),
         read_buf: vec![0; 16 * 1024],
-        check: tokio::time::interval(STATS_INTERVAL),
-        write_timer: Box::pin(tokio::time::sleep(WRITE_TIMEOUT)),
+        next_check: Instant::now(),
+        timer: Box::pin(tokio::time::sleep(WRITE_TIMEOUT)),
+        reads_skipped: 0,
     };
-    live.check
-        .set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     // Runs until the stream ends; then unpublish politely.
     std::future::poll_fn(|cx| live.poll(cx, &mut session, sub, relay, tm, reported)).await?;
     session.unpublish();
@@ -332,11 +359,15 @@ struct Live<S> {
     stalled_since: Instant,
     frames: Vec<Arc<Frame>>,
     read_buf: Vec<u8>,
-    /// Queue depth, drops and the overflow verdict are checked on a timer, which also
-    /// covers the time the subscription is not polled because output is above HIGH_WATER: a
+    /// When queue depth, drops and the overflow verdict are next exported and checked.
+    next_check: Instant,
+    /// Armed only while output is pending: the write timeout, and while output is above
+    /// HIGH_WATER (frames are not taken, so nothing else wakes us) the next check, so a
     /// stalled destination is shed after overflow_disconnect, not only after WRITE_TIMEOUT.
-    check: tokio::time::Interval,
-    write_timer: Pin<Box<tokio::time::Sleep>>,
+    timer: Pin<Box<tokio::time::Sleep>>,
+    /// Wake-ups with frames since the socket was last polled for reading (a destination
+    /// sends almost nothing: acknowledgements, and errors on close).
+    reads_skipped: u32,
 }
 
 impl<S: AsyncRead + AsyncWrite + Unpin> Live<S> {
@@ -352,16 +383,20 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Live<S> {
     ) -> Poll<Result<(), ConnError>> {
         loop {
             let mut progress = false;
-            while self.check.poll_tick(cx).is_ready() {
+            let now = Instant::now();
+            if now >= self.next_check {
+                self.next_check = now + STATS_INTERVAL;
                 report_stats(relay, tm, sub, reported);
                 if sub.is_too_slow() {
                     return Poll::Ready(Err(too_slow()));
                 }
             }
+            let mut got_frames = false;
             if self.pending.len() < HIGH_WATER {
-                match sub.poll_recv(cx, &mut self.frames, 256 * 1024) {
+                match sub.poll_recv(cx, &mut self.frames, BATCH_BYTES) {
                     Poll::Ready(RecvStatus::Frames) => {
                         let chunk_size = session.chunk_size();
+                        let batch: usize = self.frames.iter().map(|f| f.payload.len()).sum();
                         for f in self.frames.drain(..) {
                             let kind = media_kind(f.kind);
                             match shared_body(&f, kind, chunk_size) {
@@ -372,7 +407,11 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Live<S> {
                             }
                         }
                         self.queue(session.out());
-                        progress = true;
+                        // The subscription stays armed; only a full batch (more may be
+                        // queued already) or the end (its wake-up may be this one) needs
+                        // another look.
+                        progress = batch >= BATCH_BYTES || sub.is_finished();
+                        got_frames = true;
                     }
                     Poll::Ready(RecvStatus::Ended) => return Poll::Ready(Ok(())),
                     Poll::Ready(RecvStatus::TooSlow) => return Poll::Ready(Err(too_slow())),
@@ -405,35 +444,49 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Live<S> {
                     return Poll::Ready(Err(ConnError::new("io", e)));
                 }
             }
-            let mut buf = ReadBuf::new(&mut self.read_buf);
-            match Pin::new(&mut self.io).poll_read(cx, &mut buf) {
-                Poll::Ready(Ok(())) if buf.filled().is_empty() => {
-                    return Poll::Ready(Err(ConnError::new(
-                        "closed",
-                        "destination closed the connection",
-                    )))
-                }
-                Poll::Ready(Ok(())) => {
-                    self.input.extend_from_slice(buf.filled());
-                    if let Err(e) = session.handle_input(&mut self.input) {
-                        return Poll::Ready(Err(ConnError::new("protocol", e)));
+            // The read registration made on the last Pending stays armed, so skipping the
+            // poll on busy wake-ups loses nothing; a quiet wake-up may be the read.
+            self.reads_skipped += 1;
+            if !got_frames || self.reads_skipped >= 16 {
+                self.reads_skipped = 0;
+                let mut buf = ReadBuf::new(&mut self.read_buf);
+                match Pin::new(&mut self.io).poll_read(cx, &mut buf) {
+                    Poll::Ready(Ok(())) if buf.filled().is_empty() => {
+                        return Poll::Ready(Err(ConnError::new(
+                            "closed",
+                            "destination closed the connection",
+                        )))
                     }
-                    self.queue(session.out());
-                    progress = true;
+                    Poll::Ready(Ok(())) => {
+                        self.input.extend_from_slice(buf.filled());
+                        if let Err(e) = session.handle_input(&mut self.input) {
+                            return Poll::Ready(Err(ConnError::new("protocol", e)));
+                        }
+                        self.queue(session.out());
+                        progress = true;
+                    }
+                    Poll::Ready(Err(e)) => return Poll::Ready(Err(ConnError::new("io", e))),
+                    Poll::Pending => {}
                 }
-                Poll::Ready(Err(e)) => return Poll::Ready(Err(ConnError::new("io", e))),
-                Poll::Pending => {}
             }
             if !self.pending.is_empty() {
-                let deadline = self.stalled_since + WRITE_TIMEOUT;
-                if self.write_timer.deadline() != deadline {
-                    self.write_timer.as_mut().reset(deadline);
+                let write_deadline = self.stalled_since + WRITE_TIMEOUT;
+                let mut deadline = write_deadline;
+                if self.pending.len() >= HIGH_WATER {
+                    deadline = deadline.min(self.next_check);
                 }
-                if self.write_timer.as_mut().poll(cx).is_ready() {
-                    return Poll::Ready(Err(ConnError::new(
-                        "write_timeout",
-                        "destination stopped reading",
-                    )));
+                if self.timer.deadline() != deadline {
+                    self.timer.as_mut().reset(deadline);
+                }
+                if self.timer.as_mut().poll(cx).is_ready() {
+                    if Instant::now() >= write_deadline {
+                        return Poll::Ready(Err(ConnError::new(
+                            "write_timeout",
+                            "destination stopped reading",
+                        )));
+                    }
+                    // A queue check is due.
+                    progress = true;
                 }
             }
             if !progress {
