@@ -13,7 +13,7 @@ use tokio::time::Instant;
 /// Most bytes read per call, and so the most one read can add to the input buffer.
 const READ_CHUNK: usize = 64 * 1024;
 /// Segments handed to one vectored write.
-const MAX_IOVECS: usize = 64;
+pub(crate) const MAX_IOVECS: usize = 32;
 
 pub(crate) struct Conn<S> {
     pub reader: ReadHalf<S>,

@@ -1,7 +1,7 @@
 //! Push targets: one task per destination of a live stream, each with its own hub queue,
 //! reconnecting with jittered exponential backoff for as long as the stream is live.
 
-use crate::conn::Conn;
+use crate::conn::{Conn, MAX_IOVECS};
 use crate::context::{epoch_ms, handshake_random, Relay};
 use crate::dial::{BoxedStream, Dialer, SinkReport};
 use crate::egress::{media_kind, shared_body};
@@ -419,7 +419,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Live<S> {
                 }
             }
             while !self.pending.is_empty() {
-                let mut slices = [IoSlice::new(&[]); 64];
+                let mut slices = [IoSlice::new(&[]); MAX_IOVECS];
                 let n = self.pending.chunks_vectored(&mut slices);
                 match Pin::new(&mut self.io).poll_write_vectored(cx, &slices[..n]) {
                     Poll::Ready(Ok(0)) => {

@@ -377,7 +377,9 @@ struct OutStream {
 #[derive(Debug)]
 pub struct ChunkEncoder {
     chunk_size: u32,
-    streams: HashMap<u32, OutStream>,
+    /// By chunk stream id. A handful at most (control, command, audio, video, data), so a
+    /// linear scan beats hashing on this per-message path.
+    streams: Vec<(u32, OutStream)>,
 }
 
 impl Default for ChunkEncoder {
@@ -391,7 +393,7 @@ impl ChunkEncoder {
     pub fn new() -> Self {
         Self {
             chunk_size: DEFAULT_CHUNK_SIZE,
-            streams: HashMap::new(),
+            streams: Vec::new(),
         }
     }
 
@@ -459,7 +461,12 @@ impl ChunkEncoder {
         let length = msg.payload.len() as u32;
         let type_id = msg.type_id.0;
 
-        let (fmt, ts_field) = match self.streams.get(&csid) {
+        let prev = self
+            .streams
+            .iter()
+            .find(|(id, _)| *id == csid)
+            .map(|(_, p)| p);
+        let (fmt, ts_field) = match prev {
             Some(p) if p.stream_id == msg.stream_id && msg.timestamp >= p.timestamp => {
                 let delta = msg.timestamp - p.timestamp;
                 if p.length != length || p.type_id != type_id {
@@ -533,17 +540,18 @@ impl ChunkEncoder {
 
         // A type 3 new message inherits the previous delta, so it stays "a delta".
         let ts_is_delta = fmt != 0;
-        self.streams.insert(
-            csid,
-            OutStream {
-                timestamp: msg.timestamp,
-                ts_field,
-                ts_is_delta,
-                length,
-                type_id,
-                stream_id: msg.stream_id,
-            },
-        );
+        let state = OutStream {
+            timestamp: msg.timestamp,
+            ts_field,
+            ts_is_delta,
+            length,
+            type_id,
+            stream_id: msg.stream_id,
+        };
+        match self.streams.iter_mut().find(|(id, _)| *id == csid) {
+            Some((_, slot)) => *slot = state,
+            None => self.streams.push((csid, state)),
+        }
     }
 }
 

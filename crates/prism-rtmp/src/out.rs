@@ -3,16 +3,53 @@
 use bytes::{Bytes, BytesMut};
 use std::collections::VecDeque;
 
+/// Pieces up to this size are kept inline (chunk headers are at most 18 bytes).
+const INLINE: usize = 30;
+
+/// One piece of queued output.
+#[derive(Debug, Clone)]
+enum Segment {
+    /// A small piece copied in place: no allocation and no reference counting, which matters
+    /// because every message to every peer starts with one.
+    Inline {
+        buf: [u8; INLINE],
+        start: u8,
+        end: u8,
+    },
+    Shared(Bytes),
+}
+
+impl Segment {
+    fn as_slice(&self) -> &[u8] {
+        match self {
+            Segment::Inline { buf, start, end } => &buf[*start as usize..*end as usize],
+            Segment::Shared(b) => b,
+        }
+    }
+
+    fn len(&self) -> usize {
+        self.as_slice().len()
+    }
+
+    /// Drops the first `n` bytes (`n` < len).
+    fn skip(&mut self, n: usize) {
+        match self {
+            Segment::Inline { start, .. } => *start += n as u8,
+            Segment::Shared(b) => {
+                let _ = b.split_to(n);
+            }
+        }
+    }
+}
+
 /// Bytes waiting to be written, as a list of segments.
 ///
-/// Small pieces (chunk headers, control messages) are written into `scratch` and split off;
-/// large payloads are pushed as `Bytes` slices that share the publisher's buffer, so fanning
-/// one message out to many peers never copies its payload. Drivers hand the segments to a
-/// vectored write.
+/// Small pieces (chunk headers, control messages) are copied inline; large payloads are
+/// pushed as `Bytes` slices that share the publisher's buffer, so fanning one message out
+/// to many peers never copies its payload. Drivers hand the segments to a vectored write.
 #[derive(Debug, Default)]
 pub struct OutQueue {
-    segments: VecDeque<Bytes>,
-    scratch: BytesMut,
+    segments: VecDeque<Segment>,
     len: usize,
 }
 
@@ -26,12 +63,18 @@ impl OutQueue {
         if data.is_empty() {
             return;
         }
-        if self.scratch.capacity() - self.scratch.len() < data.len() {
-            self.scratch.reserve(data.len().max(4096));
+        if data.len() > INLINE {
+            self.put_bytes(Bytes::copy_from_slice(data));
+            return;
         }
-        self.scratch.extend_from_slice(data);
-        let piece = self.scratch.split().freeze();
-        self.push_merged(piece);
+        let mut buf = [0u8; INLINE];
+        buf[..data.len()].copy_from_slice(data);
+        self.len += data.len();
+        self.segments.push_back(Segment::Inline {
+            buf,
+            start: 0,
+            end: data.len() as u8,
+        });
     }
 
     /// Appends a shared payload without copying it.
@@ -40,12 +83,7 @@ impl OutQueue {
             return;
         }
         self.len += data.len();
-        self.segments.push_back(data);
-    }
-
-    fn push_merged(&mut self, piece: Bytes) {
-        self.len += piece.len();
-        self.segments.push_back(piece);
+        self.segments.push_back(Segment::Shared(data));
     }
 
     /// Moves everything queued in `other` to the end of this queue (no copying).
@@ -68,7 +106,7 @@ impl OutQueue {
     pub fn chunks_vectored<'a>(&'a self, dst: &mut [std::io::IoSlice<'a>]) -> usize {
         let mut n = 0;
         for (slot, seg) in dst.iter_mut().zip(self.segments.iter()) {
-            *slot = std::io::IoSlice::new(seg);
+            *slot = std::io::IoSlice::new(seg.as_slice());
             n += 1;
         }
         n
@@ -81,11 +119,12 @@ impl OutQueue {
             let Some(front) = self.segments.front_mut() else {
                 return;
             };
-            if front.len() <= n {
-                n -= front.len();
+            let len = front.len();
+            if len <= n {
+                n -= len;
                 self.segments.pop_front();
             } else {
-                let _ = front.split_to(n);
+                front.skip(n);
                 n = 0;
             }
         }
@@ -96,7 +135,7 @@ impl OutQueue {
     pub fn take_all(&mut self) -> Bytes {
         let mut buf = BytesMut::with_capacity(self.len);
         for seg in self.segments.drain(..) {
-            buf.extend_from_slice(&seg);
+            buf.extend_from_slice(seg.as_slice());
         }
         self.len = 0;
         buf.freeze()
@@ -118,5 +157,10 @@ mod tests {
         assert_eq!(q.len(), 6);
         assert_eq!(&q.take_all()[..], b"efghij");
         assert!(q.is_empty());
+        // A large slice is copied into a shared segment; partial advances inside inline ones.
+        q.put_slice(&[7u8; 100]);
+        q.put_slice(b"xyz");
+        q.advance(101);
+        assert_eq!(&q.take_all()[..], b"yz");
     }
 }
