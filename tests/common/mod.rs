@@ -31,6 +31,8 @@ use std::sync::{Mutex, OnceLock};
 use std::thread;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
+pub mod srt;
+
 // ---------------------------------------------------------------------------
 // Waiting
 // ---------------------------------------------------------------------------

@@ -20,6 +20,28 @@ use toml::Spanned;
 pub use pattern::StreamPattern;
 pub use url::redact_url;
 
+/// Checks a target URL (template or expanded) as the config does; `Err` is a message that
+/// quotes the URL redacted.
+pub fn validate_target_url(url: &str) -> Result<(), String> {
+    url::validate_target_url(url)
+}
+
+/// Checks a target name as the config does: non-empty, `[A-Za-z0-9_.-]+` (it is a metric
+/// label). `Err` is a message for the operator.
+pub fn validate_target_name(name: &str) -> Result<(), String> {
+    if name.is_empty()
+        || name.len() > 64
+        || !name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "_.-".contains(c))
+    {
+        return Err(format!(
+            "`{name}` must be 1 to 64 characters of A-Z a-z 0-9 _ . - (it is a metric label)"
+        ));
+    }
+    Ok(())
+}
+
 /// The whole configuration, validated.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct Config {
@@ -38,6 +60,40 @@ pub struct Config {
     /// TOML table `[rtmpts]`: RTMP tunnelled over HTTPS; absent = off. Takes the `[rtmpt]`
     /// keys plus `cert` and `key`.
     pub rtmpts: Option<(TunnelConfig, TlsFiles)>,
+    /// TOML table `[srt]`: SRT listener (MPEG-TS ingest and play); absent = off.
+    pub srt: Option<SrtConfig>,
+}
+
+/// TOML table `[srt]`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SrtConfig {
+    /// `listen` (UDP), e.g. `0.0.0.0:9000`.
+    pub listen: SocketAddr,
+    /// `latency_ms`: receive latency we ask for (the larger of both sides' wins), default 120.
+    pub latency: Duration,
+    /// `passphrase`: callers must encrypt with it (10..=79 bytes); absent = no encryption.
+    pub passphrase: Option<SrtPassphrase>,
+    /// `pbkeylen`: AES key length in bytes (16, 24 or 32; default 16). Only with `passphrase`.
+    pub pbkeylen: u8,
+    /// `default_stream`: `app/key` for callers that send no stream id; absent = refuse them.
+    pub default_stream: Option<String>,
+}
+
+/// An SRT passphrase. `Debug` never shows it, so configs can be logged.
+#[derive(Clone, PartialEq, Eq)]
+pub struct SrtPassphrase(String);
+
+impl SrtPassphrase {
+    /// The passphrase itself, for handing to the SRT engine only.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Debug for SrtPassphrase {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("SrtPassphrase(<redacted>)")
+    }
 }
 
 /// A certificate chain and its private key, PEM files. Relative paths are resolved against
@@ -90,11 +146,32 @@ pub struct RtmpConfig {
     pub max_message_bytes: u32,
 }
 
-/// TOML table `[http]`: admin/observability endpoint (`/metrics`, `/healthz`).
+/// TOML table `[http]`: admin/observability endpoint (`/metrics`, `/healthz`, the admin
+/// API under `/api/` and the status page at `/`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct HttpConfig {
     /// `listen`, default `127.0.0.1:9935` (loopback: metrics are not for the internet).
     pub listen: SocketAddr,
+    /// `token`: bearer token every `/api/` request must carry. Absent = the API answers
+    /// only while `listen` is a loopback address.
+    pub token: Option<ApiToken>,
+}
+
+/// The admin API bearer token. `Debug` never shows it, so configs can be logged.
+#[derive(Clone, PartialEq, Eq)]
+pub struct ApiToken(String);
+
+impl ApiToken {
+    /// The token itself, for comparing with a request's only.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Debug for ApiToken {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("ApiToken(<redacted>)")
+    }
 }
 
 /// TOML table `[stream]`.
@@ -168,6 +245,22 @@ pub struct ResolvedTarget {
     pub tls: TargetTls,
 }
 
+impl ResolvedTarget {
+    /// A target added at run time (the admin API) to stream `app`/`key`: name and URL are
+    /// checked as the config checks them, `{app}`/`{stream}` expand, queue budget and TLS
+    /// options are the defaults. `Err` is a message for the operator (URL redacted).
+    pub fn for_stream(name: &str, url: &str, app: &str, key: &str) -> Result<Self, String> {
+        validate_target_name(name).map_err(|m| format!("name: {m}"))?;
+        validate_target_url(url).map_err(|m| format!("url: {m}"))?;
+        Ok(ResolvedTarget {
+            name: name.to_owned(),
+            url: url::expand(url, app, key),
+            queue: QueueConfig::default(),
+            tls: TargetTls::default(),
+        })
+    }
+}
+
 impl Default for RtmpConfig {
     fn default() -> Self {
         RtmpConfig {
@@ -183,6 +276,7 @@ impl Default for HttpConfig {
     fn default() -> Self {
         HttpConfig {
             listen: SocketAddr::from(([127, 0, 0, 1], 9935)),
+            token: None,
         }
     }
 }
@@ -355,6 +449,17 @@ struct RawConfig {
     rtmps: Option<Spanned<RawTlsListener>>,
     rtmpt: Option<Spanned<RawTunnel>>,
     rtmpts: Option<Spanned<RawTunnel>>,
+    srt: Option<Spanned<RawSrt>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawSrt {
+    listen: Spanned<String>,
+    latency_ms: Option<Spanned<u64>>,
+    passphrase: Option<Spanned<String>>,
+    pbkeylen: Option<Spanned<u8>>,
+    default_stream: Option<Spanned<String>>,
 }
 
 #[derive(Deserialize)]
@@ -392,6 +497,7 @@ struct RawRtmp {
 #[serde(deny_unknown_fields)]
 struct RawHttp {
     listen: Option<Spanned<String>>,
+    token: Option<Spanned<String>>,
 }
 
 #[derive(Deserialize, Default)]
@@ -482,6 +588,25 @@ impl Checker<'_> {
         };
         let http = HttpConfig {
             listen: self.addr(raw.http.listen, "http.listen", d.http.listen)?,
+            token: match raw.http.token {
+                // Never echo the value: only what is wrong with it.
+                Some(t) if t.get_ref().len() < 16 => {
+                    return Err(self.err(
+                        t.span(),
+                        "http.token",
+                        "must be at least 16 characters (e.g. `openssl rand -hex 32`)",
+                    ))
+                }
+                Some(t) if !t.get_ref().chars().all(|c| c.is_ascii_graphic()) => {
+                    return Err(self.err(
+                        t.span(),
+                        "http.token",
+                        "must be printable ASCII without spaces (it travels in an HTTP header)",
+                    ))
+                }
+                Some(t) => Some(ApiToken(t.into_inner())),
+                None => None,
+            },
         };
         let hub = HubConfig {
             reconnect_grace: raw
@@ -537,6 +662,10 @@ impl Checker<'_> {
                 Some((self.tunnel(t, "rtmpts")?, tls))
             }
         };
+        let srt = match raw.srt {
+            None => None,
+            Some(t) => Some(self.srt(t.into_inner())?),
+        };
         Ok(Config {
             rtmp,
             http,
@@ -546,6 +675,70 @@ impl Checker<'_> {
             rtmps,
             rtmpt,
             rtmpts,
+            srt,
+        })
+    }
+
+    fn srt(&self, t: RawSrt) -> Result<SrtConfig, ConfigError> {
+        let latency = match t.latency_ms {
+            // SRT carries latency in 16-bit milliseconds in the handshake.
+            Some(v) if *v.get_ref() > 65_535 => {
+                return Err(self.err(v.span(), "srt.latency_ms", "must be in 0..=65535"))
+            }
+            Some(v) => Duration::from_millis(v.into_inner()),
+            None => Duration::from_millis(120),
+        };
+        let passphrase = match t.passphrase {
+            // Never echo the value: only its length.
+            Some(p) if !(10..=79).contains(&p.get_ref().len()) => {
+                return Err(self.err(
+                    p.span(),
+                    "srt.passphrase",
+                    format!("must be 10..=79 bytes long (it is {})", p.get_ref().len()),
+                ))
+            }
+            Some(p) => Some(SrtPassphrase(p.into_inner())),
+            None => None,
+        };
+        let pbkeylen = match t.pbkeylen {
+            Some(v) if passphrase.is_none() => {
+                return Err(self.err(
+                    v.span(),
+                    "srt.pbkeylen",
+                    "only applies with `passphrase` (no passphrase = no encryption)",
+                ))
+            }
+            Some(v) if ![16, 24, 32].contains(v.get_ref()) => {
+                return Err(self.err(v.span(), "srt.pbkeylen", "must be 16, 24 or 32"))
+            }
+            Some(v) => v.into_inner(),
+            None => 16,
+        };
+        let default_stream = match t.default_stream {
+            Some(v) => {
+                let ok = matches!(v.get_ref().split_once('/'), Some((a, k))
+                    if !a.is_empty() && !k.is_empty() && !k.contains('/'));
+                if !ok {
+                    return Err(self.err(
+                        v.span(),
+                        "srt.default_stream",
+                        "must be `app/key` (e.g. `live/main`)",
+                    ));
+                }
+                Some(v.into_inner())
+            }
+            None => None,
+        };
+        Ok(SrtConfig {
+            listen: self.addr(
+                Some(t.listen),
+                "srt.listen",
+                SocketAddr::from(([0, 0, 0, 0], 9000)),
+            )?,
+            latency,
+            passphrase,
+            pbkeylen,
+            default_stream,
         })
     }
 
@@ -677,17 +870,8 @@ impl Checker<'_> {
         for (j, t) in r.target.into_iter().enumerate() {
             let tkey = format!("{key}.target[{j}]");
             let name = t.name.get_ref();
-            if name.is_empty()
-                || !name
-                    .chars()
-                    .all(|c| c.is_ascii_alphanumeric() || "_.-".contains(c))
-            {
-                return Err(self.err(
-                    t.name.span(),
-                    &format!("{tkey}.name"),
-                    format!("`{name}` must be non-empty and use only A-Z a-z 0-9 _ . - (it is a metric label)"),
-                ));
-            }
+            validate_target_name(name)
+                .map_err(|m| self.err(t.name.span(), &format!("{tkey}.name"), m))?;
             if !names.insert(name.clone()) {
                 return Err(self.err(
                     t.name.span(),

@@ -481,3 +481,101 @@ fn transport_table_mistakes() {
     );
     assert!(e.contains("rtmps://"), "{e}");
 }
+
+#[test]
+fn srt_table() {
+    let c = parse(
+        "[srt]\nlisten = \"0.0.0.0:9000\"\nlatency_ms = 200\npassphrase = \"correct horse battery\"\npbkeylen = 32\ndefault_stream = \"live/main\"\n",
+    )
+    .unwrap();
+    let s = c.srt.unwrap();
+    assert_eq!(s.listen, "0.0.0.0:9000".parse().unwrap());
+    assert_eq!(s.latency, Duration::from_millis(200));
+    assert_eq!(
+        s.passphrase.as_ref().unwrap().expose(),
+        "correct horse battery"
+    );
+    assert_eq!(s.pbkeylen, 32);
+    assert_eq!(s.default_stream.as_deref(), Some("live/main"));
+    // Secrets never reach Debug output (configs get logged).
+    let shown = format!("{s:?}");
+    assert!(!shown.contains("horse"), "{shown}");
+    assert!(shown.contains("redacted"), "{shown}");
+
+    let d = parse("[srt]\nlisten = \"127.0.0.1:9000\"\n")
+        .unwrap()
+        .srt
+        .unwrap();
+    assert_eq!(d.latency, Duration::from_millis(120));
+    assert_eq!(
+        (d.passphrase, d.pbkeylen, d.default_stream),
+        (None, 16, None)
+    );
+    assert!(parse("").unwrap().srt.is_none());
+}
+
+#[test]
+fn srt_table_is_strict() {
+    let e = err("[srt]\nlisten = \"127.0.0.1:9000\"\npassphrase = \"short\"\n");
+    assert!(e.contains("srt.passphrase") && e.contains("10..=79"), "{e}");
+    assert!(
+        !e.contains("short\""),
+        "the passphrase must not be echoed: {e}"
+    );
+    let long = "x".repeat(80);
+    let e = err(&format!(
+        "[srt]\nlisten = \"127.0.0.1:9000\"\npassphrase = \"{long}\"\n"
+    ));
+    assert!(e.contains("srt.passphrase") && !e.contains(&long), "{e}");
+    let e = err("[srt]\nlisten = \"127.0.0.1:9000\"\npassphrase = \"0123456789\"\npbkeylen = 20\n");
+    assert!(e.contains("srt.pbkeylen"), "{e}");
+    let e = err("[srt]\nlisten = \"127.0.0.1:9000\"\npbkeylen = 16\n");
+    assert!(
+        e.contains("srt.pbkeylen") && e.contains("passphrase"),
+        "{e}"
+    );
+    let e = err("[srt]\nlisten = \"127.0.0.1:9000\"\ndefault_stream = \"nokey\"\n");
+    assert!(e.contains("srt.default_stream"), "{e}");
+    let e = err("[srt]\nlisten = \"127.0.0.1:9000\"\nlatency_ms = 70000\n");
+    assert!(e.contains("srt.latency_ms"), "{e}");
+    let e = err("[srt]\nlisten = \"nope\"\n");
+    assert!(e.contains("srt.listen"), "{e}");
+    let e = err("[srt]\nlisten = \"127.0.0.1:9000\"\nmode = \"caller\"\n");
+    assert!(e.contains("mode"), "{e}");
+    assert!(err("[srt]\nlatency_ms = 1\n").contains("listen"));
+}
+
+#[test]
+fn http_token_is_checked_and_never_shown() {
+    let c = Config::from_toml_str(
+        "[http]\nlisten = \"0.0.0.0:9935\"\ntoken = \"0123456789abcdef-secret\"\n",
+        "t.toml",
+    )
+    .unwrap();
+    let token = c.http.token.as_ref().expect("token");
+    assert_eq!(token.expose(), "0123456789abcdef-secret");
+    assert!(!format!("{c:?}").contains("secret"));
+    let e = Config::from_toml_str("[http]\ntoken = \"short-secret\"\n", "t.toml")
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains("http.token") && !e.contains("short-secret"),
+        "{e}"
+    );
+    let e = Config::from_toml_str("[http]\ntoken = \"has a space in it, secret\"\n", "t.toml")
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("http.token") && !e.contains("secret\""), "{e}");
+}
+
+#[test]
+fn runtime_targets_are_checked_like_config_ones() {
+    let t = ResolvedTarget::for_stream("yt", "rtmp://h/live/{stream}", "live", "k").unwrap();
+    assert_eq!(t.url, "rtmp://h/live/k");
+    assert_eq!(t.queue, QueueConfig::default());
+    assert!(ResolvedTarget::for_stream("b c", "rtmp://h/live/x", "live", "k").is_err());
+    assert!(ResolvedTarget::for_stream("a", "http://h/live/x", "live", "k").is_err());
+    let e = ResolvedTarget::for_stream("a", "rtmp://h/live", "live", "k").unwrap_err();
+    assert!(e.starts_with("url:"), "{e}");
+    assert!(validate_target_name(&"x".repeat(65)).is_err());
+}

@@ -7,7 +7,8 @@
 //! HTTP: callers update the pub fields and serve [`Metrics::render`].
 //!
 //! Label values, by convention:
-//! - `transport`: `rtmp` (later `rtmps`, `srt`).
+//! - `transport`: `rtmp`, `rtmps`, `rtmpt`, `rtmpts`, `srt`.
+//! - `direction` (SRT): `ingest`, `play` or `push`.
 //! - `stream`: the stream's display name chosen by the caller. Never put a
 //!   secret stream key here: /metrics output is scraped and stored.
 //! - `target`: the configured target name (already `[A-Za-z0-9_.-]+`).
@@ -19,7 +20,12 @@ use std::collections::HashMap;
 
 use prometheus::core::{Collector, MetricVec, MetricVecBuilder};
 use prometheus::proto::LabelPair;
-use prometheus::{Encoder, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry, TextEncoder};
+use prometheus::{
+    Encoder, GaugeVec, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry, TextEncoder,
+};
+
+/// Labels of the per-connection SRT metrics.
+const SRT_LABELS: &[&str] = &["stream", "direction", "target"];
 
 /// Metric names, for code that looks metrics up by name (tests, dashboards).
 pub mod names {
@@ -39,6 +45,11 @@ pub mod names {
     pub const PLAYERS_ACTIVE: &str = "prism_players_active";
     pub const PLAYER_DROPPED_FRAMES_TOTAL: &str = "prism_player_dropped_frames_total";
     pub const BUILD_INFO: &str = "prism_build_info";
+    pub const SRT_RTT_SECONDS: &str = "prism_srt_rtt_seconds";
+    pub const SRT_PACKETS_LOST_TOTAL: &str = "prism_srt_packets_lost_total";
+    pub const SRT_PACKETS_RETRANSMITTED_TOTAL: &str = "prism_srt_packets_retransmitted_total";
+    pub const SRT_PACKETS_DROPPED_TOTAL: &str = "prism_srt_packets_dropped_total";
+    pub const SRT_RECEIVE_BUFFER_SECONDS: &str = "prism_srt_receive_buffer_seconds";
 
     /// Every name above, in declaration order.
     pub const ALL: &[&str] = &[
@@ -58,6 +69,11 @@ pub mod names {
         PLAYERS_ACTIVE,
         PLAYER_DROPPED_FRAMES_TOTAL,
         BUILD_INFO,
+        SRT_RTT_SECONDS,
+        SRT_PACKETS_LOST_TOTAL,
+        SRT_PACKETS_RETRANSMITTED_TOTAL,
+        SRT_PACKETS_DROPPED_TOTAL,
+        SRT_RECEIVE_BUFFER_SECONDS,
     ];
 }
 
@@ -97,6 +113,22 @@ pub struct Metrics {
     pub player_dropped_frames_total: IntCounterVec,
     /// `prism_build_info{version}`: always 1; carries the version as a label.
     pub build_info: IntGaugeVec,
+    /// `prism_srt_rtt_seconds{stream,direction,target}`: round-trip time of an SRT
+    /// connection as measured by its handshake (srt-tokio 0.4.4 keeps its running estimate
+    /// to itself). `direction` is `ingest`, `play` or `push`; `target` is the target
+    /// name for `push`, else empty.
+    pub srt_rtt_seconds: GaugeVec,
+    /// `prism_srt_packets_lost_total{stream,direction,target}`: data packets that did not
+    /// arrive the first time (receiving: recovered by retransmission or dropped; sending:
+    /// reported lost by the peer).
+    pub srt_packets_lost_total: IntCounterVec,
+    /// `prism_srt_packets_retransmitted_total{stream,direction,target}`.
+    pub srt_packets_retransmitted_total: IntCounterVec,
+    /// `prism_srt_packets_dropped_total{stream,direction,target}`: too late to deliver.
+    pub srt_packets_dropped_total: IntCounterVec,
+    /// `prism_srt_receive_buffer_seconds{stream,direction,target}`: span of acknowledged
+    /// data waiting in the receive buffer for its release time (ingest).
+    pub srt_receive_buffer_seconds: GaugeVec,
 }
 
 impl Default for Metrics {
@@ -207,6 +239,45 @@ impl Metrics {
                 "Always 1; the version label tells which Prism build is running.",
                 &["version"],
             ),
+            srt_rtt_seconds: {
+                let m = GaugeVec::new(
+                    Opts::new(
+                        SRT_RTT_SECONDS,
+                        "Round-trip time of the SRT connection, from its handshake.",
+                    ),
+                    SRT_LABELS,
+                )
+                .expect("valid gauge");
+                registry.register(Box::new(m.clone())).expect("unique name");
+                m
+            },
+            srt_packets_lost_total: counter(
+                SRT_PACKETS_LOST_TOTAL,
+                "SRT data packets that did not arrive the first time.",
+                SRT_LABELS,
+            ),
+            srt_packets_retransmitted_total: counter(
+                SRT_PACKETS_RETRANSMITTED_TOTAL,
+                "SRT data packets retransmitted (sent or received).",
+                SRT_LABELS,
+            ),
+            srt_packets_dropped_total: counter(
+                SRT_PACKETS_DROPPED_TOTAL,
+                "SRT data packets dropped as too late to deliver.",
+                SRT_LABELS,
+            ),
+            srt_receive_buffer_seconds: {
+                let m = GaugeVec::new(
+                    Opts::new(
+                        SRT_RECEIVE_BUFFER_SECONDS,
+                        "Span of data in the SRT receive buffer, waiting for its release time.",
+                    ),
+                    SRT_LABELS,
+                )
+                .expect("valid gauge");
+                registry.register(Box::new(m.clone())).expect("unique name");
+                m
+            },
             registry,
         };
         m.build_info
@@ -238,6 +309,23 @@ impl Metrics {
         remove_where(&self.target_disconnects_total, is);
         remove_where(&self.players_active, is);
         remove_where(&self.player_dropped_frames_total, is);
+        remove_where(&self.srt_rtt_seconds, is);
+        remove_where(&self.srt_packets_lost_total, is);
+        remove_where(&self.srt_packets_retransmitted_total, is);
+        remove_where(&self.srt_packets_dropped_total, is);
+        remove_where(&self.srt_receive_buffer_seconds, is);
+    }
+
+    /// Removes the SRT label sets of one connection's `(stream, direction, target)`.
+    pub fn forget_srt(&self, stream: &str, direction: &str, target: &str) {
+        let labels = [stream, direction, target];
+        let _ = self.srt_rtt_seconds.remove_label_values(&labels);
+        let _ = self.srt_packets_lost_total.remove_label_values(&labels);
+        let _ = self
+            .srt_packets_retransmitted_total
+            .remove_label_values(&labels);
+        let _ = self.srt_packets_dropped_total.remove_label_values(&labels);
+        let _ = self.srt_receive_buffer_seconds.remove_label_values(&labels);
     }
 
     /// Removes all label sets of one target of a stream.
@@ -302,6 +390,16 @@ mod tests {
         m.player_dropped_frames_total
             .with_label_values(&[stream, "queue_full"])
             .inc();
+        let srt = [stream, "ingest", ""];
+        m.srt_rtt_seconds.with_label_values(&srt).set(0.02);
+        m.srt_packets_lost_total.with_label_values(&srt).inc();
+        m.srt_packets_retransmitted_total
+            .with_label_values(&srt)
+            .inc();
+        m.srt_packets_dropped_total.with_label_values(&srt).inc();
+        m.srt_receive_buffer_seconds
+            .with_label_values(&srt)
+            .set(0.12);
     }
 
     fn full() -> Metrics {

@@ -107,6 +107,14 @@ fn serve(config_path: Option<&Path>) -> anyhow::Result<()> {
             .with_context(|| format!("binding admin HTTP listener on {}", config.http.listen))?;
         let rtmps = bind_rtmps(&config).await?;
         let tunnels = tunnel::bind(&config).await?;
+        let srt = match &config.srt {
+            Some(c) => Some(
+                prism_transport_srt::SrtServer::bind(c)
+                    .await
+                    .with_context(|| format!("binding SRT listener on udp {}", c.listen))?,
+            ),
+            None => None,
+        };
         let tls_dialer = Arc::new(TlsDialer::new());
         tls_dialer
             .prepare(&config)
@@ -127,12 +135,20 @@ fn serve(config_path: Option<&Path>) -> anyhow::Result<()> {
         #[cfg(not(unix))]
         drop(certificates);
         info!(rtmp = %config.rtmp.listen, http = %config.http.listen, routes = config.routes.len(), "prism listening");
+        let srt_sink = Arc::new(prism_transport_srt::SrtSink::new());
         let relay = Relay::new(
             config,
             Metrics::new(),
             vec![Arc::new(prism_transport_rtmp::TcpDialer), tls_dialer],
-            Vec::new(),
+            vec![srt_sink.clone()],
         );
+        srt_sink.attach(&relay);
+        if let Some(srt) = srt {
+            if let Ok(addr) = srt.local_addr() {
+                info!(srt = %addr, "SRT listening");
+            }
+            tokio::spawn(srt.run(relay.clone()));
+        }
         tokio::spawn(prism_transport_rtmp::run(rtmp, relay.clone()));
         if let Some((listener, tls, handshake_timeout)) = rtmps {
             tokio::spawn(prism_transport_tls::run(listener, relay.clone(), tls, handshake_timeout));
