@@ -23,6 +23,12 @@ fi
 have srt-live-transmit || missing+=(srt-tools)
 have promtool || missing+=(prometheus)
 have stunnel4 || have stunnel || missing+=(stunnel4)
+# tests/status_page.rs renders the status page in headless Chromium.
+[ -x /usr/bin/chromium ] || missing+=(chromium)
+# tests/deploy_artifacts.rs parses deploy/ YAML with PyYAML.
+python3 -c 'import yaml' 2>/dev/null || /usr/bin/python3 -c 'import yaml' 2>/dev/null ||
+  missing+=(python3-yaml)
+have rtmpdump || missing+=(rtmpdump)
 
 if [ "${#missing[@]}" -gt 0 ]; then
   if [ "${SKIP_APT:-0}" = 1 ]; then

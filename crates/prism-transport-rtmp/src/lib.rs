@@ -20,7 +20,7 @@ pub async fn run(listener: TcpListener, relay: Arc<Relay>) {
     loop {
         match listener.accept().await {
             Ok((tcp, peer)) => {
-                let _ = tcp.set_nodelay(true);
+                prepare_accepted(&tcp);
                 let relay = relay.clone();
                 tokio::spawn(serve_rtmp(
                     tcp,
@@ -40,11 +40,19 @@ pub async fn run(listener: TcpListener, relay: Arc<Relay>) {
     }
 }
 
-/// Kernel send buffer per push socket (the kernel doubles it): about half a second of an
+/// Kernel send buffer of sockets Prism sends media on (the kernel doubles it): about half a second of an
 /// 8 Mbit/s stream, plenty for the bandwidth-delay product of a distant ingest, while bytes
 /// parked in a large kernel buffer (Linux grows it to megabytes) would escape the per-target
 /// queue budget and its drops.
 const SEND_BUFFER_BYTES: u32 = 256 * 1024;
+
+/// Socket options for an accepted connection, for every TCP-based transport: no Nagle
+/// delay, and a capped send buffer so a stalled player's backlog stays in its hub queue,
+/// where the budget and drop policy apply, instead of megabytes of kernel buffer.
+pub fn prepare_accepted(tcp: &TcpStream) {
+    let _ = tcp.set_nodelay(true);
+    let _ = socket2::SockRef::from(tcp).set_send_buffer_size(SEND_BUFFER_BYTES as usize);
+}
 
 /// Dials `rtmp://` push targets over plain TCP.
 #[derive(Debug, Default, Clone, Copy)]

@@ -55,7 +55,7 @@ pub async fn run(
     loop {
         match listener.accept().await {
             Ok((tcp, peer)) => {
-                let _ = tcp.set_nodelay(true);
+                prism_transport_rtmp::prepare_accepted(&tcp);
                 tokio::spawn(serve(
                     tcp,
                     peer,
