@@ -142,3 +142,79 @@ pub fn assert_recording(path: &Path, min_s: f64, max_s: f64) -> ProbeResult {
     );
     p
 }
+
+// ---------------------------------------------------------------------------
+// Misbehaving callers (tests/srt_robustness_*.rs)
+// ---------------------------------------------------------------------------
+
+/// Runs a misbehaving ffmpeg caller (2 s of `clip`) to `url` and asserts it is refused;
+/// returns what it printed.
+#[track_caller]
+pub fn bad_ffmpeg_caller(clip: &Path, url: &str) -> String {
+    let out = run_with_timeout(
+        Command::new("ffmpeg")
+            .args([
+                "-nostdin",
+                "-hide_banner",
+                "-v",
+                "error",
+                "-re",
+                "-t",
+                "2",
+                "-i",
+            ])
+            .arg(clip)
+            .args(["-c", "copy", "-f", "mpegts", url]),
+        Duration::from_secs(15),
+    )
+    .unwrap_or_else(|e| panic!("bad caller: {e}"));
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert!(
+        !out.status.success(),
+        "a bad caller was accepted: {url}\n{stderr}"
+    );
+    stderr
+}
+
+/// `prism_ingest_bytes_total` of a stream.
+pub fn ingest_bytes(prism: &Prism, stream: &str) -> f64 {
+    prism
+        .metric_value(&format!("prism_ingest_bytes_total{{stream=\"{stream}\"}}"))
+        .unwrap_or(0.0)
+}
+
+/// Waits for `stream`'s ingest byte count to rise by 20 kB (`what` happened just before).
+#[track_caller]
+pub fn assert_still_flowing(prism: &Prism, stream: &str, what: &str) {
+    let before = ingest_bytes(prism, stream);
+    wait_until(
+        Duration::from_secs(5),
+        &format!("{stream} ingest to keep rising after {what}"),
+        || ingest_bytes(prism, stream) > before + 20_000.0,
+    );
+}
+
+/// Waits for an SRT connection error with `reason` to be counted.
+#[track_caller]
+pub fn assert_refused(prism: &Prism, reason: &str) {
+    let key = format!("prism_connection_errors_total{{reason=\"{reason}\",transport=\"srt\"}}");
+    wait_until(Duration::from_secs(5), &format!("{key} to count"), || {
+        prism.metric_value(&key).unwrap_or(0.0) >= 1.0
+    });
+}
+
+/// Waits until nginx has had stream `key` published for at least `at_least` (its `<time>`).
+/// Publishers run with `-re`, so that is about how much media its recording will hold.
+#[track_caller]
+pub fn wait_published_for(nginx: &Nginx, key: &str, at_least: Duration) {
+    let min_ms = at_least.as_millis();
+    wait_until(
+        at_least + Duration::from_secs(10),
+        &format!("nginx stream {key:?} published for {at_least:?}"),
+        || {
+            stat_stream_field(&nginx.stat_xml(), key, "time")
+                .and_then(|t| t.parse::<u128>().ok())
+                .is_some_and(|t| t >= min_ms)
+        },
+    );
+}
