@@ -233,6 +233,10 @@ fn serve_exits_when_a_listener_cannot_bind() {
     assert!(!status.success(), "exit {status}");
     let err = prism.stderr();
     assert!(err.contains(&format!("127.0.0.1:{http_port}")), "{err}");
+    // Which listener, why, and what to change.
+    assert!(err.contains("cannot listen for admin HTTP"), "{err}");
+    assert!(err.contains("`[http] listen`"), "{err}");
+    assert!(err.contains("already listens on port"), "{err}");
     assert!(!port_open(SocketAddr::from(([127, 0, 0, 1], rtmp_port))));
     drop(busy);
 }
@@ -256,4 +260,27 @@ fn help_and_version() {
 
     let out = run_prism(&["no-such-command"], None);
     assert!(!out.status.success());
+
+    // Each command explains itself; `check` without a file says what to add.
+    for needle in [
+        "runs the relay",
+        "admin API",
+        "Validate a configuration file",
+        "Examples:",
+    ] {
+        assert!(help.contains(needle), "--help lacks {needle:?}:\n{help}");
+    }
+    let out = run_prism(&["check", "--help"], None);
+    assert!(
+        text(&out.stdout).contains("FILE:LINE:COL"),
+        "{}",
+        text(&out.stdout)
+    );
+    let out = run_prism(&["check"], None);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        text(&out.stderr).contains("prism check --config FILE"),
+        "{}",
+        text(&out.stderr)
+    );
 }

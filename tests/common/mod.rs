@@ -31,6 +31,7 @@ use std::sync::{Mutex, OnceLock};
 use std::thread;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
+pub mod api;
 pub mod srt;
 
 // ---------------------------------------------------------------------------

@@ -13,6 +13,7 @@ mod timestamps;
 pub use frame::{EgressCache, Frame, FrameKind};
 pub use queue::{DropReason, PushOutcome, QueueLimits, SubQueue};
 pub use stream::{
-    Hub, HubConfig, PublishError, PublishHandle, RecvStatus, Stream, SubStats, Subscription,
+    Hub, HubConfig, PublishError, PublishHandle, RecvStatus, Stream, SubCloser, SubStats,
+    Subscription,
 };
 pub use timestamps::TimestampNormalizer;

@@ -173,6 +173,9 @@ pub struct Stream {
     bytes_in: AtomicU64,
     end_notify: Notify,
     gop_limit: usize,
+    /// Set by [`Stream::kick`]; the publisher's connection registers in `kick_waker`.
+    kicked: AtomicBool,
+    kick_waker: AtomicWaker,
 }
 
 impl Stream {
@@ -191,6 +194,8 @@ impl Stream {
             started: Instant::now(),
             bytes_in: AtomicU64::new(0),
             end_notify: Notify::new(),
+            kicked: AtomicBool::new(false),
+            kick_waker: AtomicWaker::new(),
             state: Mutex::new(StreamState {
                 publisher: None,
                 live: false,
@@ -231,6 +236,10 @@ impl Stream {
     }
     pub fn is_ended(&self) -> bool {
         lock(&self.state).ended
+    }
+    /// True while a publisher is attached (false in the reconnect grace window).
+    pub fn has_publisher(&self) -> bool {
+        lock(&self.state).publisher.is_some()
     }
     /// Resolves once the stream has ended.
     pub async fn wait_ended(&self) {
@@ -278,6 +287,39 @@ impl Stream {
             stream: self.clone(),
             shared,
         })
+    }
+
+    /// Ends the stream now on the operator's behalf: the publisher is detached (no reconnect
+    /// grace), subscribers see the end, and the publisher's connection, polling
+    /// [`Stream::poll_kicked`], closes. False if the stream had already ended.
+    pub fn kick(self: &Arc<Self>) -> bool {
+        {
+            let mut st = lock(&self.state);
+            if st.ended {
+                return false;
+            }
+            st.publisher = None;
+            st.detached_at = None;
+        }
+        self.kicked.store(true, Ordering::Release);
+        self.end();
+        self.kick_waker.wake();
+        true
+    }
+
+    /// Ready once the stream was [kicked](Stream::kick). For the publisher's connection
+    /// (one waiter: the last task to poll is the one woken); costs an atomic per poll.
+    pub fn poll_kicked(&self, cx: &mut Context<'_>) -> Poll<()> {
+        self.kick_waker.register(cx.waker());
+        if self.kicked.load(Ordering::Acquire) {
+            Poll::Ready(())
+        } else {
+            Poll::Pending
+        }
+    }
+
+    pub fn is_kicked(&self) -> bool {
+        self.kicked.load(Ordering::Acquire)
     }
 
     fn end(self: &Arc<Self>) {
@@ -586,6 +628,15 @@ impl Subscription {
         self.shared.ended.load(Ordering::Acquire) || self.shared.kicked.load(Ordering::Acquire)
     }
 
+    /// A handle that ends this subscription from elsewhere (removing a push target): the
+    /// subscriber gets its queued frames, then [`RecvStatus::Ended`], as if the stream ended.
+    pub fn closer(&self) -> SubCloser {
+        SubCloser {
+            stream: self.stream.clone(),
+            shared: self.shared.clone(),
+        }
+    }
+
     pub fn stats(&self) -> SubStats {
         let q = lock(&self.shared.queue);
         SubStats {
@@ -595,6 +646,22 @@ impl Subscription {
             dropped_waiting_keyframe: q.dropped(DropReason::WaitingKeyframe),
             dropped_audio_overflow: q.dropped(DropReason::AudioOverflow),
         }
+    }
+}
+
+/// See [`Subscription::closer`].
+#[derive(Debug, Clone)]
+pub struct SubCloser {
+    stream: Arc<Stream>,
+    shared: Arc<SubShared>,
+}
+
+impl SubCloser {
+    /// Stops queueing frames for the subscription and wakes it to see the end.
+    pub fn close(&self) {
+        self.stream.unsubscribe(&self.shared);
+        self.shared.ended.store(true, Ordering::Release);
+        self.shared.waker.wake();
     }
 }
 

@@ -169,3 +169,47 @@ async fn subscribers_share_one_frame_and_its_egress_cache() {
     }
     assert_eq!(computed, 1);
 }
+
+#[tokio::test]
+async fn kick_ends_the_stream_without_grace_and_wakes_the_publisher() {
+    let hub = Hub::new(HubConfig::default());
+    let p = hub.publish("live", "kick").unwrap();
+    let stream = p.stream().clone();
+    let sub = stream.subscribe(QueueLimits::default()).unwrap();
+    let watcher = {
+        let stream = stream.clone();
+        tokio::spawn(async move { std::future::poll_fn(|cx| stream.poll_kicked(cx)).await })
+    };
+    tokio::task::yield_now().await;
+    assert!(stream.kick());
+    assert!(!stream.kick(), "a second kick finds it ended");
+    tokio::time::timeout(Duration::from_secs(1), watcher)
+        .await
+        .expect("publisher woken")
+        .unwrap();
+    assert!(stream.is_ended() && stream.is_kicked());
+    assert!(hub.get("live", "kick").is_none());
+    assert_eq!(drain(&sub).len(), 0);
+    assert_eq!(sub.try_recv(&mut Vec::new(), 1), Some(RecvStatus::Ended));
+    // The kicked publisher's handle neither resumes nor ends anything any more.
+    drop(p);
+    let again = hub.publish("live", "kick").unwrap();
+    assert!(!again.resumed());
+}
+
+#[tokio::test]
+async fn a_closed_subscription_ends_alone() {
+    let hub = Hub::new(HubConfig::default());
+    let p = hub.publish("live", "close").unwrap();
+    let a = p.stream().subscribe(QueueLimits::default()).unwrap();
+    let b = p.stream().subscribe(QueueLimits::default()).unwrap();
+    p.send(header());
+    a.closer().close();
+    p.send(video(0, true));
+    assert_eq!(p.stream().subscriber_count(), 1);
+    // What was queued before the close still comes, then the end.
+    assert_eq!(drain(&a).len(), 1);
+    assert_eq!(a.try_recv(&mut Vec::new(), 1), Some(RecvStatus::Ended));
+    assert_eq!(drain(&b).len(), 2);
+    assert!(!p.stream().is_ended());
+}

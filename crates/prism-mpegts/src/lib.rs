@@ -8,7 +8,10 @@
 //! of stream an RTMP encoder sends, and every egress works on it unchanged.
 //!
 //! This crate must not know about sockets, SRT, tokio or the hub.
-#![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used, clippy::panic))]
+#![cfg_attr(
+    not(test),
+    deny(clippy::unwrap_used, clippy::expect_used, clippy::panic)
+)]
 
 pub mod demux;
 pub mod mux;

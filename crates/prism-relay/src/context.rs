@@ -13,6 +13,8 @@ pub struct Relay {
     config: RwLock<Arc<Config>>,
     dialers: Vec<Arc<dyn Dialer>>,
     sinks: Vec<Arc<dyn TargetSink>>,
+    /// Live streams, their publishers and running targets (the admin API's view).
+    pub(crate) registry: crate::status::Registry,
 }
 
 impl std::fmt::Debug for dyn TargetSink {
@@ -50,6 +52,7 @@ impl Relay {
             config: RwLock::new(Arc::new(config)),
             dialers,
             sinks,
+            registry: Default::default(),
         })
     }
 

@@ -43,12 +43,15 @@ impl Relay {
         };
         let label = handle.stream().name().to_owned();
         info!(peer = %info.peer, transport = info.transport, stream = %label, resumed = handle.resumed(), "publish started");
+        self.registry()
+            .publish_started(handle.stream(), *info, handle.resumed());
         if !handle.resumed() {
             crate::push::spawn_targets(self, handle.stream().clone());
             // Per-stream label sets go when the stream ends, so labels stay bounded.
             let (stream, relay) = (handle.stream().clone(), self.clone());
             tokio::spawn(async move {
                 stream.wait_ended().await;
+                relay.registry().stream_ended(&stream);
                 // Unless a new stream already runs under the same name.
                 if relay.hub.get(stream.app(), stream.key()).is_none() {
                     relay.metrics.forget_stream(stream.name());
@@ -120,6 +123,17 @@ impl Publisher {
             disposable: info.disposable,
             wire: Default::default(),
         });
+    }
+
+    /// Ready once an operator kicked this stream (admin API): the stream has ended and the
+    /// transport should close the publisher's connection. One atomic per poll.
+    pub fn poll_kicked(&self, cx: &mut std::task::Context<'_>) -> std::task::Poll<()> {
+        self.handle.stream().poll_kicked(cx)
+    }
+
+    /// Resolves once an operator kicked this stream; see [`Publisher::poll_kicked`].
+    pub async fn kicked(&self) {
+        std::future::poll_fn(|cx| self.poll_kicked(cx)).await
     }
 
     /// Ends the stream now (the publisher said it is done).

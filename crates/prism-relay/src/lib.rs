@@ -13,6 +13,7 @@ mod egress;
 mod ingest;
 mod push;
 mod server;
+mod status;
 
 pub use context::{ConnInfo, Relay};
 pub use dial::{
@@ -21,3 +22,6 @@ pub use dial::{
 pub use ingest::{Player, Publisher};
 pub use push::{spawn_targets, Backoff};
 pub use server::serve_rtmp;
+pub use status::{
+    AddTargetError, RemoveTargetError, StreamSnapshot, TargetOrigin, TargetSnapshot, TargetState,
+};

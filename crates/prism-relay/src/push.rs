@@ -6,6 +6,7 @@ use crate::context::{epoch_ms, handshake_random, Relay};
 use crate::dial::{BoxedStream, Dialer, SinkReport};
 use crate::egress::{media_kind, shared_body};
 use crate::server::ConnError;
+use crate::status::{AddTargetError, TargetOrigin, TargetState, TargetStatus};
 use bytes::BytesMut;
 use prism_config::{redact_url, ResolvedTarget};
 use prism_hub::{DropReason, Frame, QueueLimits, RecvStatus, Stream, Subscription};
@@ -15,6 +16,7 @@ use prism_rtmp::OutQueue;
 use std::future::Future;
 use std::io::IoSlice;
 use std::pin::Pin;
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
@@ -35,6 +37,9 @@ const STATS_INTERVAL: Duration = Duration::from_millis(250);
 const BATCH_BYTES: usize = 256 * 1024;
 /// A connection that stayed up this long resets the backoff.
 const STABLE_AFTER: Duration = Duration::from_secs(30);
+/// How long a removed target may take to unpublish from its destination before its
+/// connection is simply dropped.
+const REMOVE_GRACE: Duration = Duration::from_secs(5);
 
 /// Jittered exponential backoff: about 1 s doubling up to a cap.
 #[derive(Debug, Clone)]
@@ -77,8 +82,49 @@ impl Backoff {
 pub fn spawn_targets(relay: &Arc<Relay>, stream: Arc<Stream>) {
     let targets = relay.config().targets_for(stream.app(), stream.key());
     for target in targets {
-        tokio::spawn(run_target(relay.clone(), stream.clone(), target));
+        if let Err(e) = spawn_target(relay, &stream, target, TargetOrigin::Config) {
+            // The stream ended meanwhile; names from the config are unique per stream.
+            info!(stream = %stream.name(), "target not started: {e}");
+        }
     }
+}
+
+/// Registers a target of `stream` (its name must be free there) and starts its task.
+pub(crate) fn spawn_target(
+    relay: &Arc<Relay>,
+    stream: &Arc<Stream>,
+    target: ResolvedTarget,
+    origin: TargetOrigin,
+) -> Result<Arc<TargetStatus>, AddTargetError> {
+    let mut tm = None;
+    let status = relay.registry().add_target(stream, &target.name, || {
+        let m = &relay.metrics;
+        let labels = [stream.name(), target.name.as_str()];
+        let up = m.target_up.with_label_values(&labels);
+        let bytes = m.target_bytes_sent_total.with_label_values(&labels);
+        let queue = m.target_queue_bytes.with_label_values(&labels);
+        let status = Arc::new(TargetStatus::new(
+            &target,
+            origin,
+            up.clone(),
+            bytes.clone(),
+            queue.clone(),
+        ));
+        tm = Some(TargetMetrics {
+            stream: stream.name().to_owned(),
+            target: target.name.clone(),
+            up,
+            bytes,
+            queue,
+            reconnects: m.target_reconnects_total.with_label_values(&labels),
+            status: status.clone(),
+        });
+        status
+    })?;
+    if let Some(tm) = tm {
+        tokio::spawn(run_target(relay.clone(), stream.clone(), target, tm));
+    }
+    Ok(status)
 }
 
 struct TargetMetrics {
@@ -88,19 +134,17 @@ struct TargetMetrics {
     bytes: prometheus::IntCounter,
     queue: prometheus::IntGauge,
     reconnects: prometheus::IntCounter,
+    status: Arc<TargetStatus>,
 }
 
-async fn run_target(relay: Arc<Relay>, stream: Arc<Stream>, target: ResolvedTarget) {
+async fn run_target(
+    relay: Arc<Relay>,
+    stream: Arc<Stream>,
+    target: ResolvedTarget,
+    tm: TargetMetrics,
+) {
     let m = &relay.metrics;
-    let labels = [stream.name(), target.name.as_str()];
-    let tm = TargetMetrics {
-        stream: stream.name().to_owned(),
-        target: target.name.clone(),
-        up: m.target_up.with_label_values(&labels),
-        bytes: m.target_bytes_sent_total.with_label_values(&labels),
-        queue: m.target_queue_bytes.with_label_values(&labels),
-        reconnects: m.target_reconnects_total.with_label_values(&labels),
-    };
+    let status = tm.status.clone();
     let shown_url = redact_url(&target.url);
     let limits = QueueLimits {
         max_bytes: target.queue.max_queue_bytes,
@@ -110,17 +154,31 @@ async fn run_target(relay: Arc<Relay>, stream: Arc<Stream>, target: ResolvedTarg
     let mut backoff = Backoff::new(Duration::from_secs(1), Duration::from_secs(30));
     let mut attempt = 0u64;
     loop {
-        if stream.is_ended() {
+        if stream.is_ended() || status.is_cancelled() {
             break;
         }
         if attempt > 0 {
             tm.reconnects.inc();
+            status.reconnects.fetch_add(1, Ordering::Relaxed);
         }
         attempt += 1;
+        status.set_state(TargetState::Connecting);
         let started = Instant::now();
-        let result = push_once(&relay, &stream, &target, limits, &tm).await;
+        // A removed target unpublishes through its subscription's end; one whose
+        // destination does not take the goodbye in time is dropped.
+        let result = tokio::select! {
+            r = push_once(&relay, &stream, &target, limits, &tm) => r,
+            _ = async {
+                status.cancelled().await;
+                tokio::time::sleep(REMOVE_GRACE).await;
+            } => Ok(()),
+        };
         tm.up.set(0);
         tm.queue.set(0);
+        if status.is_cancelled() {
+            info!(stream = %tm.stream, target = %tm.target, "target finished: removed");
+            break;
+        }
         match result {
             Ok(()) => {
                 info!(stream = %tm.stream, target = %tm.target, "target finished: stream ended");
@@ -130,23 +188,33 @@ async fn run_target(relay: Arc<Relay>, stream: Arc<Stream>, target: ResolvedTarg
                 m.target_disconnects_total
                     .with_label_values(&[&tm.stream, &tm.target, e.reason])
                     .inc();
+                status.set_error(e.reason, &e.detail);
                 warn!(stream = %tm.stream, target = %tm.target, url = %shown_url, reason = e.reason, "target down: {}", e.detail);
             }
         }
         if started.elapsed() > STABLE_AFTER {
             backoff.reset();
         }
+        status.set_state(TargetState::Backoff);
         let wake = Instant::now() + backoff.next_delay();
-        // Sleep, but give up as soon as the stream ends.
+        // Sleep, but give up as soon as the stream ends or the target is removed.
         tokio::select! {
             _ = tokio::time::sleep_until(wake) => {}
             _ = stream.wait_ended() => {}
+            _ = status.cancelled() => {}
         }
     }
-    // A new stream may already run under the same name: leave its series alone.
-    if relay.hub.get(stream.app(), stream.key()).is_none() {
-        m.forget_target(&tm.stream, &tm.target);
-    }
+    status.set_state(TargetState::Down);
+    relay
+        .registry()
+        .target_ended(&stream, &status, |name_free| {
+            // A new stream may already run under the same name, or a target re-added under
+            // this name: leave their series alone.
+            let stream_gone = relay.hub.get(stream.app(), stream.key()).is_none();
+            if stream_gone || (status.is_cancelled() && name_free) {
+                m.forget_target(&tm.stream, &tm.target);
+            }
+        });
 }
 
 async fn push_once(
@@ -165,6 +233,7 @@ async fn push_once(
         let Some(sub) = stream.subscribe(limits) else {
             return Ok(());
         };
+        tm.status.set_subscription(sub.closer());
         let report = SinkReport {
             up: tm.up.clone(),
             bytes_sent: tm.bytes.clone(),
@@ -191,6 +260,7 @@ async fn push_once(
     let Some(sub) = stream.subscribe(limits) else {
         return Ok(());
     };
+    tm.status.set_subscription(sub.closer());
     let mut reported = [0u64; 3];
     let result = drive(
         relay,
@@ -240,8 +310,10 @@ async fn drive(
     let (session, conn) = tokio::select! {
         r = connecting => r?,
         _ = sub.stream().wait_ended() => return Ok(()),
+        _ = tm.status.cancelled() => return Ok(()),
     };
     tm.up.set(1);
+    tm.status.set_state(TargetState::Up);
     info!(stream = %tm.stream, target = %tm.target, "target publishing");
     forward(relay, session, conn, sub, tm, reported).await
 }
@@ -514,6 +586,9 @@ fn report_stats(relay: &Relay, tm: &TargetMetrics, sub: &Subscription, reported:
     for (i, reason) in DropReason::ALL.iter().enumerate() {
         let now = stats.dropped(*reason);
         if now > reported[i] {
+            tm.status
+                .drops
+                .fetch_add(now - reported[i], Ordering::Relaxed);
             relay
                 .metrics
                 .target_dropped_frames_total

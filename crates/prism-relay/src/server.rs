@@ -167,6 +167,11 @@ where
                     }
                 }
             }
+            // An operator kicked the stream (admin API): it has ended; close the connection.
+            _ = kicked(&publishing), if publishing.is_some() => {
+                info!(peer = %info.peer, transport = info.transport, "closing the connection of a kicked publisher");
+                break Ok(());
+            }
             // While the output is above the high-water mark the queue is not polled: check the
             // hub's verdict and drops on a timer so a stalled player is shed on time.
             _ = check.tick(), if playing.is_some() => {
@@ -191,6 +196,13 @@ where
     // Dropping a player updates its metrics; dropping a publisher without unpublish starts the stream's reconnect grace window.
     drop((publishing, playing));
     result
+}
+
+async fn kicked(publishing: &Option<Publishing>) {
+    match publishing {
+        Some(p) => p.publisher.kicked().await,
+        None => std::future::pending().await,
+    }
 }
 
 async fn recv_frames(playing: &Option<Playing>, frames: &mut Vec<Arc<Frame>>) -> RecvStatus {

@@ -31,7 +31,12 @@ pub(crate) async fn ingest(socket: &mut SrtSocket, publisher: Publisher) -> Inge
     let mut demux = Demuxer::default();
     let mut last = Instant::now();
     let end = loop {
-        match socket.next().await {
+        let next = tokio::select! {
+            next = socket.next() => next,
+            // An operator kicked the stream (admin API): it has ended; close the socket.
+            _ = publisher.kicked() => break IngestEnd::Closed,
+        };
+        match next {
             Some(Ok((_, datagram))) => {
                 last = Instant::now();
                 demux.push(&datagram);

@@ -1,4 +1,5 @@
-//! The admin/observability HTTP endpoint: /metrics and /healthz.
+//! The admin/observability HTTP endpoint: /metrics, /healthz, the admin API under /api/
+//! (see [`crate::api`]) and the status page at /.
 
 use bytes::Bytes;
 use http_body_util::Full;
@@ -13,7 +14,13 @@ use std::time::Duration;
 use tokio::net::TcpListener;
 use tracing::warn;
 
+use crate::api::{self, Api};
+
 pub async fn run(listener: TcpListener, relay: Arc<Relay>) {
+    let listen = listener
+        .local_addr()
+        .unwrap_or_else(|_| relay.config().http.listen);
+    let api = Arc::new(Api::new(relay.clone(), listen));
     loop {
         let (tcp, _) = match listener.accept().await {
             Ok(c) => c,
@@ -23,11 +30,11 @@ pub async fn run(listener: TcpListener, relay: Arc<Relay>) {
                 continue;
             }
         };
-        let relay = relay.clone();
+        let (relay, api) = (relay.clone(), api.clone());
         tokio::spawn(async move {
             let service = service_fn(move |req| {
-                let relay = relay.clone();
-                async move { Ok::<_, Infallible>(handle(req, &relay)) }
+                let (relay, api) = (relay.clone(), api.clone());
+                async move { Ok::<_, Infallible>(handle(req, &relay, &api).await) }
             });
             let _ = hyper::server::conn::http1::Builder::new()
                 // Without a timer hyper ignores the header timeout.
@@ -39,8 +46,13 @@ pub async fn run(listener: TcpListener, relay: Arc<Relay>) {
     }
 }
 
-fn handle(req: Request<Incoming>, relay: &Relay) -> Response<Full<Bytes>> {
-    match req.uri().path() {
+async fn handle(req: Request<Incoming>, relay: &Relay, api: &Api) -> Response<Full<Bytes>> {
+    let path = req.uri().path();
+    if path == "/api" || path.starts_with("/api/") {
+        return api.handle(req).await;
+    }
+    match path {
+        "/" | "/index.html" => api::status_page(),
         "/metrics" => {
             relay
                 .metrics

@@ -1,6 +1,7 @@
 //! The `prism` binary: command line, start-up wiring of transports, relay and admin HTTP.
 
 mod admin;
+mod api;
 mod tunnel;
 
 use anyhow::Context;
@@ -17,7 +18,21 @@ use tracing::{error, info, warn};
 
 /// Prism: one encoder in, every platform out. A live-video RTMP relay.
 #[derive(Parser, Debug)]
-#[command(name = "prism", version, about, long_about = None)]
+#[command(
+    name = "prism",
+    version,
+    about,
+    long_about = "Prism: one encoder in, every platform out.\n\n\
+        Without a command, Prism runs the relay: encoders publish to it (RTMP, RTMPS, RTMPT, \
+        SRT), it pushes every stream to the destinations its routes name, players can play \
+        it, and the [http] listener serves /metrics, /healthz, the admin API (/api/v1/...) \
+        and a status page (/). SIGHUP re-reads TLS certificates; SIGTERM or Ctrl-C stops.",
+    after_help = "Examples:\n  \
+        prism --config /etc/prism/prism.toml           run the relay\n  \
+        prism check --config /etc/prism/prism.toml     validate a config, run nothing\n  \
+        prism --log prism_relay=debug,info             more detail from the relay\n\n\
+        The documented default config (every key) is config/default.toml in the source tree."
+)]
 struct Cli {
     /// Configuration file (TOML). Without it Prism runs the embedded default:
     /// RTMP on 0.0.0.0:1935, admin HTTP on 127.0.0.1:9935, no destinations.
@@ -32,9 +47,12 @@ struct Cli {
 
 #[derive(Subcommand, Debug)]
 enum Command {
-    /// Validate the configuration file and exit (non-zero with the reason on error).
+    /// Validate a configuration file (--config) without starting anything.
+    ///
+    /// Prints "FILE: ok" and exits 0, or prints the first problem as FILE:LINE:COL: KEY:
+    /// MESSAGE and exits 1. Certificates and ports are checked only when the relay starts.
     Check,
-    /// Print the version.
+    /// Print the version and exit.
     Version,
 }
 
@@ -47,7 +65,9 @@ fn main() -> ExitCode {
         }
         Some(Command::Check) => {
             let Some(path) = cli.config.as_deref() else {
-                eprintln!("prism check: --config FILE is required");
+                eprintln!(
+                    "prism check: nothing to check; name the file: prism check --config FILE"
+                );
                 return ExitCode::from(2);
             };
             match Config::load(path) {
@@ -99,12 +119,11 @@ fn serve(config_path: Option<&Path>) -> anyhow::Result<()> {
         .context("starting the async runtime")?;
     runtime.block_on(async move {
         // Bind every listener before serving anything: a bad config never starts half a server.
-        let rtmp = tokio::net::TcpListener::bind(config.rtmp.listen)
-            .await
-            .with_context(|| format!("binding RTMP listener on {}", config.rtmp.listen))?;
-        let http = tokio::net::TcpListener::bind(config.http.listen)
-            .await
-            .with_context(|| format!("binding admin HTTP listener on {}", config.http.listen))?;
+        let rtmp = bind_tcp(config.rtmp.listen, "RTMP", "[rtmp] listen").await?;
+        let http = bind_tcp(config.http.listen, "admin HTTP", "[http] listen").await?;
+        if config.http.token.is_none() && !config.http.listen.ip().is_loopback() {
+            warn!(http = %config.http.listen, "the admin API is off: [http] listen is not a loopback address and no [http] token is set");
+        }
         let rtmps = bind_rtmps(&config).await?;
         let tunnels = tunnel::bind(&config).await?;
         let srt = match &config.srt {
@@ -174,11 +193,43 @@ async fn bind_rtmps(config: &Config) -> anyhow::Result<Option<Rtmps>> {
         return Ok(None);
     };
     let tls = ReloadableTls::load(&c.tls).context("loading the [rtmps] certificate")?;
-    let listener = tokio::net::TcpListener::bind(c.listen)
-        .await
-        .with_context(|| format!("binding RTMPS listener on {}", c.listen))?;
+    let listener = bind_tcp(c.listen, "RTMPS", "[rtmps] listen").await?;
     info!(rtmps = %c.listen, "RTMPS listening");
     Ok(Some((listener, Arc::new(tls), c.handshake_timeout)))
+}
+
+/// Binds a TCP listener; a failure says which listener, why, and which config key to change.
+async fn bind_tcp(
+    addr: std::net::SocketAddr,
+    what: &str,
+    key: &str,
+) -> anyhow::Result<tokio::net::TcpListener> {
+    tokio::net::TcpListener::bind(addr).await.map_err(|e| {
+        let hint = bind_hint(&e, addr, key);
+        anyhow::anyhow!("cannot listen for {what} on {addr}: {e}. {hint}")
+    })
+}
+
+/// What a person can do about a failed bind.
+fn bind_hint(e: &std::io::Error, addr: std::net::SocketAddr, key: &str) -> String {
+    use std::io::ErrorKind;
+    match e.kind() {
+        ErrorKind::AddrInUse => format!(
+            "Another program (or another Prism) already listens on port {}: stop it, or set \
+             another address in `{key}`.",
+            addr.port()
+        ),
+        ErrorKind::PermissionDenied if addr.port() < 1024 => format!(
+            "Ports below 1024 need root or CAP_NET_BIND_SERVICE: grant it (systemd: \
+             AmbientCapabilities=CAP_NET_BIND_SERVICE) or use a port of 1024 or more in `{key}`."
+        ),
+        ErrorKind::AddrNotAvailable => format!(
+            "{} is not an address of this machine: use one it has, or 0.0.0.0 (all IPv4) \
+             or [::] (all IPv6), in `{key}`.",
+            addr.ip()
+        ),
+        _ => format!("Check `{key}` in the configuration."),
+    }
 }
 
 /// On every SIGHUP, re-reads each TLS certificate and key. New connections get the new

@@ -1,0 +1,685 @@
+//! The admin API (`/api/v1/...`, JSON) and the status page (`/`), on the `[http]` listener.
+//!
+//! Access: with `[http] token` set, every `/api/` request needs `Authorization: Bearer
+//! <token>` (compared in constant time). Without a token the API answers only while the
+//! listener is bound to a loopback address, and then only to requests whose `Host` is a
+//! loopback name (so a web page cannot reach it through DNS rebinding). Requests with a
+//! body must be `application/json`, which a browser cannot send cross-origin without a
+//! CORS preflight (never granted here): no CSRF through an operator's browser.
+//!
+//! The OpenAPI description of all this is `openapi.json` next to this file, served at
+//! `/api/v1/openapi.json`; the e2e tests check live responses against it.
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full, Limited};
+use hyper::body::Incoming;
+use hyper::header::{self, HeaderValue};
+use hyper::{Method, Request, Response, StatusCode};
+use prism_config::ResolvedTarget;
+use prism_relay::{AddTargetError, Relay, RemoveTargetError, StreamSnapshot, TargetSnapshot};
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+/// Largest request body accepted.
+const MAX_BODY_BYTES: usize = 64 * 1024;
+/// Bitrates are measured over at least this long (callers polling faster get the last one).
+const RATE_WINDOW: Duration = Duration::from_secs(1);
+
+const OPENAPI: &str = include_str!("openapi.json");
+const STATUS_PAGE: &str = include_str!("status.html");
+
+type Resp = Response<Full<Bytes>>;
+
+/// The admin API's state: access rules and the last bitrate samples.
+pub struct Api {
+    relay: Arc<Relay>,
+    /// SHA-256 of the configured token: compared digest to digest, so neither the token's
+    /// bytes nor its length show in the comparison time.
+    token: Option<[u8; 32]>,
+    loopback: bool,
+    rates: Mutex<HashMap<RateKey, RateSample>>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+struct RateKey {
+    /// Identity of the stream (its `Arc`), so a restarted stream starts afresh.
+    stream: usize,
+    target: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy)]
+struct RateSample {
+    at: Instant,
+    bytes: u64,
+    bps: u64,
+}
+
+impl Api {
+    pub fn new(relay: Arc<Relay>, listen: SocketAddr) -> Api {
+        let token = relay
+            .config()
+            .http
+            .token
+            .as_ref()
+            .map(|t| Sha256::digest(t.expose().as_bytes()).into());
+        Api {
+            relay,
+            token,
+            loopback: listen.ip().is_loopback(),
+            rates: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// `/api/...` requests.
+    pub async fn handle(&self, req: Request<Incoming>) -> Resp {
+        if let Some(refusal) = self.refusal(&req) {
+            return refusal;
+        }
+        let path = req.uri().path().to_owned();
+        let segments: Vec<String> = match path
+            .trim_start_matches('/')
+            .split('/')
+            .map(percent_decode)
+            .collect::<Option<Vec<_>>>()
+        {
+            Some(s) => s,
+            None => {
+                return error(
+                    StatusCode::BAD_REQUEST,
+                    "malformed percent-encoding in path",
+                )
+            }
+        };
+        let segs: Vec<&str> = segments.iter().map(String::as_str).collect();
+        let method = req.method().clone();
+        match segs.as_slice() {
+            ["api", "v1", "openapi.json"] => match method {
+                Method::GET | Method::HEAD => respond(StatusCode::OK, OPENAPI.into()),
+                _ => not_allowed("GET"),
+            },
+            ["api", "v1", "streams"] => match method {
+                Method::GET | Method::HEAD => self.list(),
+                _ => not_allowed("GET"),
+            },
+            ["api", "v1", "streams", app, key] => match method {
+                Method::GET | Method::HEAD => self.one(app, key),
+                Method::DELETE => self.kick(app, key),
+                _ => not_allowed("GET, DELETE"),
+            },
+            ["api", "v1", "streams", app, key, "targets"] => match method {
+                Method::POST => {
+                    let (app, key) = (app.to_string(), key.to_string());
+                    self.add_target(&app, &key, req).await
+                }
+                _ => not_allowed("POST"),
+            },
+            ["api", "v1", "streams", app, key, "targets", name] => match method {
+                Method::DELETE => self.remove_target(app, key, name),
+                _ => not_allowed("DELETE"),
+            },
+            _ => error(StatusCode::NOT_FOUND, &format!("no such endpoint: {path}")),
+        }
+    }
+
+    /// The answer to a request that may not use the API; None if it may.
+    fn refusal(&self, req: &Request<Incoming>) -> Option<Resp> {
+        let Some(expected) = &self.token else {
+            if !self.loopback {
+                return Some(error(
+                    StatusCode::FORBIDDEN,
+                    "the admin API is disabled: [http] listen is not a loopback address and no \
+                     [http] token is set; set `token` in [http] (then send Authorization: Bearer \
+                     <token>) or listen on 127.0.0.1",
+                ));
+            }
+            let host = req
+                .headers()
+                .get(header::HOST)
+                .and_then(|h| h.to_str().ok())
+                .unwrap_or("");
+            if !is_loopback_host(host) {
+                return Some(error(
+                    StatusCode::FORBIDDEN,
+                    "without an [http] token the admin API answers only requests for a loopback \
+                     host (localhost, 127.0.0.1, [::1]); set `token` in [http] to use another name",
+                ));
+            }
+            return None;
+        };
+        let given = req
+            .headers()
+            .get(header::AUTHORIZATION)
+            .and_then(|h| h.to_str().ok())
+            .and_then(|h| {
+                let (scheme, token) = h.trim().split_once(' ')?;
+                scheme.eq_ignore_ascii_case("bearer").then(|| token.trim())
+            });
+        let (ok, challenge) = match given {
+            None => (false, r#"Bearer realm="prism""#),
+            Some(token) => {
+                let digest: [u8; 32] = Sha256::digest(token.as_bytes()).into();
+                (
+                    constant_time_eq(&digest, expected),
+                    r#"Bearer realm="prism", error="invalid_token""#,
+                )
+            }
+        };
+        if ok {
+            return None;
+        }
+        let mut resp = error(
+            StatusCode::UNAUTHORIZED,
+            "missing or wrong bearer token: send Authorization: Bearer <[http] token>",
+        );
+        resp.headers_mut().insert(
+            header::WWW_AUTHENTICATE,
+            HeaderValue::from_static(challenge),
+        );
+        Some(resp)
+    }
+
+    fn list(&self) -> Resp {
+        let snapshots = self.relay.live_status();
+        let streams = self.render(&snapshots);
+        json(StatusCode::OK, &StreamList { streams })
+    }
+
+    fn one(&self, app: &str, key: &str) -> Resp {
+        let name = format!("{app}/{key}");
+        let snapshots = self.relay.live_status();
+        let rendered = self.render(&snapshots);
+        match rendered.into_iter().find(|s| s.name == name) {
+            Some(s) => json(StatusCode::OK, &s),
+            None => not_live(app, key),
+        }
+    }
+
+    /// Builds the JSON view, measuring bitrates from the byte counters' growth since the
+    /// last sample (at least [`RATE_WINDOW`] old). Samples of streams and targets that are
+    /// gone are forgotten.
+    fn render(&self, snapshots: &[StreamSnapshot]) -> Vec<StreamJson> {
+        let now = Instant::now();
+        let mut rates = self.rates.lock().unwrap_or_else(|e| e.into_inner());
+        let mut seen = Vec::new();
+        let out = snapshots
+            .iter()
+            .map(|s| {
+                let id = Arc::as_ptr(&s.stream) as usize;
+                let stream_key = RateKey {
+                    stream: id,
+                    target: None,
+                };
+                let bytes_in = s.stream.bytes_in();
+                let bitrate = rate(&mut rates, &stream_key, bytes_in, s.stream.uptime(), now);
+                seen.push(stream_key);
+                let targets = s
+                    .targets
+                    .iter()
+                    .map(|t| {
+                        let k = RateKey {
+                            stream: id,
+                            target: Some(t.name.clone()),
+                        };
+                        let bps = rate(&mut rates, &k, t.bytes_sent, t.uptime, now);
+                        seen.push(k);
+                        TargetJson::new(t, bps)
+                    })
+                    .collect();
+                let (video, audio) = s.stream.codecs();
+                StreamJson {
+                    name: s.stream.name().to_owned(),
+                    app: s.stream.app().to_owned(),
+                    key: s.stream.key().to_owned(),
+                    state: if s.publisher_connected {
+                        "live"
+                    } else {
+                        "reconnecting"
+                    },
+                    publisher: PublisherJson {
+                        transport: s.publisher.transport,
+                        address: s.publisher.peer.to_string(),
+                    },
+                    codecs: CodecsJson {
+                        video: (!video.is_empty()).then_some(video),
+                        audio: (!audio.is_empty()).then_some(audio),
+                    },
+                    uptime_seconds: secs(s.stream.uptime()),
+                    bytes_in,
+                    bitrate_bps: bitrate,
+                    subscribers: s.stream.subscriber_count(),
+                    targets,
+                }
+            })
+            .collect();
+        rates.retain(|k, _| seen.contains(k));
+        out
+    }
+
+    fn kick(&self, app: &str, key: &str) -> Resp {
+        if self.relay.kick(app, key) {
+            no_content()
+        } else {
+            not_live(app, key)
+        }
+    }
+
+    async fn add_target(&self, app: &str, key: &str, req: Request<Incoming>) -> Resp {
+        let is_json = req
+            .headers()
+            .get(header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.split(';').next())
+            .is_some_and(|v| v.trim().eq_ignore_ascii_case("application/json"));
+        if !is_json {
+            return error(
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                "the body must be JSON (Content-Type: application/json)",
+            );
+        }
+        let body = match Limited::new(req.into_body(), MAX_BODY_BYTES)
+            .collect()
+            .await
+        {
+            Ok(b) => b.to_bytes(),
+            Err(e) if e.is::<http_body_util::LengthLimitError>() => {
+                return error(
+                    StatusCode::PAYLOAD_TOO_LARGE,
+                    &format!("the body is larger than {MAX_BODY_BYTES} bytes"),
+                )
+            }
+            Err(e) => return error(StatusCode::BAD_REQUEST, &format!("reading the body: {e}")),
+        };
+        let new: NewTarget = match serde_json::from_slice(&body) {
+            Ok(t) => t,
+            Err(e) => {
+                return error(
+                    StatusCode::BAD_REQUEST,
+                    &format!("expected {{\"name\": \"...\", \"url\": \"...\"}}: {e}"),
+                )
+            }
+        };
+        let target = match ResolvedTarget::for_stream(&new.name, &new.url, app, key) {
+            Ok(t) => t,
+            Err(m) => return error(StatusCode::BAD_REQUEST, &m),
+        };
+        let scheme = target
+            .url
+            .split_once("://")
+            .map(|(s, _)| s.to_ascii_lowercase())
+            .unwrap_or_default();
+        if self.relay.dialer(&scheme).is_none() && self.relay.sink(&scheme).is_none() {
+            return error(
+                StatusCode::BAD_REQUEST,
+                &format!("url: no transport of this build pushes to {scheme}:// targets"),
+            );
+        }
+        match self.relay.add_target(app, key, target) {
+            Ok(t) => {
+                let mut resp = json(StatusCode::CREATED, &TargetJson::new(&t, 0));
+                let location = format!(
+                    "/api/v1/streams/{}/{}/targets/{}",
+                    percent_encode(app),
+                    percent_encode(key),
+                    percent_encode(&t.name)
+                );
+                if let Ok(v) = HeaderValue::from_str(&location) {
+                    resp.headers_mut().insert(header::LOCATION, v);
+                }
+                resp
+            }
+            Err(AddTargetError::NotLive(_)) => not_live(app, key),
+            Err(e @ (AddTargetError::Exists { .. } | AddTargetError::Removing { .. })) => {
+                error(StatusCode::CONFLICT, &e.to_string())
+            }
+        }
+    }
+
+    fn remove_target(&self, app: &str, key: &str, name: &str) -> Resp {
+        match self.relay.remove_target(app, key, name) {
+            Ok(()) => no_content(),
+            Err(RemoveTargetError::NotLive(_)) => not_live(app, key),
+            Err(e @ RemoveTargetError::NoSuchTarget { .. }) => {
+                error(StatusCode::NOT_FOUND, &e.to_string())
+            }
+        }
+    }
+}
+
+/// `GET /`: the self-refreshing status page (static; its data comes from the API).
+pub fn status_page() -> Resp {
+    let mut resp = Response::new(Full::new(Bytes::from_static(STATUS_PAGE.as_bytes())));
+    let h = resp.headers_mut();
+    h.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/html; charset=utf-8"),
+    );
+    h.insert(
+        header::CONTENT_SECURITY_POLICY,
+        HeaderValue::from_static(
+            "default-src 'none'; script-src 'unsafe-inline'; style-src 'unsafe-inline'; \
+             connect-src 'self'; img-src data:; frame-ancestors 'none'; base-uri 'none'",
+        ),
+    );
+    h.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
+    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    h.insert(
+        header::REFERRER_POLICY,
+        HeaderValue::from_static("no-referrer"),
+    );
+    resp
+}
+
+/// The bitrate of a byte counter in bits/s. The first time a counter is seen its average
+/// since `age` is the answer, so a fresh listing already shows a plausible value.
+fn rate(
+    rates: &mut HashMap<RateKey, RateSample>,
+    key: &RateKey,
+    bytes: u64,
+    age: Duration,
+    now: Instant,
+) -> u64 {
+    match rates.get_mut(key) {
+        Some(s) if bytes >= s.bytes => {
+            let dt = now.saturating_duration_since(s.at);
+            if dt >= RATE_WINDOW {
+                s.bps = ((bytes - s.bytes) as f64 * 8.0 / dt.as_secs_f64()) as u64;
+                s.at = now;
+                s.bytes = bytes;
+            }
+            s.bps
+        }
+        _ => {
+            let bps = if age >= Duration::from_millis(500) {
+                (bytes as f64 * 8.0 / age.as_secs_f64()) as u64
+            } else {
+                0
+            };
+            rates.insert(
+                key.clone(),
+                RateSample {
+                    at: now,
+                    bytes,
+                    bps,
+                },
+            );
+            bps
+        }
+    }
+}
+
+fn secs(d: Duration) -> f64 {
+    (d.as_secs_f64() * 10.0).round() / 10.0
+}
+
+#[derive(Serialize)]
+struct StreamList {
+    streams: Vec<StreamJson>,
+}
+
+#[derive(Serialize)]
+struct StreamJson {
+    name: String,
+    app: String,
+    key: String,
+    state: &'static str,
+    publisher: PublisherJson,
+    codecs: CodecsJson,
+    uptime_seconds: f64,
+    bytes_in: u64,
+    bitrate_bps: u64,
+    subscribers: usize,
+    targets: Vec<TargetJson>,
+}
+
+#[derive(Serialize)]
+struct PublisherJson {
+    transport: &'static str,
+    address: String,
+}
+
+#[derive(Serialize)]
+struct CodecsJson {
+    video: Option<&'static str>,
+    audio: Option<&'static str>,
+}
+
+#[derive(Serialize)]
+struct TargetJson {
+    name: String,
+    url: String,
+    origin: &'static str,
+    state: &'static str,
+    uptime_seconds: f64,
+    bytes_sent: u64,
+    bitrate_bps: u64,
+    queue_bytes: u64,
+    drops: u64,
+    reconnects: u64,
+    last_error: Option<String>,
+}
+
+impl TargetJson {
+    fn new(t: &TargetSnapshot, bitrate_bps: u64) -> Self {
+        TargetJson {
+            name: t.name.clone(),
+            url: t.url.clone(),
+            origin: t.origin.as_str(),
+            state: t.state.as_str(),
+            uptime_seconds: secs(t.uptime),
+            bytes_sent: t.bytes_sent,
+            bitrate_bps,
+            queue_bytes: t.queue_bytes,
+            drops: t.drops,
+            reconnects: t.reconnects,
+            last_error: t.last_error.clone(),
+        }
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct NewTarget {
+    name: String,
+    url: String,
+}
+
+#[derive(Serialize)]
+struct ErrorJson<'a> {
+    error: &'a str,
+}
+
+fn respond(status: StatusCode, body: Bytes) -> Resp {
+    let mut resp = Response::new(Full::new(body));
+    *resp.status_mut() = status;
+    let h = resp.headers_mut();
+    h.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    h.insert(
+        header::X_CONTENT_TYPE_OPTIONS,
+        HeaderValue::from_static("nosniff"),
+    );
+    resp
+}
+
+fn json<T: Serialize>(status: StatusCode, value: &T) -> Resp {
+    match serde_json::to_vec(value) {
+        Ok(v) => respond(status, v.into()),
+        Err(e) => error(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            &format!("encoding the response: {e}"),
+        ),
+    }
+}
+
+pub fn error(status: StatusCode, message: &str) -> Resp {
+    let body = serde_json::to_vec(&ErrorJson { error: message })
+        .unwrap_or_else(|_| br#"{"error":"internal error"}"#.to_vec());
+    respond(status, body.into())
+}
+
+fn not_live(app: &str, key: &str) -> Resp {
+    error(
+        StatusCode::NOT_FOUND,
+        &format!("stream {app}/{key} is not live"),
+    )
+}
+
+fn not_allowed(allow: &'static str) -> Resp {
+    let mut resp = error(
+        StatusCode::METHOD_NOT_ALLOWED,
+        &format!("method not allowed here (allowed: {allow})"),
+    );
+    resp.headers_mut()
+        .insert(header::ALLOW, HeaderValue::from_static(allow));
+    resp
+}
+
+fn no_content() -> Resp {
+    let mut resp = Response::new(Full::new(Bytes::new()));
+    *resp.status_mut() = StatusCode::NO_CONTENT;
+    resp
+}
+
+fn constant_time_eq(a: &[u8; 32], b: &[u8; 32]) -> bool {
+    let diff = a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y));
+    std::hint::black_box(diff) == 0
+}
+
+/// `localhost`, `127.0.0.1`, `[::1]` (any port), as a `Host` header names them.
+fn is_loopback_host(host: &str) -> bool {
+    let name = if let Some(v6) = host.strip_prefix('[') {
+        v6.split(']').next().unwrap_or("")
+    } else {
+        host.rsplit_once(':').map_or(host, |(h, _)| h)
+    };
+    name.eq_ignore_ascii_case("localhost")
+        || name
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback())
+}
+
+/// Decodes `%XX` escapes of a path segment; None if malformed or not UTF-8.
+fn percent_decode(s: &str) -> Option<String> {
+    let bytes = s.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'%' {
+            let hex = std::str::from_utf8(bytes.get(i + 1..i + 3)?).ok()?;
+            out.push(u8::from_str_radix(hex, 16).ok()?);
+            i += 3;
+        } else {
+            out.push(bytes[i]);
+            i += 1;
+        }
+    }
+    String::from_utf8(out).ok()
+}
+
+fn percent_encode(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for b in s.bytes() {
+        if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn loopback_hosts() {
+        for h in [
+            "localhost",
+            "localhost:9935",
+            "127.0.0.1:1",
+            "[::1]:9935",
+            "[::1]",
+            "127.9.9.9",
+        ] {
+            assert!(is_loopback_host(h), "{h}");
+        }
+        for h in [
+            "",
+            "example.com",
+            "10.0.0.1:9935",
+            "localhost.evil.com",
+            "[::2]:1",
+        ] {
+            assert!(!is_loopback_host(h), "{h}");
+        }
+    }
+
+    #[test]
+    fn percent_coding() {
+        assert_eq!(percent_decode("a%2Fb%20c").as_deref(), Some("a/b c"));
+        assert_eq!(percent_decode("bad%2"), None);
+        assert_eq!(percent_decode("bad%zz"), None);
+        assert_eq!(percent_encode("a/b c"), "a%2Fb%20c");
+    }
+
+    #[test]
+    fn rates_use_the_average_first_then_deltas() {
+        let mut rates = HashMap::new();
+        let key = RateKey {
+            stream: 1,
+            target: None,
+        };
+        let t0 = Instant::now();
+        // 10 s of 1 Mbit/s.
+        assert_eq!(
+            rate(&mut rates, &key, 1_250_000, Duration::from_secs(10), t0),
+            1_000_000
+        );
+        // Within the window: the last value.
+        let t1 = t0 + Duration::from_millis(300);
+        assert_eq!(
+            rate(&mut rates, &key, 1_300_000, Duration::from_secs(10), t1),
+            1_000_000
+        );
+        // 2 s later, 500 kB more: 2 Mbit/s.
+        let t2 = t0 + Duration::from_secs(2);
+        assert_eq!(
+            rate(&mut rates, &key, 1_750_000, Duration::from_secs(12), t2),
+            2_000_000
+        );
+        // A counter that went backwards (a new target of the same name) starts afresh.
+        assert_eq!(rate(&mut rates, &key, 0, Duration::from_millis(100), t2), 0);
+    }
+
+    #[test]
+    fn token_comparison() {
+        let a: [u8; 32] = Sha256::digest(b"0123456789abcdef").into();
+        let b: [u8; 32] = Sha256::digest(b"0123456789abcdeg").into();
+        assert!(constant_time_eq(&a, &a));
+        assert!(!constant_time_eq(&a, &b));
+    }
+
+    #[test]
+    fn openapi_is_json_and_describes_every_route() {
+        let doc: serde_json::Value = serde_json::from_str(OPENAPI).expect("openapi.json parses");
+        assert_eq!(doc["openapi"].as_str().map(|v| &v[..2]), Some("3."));
+        let paths = doc["paths"].as_object().expect("paths");
+        for p in [
+            "/api/v1/streams",
+            "/api/v1/streams/{app}/{key}",
+            "/api/v1/streams/{app}/{key}/targets",
+            "/api/v1/streams/{app}/{key}/targets/{name}",
+            "/api/v1/openapi.json",
+        ] {
+            assert!(paths.contains_key(p), "{p} missing");
+        }
+    }
+}

@@ -1,0 +1,151 @@
+//! The status page at `/` in headless Chromium (Debian's `chromium`): with a live stream
+//! pushed to two nginx-rtmp destinations, the rendered page lists the stream and both
+//! targets as up, with bitrates; a screenshot is kept in `target/test-artifacts/`.
+
+mod common;
+
+use common::api::{target, Api, OpenApi};
+use common::*;
+use std::path::Path;
+use std::process::Command;
+use std::time::Duration;
+
+const KEY: &str = "pagekey";
+const STREAM: &str = "live/pagekey";
+
+fn chromium() -> &'static str {
+    for c in ["/usr/bin/chromium", "/usr/bin/chromium-browser"] {
+        if Path::new(c).is_file() {
+            return c;
+        }
+    }
+    panic!("chromium not found (apt-get install chromium); run ./scripts/test.sh");
+}
+
+/// Runs headless Chromium on `url` with `extra` arguments; returns its stdout.
+fn headless(url: &str, extra: &[&str]) -> String {
+    let profile = TempDir::new("chromium");
+    let out = run_with_timeout(
+        Command::new(chromium())
+            .args([
+                "--headless",
+                "--no-sandbox",
+                "--disable-gpu",
+                "--disable-quic",
+                "--no-first-run",
+                "--disable-background-networking",
+                "--disable-component-update",
+                "--disable-sync",
+                "--disable-dev-shm-usage",
+                "--virtual-time-budget=5000",
+            ])
+            .arg(format!("--user-data-dir={}", profile.path().display()))
+            .args(extra)
+            .arg(url),
+        Duration::from_secs(90),
+    )
+    .unwrap_or_else(|e| panic!("chromium: {e}"));
+    assert!(
+        out.status.success(),
+        "chromium failed ({}):\n{}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+#[test]
+fn page_lists_live_stream_and_targets() {
+    let spec = OpenApi::load();
+    let clip = make_clip(5);
+    let (nginx_a, nginx_b) = (Nginx::start(), Nginx::start());
+    let (url_a, url_b) = (
+        nginx_a.rtmp_url("app", "{stream}"),
+        nginx_b.rtmp_url("app", "{stream}"),
+    );
+    // No token, loopback listener: the page reads the API directly.
+    let prism = Prism::start(&simple_config(
+        free_port(),
+        free_port(),
+        &[("youtube", &url_a), ("twitch", &url_b)],
+    ));
+    let api = Api::new(prism.http_addr.unwrap(), None);
+    let _publisher = Publisher::start(&prism.rtmp_url("live", KEY), &clip, true);
+    wait_for(Duration::from_secs(15), "both targets up", || {
+        api.stream(&spec, STREAM).filter(|s| {
+            ["youtube", "twitch"]
+                .iter()
+                .all(|n| target(s, n).is_some_and(|t| t["state"] == "up"))
+        })
+    });
+    // Let the bitrates settle to real measurements.
+    std::thread::sleep(Duration::from_secs(2));
+
+    let url = format!("http://{}/", prism.http_addr.unwrap());
+    let dom = headless(&url, &["--dump-dom"]);
+    assert!(dom.contains(STREAM), "stream missing from the page:\n{dom}");
+    for name in ["youtube", "twitch"] {
+        assert!(
+            dom.contains(&format!("data-target=\"{name}\" data-state=\"up\"")),
+            "target {name} not shown up:\n{dom}"
+        );
+    }
+    assert!(dom.contains("state-up"), "{dom}");
+    assert!(dom.contains("bit/s"), "bitrates shown:\n{dom}");
+    assert!(dom.contains("h264 + aac"), "codecs shown:\n{dom}");
+    assert!(
+        dom.contains(r#"<div id="banner" class="banner" hidden="">"#),
+        "no error shown:\n{dom}"
+    );
+    // Redacted destination URLs only.
+    assert!(!dom.contains(&format!("/app/{KEY}")), "{dom}");
+
+    // Screenshot as a test artifact.
+    let dir = target_dir().join("test-artifacts");
+    std::fs::create_dir_all(&dir).expect("create test-artifacts");
+    let png = dir.join("status-page.png");
+    let _ = std::fs::remove_file(&png);
+    headless(
+        &url,
+        &[
+            &format!("--screenshot={}", png.display()),
+            "--window-size=1200,800",
+            "--hide-scrollbars",
+        ],
+    );
+    let bytes = std::fs::read(&png).unwrap_or_else(|e| panic!("{}: {e}", png.display()));
+    assert!(bytes.starts_with(b"\x89PNG\r\n\x1a\n"), "not a PNG");
+    assert!(
+        bytes.len() > 10_000,
+        "suspiciously small screenshot: {} bytes",
+        bytes.len()
+    );
+    eprintln!("[status_page] screenshot: {}", png.display());
+}
+
+#[test]
+fn page_with_a_token_asks_for_it_then_uses_it() {
+    let token = "page-token-0123456789abcdef";
+    let cfg = format!(
+        "[rtmp]\nlisten = \"127.0.0.1:{}\"\n\n[http]\nlisten = \"127.0.0.1:{}\"\ntoken = \"{token}\"\n",
+        free_port(),
+        free_port()
+    );
+    let prism = Prism::start(&cfg);
+    let base = format!("http://{}/", prism.http_addr.unwrap());
+    let dom = headless(&base, &["--dump-dom"]);
+    // (The script's own text is in the dump too: look at the rendered elements.)
+    assert!(
+        dom.contains(r#"<div id="banner" class="banner">This server needs its API token: open this page once as /?token="#),
+        "page explains how to pass the token:\n{dom}"
+    );
+    let dom = headless(&format!("{base}?token={token}"), &["--dump-dom"]);
+    assert!(
+        dom.contains(r#"<div class="empty">No live streams.</div>"#),
+        "{dom}"
+    );
+    assert!(
+        dom.contains(r#"<div id="banner" class="banner" hidden="">"#),
+        "{dom}"
+    );
+}
