@@ -505,7 +505,10 @@ fn hostile_input_is_closed_and_isolated() {
     // No routes: nothing is pushed, the stream only serves players.
     let config = format!(
         "[rtmp]\nlisten = \"127.0.0.1:{}\"\nhandshake_timeout_ms = {}\n\n\
-         [http]\nlisten = \"127.0.0.1:{}\"\n",
+         [http]\nlisten = \"127.0.0.1:{}\"\n\n\
+         # Every hostile connection comes from 127.0.0.1; the per-address limit is\n\
+         # tests/limits.rs' subject, not this test's.\n\
+         [limits]\nmax_connections_per_ip = 1000\n",
         free_port(),
         HANDSHAKE_TIMEOUT.as_millis(),
         free_port()

@@ -69,12 +69,13 @@ fn metric_labels() -> &'static BTreeMap<String, BTreeSet<String>> {
     static LABELS: OnceLock<BTreeMap<String, BTreeSet<String>>> = OnceLock::new();
     LABELS.get_or_init(|| {
         let m = Metrics::new();
-        let collectors: [&dyn Collector; 21] = [
+        let collectors: [&dyn Collector; 22] = [
             &m.connections_active,
             &m.connections_total,
             &m.connection_errors_total,
             &m.streams_active,
             &m.publish_rejected_total,
+            &m.play_rejected_total,
             &m.ingest_bytes_total,
             &m.ingest_frames_total,
             &m.target_up,

@@ -21,7 +21,9 @@ fn start(max_sessions: usize, session_timeout_ms: u64, max_body_bytes: usize) ->
     let prism = Prism::start(&format!(
         "[rtmp]\nlisten = \"127.0.0.1:{}\"\n\n[http]\nlisten = \"127.0.0.1:{}\"\n\n\
          [rtmpt]\nlisten = \"127.0.0.1:{port}\"\nmax_sessions = {max_sessions}\n\
-         session_timeout_ms = {session_timeout_ms}\nmax_body_bytes = {max_body_bytes}\n",
+         session_timeout_ms = {session_timeout_ms}\nmax_body_bytes = {max_body_bytes}\n\n\
+         # All requests come from 127.0.0.1: the tunnel's own session limit is under test.\n\
+         [limits]\nmax_connections = 10000\nmax_connections_per_ip = 10000\n",
         free_port(),
         free_port()
     ));

@@ -5,6 +5,7 @@
 //! budgets); it must not know how any of it is done: no sockets, no RTMP, no
 //! hub or relay types, no logging. Other crates read the plain structs here.
 
+mod access;
 mod pattern;
 mod url;
 
@@ -17,6 +18,9 @@ use std::time::Duration;
 use serde::Deserialize;
 use toml::Spanned;
 
+pub use access::{
+    canonical as canonical_ip, Access, AuthConfig, IpNet, Limits, RouteAccess, Secret, WebhookUrl,
+};
 pub use pattern::StreamPattern;
 pub use url::redact_url;
 
@@ -62,6 +66,10 @@ pub struct Config {
     pub rtmpts: Option<(TunnelConfig, TlsFiles)>,
     /// TOML table `[srt]`: SRT listener (MPEG-TS ingest and play); absent = off.
     pub srt: Option<SrtConfig>,
+    /// TOML table `[auth]`: publish/play webhooks.
+    pub auth: AuthConfig,
+    /// TOML table `[limits]`: connections, streams and targets.
+    pub limits: Limits,
 }
 
 /// TOML table `[srt]`.
@@ -144,6 +152,11 @@ pub struct RtmpConfig {
     /// `max_message_bytes`: largest incoming message we reassemble; bounds the
     /// memory a single peer can make us allocate.
     pub max_message_bytes: u32,
+    /// `max_chunk_size`: largest Set Chunk Size a peer may announce.
+    pub max_chunk_size: u32,
+    /// `idle_timeout_ms`: a publisher (or a connection that has not started playing) that
+    /// sends nothing for this long is closed. Players are judged by write progress instead.
+    pub idle_timeout: Duration,
 }
 
 /// TOML table `[http]`: admin/observability endpoint (`/metrics`, `/healthz`, the admin
@@ -201,8 +214,11 @@ pub struct QueueConfig {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Route {
     pub stream: StreamPattern,
-    /// TOML `[[route.target]]`; names are unique within a route.
+    /// TOML `[[route.target]]`; names are unique within a route. May be empty when the
+    /// route only sets access rules.
     pub targets: Vec<TargetConfig>,
+    /// `publish_tokens`, `allow_publish`, `play`, `play_tokens`, `allow_play`.
+    pub access: RouteAccess,
 }
 
 /// TOML `[[route.target]]`.
@@ -268,6 +284,8 @@ impl Default for RtmpConfig {
             chunk_size: 4096,
             handshake_timeout: Duration::from_millis(10_000),
             max_message_bytes: 8 * 1024 * 1024,
+            max_chunk_size: 16 * 1024 * 1024,
+            idle_timeout: Duration::from_millis(30_000),
         }
     }
 }
@@ -416,6 +434,26 @@ impl Config {
         }
         out
     }
+
+    /// The access rules of stream `app`/`key`: for each rule, the first matching route (file
+    /// order) that sets it decides; no route setting it = open (play: on).
+    pub fn access_for(&self, app: &str, key: &str) -> Access<'_> {
+        let mut a = Access {
+            play: true,
+            ..Access::default()
+        };
+        let mut play = None;
+        for r in self.routes.iter().filter(|r| r.stream.matches(app, key)) {
+            let x = &r.access;
+            a.publish_tokens = a.publish_tokens.or(x.publish_tokens.as_deref());
+            a.allow_publish = a.allow_publish.or(x.allow_publish.as_deref());
+            a.play_tokens = a.play_tokens.or(x.play_tokens.as_deref());
+            a.allow_play = a.allow_play.or(x.allow_play.as_deref());
+            play = play.or(x.play);
+        }
+        a.play = play.unwrap_or(true);
+        a
+    }
 }
 
 /// 1-based line and column (in characters) of a byte offset.
@@ -450,6 +488,28 @@ struct RawConfig {
     rtmpt: Option<Spanned<RawTunnel>>,
     rtmpts: Option<Spanned<RawTunnel>>,
     srt: Option<Spanned<RawSrt>>,
+    #[serde(default)]
+    auth: RawAuth,
+    #[serde(default)]
+    limits: RawLimits,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawAuth {
+    on_publish: Option<Spanned<String>>,
+    on_play: Option<Spanned<String>>,
+    timeout_ms: Option<Spanned<u64>>,
+    token: Option<Spanned<String>>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawLimits {
+    max_connections: Option<Spanned<usize>>,
+    max_connections_per_ip: Option<Spanned<usize>>,
+    max_streams: Option<Spanned<usize>>,
+    max_targets_per_stream: Option<Spanned<usize>>,
 }
 
 #[derive(Deserialize)]
@@ -491,6 +551,8 @@ struct RawRtmp {
     chunk_size: Option<Spanned<u32>>,
     handshake_timeout_ms: Option<Spanned<u64>>,
     max_message_bytes: Option<Spanned<u32>>,
+    max_chunk_size: Option<Spanned<u32>>,
+    idle_timeout_ms: Option<Spanned<u64>>,
 }
 
 #[derive(Deserialize, Default)]
@@ -521,6 +583,11 @@ struct RawRoute {
     stream: Spanned<String>,
     #[serde(default)]
     target: Vec<RawTarget>,
+    publish_tokens: Option<Spanned<Vec<String>>>,
+    allow_publish: Option<Spanned<Vec<String>>>,
+    play: Option<bool>,
+    play_tokens: Option<Spanned<Vec<String>>>,
+    allow_play: Option<Spanned<Vec<String>>>,
 }
 
 // Queue keys are repeated rather than `#[serde(flatten)]`ed: flatten disables
@@ -585,6 +652,23 @@ impl Checker<'_> {
                 Some(v) => v.into_inner(),
                 None => d.rtmp.max_message_bytes,
             },
+            max_chunk_size: match raw.rtmp.max_chunk_size {
+                // 128 is the protocol's initial chunk size; nobody announces less.
+                Some(v) if !(128..=0x7FFF_FFFF).contains(v.get_ref()) => {
+                    return Err(self.err(
+                        v.span(),
+                        "rtmp.max_chunk_size",
+                        "must be in 128..=2147483647",
+                    ))
+                }
+                Some(v) => v.into_inner(),
+                None => d.rtmp.max_chunk_size,
+            },
+            idle_timeout: self.positive_ms(
+                raw.rtmp.idle_timeout_ms,
+                "rtmp.idle_timeout_ms",
+                d.rtmp.idle_timeout,
+            )?,
         };
         let http = HttpConfig {
             listen: self.addr(raw.http.listen, "http.listen", d.http.listen)?,
@@ -616,12 +700,14 @@ impl Checker<'_> {
             gop_cache: raw.stream.gop_cache.unwrap_or(d.hub.gop_cache),
         };
         let player = self.queue(raw.player, "player", QueueConfig::default())?;
+        let limits = self.limits(raw.limits)?;
         let routes = raw
             .route
             .into_iter()
             .enumerate()
-            .map(|(i, r)| self.route(i, r))
+            .map(|(i, r)| self.route(i, r, &limits))
             .collect::<Result<_, _>>()?;
+        let auth = self.auth(raw.auth)?;
         let rtmps = match raw.rtmps {
             None => None,
             Some(t) => {
@@ -676,7 +762,116 @@ impl Checker<'_> {
             rtmpt,
             rtmpts,
             srt,
+            auth,
+            limits,
         })
+    }
+
+    fn auth(&self, a: RawAuth) -> Result<AuthConfig, ConfigError> {
+        let url = |v: Option<Spanned<String>>, key: &str| match v {
+            None => Ok(None),
+            Some(v) => WebhookUrl::parse(v.get_ref())
+                .map(Some)
+                // The URL is not quoted: its query may hold a secret.
+                .map_err(|m| self.err(v.span(), key, m)),
+        };
+        let d = AuthConfig::default();
+        Ok(AuthConfig {
+            on_publish: url(a.on_publish, "auth.on_publish")?,
+            on_play: url(a.on_play, "auth.on_play")?,
+            timeout: match a.timeout_ms {
+                Some(v) if !(1..=60_000).contains(v.get_ref()) => {
+                    return Err(self.err(v.span(), "auth.timeout_ms", "must be in 1..=60000"))
+                }
+                Some(v) => Duration::from_millis(v.into_inner()),
+                None => d.timeout,
+            },
+            token: match a.token {
+                // Never echo the value: only what is wrong with it.
+                Some(t)
+                    if t.get_ref().is_empty()
+                        || !t.get_ref().chars().all(|c| c.is_ascii_graphic()) =>
+                {
+                    return Err(self.err(
+                        t.span(),
+                        "auth.token",
+                        "must be printable ASCII without spaces (it travels in an HTTP header)",
+                    ))
+                }
+                Some(t) => Some(Secret::new(t.into_inner())),
+                None => None,
+            },
+        })
+    }
+
+    fn limits(&self, l: RawLimits) -> Result<Limits, ConfigError> {
+        let d = Limits::default();
+        let positive = |v: Option<Spanned<usize>>, key: &str, default: usize| match v {
+            Some(v) if *v.get_ref() == 0 => {
+                Err(self.err(v.span(), &format!("limits.{key}"), "must be > 0"))
+            }
+            Some(v) => Ok(v.into_inner()),
+            None => Ok(default),
+        };
+        Ok(Limits {
+            max_connections: positive(l.max_connections, "max_connections", d.max_connections)?,
+            max_connections_per_ip: positive(
+                l.max_connections_per_ip,
+                "max_connections_per_ip",
+                d.max_connections_per_ip,
+            )?,
+            max_streams: positive(l.max_streams, "max_streams", d.max_streams)?,
+            max_targets_per_stream: positive(
+                l.max_targets_per_stream,
+                "max_targets_per_stream",
+                d.max_targets_per_stream,
+            )?,
+        })
+    }
+
+    fn tokens(
+        &self,
+        v: Option<Spanned<Vec<String>>>,
+        key: &str,
+    ) -> Result<Option<Vec<Secret>>, ConfigError> {
+        let Some(v) = v else { return Ok(None) };
+        let span = v.span();
+        let list = v.into_inner();
+        if list.is_empty() {
+            return Err(self.err(
+                span,
+                key,
+                "an empty list would refuse everyone; remove the key to allow without a token",
+            ));
+        }
+        list.into_iter()
+            .map(|t| {
+                access::validate_token(&t).map_err(|m| self.err(span.clone(), key, m))?;
+                Ok(Secret::new(t))
+            })
+            .collect::<Result<_, _>>()
+            .map(Some)
+    }
+
+    fn networks(
+        &self,
+        v: Option<Spanned<Vec<String>>>,
+        key: &str,
+    ) -> Result<Option<Vec<IpNet>>, ConfigError> {
+        let Some(v) = v else { return Ok(None) };
+        let span = v.span();
+        let list = v.into_inner();
+        if list.is_empty() {
+            return Err(self.err(
+                span,
+                key,
+                "an empty list would refuse everyone; remove the key to allow every address",
+            ));
+        }
+        list.iter()
+            .map(|n| IpNet::parse(n).map_err(|m| self.err(span.clone(), key, m)))
+            .collect::<Result<_, _>>()
+            .map(Some)
     }
 
     fn srt(&self, t: RawSrt) -> Result<SrtConfig, ConfigError> {
@@ -854,15 +1049,33 @@ impl Checker<'_> {
         })
     }
 
-    fn route(&self, i: usize, r: RawRoute) -> Result<Route, ConfigError> {
+    fn route(&self, i: usize, r: RawRoute, limits: &Limits) -> Result<Route, ConfigError> {
         let key = format!("route[{i}]");
         let stream = StreamPattern::new(r.stream.get_ref())
             .map_err(|m| self.err(r.stream.span(), &format!("{key}.stream"), m))?;
-        if r.target.is_empty() {
+        let access = RouteAccess {
+            publish_tokens: self.tokens(r.publish_tokens, &format!("{key}.publish_tokens"))?,
+            allow_publish: self.networks(r.allow_publish, &format!("{key}.allow_publish"))?,
+            play: r.play,
+            play_tokens: self.tokens(r.play_tokens, &format!("{key}.play_tokens"))?,
+            allow_play: self.networks(r.allow_play, &format!("{key}.allow_play"))?,
+        };
+        if r.target.is_empty() && access.is_empty() {
             return Err(self.err(
                 r.stream.span(),
                 &key,
-                "route has no [[route.target]]; add one or remove the route",
+                "route has no [[route.target]] and no access rule; add one or remove the route",
+            ));
+        }
+        if r.target.len() > limits.max_targets_per_stream {
+            return Err(self.err(
+                r.stream.span(),
+                &key,
+                format!(
+                    "route has {} targets, more than [limits] max_targets_per_stream ({})",
+                    r.target.len(),
+                    limits.max_targets_per_stream
+                ),
             ));
         }
         let mut names = HashSet::new();
@@ -910,7 +1123,11 @@ impl Checker<'_> {
                 },
             });
         }
-        Ok(Route { stream, targets })
+        Ok(Route {
+            stream,
+            targets,
+            access,
+        })
     }
 }
 

@@ -579,3 +579,139 @@ fn runtime_targets_are_checked_like_config_ones() {
     assert!(e.starts_with("url:"), "{e}");
     assert!(validate_target_name(&"x".repeat(65)).is_err());
 }
+
+const ACCESS: &str = r#"
+[[route]]
+stream = "live/open-*"
+play = true
+
+[[route]]
+stream = "live/*"
+publish_tokens = ["tok-aaaaaaaa", "tok-bbbbbbbb"]
+allow_publish = ["10.0.0.0/8", "127.0.0.1", "::1"]
+play = false
+
+[[route]]
+stream = "*"
+allow_play = ["192.168.0.0/16"]
+play_tokens = ["viewer-12345"]
+  [[route.target]]
+  name = "archive"
+  url = "rtmp://127.0.0.1:1936/{app}/{stream}"
+"#;
+
+#[test]
+fn access_rules_first_matching_route_decides_each() {
+    let c = parse(ACCESS).unwrap();
+    // Access-only routes need no target.
+    assert!(c.routes[0].targets.is_empty());
+    let a = c.access_for("live", "main");
+    let tokens = a.publish_tokens.expect("tokens apply");
+    assert!(tokens.iter().any(|t| t.matches("tok-bbbbbbbb")));
+    assert!(!tokens.iter().any(|t| t.matches("tok-cccccccc")));
+    assert_eq!(a.allow_publish.map(<[_]>::len), Some(3));
+    assert!(!a.play);
+    // play_tokens/allow_play come from the catch-all route.
+    assert!(a.play_tokens.is_some() && a.allow_play.is_some());
+    // The first route turns play on for open-*, the rest still applies.
+    let a = c.access_for("live", "open-1");
+    assert!(a.play);
+    assert!(a.publish_tokens.is_some());
+    // Other apps: only the catch-all.
+    let a = c.access_for("other", "x");
+    assert!(a.play && a.publish_tokens.is_none() && a.allow_publish.is_none());
+    // No routes: everything open.
+    let d = Config::default();
+    let a = d.access_for("live", "x");
+    assert!(a.play && a.publish_tokens.is_none() && a.allow_play.is_none());
+    // Secrets stay out of Debug.
+    assert!(!format!("{c:?}").contains("tok-aaaa"));
+}
+
+#[test]
+fn access_rule_mistakes() {
+    let route = |body: &str| format!("[[route]]\nstream = \"live/*\"\n{body}\n");
+    let e = err(&route("allow_publish = [\"10.0.0.0/33\"]"));
+    assert!(e.contains("route[0].allow_publish: `10.0.0.0/33`"), "{e}");
+    let e = err(&route("allow_play = [\"10.1.2.3/8\"]"));
+    assert!(e.contains("host bits"), "{e}");
+    let e = err(&route("allow_publish = []"));
+    assert!(e.contains("empty list"), "{e}");
+    let e = err(&route("publish_tokens = [\"short\"]"));
+    assert!(
+        e.contains("route[0].publish_tokens: tokens must be 8 to 256"),
+        "{e}"
+    );
+    assert!(!e.contains("short\""), "{e}");
+    let e = err(&route("play_tokens = [\"has space in it\"]"));
+    assert!(e.contains("may only use"), "{e}");
+    assert!(!e.contains("has space"), "{e}");
+    let e = err(&route("play = \"no\""));
+    assert!(e.starts_with("config.toml:3:"), "{e}");
+    let e = err(&route("publish_keys = [\"x\"]"));
+    assert!(e.contains("unknown field `publish_keys`"), "{e}");
+}
+
+#[test]
+fn auth_table() {
+    let c = parse(
+        "[auth]\non_publish = \"http://panel:8080/hook?k=1\"\non_play = \"http://127.0.0.1/p\"\ntimeout_ms = 500\ntoken = \"bearer-secret\"\n",
+    )
+    .unwrap();
+    let p = c.auth.on_publish.as_ref().unwrap();
+    assert_eq!(
+        (p.host.as_str(), p.port, p.path.as_str()),
+        ("panel", 8080, "/hook?k=1")
+    );
+    assert_eq!(c.auth.timeout, Duration::from_millis(500));
+    assert_eq!(c.auth.token.as_ref().unwrap().expose(), "bearer-secret");
+    let shown = format!("{:?}", c.auth);
+    assert!(
+        !shown.contains("bearer-secret") && !shown.contains("k=1"),
+        "{shown}"
+    );
+    let e = err("[auth]\non_publish = \"https://panel/hook?secret=zzz\"\n");
+    assert!(
+        e.contains("auth.on_publish: https:// webhooks are not supported"),
+        "{e}"
+    );
+    assert!(!e.contains("zzz"), "{e}");
+    let e = err("[auth]\ntimeout_ms = 0\n");
+    assert!(e.contains("auth.timeout_ms"), "{e}");
+    let e = err("[auth]\ntoken = \"a b\"\n");
+    assert!(e.contains("auth.token") && !e.contains("a b"), "{e}");
+    assert!(err("[auth]\nonpublish = \"http://x/\"\n").contains("unknown field"));
+}
+
+#[test]
+fn limits_table() {
+    let c = parse(
+        "[limits]\nmax_connections = 10\nmax_connections_per_ip = 2\nmax_streams = 3\nmax_targets_per_stream = 1\n[rtmp]\nidle_timeout_ms = 1000\nmax_chunk_size = 65536\n",
+    )
+    .unwrap();
+    assert_eq!(
+        c.limits,
+        Limits {
+            max_connections: 10,
+            max_connections_per_ip: 2,
+            max_streams: 3,
+            max_targets_per_stream: 1,
+        }
+    );
+    assert_eq!(c.rtmp.idle_timeout, Duration::from_secs(1));
+    assert_eq!(c.rtmp.max_chunk_size, 65536);
+    let e = err("[limits]\nmax_connections = 0\n");
+    assert!(e.contains("limits.max_connections: must be > 0"), "{e}");
+    let e = err("[rtmp]\nmax_chunk_size = 100\n");
+    assert!(e.contains("rtmp.max_chunk_size"), "{e}");
+    let e = err("[rtmp]\nidle_timeout_ms = 0\n");
+    assert!(e.contains("rtmp.idle_timeout_ms"), "{e}");
+    // A route with more targets than a stream may have.
+    let e = err(
+        "[limits]\nmax_targets_per_stream = 1\n[[route]]\nstream = \"*\"\n[[route.target]]\nname = \"a\"\nurl = \"rtmp://h/a/b\"\n[[route.target]]\nname = \"b\"\nurl = \"rtmp://h/a/c\"\n",
+    );
+    assert!(
+        e.contains("route[0]: route has 2 targets, more than [limits] max_targets_per_stream (1)"),
+        "{e}"
+    );
+}

@@ -16,4 +16,4 @@ pub use stream::{
     Hub, HubConfig, PublishError, PublishHandle, RecvStatus, Stream, SubCloser, SubStats,
     Subscription,
 };
-pub use timestamps::TimestampNormalizer;
+pub use timestamps::{TimestampNormalizer, Track};

@@ -1,7 +1,7 @@
 //! Streams, publishers and subscriptions.
 
 use crate::queue::{DropReason, PushOutcome, QueueLimits, SubQueue};
-use crate::timestamps::TimestampNormalizer;
+use crate::timestamps::{TimestampNormalizer, Track};
 use crate::{Frame, FrameKind};
 use atomic_waker::AtomicWaker;
 use std::collections::HashMap;
@@ -34,6 +34,9 @@ impl Default for HubConfig {
 pub enum PublishError {
     #[error("stream {0} is already being published")]
     AlreadyLive(String),
+    /// The hub was [closed](Hub::close): the server is shutting down.
+    #[error("the server is shutting down")]
+    Closed,
 }
 
 /// Locks a mutex, recovering from poisoning: a panic elsewhere must not take the hub down.
@@ -47,6 +50,8 @@ pub struct Hub {
     streams: Mutex<HashMap<String, Arc<Stream>>>,
     config: HubConfig,
     next_publisher: AtomicU64,
+    /// Set by [`Hub::close`]; read under the `streams` lock.
+    closed: AtomicBool,
 }
 
 impl Hub {
@@ -55,7 +60,34 @@ impl Hub {
             streams: Mutex::new(HashMap::new()),
             config,
             next_publisher: AtomicU64::new(1),
+            closed: AtomicBool::new(false),
         })
+    }
+
+    /// Shuts the hub: every stream ends as if its publisher unpublished (subscribers get
+    /// their queued frames, then the end; publishers' connections see
+    /// [`Stream::poll_kicked`]), players waiting for a stream that never started get the
+    /// end too, and from now on publishing is refused and subscriptions end at once.
+    /// Returns how many live streams were ended.
+    pub fn close(&self) -> usize {
+        let streams: Vec<Arc<Stream>> = {
+            let streams = lock(&self.streams);
+            self.closed.store(true, Ordering::Release);
+            streams.values().cloned().collect()
+        };
+        let mut live = 0;
+        for s in streams {
+            let was_live = s.is_live();
+            if s.kick() && was_live {
+                live += 1;
+            }
+        }
+        live
+    }
+
+    /// True once [`Hub::close`] was called.
+    pub fn is_closed(&self) -> bool {
+        self.closed.load(Ordering::Acquire)
     }
 
     /// Starts (or, within the grace window, resumes) publishing `app/key`.
@@ -63,6 +95,9 @@ impl Hub {
         let name = format!("{app}/{key}");
         let id = self.next_publisher.fetch_add(1, Ordering::Relaxed);
         let mut streams = lock(&self.streams);
+        if self.closed.load(Ordering::Acquire) {
+            return Err(PublishError::Closed);
+        }
         let mut stream = streams
             .entry(name.clone())
             .or_insert_with(|| Stream::new(app, key, Arc::downgrade(self)))
@@ -106,6 +141,9 @@ impl Hub {
     pub fn subscribe(self: &Arc<Self>, app: &str, key: &str, limits: QueueLimits) -> Subscription {
         let name = format!("{app}/{key}");
         let mut streams = lock(&self.streams);
+        if self.closed.load(Ordering::Acquire) {
+            return Subscription::ended(Stream::new(app, key, Weak::new()));
+        }
         let stream = streams
             .entry(name)
             .or_insert_with(|| Stream::new(app, key, Arc::downgrade(self)))
@@ -404,7 +442,12 @@ impl PublishHandle {
             .bytes_in
             .fetch_add(frame.payload.len() as u64, Ordering::Relaxed);
         let mut st = lock(&self.stream.state);
-        frame.timestamp = st.ts.map(frame.timestamp);
+        let track = match frame.kind {
+            FrameKind::Audio => Track::Audio,
+            FrameKind::Video => Track::Video,
+            FrameKind::Data => Track::Other,
+        };
+        frame.timestamp = st.ts.map(frame.timestamp, track);
         let frame = Arc::new(frame);
         if frame.kind == FrameKind::Data {
             st.metadata = Some(frame.clone());

@@ -34,6 +34,7 @@ pub mod names {
     pub const CONNECTION_ERRORS_TOTAL: &str = "prism_connection_errors_total";
     pub const STREAMS_ACTIVE: &str = "prism_streams_active";
     pub const PUBLISH_REJECTED_TOTAL: &str = "prism_publish_rejected_total";
+    pub const PLAY_REJECTED_TOTAL: &str = "prism_play_rejected_total";
     pub const INGEST_BYTES_TOTAL: &str = "prism_ingest_bytes_total";
     pub const INGEST_FRAMES_TOTAL: &str = "prism_ingest_frames_total";
     pub const TARGET_UP: &str = "prism_target_up";
@@ -58,6 +59,7 @@ pub mod names {
         CONNECTION_ERRORS_TOTAL,
         STREAMS_ACTIVE,
         PUBLISH_REJECTED_TOTAL,
+        PLAY_REJECTED_TOTAL,
         INGEST_BYTES_TOTAL,
         INGEST_FRAMES_TOTAL,
         TARGET_UP,
@@ -89,8 +91,12 @@ pub struct Metrics {
     pub connection_errors_total: IntCounterVec,
     /// `prism_streams_active`: streams with a publisher (or in reconnect grace).
     pub streams_active: IntGauge,
-    /// `prism_publish_rejected_total{reason}`.
+    /// `prism_publish_rejected_total{reason}`: `already_live`, `unauthorized`,
+    /// `forbidden_address`, `webhook_refused`, `webhook_error`, `too_many_streams`, ...
     pub publish_rejected_total: IntCounterVec,
+    /// `prism_play_rejected_total{reason}`: `play_disabled`, `unauthorized`,
+    /// `forbidden_address`, `webhook_refused`, `webhook_error`.
+    pub play_rejected_total: IntCounterVec,
     /// `prism_ingest_bytes_total{stream}`: media payload bytes received.
     pub ingest_bytes_total: IntCounterVec,
     /// `prism_ingest_frames_total{stream,kind}`.
@@ -182,6 +188,11 @@ impl Metrics {
             publish_rejected_total: counter(
                 PUBLISH_REJECTED_TOTAL,
                 "Publish attempts refused, by reason.",
+                &["reason"],
+            ),
+            play_rejected_total: counter(
+                PLAY_REJECTED_TOTAL,
+                "Play attempts refused, by reason.",
                 &["reason"],
             ),
             ingest_bytes_total: counter(
@@ -412,6 +423,9 @@ mod tests {
         m.streams_active.set(2);
         m.publish_rejected_total
             .with_label_values(&["stream_busy"])
+            .inc();
+        m.play_rejected_total
+            .with_label_values(&["play_disabled"])
             .inc();
         populate(&m, "live/a");
         populate(&m, "live/b");

@@ -15,6 +15,12 @@ pub struct Relay {
     sinks: Vec<Arc<dyn TargetSink>>,
     /// Live streams, their publishers and running targets (the admin API's view).
     pub(crate) registry: crate::status::Registry,
+    /// Open connections, targets and sessions, for a graceful shutdown.
+    pub(crate) in_flight: Arc<crate::shutdown::InFlight>,
+    /// Held while a stream's configured targets are started or a reload reconciles them.
+    reconcile: std::sync::Mutex<()>,
+    /// Open client connections under `[limits]` (see [`Relay::admit`]).
+    pub(crate) limiter: crate::limits::ConnLimiter,
 }
 
 impl std::fmt::Debug for dyn TargetSink {
@@ -53,6 +59,9 @@ impl Relay {
             dialers,
             sinks,
             registry: Default::default(),
+            in_flight: Default::default(),
+            reconcile: Default::default(),
+            limiter: Default::default(),
         })
     }
 
@@ -75,6 +84,11 @@ impl Relay {
 
     pub fn set_config(&self, config: Config) {
         *self.config.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(config);
+    }
+
+    /// Serializes starting a stream's configured targets with config reloads.
+    pub(crate) fn reconcile_lock(&self) -> std::sync::MutexGuard<'_, ()> {
+        self.reconcile.lock().unwrap_or_else(|e| e.into_inner())
     }
 }
 

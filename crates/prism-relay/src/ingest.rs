@@ -22,7 +22,8 @@ pub struct Publisher {
 impl Relay {
     /// Starts publishing `app/key` for a connection of any transport. A refusal (the key is
     /// already live) is logged and counted; the caller tells its client in its protocol.
-    pub fn start_publish(
+    /// Transports call [`Relay::publish`], which checks access and limits first.
+    pub(crate) fn start_publish(
         self: &Arc<Self>,
         app: &str,
         key: &str,
@@ -34,6 +35,7 @@ impl Relay {
             Err(e) => {
                 let reason = match e {
                     PublishError::AlreadyLive(_) => "already_live",
+                    PublishError::Closed => "shutting_down",
                     _ => "other",
                 };
                 warn!(peer = %info.peer, transport = info.transport, stream = %format!("{app}/{key}"), "publish refused: {e}");
@@ -68,7 +70,8 @@ impl Relay {
 
     /// Starts playing `app/key` (waiting for a publisher if there is none yet) with the
     /// `[player]` queue budget.
-    pub fn start_play(self: &Arc<Self>, app: &str, key: &str, info: &ConnInfo) -> Player {
+    /// Transports call [`Relay::play`], which checks access first.
+    pub(crate) fn start_play(self: &Arc<Self>, app: &str, key: &str, info: &ConnInfo) -> Player {
         let q = self.config().player;
         let sub = self.hub.subscribe(
             app,

@@ -6,22 +6,30 @@
 //! name it is given for metrics. The protocol itself lives in prism-rtmp, the fan-out in
 //! prism-hub.
 
+mod access;
 mod conn;
 mod context;
 mod dial;
 mod egress;
 mod ingest;
+mod limits;
 mod push;
+mod reload;
 mod server;
+mod shutdown;
 mod status;
 
+pub use access::{Refusal, StreamRequest};
 pub use context::{ConnInfo, Relay};
 pub use dial::{
     BoxedStream, ByteStream, DialError, DialFuture, Dialer, SinkFuture, SinkReport, TargetSink,
 };
 pub use ingest::{Player, Publisher};
+pub use limits::{ConnPermit, LimitExceeded};
 pub use push::{spawn_targets, Backoff};
+pub use reload::{ReloadReport, StreamChanges};
 pub use server::serve_rtmp;
+pub use shutdown::{InFlightGuard, ShutdownReport};
 pub use status::{
     AddTargetError, RemoveTargetError, StreamSnapshot, TargetOrigin, TargetSnapshot, TargetState,
 };

@@ -80,6 +80,8 @@ impl Backoff {
 
 /// Starts one push task per configured target of `stream`.
 pub fn spawn_targets(relay: &Arc<Relay>, stream: Arc<Stream>) {
+    // Not interleaved with a config reload: the targets started are those of one config.
+    let _reconciling = relay.reconcile_lock();
     let targets = relay.config().targets_for(stream.app(), stream.key());
     for target in targets {
         if let Err(e) = spawn_target(relay, &stream, target, TargetOrigin::Config) {
@@ -97,7 +99,8 @@ pub(crate) fn spawn_target(
     origin: TargetOrigin,
 ) -> Result<Arc<TargetStatus>, AddTargetError> {
     let mut tm = None;
-    let status = relay.registry().add_target(stream, &target.name, || {
+    let max = relay.config().limits.max_targets_per_stream;
+    let status = relay.registry().add_target(stream, &target.name, max, || {
         let m = &relay.metrics;
         let labels = [stream.name(), target.name.as_str()];
         let up = m.target_up.with_label_values(&labels);
@@ -143,6 +146,8 @@ async fn run_target(
     target: ResolvedTarget,
     tm: TargetMetrics,
 ) {
+    // Shutdown waits for the goodbye (FCUnpublish, deleteStream) to go out.
+    let _in_flight = relay.track(|| format!("target {} of {}", tm.target, tm.stream));
     let m = &relay.metrics;
     let status = tm.status.clone();
     let shown_url = redact_url(&target.url);
@@ -215,6 +220,7 @@ async fn run_target(
                 m.forget_target(&tm.stream, &tm.target);
             }
         });
+    status.mark_finished();
 }
 
 async fn push_once(

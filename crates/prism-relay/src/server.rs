@@ -1,5 +1,6 @@
 //! Serves one RTMP connection (publisher or player) over any byte stream.
 
+use crate::access::{Refusal, StreamRequest};
 use crate::conn::{read_some, sleep_until_opt, write_some, Conn};
 use crate::context::{epoch_ms, handshake_random, ConnInfo, Relay};
 use crate::egress::{media_kind, shared_body};
@@ -21,8 +22,6 @@ const PLAYER_HIGH_WATER: usize = 256 * 1024;
 /// grow the queue without bound. Well above what a player queues (high water plus one batch
 /// of frames); a peer stuck here is closed by the write timeout.
 const MAX_PENDING_READING: usize = 1024 * 1024;
-/// A connection that sends nothing for this long is closed.
-const IDLE_TIMEOUT: Duration = Duration::from_secs(30);
 /// How often a player's drops and overflow verdict are checked while its output is blocked.
 const STATS_INTERVAL: Duration = Duration::from_millis(250);
 /// A write that makes no progress for this long closes the connection.
@@ -43,6 +42,8 @@ pub async fn serve_rtmp<S>(io: S, info: ConnInfo, relay: Arc<Relay>)
 where
     S: AsyncRead + AsyncWrite + Send + 'static,
 {
+    // A graceful shutdown waits for the connection (a player's end of stream to flush).
+    let _in_flight = relay.track(|| format!("{} connection from {}", info.transport, info.peer));
     let m = &relay.metrics;
     m.connections_total
         .with_label_values(&[info.transport])
@@ -88,6 +89,7 @@ where
         chunk_size: config.rtmp.chunk_size,
         limits: DecoderLimits {
             max_message_size: config.rtmp.max_message_bytes,
+            max_chunk_size: config.rtmp.max_chunk_size,
             ..DecoderLimits::default()
         },
         ..SessionConfig::default()
@@ -112,7 +114,7 @@ where
             // window at most): only their write progress counts.
             write_deadline
         } else {
-            let idle = last_read + IDLE_TIMEOUT;
+            let idle = last_read + config.rtmp.idle_timeout;
             Some(write_deadline.map_or(idle, |w| w.min(idle)))
         };
         let want_frames = playing.is_some() && conn.pending.len() < PLAYER_HIGH_WATER;
@@ -125,8 +127,20 @@ where
                         if let Err(e) = session.handle_input(&mut conn.input) {
                             break Err(ConnError::new("protocol", e));
                         }
+                        let mut denied = None;
                         while let Some(ev) = session.poll_event() {
-                            handle_event(ev, &mut session, relay, &info, &mut publishing, &mut playing);
+                            denied = handle_event(ev, &mut session, relay, &info, &mut publishing, &mut playing).await;
+                            if denied.is_some() {
+                                break;
+                            }
+                        }
+                        // A client refused for who it is gets its onStatus, then the connection
+                        // closes: it cannot try token after token on one connection.
+                        if let Some(r) = denied {
+                            conn.queue(session.out());
+                            let _ = tokio::time::timeout(Duration::from_secs(2), conn.flush_all()).await;
+                            info!(peer = %info.peer, transport = info.transport, reason = r.reason(), "closing a refused connection");
+                            break Ok(());
                         }
                     }
                     Err(e) => break Err(ConnError::new("io", e)),
@@ -172,6 +186,9 @@ where
                 info!(peer = %info.peer, transport = info.transport, "closing the connection of a kicked publisher");
                 break Ok(());
             }
+            // Shutting down: a connection serving no stream has nothing to finish (those that
+            // do end with their stream).
+            _ = relay.closing(), if publishing.is_none() && playing.is_none() => break Ok(()),
             // While the output is above the high-water mark the queue is not polled: check the
             // hub's verdict and drops on a timer so a stalled player is shed on time.
             _ = check.tick(), if playing.is_some() => {
@@ -212,14 +229,17 @@ async fn recv_frames(playing: &Option<Playing>, frames: &mut Vec<Arc<Frame>>) ->
     }
 }
 
-fn handle_event(
+/// Handles one session event. Publish and play requests await the relay's verdict (the
+/// `[auth]` webhook, bounded by its timeout): the connection has nothing else to do
+/// meanwhile. Returns the refusal when the client was denied access, so the caller closes.
+async fn handle_event(
     ev: ServerEvent,
     session: &mut ServerSession,
     relay: &Arc<Relay>,
     info: &ConnInfo,
     publishing: &mut Option<Publishing>,
     playing: &mut Option<Playing>,
-) {
+) -> Option<Refusal> {
     let m = &relay.metrics;
     match ev {
         ServerEvent::Connected { app, .. } => {
@@ -229,7 +249,7 @@ fn handle_event(
             stream_id,
             app,
             key,
-            ..
+            query,
         } => {
             if publishing.is_some() || playing.is_some() {
                 session.reject_publish(
@@ -240,9 +260,14 @@ fn handle_event(
                 m.publish_rejected_total
                     .with_label_values(&["busy_connection"])
                     .inc();
-                return;
+                return None;
             }
-            match relay.start_publish(&app, &key, info) {
+            let req = StreamRequest {
+                app: &app,
+                key: &key,
+                query: &query,
+            };
+            match relay.publish(req, info).await {
                 Ok(publisher) => {
                     session.accept_publish(stream_id);
                     *publishing = Some(Publishing {
@@ -250,13 +275,16 @@ fn handle_event(
                         publisher,
                     });
                 }
-                Err(PublishError::AlreadyLive(_)) => session.reject_publish(
+                Err(Refusal::Hub(PublishError::AlreadyLive(_))) => session.reject_publish(
                     stream_id,
                     "NetStream.Publish.BadName",
                     "Stream already publishing",
                 ),
-                Err(e) => {
-                    session.reject_publish(stream_id, "NetStream.Publish.BadName", &e.to_string())
+                Err(r) => {
+                    session.reject_publish(stream_id, r.rtmp_publish_code(), &r.to_string());
+                    if r.is_access_denied() {
+                        return Some(r);
+                    }
                 }
             }
         }
@@ -264,7 +292,7 @@ fn handle_event(
             stream_id,
             app,
             key,
-            ..
+            query,
         } => {
             if publishing.is_some() || playing.is_some() {
                 session.reject_play(
@@ -272,11 +300,26 @@ fn handle_event(
                     "NetStream.Play.Failed",
                     "Connection already has a stream",
                 );
-                return;
+                return None;
             }
-            let player = relay.start_play(&app, &key, info);
-            session.accept_play(stream_id);
-            *playing = Some(Playing { stream_id, player });
+            let req = StreamRequest {
+                app: &app,
+                key: &key,
+                query: &query,
+            };
+            match relay.play(req, info).await {
+                Ok(player) => {
+                    session.accept_play(stream_id);
+                    *playing = Some(Playing { stream_id, player });
+                }
+                Err(r) => {
+                    // librtmp closes on Play.Failed; ffmpeg prints the description.
+                    session.reject_play(stream_id, "NetStream.Play.Failed", &r.to_string());
+                    if r.is_access_denied() {
+                        return Some(r);
+                    }
+                }
+            }
         }
         ServerEvent::Media {
             stream_id,
@@ -284,9 +327,8 @@ fn handle_event(
             timestamp,
             payload,
         } => {
-            let Some(p) = publishing.as_ref().filter(|p| p.stream_id == stream_id) else {
-                return;
-            };
+            // Media for a stream this connection does not publish: ignored.
+            let p = publishing.as_ref().filter(|p| p.stream_id == stream_id)?;
             let kind = match kind {
                 MediaKind::Audio => FrameKind::Audio,
                 MediaKind::Video => FrameKind::Video,
@@ -308,4 +350,5 @@ fn handle_event(
             }
         }
     }
+    None
 }

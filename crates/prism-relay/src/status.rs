@@ -10,7 +10,7 @@ use atomic_waker::AtomicWaker;
 use prism_config::{redact_url, ResolvedTarget};
 use prism_hub::{Stream, SubCloser};
 use prometheus::{IntCounter, IntGauge};
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::task::Poll;
@@ -71,7 +71,9 @@ impl TargetOrigin {
 pub(crate) struct TargetStatus {
     pub name: String,
     shown_url: String,
-    origin: TargetOrigin,
+    pub origin: TargetOrigin,
+    /// What it was started with: a reload restarts it when its config entry differs.
+    pub spec: TargetSpec,
     started: Instant,
     state: AtomicU8,
     /// The target's metric handles: the same atomics the push path updates.
@@ -90,6 +92,25 @@ pub(crate) struct TargetStatus {
     cancel: AtomicWaker,
     /// The current attempt's subscription, closed on cancel so the push unpublishes.
     closer: Mutex<Option<SubCloser>>,
+    /// Set (and `finished_notify` woken) once its task has ended and left the registry.
+    finished: AtomicBool,
+    finished_notify: tokio::sync::Notify,
+}
+
+/// The resolved target a push task runs. `Debug` shows the URL redacted: the stream key
+/// is a secret.
+#[derive(Clone, PartialEq, Eq)]
+pub(crate) struct TargetSpec(pub ResolvedTarget);
+
+impl std::fmt::Debug for TargetSpec {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "TargetSpec({}, {})",
+            self.0.name,
+            redact_url(&self.0.url)
+        )
+    }
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -108,6 +129,7 @@ impl TargetStatus {
             name: target.name.clone(),
             shown_url: redact_url(&target.url),
             origin,
+            spec: TargetSpec(target.clone()),
             started: Instant::now(),
             state: AtomicU8::new(TargetState::Connecting as u8),
             bytes_base: bytes.get(),
@@ -120,6 +142,25 @@ impl TargetStatus {
             cancelled: AtomicBool::new(false),
             cancel: AtomicWaker::new(),
             closer: Mutex::new(None),
+            finished: AtomicBool::new(false),
+            finished_notify: tokio::sync::Notify::new(),
+        }
+    }
+
+    /// Called by the target's task as its last act.
+    pub fn mark_finished(&self) {
+        self.finished.store(true, Ordering::Release);
+        self.finished_notify.notify_waiters();
+    }
+
+    /// Resolves once the target's task has ended (after unpublishing, if it was cancelled).
+    pub async fn finished(&self) {
+        loop {
+            let notified = self.finished_notify.notified();
+            if self.finished.load(Ordering::Acquire) {
+                return;
+            }
+            notified.await;
         }
     }
 
@@ -231,6 +272,17 @@ pub(crate) struct LiveEntry {
     stream: Arc<Stream>,
     publisher: ConnInfo,
     targets: Vec<Arc<TargetStatus>>,
+    /// Configured targets an operator removed through the API: a config reload does not
+    /// bring them back while this stream lasts.
+    removed_config: HashSet<String>,
+}
+
+/// A live stream's targets, as a config reload reconciles them.
+pub(crate) struct LiveTargets {
+    pub stream: Arc<Stream>,
+    pub targets: Vec<Arc<TargetStatus>>,
+    /// Configured targets an operator removed through the API.
+    pub removed_config: HashSet<String>,
 }
 
 /// The registry: stream name → live entry.
@@ -248,6 +300,9 @@ pub enum AddTargetError {
     Exists { stream: String, name: String },
     #[error("target {name} of stream {stream} is still being removed; retry in a few seconds")]
     Removing { stream: String, name: String },
+    /// `[limits] max_targets_per_stream` reached.
+    #[error("stream {stream} already has {max} targets ([limits] max_targets_per_stream)")]
+    TooMany { stream: String, max: usize },
 }
 
 /// Why a target could not be removed.
@@ -276,6 +331,7 @@ impl Registry {
                         stream: stream.clone(),
                         publisher,
                         targets: Vec::new(),
+                        removed_config: HashSet::new(),
                     },
                 );
             }
@@ -292,12 +348,14 @@ impl Registry {
         }
     }
 
-    /// Registers a target of `stream` under a name not yet used there. `make` builds it
-    /// under the registry lock, so a concurrent removal of the same name cannot interleave.
+    /// Registers a target of `stream` under a name not yet used there, if it has fewer than
+    /// `max` others. `make` builds it under the registry lock, so a concurrent removal of
+    /// the same name cannot interleave.
     pub fn add_target(
         &self,
         stream: &Arc<Stream>,
         name: &str,
+        max: usize,
         make: impl FnOnce() -> Arc<TargetStatus>,
     ) -> Result<Arc<TargetStatus>, AddTargetError> {
         let mut streams = self.lock();
@@ -315,6 +373,13 @@ impl Registry {
             return Err(AddTargetError::Exists {
                 stream: stream.name().to_owned(),
                 name: name.to_owned(),
+            });
+        }
+        // Targets being removed still hold a connection until they unpublish: they count.
+        if entry.targets.len() >= max {
+            return Err(AddTargetError::TooMany {
+                stream: stream.name().to_owned(),
+                max,
             });
         }
         let status = make();
@@ -340,6 +405,32 @@ impl Registry {
             free = !e.targets.iter().any(|t| t.name == status.name);
         }
         then(free);
+    }
+
+    /// Every live stream with its running targets and the configured target names an
+    /// operator removed (for a config reload).
+    pub fn live_targets(&self) -> Vec<LiveTargets> {
+        let streams = self.lock();
+        streams
+            .values()
+            .filter(|e| !e.stream.is_ended())
+            .map(|e| LiveTargets {
+                stream: e.stream.clone(),
+                targets: e.targets.clone(),
+                removed_config: e.removed_config.clone(),
+            })
+            .collect()
+    }
+
+    /// Remembers that an operator removed the configured target `name` of `stream`.
+    fn config_target_removed(&self, stream: &Arc<Stream>, name: &str) {
+        if let Some(e) = self
+            .lock()
+            .get_mut(stream.name())
+            .filter(|e| Arc::ptr_eq(&e.stream, stream))
+        {
+            e.removed_config.insert(name.to_owned());
+        }
     }
 
     fn find_live(&self, app: &str, key: &str) -> Option<(Arc<Stream>, Vec<Arc<TargetStatus>>)> {
@@ -403,6 +494,9 @@ impl Relay {
             });
         };
         info!(stream = %stream.name(), target = %name, "target removed");
+        if t.origin == TargetOrigin::Config {
+            self.registry.config_target_removed(&stream, name);
+        }
         t.cancel();
         Ok(())
     }

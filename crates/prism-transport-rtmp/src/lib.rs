@@ -20,16 +20,20 @@ pub async fn run(listener: TcpListener, relay: Arc<Relay>) {
     loop {
         match listener.accept().await {
             Ok((tcp, peer)) => {
+                // Over `[limits]`: closed at once (the relay counts and logs it).
+                let Ok(permit) = relay.admit(peer, TRANSPORT) else {
+                    continue;
+                };
                 prepare_accepted(&tcp);
                 let relay = relay.clone();
-                tokio::spawn(serve_rtmp(
-                    tcp,
-                    ConnInfo {
-                        peer,
-                        transport: TRANSPORT,
-                    },
-                    relay,
-                ));
+                let info = ConnInfo {
+                    peer,
+                    transport: TRANSPORT,
+                };
+                tokio::spawn(async move {
+                    serve_rtmp(tcp, info, relay).await;
+                    drop(permit);
+                });
             }
             Err(e) => {
                 // Out of file descriptors and the like: back off instead of spinning.

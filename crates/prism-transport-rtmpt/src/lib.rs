@@ -341,6 +341,11 @@ impl Tunnel {
     }
 
     fn open(&self, peer: SocketAddr) -> Response<Full<Bytes>> {
+        // A tunnel session is a client connection under `[limits]` (the relay counts and
+        // logs a refusal).
+        let Ok(permit) = self.shared.relay.admit(peer, self.shared.transport) else {
+            return text(StatusCode::SERVICE_UNAVAILABLE, "too many connections");
+        };
         // Two pipes, each used one way, so that each direction has its own bound.
         let (writer, inbound) = tokio::io::duplex(self.shared.max_buffer_bytes);
         let (reader, outbound) =
@@ -365,7 +370,11 @@ impl Tunnel {
                     peer,
                     transport: self.shared.transport,
                 };
-                tokio::spawn(serve_rtmp(theirs, info, self.shared.relay.clone()));
+                let serving = serve_rtmp(theirs, info, self.shared.relay.clone());
+                tokio::spawn(async move {
+                    serving.await;
+                    drop(permit);
+                });
                 fcs(StatusCode::OK, Bytes::from(format!("{id}\n")))
             }
             Err(TableFull(_)) => {

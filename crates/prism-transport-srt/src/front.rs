@@ -15,7 +15,7 @@
 use crate::handshake::{self, Policy, RejectCode, Verdict};
 use crate::session;
 use prism_config::SrtConfig;
-use prism_relay::Relay;
+use prism_relay::{ConnPermit, Relay};
 use srt_tokio::{SrtIncoming, SrtListener};
 use std::collections::HashMap;
 use std::io;
@@ -56,6 +56,8 @@ struct Leg {
     established: Arc<AtomicBool>,
     /// The listener task ends when this is dropped.
     _listener: SrtListener,
+    /// The caller's place under `[limits]`, held while the leg lives.
+    _permit: ConnPermit,
     tasks: [AbortHandle; 2],
 }
 
@@ -141,7 +143,13 @@ impl Front {
             }
             Verdict::Reject(code) => self.reject(peer, packet, code).await,
             Verdict::Induction if !self.legs.contains_key(&peer) => {
-                if let Err(code) = self.open_leg(peer, closed).await {
+                let Ok(permit) = self.relay.admit(peer, crate::TRANSPORT) else {
+                    // Counted and logged by the relay; the caller hears "overloaded".
+                    let reply = handshake::reject_packet(packet, RejectCode::OVERLOAD);
+                    let _ = self.public.send_to(&reply, peer).await;
+                    return;
+                };
+                if let Err(code) = self.open_leg(peer, closed, permit).await {
                     self.reject(peer, packet, code).await;
                     return;
                 }
@@ -187,7 +195,12 @@ impl Front {
         &mut self,
         peer: SocketAddr,
         closed: &mpsc::UnboundedSender<(SocketAddr, u64)>,
+        permit: ConnPermit,
     ) -> Result<(), RejectCode> {
+        // Shutting down: sessions already open finish; no new ones.
+        if self.relay.is_closing() {
+            return Err(RejectCode::SHUTTING_DOWN);
+        }
         let handshaking = self
             .legs
             .values()
@@ -226,6 +239,7 @@ impl Front {
                 last_rx: Instant::now(),
                 established,
                 _listener: listener,
+                _permit: permit,
                 tasks: [reader.abort_handle(), session.abort_handle()],
             },
         );

@@ -49,6 +49,10 @@ impl RejectCode {
     pub const FILTER: RejectCode = RejectCode(1014);
     pub const GROUP: RejectCode = RejectCode(1015);
     pub const BACKLOG: RejectCode = RejectCode(1005);
+    /// SRT_REJX_OVERLOAD: `[limits]` connections reached (counted by the relay).
+    pub const OVERLOAD: RejectCode = RejectCode(2402);
+    /// SRT_REJX_DOWN (1503): the server is shutting down.
+    pub const SHUTTING_DOWN: RejectCode = RejectCode(2503);
 
     /// A short fixed word for metrics (`reason` label).
     pub fn label(self) -> &'static str {
@@ -60,6 +64,7 @@ impl RejectCode {
             Self::FILTER => "filter_ext",
             Self::GROUP => "group_ext",
             Self::BACKLOG => "too_many_handshakes",
+            Self::SHUTTING_DOWN => "shutting_down",
             _ => "rejected",
         }
     }

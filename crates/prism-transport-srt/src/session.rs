@@ -6,7 +6,7 @@ use crate::streamid::{self, Mode};
 use futures::{SinkExt, StreamExt};
 use prism_config::SrtConfig;
 use prism_hub::PublishError;
-use prism_relay::{ConnInfo, Relay};
+use prism_relay::{ConnInfo, Refusal, Relay, StreamRequest};
 use srt_tokio::access::{RejectReason, ServerRejectReason};
 use srt_tokio::SrtIncoming;
 use std::net::SocketAddr;
@@ -31,6 +31,8 @@ pub(crate) async fn serve(
         return;
     };
     established.store(true, Ordering::Relaxed);
+    // A graceful shutdown waits for the session to end with its stream.
+    let _in_flight = relay.track(|| format!("srt session from {peer}"));
     let m = &relay.metrics;
     m.connections_total
         .with_label_values(&[crate::TRANSPORT])
@@ -57,15 +59,13 @@ pub(crate) async fn serve(
     let label = format!("{}/{}", wanted.app, wanted.key);
     match wanted.mode {
         Mode::Publish => {
-            let publisher = match relay.start_publish(&wanted.app, &wanted.key, &info) {
+            let publisher = match relay.publish(stream_request(&wanted), &info).await {
                 Ok(p) => p,
-                Err(e) => {
-                    let reason = match e {
-                        PublishError::AlreadyLive(_) => ServerRejectReason::Conflict,
-                        _ => ServerRejectReason::Unacceptable,
-                    };
+                Err(r) => {
                     refused(&relay, "publish_refused");
-                    let _ = request.reject(RejectReason::Server(reason)).await;
+                    let _ = request
+                        .reject(RejectReason::Server(reject_reason(&r)))
+                        .await;
                     return;
                 }
             };
@@ -88,6 +88,16 @@ pub(crate) async fn serve(
             }
         }
         Mode::Play => {
+            let mut player = match relay.play(stream_request(&wanted), &info).await {
+                Ok(p) => p,
+                Err(r) => {
+                    refused(&relay, "play_refused");
+                    let _ = request
+                        .reject(RejectReason::Server(reject_reason(&r)))
+                        .await;
+                    return;
+                }
+            };
             let mut socket = match request.accept(None).await {
                 Ok(s) => s,
                 Err(e) => {
@@ -95,7 +105,6 @@ pub(crate) async fn serve(
                     return;
                 }
             };
-            let mut player = relay.start_play(&wanted.app, &wanted.key, &info);
             let _stats = stats::watch(&relay, &mut socket, &label, Direction::Play);
             let end = media::send_stream(&mut socket, &player.sub, |_| {}).await;
             player.report_drops();
@@ -105,6 +114,27 @@ pub(crate) async fn serve(
                 let _ = tokio::time::timeout(Duration::from_secs(2), socket.close()).await;
             }
         }
+    }
+}
+
+fn stream_request(w: &streamid::StreamRequest) -> StreamRequest<'_> {
+    StreamRequest {
+        app: &w.app,
+        key: &w.key,
+        query: &w.query,
+    }
+}
+
+/// The SRT rejection code (HTTP-like, 2xxx) for a refused publish or play.
+fn reject_reason(r: &Refusal) -> ServerRejectReason {
+    match r {
+        Refusal::Hub(PublishError::AlreadyLive(_)) => ServerRejectReason::Conflict,
+        Refusal::Unauthorized | Refusal::WebhookRefused | Refusal::WebhookError => {
+            ServerRejectReason::Unauthorized
+        }
+        Refusal::ForbiddenAddress | Refusal::PlayDisabled => ServerRejectReason::Forbidden,
+        Refusal::TooManyStreams => ServerRejectReason::Overload,
+        _ => ServerRejectReason::Unacceptable,
     }
 }
 

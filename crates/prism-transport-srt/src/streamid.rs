@@ -27,6 +27,9 @@ pub struct StreamRequest {
     pub mode: Mode,
     pub app: String,
     pub key: String,
+    /// What followed `?` after the resource (`live/key?token=...`): access control
+    /// parameters, passed to the relay's checks. May hold a secret: never log it.
+    pub query: String,
 }
 
 /// Why a stream id was refused. Never carries the stream id itself: it holds the key.
@@ -122,7 +125,7 @@ fn access_control(body: &str) -> Result<StreamRequest, StreamIdError> {
 
 fn request(mode: Mode, path: &str) -> Result<StreamRequest, StreamIdError> {
     // A query (`live/key?token=...`) is for access control, not part of the name.
-    let path = path.split('?').next().unwrap_or_default();
+    let (path, query) = path.split_once('?').unwrap_or((path, ""));
     let path = path.trim_matches('/');
     let (app, key) = path.split_once('/').ok_or(StreamIdError::BadResource)?;
     let valid = |s: &str| {
@@ -137,6 +140,7 @@ fn request(mode: Mode, path: &str) -> Result<StreamRequest, StreamIdError> {
         mode,
         app: app.to_owned(),
         key: key.to_owned(),
+        query: query.to_owned(),
     })
 }
 
@@ -166,6 +170,9 @@ mod tests {
             ok("#!::r=live/k?token=1,m=publish"),
             (Publish, "live/k".into())
         );
+        let r = parse("#!::r=live/k?token=abc&x=1,m=publish", None).unwrap();
+        assert_eq!(r.query, "token=abc&x=1");
+        assert_eq!(parse("live/k", None).unwrap().query, "");
         assert_eq!(
             parse("#!::r=live/k,m=bidirectional", None),
             Err(StreamIdError::BadMode)

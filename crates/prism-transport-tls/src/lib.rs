@@ -55,14 +55,16 @@ pub async fn run(
     loop {
         match listener.accept().await {
             Ok((tcp, peer)) => {
+                // Over `[limits]`: closed before any TLS work (the relay counts and logs it).
+                let Ok(permit) = relay.admit(peer, TRANSPORT) else {
+                    continue;
+                };
                 prism_transport_rtmp::prepare_accepted(&tcp);
-                tokio::spawn(serve(
-                    tcp,
-                    peer,
-                    relay.clone(),
-                    tls.clone(),
-                    handshake_timeout,
-                ));
+                let serving = serve(tcp, peer, relay.clone(), tls.clone(), handshake_timeout);
+                tokio::spawn(async move {
+                    serving.await;
+                    drop(permit);
+                });
             }
             Err(e) => {
                 // Out of file descriptors and the like: back off instead of spinning.

@@ -332,9 +332,11 @@ impl Api {
                 resp
             }
             Err(AddTargetError::NotLive(_)) => not_live(app, key),
-            Err(e @ (AddTargetError::Exists { .. } | AddTargetError::Removing { .. })) => {
-                error(StatusCode::CONFLICT, &e.to_string())
-            }
+            Err(
+                e @ (AddTargetError::Exists { .. }
+                | AddTargetError::Removing { .. }
+                | AddTargetError::TooMany { .. }),
+            ) => error(StatusCode::CONFLICT, &e.to_string()),
         }
     }
 

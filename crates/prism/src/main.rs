@@ -26,7 +26,11 @@ use tracing::{error, info, warn};
         Without a command, Prism runs the relay: encoders publish to it (RTMP, RTMPS, RTMPT, \
         SRT), it pushes every stream to the destinations its routes name, players can play \
         it, and the [http] listener serves /metrics, /healthz, the admin API (/api/v1/...) \
-        and a status page (/). SIGHUP re-reads TLS certificates; SIGTERM or Ctrl-C stops.",
+        and a status page (/).\n\n\
+        SIGHUP re-reads the config file (targets and routes apply to live streams; an \
+        invalid file is refused and logged, the running config stays) and TLS certificates. \
+        SIGTERM or Ctrl-C stops gracefully: no new connections, every live stream ends as \
+        an unpublish does (destinations and players are told), exit within 5 s.",
     after_help = "Examples:\n  \
         prism --config /etc/prism/prism.toml           run the relay\n  \
         prism check --config /etc/prism/prism.toml     validate a config, run nothing\n  \
@@ -108,6 +112,11 @@ fn init_logging(flag: Option<&str>) {
         .init();
 }
 
+/// How long a graceful shutdown waits for destinations and players to be told the stream
+/// ended (FCUnpublish/deleteStream, onStatus) before exiting anyway. Under the 10 s a
+/// container runtime or systemd (`TimeoutStopSec`) usually allows before SIGKILL.
+const SHUTDOWN_BOUND: std::time::Duration = std::time::Duration::from_secs(5);
+
 fn serve(config_path: Option<&Path>) -> anyhow::Result<()> {
     let config = match config_path {
         Some(p) => Config::load(p)?,
@@ -117,67 +126,123 @@ fn serve(config_path: Option<&Path>) -> anyhow::Result<()> {
         .enable_all()
         .build()
         .context("starting the async runtime")?;
-    runtime.block_on(async move {
-        // Bind every listener before serving anything: a bad config never starts half a server.
-        let rtmp = bind_tcp(config.rtmp.listen, "RTMP", "[rtmp] listen").await?;
-        let http = bind_tcp(config.http.listen, "admin HTTP", "[http] listen").await?;
-        if config.http.token.is_none() && !config.http.listen.ip().is_loopback() {
-            warn!(http = %config.http.listen, "the admin API is off: [http] listen is not a loopback address and no [http] token is set");
+    let result = runtime.block_on(run(config, config_path.map(Path::to_path_buf)));
+    // A DNS lookup of a push target runs on a blocking thread and may outlive the bound.
+    runtime.shutdown_timeout(std::time::Duration::from_millis(500));
+    result
+}
+
+async fn run(config: Config, config_path: Option<PathBuf>) -> anyhow::Result<()> {
+    // Bind every listener before serving anything: a bad config never starts half a server.
+    let rtmp = bind_tcp(config.rtmp.listen, "RTMP", "[rtmp] listen").await?;
+    let http = bind_tcp(config.http.listen, "admin HTTP", "[http] listen").await?;
+    if config.http.token.is_none() && !config.http.listen.ip().is_loopback() {
+        warn!(http = %config.http.listen, "the admin API is off: [http] listen is not a loopback address and no [http] token is set");
+    }
+    let rtmps = bind_rtmps(&config).await?;
+    let tunnels = tunnel::bind(&config).await?;
+    let srt = match &config.srt {
+        Some(c) => Some(
+            prism_transport_srt::SrtServer::bind(c)
+                .await
+                .with_context(|| format!("binding SRT listener on udp {}", c.listen))?,
+        ),
+        None => None,
+    };
+    let tls_dialer = Arc::new(TlsDialer::new());
+    tls_dialer
+        .prepare(&config)
+        .context("loading the CA certificates of rtmps:// targets")?;
+    // Certificates re-read on SIGHUP. The handler is installed even with none, so that a
+    // SIGHUP never kills the server.
+    let certificates: Vec<Arc<ReloadableTls>> = rtmps
+        .iter()
+        .map(|(_, tls, _)| tls.clone())
+        .chain(tunnels.certificates())
+        .collect();
+    #[cfg(unix)]
+    let hangup = {
+        use tokio::signal::unix::{signal, SignalKind};
+        signal(SignalKind::hangup()).context("installing the SIGHUP handler")?
+    };
+    info!(rtmp = %config.rtmp.listen, http = %config.http.listen, routes = config.routes.len(), "prism listening");
+    let srt_sink = Arc::new(prism_transport_srt::SrtSink::new());
+    let relay = Relay::new(
+        config,
+        Metrics::new(),
+        vec![
+            Arc::new(prism_transport_rtmp::TcpDialer),
+            tls_dialer.clone(),
+        ],
+        vec![srt_sink.clone()],
+    );
+    srt_sink.attach(&relay);
+    #[cfg(unix)]
+    tokio::spawn(reload_on_hangup(
+        hangup,
+        Reloader {
+            config_path,
+            relay: relay.clone(),
+            tls_dialer,
+            certificates,
+        },
+    ));
+    #[cfg(not(unix))]
+    drop((config_path, certificates, tls_dialer));
+    // The SRT front also relays the datagrams of open sessions: it refuses new callers
+    // once the relay is closing and runs until the goodbyes are done.
+    let srt = srt.map(|srt| {
+        if let Ok(addr) = srt.local_addr() {
+            info!(srt = %addr, "SRT listening");
         }
-        let rtmps = bind_rtmps(&config).await?;
-        let tunnels = tunnel::bind(&config).await?;
-        let srt = match &config.srt {
-            Some(c) => Some(
-                prism_transport_srt::SrtServer::bind(c)
-                    .await
-                    .with_context(|| format!("binding SRT listener on udp {}", c.listen))?,
-            ),
-            None => None,
-        };
-        let tls_dialer = Arc::new(TlsDialer::new());
-        tls_dialer
-            .prepare(&config)
-            .context("loading the CA certificates of rtmps:// targets")?;
-        // Certificates re-read on SIGHUP. The handler is installed even with none, so that a
-        // SIGHUP never kills the server.
-        let certificates: Vec<Arc<ReloadableTls>> = rtmps
-            .iter()
-            .map(|(_, tls, _)| tls.clone())
-            .chain(tunnels.certificates())
-            .collect();
-        #[cfg(unix)]
-        {
-            use tokio::signal::unix::{signal, SignalKind};
-            let hangup = signal(SignalKind::hangup()).context("installing the SIGHUP handler")?;
-            tokio::spawn(reload_on_hangup(hangup, certificates));
+        tokio::spawn(srt.run(relay.clone()))
+    });
+    let mut accept_loops = vec![tokio::spawn(prism_transport_rtmp::run(rtmp, relay.clone()))];
+    if let Some((listener, tls, handshake_timeout)) = rtmps {
+        accept_loops.push(tokio::spawn(prism_transport_tls::run(
+            listener,
+            relay.clone(),
+            tls,
+            handshake_timeout,
+        )));
+    }
+    accept_loops.extend(tunnels.spawn(&relay));
+    accept_loops.push(tokio::spawn(admin::run(http, relay.clone())));
+    shutdown_signal().await;
+
+    // Stop accepting: dropping an accept loop closes its listening socket.
+    info!("shutting down: listeners closed, ending live streams");
+    for task in &accept_loops {
+        task.abort();
+    }
+    for task in accept_loops {
+        let _ = task.await;
+    }
+    let report = tokio::select! {
+        r = relay.shutdown(SHUTDOWN_BOUND) => Some(r),
+        // A second signal: stop now.
+        _ = shutdown_signal() => None,
+    };
+    match report {
+        Some(r) if r.still_open.is_empty() => {
+            info!(
+                streams = r.streams_ended,
+                elapsed_ms = r.elapsed.as_millis() as u64,
+                "shut down cleanly"
+            )
         }
-        #[cfg(not(unix))]
-        drop(certificates);
-        info!(rtmp = %config.rtmp.listen, http = %config.http.listen, routes = config.routes.len(), "prism listening");
-        let srt_sink = Arc::new(prism_transport_srt::SrtSink::new());
-        let relay = Relay::new(
-            config,
-            Metrics::new(),
-            vec![Arc::new(prism_transport_rtmp::TcpDialer), tls_dialer],
-            vec![srt_sink.clone()],
-        );
-        srt_sink.attach(&relay);
-        if let Some(srt) = srt {
-            if let Ok(addr) = srt.local_addr() {
-                info!(srt = %addr, "SRT listening");
-            }
-            tokio::spawn(srt.run(relay.clone()));
-        }
-        tokio::spawn(prism_transport_rtmp::run(rtmp, relay.clone()));
-        if let Some((listener, tls, handshake_timeout)) = rtmps {
-            tokio::spawn(prism_transport_tls::run(listener, relay.clone(), tls, handshake_timeout));
-        }
-        tunnels.spawn(&relay);
-        tokio::spawn(admin::run(http, relay.clone()));
-        shutdown_signal().await;
-        info!("shutting down");
-        Ok(())
-    })
+        Some(r) => warn!(
+            streams = r.streams_ended,
+            open = r.still_open.len(),
+            "shutdown bound of {SHUTDOWN_BOUND:?} hit; closing anyway: {}",
+            r.still_open.join(", ")
+        ),
+        None => warn!("second stop signal: exiting without waiting for goodbyes"),
+    }
+    if let Some(srt) = srt {
+        srt.abort();
+    }
+    Ok(())
 }
 
 type Rtmps = (
@@ -232,15 +297,54 @@ fn bind_hint(e: &std::io::Error, addr: std::net::SocketAddr, key: &str) -> Strin
     }
 }
 
-/// On every SIGHUP, re-reads each TLS certificate and key. New connections get the new
-/// certificate, live ones keep their session; a reload that fails keeps the current one.
-#[cfg(unix)]
-async fn reload_on_hangup(
-    mut hangup: tokio::signal::unix::Signal,
+/// What SIGHUP re-reads.
+struct Reloader {
+    /// None: the embedded default, which never changes.
+    config_path: Option<PathBuf>,
+    relay: Arc<Relay>,
+    tls_dialer: Arc<TlsDialer>,
     certificates: Vec<Arc<ReloadableTls>>,
-) {
-    while hangup.recv().await.is_some() {
-        for tls in &certificates {
+}
+
+impl Reloader {
+    /// Re-reads the config file and, if it is valid (CA files of rtmps:// targets
+    /// included), applies it to the relay; otherwise logs why and keeps the running one.
+    fn reload_config(&self) {
+        let (new, origin) = match &self.config_path {
+            Some(p) => (Config::load(p), p.display().to_string()),
+            None => (
+                Ok(Config::default()),
+                "the embedded default config".to_owned(),
+            ),
+        };
+        let new = match new {
+            Ok(c) => c,
+            Err(e) => {
+                error!("config reload refused, the running config stays: {e}");
+                return;
+            }
+        };
+        if let Err(e) = self.tls_dialer.prepare(&new) {
+            error!("config reload refused, the running config stays: {origin}: {e}");
+            return;
+        }
+        let report = self.relay.reload(new);
+        for section in &report.restart_needed {
+            warn!(section, "{origin}: {section} changed, but only takes effect on restart; still running with the old values");
+        }
+        for s in &report.streams {
+            info!(stream = %s.stream, started = ?s.started, stopped = ?s.stopped, restarted = ?s.restarted, "targets updated from the new config");
+            if !s.conflicts.is_empty() {
+                warn!(stream = %s.stream, targets = ?s.conflicts, "configured targets not started: an admin-API target of the same name runs");
+            }
+        }
+        info!(config = %origin, streams_changed = report.streams.len(), "config reloaded");
+    }
+
+    /// Re-reads each TLS certificate and key. New connections get the new certificate,
+    /// live ones keep their session; a reload that fails keeps the current one.
+    fn reload_certificates(&self) {
+        for tls in &self.certificates {
             let cert = tls.files().cert.display();
             match tls.reload() {
                 Ok(()) => info!(%cert, "reloaded TLS certificate"),
@@ -249,6 +353,16 @@ async fn reload_on_hangup(
                 }
             }
         }
+    }
+}
+
+/// On every SIGHUP, re-reads the config and the TLS certificates.
+#[cfg(unix)]
+async fn reload_on_hangup(mut hangup: tokio::signal::unix::Signal, reloader: Reloader) {
+    while hangup.recv().await.is_some() {
+        info!("SIGHUP: reloading the config and TLS certificates");
+        reloader.reload_config();
+        reloader.reload_certificates();
     }
 }
 

@@ -49,13 +49,20 @@ impl Tunnels {
         self.rtmpts.iter().map(|(_, _, tls)| tls.clone())
     }
 
-    /// Serves every bound listener.
-    pub fn spawn(self, relay: &Arc<Relay>) {
+    /// Serves every bound listener; dropping (aborting) a returned task closes its
+    /// listener.
+    pub fn spawn(self, relay: &Arc<Relay>) -> Vec<tokio::task::JoinHandle<()>> {
+        let mut tasks = Vec::new();
         if let Some((listener, c)) = self.rtmpt {
-            tokio::spawn(Tunnel::new(&c, RTMPT, relay.clone()).run(listener));
+            tasks.push(tokio::spawn(
+                Tunnel::new(&c, RTMPT, relay.clone()).run(listener),
+            ));
         }
         if let Some((listener, c, tls)) = self.rtmpts {
-            tokio::spawn(Tunnel::new(&c, RTMPTS, relay.clone()).run_tls(listener, tls));
+            tasks.push(tokio::spawn(
+                Tunnel::new(&c, RTMPTS, relay.clone()).run_tls(listener, tls),
+            ));
         }
+        tasks
     }
 }
