@@ -52,6 +52,10 @@ pub enum Refusal {
     /// The webhook could not be reached, failed or did not answer in time (fail closed).
     #[error("Unauthorized: authorization service unavailable")]
     WebhookError,
+    /// The app or stream key is empty or longer than a name can be (it becomes a metric
+    /// label and appears in logs).
+    #[error("Bad name: app or stream key empty or too long")]
+    BadName,
     /// `[limits] max_streams` streams are live.
     #[error("Server busy: too many live streams")]
     TooManyStreams,
@@ -70,6 +74,7 @@ impl Refusal {
             Refusal::WebhookRefused => "webhook_refused",
             Refusal::WebhookError => "webhook_error",
             Refusal::TooManyStreams => "too_many_streams",
+            Refusal::BadName => "bad_name",
             Refusal::Hub(PublishError::AlreadyLive(_)) => "already_live",
             Refusal::Hub(_) => "other",
         }
@@ -80,7 +85,9 @@ impl Refusal {
     /// description after "Server error:".
     pub fn rtmp_publish_code(&self) -> &'static str {
         match self {
-            Refusal::Hub(PublishError::AlreadyLive(_)) => "NetStream.Publish.BadName",
+            Refusal::Hub(PublishError::AlreadyLive(_)) | Refusal::BadName => {
+                "NetStream.Publish.BadName"
+            }
             Refusal::ForbiddenAddress | Refusal::PlayDisabled => "NetStream.Publish.Denied",
             _ => "NetStream.Publish.Rejected",
         }
@@ -92,6 +99,16 @@ impl Refusal {
     pub fn is_access_denied(&self) -> bool {
         !matches!(self, Refusal::Hub(_) | Refusal::TooManyStreams)
     }
+}
+
+/// Longest app name accepted (bytes).
+const MAX_APP_LEN: usize = 128;
+/// Longest stream key accepted (bytes, without the query string): well above any platform's
+/// keys, small enough for a metric label and a log line.
+const MAX_KEY_LEN: usize = 256;
+
+fn name_ok(name: &str, max: usize) -> bool {
+    !name.is_empty() && name.len() <= max && !name.chars().any(char::is_control)
 }
 
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -156,10 +173,15 @@ impl Relay {
             Action::Play => &self.metrics.play_rejected_total,
         };
         counter.with_label_values(&[r.reason()]).inc();
+        // A refused name may be huge: log a bounded prefix of it.
+        let stream: String = format!("{}/{}", req.app, req.key)
+            .chars()
+            .take(MAX_KEY_LEN)
+            .collect();
         warn!(
             peer = %info.peer,
             transport = info.transport,
-            stream = %format!("{}/{}", req.app, req.key),
+            stream = %stream,
             reason = r.reason(),
             "{} refused: {r}",
             action.as_str()
@@ -172,6 +194,9 @@ impl Relay {
         req: StreamRequest<'_>,
         info: &ConnInfo,
     ) -> Result<(), Refusal> {
+        if !name_ok(req.app, MAX_APP_LEN) || !name_ok(req.key, MAX_KEY_LEN) {
+            return Err(Refusal::BadName);
+        }
         let config = self.config();
         let access = config.access_for(req.app, req.key);
         let (networks, tokens, hook) = match action {

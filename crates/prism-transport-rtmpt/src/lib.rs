@@ -284,6 +284,24 @@ impl Tunnel {
             .serve_connection(TokioIo::new(io), service)
             .await;
         if let Err(e) = served {
+            // Requests hyper refused before they reached the tunnel are peer errors too.
+            let reason = if e.is_parse_too_large() {
+                Some("header_too_large")
+            } else if e.is_parse() || e.is_parse_status() {
+                Some("bad_request")
+            } else if e.is_timeout() {
+                Some("header_timeout")
+            } else {
+                None
+            };
+            if let Some(reason) = reason {
+                self.shared
+                    .relay
+                    .metrics
+                    .connection_errors_total
+                    .with_label_values(&[self.shared.transport, reason])
+                    .inc();
+            }
             debug!(transport = self.shared.transport, %peer, "HTTP connection ended: {e}");
         }
     }

@@ -154,6 +154,16 @@ impl Front {
                     return;
                 }
                 self.forward(peer, packet);
+                // The fresh listener may not be reading yet and lose this first induction,
+                // which would cost the caller a ~250 ms retransmit. Send it once more a
+                // moment later; a repeated induction is answered the same way.
+                if let Some(leg) = self.legs.get(&peer) {
+                    let (sock, again) = (leg.sock.clone(), packet.to_vec());
+                    tokio::spawn(async move {
+                        tokio::time::sleep(Duration::from_millis(20)).await;
+                        let _ = sock.try_send(&again);
+                    });
+                }
             }
             Verdict::Induction | Verdict::Conclusion | Verdict::Forward => {
                 self.forward(peer, packet)
