@@ -173,7 +173,12 @@ fn prism_config(rtmp_port: u16, http_port: u16, targets: usize, sink_port: u16) 
     let mut s = format!(
         "[rtmp]\nlisten = \"127.0.0.1:{rtmp_port}\"\nchunk_size = 4096\n\n\
          [http]\nlisten = \"127.0.0.1:{http_port}\"\n\n\
-         [[route]]\nstream = \"live/*\"\n"
+         # The load is the point: lift the safety limits it would hit.\n\
+         [limits]\nmax_targets_per_stream = {max_targets}\nmax_connections = {max_conns}\n\
+         max_connections_per_ip = {max_conns}\n\n\
+         [[route]]\nstream = \"live/*\"\n",
+        max_targets = targets.max(1),
+        max_conns = targets + 100,
     );
     for i in 0..targets {
         // Generous queues: the benchmark measures forwarding cost, not shedding.

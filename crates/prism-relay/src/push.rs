@@ -37,9 +37,6 @@ const STATS_INTERVAL: Duration = Duration::from_millis(250);
 const BATCH_BYTES: usize = 256 * 1024;
 /// A connection that stayed up this long resets the backoff.
 const STABLE_AFTER: Duration = Duration::from_secs(30);
-/// How long a removed target may take to unpublish from its destination before its
-/// connection is simply dropped.
-const REMOVE_GRACE: Duration = Duration::from_secs(5);
 
 /// Jittered exponential backoff: about 1 s doubling up to a cap.
 #[derive(Debug, Clone)]
@@ -169,15 +166,10 @@ async fn run_target(
         attempt += 1;
         status.set_state(TargetState::Connecting);
         let started = Instant::now();
-        // A removed target unpublishes through its subscription's end; one whose
-        // destination does not take the goodbye in time is dropped.
-        let result = tokio::select! {
-            r = push_once(&relay, &stream, &target, limits, &tm) => r,
-            _ = async {
-                status.cancelled().await;
-                tokio::time::sleep(REMOVE_GRACE).await;
-            } => Ok(()),
-        };
+        // A removed target ends through its subscription (closed on cancel): while
+        // connecting at once, while publishing by unpublishing, with the goodbye's flush
+        // bounded. No select here: this future is polled on every frame of a live push.
+        let result = push_once(&relay, &stream, &target, limits, &tm).await;
         tm.up.set(0);
         tm.queue.set(0);
         if status.is_cancelled() {
@@ -467,6 +459,11 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Live<S> {
                 report_stats(relay, tm, sub, reported);
                 if sub.is_too_slow() {
                     return Poll::Ready(Err(too_slow()));
+                }
+                // Ended or removed while output is blocked (frames are not being taken, so
+                // the subscription's end would not be seen): say goodbye now.
+                if sub.is_finished() {
+                    return Poll::Ready(Ok(()));
                 }
             }
             let mut got_frames = false;
