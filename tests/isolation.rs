@@ -24,28 +24,6 @@ use std::time::{Duration, Instant};
 const KEY: &str = "iso";
 const STREAM: &str = "live/iso";
 
-/// ffmpeg output options: H.264 at a constant 8 Mbit/s (1 MB/s), audio copied.
-const HIGH_BITRATE_VIDEO: [&str; 18] = [
-    "-c:v",
-    "libx264",
-    "-preset",
-    "ultrafast",
-    "-tune",
-    "zerolatency",
-    "-g",
-    "25",
-    "-b:v",
-    "8M",
-    "-minrate",
-    "8M",
-    "-maxrate",
-    "8M",
-    "-bufsize",
-    "1M",
-    "-x264-params",
-    "nal-hrd=cbr",
-];
-
 /// TCP proxy to `upstream` that stops reading from its clients once `stall`
 /// is set (and for connections accepted after that, from the start). The
 /// accepted sockets are kept open until the proxy is dropped.

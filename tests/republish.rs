@@ -7,36 +7,9 @@ mod common;
 
 use common::*;
 use std::net::SocketAddr;
-use std::process::Command;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::thread;
 use std::time::{Duration, Instant};
-
-/// `(dts_ms, keyframe)` of every video packet of a recording, in file order.
-fn video_packets(path: &std::path::Path) -> Vec<(i64, bool)> {
-    let out = run_with_timeout(
-        Command::new("ffprobe")
-            .args(["-v", "error", "-select_streams", "v:0", "-show_entries"])
-            .args(["packet=dts_time,flags", "-of", "csv=p=0"])
-            .arg(path),
-        Duration::from_secs(30),
-    )
-    .unwrap_or_else(|e| panic!("ffprobe packets: {e}"));
-    assert!(
-        out.status.success(),
-        "ffprobe -show_packets {}: {}",
-        path.display(),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .filter_map(|l| {
-            let (dts, flags) = l.trim().split_once(',')?;
-            let dts: f64 = dts.parse().ok()?;
-            Some(((dts * 1000.0).round() as i64, flags.starts_with('K')))
-        })
-        .collect()
-}
 
 /// Polls `f` every 50 ms for `period`; panics naming `what` the first time it
 /// is false. The opposite of [`wait_until`]: a condition that must *hold*.

@@ -27,29 +27,6 @@ use std::time::{Duration, Instant};
 const KEY: &str = "slow";
 const STREAM: &str = "live/slow";
 
-/// ffmpeg output options: H.264 at a constant 8 Mbit/s (1 MB/s), audio copied
-/// (as in tests/isolation.rs): the stalled player's kernel buffers fill in seconds.
-const HIGH_BITRATE_VIDEO: [&str; 18] = [
-    "-c:v",
-    "libx264",
-    "-preset",
-    "ultrafast",
-    "-tune",
-    "zerolatency",
-    "-g",
-    "25",
-    "-b:v",
-    "8M",
-    "-minrate",
-    "8M",
-    "-maxrate",
-    "8M",
-    "-bufsize",
-    "1M",
-    "-x264-params",
-    "nal-hrd=cbr",
-];
-
 /// A minimal blocking RTMP player.
 struct RawPlayer {
     sock: TcpStream,

@@ -1246,3 +1246,51 @@ pub fn decode_ok(src: &str, timeout: Duration) -> Result<u64, String> {
     }
     Ok(r.video_frames)
 }
+
+/// `(dts_ms, keyframe)` of every video packet of a recording, in file order.
+pub fn video_packets(path: &std::path::Path) -> Vec<(i64, bool)> {
+    let out = run_with_timeout(
+        Command::new("ffprobe")
+            .args(["-v", "error", "-select_streams", "v:0", "-show_entries"])
+            .args(["packet=dts_time,flags", "-of", "csv=p=0"])
+            .arg(path),
+        Duration::from_secs(30),
+    )
+    .unwrap_or_else(|e| panic!("ffprobe packets: {e}"));
+    assert!(
+        out.status.success(),
+        "ffprobe -show_packets {}: {}",
+        path.display(),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter_map(|l| {
+            let (dts, flags) = l.trim().split_once(',')?;
+            let dts: f64 = dts.parse().ok()?;
+            Some(((dts * 1000.0).round() as i64, flags.starts_with('K')))
+        })
+        .collect()
+}
+
+/// ffmpeg output options: H.264 at a constant 8 Mbit/s (1 MB/s), audio copied.
+pub const HIGH_BITRATE_VIDEO: [&str; 18] = [
+    "-c:v",
+    "libx264",
+    "-preset",
+    "ultrafast",
+    "-tune",
+    "zerolatency",
+    "-g",
+    "25",
+    "-b:v",
+    "8M",
+    "-minrate",
+    "8M",
+    "-maxrate",
+    "8M",
+    "-bufsize",
+    "1M",
+    "-x264-params",
+    "nal-hrd=cbr",
+];
