@@ -15,8 +15,8 @@
 //! torn down (a new stream, 10 new target connections); the quicker ones resume it.
 //!
 //! Phases: warm-up (healthy streams up, one short churn burst, all churners gone) →
-//! baseline RSS / open fds → churn for `PRISM_CHURN_SECS` (default 40; the full
-//! minute is `PRISM_CHURN_SECS=60`) while checking the healthy streams every 2 s → churners
+//! baseline RSS / open fds → churn for `PRISM_CHURN_SECS` (default 60: the minute;
+//! a quarter of it is warm-up) while checking the healthy streams every 2 s → churners
 //! stop → streams end → RSS and fds back near the baseline, no series of ended streams.
 
 mod common;
@@ -43,7 +43,7 @@ const AUDIO_SAMPLES: u64 = 1024;
 const GRACE_MS: u64 = 500;
 /// RSS may end this far above the post-warm-up baseline. Freed memory stays in glibc's
 /// heap (fragmentation), so RSS keeps climbing for ~40 s of churn before it levels off:
-/// with the default 10 s warm-up the baseline is ~52 MiB and the end ~72 MiB (+18..20 MiB);
+/// with a 10–15 s warm-up the baseline is ~52–58 MiB and the end ~72–77 MiB (+18..20 MiB);
 /// a 140 s run (`PRISM_CHURN_SECS=140`) levels off at 72–75 MiB and stays there for the
 /// last 100 s (~10000 target connections), ending +3 MiB over its 35 s-warm-up baseline.
 /// The bound leaves room for that plateau on a loaded machine; a leak of ~13 KiB per target
@@ -584,7 +584,7 @@ fn churning_publishers_and_targets_leak_nothing() {
     let total_secs: u64 = std::env::var("PRISM_CHURN_SECS")
         .ok()
         .and_then(|v| v.parse().ok())
-        .unwrap_or(40);
+        .unwrap_or(60);
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
