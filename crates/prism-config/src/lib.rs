@@ -834,23 +834,12 @@ impl Checker<'_> {
         v: Option<Spanned<Vec<String>>>,
         key: &str,
     ) -> Result<Option<Vec<Secret>>, ConfigError> {
-        let Some(v) = v else { return Ok(None) };
-        let span = v.span();
-        let list = v.into_inner();
-        if list.is_empty() {
-            return Err(self.err(
-                span,
-                key,
-                "an empty list would refuse everyone; remove the key to allow without a token",
-            ));
-        }
-        list.into_iter()
-            .map(|t| {
-                access::validate_token(&t).map_err(|m| self.err(span.clone(), key, m))?;
-                Ok(Secret::new(t))
-            })
-            .collect::<Result<_, _>>()
-            .map(Some)
+        self.nonempty_list(
+            v,
+            key,
+            "an empty list would refuse everyone; remove the key to allow without a token",
+            |t| access::validate_token(&t).map(|()| Secret::new(t)),
+        )
     }
 
     fn networks(
@@ -858,18 +847,31 @@ impl Checker<'_> {
         v: Option<Spanned<Vec<String>>>,
         key: &str,
     ) -> Result<Option<Vec<IpNet>>, ConfigError> {
+        self.nonempty_list(
+            v,
+            key,
+            "an empty list would refuse everyone; remove the key to allow every address",
+            |n| IpNet::parse(&n),
+        )
+    }
+
+    /// An optional list that, when present, must not be empty (an empty allowlist would
+    /// refuse everyone), each item checked by `parse`; errors point at the list.
+    fn nonempty_list<T, E: Into<String>>(
+        &self,
+        v: Option<Spanned<Vec<String>>>,
+        key: &str,
+        empty: &str,
+        parse: impl Fn(String) -> Result<T, E>,
+    ) -> Result<Option<Vec<T>>, ConfigError> {
         let Some(v) = v else { return Ok(None) };
         let span = v.span();
         let list = v.into_inner();
         if list.is_empty() {
-            return Err(self.err(
-                span,
-                key,
-                "an empty list would refuse everyone; remove the key to allow every address",
-            ));
+            return Err(self.err(span, key, empty));
         }
-        list.iter()
-            .map(|n| IpNet::parse(n).map_err(|m| self.err(span.clone(), key, m)))
+        list.into_iter()
+            .map(|item| parse(item).map_err(|m| self.err(span.clone(), key, m)))
             .collect::<Result<_, _>>()
             .map(Some)
     }

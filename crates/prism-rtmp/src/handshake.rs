@@ -172,6 +172,25 @@ impl Prng {
     }
 }
 
+/// Takes the version byte (C0/S0) and the 1536-byte block after it (C1/S1). The version is
+/// checked as soon as it arrives rather than after 1536 more bytes of garbage. `Ok(None)`:
+/// not all there yet.
+fn take_version_and_block(
+    input: &mut BytesMut,
+) -> Result<Option<[u8; HANDSHAKE_SIZE]>, HandshakeError> {
+    let Some(&version) = input.first() else {
+        return Ok(None);
+    };
+    if version != RTMP_VERSION {
+        return Err(HandshakeError::UnsupportedVersion(version));
+    }
+    if input.len() < 1 + HANDSHAKE_SIZE {
+        return Ok(None);
+    }
+    input.advance(1);
+    Ok(Some(take_block(input)))
+}
+
 fn take_block(input: &mut BytesMut) -> [u8; HANDSHAKE_SIZE] {
     let mut block = [0u8; HANDSHAKE_SIZE];
     block.copy_from_slice(&input[..HANDSHAKE_SIZE]);
@@ -224,18 +243,9 @@ impl ServerHandshake {
         out: &mut OutQueue,
     ) -> Result<bool, HandshakeError> {
         if self.state == ServerState::AwaitC0C1 {
-            // Check C0 as soon as it arrives rather than after 1536 more bytes of garbage.
-            let Some(&version) = input.first() else {
+            let Some(c1) = take_version_and_block(input)? else {
                 return Ok(false);
             };
-            if version != RTMP_VERSION {
-                return Err(HandshakeError::UnsupportedVersion(version));
-            }
-            if input.len() < 1 + HANDSHAKE_SIZE {
-                return Ok(false);
-            }
-            input.advance(1);
-            let c1 = take_block(input);
             self.respond(&c1, out);
             self.state = ServerState::AwaitC2;
         }
@@ -341,17 +351,9 @@ impl ClientHandshake {
         out: &mut OutQueue,
     ) -> Result<bool, HandshakeError> {
         if self.state == ClientState::AwaitS0S1 {
-            let Some(&version) = input.first() else {
+            let Some(s1) = take_version_and_block(input)? else {
                 return Ok(false);
             };
-            if version != RTMP_VERSION {
-                return Err(HandshakeError::UnsupportedVersion(version));
-            }
-            if input.len() < 1 + HANDSHAKE_SIZE {
-                return Ok(false);
-            }
-            input.advance(1);
-            let s1 = take_block(input);
             // C2 may go out as soon as S1 is in (spec 5.2.4); not waiting for S2 avoids a
             // deadlock with servers that hold S2 back until they see C2.
             let digest = if s1[4..8] == [0; 4] {
