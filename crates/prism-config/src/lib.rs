@@ -198,7 +198,7 @@ pub struct HubConfig {
 }
 
 /// Queue budget of one outgoing connection (target or player).
-/// TOML keys: `max_queue_ms`, `max_queue_bytes`, `overflow_disconnect_ms`.
+/// TOML keys: `max_queue_ms`, `max_queue_bytes`, `overflow_disconnect_ms`, `write_merge_ms`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct QueueConfig {
     /// Most media (by timestamp span) queued before frames are dropped.
@@ -208,6 +208,10 @@ pub struct QueueConfig {
     /// How long the queue may stay over budget before the connection is
     /// dropped (and, for a target, reconnected). 0 = at once.
     pub overflow_disconnect: Duration,
+    /// Hold output up to this long so the frames of that span go out in one write (SRS's
+    /// "merged write"): fewer syscalls and wake-ups per byte, for up to this much latency.
+    /// 0 = write every frame as it arrives.
+    pub write_merge: Duration,
 }
 
 /// TOML `[[route]]`: where streams matching `stream` are pushed.
@@ -314,6 +318,7 @@ impl Default for QueueConfig {
             max_queue_ms: 3_000,
             max_queue_bytes: 8 * 1024 * 1024,
             overflow_disconnect: Duration::from_millis(10_000),
+            write_merge: Duration::ZERO,
         }
     }
 }
@@ -569,12 +574,16 @@ struct RawHub {
     gop_cache: Option<bool>,
 }
 
+/// Held output counts against the queue budget and delays every frame: keep it short.
+const MAX_WRITE_MERGE_MS: u32 = 1000;
+
 #[derive(Deserialize, Default)]
 #[serde(deny_unknown_fields)]
 struct RawQueue {
     max_queue_ms: Option<Spanned<u32>>,
     max_queue_bytes: Option<Spanned<usize>>,
     overflow_disconnect_ms: Option<u64>,
+    write_merge_ms: Option<Spanned<u32>>,
 }
 
 #[derive(Deserialize)]
@@ -600,6 +609,7 @@ struct RawTarget {
     max_queue_ms: Option<Spanned<u32>>,
     max_queue_bytes: Option<Spanned<usize>>,
     overflow_disconnect_ms: Option<u64>,
+    write_merge_ms: Option<Spanned<u32>>,
     ca: Option<String>,
     tls_verify: Option<bool>,
 }
@@ -1048,6 +1058,17 @@ impl Checker<'_> {
             overflow_disconnect: q
                 .overflow_disconnect_ms
                 .map_or(base.overflow_disconnect, Duration::from_millis),
+            write_merge: match q.write_merge_ms {
+                Some(v) if *v.get_ref() > MAX_WRITE_MERGE_MS => {
+                    return Err(self.err(
+                        v.span(),
+                        &format!("{prefix}.write_merge_ms"),
+                        format!("must be at most {MAX_WRITE_MERGE_MS}"),
+                    ))
+                }
+                Some(v) => Duration::from_millis(v.into_inner().into()),
+                None => base.write_merge,
+            },
         })
     }
 
@@ -1101,6 +1122,7 @@ impl Checker<'_> {
                     max_queue_ms: t.max_queue_ms,
                     max_queue_bytes: t.max_queue_bytes,
                     overflow_disconnect_ms: t.overflow_disconnect_ms,
+                    write_merge_ms: t.write_merge_ms,
                 },
                 &tkey,
                 QueueConfig::default(),

@@ -55,6 +55,7 @@ gop_cache = false
 max_queue_ms = 1
 max_queue_bytes = 2
 overflow_disconnect_ms = 3
+write_merge_ms = 7
 [[route]]
 stream = "*"
   [[route.target]]
@@ -77,7 +78,8 @@ stream = "*"
         QueueConfig {
             max_queue_ms: 1,
             max_queue_bytes: 2,
-            overflow_disconnect: Duration::from_millis(3)
+            overflow_disconnect: Duration::from_millis(3),
+            write_merge: Duration::from_millis(7),
         }
     );
     assert_eq!(
@@ -85,7 +87,8 @@ stream = "*"
         QueueConfig {
             max_queue_ms: 4,
             max_queue_bytes: 5,
-            overflow_disconnect: Duration::ZERO
+            overflow_disconnect: Duration::ZERO,
+            write_merge: Duration::ZERO,
         }
     );
 }
@@ -192,6 +195,7 @@ fn range_checks() {
     assert!(err("[rtmp]\nmax_message_bytes = 16777216\n").contains("rtmp.max_message_bytes"));
     assert!(err("[player]\nmax_queue_bytes = 0\n").contains("player.max_queue_bytes"));
     assert!(err("[player]\nmax_queue_ms = 0\n").contains("player.max_queue_ms"));
+    assert!(err("[player]\nwrite_merge_ms = 1001\n").contains("player.write_merge_ms"));
     // A negative number is a type error from the parser, still placed.
     assert!(err("[player]\nmax_queue_ms = -1\n").starts_with("config.toml:2:"));
     let e = err(&format!("{CONTRACT}  max_queue_bytes = 0\n"));

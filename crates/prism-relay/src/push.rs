@@ -1,7 +1,7 @@
 //! Push targets: one task per destination of a live stream, each with its own hub queue,
 //! reconnecting with jittered exponential backoff for as long as the stream is live.
 
-use crate::conn::{Conn, MAX_IOVECS};
+use crate::conn::{merge_deadline, Conn, MAX_IOVECS};
 use crate::context::{epoch_ms, handshake_random, Relay};
 use crate::dial::{BoxedStream, Dialer, SinkReport};
 use crate::egress::{media_kind, shared_body};
@@ -35,6 +35,8 @@ const HIGH_WATER: usize = 256 * 1024;
 const STATS_INTERVAL: Duration = Duration::from_millis(250);
 /// Most frame bytes taken from the hub queue per wake-up.
 const BATCH_BYTES: usize = 256 * 1024;
+/// Held output (`write_merge_ms`) this large goes out at once: the merge has paid off.
+const MERGE_FLUSH_BYTES: usize = 64 * 1024;
 /// A connection that stayed up this long resets the backoff.
 const STABLE_AFTER: Duration = Duration::from_secs(30);
 
@@ -313,7 +315,8 @@ async fn drive(
     tm.up.set(1);
     tm.status.set_state(TargetState::Up);
     info!(stream = %tm.stream, target = %tm.target, "target publishing");
-    forward(relay, session, conn, sub, tm, reported).await
+    let merge = target.queue.write_merge;
+    forward(relay, session, conn, sub, tm, merge, reported).await
 }
 
 /// Dials, handshakes and publishes (connect, releaseStream, FCPublish, createStream, publish).
@@ -384,6 +387,7 @@ async fn forward(
     conn: Conn<BoxedStream>,
     sub: &Subscription,
     tm: &TargetMetrics,
+    merge: Duration,
     reported: &mut [u64; 3],
 ) -> Result<(), ConnError> {
     let Conn {
@@ -404,6 +408,8 @@ async fn forward(
         next_check: Instant::now(),
         timer: Box::pin(tokio::time::sleep(WRITE_TIMEOUT)),
         reads_skipped: 0,
+        merge,
+        hold_until: None,
     };
     // Runs until the stream ends; then unpublish politely.
     std::future::poll_fn(|cx| live.poll(cx, &mut session, sub, relay, tm, reported)).await?;
@@ -438,6 +444,13 @@ struct Live<S> {
     /// Wake-ups with frames since the socket was last polled for reading (a destination
     /// sends almost nothing: acknowledgements, and errors on close).
     reads_skipped: u32,
+    /// `write_merge_ms`: how long output is held before it is written.
+    merge: Duration,
+    /// Set when held output started waiting; cleared once everything is written. While
+    /// it is in the future neither the hub queue nor the socket is looked at (frames
+    /// wait in the hub queue, under its budget, and do not wake this task), so one
+    /// wake-up and one write carry the whole span.
+    hold_until: Option<Instant>,
 }
 
 impl<S: AsyncRead + AsyncWrite + Unpin> Live<S> {
@@ -461,14 +474,27 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Live<S> {
                     return Poll::Ready(Err(too_slow()));
                 }
                 // Ended or removed while output is blocked (frames are not being taken, so
-                // the subscription's end would not be seen): say goodbye now.
-                if sub.is_finished() {
+                // the subscription's end would not be seen): say goodbye now. A held
+                // (merging) target takes its frames and then the end at its next tick.
+                if sub.is_finished() && self.pending.len() >= HIGH_WATER {
                     return Poll::Ready(Ok(()));
                 }
             }
             let mut got_frames = false;
-            if self.pending.len() < HIGH_WATER {
-                match sub.poll_recv(cx, &mut self.frames, BATCH_BYTES) {
+            let holding = self.hold_until.is_some_and(|t| now < t);
+            // A hold just ended: a merging target whose stream still flows stays on the
+            // merge grid, woken by its timer alone, so it looks without registering with
+            // the hub; only an empty queue makes it wait for the hub's wake-up again.
+            let tick = self.hold_until.is_some() && !holding;
+            if self.pending.len() < HIGH_WATER && !holding {
+                let polled = match tick {
+                    true => match sub.try_recv(&mut self.frames, BATCH_BYTES) {
+                        Some(status) => Poll::Ready(status),
+                        None => sub.poll_recv(cx, &mut self.frames, BATCH_BYTES),
+                    },
+                    false => sub.poll_recv(cx, &mut self.frames, BATCH_BYTES),
+                };
+                match polled {
                     Poll::Ready(RecvStatus::Frames) => {
                         let chunk_size = session.chunk_size();
                         let batch: usize = self.frames.iter().map(|f| f.payload.len()).sum();
@@ -482,6 +508,9 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Live<S> {
                             }
                         }
                         self.queue(session.out());
+                        if !self.merge.is_zero() && self.hold_until.is_none() {
+                            self.hold_until = Some(merge_deadline(now, self.merge));
+                        }
                         // The subscription stays armed; only a full batch (more may be
                         // queued already) or the end (its wake-up may be this one) needs
                         // another look.
@@ -493,7 +522,10 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Live<S> {
                     Poll::Pending => {}
                 }
             }
-            while !self.pending.is_empty() {
+            let hold = self
+                .hold_until
+                .filter(|t| now < *t && self.pending.len() < MERGE_FLUSH_BYTES);
+            while hold.is_none() && !self.pending.is_empty() {
                 let mut slices = [IoSlice::new(&[]); MAX_IOVECS];
                 let n = self.pending.chunks_vectored(&mut slices);
                 match Pin::new(&mut self.io).poll_write_vectored(cx, &slices[..n]) {
@@ -513,6 +545,12 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Live<S> {
                 }
             }
             if self.pending.is_empty() {
+                if !holding {
+                    self.hold_until = match tick && got_frames {
+                        true => Some(merge_deadline(now, self.merge)),
+                        false => None,
+                    };
+                }
                 // TLS streams may keep encrypted bytes back after accepting a write; push
                 // them out now rather than with the next frame (a no-op for TCP).
                 if let Poll::Ready(Err(e)) = Pin::new(&mut self.io).poll_flush(cx) {
@@ -544,23 +582,29 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Live<S> {
                     Poll::Pending => {}
                 }
             }
+            let write_deadline = self.stalled_since + WRITE_TIMEOUT;
+            let mut deadline = None;
             if !self.pending.is_empty() {
-                let write_deadline = self.stalled_since + WRITE_TIMEOUT;
-                let mut deadline = write_deadline;
+                deadline = Some(write_deadline);
                 if self.pending.len() >= HIGH_WATER {
-                    deadline = deadline.min(self.next_check);
+                    deadline = Some(write_deadline.min(self.next_check));
                 }
+            }
+            if let Some(h) = self.hold_until.filter(|t| now < *t) {
+                deadline = Some(deadline.map_or(h, |d| d.min(h)));
+            }
+            if let Some(deadline) = deadline {
                 if self.timer.deadline() != deadline {
                     self.timer.as_mut().reset(deadline);
                 }
                 if self.timer.as_mut().poll(cx).is_ready() {
-                    if Instant::now() >= write_deadline {
+                    if !self.pending.is_empty() && Instant::now() >= write_deadline {
                         return Poll::Ready(Err(ConnError::new(
                             "write_timeout",
                             "destination stopped reading",
                         )));
                     }
-                    // A queue check is due.
+                    // A queue check or the end of a hold is due.
                     progress = true;
                 }
             }

@@ -1,7 +1,7 @@
 //! Serves one RTMP connection (publisher or player) over any byte stream.
 
 use crate::access::{Refusal, StreamRequest};
-use crate::conn::{read_some, sleep_until_opt, write_some, Conn};
+use crate::conn::{merge_deadline, read_some, sleep_until_opt, write_some, Conn};
 use crate::context::{epoch_ms, handshake_random, ConnInfo, Relay};
 use crate::egress::{media_kind, shared_body};
 use crate::ingest::{Player, Publisher};
@@ -17,6 +17,8 @@ use tracing::{debug, info};
 /// Queued output above which a player stops taking frames from its hub queue (the hub queue,
 /// with its drop policy, is where a slow player's backlog belongs).
 const PLAYER_HIGH_WATER: usize = 256 * 1024;
+/// Held player output (`[player] write_merge_ms`) this large goes out at once.
+const MERGE_FLUSH_BYTES: usize = 64 * 1024;
 /// Queued output above which the connection stops reading. Almost every message a peer sends
 /// can queue a reply (pings, commands), so a peer that sends without reading would otherwise
 /// grow the queue without bound. Well above what a player queues (high water plus one batch
@@ -103,6 +105,9 @@ where
     let mut frames: Vec<Arc<Frame>> = Vec::new();
     let mut check = tokio::time::interval(STATS_INTERVAL);
     check.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let merge = config.player.write_merge;
+    // Set when held output started waiting (see push.rs's Live); cleared once written.
+    let mut hold_until: Option<Instant> = None;
 
     let result = loop {
         conn.queue(session.out());
@@ -117,7 +122,15 @@ where
             let idle = last_read + config.rtmp.idle_timeout;
             Some(write_deadline.map_or(idle, |w| w.min(idle)))
         };
-        let want_frames = playing.is_some() && conn.pending.len() < PLAYER_HIGH_WATER;
+        if conn.pending.is_empty() {
+            hold_until = None;
+        }
+        // While holding, neither the hub queue (its frames wait there without waking us)
+        // nor the write is looked at.
+        let now = Instant::now();
+        let holding = hold_until.is_some_and(|t| now < t);
+        let hold = hold_until.filter(|_| holding && conn.pending.len() < MERGE_FLUSH_BYTES);
+        let want_frames = playing.is_some() && conn.pending.len() < PLAYER_HIGH_WATER && !holding;
         tokio::select! {
             read = read_some(&mut conn.reader, &mut conn.input), if conn.pending.len() < MAX_PENDING_READING => {
                 match read {
@@ -146,7 +159,7 @@ where
                     Err(e) => break Err(ConnError::new("io", e)),
                 }
             }
-            written = write_some(&mut conn.writer, &conn.pending), if !conn.pending.is_empty() => {
+            written = write_some(&mut conn.writer, &conn.pending), if !conn.pending.is_empty() && hold.is_none() => {
                 match written {
                     Ok(n) => conn.wrote(n),
                     Err(e) => break Err(ConnError::new("io", e)),
@@ -165,6 +178,10 @@ where
                             }
                         }
                         conn.queue(session.out());
+                        if !merge.is_zero() && hold_until.is_none() {
+                            hold_until = Some(merge_deadline(Instant::now(), merge));
+                            continue;
+                        }
                         if let Err(e) = conn.write_now().await {
                             break Err(ConnError::new("io", e));
                         }
@@ -199,6 +216,7 @@ where
                     }
                 }
             }
+            _ = sleep_until_opt(hold), if hold.is_some() => {}
             _ = sleep_until_opt(deadline) => {
                 break Err(if !session.is_connected() {
                     ConnError::new("handshake_timeout", "handshake or connect did not complete in time")
