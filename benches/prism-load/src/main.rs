@@ -1,8 +1,12 @@
 //! `prism-load`: pushes a synthetic real-time stream through a relay (Prism or nginx-rtmp)
-//! to N push targets served by an in-process RTMP sink, and measures what the relay costs.
+//! to N push targets served by an in-process RTMP sink (or to N RTMP players), and measures
+//! what the relay costs. Scenarios: `fanout` (1 publisher → N targets), `multi`
+//! (S publishers × N targets each), `players` (1 publisher → N players).
 //! See benches/README.md.
 
+mod fdlimit;
 mod media;
+mod player;
 mod publisher;
 mod relay;
 mod report;
@@ -12,14 +16,14 @@ mod sink;
 use anyhow::Context;
 use clap::{Args, Parser, Subcommand};
 use relay::{RelayKind, RelayPaths};
-use scenario::{ScenarioOpts, ScenarioResult};
+use scenario::{Scenario, ScenarioOpts, ScenarioResult};
 use std::path::PathBuf;
 use std::time::Duration;
 
 #[derive(Parser, Debug)]
 #[command(
     name = "prism-load",
-    about = "Push fan-out benchmark: Prism vs nginx-rtmp"
+    about = "Fan-out benchmark (push targets, many streams, players): Prism vs nginx-rtmp"
 )]
 struct Cli {
     /// Worker threads of the tool's own runtime (publisher + sinks).
@@ -31,27 +35,31 @@ struct Cli {
 
 #[derive(Subcommand, Debug)]
 enum Cmd {
-    /// One scenario: one relay, one target count.
+    /// One run: one relay, one target count.
     Run {
         /// prism (default tokio worker count), prism1 (one worker thread) or nginx.
         #[arg(long, default_value = "prism")]
         relay: String,
-        #[arg(long, default_value_t = 10)]
-        targets: usize,
+        /// Push targets (fanout; default 10), push targets per stream (multi; 20), players
+        /// (players; 10000).
+        #[arg(long)]
+        targets: Option<usize>,
         #[command(flatten)]
         common: Common,
         /// Also write the result as JSON to this file.
         #[arg(long)]
         json: Option<PathBuf>,
     },
-    /// The matrix: every relay × every target count; writes benches/results/<date>.{json,md,svg}.
+    /// The matrix: every relay × every target count; writes
+    /// benches/results/<date>.{json,md,svg} (fanout) or <date>-<scenario>.{json,md,svg}.
     Bench {
         /// Comma-separated relays.
         #[arg(long, default_value = "prism,nginx", value_delimiter = ',')]
         relays: Vec<String>,
-        /// Comma-separated target counts.
-        #[arg(long, default_value = "10,100,300,500", value_delimiter = ',')]
-        targets: Vec<usize>,
+        /// Comma-separated target counts (as `run --targets`; default fanout
+        /// 10,100,300,500, multi 20, players 10000).
+        #[arg(long, value_delimiter = ',')]
+        targets: Option<Vec<usize>>,
         #[command(flatten)]
         common: Common,
         /// Where results go.
@@ -62,20 +70,33 @@ enum Cmd {
 
 #[derive(Args, Debug, Clone)]
 struct Common {
+    /// fanout (1 publisher → N push targets), multi (--streams publishers, each with its
+    /// own N push targets) or players (1 publisher → N RTMP players).
+    #[arg(long, default_value = "fanout")]
+    scenario: String,
+    /// multi: publishers (streams live/bench0..).
+    #[arg(long, default_value_t = 50)]
+    streams: usize,
+    /// players: players connect this many at a time (the next batch once these play).
+    #[arg(long, default_value_t = 500)]
+    batch: usize,
     /// Length of the measured window.
     #[arg(long, default_value_t = 15)]
     seconds: u64,
-    /// Total stream bitrate (video + 128 kbit/s audio).
-    #[arg(long, default_value_t = 4700)]
-    bitrate_kbps: u64,
+    /// Bitrate of each publisher (video + audio). Default: fanout 4700, multi 2000,
+    /// players 250.
+    #[arg(long)]
+    bitrate_kbps: Option<u64>,
     /// Extra warm-up after every target receives media.
     #[arg(long, default_value_t = 3)]
     warmup: u64,
-    /// Give up waiting for all targets after this many seconds (then measure anyway).
+    /// Give up waiting for all targets to connect (and again to receive media) after this
+    /// many seconds (then measure anyway). Players: per batch, at most 30 s.
     #[arg(long, default_value_t = 60)]
     connect_timeout: u64,
     /// Sinks (first accepted) that parse every message for latency and missing frames; the
-    /// rest only count bytes. Parsing all 500 targets costs the tool ~0.3 core.
+    /// rest only count bytes. Parsing all 500 targets costs the tool ~0.3 core. Players all
+    /// check for missing frames; this many of them (every k-th) record latency.
     #[arg(long, default_value_t = 1000)]
     latency_sinks: usize,
     /// The prism binary (default: next to prism-load, i.e. target/release/prism).
@@ -91,7 +112,18 @@ struct Common {
 }
 
 impl Common {
+    fn scenario(&self) -> anyhow::Result<Scenario> {
+        Scenario::parse(self.scenario.trim())
+    }
+
+    fn bitrate(&self) -> anyhow::Result<u64> {
+        Ok(self
+            .bitrate_kbps
+            .unwrap_or(self.scenario()?.default_bitrate_kbps()))
+    }
+
     fn opts(&self, relay: RelayKind, targets: usize) -> anyhow::Result<ScenarioOpts> {
+        let scenario = self.scenario()?;
         let prism_bin = match &self.prism_bin {
             Some(p) => p.clone(),
             None => std::env::current_exe()?
@@ -100,10 +132,13 @@ impl Common {
                 .join("prism"),
         };
         Ok(ScenarioOpts {
+            scenario,
             relay,
+            streams: self.streams,
             targets,
+            batch: self.batch,
             seconds: self.seconds,
-            bitrate_kbps: self.bitrate_kbps,
+            bitrate_kbps: self.bitrate()?,
             warmup_seconds: self.warmup,
             connect_timeout: Duration::from_secs(self.connect_timeout),
             latency_sinks: self.latency_sinks,
@@ -184,6 +219,32 @@ fn prism_provenance(bin: &std::path::Path) -> String {
     )
 }
 
+/// Raises the open-file limit for the largest run (the relay inherits it): one fd per
+/// target or player (and publisher) in the tool, as many in the relay, plus slack.
+fn raise_fd_limit(opts: &ScenarioOpts) {
+    let want = (opts.total() + opts.streams()) as u64 + 2048;
+    eprintln!("[prism-load] {}", fdlimit::raise_nofile(want));
+}
+
+/// What the scenario is, for table headers.
+fn describe(common: &Common) -> anyhow::Result<String> {
+    let kbps = common.bitrate()?;
+    Ok(match common.scenario()? {
+        Scenario::Fanout => format!(
+            "fanout: 1 publisher → N push targets; {kbps} kbit/s stream"
+        ),
+        Scenario::Multi => format!(
+            "multi: {} publishers × N push targets each; {kbps} kbit/s per publisher ({:.1} Mbit/s in)",
+            common.streams,
+            common.streams as f64 * kbps as f64 / 1000.0
+        ),
+        Scenario::Players => format!(
+            "players: 1 publisher → N RTMP players (connecting {} at a time); {kbps} kbit/s stream",
+            common.batch
+        ),
+    })
+}
+
 async fn async_main(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Cmd::Run {
@@ -192,10 +253,16 @@ async fn async_main(cli: Cli) -> anyhow::Result<()> {
             common,
             json,
         } => {
+            let scenario = common.scenario()?;
+            let targets = targets.unwrap_or(scenario.default_targets());
             let opts = common.opts(RelayKind::parse(&relay)?, targets)?;
             eprintln!("[prism-load] {}", environment(&common));
+            raise_fd_limit(&opts);
             let r = scenario::run(&opts).await?;
-            println!("{}", report::markdown(std::slice::from_ref(&r), ""));
+            println!(
+                "{}",
+                report::markdown(std::slice::from_ref(&r), &describe(&common)?)
+            );
             if let Some(path) = json {
                 std::fs::write(&path, serde_json::to_string_pretty(&r)?)?;
             }
@@ -207,6 +274,9 @@ async fn async_main(cli: Cli) -> anyhow::Result<()> {
             common,
             out_dir,
         } => {
+            let scenario = common.scenario()?;
+            let targets = targets.unwrap_or(scenario.default_bench_targets());
+            let kbps = common.bitrate()?;
             let relays: Vec<RelayKind> = relays
                 .iter()
                 .map(|r| RelayKind::parse(r.trim()))
@@ -215,19 +285,36 @@ async fn async_main(cli: Cli) -> anyhow::Result<()> {
                 PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../results"))
             });
             std::fs::create_dir_all(&out_dir)?;
-            let stem = report::result_stem(&out_dir);
+            let stem = report::result_stem(
+                &out_dir,
+                match scenario {
+                    Scenario::Fanout => None,
+                    s => Some(s.name()),
+                },
+            );
             let env = environment(&common);
+            let latency_sinks = common.latency_sinks;
             let header = format!(
-                "## prism-load {}\n\n{} s window, {} kbit/s stream (25 fps, keyframe every 2 s, AAC 128 kbit/s), \
-                 warm-up {} s; latency on up to {} sinks.\nMachine: {env} — shared with other builds and tests; \
+                "## prism-load {} — {}\n\n{} s window, {} (25 fps, keyframe every 2 s, AAC {} kbit/s), \
+                 warm-up {} s; latency on {}.\nMachine: {env} — shared with other builds and tests; \
                  see the machine busy column.",
+                scenario.name(),
                 report::utc_date(),
                 common.seconds,
-                common.bitrate_kbps,
+                describe(&common)?,
+                media::AUDIO_KBPS.min(kbps / 4),
                 common.warmup,
-                common.latency_sinks,
+                match scenario {
+                    Scenario::Players => format!(
+                        "up to {latency_sinks} players (evenly spread); every player checked for missing frames"
+                    ),
+                    _ => format!("up to {latency_sinks} targets"),
+                },
             );
             eprintln!("[prism-load] {env}");
+            if let Some(&max) = targets.iter().max() {
+                raise_fd_limit(&common.opts(RelayKind::Prism, max)?);
+            }
             let total = relays.len() * targets.len();
             let mut results: Vec<ScenarioResult> = Vec::new();
             let mut errors: Vec<serde_json::Value> = Vec::new();
@@ -236,7 +323,7 @@ async fn async_main(cli: Cli) -> anyhow::Result<()> {
             for &n in &targets {
                 for &relay in &relays {
                     k += 1;
-                    eprintln!("[prism-load] scenario {k}/{total}: {} × {n}", relay.name());
+                    eprintln!("[prism-load] run {k}/{total}: {} × {n}", relay.name());
                     match scenario::run(&common.opts(relay, n)?).await {
                         Ok(r) => results.push(r),
                         Err(e) => {
@@ -247,10 +334,13 @@ async fn async_main(cli: Cli) -> anyhow::Result<()> {
                         }
                     }
                     let raw = serde_json::json!({
+                        "scenario": scenario,
                         "environment": env,
                         "seconds": common.seconds,
-                        "bitrate_kbps": common.bitrate_kbps,
-                        "latency_sinks": common.latency_sinks,
+                        "bitrate_kbps": kbps,
+                        "streams": if scenario == Scenario::Multi { common.streams } else { 1 },
+                        "batch": common.batch,
+                        "latency_sinks": latency_sinks,
                         "results": results,
                         "errors": errors,
                     });
@@ -267,16 +357,17 @@ async fn async_main(cli: Cli) -> anyhow::Result<()> {
                 md.push_str(&format!("\n- FAILED: {e}\n"));
             }
             std::fs::write(stem.with_extension("md"), &md)?;
+            let title = match scenario {
+                Scenario::Fanout => format!("Push fan-out cost, {kbps} kbit/s stream"),
+                Scenario::Multi => format!(
+                    "{} streams × N push targets, {kbps} kbit/s each",
+                    common.streams
+                ),
+                Scenario::Players => format!("RTMP players, {kbps} kbit/s stream"),
+            };
             std::fs::write(
                 stem.with_extension("svg"),
-                report::svg(
-                    &results,
-                    &format!(
-                        "Push fan-out cost, {} kbit/s stream ({})",
-                        common.bitrate_kbps,
-                        report::utc_date()
-                    ),
-                ),
+                report::svg(&results, &format!("{title} ({})", report::utc_date())),
             )?;
             println!("{md}");
             eprintln!("[prism-load] wrote {}.{{json,md,svg}}", stem.display());

@@ -22,8 +22,8 @@ pub const AUDIO_KBPS: u64 = 128;
 const VIDEO_MARK: usize = 10;
 /// Offset of the marker in an audio payload: 2-byte FLV AAC header.
 const AUDIO_MARK: usize = 2;
-/// MAGIC + kind + seq (u64) + send time (u64 ns).
-const MARK_LEN: usize = 4 + 1 + 8 + 8;
+/// MAGIC + kind + stream index (u16) + seq (u64) + send time (u64 ns).
+const MARK_LEN: usize = 4 + 1 + 2 + 8 + 8;
 
 /// Monotonic nanoseconds since the tool started: publisher and sinks share this clock.
 #[derive(Debug, Clone, Copy)]
@@ -96,8 +96,9 @@ impl Sizes {
     }
 }
 
-/// Video frame `i` (keyframe every [`GOP_FRAMES`]), stamped with `send_ns`.
-pub fn video_frame(i: u64, sizes: Sizes, send_ns: u64) -> Bytes {
+/// Video frame `i` (keyframe every [`GOP_FRAMES`]) of publisher `stream`, stamped with
+/// `send_ns`.
+pub fn video_frame(stream: u16, i: u64, sizes: Sizes, send_ns: u64) -> Bytes {
     let key = i % GOP_FRAMES == 0;
     let len = if key { sizes.key } else { sizes.inter };
     let mut b = BytesMut::with_capacity(len);
@@ -106,38 +107,51 @@ pub fn video_frame(i: u64, sizes: Sizes, send_ns: u64) -> Bytes {
     b.put_slice(&[0, 0, 0]); // composition time
     b.put_u32((len - 9) as u32); // AVCC NALU length
     b.put_u8(if key { 0x65 } else { 0x41 }); // IDR / non-IDR slice
-    put_mark(&mut b, Kind::Video, i, send_ns);
+    put_mark(&mut b, Kind::Video, stream, i, send_ns);
     b.resize(len, 0);
     b.freeze()
 }
 
-/// Audio frame `i`, stamped with `send_ns`.
-pub fn audio_frame(i: u64, sizes: Sizes, send_ns: u64) -> Bytes {
+/// Audio frame `i` of publisher `stream`, stamped with `send_ns`.
+pub fn audio_frame(stream: u16, i: u64, sizes: Sizes, send_ns: u64) -> Bytes {
     let mut b = BytesMut::with_capacity(sizes.audio);
     b.put_slice(&[0xAF, 0x01]); // AAC raw
-    put_mark(&mut b, Kind::Audio, i, send_ns);
+    put_mark(&mut b, Kind::Audio, stream, i, send_ns);
     b.resize(sizes.audio, 0);
     b.freeze()
 }
 
-fn put_mark(b: &mut BytesMut, kind: Kind, seq: u64, send_ns: u64) {
+fn put_mark(b: &mut BytesMut, kind: Kind, stream: u16, seq: u64, send_ns: u64) {
     b.put_slice(MAGIC);
     b.put_u8(kind as u8);
+    b.put_u16(stream);
     b.put_u64(seq);
     b.put_u64(send_ns);
 }
 
-/// (kind, seq, send_ns) of one of our payloads; None for sequence headers and metadata.
-pub fn parse_mark(is_video: bool, p: &[u8]) -> Option<(Kind, u64, u64)> {
+/// What the marker of one of our payloads says.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Mark {
+    pub kind: Kind,
+    /// Index of the publisher (0 in the single-stream scenarios).
+    pub stream: u16,
+    pub seq: u64,
+    pub send_ns: u64,
+}
+
+/// The marker of one of our payloads; None for sequence headers and metadata.
+pub fn parse_mark(is_video: bool, p: &[u8]) -> Option<Mark> {
     let off = if is_video { VIDEO_MARK } else { AUDIO_MARK };
     let m = p.get(off..off + MARK_LEN)?;
     if &m[..4] != MAGIC {
         return None;
     }
-    let kind = if m[4] == 0 { Kind::Video } else { Kind::Audio };
-    let seq = u64::from_be_bytes(m[5..13].try_into().ok()?);
-    let ts = u64::from_be_bytes(m[13..21].try_into().ok()?);
-    Some((kind, seq, ts))
+    Some(Mark {
+        kind: if m[4] == 0 { Kind::Video } else { Kind::Audio },
+        stream: u16::from_be_bytes(m[5..7].try_into().ok()?),
+        seq: u64::from_be_bytes(m[7..15].try_into().ok()?),
+        send_ns: u64::from_be_bytes(m[15..23].try_into().ok()?),
+    })
 }
 
 /// RTMP timestamp (ms) of video frame `i` and audio frame `i`.
@@ -228,13 +242,25 @@ mod tests {
     #[test]
     fn mark_roundtrip() {
         let s = Sizes::for_bitrate(4700);
-        let v = video_frame(50, s, 123);
+        let v = video_frame(3, 50, s, 123);
         assert_eq!(v[0], 0x17);
         assert_eq!(v.len(), s.key);
-        assert_eq!(parse_mark(true, &v), Some((Kind::Video, 50, 123)));
-        let a = audio_frame(7, s, 9);
+        let m = parse_mark(true, &v).unwrap();
+        assert_eq!(
+            (m.kind, m.stream, m.seq, m.send_ns),
+            (Kind::Video, 3, 50, 123)
+        );
+        let a = audio_frame(49, 7, s, 9);
         assert_eq!(&a[..2], &[0xAF, 0x01]);
-        assert_eq!(parse_mark(false, &a), Some((Kind::Audio, 7, 9)));
+        let m = parse_mark(false, &a).unwrap();
+        assert_eq!(
+            (m.kind, m.stream, m.seq, m.send_ns),
+            (Kind::Audio, 49, 7, 9)
+        );
+        // The smallest sizes still hold the marker.
+        let s = Sizes::for_bitrate(100);
+        assert!(parse_mark(true, &video_frame(1, 1, s, 1)).is_some());
+        assert!(parse_mark(false, &audio_frame(1, 1, s, 1)).is_some());
         assert_eq!(parse_mark(true, &avc_sequence_header()), None);
     }
 }

@@ -1,5 +1,11 @@
 //! The publisher: one [`ClientSession`] pushing the synthetic stream to the relay in real
 //! time, paced by the wall clock.
+//!
+//! Media can be paused (`media` = false): the publisher then sends no frames, only an RTMP
+//! Acknowledgement every few seconds so the relay does not drop it as idle (nginx-rtmp's
+//! `timeout`, Prism's `idle_timeout_ms`). It starts paused after the sequence headers, so
+//! targets and players can connect to an idle stream first; when resumed, the media clock
+//! continues where it stopped (no burst of "late" frames).
 
 use crate::media::{self, Clock, Sizes, Window};
 use anyhow::{bail, Context};
@@ -30,14 +36,24 @@ pub struct PublishTarget {
     pub port: u16,
     pub app: String,
     pub key: String,
+    /// Written into every frame's marker, so sinks know which publisher a frame came from.
+    pub stream: u16,
 }
 
+/// Chunk stream for the keep-alive acknowledgements: one the session never uses, with a
+/// full (type 0) header every time, so it cannot disturb the session's own header
+/// compression. Below 32 (nginx-rtmp's default `max_streams`).
+const KEEPALIVE_CSID: u8 = 7;
+const KEEPALIVE_EVERY: Duration = Duration::from_secs(3);
+
+#[allow(clippy::too_many_arguments)]
 pub async fn run(
     target: PublishTarget,
     kbps: u64,
     clock: Clock,
     window: Arc<Window>,
     stats: Arc<PubStats>,
+    mut media_on: watch::Receiver<bool>,
     mut stop: watch::Receiver<bool>,
 ) -> anyhow::Result<()> {
     let tcp = TcpStream::connect(("127.0.0.1", target.port))
@@ -87,9 +103,68 @@ pub async fn run(
     session.send_media(MediaKind::Video, 0, &media::avc_sequence_header());
     session.send_media(MediaKind::Audio, 0, &media::aac_sequence_header());
 
-    let start = Instant::now();
+    let mut start = Instant::now();
     let (mut vi, mut ai) = (0u64, 0u64);
+    // Some(at) while paused: when the pause began.
+    let mut paused_at: Option<Instant> = (!*media_on.borrow()).then(Instant::now);
+    let mut last_keepalive = Instant::now();
     loop {
+        let on = *media_on.borrow_and_update();
+        match (on, paused_at) {
+            (true, Some(at)) => {
+                // Resume: the media clock skips the pause.
+                start += at.elapsed();
+                paused_at = None;
+            }
+            (false, None) => paused_at = Some(Instant::now()),
+            _ => {}
+        }
+        if paused_at.is_some() {
+            if last_keepalive.elapsed() >= KEEPALIVE_EVERY {
+                last_keepalive = Instant::now();
+                let seq = stats.wire_bytes.load(Ordering::Relaxed) as u32;
+                let s = seq.to_be_bytes();
+                session.out().put_slice(&[
+                    KEEPALIVE_CSID,
+                    0,
+                    0,
+                    0,
+                    0,
+                    0,
+                    4,
+                    0x03,
+                    0,
+                    0,
+                    0,
+                    0,
+                    s[0],
+                    s[1],
+                    s[2],
+                    s[3],
+                ]);
+            }
+            pending.append(session.out());
+            tokio::select! {
+                _ = tokio::time::sleep(KEEPALIVE_EVERY) => {}
+                r = media_on.changed() => if r.is_err() {
+                    return finish(&mut session, &mut wr, &mut pending).await;
+                },
+                w = write_some(&mut wr, &pending), if !pending.is_empty() => {
+                    let n = w.context("publisher: write")?;
+                    pending.advance(n);
+                    stats.wire_bytes.fetch_add(n as u64, Ordering::Relaxed);
+                }
+                r = rd.read_buf(&mut input) => {
+                    if r.context("publisher: read")? == 0 {
+                        bail!("relay closed the publisher connection");
+                    }
+                    session.handle_input(&mut input)?;
+                    while session.poll_event().is_some() {}
+                }
+                _ = stop.changed() => return finish(&mut session, &mut wr, &mut pending).await,
+            }
+            continue;
+        }
         // Queue every frame that is due.
         let elapsed = start.elapsed().as_nanos() as u64;
         loop {
@@ -103,7 +178,7 @@ pub async fn run(
                 session.send_media(
                     MediaKind::Video,
                     media::video_ts(vi),
-                    &media::video_frame(vi, sizes, now),
+                    &media::video_frame(target.stream, vi, sizes, now),
                 );
                 if in_window {
                     stats.window_video.fetch_add(1, Ordering::Relaxed);
@@ -116,7 +191,7 @@ pub async fn run(
                 session.send_media(
                     MediaKind::Audio,
                     media::audio_ts(ai),
-                    &media::audio_frame(ai, sizes, now),
+                    &media::audio_frame(target.stream, ai, sizes, now),
                 );
                 if in_window {
                     stats.window_audio.fetch_add(1, Ordering::Relaxed);
@@ -141,20 +216,32 @@ pub async fn run(
                 session.handle_input(&mut input)?;
                 while session.poll_event().is_some() {}
             }
-            _ = stop.changed() => {
-                session.unpublish();
-                pending.append(session.out());
-                let _ = tokio::time::timeout(Duration::from_secs(1), async {
-                    while !pending.is_empty() {
-                        let Ok(n) = write_some(&mut wr, &pending).await else { break };
-                        pending.advance(n);
-                    }
-                })
-                .await;
-                return Ok(());
-            }
+            r = media_on.changed() => if r.is_err() {
+                return finish(&mut session, &mut wr, &mut pending).await;
+            },
+            _ = stop.changed() => return finish(&mut session, &mut wr, &mut pending).await,
         }
     }
+}
+
+/// Unpublishes politely and flushes what is pending (for at most a second).
+async fn finish(
+    session: &mut ClientSession,
+    wr: &mut tokio::net::tcp::OwnedWriteHalf,
+    pending: &mut prism_rtmp::OutQueue,
+) -> anyhow::Result<()> {
+    session.unpublish();
+    pending.append(session.out());
+    let _ = tokio::time::timeout(Duration::from_secs(1), async {
+        while !pending.is_empty() {
+            let Ok(n) = write_some(wr, pending).await else {
+                break;
+            };
+            pending.advance(n);
+        }
+    })
+    .await;
+    Ok(())
 }
 
 async fn write_some(

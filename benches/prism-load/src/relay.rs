@@ -1,6 +1,7 @@
 //! The relay under test as a child process (Prism or nginx-rtmp), and what /proc says
 //! about a process.
 
+use crate::scenario::Scenario;
 use anyhow::{bail, Context};
 use std::fmt::Write as _;
 use std::fs;
@@ -42,6 +43,35 @@ pub struct RelayPaths {
     pub prism_bin: PathBuf,
     pub nginx_bin: PathBuf,
     pub nginx_module: PathBuf,
+}
+
+/// What the relay is configured for.
+#[derive(Debug, Clone, Copy)]
+pub struct RelaySpec {
+    pub scenario: Scenario,
+    /// Publishers (streams live/bench0.. in `multi`; 1 otherwise).
+    pub streams: usize,
+    /// Push targets per stream (fanout, multi); 0 for players.
+    pub targets_per_stream: usize,
+    /// RTMP players (players scenario).
+    pub players: usize,
+    pub sink_port: u16,
+}
+
+impl RelaySpec {
+    /// Connections the relay holds at once, about: targets or players, plus publishers.
+    pub fn connections(&self) -> usize {
+        self.streams * self.targets_per_stream + self.players + self.streams
+    }
+
+    /// Where publisher `i` publishes: (app, key).
+    pub fn publish_name(&self, kind: RelayKind, i: usize) -> (String, String) {
+        match (self.scenario, kind) {
+            (Scenario::Multi, RelayKind::Nginx) => (format!("s{i}"), format!("bench{i}")),
+            (Scenario::Multi, _) => ("live".into(), format!("bench{i}")),
+            _ => ("live".into(), "bench".into()),
+        }
+    }
 }
 
 pub struct RelayProcess {
@@ -93,13 +123,11 @@ pub fn free_port() -> anyhow::Result<u16> {
         .port())
 }
 
-/// Starts the relay with `targets` push targets to the sink on `sink_port` and waits until
-/// its RTMP port accepts connections.
+/// Starts the relay configured for `spec` and waits until its RTMP port accepts connections.
 pub fn start(
     kind: RelayKind,
     paths: &RelayPaths,
-    targets: usize,
-    sink_port: u16,
+    spec: &RelaySpec,
     dir: &Path,
 ) -> anyhow::Result<RelayProcess> {
     fs::create_dir_all(dir)?;
@@ -109,7 +137,7 @@ pub fn start(
         RelayKind::Prism | RelayKind::Prism1 => {
             let http = free_port()?;
             http_port = Some(http);
-            let conf = prism_config(rtmp_port, http, targets, sink_port);
+            let conf = prism_config(rtmp_port, http, spec);
             let path = dir.join("prism.toml");
             fs::write(&path, conf)?;
             let mut cmd = Command::new(&paths.prism_bin);
@@ -124,7 +152,7 @@ pub fn start(
                 .with_context(|| format!("spawning {}", paths.prism_bin.display()))?
         }
         RelayKind::Nginx => {
-            let conf = nginx_config(&paths.nginx_module, dir, rtmp_port, targets, sink_port);
+            let conf = nginx_config(&paths.nginx_module, dir, rtmp_port, spec);
             let path = dir.join("nginx.conf");
             fs::write(&path, conf)?;
             Command::new(&paths.nginx_bin)
@@ -169,67 +197,103 @@ pub fn start(
     }
 }
 
-fn prism_config(rtmp_port: u16, http_port: u16, targets: usize, sink_port: u16) -> String {
+fn prism_config(rtmp_port: u16, http_port: u16, spec: &RelaySpec) -> String {
+    let sink_port = spec.sink_port;
+    let max_conns = spec.connections() + 100;
     let mut s = format!(
         "[rtmp]\nlisten = \"127.0.0.1:{rtmp_port}\"\nchunk_size = 4096\n\n\
          [http]\nlisten = \"127.0.0.1:{http_port}\"\n\n\
          # The load is the point: lift the safety limits it would hit.\n\
          [limits]\nmax_targets_per_stream = {max_targets}\nmax_connections = {max_conns}\n\
-         max_connections_per_ip = {max_conns}\n\n\
-         [[route]]\nstream = \"live/*\"\n",
-        max_targets = targets.max(1),
-        max_conns = targets + 100,
+         max_connections_per_ip = {max_conns}\nmax_streams = {max_streams}\n",
+        max_targets = spec.targets_per_stream.max(1),
+        max_streams = (spec.streams + 10).max(500),
     );
-    for i in 0..targets {
-        // Generous queues: the benchmark measures forwarding cost, not shedding.
-        let _ = write!(
-            s,
-            "\n  [[route.target]]\n  name = \"t{i}\"\n  url = \"rtmp://127.0.0.1:{sink_port}/sink/t{i}\"\n  \
-             max_queue_ms = 10000\n  max_queue_bytes = 67108864\n  overflow_disconnect_ms = 60000\n"
-        );
+    match spec.scenario {
+        Scenario::Players => {
+            // No route: the stream is open to players. Player queues as generous as the
+            // targets' below: the benchmark measures serving, not shedding.
+            s.push_str(
+                "\n[player]\nmax_queue_ms = 10000\nmax_queue_bytes = 67108864\n\
+                 overflow_disconnect_ms = 60000\n",
+            );
+        }
+        Scenario::Fanout | Scenario::Multi => {
+            s.push_str("\n[[route]]\nstream = \"live/*\"\n");
+            for i in 0..spec.targets_per_stream {
+                // `multi`: one wildcard route; `{stream}` (the key, bench<k>) expands per
+                // stream, so every stream gets its own 20 targets.
+                let key = if spec.scenario == Scenario::Multi {
+                    format!("{{stream}}_t{i}")
+                } else {
+                    format!("t{i}")
+                };
+                // Generous queues: the benchmark measures forwarding cost, not shedding.
+                let _ = write!(
+                    s,
+                    "\n  [[route.target]]\n  name = \"t{i}\"\n  url = \"rtmp://127.0.0.1:{sink_port}/sink/{key}\"\n  \
+                     max_queue_ms = 10000\n  max_queue_bytes = 67108864\n  overflow_disconnect_ms = 60000\n"
+                );
+            }
+        }
     }
     s
 }
 
-fn nginx_config(
-    module: &Path,
-    dir: &Path,
-    rtmp_port: u16,
-    targets: usize,
-    sink_port: u16,
-) -> String {
+fn nginx_config(module: &Path, dir: &Path, rtmp_port: u16, spec: &RelaySpec) -> String {
     let d = dir.display();
-    let mut pushes = String::new();
-    for i in 0..targets {
-        let _ = writeln!(
-            pushes,
-            "            push rtmp://127.0.0.1:{sink_port}/sink/t{i};"
-        );
-    }
+    let sink_port = spec.sink_port;
+    let pushes = |key: &dyn Fn(usize) -> String| {
+        let mut p = String::new();
+        for i in 0..spec.targets_per_stream {
+            let _ = writeln!(
+                p,
+                "            push rtmp://127.0.0.1:{sink_port}/sink/{};",
+                key(i)
+            );
+        }
+        p
+    };
+    let apps = match spec.scenario {
+        Scenario::Fanout => format!(
+            "        application live {{\n            live on;\n{}        }}\n",
+            pushes(&|i| format!("t{i}"))
+        ),
+        // Push is per application in nginx-rtmp: one application per stream.
+        Scenario::Multi => (0..spec.streams)
+            .map(|k| {
+                format!(
+                    "        application s{k} {{\n            live on;\n{}        }}\n",
+                    pushes(&|i| format!("bench{k}_t{i}"))
+                )
+            })
+            .collect(),
+        Scenario::Players => "        application live {\n            live on;\n        }\n".into(),
+    };
+    // One connection (and fd) per target, player or publisher, plus listeners and files.
+    let worker_connections = (spec.connections() + 1024).max(8192);
     format!(
         r#"load_module {module};
 daemon off;
 master_process off;
 worker_processes 1;
-worker_rlimit_nofile 16384;
+worker_rlimit_nofile {rlimit};
 pid {d}/nginx.pid;
 error_log {d}/error.log warn;
 
 events {{
-    worker_connections 8192;
+    worker_connections {worker_connections};
 }}
 
 rtmp {{
     server {{
         listen 127.0.0.1:{rtmp_port};
         chunk_size 4096;
-        application live {{
-            live on;
-{pushes}        }}
-    }}
+{apps}    }}
 }}
 "#,
         module = module.display(),
+        rlimit = worker_connections + 1024,
     )
 }
 
@@ -275,6 +339,16 @@ pub fn machine_jiffies() -> Option<(u64, u64)> {
     let total: u64 = v.iter().take(8).sum();
     let idle = v.get(3)? + v.get(4).copied().unwrap_or(0);
     Some((total - idle, total))
+}
+
+/// A `TcpExt` counter of /proc/net/netstat ("ListenOverflows", "TCPSynRetrans", ...), for
+/// the whole machine.
+pub fn tcp_ext(name: &str) -> Option<u64> {
+    let text = fs::read_to_string("/proc/net/netstat").ok()?;
+    let mut lines = text.lines().filter(|l| l.starts_with("TcpExt:"));
+    let (names, values) = (lines.next()?, lines.next()?);
+    let i = names.split_whitespace().position(|n| n == name)?;
+    values.split_whitespace().nth(i)?.parse().ok()
 }
 
 /// `GET path` over HTTP/1.0 on 127.0.0.1:port; the body.

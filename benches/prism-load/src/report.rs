@@ -1,6 +1,6 @@
 //! Output: the markdown table, the SVG chart and file names.
 
-use crate::scenario::ScenarioResult;
+use crate::scenario::{Scenario, ScenarioResult};
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 
@@ -33,9 +33,13 @@ pub fn utc_datetime(t: std::time::SystemTime) -> String {
     )
 }
 
-/// `dir/<date>` or, when that was used already, `dir/<date>-2`, `-3`, ...
-pub fn result_stem(dir: &Path) -> PathBuf {
-    let date = utc_date();
+/// `dir/<date>` (or `dir/<date>-<suffix>`) or, when that was used already, with `-2`, `-3`,
+/// ... appended.
+pub fn result_stem(dir: &Path, suffix: Option<&str>) -> PathBuf {
+    let date = match suffix {
+        Some(s) => format!("{}-{s}", utc_date()),
+        None => utc_date(),
+    };
     let mut stem = dir.join(&date);
     let mut i = 2;
     while stem.with_extension("json").exists() || stem.with_extension("md").exists() {
@@ -53,25 +57,45 @@ fn f(v: f64, digits: usize) -> String {
     }
 }
 
+/// What the "targets" column counts, and one result's entry in it.
+fn targets_label(results: &[ScenarioResult]) -> &'static str {
+    match results.first().map(|r| r.scenario) {
+        Some(Scenario::Multi) => "streams × targets",
+        Some(Scenario::Players) => "players",
+        _ => "targets",
+    }
+}
+
+fn targets_cell(r: &ScenarioResult) -> String {
+    match r.scenario {
+        Scenario::Multi => format!("{} × {} = {}", r.streams, r.targets_per_stream, r.targets),
+        _ => r.targets.to_string(),
+    }
+}
+
 pub fn markdown(results: &[ScenarioResult], header: &str) -> String {
     let mut s = String::new();
     let _ = writeln!(s, "{header}\n");
-    s.push_str(
-        "| relay | thr | targets | recv | conns (closed) | CPU % | CPU-s/Gbit | Gbit/s | delivered | min target | p50 ms | p99 ms | max ms | missing msgs | RSS MB | KB/target | tool CPU % | machine busy % |\n",
+    let _ = writeln!(
+        s,
+        "| relay | thr | {} | kbit/s | recv | conns (closed) | connect s | CPU % | CPU-s/Gbit | Gbit/s | delivered | min target | p50 ms | p99 ms | max ms | missing msgs | with gaps | RSS MB | KB/target | KB/idle target (before / after media) | tool CPU % | machine busy % |",
+        targets_label(results)
     );
     s.push_str(
-        "| --- | --: | --: | --: | --: | --: | --: | --: | --: | --: | --: | --: | --: | --: | --: | --: | --: | --: |\n",
+        "| --- | --: | --: | --: | --: | --: | --: | --: | --: | --: | --: | --: | --: | --: | --: | --: | --: | --: | --: | --: | --: | --: |\n",
     );
     for r in results {
         let _ = writeln!(
             s,
-            "| {} | {} | {} | {} | {} ({}) | {} | **{}** | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |",
+            "| {} | {} | {} | {} | {} | {} ({}) | {} | {} | **{}** | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} / {} | {} | {} |",
             r.relay,
             r.relay_threads,
-            r.targets,
+            targets_cell(r),
+            r.bitrate_kbps,
             r.targets_receiving,
             r.sink_connections,
             r.sink_connections_closed,
+            f(r.connect_s, 1),
             f(r.relay_cpu_pct, 0),
             f(r.cpu_s_per_gbit, 2),
             f(r.delivered_gbit_s, 3),
@@ -81,8 +105,11 @@ pub fn markdown(results: &[ScenarioResult], header: &str) -> String {
             f(r.latency_p99_ms, 2),
             f(r.latency_max_ms, 1),
             r.msgs_missing,
+            r.targets_with_gaps,
             r.rss_kb / 1024,
             f(r.rss_per_target_kb, 0),
+            f(r.idle_kb_per_target_before_media, 1),
+            f(r.idle_kb_per_target_after_media, 1),
             f(r.tool_cpu_s / r.seconds * 100.0, 0),
             f(r.machine_busy_pct, 0),
         );
@@ -99,6 +126,24 @@ pub fn markdown(results: &[ScenarioResult], header: &str) -> String {
                 v.push(format!(
                     "{} × {}: prism dropped {d} frames",
                     r.relay, r.targets
+                ));
+            }
+            if let Some(d) = r.prism_player_dropped_frames.filter(|d| *d > 0.0) {
+                v.push(format!(
+                    "{} × {}: prism dropped {d} frames for players",
+                    r.relay, r.targets
+                ));
+            }
+            if let Some(d) = r.prism_connection_errors.filter(|d| *d > 0.0) {
+                v.push(format!(
+                    "{} × {}: prism_connection_errors_total {d}",
+                    r.relay, r.targets
+                ));
+            }
+            if r.targets_connected_idle < r.targets {
+                v.push(format!(
+                    "{} × {}: only {} connected before media (KB/idle target before media is per connected target)",
+                    r.relay, r.targets, r.targets_connected_idle
                 ));
             }
             if let Some(d) = r.prism_target_disconnects.filter(|d| *d > 0.0) {
@@ -128,8 +173,19 @@ pub fn markdown(results: &[ScenarioResult], header: &str) -> String {
     s
 }
 
-/// CPU-s per forwarded Gbit against the number of targets, one line per relay.
+/// CPU-s per forwarded Gbit against the number of targets, one line per relay; one bar per
+/// relay when every result has the same target count.
 pub fn svg(results: &[ScenarioResult], title: &str) -> String {
+    let mut xs: Vec<usize> = results
+        .iter()
+        .filter(|r| r.cpu_s_per_gbit.is_finite())
+        .map(|r| r.targets)
+        .collect();
+    xs.sort_unstable();
+    xs.dedup();
+    if xs.len() == 1 {
+        return svg_bars(results, title);
+    }
     let (w, h) = (720.0, 440.0);
     let (l, r, t, b) = (70.0, 150.0, 40.0, 50.0);
     let pw = w - l - r;
@@ -243,6 +299,81 @@ pub fn svg(results: &[ScenarioResult], title: &str) -> String {
             xml_escape(name)
         );
     }
+    s.push_str("</svg>\n");
+    s
+}
+
+/// One bar per result: CPU-s per forwarded Gbit.
+fn svg_bars(results: &[ScenarioResult], title: &str) -> String {
+    let ok: Vec<&ScenarioResult> = results
+        .iter()
+        .filter(|r| r.cpu_s_per_gbit.is_finite())
+        .collect();
+    let (w, h) = (720.0, 440.0);
+    let (l, t, b) = (70.0, 40.0, 50.0);
+    let pw = w - l - 30.0;
+    let ph = h - t - b;
+    let ymax = nice_ceil(ok.iter().map(|r| r.cpu_s_per_gbit).fold(0.1, f64::max));
+    let y = |v: f64| t + ph - v / ymax * ph;
+    let mut s = String::new();
+    let _ = writeln!(
+        s,
+        r#"<svg xmlns="http://www.w3.org/2000/svg" width="{w}" height="{h}" viewBox="0 0 {w} {h}" font-family="sans-serif" font-size="12">"#
+    );
+    let _ = writeln!(s, r#"<rect width="{w}" height="{h}" fill="white"/>"#);
+    let _ = writeln!(
+        s,
+        r#"<text x="{}" y="22" text-anchor="middle" font-size="14">{}</text>"#,
+        l + pw / 2.0,
+        xml_escape(title)
+    );
+    for i in 0..=5 {
+        let v = ymax * i as f64 / 5.0;
+        let yy = y(v);
+        let _ = writeln!(
+            s,
+            r##"<line x1="{l}" y1="{yy:.1}" x2="{:.1}" y2="{yy:.1}" stroke="#ddd"/><text x="{:.1}" y="{:.1}" text-anchor="end">{}</text>"##,
+            l + pw,
+            l - 6.0,
+            yy + 4.0,
+            trim_num(v)
+        );
+    }
+    let _ = writeln!(
+        s,
+        r#"<text transform="translate(18 {:.1}) rotate(-90)" text-anchor="middle">relay CPU-seconds per forwarded Gbit (lower is better)</text>"#,
+        t + ph / 2.0
+    );
+    let colors = ["#d62728", "#1f77b4", "#2ca02c", "#ff7f0e", "#9467bd"];
+    let slot = pw / ok.len().max(1) as f64;
+    for (i, r) in ok.iter().enumerate() {
+        let c = colors[i % colors.len()];
+        let x0 = l + slot * i as f64 + slot * 0.2;
+        let yy = y(r.cpu_s_per_gbit);
+        let label = format!("{} × {}", r.relay, targets_cell(r));
+        let _ = writeln!(
+            s,
+            r#"<rect x="{x0:.1}" y="{yy:.1}" width="{:.1}" height="{:.1}" fill="{c}"><title>{}: {:.3} CPU-s/Gbit</title></rect><text x="{:.1}" y="{:.1}" text-anchor="middle">{:.3}</text><text x="{:.1}" y="{:.1}" text-anchor="middle">{}</text>"#,
+            slot * 0.6,
+            t + ph - yy,
+            xml_escape(&label),
+            r.cpu_s_per_gbit,
+            x0 + slot * 0.3,
+            yy - 4.0,
+            r.cpu_s_per_gbit,
+            x0 + slot * 0.3,
+            t + ph + 16.0,
+            xml_escape(&label),
+        );
+    }
+    let _ = writeln!(
+        s,
+        r#"<line x1="{l}" y1="{t}" x2="{l}" y2="{:.1}" stroke="black"/><line x1="{l}" y1="{:.1}" x2="{:.1}" y2="{:.1}" stroke="black"/>"#,
+        t + ph,
+        t + ph,
+        l + pw,
+        t + ph
+    );
     s.push_str("</svg>\n");
     s
 }

@@ -3,44 +3,137 @@
 //!
 //! The first `parse_sinks` connections run a full [`ServerSession`] for their whole life and
 //! match every media message against the publisher (latency, missing and reordered frames).
-//! The others run the session only until the publish is accepted, then just count bytes with
-//! a large read buffer (and send RTMP acknowledgements by hand), which keeps the tool cheap
-//! at hundreds of targets.
+//! The others run the session only until the first video frame of ours arrives (which also
+//! tells which publisher feeds them), then just count bytes with a large read buffer (and
+//! send RTMP acknowledgements by hand), which keeps the tool cheap at hundreds of targets.
+//!
+//! [`SinkConn`] and [`observe`] are shared with the RTMP players (`player.rs`).
 
 use crate::media::{parse_mark, Clock, Kind, Window};
 use bytes::BytesMut;
 use prism_rtmp::session::{MediaKind, ServerEvent, ServerSession, SessionConfig};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::{TcpSocket, TcpStream};
 use tokio::task::JoinHandle;
 
 const READ_BUF: usize = 256 * 1024;
 /// Counting-only sinks acknowledge at least this often (the window relays announce is
 /// 2.5 MB for Prism; acknowledging more often is harmless).
 const ACK_EVERY: u64 = 1_000_000;
-/// Counting-only sinks call a target "receiving" after this many bytes past the publish:
-/// more than a few seconds of audio, so video must be flowing (nginx-rtmp starts a new
-/// target at the next keyframe, up to 2 s after audio).
-const RECEIVING_AFTER: u64 = 64 * 1024;
+/// Listen backlog of the sink: a relay connecting thousands of targets at once must not
+/// overflow it (SYN retries would delay targets by seconds).
+const BACKLOG: u32 = 4096;
 
-/// What one sink connection saw.
-#[derive(Debug, Default)]
+/// Every connection of a sink or of the players, in accept / connect order.
+pub type ConnList = Arc<Mutex<Vec<Arc<SinkConn>>>>;
+
+/// What one sink (or player) connection saw.
+#[derive(Debug)]
 pub struct SinkConn {
-    /// Accept order, from 0.
+    /// Accept (or connect) order, from 0.
     pub index: usize,
+    /// Matches every media message (missing and reordered frames).
     pub parse: bool,
+    /// Also records each message's latency (every parsing sink; a sample of the players).
+    pub latency: bool,
     /// Raw bytes read (chunk headers included), since accept.
     pub bytes: AtomicU64,
+    /// Sink: the relay's publish was accepted. Player: NetStream.Play.Start arrived.
     pub publishing: AtomicBool,
-    /// Media is flowing (first video message, or enough bytes past the publish).
+    /// Media is flowing (a video frame of ours arrived).
     pub receiving: AtomicBool,
     pub closed: AtomicBool,
-    /// "app/key" of the publish.
+    /// Index of the publisher whose frames arrive here (from the frame markers);
+    /// `usize::MAX` until the first one.
+    pub stream: AtomicUsize,
+    /// "app/key" of the publish (sinks), "p<index>" (players).
     pub name: Mutex<String>,
     pub error: Mutex<Option<String>>,
     pub stats: Mutex<ParseStats>,
+}
+
+impl SinkConn {
+    pub fn new(index: usize, parse: bool, latency: bool) -> SinkConn {
+        SinkConn {
+            index,
+            parse,
+            latency,
+            bytes: AtomicU64::new(0),
+            publishing: AtomicBool::new(false),
+            receiving: AtomicBool::new(false),
+            closed: AtomicBool::new(false),
+            stream: AtomicUsize::new(usize::MAX),
+            name: Mutex::new(String::new()),
+            error: Mutex::new(None),
+            stats: Mutex::new(ParseStats::default()),
+        }
+    }
+
+    /// The publisher feeding this connection, if a frame of ours arrived.
+    pub fn stream(&self) -> Option<usize> {
+        match self.stream.load(Ordering::Relaxed) {
+            usize::MAX => None,
+            s => Some(s),
+        }
+    }
+}
+
+/// One audio or video message received at `now` (tool clock): latency, sequence gaps and
+/// reorders for frames sent inside the window. Returns whether the payload carried our
+/// marker.
+pub fn observe(conn: &SinkConn, is_video: bool, payload: &[u8], now: u64, window: &Window) -> bool {
+    if is_video {
+        conn.receiving.store(true, Ordering::Relaxed);
+    }
+    let Some(m) = parse_mark(is_video, payload) else {
+        return false;
+    };
+    conn.stream.store(m.stream as usize, Ordering::Relaxed);
+    let (k, seq, sent) = (m.kind, m.seq, m.send_ns);
+    if conn.index == 0 && std::env::var_os("PRISM_LOAD_TRACE").is_some() {
+        eprintln!(
+            "[trace] {k:?} {seq} sent {} lat {} us in_window {}",
+            sent / 1_000_000,
+            now.saturating_sub(sent) / 1000,
+            window.contains(sent)
+        );
+    }
+    if !window.contains(sent) {
+        return true;
+    }
+    let mut st = lock(&conn.stats);
+    let lat = now.saturating_sub(sent) / 1000;
+    if conn.latency {
+        st.latency_us.push(lat.min(u32::MAX as u64) as u32);
+    }
+    let slot = match k {
+        Kind::Video => {
+            st.video_msgs += 1;
+            0
+        }
+        Kind::Audio => {
+            st.audio_msgs += 1;
+            1
+        }
+    };
+    if let Some(last) = st.last_seq[slot] {
+        if seq > last + 1 {
+            st.gaps += seq - last - 1;
+            if std::env::var_os("PRISM_LOAD_DEBUG").is_some() {
+                eprintln!(
+                    "[conn {}] {k:?} gap: {last} -> {seq} ({} ms after send)",
+                    conn.index,
+                    lat / 1000
+                );
+            }
+        } else if seq <= last {
+            st.reorders += 1;
+        }
+    }
+    st.last_seq[slot] = Some(seq);
+    true
 }
 
 /// Per-message observations of a parsing sink, for messages sent inside the window.
@@ -59,7 +152,7 @@ pub struct ParseStats {
 
 pub struct Sink {
     pub port: u16,
-    pub conns: Arc<Mutex<Vec<Arc<SinkConn>>>>,
+    pub conns: ConnList,
     tasks: Arc<Mutex<Vec<JoinHandle<()>>>>,
     accept: JoinHandle<()>,
 }
@@ -70,9 +163,12 @@ impl Sink {
         clock: Clock,
         window: Arc<Window>,
     ) -> anyhow::Result<Sink> {
-        let listener = TcpListener::bind("127.0.0.1:0").await?;
+        let socket = TcpSocket::new_v4()?;
+        socket.set_reuseaddr(true)?;
+        socket.bind(std::net::SocketAddr::from(([127, 0, 0, 1], 0)))?;
+        let listener = socket.listen(BACKLOG)?;
         let port = listener.local_addr()?.port();
-        let conns: Arc<Mutex<Vec<Arc<SinkConn>>>> = Arc::default();
+        let conns: ConnList = Arc::default();
         let tasks: Arc<Mutex<Vec<JoinHandle<()>>>> = Arc::default();
         let (c2, t2) = (conns.clone(), tasks.clone());
         let accept = tokio::spawn(async move {
@@ -82,11 +178,8 @@ impl Sink {
                 };
                 let conn = {
                     let mut v = lock(&c2);
-                    let conn = Arc::new(SinkConn {
-                        index: v.len(),
-                        parse: v.len() < parse_sinks,
-                        ..SinkConn::default()
-                    });
+                    let parse = v.len() < parse_sinks;
+                    let conn = Arc::new(SinkConn::new(v.len(), parse, parse));
                     v.push(conn.clone());
                     conn
                 };
@@ -147,8 +240,8 @@ async fn serve(
     let mut session = ServerSession::new(SessionConfig::default(), random, 0);
     let mut input = BytesMut::with_capacity(READ_BUF);
     let mut total: u64 = 0;
-    // Counting-only mode, entered once the publish is accepted (non-parsing sinks).
-    let mut counting_since: Option<u64> = None;
+    // Counting-only mode (non-parsing sinks), entered at the first video frame of ours.
+    let mut counting = false;
     let mut last_ack: u64 = 0;
     loop {
         if input.capacity() - input.len() < READ_BUF / 4 {
@@ -160,11 +253,8 @@ async fn serve(
         }
         total += n as u64;
         conn.bytes.fetch_add(n as u64, Ordering::Relaxed);
-        if let Some(since) = counting_since {
+        if counting {
             input.clear();
-            if total - since > RECEIVING_AFTER && !conn.receiving.load(Ordering::Relaxed) {
-                conn.receiving.store(true, Ordering::SeqCst);
-            }
             if total - last_ack >= ACK_EVERY {
                 last_ack = total;
                 wr.write_all(&ack_chunk(total as u32)).await?;
@@ -184,58 +274,16 @@ async fn serve(
                     session.accept_publish(stream_id);
                     *lock(&conn.name) = format!("{app}/{key}");
                     conn.publishing.store(true, Ordering::SeqCst);
-                    if !conn.parse {
-                        counting_since = Some(total);
-                        last_ack = total;
-                    }
                 }
                 ServerEvent::Media {
                     kind: kind @ (MediaKind::Video | MediaKind::Audio),
                     payload,
                     ..
                 } => {
-                    if kind == MediaKind::Video {
-                        conn.receiving.store(true, Ordering::Relaxed);
-                    }
-                    if let Some((k, seq, sent)) = parse_mark(kind == MediaKind::Video, &payload) {
-                        if conn.index == 0 && std::env::var_os("PRISM_LOAD_TRACE").is_some() {
-                            eprintln!(
-                                "[trace] {k:?} {seq} sent {} lat {} us in_window {}",
-                                sent / 1_000_000,
-                                now.saturating_sub(sent) / 1000,
-                                window.contains(sent)
-                            );
-                        }
-                        if window.contains(sent) {
-                            let mut st = lock(&conn.stats);
-                            let lat = now.saturating_sub(sent) / 1000;
-                            st.latency_us.push(lat.min(u32::MAX as u64) as u32);
-                            let slot = match k {
-                                Kind::Video => {
-                                    st.video_msgs += 1;
-                                    0
-                                }
-                                Kind::Audio => {
-                                    st.audio_msgs += 1;
-                                    1
-                                }
-                            };
-                            if let Some(last) = st.last_seq[slot] {
-                                if seq > last + 1 {
-                                    st.gaps += seq - last - 1;
-                                    if std::env::var_os("PRISM_LOAD_DEBUG").is_some() {
-                                        eprintln!(
-                                            "[sink {}] {k:?} gap: {last} -> {seq} ({} ms after send)",
-                                            conn.index,
-                                            lat / 1000
-                                        );
-                                    }
-                                } else if seq <= last {
-                                    st.reorders += 1;
-                                }
-                            }
-                            st.last_seq[slot] = Some(seq);
-                        }
+                    let video = kind == MediaKind::Video;
+                    if observe(conn, video, &payload, now, window) && video && !conn.parse {
+                        counting = true;
+                        last_ack = total;
                     }
                 }
                 _ => {}
@@ -246,7 +294,7 @@ async fn serve(
             let bytes = out.take_all();
             wr.write_all(&bytes).await?;
         }
-        if counting_since.is_some() {
+        if counting {
             input.clear();
         }
     }
