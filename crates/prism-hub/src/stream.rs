@@ -700,6 +700,11 @@ pub struct SubCloser {
 }
 
 impl SubCloser {
+    /// Bytes queued for the subscription now.
+    pub fn queue_bytes(&self) -> usize {
+        lock(&self.shared.queue).bytes()
+    }
+
     /// Stops queueing frames for the subscription and wakes it to see the end.
     pub fn close(&self) {
         self.stream.unsubscribe(&self.shared);

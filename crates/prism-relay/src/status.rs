@@ -210,6 +210,20 @@ impl TargetStatus {
         }
     }
 
+    /// Sets `prism_target_queue_bytes` from the queue itself. The push task exports it too,
+    /// but only when it wakes: a target that caught up as its stream paused would keep
+    /// showing its last backlog.
+    fn refresh_queue_gauge(&self) {
+        let bytes = match self.state() {
+            TargetState::Connecting | TargetState::Up => {
+                lock(&self.closer).as_ref().map_or(0, |c| c.queue_bytes())
+            }
+            // The last attempt's subscription is gone.
+            TargetState::Backoff | TargetState::Down => 0,
+        };
+        self.queue.set(i64::try_from(bytes).unwrap_or(i64::MAX));
+    }
+
     /// Records the current attempt's subscription (closing it at once if cancelled).
     pub fn set_subscription(&self, closer: SubCloser) {
         let mut slot = lock(&self.closer);
@@ -439,6 +453,17 @@ impl Registry {
         (!e.stream.is_ended()).then(|| (e.stream.clone(), e.targets.clone()))
     }
 
+    fn refresh_queue_gauges(&self) {
+        let targets: Vec<Arc<TargetStatus>> = self
+            .lock()
+            .values()
+            .flat_map(|e| e.targets.iter().cloned())
+            .collect();
+        for t in targets {
+            t.refresh_queue_gauge();
+        }
+    }
+
     fn snapshot(&self) -> Vec<StreamSnapshot> {
         let streams = self.lock();
         let mut out: Vec<StreamSnapshot> = streams
@@ -458,6 +483,15 @@ impl Registry {
 }
 
 impl Relay {
+    /// Brings gauges that are cheaper to read than to keep current up to date; called
+    /// before metrics are rendered.
+    pub fn refresh_gauges(&self) {
+        self.metrics
+            .streams_active
+            .set(self.hub.live_streams().len() as i64);
+        self.registry.refresh_queue_gauges();
+    }
+
     /// Live streams (publishing or within the reconnect grace window), sorted by name,
     /// with their publisher and running targets.
     pub fn live_status(&self) -> Vec<StreamSnapshot> {

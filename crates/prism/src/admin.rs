@@ -54,10 +54,7 @@ async fn handle(req: Request<Incoming>, relay: &Relay, api: &Api) -> Response<Fu
     match path {
         "/" | "/index.html" => api::status_page(),
         "/metrics" => {
-            relay
-                .metrics
-                .streams_active
-                .set(relay.hub.live_streams().len() as i64);
+            relay.refresh_gauges();
             respond(
                 StatusCode::OK,
                 "text/plain; version=0.0.4; charset=utf-8",
