@@ -263,13 +263,28 @@ async fn bind_rtmps(config: &Config) -> anyhow::Result<Option<Rtmps>> {
     Ok(Some((listener, Arc::new(tls), c.handshake_timeout)))
 }
 
+/// Pending connections the kernel keeps per listener (capped by net.core.somaxconn). The
+/// default of 128 overflows when hundreds of players join at once (an event start): the
+/// overflow waits for SYN retries, 1 s and then 3 s later.
+const LISTEN_BACKLOG: u32 = 4096;
+
 /// Binds a TCP listener; a failure says which listener, why, and which config key to change.
-async fn bind_tcp(
+pub(crate) async fn bind_tcp(
     addr: std::net::SocketAddr,
     what: &str,
     key: &str,
 ) -> anyhow::Result<tokio::net::TcpListener> {
-    tokio::net::TcpListener::bind(addr).await.map_err(|e| {
+    let bind = || {
+        let socket = match addr {
+            std::net::SocketAddr::V4(_) => tokio::net::TcpSocket::new_v4()?,
+            std::net::SocketAddr::V6(_) => tokio::net::TcpSocket::new_v6()?,
+        };
+        // As TcpListener::bind does: a restart may bind while old connections linger.
+        socket.set_reuseaddr(true)?;
+        socket.bind(addr)?;
+        socket.listen(LISTEN_BACKLOG)
+    };
+    bind().map_err(|e: std::io::Error| {
         let hint = bind_hint(&e, addr, key);
         anyhow::anyhow!("cannot listen for {what} on {addr}: {e}. {hint}")
     })

@@ -22,9 +22,7 @@ pub async fn bind(config: &Config) -> anyhow::Result<Tunnels> {
     let rtmpt = match &config.rtmpt {
         None => None,
         Some(c) => {
-            let listener = TcpListener::bind(c.listen)
-                .await
-                .with_context(|| format!("binding RTMPT listener on {}", c.listen))?;
+            let listener = crate::bind_tcp(c.listen, "RTMPT", "[rtmpt] listen").await?;
             info!(rtmpt = %c.listen, "RTMPT listening");
             Some((listener, c.clone()))
         }
@@ -33,9 +31,7 @@ pub async fn bind(config: &Config) -> anyhow::Result<Tunnels> {
         None => None,
         Some((c, files)) => {
             let tls = ReloadableTls::load(files).context("loading the [rtmpts] certificate")?;
-            let listener = TcpListener::bind(c.listen)
-                .await
-                .with_context(|| format!("binding RTMPTS listener on {}", c.listen))?;
+            let listener = crate::bind_tcp(c.listen, "RTMPTS", "[rtmpts] listen").await?;
             info!(rtmpts = %c.listen, "RTMPTS listening");
             Some((listener, c.clone(), Arc::new(tls)))
         }
