@@ -290,8 +290,11 @@ impl ChunkDecoder {
         }
 
         let payload = input.split_to(h.payload_len);
+        // Messages outlive the read (GOP cache, queues): copied, a one-chunk message does not
+        // pin the whole read buffer it arrived in, and a reassembled one does not keep the
+        // slack of its doubling growth. One copy per message, on the publisher's side only.
         let complete = match st.partial.take() {
-            None if h.payload_len == st.length as usize => payload.freeze(),
+            None if h.payload_len == st.length as usize => Bytes::copy_from_slice(&payload),
             partial => {
                 // Grows with what actually arrived, never with the declared length, so a
                 // peer can't make us allocate for messages it never sends.
@@ -308,7 +311,10 @@ impl ChunkDecoder {
                     st.partial = Some(buf);
                     return Ok(None);
                 }
-                buf.freeze()
+                match buf.capacity() - buf.len() > buf.len() / 8 {
+                    true => Bytes::copy_from_slice(&buf),
+                    false => buf.freeze(),
+                }
             }
         };
         Ok(Some(RawMessage {
@@ -712,6 +718,33 @@ mod buffered_limit_tests {
             matches!(result, Err(ChunkError::TooMuchBuffered { max: 10_000 })),
             "{result:?}"
         );
+    }
+
+    /// A decoded message owns its bytes: holding it (as a GOP cache does) keeps neither the
+    /// read buffer it came in nor reassembly slack alive.
+    #[test]
+    fn messages_do_not_pin_the_read_buffer() {
+        let mut d = ChunkDecoder::new(DecoderLimits::default());
+        let mut input = BytesMut::with_capacity(64 * 1024);
+        // A 3-byte audio message in one chunk, then a 300-byte one in three 128-byte chunks.
+        input.extend_from_slice(&[0x04, 0, 0, 0, 0, 0, 3, 8, 1, 0, 0, 0, 1, 2, 3]);
+        input.extend_from_slice(&[0x04, 0, 0, 0, 0, 0x01, 0x2C, 8, 1, 0, 0, 0]);
+        input.extend_from_slice(&[7; 128]);
+        input.extend_from_slice(&[0xC4]);
+        input.extend_from_slice(&[7; 128]);
+        input.extend_from_slice(&[0xC4]);
+        input.extend_from_slice(&[7; 44]);
+        let base = input.as_ptr() as usize;
+        let inside = |b: &Bytes| (base..base + 64 * 1024).contains(&(b.as_ptr() as usize));
+        let one = d.decode(&mut input).unwrap().unwrap();
+        assert_eq!(&one.payload[..], &[1, 2, 3]);
+        assert!(
+            !inside(&one.payload),
+            "one-chunk payload is a view of the read buffer"
+        );
+        let three = d.decode(&mut input).unwrap().unwrap();
+        assert_eq!(three.payload.len(), 300);
+        assert!(!inside(&three.payload));
     }
 }
 
