@@ -16,6 +16,10 @@ pub enum RelayKind {
     Prism,
     /// Prism with TOKIO_WORKER_THREADS=1.
     Prism1,
+    /// Prism with `write_merge_ms = 40` on every target and player: output merged into
+    /// one write per 40 ms (a video frame's span at 25 fps).
+    #[serde(rename = "prism-m40")]
+    PrismM40,
     /// nginx-rtmp, one worker process (master_process off).
     Nginx,
 }
@@ -25,14 +29,16 @@ impl RelayKind {
         Ok(match s {
             "prism" => RelayKind::Prism,
             "prism1" => RelayKind::Prism1,
+            "prism-m40" => RelayKind::PrismM40,
             "nginx" => RelayKind::Nginx,
-            _ => bail!("unknown relay {s:?} (prism, prism1, nginx)"),
+            _ => bail!("unknown relay {s:?} (prism, prism1, prism-m40, nginx)"),
         })
     }
     pub fn name(self) -> &'static str {
         match self {
             RelayKind::Prism => "prism",
             RelayKind::Prism1 => "prism1",
+            RelayKind::PrismM40 => "prism-m40",
             RelayKind::Nginx => "nginx",
         }
     }
@@ -134,10 +140,11 @@ pub fn start(
     let rtmp_port = free_port()?;
     let mut http_port = None;
     let child = match kind {
-        RelayKind::Prism | RelayKind::Prism1 => {
+        RelayKind::Prism | RelayKind::Prism1 | RelayKind::PrismM40 => {
             let http = free_port()?;
             http_port = Some(http);
-            let conf = prism_config(rtmp_port, http, spec);
+            let merge_ms = if kind == RelayKind::PrismM40 { 40 } else { 0 };
+            let conf = prism_config(rtmp_port, http, spec, merge_ms);
             let path = dir.join("prism.toml");
             fs::write(&path, conf)?;
             let mut cmd = Command::new(&paths.prism_bin);
@@ -197,7 +204,7 @@ pub fn start(
     }
 }
 
-fn prism_config(rtmp_port: u16, http_port: u16, spec: &RelaySpec) -> String {
+fn prism_config(rtmp_port: u16, http_port: u16, spec: &RelaySpec, merge_ms: u32) -> String {
     let sink_port = spec.sink_port;
     let max_conns = spec.connections() + 100;
     let mut s = format!(
@@ -217,6 +224,7 @@ fn prism_config(rtmp_port: u16, http_port: u16, spec: &RelaySpec) -> String {
                 "\n[player]\nmax_queue_ms = 10000\nmax_queue_bytes = 67108864\n\
                  overflow_disconnect_ms = 60000\n",
             );
+            let _ = writeln!(s, "write_merge_ms = {merge_ms}");
         }
         Scenario::Fanout | Scenario::Multi => {
             s.push_str("\n[[route]]\nstream = \"live/*\"\n");
@@ -232,7 +240,8 @@ fn prism_config(rtmp_port: u16, http_port: u16, spec: &RelaySpec) -> String {
                 let _ = write!(
                     s,
                     "\n  [[route.target]]\n  name = \"t{i}\"\n  url = \"rtmp://127.0.0.1:{sink_port}/sink/{key}\"\n  \
-                     max_queue_ms = 10000\n  max_queue_bytes = 67108864\n  overflow_disconnect_ms = 60000\n"
+                     max_queue_ms = 10000\n  max_queue_bytes = 67108864\n  overflow_disconnect_ms = 60000\n  \
+                     write_merge_ms = {merge_ms}\n"
                 );
             }
         }
