@@ -122,14 +122,31 @@ where
             let idle = last_read + config.rtmp.idle_timeout;
             Some(write_deadline.map_or(idle, |w| w.min(idle)))
         };
-        if conn.pending.is_empty() {
-            hold_until = None;
+        // A hold ended: what arrived meanwhile goes out with what was held. A stream still
+        // flowing stays on the merge grid, woken by its timer alone (the hub queue is looked
+        // at without registering); an empty look waits for the hub's wake-up again.
+        if hold_until.is_some_and(|t| t <= Instant::now()) {
+            let mut took = false;
+            if let Some(p) = playing.as_mut() {
+                if conn.pending.len() < PLAYER_HIGH_WATER {
+                    if let Some(RecvStatus::Frames) = p.player.sub.try_recv(&mut frames, 256 * 1024)
+                    {
+                        send_frames(&mut session, p.stream_id, &mut frames);
+                        conn.queue(session.out());
+                        took = true;
+                    }
+                }
+            }
+            if let Err(e) = conn.write_now().await {
+                break Err(ConnError::new("io", e));
+            }
+            hold_until =
+                (took && conn.pending.is_empty()).then(|| merge_deadline(Instant::now(), merge));
         }
         // While holding, neither the hub queue (its frames wait there without waking us)
-        // nor the write is looked at.
-        let now = Instant::now();
-        let holding = hold_until.is_some_and(|t| now < t);
-        let hold = hold_until.filter(|_| holding && conn.pending.len() < MERGE_FLUSH_BYTES);
+        // nor, below MERGE_FLUSH_BYTES, the write is looked at.
+        let holding = hold_until.is_some();
+        let hold_writes = holding && conn.pending.len() < MERGE_FLUSH_BYTES;
         let want_frames = playing.is_some() && conn.pending.len() < PLAYER_HIGH_WATER && !holding;
         tokio::select! {
             read = read_some(&mut conn.reader, &mut conn.input), if conn.pending.len() < MAX_PENDING_READING => {
@@ -159,7 +176,7 @@ where
                     Err(e) => break Err(ConnError::new("io", e)),
                 }
             }
-            written = write_some(&mut conn.writer, &conn.pending), if !conn.pending.is_empty() && hold.is_none() => {
+            written = write_some(&mut conn.writer, &conn.pending), if !conn.pending.is_empty() && !hold_writes => {
                 match written {
                     Ok(n) => conn.wrote(n),
                     Err(e) => break Err(ConnError::new("io", e)),
@@ -169,16 +186,9 @@ where
                 let Some(p) = playing.as_mut() else { continue };
                 match status {
                     RecvStatus::Frames => {
-                        let chunk_size = session.chunk_size();
-                        for f in frames.drain(..) {
-                            let kind = media_kind(f.kind);
-                            match shared_body(&f, kind, chunk_size) {
-                                Some(body) => session.send_media_shared(p.stream_id, kind, f.timestamp, &f.payload, body),
-                                None => session.send_media(p.stream_id, kind, f.timestamp, &f.payload),
-                            }
-                        }
+                        send_frames(&mut session, p.stream_id, &mut frames);
                         conn.queue(session.out());
-                        if !merge.is_zero() && hold_until.is_none() {
+                        if !merge.is_zero() {
                             hold_until = Some(merge_deadline(Instant::now(), merge));
                             continue;
                         }
@@ -216,7 +226,8 @@ where
                     }
                 }
             }
-            _ = sleep_until_opt(hold), if hold.is_some() => {}
+            // The end of a hold is handled at the top of the loop.
+            _ = sleep_until_opt(hold_until), if holding => {}
             _ = sleep_until_opt(deadline) => {
                 break Err(if !session.is_connected() {
                     ConnError::new("handshake_timeout", "handshake or connect did not complete in time")
@@ -231,6 +242,18 @@ where
     // Dropping a player updates its metrics; dropping a publisher without unpublish starts the stream's reconnect grace window.
     drop((publishing, playing));
     result
+}
+
+/// Encodes hub frames for a player (chunked bodies shared with every other connection).
+fn send_frames(session: &mut ServerSession, stream_id: u32, frames: &mut Vec<Arc<Frame>>) {
+    let chunk_size = session.chunk_size();
+    for f in frames.drain(..) {
+        let kind = media_kind(f.kind);
+        match shared_body(&f, kind, chunk_size) {
+            Some(body) => session.send_media_shared(stream_id, kind, f.timestamp, &f.payload, body),
+            None => session.send_media(stream_id, kind, f.timestamp, &f.payload),
+        }
+    }
 }
 
 async fn kicked(publishing: &Option<Publishing>) {
