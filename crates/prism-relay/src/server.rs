@@ -188,6 +188,8 @@ where
                     RecvStatus::Frames => {
                         send_frames(&mut session, p.stream_id, &mut frames);
                         conn.queue(session.out());
+                        // Drops happen while the player lags; the next batch reports them.
+                        p.player.report_drops();
                         if !merge.is_zero() {
                             hold_until = Some(merge_deadline(Instant::now(), merge));
                             continue;
@@ -217,8 +219,9 @@ where
             // do end with their stream).
             _ = relay.closing(), if publishing.is_none() && playing.is_none() => break Ok(()),
             // While the output is above the high-water mark the queue is not polled: check the
-            // hub's verdict and drops on a timer so a stalled player is shed on time.
-            _ = check.tick(), if playing.is_some() => {
+            // hub's verdict and drops on a timer so a stalled player is shed on time. Only
+            // then: a timer per player is 4 wake-ups a second, times thousands of players.
+            _ = check.tick(), if playing.is_some() && conn.pending.len() >= PLAYER_HIGH_WATER => {
                 if let Some(p) = playing.as_mut() {
                     p.player.report_drops();
                     if p.player.sub.is_too_slow() {
