@@ -187,11 +187,15 @@ fn scrape_has_the_contract_and_passes_promtool() {
     // Media pauses (the encoder stalls): once the destination has everything, the queue
     // gauge says so, though no frame arrives to wake the target's task.
     signal(publisher.pid(), "STOP");
-    wait_until(Duration::from_secs(5), "queue gauge of `good` back to 0", || {
-        prism.metric_value(&format!(
-            "prism_target_queue_bytes{{stream=\"{STREAM}\",target=\"good\"}}"
-        )) == Some(0.0)
-    });
+    wait_until(
+        Duration::from_secs(5),
+        "queue gauge of `good` back to 0",
+        || {
+            prism.metric_value(&format!(
+                "prism_target_queue_bytes{{stream=\"{STREAM}\",target=\"good\"}}"
+            )) == Some(0.0)
+        },
+    );
     signal(publisher.pid(), "CONT");
     publisher.stop();
 }
