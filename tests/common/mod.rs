@@ -69,20 +69,48 @@ pub fn wait_for<T>(timeout: Duration, what: &str, mut f: impl FnMut() -> Option<
 // Ports, paths, temp dirs
 // ---------------------------------------------------------------------------
 
-/// A TCP port on 127.0.0.1 that was free a moment ago.
-pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("bind 127.0.0.1:0")
-        .port()
+/// Ports handed to servers under test come from below the kernel's ephemeral range
+/// (32768–60999 by default): a port taken from that range with bind(0) can meanwhile become
+/// the local end of some outgoing connection (tests open thousands), and the server's bind
+/// then fails with "address in use".
+const TEST_PORTS: std::ops::Range<u32> = 20_000..32_000;
+
+/// The next candidate port of this process: a per-process start (test binaries may overlap
+/// with other processes' servers), then one after another, never the same twice.
+fn next_test_port() -> u16 {
+    static NEXT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(u32::MAX);
+    let span = TEST_PORTS.end - TEST_PORTS.start;
+    let _ = NEXT.compare_exchange(
+        u32::MAX,
+        std::process::id().wrapping_mul(7919) % span,
+        std::sync::atomic::Ordering::Relaxed,
+        std::sync::atomic::Ordering::Relaxed,
+    );
+    let i = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    (TEST_PORTS.start + i % span) as u16
 }
 
-/// A UDP port on 127.0.0.1 that was free a moment ago.
+/// A TCP port on 127.0.0.1 that was free a moment ago and that no outgoing connection will
+/// take meanwhile.
+pub fn free_port() -> u16 {
+    for _ in 0..1000 {
+        let port = next_test_port();
+        if TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
+    panic!("no free TCP port in {TEST_PORTS:?}");
+}
+
+/// A UDP port on 127.0.0.1, as [`free_port`].
 pub fn free_udp_port() -> u16 {
-    UdpSocket::bind("127.0.0.1:0")
-        .and_then(|s| s.local_addr())
-        .expect("bind udp 127.0.0.1:0")
-        .port()
+    for _ in 0..1000 {
+        let port = next_test_port();
+        if UdpSocket::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
+    panic!("no free UDP port in {TEST_PORTS:?}");
 }
 
 /// True if something accepts TCP connections on `addr` right now.
