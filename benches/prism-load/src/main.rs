@@ -94,8 +94,8 @@ struct Common {
     /// many seconds (then measure anyway). Players: per batch, at most 30 s.
     #[arg(long, default_value_t = 60)]
     connect_timeout: u64,
-    /// Sinks (first accepted) that parse every message for latency and missing frames; the
-    /// rest only count bytes. Parsing all 500 targets costs the tool ~0.3 core. Players all
+    /// Sinks (every k-th accepted) that parse every message for latency and missing frames;
+    /// the rest only count bytes. Parsing all 500 targets costs the tool ~0.3 core. Players all
     /// check for missing frames; this many of them (every k-th) record latency.
     #[arg(long, default_value_t = 1000)]
     latency_sinks: usize,

@@ -86,8 +86,8 @@ pub struct ScenarioOpts {
     /// How long to wait for every target to connect, and again to receive media, before
     /// measuring anyway.
     pub connect_timeout: Duration,
-    /// Sinks (first accepted) that parse every message and record latency; the rest count
-    /// bytes. Players: all parse, this many (every k-th) record latency.
+    /// Sinks (every k-th accepted) that parse every message and record latency; the rest
+    /// count bytes. Players: all parse, this many (every k-th) record latency.
     pub latency_sinks: usize,
     pub paths: RelayPaths,
     pub keep_tmp: bool,
@@ -319,7 +319,7 @@ pub async fn run(opts: &ScenarioOpts) -> anyhow::Result<ScenarioResult> {
     let window = Arc::new(Window::new());
     let receivers = match opts.scenario {
         Scenario::Players => Receivers::Players(Players::new()),
-        _ => Receivers::Sink(Sink::start(opts.latency_sinks, clock, window.clone()).await?),
+        _ => Receivers::Sink(Sink::start(opts.latency_sinks, n, clock, window.clone()).await?),
     };
     let sink_port = match &receivers {
         Receivers::Sink(s) => s.port,

@@ -158,8 +158,12 @@ pub struct Sink {
 }
 
 impl Sink {
+    /// `parse_sinks` of the `expected` connections parse every message: every k-th accepted,
+    /// so the sample spans the relay's fan-out order (the first connected are also the first
+    /// served, and would look faster than the rest).
     pub async fn start(
         parse_sinks: usize,
+        expected: usize,
         clock: Clock,
         window: Arc<Window>,
     ) -> anyhow::Result<Sink> {
@@ -178,7 +182,8 @@ impl Sink {
                 };
                 let conn = {
                     let mut v = lock(&c2);
-                    let parse = v.len() < parse_sinks;
+                    let stride = expected.div_ceil(parse_sinks.max(1)).max(1);
+                    let parse = v.len() % stride == 0 && v.len() / stride < parse_sinks;
                     let conn = Arc::new(SinkConn::new(v.len(), parse, parse));
                     v.push(conn.clone());
                     conn
