@@ -318,6 +318,20 @@ pub fn clk_tck() -> f64 {
 }
 
 /// utime + stime of a process (all its threads), in seconds; `pid` may be "self".
+/// CPU seconds of every thread of `pid`, by thread id.
+pub fn thread_cpu_seconds(pid: &str, tck: f64) -> std::collections::HashMap<String, f64> {
+    let Ok(dir) = fs::read_dir(format!("/proc/{pid}/task")) else {
+        return Default::default();
+    };
+    dir.flatten()
+        .filter_map(|e| {
+            let tid = e.file_name().to_string_lossy().into_owned();
+            let secs = cpu_seconds(&format!("{pid}/task/{tid}"), tck)?;
+            Some((tid, secs))
+        })
+        .collect()
+}
+
 pub fn cpu_seconds(pid: &str, tck: f64) -> Option<f64> {
     let stat = fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
     let rest = &stat[stat.rfind(')')? + 2..];

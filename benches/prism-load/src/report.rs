@@ -73,21 +73,30 @@ fn targets_cell(r: &ScenarioResult) -> String {
     }
 }
 
+/// The busiest relay threads' CPU, % of a core: "52 / 49 / 1" = two threads share the work.
+fn by_thread(pct: &[f64]) -> String {
+    let busy: Vec<String> = pct.iter().take(3).map(|p| format!("{p:.0}")).collect();
+    match busy.is_empty() {
+        true => "–".into(),
+        false => busy.join(" / "),
+    }
+}
+
 pub fn markdown(results: &[ScenarioResult], header: &str) -> String {
     let mut s = String::new();
     let _ = writeln!(s, "{header}\n");
     let _ = writeln!(
         s,
-        "| relay | thr | {} | kbit/s | recv | conns (closed) | connect s | CPU % | CPU-s/Gbit | Gbit/s | delivered | min target | p50 ms | p99 ms | max ms | missing msgs | with gaps | RSS MB | KB/target | KB/idle target (before / after media) | tool CPU % | machine busy % |",
+        "| relay | thr | {} | kbit/s | recv | conns (closed) | connect s | CPU % | by thread | CPU-s/Gbit | Gbit/s | delivered | min target | p50 ms | p99 ms | max ms | missing msgs | with gaps | RSS MB | KB/target | KB/idle target (before / after media) | tool CPU % | machine busy % |",
         targets_label(results)
     );
     s.push_str(
-        "| --- | --: | --: | --: | --: | --: | --: | --: | --: | --: | --: | --: | --: | --: | --: | --: | --: | --: | --: | --: | --: | --: |\n",
+        "| --- | --: | --: | --: | --: | --: | --: | --: | --: | --: | --: | --: | --: | --: | --: | --: | --: | --: | --: | --: | --: | --: | --: |\n",
     );
     for r in results {
         let _ = writeln!(
             s,
-            "| {} | {} | {} | {} | {} | {} ({}) | {} | {} | **{}** | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} / {} | {} | {} |",
+            "| {} | {} | {} | {} | {} | {} ({}) | {} | {} | {} | **{}** | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} / {} | {} | {} |",
             r.relay,
             r.relay_threads,
             targets_cell(r),
@@ -97,6 +106,7 @@ pub fn markdown(results: &[ScenarioResult], header: &str) -> String {
             r.sink_connections_closed,
             f(r.connect_s, 1),
             f(r.relay_cpu_pct, 0),
+            by_thread(&r.relay_thread_cpu_pct),
             f(r.cpu_s_per_gbit, 2),
             f(r.delivered_gbit_s, 3),
             f(r.delivered_ratio * 100.0, 1) + "%",

@@ -190,6 +190,8 @@ pub struct ScenarioResult {
     pub reorders: u64,
     pub publisher_max_lag_ms: f64,
     pub tool_cpu_s: f64,
+    /// CPU of each relay thread during the window, % of one core, busiest first.
+    pub relay_thread_cpu_pct: Vec<f64>,
     /// Busy share of all cores of the machine during the window (all processes).
     pub machine_busy_pct: f64,
     /// Soft RLIMIT_NOFILE of the relay process and of the tool.
@@ -646,6 +648,7 @@ async fn measure(
     let closed0 = count(&conns0, |c| c.closed.load(Ordering::Relaxed));
     let pub0 = pubs.wire_bytes();
     let cpu0 = relay::cpu_seconds(&pid, tck).unwrap_or(0.0);
+    let threads0 = relay::thread_cpu_seconds(&pid, tck);
     let tool0 = relay::cpu_seconds("self", tck).unwrap_or(0.0);
     let mach0 = relay::machine_jiffies().unwrap_or((0, 0));
     let w0 = Instant::now();
@@ -681,6 +684,12 @@ async fn measure(
     }
     let elapsed = w0.elapsed().as_secs_f64();
     let cpu1 = relay::cpu_seconds(&pid, tck).unwrap_or(0.0);
+    // Per thread: does the fan-out use every worker, or serialize on one?
+    let mut relay_thread_cpu_pct: Vec<f64> = relay::thread_cpu_seconds(&pid, tck)
+        .iter()
+        .map(|(tid, s)| (s - threads0.get(tid).copied().unwrap_or(0.0)) / elapsed * 100.0)
+        .collect();
+    relay_thread_cpu_pct.sort_by(|a, b| b.total_cmp(a));
     let tool1 = relay::cpu_seconds("self", tck).unwrap_or(0.0);
     let mach1 = relay::machine_jiffies().unwrap_or((0, 0));
     let pub1 = pubs.wire_bytes();
@@ -879,6 +888,7 @@ async fn measure(
             .unwrap_or(0) as f64
             / 1000.0,
         tool_cpu_s: tool1 - tool0,
+        relay_thread_cpu_pct,
         machine_busy_pct: busy as f64 / total as f64 * 100.0,
         relay_nofile: fdlimit::nofile(&pid).map(|l| l.0),
         tool_nofile: fdlimit::nofile("self").map(|l| l.0),
