@@ -183,6 +183,44 @@ pub fn markdown(results: &[ScenarioResult], header: &str) -> String {
     s
 }
 
+/// An SVG chart's opening: size, white background, title and the horizontal grid with
+/// its CPU-s/Gbit labels (plot left edge `l`, width `pw`, `y` maps a value to a row).
+fn svg_head(
+    w: f64,
+    h: f64,
+    l: f64,
+    pw: f64,
+    title: &str,
+    ymax: f64,
+    y: impl Fn(f64) -> f64,
+) -> String {
+    let mut s = String::new();
+    let _ = writeln!(
+        s,
+        r#"<svg xmlns="http://www.w3.org/2000/svg" width="{w}" height="{h}" viewBox="0 0 {w} {h}" font-family="sans-serif" font-size="12">"#
+    );
+    let _ = writeln!(s, r#"<rect width="{w}" height="{h}" fill="white"/>"#);
+    let _ = writeln!(
+        s,
+        r#"<text x="{}" y="22" text-anchor="middle" font-size="14">{}</text>"#,
+        l + pw / 2.0,
+        xml_escape(title)
+    );
+    for i in 0..=5 {
+        let v = ymax * i as f64 / 5.0;
+        let yy = y(v);
+        let _ = writeln!(
+            s,
+            r##"<line x1="{l}" y1="{yy:.1}" x2="{:.1}" y2="{yy:.1}" stroke="#ddd"/><text x="{:.1}" y="{:.1}" text-anchor="end">{}</text>"##,
+            l + pw,
+            l - 6.0,
+            yy + 4.0,
+            trim_num(v)
+        );
+    }
+    s
+}
+
 /// CPU-s per forwarded Gbit against the number of targets, one line per relay; one bar per
 /// relay when every result has the same target count.
 pub fn svg(results: &[ScenarioResult], title: &str) -> String {
@@ -209,31 +247,8 @@ pub fn svg(results: &[ScenarioResult], title: &str) -> String {
     let ymax = nice_ceil(ymax_raw.max(0.1));
     let x = |v: f64| l + v / xmax * pw;
     let y = |v: f64| t + ph - v / ymax * ph;
-    let mut s = String::new();
-    let _ = writeln!(
-        s,
-        r#"<svg xmlns="http://www.w3.org/2000/svg" width="{w}" height="{h}" viewBox="0 0 {w} {h}" font-family="sans-serif" font-size="12">"#
-    );
-    let _ = writeln!(s, r#"<rect width="{w}" height="{h}" fill="white"/>"#);
-    let _ = writeln!(
-        s,
-        r#"<text x="{}" y="22" text-anchor="middle" font-size="14">{}</text>"#,
-        l + pw / 2.0,
-        xml_escape(title)
-    );
     // Axes, grid and ticks.
-    for i in 0..=5 {
-        let v = ymax * i as f64 / 5.0;
-        let yy = y(v);
-        let _ = writeln!(
-            s,
-            r##"<line x1="{l}" y1="{yy:.1}" x2="{:.1}" y2="{yy:.1}" stroke="#ddd"/><text x="{:.1}" y="{:.1}" text-anchor="end">{}</text>"##,
-            l + pw,
-            l - 6.0,
-            yy + 4.0,
-            trim_num(v)
-        );
-    }
+    let mut s = svg_head(w, h, l, pw, title, ymax, y);
     let mut xs: Vec<usize> = ok.iter().map(|r| r.targets).collect();
     xs.sort_unstable();
     xs.dedup();
@@ -325,30 +340,7 @@ fn svg_bars(results: &[ScenarioResult], title: &str) -> String {
     let ph = h - t - b;
     let ymax = nice_ceil(ok.iter().map(|r| r.cpu_s_per_gbit).fold(0.1, f64::max));
     let y = |v: f64| t + ph - v / ymax * ph;
-    let mut s = String::new();
-    let _ = writeln!(
-        s,
-        r#"<svg xmlns="http://www.w3.org/2000/svg" width="{w}" height="{h}" viewBox="0 0 {w} {h}" font-family="sans-serif" font-size="12">"#
-    );
-    let _ = writeln!(s, r#"<rect width="{w}" height="{h}" fill="white"/>"#);
-    let _ = writeln!(
-        s,
-        r#"<text x="{}" y="22" text-anchor="middle" font-size="14">{}</text>"#,
-        l + pw / 2.0,
-        xml_escape(title)
-    );
-    for i in 0..=5 {
-        let v = ymax * i as f64 / 5.0;
-        let yy = y(v);
-        let _ = writeln!(
-            s,
-            r##"<line x1="{l}" y1="{yy:.1}" x2="{:.1}" y2="{yy:.1}" stroke="#ddd"/><text x="{:.1}" y="{:.1}" text-anchor="end">{}</text>"##,
-            l + pw,
-            l - 6.0,
-            yy + 4.0,
-            trim_num(v)
-        );
-    }
+    let mut s = svg_head(w, h, l, pw, title, ymax, y);
     let _ = writeln!(
         s,
         r#"<text transform="translate(18 {:.1}) rotate(-90)" text-anchor="middle">relay CPU-seconds per forwarded Gbit (lower is better)</text>"#,

@@ -151,6 +151,10 @@ pub(crate) async fn sleep_until_opt(deadline: Option<Instant>) {
     }
 }
 
+/// Output held for `write_merge_ms` (targets and players) this large goes out at once: the
+/// merge has paid off.
+pub(crate) const MERGE_FLUSH_BYTES: usize = 64 * 1024;
+
 /// When output held for `write_merge_ms` is written: the next multiple of `merge` on one
 /// process-wide grid. Every held connection flushes on the same ticks, so the workers
 /// write in bursts and sleep between them rather than waking for each connection's own

@@ -1,7 +1,7 @@
 //! Push targets: one task per destination of a live stream, each with its own hub queue,
 //! reconnecting with jittered exponential backoff for as long as the stream is live.
 
-use crate::conn::{merge_deadline, Conn, MAX_IOVECS};
+use crate::conn::{merge_deadline, Conn, MAX_IOVECS, MERGE_FLUSH_BYTES};
 use crate::context::{epoch_ms, handshake_random, Relay};
 use crate::dial::{BoxedStream, Dialer, SinkReport};
 use crate::egress::{media_kind, shared_body};
@@ -35,8 +35,6 @@ const HIGH_WATER: usize = 256 * 1024;
 const STATS_INTERVAL: Duration = Duration::from_millis(250);
 /// Most frame bytes taken from the hub queue per wake-up.
 const BATCH_BYTES: usize = 256 * 1024;
-/// Held output (`write_merge_ms`) this large goes out at once: the merge has paid off.
-const MERGE_FLUSH_BYTES: usize = 64 * 1024;
 /// A connection that stayed up this long resets the backoff.
 const STABLE_AFTER: Duration = Duration::from_secs(30);
 

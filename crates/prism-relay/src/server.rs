@@ -1,7 +1,9 @@
 //! Serves one RTMP connection (publisher or player) over any byte stream.
 
 use crate::access::{Refusal, StreamRequest};
-use crate::conn::{merge_deadline, read_some, sleep_until_opt, write_some, Conn};
+use crate::conn::{
+    merge_deadline, read_some, sleep_until_opt, write_some, Conn, MERGE_FLUSH_BYTES,
+};
 use crate::context::{epoch_ms, handshake_random, ConnInfo, Relay};
 use crate::egress::{media_kind, shared_body};
 use crate::ingest::{Player, Publisher};
@@ -17,8 +19,6 @@ use tracing::{debug, info};
 /// Queued output above which a player stops taking frames from its hub queue (the hub queue,
 /// with its drop policy, is where a slow player's backlog belongs).
 const PLAYER_HIGH_WATER: usize = 256 * 1024;
-/// Held player output (`[player] write_merge_ms`) this large goes out at once.
-const MERGE_FLUSH_BYTES: usize = 64 * 1024;
 /// Queued output above which the connection stops reading. Almost every message a peer sends
 /// can queue a reply (pings, commands), so a peer that sends without reading would otherwise
 /// grow the queue without bound. Well above what a player queues (high water plus one batch
