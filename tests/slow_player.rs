@@ -1,7 +1,7 @@
 //! Slow player: one player stops reading while ffmpeg publishes at 8 Mbit/s and
 //! a normal ffmpeg player watches the same stream. Prism sheds the stalled
 //! player within its small `[player]` budget (drops frames, then disconnects
-//! it for staying over budget: `player_too_slow`), while the normal player
+//! it for staying over budget: `too_slow`), while the normal player
 //! decodes cleanly throughout and ingest keeps flowing.
 //!
 //! The stalled player is a raw RTMP client written here (handshake, connect,
@@ -223,7 +223,7 @@ fn metric(prism: &Prism, sel: &str) -> f64 {
 fn too_slow(prism: &Prism) -> f64 {
     metric(
         prism,
-        "prism_connection_errors_total{reason=\"player_too_slow\",transport=\"rtmp\"}",
+        "prism_connection_errors_total{reason=\"too_slow\",transport=\"rtmp\"}",
     )
 }
 
@@ -292,7 +292,7 @@ fn stalled_player_is_disconnected_while_others_play_on() {
     // disconnects it after overflow_disconnect_ms (2 s) over budget.
     wait_until(
         Duration::from_secs(20),
-        "the stalled player to be disconnected as player_too_slow",
+        "the stalled player to be disconnected as too_slow",
         || too_slow(&prism) >= 1.0,
     );
     let disconnected_after = stalled_at.elapsed();

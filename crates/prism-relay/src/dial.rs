@@ -15,16 +15,20 @@ impl<T> ByteStream for T where T: AsyncRead + AsyncWrite + Send + Unpin + 'stati
 
 pub type BoxedStream = Box<dyn ByteStream>;
 
-/// Why a dial failed; `reason` is a short metrics label ("connect", "tls_verify", ...).
+/// Why a connection, a dial or a push failed: `reason` is a short metrics label
+/// ("connect", "tls_verify", "too_slow", ...), `detail` a line for the log (no secrets).
 #[derive(Debug)]
-pub struct DialError {
+pub struct ConnError {
     pub reason: &'static str,
     pub detail: String,
 }
 
-impl DialError {
+/// A dial's error is a connection error.
+pub type DialError = ConnError;
+
+impl ConnError {
     pub fn new(reason: &'static str, detail: impl ToString) -> Self {
-        DialError {
+        ConnError {
             reason,
             detail: detail.to_string(),
         }

@@ -4,6 +4,14 @@ use prism_hub::{Frame, FrameKind};
 use prism_rtmp::chunk::PreChunked;
 use prism_rtmp::session::MediaKind;
 
+pub(crate) fn frame_kind(kind: MediaKind) -> FrameKind {
+    match kind {
+        MediaKind::Audio => FrameKind::Audio,
+        MediaKind::Video => FrameKind::Video,
+        MediaKind::Data => FrameKind::Data,
+    }
+}
+
 pub(crate) fn media_kind(kind: FrameKind) -> MediaKind {
     match kind {
         FrameKind::Audio => MediaKind::Audio,

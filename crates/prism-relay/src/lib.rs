@@ -7,9 +7,9 @@
 //! prism-hub.
 
 mod access;
-mod conn;
 mod context;
 mod dial;
+mod drive;
 mod egress;
 mod ingest;
 mod limits;
@@ -22,8 +22,10 @@ mod status;
 pub use access::{Refusal, StreamRequest};
 pub use context::{ConnInfo, Relay};
 pub use dial::{
-    BoxedStream, ByteStream, DialError, DialFuture, Dialer, SinkFuture, SinkReport, TargetSink,
+    BoxedStream, ByteStream, ConnError, DialError, DialFuture, Dialer, SinkFuture, SinkReport,
+    TargetSink,
 };
+pub use drive::{Driver, Exit, Flow, Output};
 pub use ingest::{Player, Publisher};
 pub use limits::{ConnPermit, LimitExceeded};
 pub use push::{spawn_targets, Backoff};

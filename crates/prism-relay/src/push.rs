@@ -1,40 +1,31 @@
 //! Push targets: one task per destination of a live stream, each with its own hub queue,
 //! reconnecting with jittered exponential backoff for as long as the stream is live.
 
-use crate::conn::{merge_deadline, Conn, MAX_IOVECS, MERGE_FLUSH_BYTES};
 use crate::context::{epoch_ms, handshake_random, Relay};
-use crate::dial::{BoxedStream, Dialer, SinkReport};
+use crate::dial::{BoxedStream, ConnError, Dialer, SinkReport};
+use crate::drive::{Driver, Exit, Flow, Output};
 use crate::egress::{media_kind, shared_body};
-use crate::server::ConnError;
 use crate::status::{AddTargetError, TargetOrigin, TargetState, TargetStatus};
 use bytes::BytesMut;
 use prism_config::{redact_url, ResolvedTarget};
-use prism_hub::{DropReason, Frame, QueueLimits, RecvStatus, Stream, Subscription};
-use prism_rtmp::session::{ClientConfig, ClientEvent, ClientSession, SessionConfig};
+use prism_egress::Deltas;
+use prism_hub::{DropReason, Frame, QueueLimits, Stream, Subscription};
+use prism_rtmp::session::{ClientConfig, ClientSession, SessionConfig};
 use prism_rtmp::url::RtmpUrl;
 use prism_rtmp::OutQueue;
-use std::future::Future;
-use std::io::IoSlice;
-use std::pin::Pin;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
-use std::task::{Context, Poll};
 use std::time::Duration;
-use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::time::Instant;
 use tracing::{info, warn};
 
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 /// Connect + handshake + publish must finish within this.
 const SETUP_TIMEOUT: Duration = Duration::from_secs(15);
-const WRITE_TIMEOUT: Duration = Duration::from_secs(20);
-/// Output queued toward a target above which it stops taking frames from its hub queue.
-const HIGH_WATER: usize = 256 * 1024;
-/// How often a live push exports its queue and drops and checks the overflow verdict, even
-/// while its output is blocked.
+/// How long the goodbye (FCUnpublish, deleteStream) may take to flush.
+const GOODBYE_FLUSH: Duration = Duration::from_secs(3);
+/// How often a sink (SRT) exports its queue and drops and checks the overflow verdict.
 const STATS_INTERVAL: Duration = Duration::from_millis(250);
-/// Most frame bytes taken from the hub queue per wake-up.
-const BATCH_BYTES: usize = 256 * 1024;
 /// A connection that stayed up this long resets the backoff.
 const STABLE_AFTER: Duration = Duration::from_secs(30);
 
@@ -236,7 +227,7 @@ async fn push_once(
             up: tm.up.clone(),
             bytes_sent: tm.bytes.clone(),
         };
-        let mut reported = [0u64; 3];
+        let mut reported = Deltas::<3>::default();
         let result = tokio::select! {
             r = sink.run(&sub, target, &report) => r.map_err(|e| ConnError::new(e.reason, e.detail)),
             e = watch_queue(relay, tm, &sub, &mut reported) => Err(e),
@@ -259,7 +250,7 @@ async fn push_once(
         return Ok(());
     };
     tm.status.set_subscription(sub.closer());
-    let mut reported = [0u64; 3];
+    let mut reported = Deltas::<3>::default();
     let result = drive(
         relay,
         dialer.as_ref(),
@@ -280,7 +271,7 @@ async fn watch_queue(
     relay: &Relay,
     tm: &TargetMetrics,
     sub: &Subscription,
-    reported: &mut [u64; 3],
+    reported: &mut Deltas<3>,
 ) -> ConnError {
     let mut tick = tokio::time::interval(STATS_INTERVAL);
     loop {
@@ -300,12 +291,12 @@ async fn drive(
     url: &RtmpUrl,
     target: &ResolvedTarget,
     tm: &TargetMetrics,
-    reported: &mut [u64; 3],
+    reported: &mut Deltas<3>,
 ) -> Result<(), ConnError> {
     // A stream that ends while its target is still connecting stops the attempt; once
     // publishing, the end arrives through the subscription.
     let connecting = connect_and_publish(relay, dialer, url, target);
-    let (session, conn) = tokio::select! {
+    let (session, mut driver) = tokio::select! {
         r = connecting => r?,
         _ = sub.stream().wait_ended() => return Ok(()),
         _ = tm.status.cancelled() => return Ok(()),
@@ -313,8 +304,30 @@ async fn drive(
     tm.up.set(1);
     tm.status.set_state(TargetState::Up);
     info!(stream = %tm.stream, target = %tm.target, "target publishing");
-    let merge = target.queue.write_merge;
-    forward(relay, session, conn, sub, tm, merge, reported).await
+    driver.set_merge(target.queue.write_merge);
+    let mut push = RtmpPush {
+        session,
+        sub,
+        relay,
+        tm,
+        reported,
+    };
+    // Runs until the stream ends; then unpublish politely.
+    match driver.run(&mut push).await? {
+        Exit::Closed => {
+            return Err(ConnError::new(
+                "closed",
+                "destination closed the connection",
+            ))
+        }
+        Exit::Ended | Exit::Yield | Exit::Stopped => {}
+    }
+    push.session.unpublish();
+    driver.queue(push.session.out());
+    let before = driver.bytes_written();
+    driver.flush(GOODBYE_FLUSH).await;
+    tm.bytes.inc_by(driver.bytes_written() - before);
+    Ok(())
 }
 
 /// Dials, handshakes and publishes (connect, releaseStream, FCPublish, createStream, publish).
@@ -323,13 +336,13 @@ async fn connect_and_publish(
     dialer: &dyn Dialer,
     url: &RtmpUrl,
     target: &ResolvedTarget,
-) -> Result<(ClientSession, Conn<BoxedStream>), ConnError> {
+) -> Result<(ClientSession, Driver<BoxedStream>), ConnError> {
     let io = tokio::time::timeout(CONNECT_TIMEOUT, dialer.dial(url, target))
         .await
         .map_err(|_| ConnError::new("connect_timeout", "connect timed out"))?
         .map_err(|e| ConnError::new(e.reason, e.detail))?;
     let config = relay.config();
-    let mut session = ClientSession::new(
+    let session = ClientSession::new(
         ClientConfig {
             app: url.app.clone(),
             tc_url: url.tc_url(),
@@ -342,32 +355,11 @@ async fn connect_and_publish(
         handshake_random(),
         epoch_ms(),
     );
-    let mut conn = Conn::new(io);
-
+    let mut driver = Driver::new(io, prism_egress::Config::default());
+    let mut setup = Setup(session);
+    driver.queue(setup.0.out());
     // Set-up: handshake, connect, createStream, publish.
-    let setup = async {
-        loop {
-            conn.queue(session.out());
-            conn.flush_all()
-                .await
-                .map_err(|e| ConnError::new("io", e))?;
-            if session.is_publishing() {
-                return Ok(());
-            }
-            let n = conn.read().await.map_err(|e| ConnError::new("io", e))?;
-            if n == 0 {
-                return Err(ConnError::new(
-                    "closed",
-                    "destination closed the connection during set-up",
-                ));
-            }
-            session
-                .handle_input(&mut conn.input)
-                .map_err(|e| ConnError::new("refused", e))?;
-            while let Some(ClientEvent::Publishing) = session.poll_event() {}
-        }
-    };
-    tokio::time::timeout(SETUP_TIMEOUT, setup)
+    let exit = tokio::time::timeout(SETUP_TIMEOUT, driver.run(&mut setup))
         .await
         .map_err(|_| {
             ConnError::new(
@@ -375,271 +367,113 @@ async fn connect_and_publish(
                 "handshake/publish did not complete in time",
             )
         })??;
-    Ok((session, conn))
+    match exit {
+        Exit::Yield => Ok((setup.0, driver)),
+        _ => Err(ConnError::new(
+            "closed",
+            "destination closed the connection during set-up",
+        )),
+    }
 }
 
-/// Publishes the frames of `sub` on a publishing connection until the stream ends.
-async fn forward(
-    relay: &Arc<Relay>,
-    mut session: ClientSession,
-    conn: Conn<BoxedStream>,
-    sub: &Subscription,
-    tm: &TargetMetrics,
-    merge: Duration,
-    reported: &mut [u64; 3],
-) -> Result<(), ConnError> {
-    let Conn {
-        reader,
-        writer,
-        input,
-        pending,
-        stalled_since,
-        ..
-    } = conn;
-    let mut live = Live {
-        io: reader.unsplit(writer),
-        input,
-        pending,
-        stalled_since,
-        frames: Vec::new(),
-        read_buf: vec![0; 16 * 1024],
-        next_check: Instant::now(),
-        timer: Box::pin(tokio::time::sleep(WRITE_TIMEOUT)),
-        reads_skipped: 0,
-        merge,
-        hold_until: None,
-    };
-    // Runs until the stream ends; then unpublish politely.
-    std::future::poll_fn(|cx| live.poll(cx, &mut session, sub, relay, tm, reported)).await?;
-    session.unpublish();
-    live.pending.append(session.out());
-    let mut conn = Conn::new(live.io);
-    conn.pending = live.pending;
-    let before = conn.bytes_written;
-    let _ = tokio::time::timeout(Duration::from_secs(3), conn.flush_all()).await;
-    tm.bytes.inc_by(conn.bytes_written - before);
-    Ok(())
-}
+/// A push connection setting up: the driver's [`Output`] until the session publishes.
+struct Setup(ClientSession);
 
-/// A publishing push connection, driven by hand rather than by `select!`: this is the
-/// per-target hot path of the fan-out, and one poll function that owns the stream (no
-/// split lock), keeps its futures (no re-creation per wake-up) and writes in the same
-/// wake-up that received frames costs a fraction of the select machinery.
-struct Live<S> {
-    io: S,
-    input: BytesMut,
-    pending: OutQueue,
-    /// See [`Conn::stalled_since`].
-    stalled_since: Instant,
-    frames: Vec<Arc<Frame>>,
-    read_buf: Vec<u8>,
-    /// When queue depth, drops and the overflow verdict are next exported and checked.
-    next_check: Instant,
-    /// Armed only while output is pending: the write timeout, and while output is above
-    /// HIGH_WATER (frames are not taken, so nothing else wakes us) the next check, so a
-    /// stalled destination is shed after overflow_disconnect, not only after WRITE_TIMEOUT.
-    timer: Pin<Box<tokio::time::Sleep>>,
-    /// Wake-ups with frames since the socket was last polled for reading (a destination
-    /// sends almost nothing: acknowledgements, and errors on close).
-    reads_skipped: u32,
-    /// `write_merge_ms`: how long output is held before it is written.
-    merge: Duration,
-    /// Set when held output started waiting; cleared once everything is written. While
-    /// it is in the future neither the hub queue nor the socket is looked at (frames
-    /// wait in the hub queue, under its budget, and do not wake this task), so one
-    /// wake-up and one write carry the whole span.
-    hold_until: Option<Instant>,
-}
-
-impl<S: AsyncRead + AsyncWrite + Unpin> Live<S> {
-    /// Runs until the stream ends (Ok) or the connection fails.
-    fn poll(
-        &mut self,
-        cx: &mut Context<'_>,
-        session: &mut ClientSession,
-        sub: &Subscription,
-        relay: &Relay,
-        tm: &TargetMetrics,
-        reported: &mut [u64; 3],
-    ) -> Poll<Result<(), ConnError>> {
-        loop {
-            let mut progress = false;
-            let now = Instant::now();
-            if now >= self.next_check {
-                self.next_check = now + STATS_INTERVAL;
-                report_stats(relay, tm, sub, reported);
-                if sub.is_too_slow() {
-                    return Poll::Ready(Err(too_slow()));
-                }
-                // Ended or removed while output is blocked (frames are not being taken, so
-                // the subscription's end would not be seen): say goodbye now. A held
-                // (merging) target takes its frames and then the end at its next tick.
-                if sub.is_finished() && self.pending.len() >= HIGH_WATER {
-                    return Poll::Ready(Ok(()));
-                }
-            }
-            let mut got_frames = false;
-            let holding = self.hold_until.is_some_and(|t| now < t);
-            // A hold just ended: a merging target whose stream still flows stays on the
-            // merge grid, woken by its timer alone, so it looks without registering with
-            // the hub; only an empty queue makes it wait for the hub's wake-up again.
-            let tick = self.hold_until.is_some() && !holding;
-            if self.pending.len() < HIGH_WATER && !holding {
-                let polled = match tick {
-                    true => match sub.try_recv(&mut self.frames, BATCH_BYTES) {
-                        Some(status) => Poll::Ready(status),
-                        None => sub.poll_recv(cx, &mut self.frames, BATCH_BYTES),
-                    },
-                    false => sub.poll_recv(cx, &mut self.frames, BATCH_BYTES),
-                };
-                match polled {
-                    Poll::Ready(RecvStatus::Frames) => {
-                        let chunk_size = session.chunk_size();
-                        let batch: usize = self.frames.iter().map(|f| f.payload.len()).sum();
-                        for f in self.frames.drain(..) {
-                            let kind = media_kind(f.kind);
-                            match shared_body(&f, kind, chunk_size) {
-                                Some(body) => {
-                                    session.send_media_shared(kind, f.timestamp, &f.payload, body)
-                                }
-                                None => session.send_media(kind, f.timestamp, &f.payload),
-                            }
-                        }
-                        self.queue(session.out());
-                        if !self.merge.is_zero() && self.hold_until.is_none() {
-                            self.hold_until = Some(merge_deadline(now, self.merge));
-                        }
-                        // The subscription stays armed; only a full batch (more may be
-                        // queued already) or the end (its wake-up may be this one) needs
-                        // another look.
-                        progress = batch >= BATCH_BYTES || sub.is_finished();
-                        got_frames = true;
-                    }
-                    Poll::Ready(RecvStatus::Ended) => return Poll::Ready(Ok(())),
-                    Poll::Ready(RecvStatus::TooSlow) => return Poll::Ready(Err(too_slow())),
-                    Poll::Pending => {}
-                }
-            }
-            let hold = self
-                .hold_until
-                .filter(|t| now < *t && self.pending.len() < MERGE_FLUSH_BYTES);
-            while hold.is_none() && !self.pending.is_empty() {
-                let mut slices = [IoSlice::new(&[]); MAX_IOVECS];
-                let n = self.pending.chunks_vectored(&mut slices);
-                match Pin::new(&mut self.io).poll_write_vectored(cx, &slices[..n]) {
-                    Poll::Ready(Ok(0)) => {
-                        return Poll::Ready(Err(ConnError::new("io", "write returned zero")))
-                    }
-                    Poll::Ready(Ok(written)) => {
-                        let was_blocked = self.pending.len() >= HIGH_WATER;
-                        self.pending.advance(written);
-                        self.stalled_since = Instant::now();
-                        tm.bytes.inc_by(written as u64);
-                        // Room again for frames that were held back.
-                        progress |= was_blocked && self.pending.len() < HIGH_WATER;
-                    }
-                    Poll::Ready(Err(e)) => return Poll::Ready(Err(ConnError::new("io", e))),
-                    Poll::Pending => break,
-                }
-            }
-            if self.pending.is_empty() {
-                if !holding {
-                    self.hold_until = match tick && got_frames {
-                        true => Some(merge_deadline(now, self.merge)),
-                        false => None,
-                    };
-                }
-                // TLS streams may keep encrypted bytes back after accepting a write; push
-                // them out now rather than with the next frame (a no-op for TCP).
-                if let Poll::Ready(Err(e)) = Pin::new(&mut self.io).poll_flush(cx) {
-                    return Poll::Ready(Err(ConnError::new("io", e)));
-                }
-            }
-            // The read registration made on the last Pending stays armed, so skipping the
-            // poll on busy wake-ups loses nothing; a quiet wake-up may be the read.
-            self.reads_skipped += 1;
-            if !got_frames || self.reads_skipped >= 16 {
-                self.reads_skipped = 0;
-                let mut buf = ReadBuf::new(&mut self.read_buf);
-                match Pin::new(&mut self.io).poll_read(cx, &mut buf) {
-                    Poll::Ready(Ok(())) if buf.filled().is_empty() => {
-                        return Poll::Ready(Err(ConnError::new(
-                            "closed",
-                            "destination closed the connection",
-                        )))
-                    }
-                    Poll::Ready(Ok(())) => {
-                        self.input.extend_from_slice(buf.filled());
-                        if let Err(e) = session.handle_input(&mut self.input) {
-                            return Poll::Ready(Err(ConnError::new("protocol", e)));
-                        }
-                        self.queue(session.out());
-                        progress = true;
-                    }
-                    Poll::Ready(Err(e)) => return Poll::Ready(Err(ConnError::new("io", e))),
-                    Poll::Pending => {}
-                }
-            }
-            let write_deadline = self.stalled_since + WRITE_TIMEOUT;
-            let mut deadline = None;
-            if !self.pending.is_empty() {
-                deadline = Some(write_deadline);
-                if self.pending.len() >= HIGH_WATER {
-                    deadline = Some(write_deadline.min(self.next_check));
-                }
-            }
-            if let Some(h) = self.hold_until.filter(|t| now < *t) {
-                deadline = Some(deadline.map_or(h, |d| d.min(h)));
-            }
-            if let Some(deadline) = deadline {
-                if self.timer.deadline() != deadline {
-                    self.timer.as_mut().reset(deadline);
-                }
-                if self.timer.as_mut().poll(cx).is_ready() {
-                    if !self.pending.is_empty() && Instant::now() >= write_deadline {
-                        return Poll::Ready(Err(ConnError::new(
-                            "write_timeout",
-                            "destination stopped reading",
-                        )));
-                    }
-                    // A queue check or the end of a hold is due.
-                    progress = true;
-                }
-            }
-            if !progress {
-                return Poll::Pending;
-            }
-        }
+impl Output for Setup {
+    fn subscription(&self) -> Option<&Subscription> {
+        None
     }
 
-    fn queue(&mut self, out: &mut OutQueue) {
-        if !out.is_empty() && self.pending.is_empty() {
-            self.stalled_since = Instant::now();
+    fn send_frames(&mut self, frames: &mut Vec<Arc<Frame>>, _out: &mut OutQueue) {
+        frames.clear();
+    }
+
+    fn handle_input(
+        &mut self,
+        input: &mut BytesMut,
+        _now: std::time::Instant,
+        out: &mut OutQueue,
+    ) -> Result<Flow, ConnError> {
+        let handled = self.0.handle_input(input);
+        while self.0.poll_event().is_some() {}
+        out.append(self.0.out());
+        handled.map_err(|e| ConnError::new("refused", e))?;
+        Ok(match self.0.is_publishing() {
+            true => Flow::Yield,
+            false => Flow::Continue,
+        })
+    }
+}
+
+/// A publishing push connection as the driver's [`Output`].
+struct RtmpPush<'a> {
+    session: ClientSession,
+    sub: &'a Subscription,
+    relay: &'a Relay,
+    tm: &'a TargetMetrics,
+    reported: &'a mut Deltas<3>,
+}
+
+impl Output for RtmpPush<'_> {
+    fn subscription(&self) -> Option<&Subscription> {
+        Some(self.sub)
+    }
+
+    fn send_frames(&mut self, frames: &mut Vec<Arc<Frame>>, out: &mut OutQueue) {
+        let chunk_size = self.session.chunk_size();
+        for f in frames.drain(..) {
+            let kind = media_kind(f.kind);
+            match shared_body(&f, kind, chunk_size) {
+                Some(body) => self
+                    .session
+                    .send_media_shared(kind, f.timestamp, &f.payload, body),
+                None => self.session.send_media(kind, f.timestamp, &f.payload),
+            }
         }
-        self.pending.append(out);
+        out.append(self.session.out());
+    }
+
+    fn handle_input(
+        &mut self,
+        input: &mut BytesMut,
+        _now: std::time::Instant,
+        out: &mut OutQueue,
+    ) -> Result<Flow, ConnError> {
+        // A destination sends acknowledgements, and errors on close.
+        let handled = self.session.handle_input(input);
+        while self.session.poll_event().is_some() {}
+        out.append(self.session.out());
+        handled.map_err(|e| ConnError::new("protocol", e))?;
+        Ok(Flow::Continue)
+    }
+
+    fn report(&mut self) {
+        report_stats(self.relay, self.tm, self.sub, self.reported);
+    }
+
+    fn wrote(&mut self, n: usize) {
+        self.tm.bytes.inc_by(n as u64);
     }
 }
 
 fn too_slow() -> ConnError {
-    ConnError::new("too_slow", "target stayed over its queue budget")
+    let f = prism_egress::Failure::TooSlow;
+    ConnError::new(f.as_str(), f.detail())
 }
 
 /// Exports the subscription's queue depth and any drops not reported yet.
-fn report_stats(relay: &Relay, tm: &TargetMetrics, sub: &Subscription, reported: &mut [u64; 3]) {
+fn report_stats(relay: &Relay, tm: &TargetMetrics, sub: &Subscription, reported: &mut Deltas<3>) {
     let stats = sub.stats();
     tm.queue.set(stats.queue_bytes as i64);
     for (i, reason) in DropReason::ALL.iter().enumerate() {
-        let now = stats.dropped(*reason);
-        if now > reported[i] {
-            tm.status
-                .drops
-                .fetch_add(now - reported[i], Ordering::Relaxed);
+        let new = reported.delta(i, stats.dropped(*reason));
+        if new > 0 {
+            tm.status.drops.fetch_add(new, Ordering::Relaxed);
             relay
                 .metrics
                 .target_dropped_frames_total
                 .with_label_values(&[&tm.stream, &tm.target, reason.as_str()])
-                .inc_by(now - reported[i]);
-            reported[i] = now;
+                .inc_by(new);
         }
     }
 }

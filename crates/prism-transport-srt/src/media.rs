@@ -1,16 +1,20 @@
 //! Moving media between an SRT socket and the hub: TS datagrams → demuxer → publisher, and
 //! subscription → muxer → 1316-byte datagrams.
 
-use bytes::BytesMut;
-use futures::{SinkExt, StreamExt};
-use prism_hub::{Frame, FrameKind, RecvStatus, Subscription};
+use bytes::{Bytes, BytesMut};
+use futures::{Sink, Stream, StreamExt};
+use prism_hub::{Frame, FrameKind, Subscription};
 use prism_mpegts::demux::Demuxer;
-use prism_mpegts::mux::{next_datagram, Muxer, MuxerConfig};
+use prism_mpegts::mux::{next_datagram, Muxer, MuxerConfig, DATAGRAM_SIZE};
 use prism_mpegts::FlvFrame;
-use prism_relay::Publisher;
+use prism_relay::{ConnError, Driver, Exit, Flow, Output, Publisher};
+use prism_rtmp::OutQueue;
 use srt_tokio::SrtSocket;
+use std::pin::Pin;
 use std::sync::Arc;
+use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
 /// A receive stream that ended this long after the last datagram was a peer timeout (srt
 /// closes a silent connection after its 5 s idle timeout), not the publisher's goodbye.
@@ -80,46 +84,129 @@ pub(crate) enum SendEnd {
 }
 
 /// Muxes the subscription to MPEG-TS and sends it, 7 packets per datagram, until the
-/// stream ends or the peer goes; `sent` is told each datagram's size.
+/// stream ends or the peer goes, on the relay's egress driver (the same pacing, slow
+/// verdict and write timeout as RTMP players and targets); `sent` is told each datagram's
+/// size, `report` runs on every queue check.
 pub(crate) async fn send_stream(
     socket: &mut SrtSocket,
     sub: &Subscription,
-    mut sent: impl FnMut(usize),
+    sent: impl FnMut(usize),
+    report: impl FnMut(),
 ) -> SendEnd {
-    let mut muxer = Muxer::new(MuxerConfig::default());
-    let mut out = BytesMut::new();
-    let mut frames: Vec<Arc<Frame>> = Vec::new();
-    let (mut rx, mut tx) = socket.split_mut();
-    loop {
-        tokio::select! {
-            status = sub.recv(&mut frames, 256 * 1024) => match status {
-                RecvStatus::Frames => {
-                    for f in frames.drain(..) {
-                        if let Some(flv) = to_flv(&f) {
-                            let _ = muxer.push_frame(&flv, &mut out);
-                        }
-                    }
-                    // Datagrams of one batch share a source time: the receiver releases
-                    // them together, one latency later.
-                    let now = Instant::now();
-                    while let Some(d) = next_datagram(&mut out, true) {
-                        let n = d.len();
-                        if tx.feed((now, d)).await.is_err() {
-                            return SendEnd::PeerGone;
-                        }
-                        sent(n);
-                    }
-                    if tx.flush().await.is_err() {
-                        return SendEnd::PeerGone;
-                    }
+    let mut out = TsOutput {
+        sub,
+        muxer: Muxer::new(MuxerConfig::default()),
+        buf: BytesMut::new(),
+        sent,
+        report,
+    };
+    let mut driver = Driver::new(SrtIo(socket), prism_egress::Config::default());
+    match driver.run(&mut out).await {
+        Ok(Exit::Ended) => SendEnd::StreamEnded,
+        Ok(_) => SendEnd::PeerGone,
+        Err(e) if e.reason == prism_egress::Failure::TooSlow.as_str() => SendEnd::TooSlow,
+        Err(_) => SendEnd::PeerGone,
+    }
+}
+
+/// The SRT output: hub frames → MPEG-TS → datagram-sized segments.
+struct TsOutput<'a, F, R> {
+    sub: &'a Subscription,
+    muxer: Muxer,
+    buf: BytesMut,
+    sent: F,
+    report: R,
+}
+
+impl<F: FnMut(usize), R: FnMut()> Output for TsOutput<'_, F, R> {
+    fn subscription(&self) -> Option<&Subscription> {
+        Some(self.sub)
+    }
+
+    fn send_frames(&mut self, frames: &mut Vec<Arc<Frame>>, out: &mut OutQueue) {
+        for f in frames.drain(..) {
+            if let Some(flv) = to_flv(&f) {
+                let _ = self.muxer.push_frame(&flv, &mut self.buf);
+            }
+        }
+        // One segment per datagram: the socket adapter sends each write as one datagram.
+        while let Some(d) = next_datagram(&mut self.buf, true) {
+            out.put_bytes(d);
+        }
+    }
+
+    fn handle_input(
+        &mut self,
+        input: &mut BytesMut,
+        _now: std::time::Instant,
+        _out: &mut OutQueue,
+    ) -> Result<Flow, ConnError> {
+        // Whatever a player or listener sends is ignored.
+        input.clear();
+        Ok(Flow::Continue)
+    }
+
+    fn report(&mut self) {
+        (self.report)();
+    }
+
+    fn wrote(&mut self, n: usize) {
+        (self.sent)(n);
+    }
+}
+
+/// An SRT socket as a byte stream for the driver: each write is one datagram (the output
+/// queues whole datagrams as segments), reads yield what the peer sends.
+struct SrtIo<'a>(&'a mut SrtSocket);
+
+impl AsyncWrite for SrtIo<'_> {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
+        let socket = Pin::new(&mut *self.0);
+        match socket.poll_ready(cx) {
+            Poll::Ready(Ok(())) => {}
+            Poll::Ready(Err(e)) => return Poll::Ready(Err(e)),
+            Poll::Pending => return Poll::Pending,
+        }
+        let n = buf.len().min(DATAGRAM_SIZE);
+        // Datagrams share the send time as their source time: the receiver releases them
+        // one latency later.
+        let datagram = (Instant::now(), Bytes::copy_from_slice(&buf[..n]));
+        Pin::new(&mut *self.0).start_send(datagram)?;
+        Poll::Ready(Ok(n))
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut *self.0).poll_flush(cx)
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        self.poll_flush(cx)
+    }
+}
+
+impl AsyncRead for SrtIo<'_> {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        loop {
+            match Pin::new(&mut *self.0).poll_next(cx) {
+                Poll::Ready(Some(Ok((_, data)))) if data.is_empty() => continue,
+                Poll::Ready(Some(Ok((_, data)))) => {
+                    let n = data.len().min(buf.remaining());
+                    buf.put_slice(&data[..n]);
+                    return Poll::Ready(Ok(()));
                 }
-                RecvStatus::Ended => return SendEnd::StreamEnded,
-                RecvStatus::TooSlow => return SendEnd::TooSlow,
-            },
-            // Whatever a player sends is ignored; the end of its stream means it is gone.
-            item = rx.next() => if item.is_none() {
-                return SendEnd::PeerGone;
-            },
+                Poll::Ready(Some(Err(e))) => return Poll::Ready(Err(e)),
+                // End of stream: nothing filled reads as EOF.
+                Poll::Ready(None) => return Poll::Ready(Ok(())),
+                Poll::Pending => return Poll::Pending,
+            }
         }
     }
 }

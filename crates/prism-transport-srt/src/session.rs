@@ -106,7 +106,7 @@ pub(crate) async fn serve(
                 }
             };
             let _stats = stats::watch(&relay, &mut socket, &label, Direction::Play);
-            let end = media::send_stream(&mut socket, &player.sub, |_| {}).await;
+            let end = media::send_stream(&mut socket, &player.sub, |_| {}, || {}).await;
             player.report_drops();
             info!(%peer, transport = crate::TRANSPORT, stream = %label, ?end, "SRT player gone");
             if matches!(end, SendEnd::StreamEnded) {
