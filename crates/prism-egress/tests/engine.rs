@@ -45,7 +45,11 @@ fn held_output_goes_out_on_the_grid_tick() {
     e.handle_queued(500, t(5));
     e.handle_took(true, t(5));
     assert!(!e.poll_transmit(t(5)));
-    assert_eq!(e.poll_take(t(5)), None, "frames wait in the hub queue while holding");
+    assert_eq!(
+        e.poll_take(t(5)),
+        None,
+        "frames wait in the hub queue while holding"
+    );
     assert_eq!(e.poll_timeout(t(5)), Some(t(40)));
     assert!(!e.poll_transmit(t(39)));
     // The tick: look without registering, write everything, hold again until 80 ms.
@@ -88,7 +92,10 @@ fn a_large_hold_is_written_early() {
     e.handle_took(true, epoch + ms(1));
     assert!(!e.poll_transmit(epoch + ms(1)));
     e.handle_queued(8 * 1024, epoch + ms(1));
-    assert!(e.poll_transmit(epoch + ms(1)), "64 KiB held: the merge paid off");
+    assert!(
+        e.poll_transmit(epoch + ms(1)),
+        "64 KiB held: the merge paid off"
+    );
 }
 
 #[test]

@@ -2,8 +2,8 @@
 
 use crate::access::{Refusal, StreamRequest};
 use crate::context::{epoch_ms, handshake_random, ConnInfo, Relay};
-use crate::drive::{Driver, Exit, Flow, Output};
 use crate::dial::ConnError;
+use crate::drive::{Driver, Exit, Flow, Output};
 use crate::egress::{frame_kind, media_kind, shared_body};
 use crate::ingest::{Player, Publisher};
 use bytes::BytesMut;
@@ -208,7 +208,10 @@ impl RtmpConn {
                     payload,
                 } => {
                     // Media for a stream this connection does not publish: ignored.
-                    if let Some(p) = self.publishing.as_ref().filter(|p| p.stream_id == stream_id)
+                    if let Some(p) = self
+                        .publishing
+                        .as_ref()
+                        .filter(|p| p.stream_id == stream_id)
                     {
                         p.publisher.send(frame_kind(kind), timestamp, payload);
                     }
@@ -223,7 +226,11 @@ impl RtmpConn {
                             p.publisher.unpublish();
                         }
                     }
-                    if self.playing.as_ref().is_some_and(|p| p.stream_id == stream_id) {
+                    if self
+                        .playing
+                        .as_ref()
+                        .is_some_and(|p| p.stream_id == stream_id)
+                    {
                         self.playing = None;
                     }
                 }

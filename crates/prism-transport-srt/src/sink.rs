@@ -129,8 +129,7 @@ impl TargetSink for SrtSink {
             let bytes = report.bytes_sent.clone();
             // Queue depth and drops are exported by the push supervisor (it watches the queue
             // while this connects, too).
-            let end =
-                media::send_stream(&mut socket, sub, |n| bytes.inc_by(n as u64), || {}).await;
+            let end = media::send_stream(&mut socket, sub, |n| bytes.inc_by(n as u64), || {}).await;
             match end {
                 SendEnd::StreamEnded => {
                     let _ = tokio::time::timeout(Duration::from_secs(2), socket.close()).await;
