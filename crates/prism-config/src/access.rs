@@ -1,9 +1,8 @@
-//! Who may publish and play: address allowlists (CIDR), stream tokens, and the webhook
-//! settings of `[auth]`. Values only; the relay does the checking.
+//! Who may publish and play: address allowlists (CIDR), stream tokens, webhook URLs and the
+//! rules that apply to one stream. Values only; the relay does the checking.
 
 use std::fmt;
 use std::net::IpAddr;
-use std::time::Duration;
 
 /// An IP network, written `10.0.0.0/8`, `2001:db8::/32` or a bare address (one host).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -149,29 +148,6 @@ pub(crate) fn validate_token(t: &str) -> Result<(), String> {
     Ok(())
 }
 
-/// Access rules of one `[[route]]`. `None` = the route does not say; for each rule the first
-/// matching route (file order) that says decides.
-#[derive(Debug, Clone, PartialEq, Eq, Default)]
-pub struct RouteAccess {
-    /// `publish_tokens`: a publisher must send one as `?token=` (RTMP: after the stream key;
-    /// SRT: after the resource in the stream id).
-    pub publish_tokens: Option<Vec<Secret>>,
-    /// `allow_publish`: publishers must connect from one of these networks.
-    pub allow_publish: Option<Vec<IpNet>>,
-    /// `play`: false turns playback of matching streams off.
-    pub play: Option<bool>,
-    /// `play_tokens`: a player must send one as `?token=`.
-    pub play_tokens: Option<Vec<Secret>>,
-    /// `allow_play`: players must connect from one of these networks.
-    pub allow_play: Option<Vec<IpNet>>,
-}
-
-impl RouteAccess {
-    pub fn is_empty(&self) -> bool {
-        *self == RouteAccess::default()
-    }
-}
-
 /// The access rules that apply to one stream (see [`crate::Config::access_for`]).
 #[derive(Debug, Clone, Copy, Default)]
 pub struct Access<'a> {
@@ -254,57 +230,6 @@ impl WebhookUrl {
 impl fmt::Debug for WebhookUrl {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "WebhookUrl({})", self.shown())
-    }
-}
-
-/// TOML table `[auth]`: HTTP webhooks that decide publishes and plays, the way nginx-rtmp's
-/// `on_publish` and SRS's `http_hooks` do.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct AuthConfig {
-    /// `on_publish`: POSTed before every publish that passed the route's own rules.
-    pub on_publish: Option<WebhookUrl>,
-    /// `on_play`: the same for every play.
-    pub on_play: Option<WebhookUrl>,
-    /// `timeout_ms`: no answer by then refuses (default 2000).
-    pub timeout: Duration,
-    /// `token`: sent as `Authorization: Bearer` so the panel knows the call is Prism's.
-    pub token: Option<Secret>,
-}
-
-impl Default for AuthConfig {
-    fn default() -> Self {
-        AuthConfig {
-            on_publish: None,
-            on_play: None,
-            timeout: Duration::from_millis(2000),
-            token: None,
-        }
-    }
-}
-
-/// TOML table `[limits]`: what one server takes on, so a flood or a bug in one client cannot
-/// take the server down for everyone.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Limits {
-    /// `max_connections`: client connections open at once over every transport (RTMP,
-    /// RTMPS, RTMPT/RTMPTS sessions, SRT callers).
-    pub max_connections: usize,
-    /// `max_connections_per_ip`: the same, from one client address.
-    pub max_connections_per_ip: usize,
-    /// `max_streams`: live streams (with a publisher or in reconnect grace).
-    pub max_streams: usize,
-    /// `max_targets_per_stream`: push targets of one stream (config and admin API together).
-    pub max_targets_per_stream: usize,
-}
-
-impl Default for Limits {
-    fn default() -> Self {
-        Limits {
-            max_connections: 2000,
-            max_connections_per_ip: 100,
-            max_streams: 500,
-            max_targets_per_stream: 50,
-        }
     }
 }
 

@@ -1,4 +1,5 @@
 use super::*;
+use std::time::Duration;
 
 const CONTRACT: &str = r#"
 [rtmp]
@@ -718,4 +719,112 @@ fn limits_table() {
         e.contains("route[0]: route has 2 targets, more than [limits] max_targets_per_stream (1)"),
         "{e}"
     );
+}
+
+/// `(table, keys)` of every TOML table, from the `section!` declarations.
+fn declared_tables() -> Vec<(&'static str, Vec<&'static str>)> {
+    // The keys of the shared tunnel table that only [rtmpts] takes.
+    const TLS_KEYS: [&str; 2] = ["cert", "key"];
+    let names = |keys: &[section::KeyDoc]| keys.iter().map(|k| k.name).collect::<Vec<_>>();
+    let tunnel = names(section::rtmpt::RawTunnel::KEYS);
+    vec![
+        ("rtmp", names(RawRtmp::KEYS)),
+        ("http", names(RawHttp::KEYS)),
+        ("rtmps", names(RawTlsListener::KEYS)),
+        ("stream", names(RawHub::KEYS)),
+        ("player", names(RawQueue::KEYS)),
+        (
+            "rtmpt",
+            tunnel
+                .iter()
+                .copied()
+                .filter(|k| !TLS_KEYS.contains(k))
+                .collect(),
+        ),
+        // [rtmpts] takes the [rtmpt] keys; default.toml shows the ones it needs.
+        ("rtmpts", vec!["listen", "cert", "key"]),
+        ("srt", names(RawSrt::KEYS)),
+        ("limits", names(RawLimits::KEYS)),
+        ("auth", names(RawAuth::KEYS)),
+        // `target` is the [[route.target]] sub-table, not a key.
+        (
+            "route",
+            names(RawRoute::KEYS)
+                .into_iter()
+                .filter(|k| *k != "target")
+                .collect(),
+        ),
+        ("route.target", names(section::target::RawTarget::KEYS)),
+    ]
+}
+
+/// `[table]` or `[[table]]`, commented out or not.
+fn toml_header(l: &str) -> Option<&str> {
+    let l = l.trim_start_matches('#').trim();
+    let inner = l.strip_prefix('[')?.strip_suffix(']')?;
+    let inner = inner.trim_start_matches('[').trim_end_matches(']');
+    inner
+        .chars()
+        .all(|c| c.is_ascii_lowercase() || c == '.')
+        .then_some(inner)
+}
+
+/// The key of `key = ...`, commented out or not (`# key = `, `#   key = `).
+fn toml_key(l: &str) -> Option<&str> {
+    let l = l.trim_start_matches(['#', ' ']);
+    let (k, _) = l.split_once('=')?;
+    let k = k.trim();
+    (!k.is_empty() && k.chars().all(|c| c.is_ascii_lowercase() || c == '_')).then_some(k)
+}
+
+// config/default.toml is the reference operators copy: every key of every table is there
+// (commented out for the tables that are off by default), and nothing that is not a key.
+#[test]
+fn default_toml_lists_every_key() {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../config/default.toml");
+    let text = std::fs::read_to_string(&path).unwrap();
+    let mut found: Vec<(&str, Vec<&str>)> = Vec::new();
+    for l in text.lines() {
+        if let Some(h) = toml_header(l) {
+            found.push((h, Vec::new()));
+        } else if let (Some(k), Some((_, keys))) = (toml_key(l), found.last_mut()) {
+            keys.push(k);
+        }
+    }
+    for (table, keys) in declared_tables() {
+        let listed = found
+            .iter()
+            .find(|(t, _)| *t == table)
+            .unwrap_or_else(|| panic!("config/default.toml has no [{table}]"));
+        for k in &keys {
+            assert!(
+                listed.1.contains(k),
+                "config/default.toml [{table}] does not show `{k}`"
+            );
+        }
+        for k in &listed.1 {
+            assert!(
+                keys.contains(k),
+                "config/default.toml [{table}] shows `{k}`, which is not a key of the table"
+            );
+        }
+    }
+    // Every key has its doc line.
+    for keys in [
+        RawRtmp::KEYS,
+        RawHttp::KEYS,
+        RawTlsListener::KEYS,
+        RawHub::KEYS,
+        RawQueue::KEYS,
+        section::rtmpt::RawTunnel::KEYS,
+        RawSrt::KEYS,
+        RawLimits::KEYS,
+        RawAuth::KEYS,
+        RawRoute::KEYS,
+        section::target::RawTarget::KEYS,
+    ] {
+        for k in keys {
+            assert!(!k.doc.trim().is_empty(), "{} has no doc line", k.name);
+        }
+    }
 }

@@ -1,0 +1,23 @@
+//! `[limits]`: what one server takes on, so a flood or a bug in one client cannot take the
+//! server down for everyone.
+
+use super::check;
+
+section! {
+    #[derive(Default)]
+    raw RawLimits;
+    /// TOML table `[limits]`: connections, streams and targets.
+    #[derive(Copy)]
+    define Limits {
+        /// Client connections open at once over every transport (RTMP, RTMPS, RTMPT/RTMPTS sessions, SRT callers).
+        max_connections: usize => max_connections: usize = default(2000), check check::positive;
+        /// The same, from one client address.
+        max_connections_per_ip: usize => max_connections_per_ip: usize = default(100),
+            check check::positive;
+        /// Live streams (with a publisher or in reconnect grace).
+        max_streams: usize => max_streams: usize = default(500), check check::positive;
+        /// Push targets of one stream (config and admin API together).
+        max_targets_per_stream: usize => max_targets_per_stream: usize = default(50),
+            check check::positive;
+    }
+}

@@ -1,0 +1,129 @@
+//! `[[route]]`: which streams a route applies to, its access rules, and its targets
+//! (`[[route.target]]`, in `target`).
+
+use toml::Spanned;
+
+use super::target::{self, RawTarget, TargetConfig};
+use super::FromRaw;
+use crate::access::{self, IpNet, Secret};
+use crate::{Checker, ConfigError, Limits, StreamPattern};
+
+section! {
+    raw RawRoute;
+    raw Head {
+        /// The streams this route applies to: `app/key` pattern (`*` wildcards) or `*`.
+        stream: Spanned<String>;
+        /// `[[route.target]]`: where matching streams are pushed.
+        #[serde(default)]
+        target: Vec<RawTarget>;
+    }
+    /// Access rules of one `[[route]]`. `None` = the route does not say; for each rule the
+    /// first matching route (file order) that says decides.
+    define RouteAccess {
+        /// A publisher must send one as `?token=` (RTMP: after the stream key; SRT: after the resource in the stream id).
+        publish_tokens: Vec<String> => publish_tokens: Option<Vec<Secret>> = default(None),
+            check tokens;
+        /// Publishers must connect from one of these networks.
+        allow_publish: Vec<String> => allow_publish: Option<Vec<IpNet>> = default(None),
+            check networks;
+        /// False turns playback of matching streams off.
+        play: bool => play: Option<bool> = default(None), check |v: bool| Ok(Some(v));
+        /// A player must send one as `?token=`.
+        play_tokens: Vec<String> => play_tokens: Option<Vec<Secret>> = default(None),
+            check tokens;
+        /// Players must connect from one of these networks.
+        allow_play: Vec<String> => allow_play: Option<Vec<IpNet>> = default(None),
+            check networks;
+    }
+}
+
+impl RouteAccess {
+    pub fn is_empty(&self) -> bool {
+        *self == RouteAccess::default()
+    }
+}
+
+fn tokens(v: Vec<String>) -> Result<Option<Vec<Secret>>, String> {
+    nonempty_list(
+        v,
+        "an empty list would refuse everyone; remove the key to allow without a token",
+        |t| access::validate_token(&t).map(|()| Secret::new(t)),
+    )
+}
+
+fn networks(v: Vec<String>) -> Result<Option<Vec<IpNet>>, String> {
+    nonempty_list(
+        v,
+        "an empty list would refuse everyone; remove the key to allow every address",
+        |n| IpNet::parse(&n),
+    )
+}
+
+/// A list that must not be empty (an empty allowlist would refuse everyone), each item
+/// checked by `parse`; errors point at the list.
+fn nonempty_list<T>(
+    list: Vec<String>,
+    empty: &str,
+    parse: impl Fn(String) -> Result<T, String>,
+) -> Result<Option<Vec<T>>, String> {
+    if list.is_empty() {
+        return Err(empty.into());
+    }
+    list.into_iter()
+        .map(parse)
+        .collect::<Result<_, _>>()
+        .map(Some)
+}
+
+/// TOML `[[route]]`: where streams matching `stream` are pushed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Route {
+    pub stream: StreamPattern,
+    /// TOML `[[route.target]]`; names are unique within a route. May be empty when the
+    /// route only sets access rules.
+    pub targets: Vec<TargetConfig>,
+    /// `publish_tokens`, `allow_publish`, `play`, `play_tokens`, `allow_play`.
+    pub access: RouteAccess,
+}
+
+/// Route `i` (0-based, as in messages: `route[0]`) resolved.
+pub(crate) fn resolve(
+    cx: &Checker<'_>,
+    i: usize,
+    mut r: RawRoute,
+    limits: &Limits,
+) -> Result<Route, ConfigError> {
+    let key = format!("route[{i}]");
+    let stream = StreamPattern::new(r.stream.get_ref())
+        .map_err(|m| cx.err(r.stream.span(), &format!("{key}.stream"), m))?;
+    let access = RouteAccess::from_raw(&mut r, cx, &key)?;
+    if r.target.is_empty() && access.is_empty() {
+        return Err(cx.err(
+            r.stream.span(),
+            &key,
+            "route has no [[route.target]] and no access rule; add one or remove the route",
+        ));
+    }
+    if r.target.len() > limits.max_targets_per_stream {
+        return Err(cx.err(
+            r.stream.span(),
+            &key,
+            format!(
+                "route has {} targets, more than [limits] max_targets_per_stream ({})",
+                r.target.len(),
+                limits.max_targets_per_stream
+            ),
+        ));
+    }
+    let mut names = std::collections::HashSet::new();
+    let targets = std::mem::take(&mut r.target)
+        .into_iter()
+        .enumerate()
+        .map(|(j, t)| target::resolve(cx, &format!("{key}.target[{j}]"), t, &mut names))
+        .collect::<Result<_, _>>()?;
+    Ok(Route {
+        stream,
+        targets,
+        access,
+    })
+}

@@ -1,0 +1,18 @@
+//! `[stream]`: how the hub treats ingested streams (resolved as `Config::hub`).
+
+use std::time::Duration;
+
+use super::check;
+
+section! {
+    #[derive(Default)]
+    raw RawHub;
+    /// TOML table `[stream]`.
+    define HubConfig {
+        /// How long a stream (and its outgoing targets) stays alive after its publisher drops, waiting for it to come back; 0 = none.
+        reconnect_grace_ms: u64 => reconnect_grace: Duration = default(Duration::from_millis(5_000)),
+            check check::ms;
+        /// Keep the last GOP so new players start on a keyframe.
+        gop_cache: bool => gop_cache: bool = default(true), check check::ok;
+    }
+}

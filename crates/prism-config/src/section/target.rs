@@ -1,0 +1,121 @@
+//! `[[route.target]]`: one destination a route pushes to (name, URL template, queue budget,
+//! TLS options), and targets resolved for one stream.
+
+use std::collections::HashSet;
+use std::path::PathBuf;
+
+use super::FromRaw;
+use crate::{url, Checker, ConfigError, QueueConfig};
+
+queue_keys!(section! {
+    raw RawTarget;
+    raw Head {
+        /// Used in logs and as the `target` metric label: `[A-Za-z0-9_.-]+`, unique in the route.
+        name: toml::Spanned<String>;
+        /// URL template (rtmp://, rtmps://, srt://); `{app}` and `{stream}` (the key) expand.
+        url: toml::Spanned<String>;
+    }
+} reuse {
+    /// TLS options of an `rtmps://` target.
+    define TargetTls {
+        /// PEM file of CA certificates to trust instead of the system roots (private CAs).
+        ca: String => ca: Option<PathBuf> = default(None),
+            check |c: String| Ok((!c.is_empty()).then(|| PathBuf::from(c)));
+        /// False skips certificate verification. For testing only; logged loudly.
+        tls_verify: bool => verify: bool = default(true), check super::check::ok;
+    }
+});
+
+/// Target `key` (`route[i].target[j]`) resolved; `names` holds the route's names so far.
+pub(crate) fn resolve(
+    cx: &Checker<'_>,
+    key: &str,
+    mut t: RawTarget,
+    names: &mut HashSet<String>,
+) -> Result<TargetConfig, ConfigError> {
+    let name = t.name.get_ref();
+    validate_target_name(name).map_err(|m| cx.err(t.name.span(), &format!("{key}.name"), m))?;
+    if !names.insert(name.clone()) {
+        return Err(cx.err(
+            t.name.span(),
+            &format!("{key}.name"),
+            format!("duplicate target name `{name}` in this route"),
+        ));
+    }
+    url::validate_target_url(t.url.get_ref())
+        .map_err(|m| cx.err(t.url.span(), &format!("{key}.url"), m))?;
+    let queue = QueueConfig::from_raw(&mut t, cx, key)?;
+    // Before resolving: an empty `ca` resolves to none but still asks for TLS options.
+    let verify_off = t.tls_verify.as_ref().is_some_and(|v| !*v.get_ref());
+    if verify_off || t.ca.is_some() {
+        let scheme_ok = t.url.get_ref().to_ascii_lowercase().starts_with("rtmps://");
+        if !scheme_ok {
+            return Err(cx.err(
+                t.url.span(),
+                &format!("{key}.url"),
+                "`ca` and `tls_verify` only apply to rtmps:// targets",
+            ));
+        }
+    }
+    let tls = TargetTls::from_raw(&mut t, cx, key)?;
+    Ok(TargetConfig {
+        name: t.name.into_inner(),
+        url: t.url.into_inner(),
+        queue,
+        tls,
+    })
+}
+
+/// Checks a target name as the config does: non-empty, `[A-Za-z0-9_.-]+` (it is a metric
+/// label). `Err` is a message for the operator.
+pub fn validate_target_name(name: &str) -> Result<(), String> {
+    if name.is_empty()
+        || name.len() > 64
+        || !name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "_.-".contains(c))
+    {
+        return Err(format!(
+            "`{name}` must be 1 to 64 characters of A-Z a-z 0-9 _ . - (it is a metric label)"
+        ));
+    }
+    Ok(())
+}
+
+/// TOML `[[route.target]]`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TargetConfig {
+    /// Used in logs and as the `target` metric label: `[A-Za-z0-9_.-]+`.
+    pub name: String,
+    /// URL template; `{app}` and `{stream}` (the key) expand. Holds secrets:
+    /// log it through [`crate::redact_url`].
+    pub url: String,
+    pub queue: QueueConfig,
+    pub tls: TargetTls,
+}
+
+/// A target for one concrete stream, URL expanded.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ResolvedTarget {
+    pub name: String,
+    /// Expanded URL; holds secrets, log it through [`crate::redact_url`].
+    pub url: String,
+    pub queue: QueueConfig,
+    pub tls: TargetTls,
+}
+
+impl ResolvedTarget {
+    /// A target added at run time (the admin API) to stream `app`/`key`: name and URL are
+    /// checked as the config checks them, `{app}`/`{stream}` expand, queue budget and TLS
+    /// options are the defaults. `Err` is a message for the operator (URL redacted).
+    pub fn for_stream(name: &str, url: &str, app: &str, key: &str) -> Result<Self, String> {
+        validate_target_name(name).map_err(|m| format!("name: {m}"))?;
+        url::validate_target_url(url).map_err(|m| format!("url: {m}"))?;
+        Ok(ResolvedTarget {
+            name: name.to_owned(),
+            url: url::expand(url, app, key),
+            queue: QueueConfig::default(),
+            tls: TargetTls::default(),
+        })
+    }
+}
