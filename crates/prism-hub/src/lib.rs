@@ -4,6 +4,10 @@
 //!
 //! The hub knows frames, not protocols: it must not know which transport a publisher or
 //! subscriber uses, nor anything about RTMP chunks, sockets or metrics exporters.
+//!
+//! Nor does it know a runtime or a clock: callers pass `now` wherever time matters, and
+//! whoever owns the hub ends reconnect grace windows by sleeping until [`Hub::poll_timeout`]
+//! and calling [`Hub::handle_timeout`] (looking again on [`Hub::timer_changed`]).
 
 mod frame;
 mod queue;

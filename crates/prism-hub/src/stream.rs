@@ -4,12 +4,11 @@ use crate::queue::{DropReason, PushOutcome, QueueLimits, SubQueue};
 use crate::timestamps::{TimestampNormalizer, Track};
 use crate::{Frame, FrameKind};
 use atomic_waker::AtomicWaker;
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, Weak};
-use std::task::{Context, Poll};
+use std::task::{Context, Poll, Waker};
 use std::time::{Duration, Instant};
-use tokio::sync::Notify;
 
 #[derive(Debug, Clone)]
 pub struct HubConfig {
@@ -45,6 +44,12 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 }
 
 /// The registry of streams.
+///
+/// The hub reads no clock: callers pass `now` to whatever depends on time, and the end of a
+/// reconnect grace window is a timer the hub's owner drives through [`Hub::poll_timeout`] and
+/// [`Hub::handle_timeout`] (woken by [`Hub::timer_changed`] when an earlier one appears). A
+/// hub-level timer, rather than one task per detached stream, keeps the hub free of any
+/// runtime and lets tests run the grace window on virtual time.
 #[derive(Debug)]
 pub struct Hub {
     streams: Mutex<HashMap<String, Arc<Stream>>>,
@@ -52,6 +57,21 @@ pub struct Hub {
     next_publisher: AtomicU64,
     /// Set by [`Hub::close`]; read under the `streams` lock.
     closed: AtomicBool,
+    timers: Mutex<Timers>,
+    /// Set when the earliest expiry moved earlier (or the hub closed); cleared by
+    /// [`Hub::poll_timer_changed`].
+    timer_changed: AtomicBool,
+    timer_waker: AtomicWaker,
+}
+
+#[derive(Debug, Default)]
+struct Timers {
+    /// Grace expiries of detached streams, keyed by (deadline, id of the publisher that
+    /// left), so that one stream detached twice has two distinct entries.
+    expiries: BTreeMap<(Instant, u64), Arc<Stream>>,
+    /// The latest `now` the hub was given; what a [`PublishHandle`] dropped without
+    /// [`PublishHandle::detach`] counts as its detach time (see its `Drop`).
+    latest: Option<Instant>,
 }
 
 impl Hub {
@@ -61,6 +81,9 @@ impl Hub {
             config,
             next_publisher: AtomicU64::new(1),
             closed: AtomicBool::new(false),
+            timers: Mutex::new(Timers::default()),
+            timer_changed: AtomicBool::new(false),
+            timer_waker: AtomicWaker::new(),
         })
     }
 
@@ -68,6 +91,7 @@ impl Hub {
     /// their queued frames, then the end; publishers' connections see
     /// [`Stream::poll_kicked`]), players waiting for a stream that never started get the
     /// end too, and from now on publishing is refused and subscriptions end at once.
+    /// The timer driver sees [`Hub::timer_changed`] and [`Hub::is_closed`] and may stop.
     /// Returns how many live streams were ended.
     pub fn close(&self) -> usize {
         let streams: Vec<Arc<Stream>> = {
@@ -82,6 +106,8 @@ impl Hub {
                 live += 1;
             }
         }
+        lock(&self.timers).expiries.clear();
+        self.signal_timer_changed();
         live
     }
 
@@ -90,8 +116,17 @@ impl Hub {
         self.closed.load(Ordering::Acquire)
     }
 
-    /// Starts (or, within the grace window, resumes) publishing `app/key`.
-    pub fn publish(self: &Arc<Self>, app: &str, key: &str) -> Result<PublishHandle, PublishError> {
+    /// Starts (or, within the grace window, resumes) publishing `app/key` at `now`. A
+    /// stream whose grace window is over at `now` is not resumed, even if
+    /// [`Hub::handle_timeout`] has not ended it yet: the result depends on the times given,
+    /// not on how late the timer driver runs.
+    pub fn publish(
+        self: &Arc<Self>,
+        app: &str,
+        key: &str,
+        now: Instant,
+    ) -> Result<PublishHandle, PublishError> {
+        self.observe(now);
         let name = format!("{app}/{key}");
         let id = self.next_publisher.fetch_add(1, Ordering::Relaxed);
         let mut streams = lock(&self.streams);
@@ -100,22 +135,35 @@ impl Hub {
         }
         let mut stream = streams
             .entry(name.clone())
-            .or_insert_with(|| Stream::new(app, key, Arc::downgrade(self)))
+            .or_insert_with(|| Stream::new(app, key, Arc::downgrade(self), now))
             .clone();
-        if stream.is_ended() {
-            // Ended but not yet unregistered: start afresh instead of resuming it.
-            stream = Stream::new(app, key, Arc::downgrade(self));
-            streams.insert(name.clone(), stream.clone());
+        let mut expired = None;
+        {
+            let st = lock(&stream.state);
+            let over = st.detached.as_ref().is_some_and(|d| now >= d.deadline);
+            if st.ended || over {
+                // Ended but not yet unregistered, or past its grace: start afresh.
+                if over {
+                    expired = Some(stream.clone());
+                }
+                drop(st);
+                stream = Stream::new(app, key, Arc::downgrade(self), now);
+                streams.insert(name.clone(), stream.clone());
+            }
         }
         drop(streams);
+        if let Some(old) = expired {
+            old.expire_grace(now);
+        }
         let mut st = lock(&stream.state);
         if st.publisher.is_some() {
             return Err(PublishError::AlreadyLive(name));
         }
-        let resumed = match st.detached_at.take() {
-            Some(at) => {
-                let gap = at.elapsed().as_millis().min(u32::MAX as u128) as u32;
-                st.ts.rebase_after(gap);
+        let detached = st.detached.take();
+        let resumed = match &detached {
+            Some(d) => {
+                let gap = now.saturating_duration_since(d.at).as_millis();
+                st.ts.rebase_after(gap.min(u32::MAX as u128) as u32);
                 // The new publisher sends its own metadata and sequence headers; the old GOP
                 // no longer matches them.
                 st.gop.clear();
@@ -127,7 +175,11 @@ impl Hub {
         };
         st.publisher = Some(id);
         st.live = true;
+        st.last_now = st.last_now.max(now);
         drop(st);
+        if let Some(d) = detached {
+            self.disarm(&d);
+        }
         Ok(PublishHandle {
             stream,
             id,
@@ -138,18 +190,24 @@ impl Hub {
 
     /// Subscribes to `app/key`, creating an idle entry when nobody publishes it yet (the
     /// subscriber then waits for a publisher, as players of nginx-rtmp do).
-    pub fn subscribe(self: &Arc<Self>, app: &str, key: &str, limits: QueueLimits) -> Subscription {
+    pub fn subscribe(
+        self: &Arc<Self>,
+        app: &str,
+        key: &str,
+        limits: QueueLimits,
+        now: Instant,
+    ) -> Subscription {
         let name = format!("{app}/{key}");
         let mut streams = lock(&self.streams);
         if self.closed.load(Ordering::Acquire) {
-            return Subscription::ended(Stream::new(app, key, Weak::new()));
+            return Subscription::ended(Stream::new(app, key, Weak::new(), now));
         }
         let stream = streams
             .entry(name)
-            .or_insert_with(|| Stream::new(app, key, Arc::downgrade(self)))
+            .or_insert_with(|| Stream::new(app, key, Arc::downgrade(self), now))
             .clone();
         drop(streams);
-        match stream.subscribe(limits) {
+        match stream.subscribe(limits, now) {
             Some(s) => s,
             // Ended between lookup and subscribe: a finished subscription.
             None => Subscription::ended(stream),
@@ -170,6 +228,91 @@ impl Hub {
         &self.config
     }
 
+    /// The earliest instant at which [`Hub::handle_timeout`] has something to do: the end
+    /// of the first reconnect grace window. None when no stream is waiting for its publisher.
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        lock(&self.timers)
+            .expiries
+            .first_key_value()
+            .map(|((at, _), _)| *at)
+    }
+
+    /// Ends every stream whose reconnect grace window is over at `now` (deadline <= now)
+    /// and whose publisher did not come back. Subscribers get their queued frames, then
+    /// the end.
+    pub fn handle_timeout(&self, now: Instant) {
+        let due: Vec<Arc<Stream>> = {
+            let mut t = lock(&self.timers);
+            t.latest = t.latest.max(Some(now));
+            let mut due = Vec::new();
+            while let Some(entry) = t.expiries.first_entry() {
+                if entry.key().0 > now {
+                    break;
+                }
+                due.push(entry.remove());
+            }
+            due
+        };
+        for stream in due {
+            // A publisher that came back, or left again later, is judged by its own state.
+            stream.expire_grace(now);
+        }
+    }
+
+    /// Ready when the earliest expiry may have moved earlier than the last
+    /// [`Hub::poll_timeout`] said, or the hub closed: the driver should look again. One
+    /// driver: the last task to poll is the one woken.
+    pub fn poll_timer_changed(&self, cx: &mut Context<'_>) -> Poll<()> {
+        self.timer_waker.register(cx.waker());
+        if self.timer_changed.swap(false, Ordering::AcqRel) || self.is_closed() {
+            Poll::Ready(())
+        } else {
+            Poll::Pending
+        }
+    }
+
+    /// See [`Hub::poll_timer_changed`].
+    pub async fn timer_changed(&self) {
+        std::future::poll_fn(|cx| self.poll_timer_changed(cx)).await
+    }
+
+    fn signal_timer_changed(&self) {
+        self.timer_changed.store(true, Ordering::Release);
+        self.timer_waker.wake();
+    }
+
+    /// Records `now` as the latest time the hub was given.
+    fn observe(&self, now: Instant) {
+        let mut t = lock(&self.timers);
+        t.latest = t.latest.max(Some(now));
+    }
+
+    fn latest(&self) -> Option<Instant> {
+        lock(&self.timers).latest
+    }
+
+    /// Starts the grace timer of a stream whose publisher `d.publisher` left.
+    fn arm(&self, d: &Detached, stream: Arc<Stream>) {
+        let earliest = {
+            let mut t = lock(&self.timers);
+            t.latest = t.latest.max(Some(d.at));
+            t.expiries.insert((d.deadline, d.publisher), stream);
+            t.expiries
+                .first_key_value()
+                .is_some_and(|(k, _)| *k == (d.deadline, d.publisher))
+        };
+        if earliest {
+            self.signal_timer_changed();
+        }
+    }
+
+    /// Cancels a grace timer. No wake-up: a driver sleeping until it only wakes early.
+    fn disarm(&self, d: &Detached) {
+        lock(&self.timers)
+            .expiries
+            .remove(&(d.deadline, d.publisher));
+    }
+
     fn remove_if_same(&self, stream: &Arc<Stream>) {
         let mut streams = lock(&self.streams);
         if let Some(cur) = streams.get(&stream.name) {
@@ -180,13 +323,25 @@ impl Hub {
     }
 }
 
+/// A stream's publisher left without unpublishing: the grace window.
+#[derive(Debug, Clone, Copy)]
+struct Detached {
+    at: Instant,
+    deadline: Instant,
+    /// The publisher that left; tells this window from a later one of the same stream.
+    publisher: u64,
+}
+
 #[derive(Debug)]
 struct StreamState {
     publisher: Option<u64>,
     live: bool,
     ended: bool,
-    /// When the publisher vanished without unpublishing; Some while in the grace window.
-    detached_at: Option<Instant>,
+    /// Some while in the grace window (the publisher vanished without unpublishing).
+    detached: Option<Detached>,
+    /// The latest `now` given with this stream's publish or frames: the detach time of a
+    /// publisher dropped without [`PublishHandle::detach`].
+    last_now: Instant,
     metadata: Option<Arc<Frame>>,
     video_header: Option<Arc<Frame>>,
     audio_header: Option<Arc<Frame>>,
@@ -209,7 +364,10 @@ pub struct Stream {
     state: Mutex<StreamState>,
     started: Instant,
     bytes_in: AtomicU64,
-    end_notify: Notify,
+    /// Tasks in [`Stream::poll_ended`] / [`Stream::wait_ended`], woken and cleared by the
+    /// end. One entry per waiting task (a `wait_ended` future removes its own when dropped),
+    /// so the list stays as long as the number of waiters.
+    end_waiters: Mutex<EndWaiters>,
     gop_limit: usize,
     /// Set by [`Stream::kick`]; the publisher's connection registers in `kick_waker`.
     kicked: AtomicBool,
@@ -217,7 +375,7 @@ pub struct Stream {
 }
 
 impl Stream {
-    fn new(app: &str, key: &str, hub: Weak<Hub>) -> Arc<Stream> {
+    fn new(app: &str, key: &str, hub: Weak<Hub>, now: Instant) -> Arc<Stream> {
         let gop_limit = hub
             .upgrade()
             .map_or(HubConfig::default().gop_cache_max_bytes, |h| {
@@ -229,16 +387,17 @@ impl Stream {
             app: app.to_owned(),
             key: key.to_owned(),
             hub,
-            started: Instant::now(),
+            started: now,
             bytes_in: AtomicU64::new(0),
-            end_notify: Notify::new(),
+            end_waiters: Mutex::new(EndWaiters::default()),
             kicked: AtomicBool::new(false),
             kick_waker: AtomicWaker::new(),
             state: Mutex::new(StreamState {
                 publisher: None,
                 live: false,
                 ended: false,
-                detached_at: None,
+                detached: None,
+                last_now: now,
                 metadata: None,
                 video_header: None,
                 audio_header: None,
@@ -263,8 +422,9 @@ impl Stream {
     pub fn key(&self) -> &str {
         &self.key
     }
-    pub fn uptime(&self) -> Duration {
-        self.started.elapsed()
+    /// Time since the stream's entry was created (by its first publisher or player).
+    pub fn uptime(&self, now: Instant) -> Duration {
+        now.saturating_duration_since(self.started)
     }
     pub fn bytes_in(&self) -> u64 {
         self.bytes_in.load(Ordering::Relaxed)
@@ -281,12 +441,34 @@ impl Stream {
     }
     /// Resolves once the stream has ended.
     pub async fn wait_ended(&self) {
-        loop {
-            let notified = self.end_notify.notified();
-            if self.is_ended() {
-                return;
+        let mut slot = EndSlot {
+            stream: self,
+            id: None,
+        };
+        std::future::poll_fn(|cx| slot.poll(cx)).await
+    }
+
+    /// Ready once the stream has ended; the task in `cx` is woken by the end. Each distinct
+    /// task polling here keeps one entry until the end (prefer [`Stream::wait_ended`] for a
+    /// waiter that may give up: it removes its entry when dropped).
+    pub fn poll_ended(&self, cx: &mut Context<'_>) -> Poll<()> {
+        {
+            let mut w = lock(&self.end_waiters);
+            // Among the anonymous entries only: a `wait_ended` of the same task removes its
+            // own entry when dropped.
+            let known = w
+                .list
+                .iter()
+                .any(|(id, k)| id.is_none() && k.will_wake(cx.waker()));
+            if !known {
+                w.list.push((None, cx.waker().clone()));
             }
-            notified.await;
+        }
+        // Look after registering: an end after this look wakes the entry made above.
+        if self.is_ended() {
+            Poll::Ready(())
+        } else {
+            Poll::Pending
         }
     }
 
@@ -300,13 +482,12 @@ impl Stream {
 
     /// Adds a subscriber whose queue starts with metadata, sequence headers and the cached
     /// GOP, so it can start decoding at once. None if the stream has ended.
-    pub fn subscribe(self: &Arc<Self>, limits: QueueLimits) -> Option<Subscription> {
+    pub fn subscribe(self: &Arc<Self>, limits: QueueLimits, now: Instant) -> Option<Subscription> {
         let mut st = lock(&self.state);
         if st.ended {
             return None;
         }
         let mut queue = SubQueue::new(limits);
-        let now = Instant::now();
         let cached = [&st.metadata, &st.video_header, &st.audio_header];
         for f in cached.into_iter().flatten() {
             queue.push(f.clone(), now);
@@ -337,7 +518,6 @@ impl Stream {
                 return false;
             }
             st.publisher = None;
-            st.detached_at = None;
         }
         self.kicked.store(true, Ordering::Release);
         self.end();
@@ -361,23 +541,42 @@ impl Stream {
     }
 
     fn end(self: &Arc<Self>) {
-        let subs = {
+        self.end_if(|_| true);
+    }
+
+    /// Ends the stream if `cond` holds, judged under the same lock that marks it ended (so
+    /// a publisher coming back meanwhile cannot be ended by a stale decision).
+    fn end_if(self: &Arc<Self>, cond: impl FnOnce(&StreamState) -> bool) {
+        let (subs, detached) = {
             let mut st = lock(&self.state);
-            if st.ended {
+            if st.ended || !cond(&st) {
                 return;
             }
             st.ended = true;
             st.live = false;
-            std::mem::take(&mut st.subscribers)
+            (std::mem::take(&mut st.subscribers), st.detached.take())
         };
         for s in subs {
             s.ended.store(true, Ordering::Release);
             s.waker.wake();
         }
-        self.end_notify.notify_waiters();
+        let waiters = std::mem::take(&mut lock(&self.end_waiters).list);
+        for (_, w) in waiters {
+            w.wake();
+        }
         if let Some(hub) = self.hub.upgrade() {
+            if let Some(d) = detached {
+                hub.disarm(&d);
+            }
             hub.remove_if_same(self);
         }
+    }
+
+    /// Ends the stream if its grace window is over at `now` and no publisher came back.
+    fn expire_grace(self: &Arc<Self>, now: Instant) {
+        self.end_if(|st| {
+            st.publisher.is_none() && st.detached.as_ref().is_some_and(|d| d.deadline <= now)
+        });
     }
 
     /// Removes an idle entry (no publisher, never live) once its last subscriber leaves.
@@ -385,14 +584,14 @@ impl Stream {
         let idle = {
             let mut st = lock(&self.state);
             st.subscribers.retain(|s| !Arc::ptr_eq(s, sub));
-            st.subscribers.is_empty() && st.publisher.is_none() && st.detached_at.is_none()
+            st.subscribers.is_empty() && st.publisher.is_none() && st.detached.is_none()
         };
         if idle {
             if let Some(hub) = self.hub.upgrade() {
                 let mut streams = lock(&hub.streams);
                 // Re-check under the registry lock: a publisher may have arrived meanwhile.
                 let st = lock(&self.state);
-                if st.subscribers.is_empty() && st.publisher.is_none() && st.detached_at.is_none() {
+                if st.subscribers.is_empty() && st.publisher.is_none() && st.detached.is_none() {
                     if let Some(cur) = streams.get(&self.name) {
                         if Arc::ptr_eq(cur, self) {
                             streams.remove(&self.name);
@@ -400,6 +599,63 @@ impl Stream {
                     }
                 }
             }
+        }
+    }
+}
+
+#[derive(Debug, Default)]
+struct EndWaiters {
+    /// Entries of `wait_ended` futures carry their id; those of `poll_ended` have none.
+    list: Vec<(Option<u64>, Waker)>,
+    next: u64,
+}
+
+impl EndWaiters {
+    fn next_id(&mut self) -> u64 {
+        self.next += 1;
+        self.next
+    }
+}
+
+/// The entry of one [`Stream::wait_ended`] future in `end_waiters`, removed when it is
+/// dropped, so waiters that give up (a `select!` that took another branch) leave nothing.
+struct EndSlot<'a> {
+    stream: &'a Stream,
+    id: Option<u64>,
+}
+
+impl EndSlot<'_> {
+    fn poll(&mut self, cx: &mut Context<'_>) -> Poll<()> {
+        {
+            let mut w = lock(&self.stream.end_waiters);
+            let mine = self
+                .id
+                .and_then(|id| w.list.iter_mut().find(|(i, _)| *i == Some(id)));
+            match mine {
+                Some((_, waker)) => waker.clone_from(cx.waker()),
+                // First poll, or the end took the list (then the look below sees it).
+                None => {
+                    let id = w.next_id();
+                    w.list.push((Some(id), cx.waker().clone()));
+                    self.id = Some(id);
+                }
+            }
+        }
+        // Look after registering: an end after this look wakes the entry above.
+        if self.stream.is_ended() {
+            Poll::Ready(())
+        } else {
+            Poll::Pending
+        }
+    }
+}
+
+impl Drop for EndSlot<'_> {
+    fn drop(&mut self) {
+        if let Some(id) = self.id {
+            lock(&self.stream.end_waiters)
+                .list
+                .retain(|(i, _)| *i != Some(id));
         }
     }
 }
@@ -414,8 +670,9 @@ struct SubShared {
     kicked: AtomicBool,
 }
 
-/// The publishing side of a stream. Dropping it without [`PublishHandle::unpublish`] starts
-/// the reconnect grace window; unpublishing ends the stream at once.
+/// The publishing side of a stream. [`PublishHandle::detach`] (the connection was lost)
+/// starts the reconnect grace window; [`PublishHandle::unpublish`] ends the stream at once.
+/// Dropping it without either is a detach at the latest time the hub knows of.
 #[derive(Debug)]
 pub struct PublishHandle {
     stream: Arc<Stream>,
@@ -435,13 +692,14 @@ impl PublishHandle {
         self.resumed
     }
 
-    /// Publishes one frame to every subscriber. Never blocks on a subscriber.
-    pub fn send(&self, mut frame: Frame) {
-        let now = Instant::now();
+    /// Publishes one frame, received at `now`, to every subscriber. Never blocks on a
+    /// subscriber.
+    pub fn send(&self, mut frame: Frame, now: Instant) {
         self.stream
             .bytes_in
             .fetch_add(frame.payload.len() as u64, Ordering::Relaxed);
         let mut st = lock(&self.stream.state);
+        st.last_now = st.last_now.max(now);
         let track = match frame.kind {
             FrameKind::Audio => Track::Audio,
             FrameKind::Video => Track::Video,
@@ -485,6 +743,44 @@ impl PublishHandle {
         }
     }
 
+    /// The publisher's connection was lost at `now`: the stream waits for it to come back
+    /// until `now + reconnect_grace` (see [`Hub::poll_timeout`]), then ends. With no grace
+    /// (or no hub any more) it ends at once.
+    pub fn detach(mut self, now: Instant) {
+        self.finished = true;
+        self.detach_at(now);
+    }
+
+    fn detach_at(&self, now: Instant) {
+        let hub = self.stream.hub.upgrade();
+        let grace = hub
+            .as_ref()
+            .map(|h| h.config.reconnect_grace)
+            .unwrap_or_default();
+        let detached = {
+            let mut st = lock(&self.stream.state);
+            if st.publisher != Some(self.id) {
+                return;
+            }
+            st.publisher = None;
+            // Clamped so an absurd configured grace cannot overflow the Instant.
+            let grace = grace.min(Duration::from_secs(10 * 365 * 24 * 3600));
+            let d = Detached {
+                at: now,
+                deadline: now.checked_add(grace).unwrap_or(now),
+                publisher: self.id,
+            };
+            if !grace.is_zero() && hub.is_some() {
+                st.detached = Some(d);
+            }
+            d
+        };
+        match hub {
+            Some(hub) if !grace.is_zero() => hub.arm(&detached, self.stream.clone()),
+            _ => self.stream.end(),
+        }
+    }
+
     /// Ends the stream now (the publisher said it is done).
     pub fn unpublish(mut self) {
         self.finished = true;
@@ -522,43 +818,17 @@ fn cache_gop(st: &mut StreamState, frame: &Arc<Frame>, max_bytes: usize) {
 }
 
 impl Drop for PublishHandle {
+    /// A handle dropped without [`PublishHandle::detach`] or [`PublishHandle::unpublish`]
+    /// (an owner that panicked or forgot) cannot be given `now`: it counts as detached at the
+    /// latest time known, that of the stream's last frame or of the hub's last call, which
+    /// is at most a little early, so its grace window may end a little early too.
     fn drop(&mut self) {
         if self.finished {
             return;
         }
-        let grace = self
-            .stream
-            .hub
-            .upgrade()
-            .map(|h| h.config.reconnect_grace)
-            .unwrap_or_default();
-        {
-            let mut st = lock(&self.stream.state);
-            if st.publisher != Some(self.id) {
-                return;
-            }
-            st.publisher = None;
-            st.detached_at = Some(Instant::now());
-        }
-        let stream = self.stream.clone();
-        let expire = move || {
-            let expired = {
-                let st = lock(&stream.state);
-                st.publisher.is_none() && st.detached_at.is_some_and(|at| at.elapsed() >= grace)
-            };
-            if expired {
-                stream.end();
-            }
-        };
-        match tokio::runtime::Handle::try_current() {
-            Ok(rt) if !grace.is_zero() => {
-                rt.spawn(async move {
-                    tokio::time::sleep(grace).await;
-                    expire();
-                });
-            }
-            _ => self.stream.end(),
-        }
+        let last = lock(&self.stream.state).last_now;
+        let latest = self.stream.hub.upgrade().and_then(|h| h.latest());
+        self.detach_at(latest.map_or(last, |l| l.max(last)));
     }
 }
 

@@ -2,7 +2,35 @@
 
 use bytes::Bytes;
 use prism_hub::{Frame, FrameKind, Hub, HubConfig, PublishError, QueueLimits, RecvStatus};
-use std::time::Duration;
+use std::future::Future;
+use std::pin::pin;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::task::{Context, Poll, Wake, Waker};
+use std::time::{Duration, Instant};
+
+/// Counts its wake-ups; lets the tests poll futures by hand, without a runtime.
+#[derive(Default)]
+struct CountingWaker(AtomicUsize);
+impl Wake for CountingWaker {
+    fn wake(self: Arc<Self>) {
+        self.0.fetch_add(1, Ordering::SeqCst);
+    }
+}
+impl CountingWaker {
+    fn count(&self) -> usize {
+        self.0.load(Ordering::SeqCst)
+    }
+}
+
+/// Polls a future that must be ready at once.
+fn now_or_never<F: Future>(f: F) -> F::Output {
+    let waker = Waker::from(Arc::new(CountingWaker::default()));
+    match pin!(f).poll(&mut Context::from_waker(&waker)) {
+        Poll::Ready(v) => v,
+        Poll::Pending => panic!("not ready"),
+    }
+}
 
 fn video(ts: u32, key: bool) -> Frame {
     Frame {
@@ -17,27 +45,27 @@ fn header() -> Frame {
     }
 }
 
-fn drain(sub: &prism_hub::Subscription) -> Vec<std::sync::Arc<Frame>> {
+fn drain(sub: &prism_hub::Subscription) -> Vec<Arc<Frame>> {
     let mut out = Vec::new();
     while let Some(RecvStatus::Frames) = sub.try_recv(&mut out, usize::MAX) {}
     out
 }
 
-#[tokio::test]
-async fn late_joiner_starts_with_header_and_gop() {
+#[test]
+fn late_joiner_starts_with_header_and_gop() {
+    let t0 = Instant::now();
     let hub = Hub::new(HubConfig::default());
-    let p = hub.publish("live", "k").unwrap();
-    p.send(Frame::media(
-        FrameKind::Data,
-        0,
-        Bytes::from_static(b"meta"),
-    ));
-    p.send(header());
-    p.send(video(0, true));
-    p.send(video(40, false));
-    p.send(video(80, true));
-    p.send(video(120, false));
-    let sub = hub.subscribe("live", "k", QueueLimits::default());
+    let p = hub.publish("live", "k", t0).unwrap();
+    p.send(
+        Frame::media(FrameKind::Data, 0, Bytes::from_static(b"meta")),
+        t0,
+    );
+    p.send(header(), t0);
+    p.send(video(0, true), t0);
+    p.send(video(40, false), t0);
+    p.send(video(80, true), t0);
+    p.send(video(120, false), t0);
+    let sub = hub.subscribe("live", "k", QueueLimits::default(), t0);
     let got = drain(&sub);
     let kinds: Vec<_> = got
         .iter()
@@ -53,76 +81,87 @@ async fn late_joiner_starts_with_header_and_gop() {
         ]
     );
     // Live frames follow.
-    p.send(video(160, false));
+    p.send(video(160, false), t0);
     assert_eq!(drain(&sub).len(), 1);
 }
 
-#[tokio::test]
-async fn second_publisher_is_refused_and_first_continues() {
+#[test]
+fn second_publisher_is_refused_and_first_continues() {
+    let t0 = Instant::now();
     let hub = Hub::new(HubConfig::default());
-    let p = hub.publish("live", "k").unwrap();
-    let sub = hub.subscribe("live", "k", QueueLimits::default());
+    let p = hub.publish("live", "k", t0).unwrap();
+    let sub = hub.subscribe("live", "k", QueueLimits::default(), t0);
     assert_eq!(
-        hub.publish("live", "k").unwrap_err(),
+        hub.publish("live", "k", t0).unwrap_err(),
         PublishError::AlreadyLive("live/k".into())
     );
-    p.send(video(0, true));
+    p.send(video(0, true), t0);
     assert_eq!(drain(&sub).len(), 1);
 }
 
-#[tokio::test]
-async fn unpublish_ends_stream_for_subscribers() {
+#[test]
+fn unpublish_ends_stream_for_subscribers() {
+    let t0 = Instant::now();
     let hub = Hub::new(HubConfig::default());
-    let p = hub.publish("live", "k").unwrap();
-    let sub = hub.subscribe("live", "k", QueueLimits::default());
-    p.send(video(0, true));
+    let p = hub.publish("live", "k", t0).unwrap();
+    let sub = hub.subscribe("live", "k", QueueLimits::default(), t0);
+    p.send(video(0, true), t0);
     let stream = p.stream().clone();
-    let waiter = tokio::spawn(async move { stream.wait_ended().await });
+    let woken = Arc::new(CountingWaker::default());
+    let waker = Waker::from(woken.clone());
+    let mut waiter = pin!(stream.wait_ended());
+    let mut cx = Context::from_waker(&waker);
+    assert!(waiter.as_mut().poll(&mut cx).is_pending());
     p.unpublish();
-    tokio::time::timeout(Duration::from_secs(1), waiter)
-        .await
-        .unwrap()
-        .unwrap();
+    assert_eq!(woken.count(), 1, "the waiter is woken by the end");
+    assert!(waiter.as_mut().poll(&mut cx).is_ready());
     let mut out = Vec::new();
-    assert_eq!(sub.recv(&mut out, usize::MAX).await, RecvStatus::Frames);
-    assert_eq!(sub.recv(&mut out, usize::MAX).await, RecvStatus::Ended);
+    assert_eq!(
+        now_or_never(sub.recv(&mut out, usize::MAX)),
+        RecvStatus::Frames
+    );
+    assert_eq!(
+        now_or_never(sub.recv(&mut out, usize::MAX)),
+        RecvStatus::Ended
+    );
     assert!(hub.get("live", "k").is_none());
     // The key is free again.
-    assert!(!hub.publish("live", "k").unwrap().resumed());
+    assert!(!hub.publish("live", "k", t0).unwrap().resumed());
 }
 
-#[tokio::test]
-async fn republish_within_grace_resumes_with_monotonic_timestamps() {
+#[test]
+fn republish_within_grace_resumes_with_monotonic_timestamps() {
+    let t0 = Instant::now();
     let hub = Hub::new(HubConfig {
         reconnect_grace: Duration::from_millis(500),
         ..HubConfig::default()
     });
-    let p = hub.publish("live", "k").unwrap();
-    let sub = hub.subscribe("live", "k", QueueLimits::default());
-    p.send(video(0, true));
-    p.send(video(1000, false));
-    drop(p); // connection lost, no unpublish
-    tokio::time::sleep(Duration::from_millis(50)).await;
-    let p2 = hub.publish("live", "k").unwrap();
+    let p = hub.publish("live", "k", t0).unwrap();
+    let sub = hub.subscribe("live", "k", QueueLimits::default(), t0);
+    p.send(video(0, true), t0);
+    p.send(video(1000, false), t0);
+    drop(p); // connection lost, no unpublish: detached at the latest time given, t0
+    let t1 = t0 + Duration::from_millis(50);
+    let p2 = hub.publish("live", "k", t1).unwrap();
     assert!(p2.resumed());
-    p2.send(video(0, true));
+    p2.send(video(0, true), t1);
     let got = drain(&sub);
     let ts: Vec<u32> = got.iter().map(|f| f.timestamp).collect();
     assert_eq!(ts.len(), 3);
     assert!(ts[2] > ts[1], "timestamps went backwards: {ts:?}");
-    drop(p2);
+    p2.detach(t1);
     // Past the grace window the stream ends.
+    assert_eq!(hub.poll_timeout(), Some(t1 + Duration::from_millis(500)));
+    hub.handle_timeout(t1 + Duration::from_millis(500));
     let mut out = Vec::new();
-    let status = tokio::time::timeout(Duration::from_secs(3), sub.recv(&mut out, usize::MAX))
-        .await
-        .unwrap();
-    assert_eq!(status, RecvStatus::Ended);
+    assert_eq!(sub.try_recv(&mut out, usize::MAX), Some(RecvStatus::Ended));
 }
 
-#[tokio::test]
-async fn slow_subscriber_does_not_affect_fast_one() {
+#[test]
+fn slow_subscriber_does_not_affect_fast_one() {
+    let t0 = Instant::now();
     let hub = Hub::new(HubConfig::default());
-    let p = hub.publish("live", "k").unwrap();
+    let p = hub.publish("live", "k", t0).unwrap();
     let slow = hub.subscribe(
         "live",
         "k",
@@ -131,11 +170,12 @@ async fn slow_subscriber_does_not_affect_fast_one() {
             max_ms: 60_000,
             overflow_disconnect: Duration::from_secs(60),
         },
+        t0,
     );
-    let fast = hub.subscribe("live", "k", QueueLimits::default());
+    let fast = hub.subscribe("live", "k", QueueLimits::default(), t0);
     let mut fast_got = 0;
     for i in 0..100u32 {
-        p.send(video(i * 40, i % 25 == 0));
+        p.send(video(i * 40, i % 25 == 0), t0);
         fast_got += drain(&fast).len();
     }
     assert_eq!(fast_got, 100);
@@ -144,21 +184,22 @@ async fn slow_subscriber_does_not_affect_fast_one() {
     assert!(stats.dropped_queue_full > 0);
     // What the slow one gets next starts on a keyframe.
     drain(&slow);
-    p.send(video(4000, false));
-    p.send(video(4040, true));
+    p.send(video(4000, false), t0);
+    p.send(video(4040, true), t0);
     let got = drain(&slow);
     assert!(got.first().is_some_and(|f| f.keyframe), "{:?}", got.first());
 }
 
-#[tokio::test]
-async fn subscribers_share_one_frame_and_its_egress_cache() {
+#[test]
+fn subscribers_share_one_frame_and_its_egress_cache() {
+    let t0 = Instant::now();
     let hub = Hub::new(HubConfig::default());
-    let p = hub.publish("live", "k").unwrap();
-    let a = hub.subscribe("live", "k", QueueLimits::default());
-    let b = hub.subscribe("live", "k", QueueLimits::default());
-    p.send(video(0, true));
+    let p = hub.publish("live", "k", t0).unwrap();
+    let a = hub.subscribe("live", "k", QueueLimits::default(), t0);
+    let b = hub.subscribe("live", "k", QueueLimits::default(), t0);
+    p.send(video(0, true), t0);
     let (fa, fb) = (drain(&a), drain(&b));
-    assert!(std::sync::Arc::ptr_eq(&fa[0], &fb[0]));
+    assert!(Arc::ptr_eq(&fa[0], &fb[0]));
     let mut computed = 0;
     for f in [&fa[0], &fb[0]] {
         let v = f.wire.get_or_init(|| {
@@ -170,42 +211,41 @@ async fn subscribers_share_one_frame_and_its_egress_cache() {
     assert_eq!(computed, 1);
 }
 
-#[tokio::test]
-async fn kick_ends_the_stream_without_grace_and_wakes_the_publisher() {
+#[test]
+fn kick_ends_the_stream_without_grace_and_wakes_the_publisher() {
+    let t0 = Instant::now();
     let hub = Hub::new(HubConfig::default());
-    let p = hub.publish("live", "kick").unwrap();
+    let p = hub.publish("live", "kick", t0).unwrap();
     let stream = p.stream().clone();
-    let sub = stream.subscribe(QueueLimits::default()).unwrap();
-    let watcher = {
-        let stream = stream.clone();
-        tokio::spawn(async move { std::future::poll_fn(|cx| stream.poll_kicked(cx)).await })
-    };
-    tokio::task::yield_now().await;
+    let sub = stream.subscribe(QueueLimits::default(), t0).unwrap();
+    let woken = Arc::new(CountingWaker::default());
+    let waker = Waker::from(woken.clone());
+    let mut cx = Context::from_waker(&waker);
+    assert!(stream.poll_kicked(&mut cx).is_pending());
     assert!(stream.kick());
     assert!(!stream.kick(), "a second kick finds it ended");
-    tokio::time::timeout(Duration::from_secs(1), watcher)
-        .await
-        .expect("publisher woken")
-        .unwrap();
+    assert_eq!(woken.count(), 1, "publisher woken");
+    assert!(stream.poll_kicked(&mut cx).is_ready());
     assert!(stream.is_ended() && stream.is_kicked());
     assert!(hub.get("live", "kick").is_none());
     assert_eq!(drain(&sub).len(), 0);
     assert_eq!(sub.try_recv(&mut Vec::new(), 1), Some(RecvStatus::Ended));
     // The kicked publisher's handle neither resumes nor ends anything any more.
     drop(p);
-    let again = hub.publish("live", "kick").unwrap();
+    let again = hub.publish("live", "kick", t0).unwrap();
     assert!(!again.resumed());
 }
 
-#[tokio::test]
-async fn a_closed_subscription_ends_alone() {
+#[test]
+fn a_closed_subscription_ends_alone() {
+    let t0 = Instant::now();
     let hub = Hub::new(HubConfig::default());
-    let p = hub.publish("live", "close").unwrap();
-    let a = p.stream().subscribe(QueueLimits::default()).unwrap();
-    let b = p.stream().subscribe(QueueLimits::default()).unwrap();
-    p.send(header());
+    let p = hub.publish("live", "close", t0).unwrap();
+    let a = p.stream().subscribe(QueueLimits::default(), t0).unwrap();
+    let b = p.stream().subscribe(QueueLimits::default(), t0).unwrap();
+    p.send(header(), t0);
     a.closer().close();
-    p.send(video(0, true));
+    p.send(video(0, true), t0);
     assert_eq!(p.stream().subscriber_count(), 1);
     // What was queued before the close still comes, then the end.
     assert_eq!(drain(&a).len(), 1);

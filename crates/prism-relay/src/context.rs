@@ -4,6 +4,7 @@ use prism_hub::Hub;
 use prism_metrics::Metrics;
 use std::net::SocketAddr;
 use std::sync::{Arc, RwLock};
+use std::time::Duration;
 
 /// Everything a connection driver needs: the hub, the current config, the metrics.
 #[derive(Debug)]
@@ -44,14 +45,24 @@ impl Relay {
         dialers: Vec<Arc<dyn Dialer>>,
         sinks: Vec<Arc<dyn TargetSink>>,
     ) -> Arc<Relay> {
+        let runtime = tokio::runtime::Handle::try_current().ok();
         let hub = Hub::new(prism_hub::HubConfig {
-            reconnect_grace: config.hub.reconnect_grace,
+            // Without a runtime nothing would end a grace window: streams end at once, as
+            // they did when a publisher vanished outside a runtime.
+            reconnect_grace: if runtime.is_some() {
+                config.hub.reconnect_grace
+            } else {
+                Duration::ZERO
+            },
             gop_cache_max_bytes: if config.hub.gop_cache {
                 32 * 1024 * 1024
             } else {
                 0
             },
         });
+        if let Some(rt) = runtime {
+            rt.spawn(drive_hub_timers(hub.clone()));
+        }
         Arc::new(Relay {
             hub,
             metrics,
@@ -89,6 +100,24 @@ impl Relay {
     /// Serializes starting a stream's configured targets with config reloads.
     pub(crate) fn reconcile_lock(&self) -> std::sync::MutexGuard<'_, ()> {
         self.reconcile.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+/// Ends reconnect grace windows on time: the hub reads no clock, so this task sleeps until its
+/// earliest expiry (looking again when an earlier one appears) and hands it the time. Stops
+/// once the hub is closed (shutdown ends every stream, so no window is left to time).
+async fn drive_hub_timers(hub: Arc<Hub>) {
+    while !hub.is_closed() {
+        match hub.poll_timeout() {
+            Some(at) => {
+                tokio::select! {
+                    _ = tokio::time::sleep_until(at.into()) => {}
+                    _ = hub.timer_changed() => {}
+                }
+            }
+            None => hub.timer_changed().await,
+        }
+        hub.handle_timeout(std::time::Instant::now());
     }
 }
 

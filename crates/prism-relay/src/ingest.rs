@@ -8,12 +8,15 @@ use prism_hub::{Frame, FrameKind, PublishError, PublishHandle, QueueLimits, Stre
 use prism_rtmp::media::{inspect_audio, inspect_video};
 use prometheus::{IntCounter, IntGauge};
 use std::sync::Arc;
+use std::time::Instant;
 use tracing::{info, warn};
 
 /// A live publisher. Dropping it without [`Publisher::unpublish`] starts the stream's
 /// reconnect grace window (a dropped connection); unpublishing ends the stream at once.
 pub struct Publisher {
-    handle: PublishHandle,
+    /// None once unpublished or detached (taken by `unpublish` or `Drop`).
+    handle: Option<PublishHandle>,
+    stream: Arc<Stream>,
     bytes: IntCounter,
     /// audio, video, data
     frames: [IntCounter; 3],
@@ -30,7 +33,7 @@ impl Relay {
         info: &ConnInfo,
     ) -> Result<Publisher, PublishError> {
         let m = &self.metrics;
-        let handle = match self.hub.publish(app, key) {
+        let handle = match self.hub.publish(app, key, Instant::now()) {
             Ok(h) => h,
             Err(e) => {
                 let reason = match e {
@@ -64,7 +67,8 @@ impl Relay {
             bytes: m.ingest_bytes_total.with_label_values(&[&label]),
             frames: ["audio", "video", "data"]
                 .map(|k| m.ingest_frames_total.with_label_values(&[&label, k])),
-            handle,
+            stream: handle.stream().clone(),
+            handle: Some(handle),
         })
     }
 
@@ -81,6 +85,7 @@ impl Relay {
                 max_ms: q.max_queue_ms,
                 overflow_disconnect: q.overflow_disconnect,
             },
+            Instant::now(),
         );
         let label = sub.stream().name().to_owned();
         info!(peer = %info.peer, transport = info.transport, stream = %label, "play started");
@@ -98,12 +103,15 @@ impl Relay {
 
 impl Publisher {
     pub fn stream(&self) -> &Arc<Stream> {
-        self.handle.stream()
+        &self.stream
     }
 
     /// Publishes one message in FLV tag body form (what RTMP audio/video/data messages
     /// carry); keyframes and sequence headers are recognized here.
     pub fn send(&self, kind: FrameKind, timestamp: u32, payload: Bytes) {
+        let Some(handle) = &self.handle else {
+            return;
+        };
         let (info, idx) = match kind {
             FrameKind::Audio => (inspect_audio(&payload), 0),
             FrameKind::Video => (inspect_video(&payload), 1),
@@ -111,27 +119,30 @@ impl Publisher {
         };
         if info.sequence_header {
             match kind {
-                FrameKind::Video => self.handle.set_codecs(info.codec, ""),
-                _ => self.handle.set_codecs("", info.codec),
+                FrameKind::Video => handle.set_codecs(info.codec, ""),
+                _ => handle.set_codecs("", info.codec),
             }
         }
         self.bytes.inc_by(payload.len() as u64);
         self.frames[idx].inc();
-        self.handle.send(Frame {
-            kind,
-            timestamp,
-            payload,
-            keyframe: info.keyframe,
-            sequence_header: info.sequence_header,
-            disposable: info.disposable,
-            wire: Default::default(),
-        });
+        handle.send(
+            Frame {
+                kind,
+                timestamp,
+                payload,
+                keyframe: info.keyframe,
+                sequence_header: info.sequence_header,
+                disposable: info.disposable,
+                wire: Default::default(),
+            },
+            Instant::now(),
+        );
     }
 
     /// Ready once an operator kicked this stream (admin API): the stream has ended and the
     /// transport should close the publisher's connection. One atomic per poll.
     pub fn poll_kicked(&self, cx: &mut std::task::Context<'_>) -> std::task::Poll<()> {
-        self.handle.stream().poll_kicked(cx)
+        self.stream.poll_kicked(cx)
     }
 
     /// Resolves once an operator kicked this stream; see [`Publisher::poll_kicked`].
@@ -140,9 +151,21 @@ impl Publisher {
     }
 
     /// Ends the stream now (the publisher said it is done).
-    pub fn unpublish(self) {
-        info!(stream = %self.handle.stream().name(), "publish ended");
-        self.handle.unpublish();
+    pub fn unpublish(mut self) {
+        info!(stream = %self.stream.name(), "publish ended");
+        if let Some(handle) = self.handle.take() {
+            handle.unpublish();
+        }
+    }
+}
+
+impl Drop for Publisher {
+    /// The connection is gone without an unpublish: the grace window starts now (the hub
+    /// reads no clock; dropping the handle alone would date it from the last frame).
+    fn drop(&mut self) {
+        if let Some(handle) = self.handle.take() {
+            handle.detach(Instant::now());
+        }
     }
 }
 

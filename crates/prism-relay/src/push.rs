@@ -219,7 +219,7 @@ async fn push_once(
         .map(|(s, _)| s.to_ascii_lowercase())
         .unwrap_or_default();
     if let Some(sink) = relay.sink(&scheme).cloned() {
-        let Some(sub) = stream.subscribe(limits) else {
+        let Some(sub) = stream.subscribe(limits, Instant::now().into_std()) else {
             return Ok(());
         };
         tm.status.set_subscription(sub.closer());
@@ -246,7 +246,7 @@ async fn push_once(
     };
     // Subscribe before connecting: the new connection starts with metadata, sequence
     // headers and the current GOP from a keyframe.
-    let Some(sub) = stream.subscribe(limits) else {
+    let Some(sub) = stream.subscribe(limits, Instant::now().into_std()) else {
         return Ok(());
     };
     tm.status.set_subscription(sub.closer());

@@ -214,7 +214,7 @@ impl Api {
                     target: None,
                 };
                 let bytes_in = s.stream.bytes_in();
-                let bitrate = rate(&mut rates, &stream_key, bytes_in, s.stream.uptime(), now);
+                let bitrate = rate(&mut rates, &stream_key, bytes_in, s.stream.uptime(now), now);
                 seen.push(stream_key);
                 let targets = s
                     .targets
@@ -247,7 +247,7 @@ impl Api {
                         video: (!video.is_empty()).then_some(video),
                         audio: (!audio.is_empty()).then_some(audio),
                     },
-                    uptime_seconds: secs(s.stream.uptime()),
+                    uptime_seconds: secs(s.stream.uptime(now)),
                     bytes_in,
                     bitrate_bps: bitrate,
                     subscribers: s.stream.subscriber_count(),
