@@ -336,11 +336,13 @@ async fn connect_and_publish(
             key: url.key.clone(),
             session: SessionConfig {
                 chunk_size: config.rtmp.chunk_size,
+                handshake_timeout: SETUP_TIMEOUT,
                 ..SessionConfig::default()
             },
         },
         handshake_random(),
         epoch_ms(),
+        Instant::now().into_std(),
     );
     let mut conn = Conn::new(io);
 
@@ -362,7 +364,7 @@ async fn connect_and_publish(
                 ));
             }
             session
-                .handle_input(&mut conn.input)
+                .handle_input(&mut conn.input, Instant::now().into_std())
                 .map_err(|e| ConnError::new("refused", e))?;
             while let Some(ClientEvent::Publishing) = session.poll_event() {}
         }
@@ -570,7 +572,9 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Live<S> {
                     }
                     Poll::Ready(Ok(())) => {
                         self.input.extend_from_slice(buf.filled());
-                        if let Err(e) = session.handle_input(&mut self.input) {
+                        if let Err(e) =
+                            session.handle_input(&mut self.input, Instant::now().into_std())
+                        {
                             return Poll::Ready(Err(ConnError::new("protocol", e)));
                         }
                         self.queue(session.out());

@@ -96,7 +96,12 @@ where
         },
         ..SessionConfig::default()
     };
-    let mut session = ServerSession::new(session_config, handshake_random(), epoch_ms());
+    let mut session = ServerSession::new(
+        session_config,
+        handshake_random(),
+        epoch_ms(),
+        Instant::now().into_std(),
+    );
     let mut conn = Conn::new(io);
     let handshake_deadline = Instant::now() + config.rtmp.handshake_timeout;
     let mut last_read = Instant::now();
@@ -154,7 +159,7 @@ where
                     Ok(0) => break Ok(()),
                     Ok(_) => {
                         last_read = Instant::now();
-                        if let Err(e) = session.handle_input(&mut conn.input) {
+                        if let Err(e) = session.handle_input(&mut conn.input, last_read.into_std()) {
                             break Err(ConnError::new("protocol", e));
                         }
                         let mut denied = None;
