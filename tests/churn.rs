@@ -208,6 +208,7 @@ async fn publish(
         },
         [9; 32],
         0,
+        Instant::now(),
     );
     let mut input = BytesMut::with_capacity(16 * 1024);
     let setup = async {
@@ -223,7 +224,7 @@ async fn publish(
                 return Err(std::io::Error::other("prism closed during set-up"));
             }
             session
-                .handle_input(&mut input)
+                .handle_input(&mut input, Instant::now())
                 .map_err(std::io::Error::other)?;
             while session.poll_event().is_some() {}
         }
@@ -273,7 +274,7 @@ async fn publish(
                 Ok(0) => break Err("prism closed the publisher connection".into()),
                 Err(e) => break Err(format!("read: {e}")),
                 Ok(_) => {
-                    if let Err(e) = session.handle_input(&mut input) {
+                    if let Err(e) = session.handle_input(&mut input, Instant::now()) {
                         break Err(format!("session: {e}"));
                     }
                     while session.poll_event().is_some() {}
@@ -404,7 +405,7 @@ impl Sink {
 async fn serve_sink(conn: &SinkConn, sock: TcpStream) -> Result<(), String> {
     let _ = sock.set_nodelay(true);
     let (mut rd, mut wr) = sock.into_split();
-    let mut session = ServerSession::new(SessionConfig::default(), [5; 32], 0);
+    let mut session = ServerSession::new(SessionConfig::default(), [5; 32], 0, Instant::now());
     let mut input = BytesMut::with_capacity(32 * 1024);
     // Churn targets: once the publish is accepted, only count (and acknowledge) bytes.
     let mut counting = false;
@@ -434,7 +435,7 @@ async fn serve_sink(conn: &SinkConn, sock: TcpStream) -> Result<(), String> {
             continue;
         }
         session
-            .handle_input(&mut input)
+            .handle_input(&mut input, Instant::now())
             .map_err(|e| e.to_string())?;
         while let Some(ev) = session.poll_event() {
             match ev {

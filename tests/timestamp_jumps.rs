@@ -68,6 +68,7 @@ fn publish(addr: std::net::SocketAddr, app: &str, key: &str) -> (TcpStream, Clie
         },
         [7; 32],
         0,
+        Instant::now(),
     );
     let mut input = BytesMut::new();
     let mut buf = vec![0u8; 16 * 1024];
@@ -82,7 +83,9 @@ fn publish(addr: std::net::SocketAddr, app: &str, key: &str) -> (TcpStream, Clie
         let n = tcp.read(&mut buf).expect("read from prism");
         assert!(n > 0, "prism closed the connection during set-up");
         input.extend_from_slice(&buf[..n]);
-        session.handle_input(&mut input).expect("RTMP from prism");
+        session
+            .handle_input(&mut input, Instant::now())
+            .expect("RTMP from prism");
         while session.poll_event().is_some() {}
     }
 }

@@ -47,7 +47,7 @@ impl Drop for Rec {
 
 async fn serve(sock: TcpStream, sinks: Sinks) -> Result<(), String> {
     let (mut rd, mut wr) = sock.into_split();
-    let mut session = ServerSession::new(SessionConfig::default(), [3; 32], 0);
+    let mut session = ServerSession::new(SessionConfig::default(), [3; 32], 0, Instant::now());
     let mut input = BytesMut::with_capacity(64 * 1024);
     let mut rec = Rec(None);
     loop {
@@ -62,7 +62,7 @@ async fn serve(sock: TcpStream, sinks: Sinks) -> Result<(), String> {
             return Ok(());
         }
         session
-            .handle_input(&mut input)
+            .handle_input(&mut input, Instant::now())
             .map_err(|e| e.to_string())?;
         while let Some(ev) = session.poll_event() {
             match ev {

@@ -12,6 +12,7 @@ use libfuzzer_sys::fuzz_target;
 use prism_fuzz::{pieces, split_seed};
 use prism_rtmp::handshake::HANDSHAKE_SIZE;
 use prism_rtmp::session::{ClientConfig, ClientEvent, ClientSession, MediaKind, SessionConfig};
+use std::time::Instant;
 
 fuzz_target!(|data: &[u8]| {
     let (stream, seed) = split_seed(data);
@@ -21,20 +22,22 @@ fuzz_target!(|data: &[u8]| {
         key: "cam1".into(),
         session: SessionConfig::default(),
     };
-    let mut client = ClientSession::new(config, [1; 32], 0);
+    // One instant throughout: no timer is due, so only the input decides.
+    let now = Instant::now();
+    let mut client = ClientSession::new(config, [1; 32], 0, now);
     client.out().take_all();
     // S0, S1 with a zero version field (simple handshake), S2.
     let mut input = BytesMut::new();
     input.extend_from_slice(&[3]);
     input.extend_from_slice(&[0; 2 * HANDSHAKE_SIZE]);
-    client.handle_input(&mut input).unwrap();
+    client.handle_input(&mut input, now).unwrap();
     assert!(input.is_empty());
     client.out().take_all();
 
     let media = Bytes::from_static(&[0x17, 0x01, 0, 0, 0, 1, 2, 3]);
     for part in pieces(stream, seed) {
         input.extend_from_slice(part);
-        let result = client.handle_input(&mut input);
+        let result = client.handle_input(&mut input, now);
         while let Some(ClientEvent::Publishing) = client.poll_event() {
             client.send_media(MediaKind::Video, 0, &media);
         }

@@ -10,6 +10,7 @@
 #![no_main]
 
 use std::sync::OnceLock;
+use std::time::Instant;
 
 use bytes::BytesMut;
 use libfuzzer_sys::fuzz_target;
@@ -41,9 +42,11 @@ fn handshake_prefix() -> &'static [u8] {
 
 fuzz_target!(|data: &[u8]| {
     let (stream, seed) = split_seed(data);
-    let mut session = ServerSession::new(SessionConfig::default(), SERVER_RANDOM, 0);
+    // One instant throughout: no timer is due, so only the input decides.
+    let now = Instant::now();
+    let mut session = ServerSession::new(SessionConfig::default(), SERVER_RANDOM, 0, now);
     let mut input = BytesMut::from(handshake_prefix());
-    session.handle_input(&mut input).unwrap();
+    session.handle_input(&mut input, now).unwrap();
     assert!(input.is_empty());
     session.out().take_all();
 
@@ -52,7 +55,7 @@ fuzz_target!(|data: &[u8]| {
     let mut echoed = 0usize;
     for part in pieces(stream, seed) {
         input.extend_from_slice(part);
-        let result = session.handle_input(&mut input);
+        let result = session.handle_input(&mut input, now);
         while let Some(event) = session.poll_event() {
             match event {
                 ServerEvent::PublishRequested { stream_id, .. } => {

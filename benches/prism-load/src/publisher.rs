@@ -70,6 +70,7 @@ pub async fn run(
         },
         [7u8; 32],
         0,
+        Instant::now().into_std(),
     );
     let mut input = BytesMut::with_capacity(64 * 1024);
     let mut pending = prism_rtmp::OutQueue::new();
@@ -89,7 +90,7 @@ pub async fn run(
             if rd.read_buf(&mut input).await? == 0 {
                 bail!("relay closed the publisher connection during set-up");
             }
-            session.handle_input(&mut input)?;
+            session.handle_input(&mut input, Instant::now().into_std())?;
             while let Some(ClientEvent::Publishing) = session.poll_event() {}
         }
     };
@@ -158,7 +159,7 @@ pub async fn run(
                     if r.context("publisher: read")? == 0 {
                         bail!("relay closed the publisher connection");
                     }
-                    session.handle_input(&mut input)?;
+                    session.handle_input(&mut input, Instant::now().into_std())?;
                     while session.poll_event().is_some() {}
                 }
                 _ = stop.changed() => return finish(&mut session, &mut wr, &mut pending).await,
@@ -213,7 +214,7 @@ pub async fn run(
                 if r.context("publisher: read")? == 0 {
                     bail!("relay closed the publisher connection");
                 }
-                session.handle_input(&mut input)?;
+                session.handle_input(&mut input, Instant::now().into_std())?;
                 while session.poll_event().is_some() {}
             }
             r = media_on.changed() => if r.is_err() {

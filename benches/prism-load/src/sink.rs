@@ -242,7 +242,12 @@ async fn serve(
     for (i, b) in random.iter_mut().enumerate() {
         *b = (seed >> ((i % 8) * 8)) as u8 ^ i as u8;
     }
-    let mut session = ServerSession::new(SessionConfig::default(), random, 0);
+    let mut session = ServerSession::new(
+        SessionConfig::default(),
+        random,
+        0,
+        std::time::Instant::now(),
+    );
     let mut input = BytesMut::with_capacity(READ_BUF);
     let mut total: u64 = 0;
     // Counting-only mode (non-parsing sinks), entered at the first video frame of ours.
@@ -267,7 +272,7 @@ async fn serve(
             continue;
         }
         let now = clock.now_ns();
-        session.handle_input(&mut input)?;
+        session.handle_input(&mut input, std::time::Instant::now())?;
         while let Some(ev) = session.poll_event() {
             match ev {
                 ServerEvent::PublishRequested {

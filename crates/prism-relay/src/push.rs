@@ -349,25 +349,20 @@ async fn connect_and_publish(
             key: url.key.clone(),
             session: SessionConfig {
                 chunk_size: config.rtmp.chunk_size,
+                // The client's set-up timer: handshake, connect, createStream, publish.
+                handshake_timeout: SETUP_TIMEOUT,
                 ..SessionConfig::default()
             },
         },
         handshake_random(),
         epoch_ms(),
+        std::time::Instant::now(),
     );
     let mut driver = Driver::new(io, prism_egress::Config::default());
     let mut setup = Setup(session);
     driver.queue(setup.0.out());
     // Set-up: handshake, connect, createStream, publish.
-    let exit = tokio::time::timeout(SETUP_TIMEOUT, driver.run(&mut setup))
-        .await
-        .map_err(|_| {
-            ConnError::new(
-                "setup_timeout",
-                "handshake/publish did not complete in time",
-            )
-        })??;
-    match exit {
+    match driver.run(&mut setup).await? {
         Exit::Yield => Ok((setup.0, driver)),
         _ => Err(ConnError::new(
             "closed",
@@ -391,16 +386,29 @@ impl Output for Setup {
     fn handle_input(
         &mut self,
         input: &mut BytesMut,
-        _now: std::time::Instant,
+        now: std::time::Instant,
         out: &mut OutQueue,
     ) -> Result<Flow, ConnError> {
-        let handled = self.0.handle_input(input);
+        let handled = self.0.handle_input(input, now);
         while self.0.poll_event().is_some() {}
         out.append(self.0.out());
         handled.map_err(|e| ConnError::new("refused", e))?;
         Ok(match self.0.is_publishing() {
             true => Flow::Yield,
             false => Flow::Continue,
+        })
+    }
+
+    fn poll_timeout(&self) -> Option<std::time::Instant> {
+        self.0.poll_timeout()
+    }
+
+    fn handle_timeout(&mut self, now: std::time::Instant) -> Result<(), ConnError> {
+        self.0.handle_timeout(now).map_err(|_| {
+            ConnError::new(
+                "setup_timeout",
+                "handshake/publish did not complete in time",
+            )
         })
     }
 }
@@ -436,11 +444,11 @@ impl Output for RtmpPush<'_> {
     fn handle_input(
         &mut self,
         input: &mut BytesMut,
-        _now: std::time::Instant,
+        now: std::time::Instant,
         out: &mut OutQueue,
     ) -> Result<Flow, ConnError> {
         // A destination sends acknowledgements, and errors on close.
-        let handled = self.session.handle_input(input);
+        let handled = self.session.handle_input(input, now);
         while self.session.poll_event().is_some() {}
         out.append(self.session.out());
         handled.map_err(|e| ConnError::new("protocol", e))?;

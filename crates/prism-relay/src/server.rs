@@ -73,19 +73,18 @@ where
             max_chunk_size: config.rtmp.max_chunk_size,
             ..DecoderLimits::default()
         },
+        handshake_timeout: config.rtmp.handshake_timeout,
+        idle_timeout: Some(config.rtmp.idle_timeout),
         ..SessionConfig::default()
     };
     let now = Instant::now();
     let mut conn = RtmpConn {
-        session: ServerSession::new(session_config, handshake_random(), epoch_ms()),
+        session: ServerSession::new(session_config, handshake_random(), epoch_ms(), now),
         relay: relay.clone(),
         info,
         publishing: None,
         playing: None,
         request: None,
-        handshake_deadline: now + config.rtmp.handshake_timeout,
-        idle_timeout: config.rtmp.idle_timeout,
-        last_read: now,
         closing: Box::pin({
             let relay = relay.clone();
             async move { relay.closing().await }
@@ -158,9 +157,6 @@ struct RtmpConn {
     playing: Option<Playing>,
     /// A publish or play request waiting for the caller (it awaits the access check).
     request: Option<ServerEvent>,
-    handshake_deadline: Instant,
-    idle_timeout: Duration,
-    last_read: Instant,
     /// Resolves when the relay shuts down: a connection serving no stream closes then
     /// (those that do end with their stream).
     closing: Pin<Box<dyn Future<Output = ()> + Send>>,
@@ -272,8 +268,7 @@ impl Output for RtmpConn {
         now: Instant,
         out: &mut OutQueue,
     ) -> Result<Flow, ConnError> {
-        self.last_read = now;
-        let handled = self.session.handle_input(input);
+        let handled = self.session.handle_input(input, now);
         let flow = match handled {
             Ok(()) => self.handle_events(),
             Err(e) => Err(ConnError::new("protocol", e)),
@@ -297,27 +292,17 @@ impl Output for RtmpConn {
         }
     }
 
+    /// The session's handshake and idle timers (players, who may send nothing for a long
+    /// time, have none: only their write progress counts).
     fn poll_timeout(&self) -> Option<Instant> {
-        if !self.session.is_connected() {
-            Some(self.handshake_deadline)
-        } else if self.playing.is_some() {
-            // Players may legitimately send nothing for a long time (an acknowledgement per
-            // window at most): only their write progress counts.
-            None
-        } else {
-            Some(self.last_read + self.idle_timeout)
-        }
+        self.session.poll_timeout()
     }
 
     fn handle_timeout(&mut self, now: Instant) -> Result<(), ConnError> {
-        match self.poll_timeout() {
-            Some(t) if now >= t && !self.session.is_connected() => Err(ConnError::new(
-                "handshake_timeout",
-                "handshake or connect did not complete in time",
-            )),
-            Some(t) if now >= t => Err(ConnError::new("idle_timeout", "no data from peer")),
-            _ => Ok(()),
-        }
+        // reason() is "handshake_timeout" or "idle_timeout", the metric labels of before.
+        self.session
+            .handle_timeout(now)
+            .map_err(|e| ConnError::new(e.reason(), e))
     }
 }
 

@@ -6,6 +6,7 @@
 //! Run: `cargo bench -p prism-rtmp --bench chunk` (add `-- --quick` for a short run).
 
 use std::hint::black_box;
+use std::time::Instant;
 
 use bytes::{Bytes, BytesMut};
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
@@ -195,7 +196,8 @@ fn publishing_server() -> ServerSession {
         chunk_size: CHUNK_SIZE,
         ..SessionConfig::default()
     };
-    let mut server = ServerSession::new(config.clone(), [1; 32], 1000);
+    let now = Instant::now();
+    let mut server = ServerSession::new(config.clone(), [1; 32], 1000, now);
     let mut client = ClientSession::new(
         ClientConfig {
             app: "live".into(),
@@ -205,11 +207,14 @@ fn publishing_server() -> ServerSession {
         },
         [2; 32],
         2000,
+        now,
     );
     let (mut to_server, mut to_client) = (BytesMut::new(), BytesMut::new());
     for _ in 0..32 {
         to_server.extend_from_slice(&client.out().take_all());
-        server.handle_input(&mut to_server).expect("server input");
+        server
+            .handle_input(&mut to_server, now)
+            .expect("server input");
         while let Some(ev) = server.poll_event() {
             if let ServerEvent::PublishRequested { stream_id, .. } = ev {
                 assert_eq!(stream_id, STREAM_ID);
@@ -217,7 +222,9 @@ fn publishing_server() -> ServerSession {
             }
         }
         to_client.extend_from_slice(&server.out().take_all());
-        client.handle_input(&mut to_client).expect("client input");
+        client
+            .handle_input(&mut to_client, now)
+            .expect("client input");
         while client.poll_event().is_some() {}
         if client.is_publishing() {
             server.out().take_all();
@@ -257,12 +264,13 @@ fn decode(c: &mut Criterion) {
 
     // The whole ingest step: chunk decoding, control handling and one Media event each.
     let mut server = publishing_server();
+    let now = Instant::now();
     g.bench_function("1s_4.7Mbps/server_session", |b| {
         b.iter(|| {
             let mut n = 0;
             for piece in stream.chunks(READ_CHUNK) {
                 input.extend_from_slice(piece);
-                server.handle_input(&mut input).expect("handle_input");
+                server.handle_input(&mut input, now).expect("handle_input");
                 while let Some(ev) = server.poll_event() {
                     black_box(&ev);
                     n += 1;

@@ -42,6 +42,22 @@ pub enum ChunkError {
     },
 }
 
+impl ChunkError {
+    /// A short label for metrics; see [`crate::session::SessionError::reason`].
+    pub fn reason(&self) -> &'static str {
+        match self {
+            ChunkError::ChunkSizeZero
+            | ChunkError::ChunkSizeTopBitSet(_)
+            | ChunkError::ChunkSizeTooLarge { .. } => "bad_chunk_size",
+            ChunkError::MessageTooLarge { .. } => "message_too_large",
+            ChunkError::NoPreviousHeader { .. } => "no_previous_header",
+            ChunkError::TooMuchBuffered { .. } => "too_much_buffered",
+            ChunkError::TooManyChunkStreams { .. } => "too_many_chunk_streams",
+            ChunkError::ControlTooShort { .. } => "control_too_short",
+        }
+    }
+}
+
 /// Resource limits on what a peer can make the decoder do.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DecoderLimits {

@@ -43,6 +43,15 @@ pub enum HandshakeError {
     UnsupportedVersion(u8),
 }
 
+impl HandshakeError {
+    /// A short label for metrics; see [`crate::session::SessionError::reason`].
+    pub fn reason(&self) -> &'static str {
+        match self {
+            HandshakeError::UnsupportedVersion(_) => "unsupported_version",
+        }
+    }
+}
+
 /// Where the 4 offset bytes and the digest window start for each digest scheme.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Scheme {

@@ -1,9 +1,16 @@
 //! Server and client RTMP session state machines.
 //!
-//! Both follow one vocabulary: `handle_input` takes bytes read from the peer, then the caller
-//! drains `poll_event` until it returns None and writes out whatever [`OutQueue`] holds
-//! (`out()`). Commands (`accept_publish`, `send_media`, ...) only append to the out queue.
-//! Timeouts belong to the driver: nothing here reads a clock.
+//! Both follow one vocabulary: `handle_input` takes bytes read from the peer (and the time
+//! they were read), then the caller drains `poll_event` until it returns None and writes out
+//! whatever [`OutQueue`] holds (`out()`). Commands (`accept_publish`, `send_media`, ...) only
+//! append to the out queue.
+//!
+//! Time is an input too, so the timers live here and tests can run them on a virtual clock:
+//! the driver sleeps until [`ServerSession::poll_timeout`] (or the client's) and then calls
+//! `handle_timeout(now)`. A timer that expired is reported once, as the `Err` of
+//! `handle_timeout` ([`SessionError::HandshakeTimeout`], [`SessionError::IdleTimeout`]);
+//! the session is then closed: no more timers, and `handle_input` answers
+//! [`SessionError::Closed`]. Nothing here reads a clock.
 
 use crate::chunk::{ChunkDecoder, ChunkEncoder, DecoderLimits, PreChunked};
 use crate::control::Control;
@@ -13,22 +20,96 @@ use crate::OutQueue;
 use bytes::{Bytes, BytesMut};
 use prism_amf0::Value;
 use std::collections::VecDeque;
+use std::time::{Duration, Instant};
 use thiserror::Error;
 
-/// Why a session was closed. Every variant but `Internal` is the peer's doing.
+/// Why a session was closed: the one error type of a session, for both kinds.
+///
+/// Every variant but `Closed` is the peer's doing (a timeout is the peer not doing
+/// something in time). [`SessionError::reason`] gives a short, stable label for metrics;
+/// `Display` gives the detail for logs.
 #[derive(Debug, Error)]
 #[non_exhaustive]
 pub enum SessionError {
+    /// The handshake bytes were unusable (e.g. an unsupported version).
     #[error("handshake: {0}")]
     Handshake(#[from] crate::handshake::HandshakeError),
+    /// The chunk stream or a protocol control message broke the rules or our limits.
     #[error("chunk stream: {0}")]
     Chunk(#[from] crate::chunk::ChunkError),
+    /// A command or data message is not valid AMF0.
     #[error("malformed AMF0 command: {0}")]
     Amf(#[from] prism_amf0::Amf0Error),
-    #[error("protocol violation: {0}")]
-    Protocol(String),
+    /// A command message whose first value is not a string.
+    #[error("protocol violation: command without a name")]
+    CommandWithoutName,
+    /// An aggregate message whose sub-message claims more bytes than are left.
+    #[error("protocol violation: aggregate sub-message overruns")]
+    AggregateOverrun,
+    /// A command other than `connect` came before `connect` (server).
+    #[error("protocol violation: command {name:?} before connect")]
+    CommandBeforeConnect {
+        /// The command's name, cut to 32 characters.
+        name: String,
+    },
+    /// `connect` on a connection that is already connected (server).
+    #[error("protocol violation: second connect")]
+    SecondConnect,
+    /// `connect` without an `app` (server).
+    #[error("protocol violation: connect without an app")]
+    ConnectWithoutApp,
+    /// `createStream` beyond [`SessionConfig::max_streams`] (server).
+    #[error("protocol violation: too many streams (at most {max})")]
+    TooManyStreams { max: u32 },
+    /// `publish` or `play` on a message stream that was not created or is already in use
+    /// (server).
+    #[error("protocol violation: {command} on a stream that was not created or is busy")]
+    StreamNotAvailable {
+        /// `"publish"` or `"play"`.
+        command: &'static str,
+        stream_id: u32,
+    },
+    /// The server's `createStream` result carries no stream id (client).
+    #[error("protocol violation: createStream result without a stream id")]
+    NoStreamId,
+    /// The server answered `_error` or an error-level onStatus (client).
     #[error("connection refused by peer: {code}: {description}")]
     Refused { code: String, description: String },
+    /// The handshake and `connect` (server) or the handshake up to publishing (client) did
+    /// not complete within [`SessionConfig::handshake_timeout`].
+    #[error("handshake or connect did not complete in {0:?}")]
+    HandshakeTimeout(Duration),
+    /// Nothing arrived for [`SessionConfig::idle_timeout`] from a connected peer that is not
+    /// playing (server).
+    #[error("no data from peer for {0:?}")]
+    IdleTimeout(Duration),
+    /// `handle_input` after the session failed (an error was already returned).
+    #[error("session already closed")]
+    Closed,
+}
+
+impl SessionError {
+    /// A short label for metrics (`connection_errors_total{reason=...}`), stable across
+    /// releases; the `Display` text carries the details.
+    pub fn reason(&self) -> &'static str {
+        match self {
+            SessionError::Handshake(e) => e.reason(),
+            SessionError::Chunk(e) => e.reason(),
+            SessionError::Amf(_) => "bad_amf",
+            SessionError::CommandWithoutName => "command_without_name",
+            SessionError::AggregateOverrun => "aggregate_overrun",
+            SessionError::CommandBeforeConnect { .. } => "command_before_connect",
+            SessionError::SecondConnect => "second_connect",
+            SessionError::ConnectWithoutApp => "connect_without_app",
+            SessionError::TooManyStreams { .. } => "too_many_streams",
+            SessionError::StreamNotAvailable { .. } => "stream_not_available",
+            SessionError::NoStreamId => "no_stream_id",
+            SessionError::Refused { .. } => "refused",
+            SessionError::HandshakeTimeout(_) => "handshake_timeout",
+            SessionError::IdleTimeout(_) => "idle_timeout",
+            SessionError::Closed => "closed",
+        }
+    }
 }
 
 /// What kind of media a message carries.
@@ -67,6 +148,14 @@ pub struct SessionConfig {
     pub limits: DecoderLimits,
     /// Message streams one connection may create.
     pub max_streams: u32,
+    /// Server: the handshake and `connect` must be done within this of the session's
+    /// start. Client: the handshake up to publishing. Same default as prism-config's
+    /// `rtmp.handshake_timeout_ms`.
+    pub handshake_timeout: Duration,
+    /// Server: a connected peer that is not playing and sends nothing for this long is
+    /// dropped (a player legitimately sends almost nothing, so players are exempt). `None`
+    /// disables it. The client ignores it. Same default as `rtmp.idle_timeout_ms`.
+    pub idle_timeout: Option<Duration>,
 }
 
 impl Default for SessionConfig {
@@ -76,6 +165,8 @@ impl Default for SessionConfig {
             window_ack_size: 2_500_000,
             limits: DecoderLimits::default(),
             max_streams: 8,
+            handshake_timeout: Duration::from_secs(10),
+            idle_timeout: Some(Duration::from_secs(30)),
         }
     }
 }
@@ -211,7 +302,7 @@ fn parse_command(msg: &RawMessage) -> Result<Option<Command>, SessionError> {
     let mut values = prism_amf0::decode_all(body)?.into_iter();
     let name = match values.next() {
         Some(Value::String(s)) => s,
-        _ => return Err(SessionError::Protocol("command without a name".into())),
+        _ => return Err(SessionError::CommandWithoutName),
     };
     let txn = values.next().and_then(|v| v.as_f64()).unwrap_or(0.0);
     Ok(Some(Command {
@@ -271,7 +362,7 @@ fn split_aggregate(msg: &RawMessage, out: &mut Vec<RawMessage>) -> Result<(), Se
         let end = start
             .checked_add(size)
             .filter(|e| *e <= p.len())
-            .ok_or_else(|| SessionError::Protocol("aggregate sub-message overruns".into()))?;
+            .ok_or(SessionError::AggregateOverrun)?;
         let first = *base.get_or_insert(ts);
         out.push(RawMessage {
             timestamp: msg.timestamp.wrapping_add(ts.wrapping_sub(first)),
@@ -345,13 +436,23 @@ pub struct ServerSession {
     streams: Vec<(u32, StreamRole)>,
     next_stream_id: u32,
     scratch: Vec<RawMessage>,
+    /// When the handshake and `connect` must be done by; None once connected.
+    handshake_deadline: Option<Instant>,
+    /// When input last arrived, for the idle timer.
+    last_input: Instant,
+    /// Set once an error was returned: no more timers or input.
+    failed: bool,
 }
 
 impl ServerSession {
-    pub fn new(config: SessionConfig, random: [u8; 32], epoch_ms: u32) -> Self {
+    /// A session for a connection accepted at `now`; the handshake timer starts then.
+    pub fn new(config: SessionConfig, random: [u8; 32], epoch_ms: u32, now: Instant) -> Self {
         let link = Link::new(&config);
         ServerSession {
             phase: ServerPhase::Handshake(Box::new(ServerHandshake::new(random, epoch_ms))),
+            handshake_deadline: Some(now + config.handshake_timeout),
+            last_input: now,
+            failed: false,
             config,
             link,
             events: VecDeque::new(),
@@ -375,8 +476,64 @@ impl ServerSession {
         matches!(self.phase, ServerPhase::Connected { .. })
     }
 
-    /// Consumes as much of `input` as forms complete handshake parts or messages.
-    pub fn handle_input(&mut self, input: &mut BytesMut) -> Result<(), SessionError> {
+    /// Whether some stream of this connection plays (see [`ServerSession::accept_play`]).
+    pub fn is_playing(&self) -> bool {
+        self.streams.iter().any(|(_, r)| *r == StreamRole::Playing)
+    }
+
+    /// When [`ServerSession::handle_timeout`] must be called next, if ever: the handshake
+    /// deadline until connected, then (unless playing) `idle_timeout` after the last input.
+    #[must_use]
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        if self.failed {
+            return None;
+        }
+        self.handshake_deadline.or_else(|| self.idle_deadline())
+    }
+
+    fn idle_deadline(&self) -> Option<Instant> {
+        // Only a connected peer is idle-checked: before that the handshake timer runs.
+        // A player may send nothing but an acknowledgement per window, so it is exempt.
+        if !self.is_connected() || self.is_playing() {
+            return None;
+        }
+        self.config.idle_timeout.map(|t| self.last_input + t)
+    }
+
+    /// Runs the timers at `now`. A timer that expired closes the session and is returned
+    /// once as [`SessionError::HandshakeTimeout`] or [`SessionError::IdleTimeout`]; a
+    /// deadline is expired from its instant on (`now >= deadline`).
+    pub fn handle_timeout(&mut self, now: Instant) -> Result<(), SessionError> {
+        if self.failed {
+            return Ok(());
+        }
+        let error = if self.handshake_deadline.is_some_and(|d| now >= d) {
+            SessionError::HandshakeTimeout(self.config.handshake_timeout)
+        } else if self.idle_deadline().is_some_and(|d| now >= d) {
+            SessionError::IdleTimeout(self.config.idle_timeout.unwrap_or_default())
+        } else {
+            return Ok(());
+        };
+        self.failed = true;
+        Err(error)
+    }
+
+    /// Consumes as much of `input` as forms complete handshake parts or messages. Input
+    /// that is not empty counts as activity at `now` for the idle timer. After an error
+    /// the session is closed and answers [`SessionError::Closed`].
+    pub fn handle_input(&mut self, input: &mut BytesMut, now: Instant) -> Result<(), SessionError> {
+        if self.failed {
+            return Err(SessionError::Closed);
+        }
+        if !input.is_empty() {
+            self.last_input = now;
+        }
+        let result = self.consume(input);
+        self.failed = result.is_err();
+        result
+    }
+
+    fn consume(&mut self, input: &mut BytesMut) -> Result<(), SessionError> {
         if let ServerPhase::Handshake(hs) = &mut self.phase {
             if !hs.handle_input(input, &mut self.link.out)? {
                 return Ok(());
@@ -463,17 +620,18 @@ impl ServerSession {
             ServerPhase::Connected { app } => app.clone(),
             _ if cmd.name == "connect" => return self.handle_connect(cmd),
             _ => {
-                return Err(SessionError::Protocol(format!(
-                    "command {:?} before connect",
-                    truncate(&cmd.name)
-                )))
+                return Err(SessionError::CommandBeforeConnect {
+                    name: truncate(&cmd.name).to_owned(),
+                })
             }
         };
         match cmd.name.as_str() {
-            "connect" => Err(SessionError::Protocol("second connect".into())),
+            "connect" => Err(SessionError::SecondConnect),
             "createStream" => {
                 if self.streams.len() as u32 >= self.config.max_streams {
-                    return Err(SessionError::Protocol("too many streams".into()));
+                    return Err(SessionError::TooManyStreams {
+                        max: self.config.max_streams,
+                    });
                 }
                 let id = self.next_stream_id;
                 self.next_stream_id += 1;
@@ -495,9 +653,10 @@ impl ServerSession {
                 match self.role(msg_stream) {
                     Some(StreamRole::Created) => {}
                     _ => {
-                        return Err(SessionError::Protocol(
-                            "publish on a stream that was not created or is busy".into(),
-                        ))
+                        return Err(SessionError::StreamNotAvailable {
+                            command: "publish",
+                            stream_id: msg_stream,
+                        })
                     }
                 }
                 if key.is_empty() {
@@ -522,9 +681,10 @@ impl ServerSession {
                 let name = cmd.args.get(1).and_then(Value::as_str).unwrap_or_default();
                 let (key, query) = split_query(name);
                 if self.role(msg_stream) != Some(StreamRole::Created) {
-                    return Err(SessionError::Protocol(
-                        "play on a stream that was not created or is busy".into(),
-                    ));
+                    return Err(SessionError::StreamNotAvailable {
+                        command: "play",
+                        stream_id: msg_stream,
+                    });
                 }
                 self.set_role(msg_stream, StreamRole::PublishPending);
                 self.events.push_back(ServerEvent::PlayRequested {
@@ -633,7 +793,7 @@ impl ServerSession {
         // Some encoders append the query string to the app ("live?token=x").
         let app = split_query(raw_app).0.trim_end_matches('/').to_owned();
         if app.is_empty() {
-            return Err(SessionError::Protocol("connect without an app".into()));
+            return Err(SessionError::ConnectWithoutApp);
         }
         let tc_url = obj
             .and_then(|o| o.get("tcUrl"))
@@ -674,6 +834,7 @@ impl ServerSession {
             ],
         );
         self.phase = ServerPhase::Connected { app: app.clone() };
+        self.handshake_deadline = None;
         self.events
             .push_back(ServerEvent::Connected { app, tc_url });
         Ok(())
@@ -697,7 +858,8 @@ impl ServerSession {
         self.link.send_status(stream_id, "error", code, description);
     }
 
-    /// Accepts a pending play; media then follows with [`ServerSession::send_media`].
+    /// Accepts a pending play; media then follows with [`ServerSession::send_media`]. While
+    /// a stream plays the idle timer is off.
     pub fn accept_play(&mut self, stream_id: u32) {
         self.set_role(stream_id, StreamRole::Playing);
         self.link.send_control(Control::StreamIsRecorded(stream_id));
@@ -750,7 +912,8 @@ impl ServerSession {
         self.link.encoder.chunk_size()
     }
 
-    /// Tells a player the stream it plays has ended.
+    /// Tells a player the stream it plays has ended. The idle timer, if it comes back on,
+    /// counts from the last input (a silent player is then due at once).
     pub fn end_play(&mut self, stream_id: u32) {
         self.link.send_control(Control::StreamEof(stream_id));
         self.link.send_status(
@@ -815,14 +978,21 @@ pub struct ClientSession {
     link: Link,
     stream_id: u32,
     events: VecDeque<ClientEvent>,
+    /// When publishing must have started by; None once it has.
+    setup_deadline: Option<Instant>,
+    /// Set once an error was returned: no more timers or input.
+    failed: bool,
 }
 
 impl ClientSession {
-    /// Starts the handshake (C0+C1 are queued at once).
-    pub fn new(config: ClientConfig, random: [u8; 32], epoch_ms: u32) -> Self {
+    /// Starts the handshake (C0+C1 are queued at once) for a connection made at `now`;
+    /// the set-up timer ([`SessionConfig::handshake_timeout`]) starts then.
+    pub fn new(config: ClientConfig, random: [u8; 32], epoch_ms: u32, now: Instant) -> Self {
         let mut link = Link::new(&config.session);
         let handshake = ClientHandshake::new(random, epoch_ms, &mut link.out);
         ClientSession {
+            setup_deadline: Some(now + config.session.handshake_timeout),
+            failed: false,
             config,
             handshake,
             phase: ClientPhase::Handshake,
@@ -845,7 +1015,43 @@ impl ClientSession {
         self.phase == ClientPhase::Live
     }
 
-    pub fn handle_input(&mut self, input: &mut BytesMut) -> Result<(), SessionError> {
+    /// When [`ClientSession::handle_timeout`] must be called next, if ever: the set-up
+    /// deadline until publishing. The client has no idle timer (a server acknowledging a
+    /// publish sends little).
+    #[must_use]
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        if self.failed {
+            return None;
+        }
+        self.setup_deadline
+    }
+
+    /// Runs the timers at `now`: from the set-up deadline on, the session is closed and
+    /// [`SessionError::HandshakeTimeout`] is returned (once).
+    pub fn handle_timeout(&mut self, now: Instant) -> Result<(), SessionError> {
+        if self.failed || !self.setup_deadline.is_some_and(|d| now >= d) {
+            return Ok(());
+        }
+        self.failed = true;
+        Err(SessionError::HandshakeTimeout(
+            self.config.session.handshake_timeout,
+        ))
+    }
+
+    /// Consumes what `input` holds of the server's handshake and messages. `now` is when it
+    /// was read (the client has no idle timer yet, so it is only the driver's promise).
+    /// After an error the session is closed and answers [`SessionError::Closed`].
+    pub fn handle_input(&mut self, input: &mut BytesMut, now: Instant) -> Result<(), SessionError> {
+        let _ = now;
+        if self.failed {
+            return Err(SessionError::Closed);
+        }
+        let result = self.consume(input);
+        self.failed = result.is_err();
+        result
+    }
+
+    fn consume(&mut self, input: &mut BytesMut) -> Result<(), SessionError> {
         if self.phase == ClientPhase::Handshake {
             if !self.handshake.handle_input(input, &mut self.link.out)? {
                 return Ok(());
@@ -921,9 +1127,11 @@ impl ClientSession {
             "_result"
                 if cmd.txn == TXN_CREATE_STREAM && self.phase == ClientPhase::CreatingStream =>
             {
-                let id = cmd.args.get(1).and_then(Value::as_f64).ok_or_else(|| {
-                    SessionError::Protocol("createStream result without a stream id".into())
-                })?;
+                let id = cmd
+                    .args
+                    .get(1)
+                    .and_then(Value::as_f64)
+                    .ok_or(SessionError::NoStreamId)?;
                 self.stream_id = id as u32;
                 self.link.send_command(
                     self.stream_id,
@@ -956,6 +1164,7 @@ impl ClientSession {
                 }
                 if code == "NetStream.Publish.Start" && self.phase == ClientPhase::Publishing {
                     self.phase = ClientPhase::Live;
+                    self.setup_deadline = None;
                     self.events.push_back(ClientEvent::Publishing);
                 }
             }

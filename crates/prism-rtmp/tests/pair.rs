@@ -20,6 +20,7 @@ use prism_rtmp::session::{
     SessionError,
 };
 use prism_rtmp::OutQueue;
+use std::time::Instant;
 
 /// C0+C1+C2 (client) or S0+S1+S2 (server): what each side sends before chunks.
 const HANDSHAKE_BYTES: usize = 1 + 2 * HANDSHAKE_SIZE;
@@ -126,6 +127,8 @@ struct Pair {
     client_events: Vec<ClientEvent>,
     tap_to_server: Tap,
     tap_to_client: Tap,
+    /// The virtual clock both sides are given; these tests never let a timer expire.
+    now: Instant,
 }
 
 fn client_config(key: &str, chunk_size: u32) -> ClientConfig {
@@ -146,6 +149,7 @@ impl Pair {
     }
 
     fn with_config(server_chunk: u32, client: ClientConfig) -> Pair {
+        let now = Instant::now();
         let server = ServerSession::new(
             SessionConfig {
                 chunk_size: server_chunk,
@@ -153,8 +157,9 @@ impl Pair {
             },
             [1; 32],
             1000,
+            now,
         );
-        let client = ClientSession::new(client, [2; 32], 2000);
+        let client = ClientSession::new(client, [2; 32], 2000, now);
         Pair {
             server,
             client,
@@ -167,6 +172,7 @@ impl Pair {
             client_events: Vec::new(),
             tap_to_server: Tap::new(),
             tap_to_client: Tap::new(),
+            now,
         }
     }
 
@@ -188,7 +194,7 @@ impl Pair {
         if !to_s.is_empty() {
             self.server_in.extend_from_slice(&to_s);
             self.server
-                .handle_input(&mut self.server_in)
+                .handle_input(&mut self.server_in, self.now)
                 .map_err(PairError::Server)?;
             while let Some(ev) = self.server.poll_event() {
                 self.server_events.push(ev);
@@ -197,7 +203,7 @@ impl Pair {
         if !to_c.is_empty() {
             self.client_in.extend_from_slice(&to_c);
             self.client
-                .handle_input(&mut self.client_in)
+                .handle_input(&mut self.client_in, self.now)
                 .map_err(PairError::Client)?;
             while let Some(ev) = self.client.poll_event() {
                 self.client_events.push(ev);
@@ -673,21 +679,23 @@ struct RawPeer {
     decoder: ChunkDecoder,
     received: Vec<RawMessage>,
     events: Vec<ServerEvent>,
+    now: Instant,
 }
 
 impl RawPeer {
     fn new() -> RawPeer {
-        let mut server = ServerSession::new(SessionConfig::default(), [3; 32], 0);
+        let now = Instant::now();
+        let mut server = ServerSession::new(SessionConfig::default(), [3; 32], 0, now);
         let mut c_out = OutQueue::new();
         let mut hs = ClientHandshake::new([4; 32], 0, &mut c_out);
         let mut server_in = BytesMut::from(&c_out.take_all()[..]);
-        server.handle_input(&mut server_in).expect("C0C1");
+        server.handle_input(&mut server_in, now).expect("C0C1");
         let mut s_out = BytesMut::from(&server.out().take_all()[..]);
         assert_eq!(s_out.len(), HANDSHAKE_BYTES, "S0+S1+S2");
         assert!(hs.handle_input(&mut s_out, &mut c_out).expect("S0S1S2"));
         assert!(hs.server_signed(), "digest handshake expected");
         server_in.extend_from_slice(&c_out.take_all());
-        server.handle_input(&mut server_in).expect("C2");
+        server.handle_input(&mut server_in, now).expect("C2");
         assert!(server_in.is_empty());
         assert!(!server.is_connected());
         RawPeer {
@@ -697,13 +705,14 @@ impl RawPeer {
             decoder: ChunkDecoder::new(DecoderLimits::default()),
             received: Vec::new(),
             events: Vec::new(),
+            now,
         }
     }
 
     /// Feeds bytes to the server and collects its events and output.
     fn send(&mut self, bytes: &[u8]) -> Result<(), SessionError> {
         self.server_in.extend_from_slice(bytes);
-        let r = self.server.handle_input(&mut self.server_in);
+        let r = self.server.handle_input(&mut self.server_in, self.now);
         while let Some(ev) = self.server.poll_event() {
             self.events.push(ev);
         }
@@ -1166,7 +1175,10 @@ fn command_before_connect_is_an_error() {
         128,
     );
     match peer.send(&b) {
-        Err(SessionError::Protocol(msg)) => assert!(msg.contains("before connect"), "{msg}"),
+        Err(e @ SessionError::CommandBeforeConnect { .. }) => {
+            assert_eq!(e.reason(), "command_before_connect");
+            assert!(e.to_string().contains("\"publish\" before connect"), "{e}");
+        }
         other => panic!("expected a protocol error, got {other:?}"),
     }
     assert!(peer.events.is_empty());
@@ -1190,7 +1202,14 @@ fn publish_on_a_stream_not_created_is_an_error() {
         128,
     );
     match peer.send(&b) {
-        Err(SessionError::Protocol(msg)) => assert!(msg.contains("not created"), "{msg}"),
+        Err(
+            e @ SessionError::StreamNotAvailable {
+                command: "publish",
+                stream_id: 1,
+            },
+        ) => {
+            assert!(e.to_string().contains("not created"), "{e}")
+        }
         other => panic!("expected a protocol error, got {other:?}"),
     }
     assert!(peer.events.is_empty());
@@ -1223,7 +1242,10 @@ fn connect_without_app_and_second_connect_are_errors() {
         ]),
         128,
     );
-    assert!(matches!(peer.send(&b), Err(SessionError::Protocol(_))));
+    assert!(matches!(
+        peer.send(&b),
+        Err(SessionError::ConnectWithoutApp)
+    ));
 
     let mut peer = RawPeer::new();
     peer.connect("live");
@@ -1237,7 +1259,7 @@ fn connect_without_app_and_second_connect_are_errors() {
         &amf(&[s("connect"), n(2.0), Value::object([("app", s("live"))])]),
         128,
     );
-    assert!(matches!(peer.send(&b), Err(SessionError::Protocol(_))));
+    assert!(matches!(peer.send(&b), Err(SessionError::SecondConnect)));
 }
 
 #[test]

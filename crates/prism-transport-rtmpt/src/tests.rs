@@ -286,6 +286,7 @@ async fn publish_through_the_tunnel() {
         },
         [7; 32],
         0,
+        std::time::Instant::now(),
     );
     let mut input = BytesMut::new();
     let mut seq = 0;
@@ -302,7 +303,9 @@ async fn publish_through_the_tunnel() {
         assert_eq!(status, StatusCode::OK);
         assert_ne!(b[0], PollInterval::CLOSING, "server closed the session");
         input.extend_from_slice(&b[1..]);
-        client.handle_input(&mut input).expect("server speaks RTMP");
+        client
+            .handle_input(&mut input, std::time::Instant::now())
+            .expect("server speaks RTMP");
     }
     let stream = t
         .shared
