@@ -52,6 +52,7 @@ listen = "0.0.0.0:80"
 [stream]
 reconnect_grace_ms = 0
 gop_cache = false
+gop_cache_max_bytes = 1048576
 [player]
 max_queue_ms = 1
 max_queue_bytes = 2
@@ -74,6 +75,7 @@ stream = "*"
     assert_eq!(c.rtmp.max_message_bytes, 1000);
     assert_eq!(c.hub.reconnect_grace, Duration::ZERO);
     assert!(!c.hub.gop_cache);
+    assert_eq!(c.hub.gop_cache_max_bytes, 1048576);
     assert_eq!(
         c.player,
         QueueConfig {
@@ -827,4 +829,20 @@ fn default_toml_lists_every_key() {
             assert!(!k.doc.trim().is_empty(), "{} has no doc line", k.name);
         }
     }
+}
+
+#[test]
+fn gop_cache_cap_is_checked() {
+    let e = parse("[stream]\ngop_cache_max_bytes = 0\n")
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains("gop_cache_max_bytes") && e.contains("must be in"),
+        "{e}"
+    );
+    assert_eq!(
+        Config::default().hub.gop_cache_max_bytes,
+        32 * 1024 * 1024,
+        "the cap the hub had as a constant"
+    );
 }

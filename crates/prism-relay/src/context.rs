@@ -55,7 +55,7 @@ impl Relay {
                 Duration::ZERO
             },
             gop_cache_max_bytes: if config.hub.gop_cache {
-                32 * 1024 * 1024
+                config.hub.gop_cache_max_bytes
             } else {
                 0
             },
