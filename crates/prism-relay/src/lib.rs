@@ -35,3 +35,15 @@ pub use shutdown::{InFlightGuard, ShutdownReport};
 pub use status::{
     AddTargetError, RemoveTargetError, StreamSnapshot, TargetOrigin, TargetSnapshot, TargetState,
 };
+
+/// The metrics label of a hub drop reason. An exhaustive match, so a new hub reason
+/// must be given its label here (prism-metrics does not depend on the hub).
+pub(crate) fn drop_reason(r: prism_hub::DropReason) -> prism_metrics::DropReason {
+    use prism_hub::DropReason as H;
+    use prism_metrics::DropReason as M;
+    match r {
+        H::QueueFull => M::QueueFull,
+        H::WaitingKeyframe => M::WaitingKeyframe,
+        H::AudioOverflow => M::AudioOverflow,
+    }
+}

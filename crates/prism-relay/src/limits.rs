@@ -132,10 +132,7 @@ impl Relay {
             limits.max_connections_per_ip,
         );
         if let Err(e) = result {
-            self.metrics
-                .connection_errors_total
-                .with_label_values(&[transport, e.reason()])
-                .inc();
+            self.metrics.connection_error(transport, e.reason()).inc();
             if let Some(unlogged) = self.limiter.should_log(Instant::now()) {
                 let (what, max) = match e {
                     LimitExceeded::Total => ("max_connections", limits.max_connections),

@@ -487,7 +487,7 @@ impl Relay {
     /// before metrics are rendered.
     pub fn refresh_gauges(&self) {
         self.metrics
-            .streams_active
+            .streams_active()
             .set(self.hub.live_streams().len() as i64);
         self.registry.refresh_queue_gauges();
     }
