@@ -62,9 +62,20 @@ pub(crate) async fn ingest(socket: &mut SrtSocket, publisher: Publisher) -> Inge
     end
 }
 
+/// Hands the demuxer's frames to the hub with the demuxer's own keyframe and sequence
+/// header flags: it built each payload, so there is nothing to re-derive.
 fn drain(demux: &mut Demuxer, publisher: &Publisher) {
     while let Some(f) = demux.poll_frame() {
-        publisher.send(f.kind, f.timestamp, f.payload);
+        publisher.send_frame(Frame {
+            kind: f.kind,
+            timestamp: f.timestamp,
+            payload: f.payload,
+            keyframe: f.keyframe,
+            sequence_header: f.sequence_header,
+            // The demuxer only builds AVC, HEVC and AAC payloads: none is disposable.
+            disposable: false,
+            wire: Default::default(),
+        });
     }
 }
 
