@@ -516,9 +516,10 @@ fn srt_publisher_is_listed_and_kicked() {
         &clip,
         true,
     );
+    // Codecs come from the demuxer's sequence headers (Publisher::send_frame).
     let s = wait_for(Duration::from_secs(15), "the SRT stream listed", || {
         api.stream(&spec, "live/srtkick")
-            .filter(|s| s["codecs"]["video"] == "h264")
+            .filter(|s| s["codecs"] == json!({"video": "h264", "audio": "aac"}))
     });
     assert_eq!(s["publisher"]["transport"], "srt", "{s:#}");
     let r = api.call("DELETE", "/api/v1/streams/live/srtkick", None);

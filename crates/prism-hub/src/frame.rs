@@ -3,24 +3,9 @@ use std::any::Any;
 use std::fmt;
 use std::sync::OnceLock;
 
-/// What a frame carries.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum FrameKind {
-    Audio,
-    Video,
-    /// Script data (onMetaData and friends).
-    Data,
-}
-
-impl FrameKind {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            FrameKind::Audio => "audio",
-            FrameKind::Video => "video",
-            FrameKind::Data => "data",
-        }
-    }
-}
+/// What a frame carries: the kind every crate shares (prism-media), under the hub's name
+/// for it, so publishers and egress code pass it through without converting.
+pub use prism_media::MediaKind as FrameKind;
 
 /// One media message as published. The payload is shared by every subscriber, never copied.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -29,8 +29,7 @@ pub struct FlvFrame {
     pub sequence_header: bool,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum FrameKind {
-    Audio,
-    Video,
-}
+/// The kind every Prism crate shares (prism-media), under this crate's name for it. TS as
+/// mapped here carries audio and video only: the demuxer never produces `Data` and the
+/// muxer drops it (see [`mux::Muxer::push_frame`]).
+pub use prism_media::MediaKind as FrameKind;

@@ -125,7 +125,7 @@ pub enum DropReason {
     /// Video before the first keyframe: a receiver could not decode it.
     AwaitingKeyframe,
     /// A codec, packet type or stream layout MPEG-TS carriage is not implemented for
-    /// (legacy codecs, AV1, multitrack, sequence end, ...).
+    /// (legacy codecs, AV1, multitrack, sequence end, script data, ...).
     Unsupported,
     /// Truncated or inconsistent payload.
     Malformed,
@@ -332,11 +332,14 @@ impl Muxer {
         &self.stats
     }
 
-    /// Muxes one frame, appending whole TS packets (possibly none) to `out`.
+    /// Muxes one frame, appending whole TS packets (possibly none) to `out`. Script data
+    /// is dropped as [`DropReason::Unsupported`].
     pub fn push_frame(&mut self, frame: &FlvFrame, out: &mut BytesMut) -> Pushed {
         let result = match frame.kind {
             FrameKind::Video => self.push_video(frame, out),
             FrameKind::Audio => self.push_audio(frame, out),
+            // Script data (onMetaData) has no place in this TS mapping.
+            FrameKind::Data => Pushed::Dropped(DropReason::Unsupported),
         };
         match result {
             Pushed::Muxed => self.stats.frames_muxed += 1,
@@ -1357,6 +1360,7 @@ mod tests {
             (FrameKind::Video, &[0x17, 0x02, 0, 0, 0]), // AVC end of sequence
             (FrameKind::Audio, &[0x2F, 0xFF, 0xFB]), // MP3
             (FrameKind::Audio, &[0x90, b'O', b'p', b'u', b's']),
+            (FrameKind::Data, &[0x02, 0x00, 0x0A]), // onMetaData: no TS mapping
         ] {
             assert_eq!(
                 m.push_frame(&frame(kind, 0, p), &mut out),
@@ -1374,7 +1378,7 @@ mod tests {
             malformed
         );
         assert!(out.is_empty());
-        assert_eq!(m.stats().dropped_unsupported, 5);
+        assert_eq!(m.stats().dropped_unsupported, 6);
         assert_eq!(m.stats().dropped_malformed, 1);
 
         // Every truncation of every valid payload, in both roles: no panic.

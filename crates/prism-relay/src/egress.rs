@@ -1,33 +1,17 @@
 //! What server and push connections share when sending hub frames.
 
-use prism_hub::{Frame, FrameKind};
+use prism_hub::Frame;
 use prism_rtmp::chunk::PreChunked;
-use prism_rtmp::session::MediaKind;
-
-pub(crate) fn frame_kind(kind: MediaKind) -> FrameKind {
-    match kind {
-        MediaKind::Audio => FrameKind::Audio,
-        MediaKind::Video => FrameKind::Video,
-        MediaKind::Data => FrameKind::Data,
-    }
-}
-
-pub(crate) fn media_kind(kind: FrameKind) -> MediaKind {
-    match kind {
-        FrameKind::Audio => MediaKind::Audio,
-        FrameKind::Video => MediaKind::Video,
-        FrameKind::Data => MediaKind::Data,
-    }
-}
+use prism_rtmp::session::MediaKindExt;
 
 /// The frame's payload chunked once for every connection that sends it at `chunk_size`
 /// (the first caller builds it, the rest share it). None for payloads that fit one chunk:
 /// they go out as header + payload already, with nothing to share.
-pub(crate) fn shared_body(f: &Frame, kind: MediaKind, chunk_size: u32) -> Option<&PreChunked> {
+pub(crate) fn shared_body(f: &Frame, chunk_size: u32) -> Option<&PreChunked> {
     if f.payload.len() <= chunk_size as usize {
         return None;
     }
     f.wire
-        .get_or_init(|| PreChunked::new(kind.csid(), chunk_size, &f.payload))
-        .filter(|b| b.fits(kind.csid(), chunk_size))
+        .get_or_init(|| PreChunked::new(f.kind.csid(), chunk_size, &f.payload))
+        .filter(|b| b.fits(f.kind.csid(), chunk_size))
 }

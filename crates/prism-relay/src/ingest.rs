@@ -6,7 +6,7 @@ use crate::context::{ConnInfo, Relay};
 use bytes::Bytes;
 use prism_hub::{Frame, FrameKind, PublishError, PublishHandle, QueueLimits, Stream, Subscription};
 use prism_metrics::RejectReason;
-use prism_rtmp::media::{inspect_audio, inspect_video};
+use prism_rtmp::media::{inspect_audio, inspect_video, MediaInfo};
 use prometheus::{IntCounter, IntGauge};
 use std::sync::Arc;
 use std::time::Instant;
@@ -110,34 +110,52 @@ impl Publisher {
     /// Publishes one message in FLV tag body form (what RTMP audio/video/data messages
     /// carry); keyframes and sequence headers are recognized here.
     pub fn send(&self, kind: FrameKind, timestamp: u32, payload: Bytes) {
+        let info = inspect(kind, &payload);
+        let frame = Frame {
+            kind,
+            timestamp,
+            payload,
+            keyframe: info.keyframe,
+            sequence_header: info.sequence_header,
+            disposable: info.disposable,
+            wire: Default::default(),
+        };
+        self.publish(frame, info.codec);
+    }
+
+    /// Publishes a frame, in FLV tag body form, whose flags the transport already knows
+    /// (the SRT demuxer builds each payload itself): they are trusted, not re-derived from
+    /// the payload. Only sequence headers are looked into, for the codec name the admin API
+    /// and status page show; they are rare.
+    pub fn send_frame(&self, frame: Frame) {
+        let codec = if frame.sequence_header {
+            inspect(frame.kind, &frame.payload).codec
+        } else {
+            ""
+        };
+        self.publish(frame, codec);
+    }
+
+    /// Codec bookkeeping, counters, then the hub. `codec` names a sequence header's codec.
+    fn publish(&self, frame: Frame, codec: &'static str) {
         let Some(handle) = &self.handle else {
             return;
         };
-        let (info, idx) = match kind {
-            FrameKind::Audio => (inspect_audio(&payload), 0),
-            FrameKind::Video => (inspect_video(&payload), 1),
-            FrameKind::Data => (Default::default(), 2),
+        let idx = match frame.kind {
+            FrameKind::Audio => 0,
+            FrameKind::Video => 1,
+            FrameKind::Data => 2,
         };
-        if info.sequence_header {
-            match kind {
-                FrameKind::Video => handle.set_codecs(info.codec, ""),
-                _ => handle.set_codecs("", info.codec),
+        if frame.sequence_header {
+            match frame.kind {
+                FrameKind::Video => handle.set_codecs(codec, ""),
+                FrameKind::Audio => handle.set_codecs("", codec),
+                FrameKind::Data => {}
             }
         }
-        self.bytes.inc_by(payload.len() as u64);
+        self.bytes.inc_by(frame.payload.len() as u64);
         self.frames[idx].inc();
-        handle.send(
-            Frame {
-                kind,
-                timestamp,
-                payload,
-                keyframe: info.keyframe,
-                sequence_header: info.sequence_header,
-                disposable: info.disposable,
-                wire: Default::default(),
-            },
-            Instant::now(),
-        );
+        handle.send(frame, Instant::now());
     }
 
     /// Ready once an operator kicked this stream (admin API): the stream has ended and the
@@ -157,6 +175,15 @@ impl Publisher {
         if let Some(handle) = self.handle.take() {
             handle.unpublish();
         }
+    }
+}
+
+/// What the FLV tag body says about itself (nothing, for script data).
+fn inspect(kind: FrameKind, payload: &[u8]) -> MediaInfo {
+    match kind {
+        FrameKind::Audio => inspect_audio(payload),
+        FrameKind::Video => inspect_video(payload),
+        FrameKind::Data => MediaInfo::default(),
     }
 }
 

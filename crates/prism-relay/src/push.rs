@@ -4,7 +4,7 @@
 use crate::context::{epoch_ms, handshake_random, Relay};
 use crate::dial::{BoxedStream, ConnError, Dialer, SinkReport};
 use crate::drive::{Driver, Exit, Flow, Output};
-use crate::egress::{media_kind, shared_body};
+use crate::egress::shared_body;
 use crate::status::{AddTargetError, TargetOrigin, TargetState, TargetStatus};
 use bytes::BytesMut;
 use prism_config::{redact_url, ResolvedTarget};
@@ -415,8 +415,8 @@ impl Output for RtmpPush<'_> {
     fn send_frames(&mut self, frames: &mut Vec<Arc<Frame>>, out: &mut OutQueue) {
         let chunk_size = self.session.chunk_size();
         for f in frames.drain(..) {
-            let kind = media_kind(f.kind);
-            match shared_body(&f, kind, chunk_size) {
+            let kind = f.kind;
+            match shared_body(&f, chunk_size) {
                 Some(body) => self
                     .session
                     .send_media_shared(kind, f.timestamp, &f.payload, body),

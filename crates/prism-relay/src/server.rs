@@ -4,7 +4,7 @@ use crate::access::{Refusal, StreamRequest};
 use crate::context::{epoch_ms, handshake_random, ConnInfo, Relay};
 use crate::dial::ConnError;
 use crate::drive::{Driver, Exit, Flow, Output};
-use crate::egress::{frame_kind, media_kind, shared_body};
+use crate::egress::shared_body;
 use crate::ingest::{Player, Publisher};
 use bytes::BytesMut;
 use prism_hub::{Frame, PublishError, Subscription};
@@ -202,7 +202,7 @@ impl RtmpConn {
                         .as_ref()
                         .filter(|p| p.stream_id == stream_id)
                     {
-                        p.publisher.send(frame_kind(kind), timestamp, payload);
+                        p.publisher.send(kind, timestamp, payload);
                     }
                 }
                 ServerEvent::StreamClosed { stream_id } => {
@@ -241,8 +241,8 @@ impl Output for RtmpConn {
         };
         let chunk_size = self.session.chunk_size();
         for f in frames.drain(..) {
-            let kind = media_kind(f.kind);
-            match shared_body(&f, kind, chunk_size) {
+            let kind = f.kind;
+            match shared_body(&f, chunk_size) {
                 Some(body) => {
                     self.session
                         .send_media_shared(stream_id, kind, f.timestamp, &f.payload, body)

@@ -13,7 +13,7 @@ use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use prism_rtmp::chunk::{ChunkDecoder, ChunkEncoder, DecoderLimits, PreChunked};
 use prism_rtmp::message::{MessageType, RawMessage};
 use prism_rtmp::session::{
-    ClientConfig, ClientSession, MediaKind, ServerEvent, ServerSession, SessionConfig,
+    ClientConfig, ClientSession, MediaKind, MediaKindExt, ServerEvent, ServerSession, SessionConfig,
 };
 use prism_rtmp::OutQueue;
 

@@ -112,25 +112,28 @@ impl SessionError {
     }
 }
 
-/// What kind of media a message carries.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum MediaKind {
-    Audio,
-    Video,
-    /// onMetaData (sent by publishers as `@setDataFrame`).
-    Data,
+/// What kind of media a message carries (Data: onMetaData, sent by publishers as
+/// `@setDataFrame`). The kind every Prism crate shares, so the relay hands it to the hub
+/// and back unconverted; what it means on the RTMP wire is [`MediaKindExt`].
+pub use prism_media::MediaKind;
+
+/// RTMP's view of a [`MediaKind`]: an extension trait because the kind is shared and must
+/// not know RTMP.
+pub trait MediaKindExt {
+    /// The chunk stream Prism sends this kind of media on.
+    fn csid(self) -> u32;
 }
 
-impl MediaKind {
-    fn message_type(self) -> MessageType {
-        match self {
-            MediaKind::Audio => MessageType::AUDIO,
-            MediaKind::Video => MessageType::VIDEO,
-            MediaKind::Data => MessageType::DATA_AMF0,
-        }
+fn message_type(kind: MediaKind) -> MessageType {
+    match kind {
+        MediaKind::Audio => MessageType::AUDIO,
+        MediaKind::Video => MessageType::VIDEO,
+        MediaKind::Data => MessageType::DATA_AMF0,
     }
-    /// The chunk stream Prism sends this kind of media on.
-    pub fn csid(self) -> u32 {
+}
+
+impl MediaKindExt for MediaKind {
+    fn csid(self) -> u32 {
         match self {
             MediaKind::Audio => csid::AUDIO,
             MediaKind::Video => csid::VIDEO,
@@ -273,7 +276,7 @@ impl Link {
     ) {
         let msg = RawMessage {
             timestamp,
-            type_id: kind.message_type(),
+            type_id: message_type(kind),
             stream_id,
             payload: payload.clone(),
         };
@@ -893,7 +896,7 @@ impl ServerSession {
             .send_media(stream_id, kind, timestamp, payload, None);
     }
 
-    /// [`ServerSession::send_media`] with the body already chunked (for [`MediaKind::csid`]
+    /// [`ServerSession::send_media`] with the body already chunked (for [`MediaKindExt::csid`]
     /// and [`ServerSession::chunk_size`]) and shared with other connections.
     pub fn send_media_shared(
         &mut self,

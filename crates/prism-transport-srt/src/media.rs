@@ -3,7 +3,7 @@
 
 use bytes::{Bytes, BytesMut};
 use futures::{Sink, Stream, StreamExt};
-use prism_hub::{Frame, FrameKind, Subscription};
+use prism_hub::{Frame, Subscription};
 use prism_mpegts::demux::Demuxer;
 use prism_mpegts::mux::{next_datagram, Muxer, MuxerConfig, DATAGRAM_SIZE};
 use prism_mpegts::FlvFrame;
@@ -62,13 +62,20 @@ pub(crate) async fn ingest(socket: &mut SrtSocket, publisher: Publisher) -> Inge
     end
 }
 
+/// Hands the demuxer's frames to the hub with the demuxer's own keyframe and sequence
+/// header flags: it built each payload, so there is nothing to re-derive.
 fn drain(demux: &mut Demuxer, publisher: &Publisher) {
     while let Some(f) = demux.poll_frame() {
-        let kind = match f.kind {
-            prism_mpegts::FrameKind::Audio => FrameKind::Audio,
-            prism_mpegts::FrameKind::Video => FrameKind::Video,
-        };
-        publisher.send(kind, f.timestamp, f.payload);
+        publisher.send_frame(Frame {
+            kind: f.kind,
+            timestamp: f.timestamp,
+            payload: f.payload,
+            keyframe: f.keyframe,
+            sequence_header: f.sequence_header,
+            // The demuxer only builds AVC, HEVC and AAC payloads: none is disposable.
+            disposable: false,
+            wire: Default::default(),
+        });
     }
 }
 
@@ -125,9 +132,15 @@ impl<F: FnMut(usize), R: FnMut()> Output for TsOutput<'_, F, R> {
 
     fn send_frames(&mut self, frames: &mut Vec<Arc<Frame>>, out: &mut OutQueue) {
         for f in frames.drain(..) {
-            if let Some(flv) = to_flv(&f) {
-                let _ = self.muxer.push_frame(&flv, &mut self.buf);
-            }
+            // Script data is the muxer's to skip: TS carries none in this mapping.
+            let flv = FlvFrame {
+                kind: f.kind,
+                timestamp: f.timestamp,
+                payload: f.payload.clone(),
+                keyframe: f.keyframe,
+                sequence_header: f.sequence_header,
+            };
+            let _ = self.muxer.push_frame(&flv, &mut self.buf);
         }
         // One segment per datagram: the socket adapter sends each write as one datagram.
         while let Some(d) = next_datagram(&mut self.buf, true) {
@@ -209,20 +222,4 @@ impl AsyncRead for SrtIo<'_> {
             }
         }
     }
-}
-
-fn to_flv(f: &Frame) -> Option<FlvFrame> {
-    let kind = match f.kind {
-        FrameKind::Audio => prism_mpegts::FrameKind::Audio,
-        FrameKind::Video => prism_mpegts::FrameKind::Video,
-        // Script data (onMetaData) has no place in this TS mapping.
-        FrameKind::Data => return None,
-    };
-    Some(FlvFrame {
-        kind,
-        timestamp: f.timestamp,
-        payload: f.payload.clone(),
-        keyframe: f.keyframe,
-        sequence_header: f.sequence_header,
-    })
 }
