@@ -5,13 +5,14 @@
 //! Secrets (tokens, the query that carries them, the webhook's bearer token and the query
 //! of its URL) never reach a log line, a metric label or an error message.
 
-use crate::context::{ConnInfo, Relay};
+use crate::context::Relay;
 use crate::ingest::{Player, Publisher};
 use bytes::Bytes;
 use http_body_util::Full;
 use hyper::header::{AUTHORIZATION, CONTENT_TYPE, HOST, USER_AGENT};
 use hyper_util::rt::TokioIo;
 use prism_config::{IpNet, Secret, WebhookUrl};
+use prism_control::ConnInfo;
 use prism_hub::PublishError;
 use std::sync::Arc;
 use tokio::net::TcpStream;

@@ -1,27 +1,24 @@
 use crate::dial::{Dialer, TargetSink};
 use prism_config::Config;
+use prism_control::{ConnPermit, Control, InFlightGuard, LimitExceeded, ShutdownReport};
 use prism_hub::Hub;
 use prism_metrics::Metrics;
 use std::net::SocketAddr;
-use std::sync::{Arc, RwLock};
-use std::time::Duration;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
 
-/// Everything a connection driver needs: the hub, the current config, the metrics.
+/// Everything a connection driver needs: the hub, the metrics, and the control plane
+/// (config, limits, access, registry, in-flight tracking) it asks before acting.
 #[derive(Debug)]
 pub struct Relay {
     pub hub: Arc<Hub>,
     pub metrics: Metrics,
-    config: RwLock<Arc<Config>>,
+    /// Config, limits, in-flight tracking: the control plane.
+    control: Control,
     dialers: Vec<Arc<dyn Dialer>>,
     sinks: Vec<Arc<dyn TargetSink>>,
     /// Live streams, their publishers and running targets (the admin API's view).
     pub(crate) registry: crate::status::Registry,
-    /// Open connections, targets and sessions, for a graceful shutdown.
-    pub(crate) in_flight: Arc<crate::shutdown::InFlight>,
-    /// Held while a stream's configured targets are started or a reload reconciles them.
-    reconcile: std::sync::Mutex<()>,
-    /// Open client connections under `[limits]` (see [`Relay::admit`]).
-    pub(crate) limiter: crate::limits::ConnLimiter,
 }
 
 impl std::fmt::Debug for dyn TargetSink {
@@ -65,14 +62,11 @@ impl Relay {
         }
         Arc::new(Relay {
             hub,
+            control: Control::new(config, metrics.clone()),
             metrics,
-            config: RwLock::new(Arc::new(config)),
             dialers,
             sinks,
             registry: Default::default(),
-            in_flight: Default::default(),
-            reconcile: Default::default(),
-            limiter: Default::default(),
         })
     }
 
@@ -87,19 +81,61 @@ impl Relay {
     }
 
     pub fn config(&self) -> Arc<Config> {
-        self.config
-            .read()
-            .unwrap_or_else(|e| e.into_inner())
-            .clone()
+        self.control.config()
     }
 
     pub fn set_config(&self, config: Config) {
-        *self.config.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(config);
+        self.control.set_config(config)
     }
 
-    /// Serializes starting a stream's configured targets with config reloads.
-    pub(crate) fn reconcile_lock(&self) -> std::sync::MutexGuard<'_, ()> {
-        self.reconcile.lock().unwrap_or_else(|e| e.into_inner())
+    /// The control plane: config, limits, access, registry, in-flight tracking.
+    pub(crate) fn control(&self) -> &Control {
+        &self.control
+    }
+
+    /// Admits a new connection from `peer` on `transport` under `[limits]`, or refuses it:
+    /// then it is counted in `prism_connection_errors_total{transport,reason}` and logged
+    /// (rate-limited), and the caller closes it. Hold the permit while the connection lives.
+    pub fn admit(
+        &self,
+        peer: SocketAddr,
+        transport: &'static str,
+    ) -> Result<ConnPermit, LimitExceeded> {
+        self.control.admit(peer, transport)
+    }
+
+    /// Counts a connection, push target or session as open until the guard drops, so
+    /// that [`Relay::shutdown`] waits for it. `what` describes it for the log (called at
+    /// once; it must not contain secrets).
+    pub fn track(&self, what: impl FnOnce() -> String) -> InFlightGuard {
+        self.control.track(what)
+    }
+
+    /// True once [`Relay::shutdown`] has begun.
+    pub fn is_closing(&self) -> bool {
+        self.control.is_closing()
+    }
+
+    /// Resolves once [`Relay::shutdown`] has begun: connections that serve no stream close
+    /// then (those that do end with their stream).
+    pub async fn closing(&self) {
+        self.control.closing().await
+    }
+
+    /// Ends every stream as an unpublish does (targets send FCUnpublish and deleteStream
+    /// and close, players get the end of stream and close, publishers' connections close),
+    /// refuses new publishers and players, and waits up to `bound` for all of that to
+    /// finish. The transports' accept loops should be stopped first.
+    pub async fn shutdown(&self, bound: Duration) -> ShutdownReport {
+        let started = Instant::now();
+        self.control.begin_shutdown();
+        let streams_ended = self.hub.close();
+        let still_open = self.control.drain(bound).await;
+        ShutdownReport {
+            streams_ended,
+            elapsed: started.elapsed(),
+            still_open,
+        }
     }
 }
 
@@ -119,14 +155,6 @@ async fn drive_hub_timers(hub: Arc<Hub>) {
         }
         hub.handle_timeout(std::time::Instant::now());
     }
-}
-
-/// Who is on the other end of a connection, as the transport saw it.
-#[derive(Debug, Clone, Copy)]
-pub struct ConnInfo {
-    pub peer: SocketAddr,
-    /// The `transport` metrics label: rtmp, rtmps, rtmpt, ...
-    pub transport: &'static str,
 }
 
 /// Randomness for handshakes (not security-relevant: RTMP's digest is a version check).

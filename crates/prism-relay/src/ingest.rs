@@ -2,8 +2,9 @@
 //! later transport does once it knows app/key. Metrics, codec bookkeeping and the stream's
 //! push targets are handled here, so transports only move frames.
 
-use crate::context::{ConnInfo, Relay};
+use crate::context::Relay;
 use bytes::Bytes;
+use prism_control::ConnInfo;
 use prism_hub::{Frame, FrameKind, PublishError, PublishHandle, QueueLimits, Stream, Subscription};
 use prism_rtmp::media::{inspect_audio, inspect_video};
 use prometheus::{IntCounter, IntGauge};

@@ -12,26 +12,23 @@ mod dial;
 mod drive;
 mod egress;
 mod ingest;
-mod limits;
 mod push;
 mod reload;
 mod server;
-mod shutdown;
 mod status;
 
 pub use access::{Refusal, StreamRequest};
-pub use context::{ConnInfo, Relay};
+pub use context::Relay;
 pub use dial::{
     BoxedStream, ByteStream, ConnError, DialError, DialFuture, Dialer, SinkFuture, SinkReport,
     TargetSink,
 };
 pub use drive::{Driver, Exit, Flow, Output};
 pub use ingest::{Player, Publisher};
-pub use limits::{ConnPermit, LimitExceeded};
+pub use prism_control::{ConnInfo, ConnPermit, InFlightGuard, LimitExceeded, ShutdownReport};
 pub use push::{spawn_targets, Backoff};
 pub use reload::{ReloadReport, StreamChanges};
 pub use server::serve_rtmp;
-pub use shutdown::{InFlightGuard, ShutdownReport};
 pub use status::{
     AddTargetError, RemoveTargetError, StreamSnapshot, TargetOrigin, TargetSnapshot, TargetState,
 };

@@ -69,7 +69,7 @@ impl Backoff {
 /// Starts one push task per configured target of `stream`.
 pub fn spawn_targets(relay: &Arc<Relay>, stream: Arc<Stream>) {
     // Not interleaved with a config reload: the targets started are those of one config.
-    let _reconciling = relay.reconcile_lock();
+    let _reconciling = relay.control().reconcile_lock();
     let targets = relay.config().targets_for(stream.app(), stream.key());
     for target in targets {
         if let Err(e) = spawn_target(relay, &stream, target, TargetOrigin::Config) {

@@ -130,7 +130,7 @@ impl Relay {
     /// and unchanged targets are not touched; admin-API targets are left alone. Listener
     /// and `[stream]` changes need a restart: they are kept as running and reported.
     pub fn reload(self: &Arc<Self>, mut new: Config) -> ReloadReport {
-        let _reconciling = self.reconcile_lock();
+        let _reconciling = self.control().reconcile_lock();
         let old = self.config();
         let restart_needed = keep_startup_sections(&old, &mut new);
         self.set_config(new);
@@ -192,7 +192,7 @@ impl Relay {
                     for t in &old {
                         t.finished().await;
                     }
-                    let _reconciling = relay.reconcile_lock();
+                    let _reconciling = relay.control().reconcile_lock();
                     // Unless the stream ended or yet another reload changed it meanwhile.
                     let still_wanted = relay
                         .config()

@@ -5,9 +5,10 @@
 //! nothing here adds a lock to the per-frame path. The registry lock is taken when a
 //! stream or target starts or stops and when the API asks.
 
-use crate::context::{ConnInfo, Relay};
+use crate::context::Relay;
 use atomic_waker::AtomicWaker;
 use prism_config::{redact_url, ResolvedTarget};
+use prism_control::ConnInfo;
 use prism_hub::{Stream, SubCloser};
 use prometheus::{IntCounter, IntGauge};
 use std::collections::{HashMap, HashSet};

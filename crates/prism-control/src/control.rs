@@ -1,0 +1,112 @@
+//! [`Control`]: the relay's control-plane state in one value. Each piece lives in its own
+//! module; this one only holds them together and answers for them.
+
+use crate::limits::{ConnLimiter, ConnPermit, LimitExceeded};
+use crate::shutdown::{InFlight, InFlightGuard};
+use prism_config::Config;
+use prism_metrics::Metrics;
+use std::net::SocketAddr;
+use std::sync::{Arc, MutexGuard, RwLock};
+use std::time::{Duration, Instant};
+use tracing::warn;
+
+/// The current config, limits, in-flight tracking: what decides, not what moves media.
+#[derive(Debug)]
+pub struct Control {
+    config: RwLock<Arc<Config>>,
+    metrics: Metrics,
+    /// Open connections, targets and sessions, for a graceful shutdown.
+    in_flight: Arc<InFlight>,
+    /// Held while a stream's configured targets are started or a reload reconciles them.
+    reconcile: std::sync::Mutex<()>,
+    /// Open client connections under `[limits]` (see [`Control::admit`]).
+    limiter: ConnLimiter,
+}
+
+impl Control {
+    pub fn new(config: Config, metrics: Metrics) -> Control {
+        Control {
+            config: RwLock::new(Arc::new(config)),
+            metrics,
+            in_flight: Default::default(),
+            reconcile: Default::default(),
+            limiter: Default::default(),
+        }
+    }
+
+    pub fn config(&self) -> Arc<Config> {
+        self.config
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    pub fn set_config(&self, config: Config) {
+        *self.config.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(config);
+    }
+
+    /// Serializes starting a stream's configured targets with config reloads.
+    pub fn reconcile_lock(&self) -> MutexGuard<'_, ()> {
+        self.reconcile.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Admits a new connection from `peer` on `transport` under `[limits]`, or refuses it:
+    /// then it is counted in `prism_connection_errors_total{transport,reason}` and logged
+    /// (rate-limited), and the caller closes it.
+    pub fn admit(
+        &self,
+        peer: SocketAddr,
+        transport: &'static str,
+    ) -> Result<ConnPermit, LimitExceeded> {
+        let limits = self.config().limits;
+        let result = self.limiter.admit(
+            peer.ip(),
+            limits.max_connections,
+            limits.max_connections_per_ip,
+        );
+        if let Err(e) = result {
+            self.metrics
+                .connection_errors_total
+                .with_label_values(&[transport, e.reason()])
+                .inc();
+            if let Some(unlogged) = self.limiter.should_log(Instant::now()) {
+                let (what, max) = match e {
+                    LimitExceeded::Total => ("max_connections", limits.max_connections),
+                    LimitExceeded::PerIp => {
+                        ("max_connections_per_ip", limits.max_connections_per_ip)
+                    }
+                };
+                warn!(%peer, transport, reason = e.reason(), unlogged, "connection refused: [limits] {what} ({max}) reached");
+            }
+        }
+        result
+    }
+
+    /// Counts a connection, push target or session as open until the guard drops, so that
+    /// a shutdown waits for it. `what` describes it for the log (called at once; it must
+    /// not contain secrets).
+    pub fn track(&self, what: impl FnOnce() -> String) -> InFlightGuard {
+        self.in_flight.track(what)
+    }
+
+    /// True once a shutdown has begun ([`Control::begin_shutdown`]).
+    pub fn is_closing(&self) -> bool {
+        self.in_flight.is_closing()
+    }
+
+    /// Resolves once a shutdown has begun.
+    pub async fn closing(&self) {
+        self.in_flight.closing().await
+    }
+
+    /// The first step of a shutdown: [`Control::closing`] resolves from now on.
+    pub fn begin_shutdown(&self) {
+        self.in_flight.close()
+    }
+
+    /// Waits up to `bound` for every tracked connection, target and session to finish;
+    /// returns those still open when the bound hit.
+    pub async fn drain(&self, bound: Duration) -> Vec<String> {
+        self.in_flight.drain(bound).await
+    }
+}
