@@ -2,19 +2,22 @@
 //! module; this one only holds them together and answers for them.
 
 use crate::limits::{ConnLimiter, ConnPermit, LimitExceeded};
+use crate::registry::{Registry, RemoveTargetError, StreamSnapshot, TargetOrigin};
 use crate::shutdown::{InFlight, InFlightGuard};
 use prism_config::Config;
 use prism_metrics::Metrics;
 use std::net::SocketAddr;
 use std::sync::{Arc, MutexGuard, RwLock};
 use std::time::{Duration, Instant};
-use tracing::warn;
+use tracing::{info, warn};
 
 /// The current config, limits, in-flight tracking: what decides, not what moves media.
 #[derive(Debug)]
 pub struct Control {
     config: RwLock<Arc<Config>>,
     metrics: Metrics,
+    /// Live streams, their publishers and running targets (the admin API's view).
+    registry: Registry,
     /// Open connections, targets and sessions, for a graceful shutdown.
     in_flight: Arc<InFlight>,
     /// Held while a stream's configured targets are started or a reload reconciles them.
@@ -28,6 +31,7 @@ impl Control {
         Control {
             config: RwLock::new(Arc::new(config)),
             metrics,
+            registry: Default::default(),
             in_flight: Default::default(),
             reconcile: Default::default(),
             limiter: Default::default(),
@@ -48,6 +52,50 @@ impl Control {
     /// Serializes starting a stream's configured targets with config reloads.
     pub fn reconcile_lock(&self) -> MutexGuard<'_, ()> {
         self.reconcile.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Live streams, their publishers and running targets.
+    pub fn registry(&self) -> &Registry {
+        &self.registry
+    }
+
+    /// Live streams (publishing or within the reconnect grace window), sorted by name,
+    /// with their publisher and running targets.
+    pub fn live_status(&self) -> Vec<StreamSnapshot> {
+        self.registry.snapshot()
+    }
+
+    /// Stops the target `name` of the live stream `app/key`: it unpublishes from its
+    /// destination (giving up after a few seconds) and goes away.
+    pub fn remove_target(&self, app: &str, key: &str, name: &str) -> Result<(), RemoveTargetError> {
+        let Some((stream, targets)) = self.registry.find_live(app, key) else {
+            return Err(RemoveTargetError::NotLive(format!("{app}/{key}")));
+        };
+        let Some(t) = targets.iter().find(|t| t.name == name && !t.is_cancelled()) else {
+            return Err(RemoveTargetError::NoSuchTarget {
+                stream: stream.name().to_owned(),
+                name: name.to_owned(),
+            });
+        };
+        info!(stream = %stream.name(), target = %name, "target removed");
+        if t.origin == TargetOrigin::Config {
+            self.registry.config_target_removed(&stream, name);
+        }
+        t.cancel();
+        Ok(())
+    }
+
+    /// Ends the live stream `app/key` and closes its publisher's connection. False if it
+    /// is not live.
+    pub fn kick(&self, app: &str, key: &str) -> bool {
+        let Some((stream, _)) = self.registry.find_live(app, key) else {
+            return false;
+        };
+        let kicked = stream.kick();
+        if kicked {
+            info!(stream = %stream.name(), "stream kicked: publisher disconnected");
+        }
+        kicked
     }
 
     /// Admits a new connection from `peer` on `transport` under `[limits]`, or refuses it:

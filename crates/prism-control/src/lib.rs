@@ -10,9 +10,14 @@
 mod conn;
 mod control;
 mod limits;
+mod registry;
 mod shutdown;
 
 pub use conn::ConnInfo;
 pub use control::Control;
 pub use limits::{ConnLimiter, ConnPermit, LimitExceeded};
+pub use registry::{
+    AddTargetError, LiveTargets, Registry, RemoveTargetError, StreamSnapshot, TargetOrigin,
+    TargetSnapshot, TargetSpec, TargetState, TargetStatus,
+};
 pub use shutdown::{InFlight, InFlightGuard, ShutdownReport};

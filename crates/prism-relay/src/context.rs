@@ -1,6 +1,9 @@
 use crate::dial::{Dialer, TargetSink};
 use prism_config::Config;
-use prism_control::{ConnPermit, Control, InFlightGuard, LimitExceeded, ShutdownReport};
+use prism_control::{
+    ConnPermit, Control, InFlightGuard, LimitExceeded, RemoveTargetError, ShutdownReport,
+    StreamSnapshot,
+};
 use prism_hub::Hub;
 use prism_metrics::Metrics;
 use std::net::SocketAddr;
@@ -17,8 +20,6 @@ pub struct Relay {
     control: Control,
     dialers: Vec<Arc<dyn Dialer>>,
     sinks: Vec<Arc<dyn TargetSink>>,
-    /// Live streams, their publishers and running targets (the admin API's view).
-    pub(crate) registry: crate::status::Registry,
 }
 
 impl std::fmt::Debug for dyn TargetSink {
@@ -66,7 +67,6 @@ impl Relay {
             metrics,
             dialers,
             sinks,
-            registry: Default::default(),
         })
     }
 
@@ -91,6 +91,33 @@ impl Relay {
     /// The control plane: config, limits, access, registry, in-flight tracking.
     pub(crate) fn control(&self) -> &Control {
         &self.control
+    }
+
+    /// Brings gauges that are cheaper to read than to keep current up to date; called
+    /// before metrics are rendered.
+    pub fn refresh_gauges(&self) {
+        self.metrics
+            .streams_active
+            .set(self.hub.live_streams().len() as i64);
+        self.control.registry().refresh_queue_gauges();
+    }
+
+    /// Live streams (publishing or within the reconnect grace window), sorted by name,
+    /// with their publisher and running targets.
+    pub fn live_status(&self) -> Vec<StreamSnapshot> {
+        self.control.live_status()
+    }
+
+    /// Stops the target `name` of the live stream `app/key`: it unpublishes from its
+    /// destination (giving up after a few seconds) and goes away.
+    pub fn remove_target(&self, app: &str, key: &str, name: &str) -> Result<(), RemoveTargetError> {
+        self.control.remove_target(app, key, name)
+    }
+
+    /// Ends the live stream `app/key` and closes its publisher's connection. False if it
+    /// is not live.
+    pub fn kick(&self, app: &str, key: &str) -> bool {
+        self.control.kick(app, key)
     }
 
     /// Admits a new connection from `peer` on `transport` under `[limits]`, or refuses it:

@@ -49,7 +49,8 @@ impl Relay {
         };
         let label = handle.stream().name().to_owned();
         info!(peer = %info.peer, transport = info.transport, stream = %label, resumed = handle.resumed(), "publish started");
-        self.registry()
+        self.control()
+            .registry()
             .publish_started(handle.stream(), *info, handle.resumed());
         if !handle.resumed() {
             crate::push::spawn_targets(self, handle.stream().clone());
@@ -57,7 +58,7 @@ impl Relay {
             let (stream, relay) = (handle.stream().clone(), self.clone());
             tokio::spawn(async move {
                 stream.wait_ended().await;
-                relay.registry().stream_ended(&stream);
+                relay.control().registry().stream_ended(&stream);
                 // Unless a new stream already runs under the same name.
                 if relay.hub.get(stream.app(), stream.key()).is_none() {
                     relay.metrics.forget_stream(stream.name());

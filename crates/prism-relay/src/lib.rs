@@ -15,7 +15,6 @@ mod ingest;
 mod push;
 mod reload;
 mod server;
-mod status;
 
 pub use access::{Refusal, StreamRequest};
 pub use context::Relay;
@@ -25,10 +24,10 @@ pub use dial::{
 };
 pub use drive::{Driver, Exit, Flow, Output};
 pub use ingest::{Player, Publisher};
-pub use prism_control::{ConnInfo, ConnPermit, InFlightGuard, LimitExceeded, ShutdownReport};
+pub use prism_control::{
+    AddTargetError, ConnInfo, ConnPermit, InFlightGuard, LimitExceeded, RemoveTargetError,
+    ShutdownReport, StreamSnapshot, TargetOrigin, TargetSnapshot, TargetState,
+};
 pub use push::{spawn_targets, Backoff};
 pub use reload::{ReloadReport, StreamChanges};
 pub use server::serve_rtmp;
-pub use status::{
-    AddTargetError, RemoveTargetError, StreamSnapshot, TargetOrigin, TargetSnapshot, TargetState,
-};

@@ -5,9 +5,9 @@ use crate::context::{epoch_ms, handshake_random, Relay};
 use crate::dial::{BoxedStream, ConnError, Dialer, SinkReport};
 use crate::drive::{Driver, Exit, Flow, Output};
 use crate::egress::{media_kind, shared_body};
-use crate::status::{AddTargetError, TargetOrigin, TargetState, TargetStatus};
 use bytes::BytesMut;
 use prism_config::{redact_url, ResolvedTarget};
+use prism_control::{AddTargetError, TargetOrigin, TargetSnapshot, TargetState, TargetStatus};
 use prism_egress::Deltas;
 use prism_hub::{DropReason, Frame, QueueLimits, Stream, Subscription};
 use prism_rtmp::session::{ClientConfig, ClientSession, SessionConfig};
@@ -79,6 +79,25 @@ pub fn spawn_targets(relay: &Arc<Relay>, stream: Arc<Stream>) {
     }
 }
 
+impl Relay {
+    /// Adds a push target to the live stream `app/key` without touching its others; it
+    /// runs until the stream ends or it is removed. `Err` if the stream is not live or
+    /// already has a target of that name.
+    pub fn add_target(
+        self: &Arc<Self>,
+        app: &str,
+        key: &str,
+        target: ResolvedTarget,
+    ) -> Result<TargetSnapshot, AddTargetError> {
+        let Some((stream, _)) = self.control().registry().find_live(app, key) else {
+            return Err(AddTargetError::NotLive(format!("{app}/{key}")));
+        };
+        let status = spawn_target(self, &stream, target, TargetOrigin::Api)?;
+        info!(stream = %stream.name(), target = %status.name, url = %status.shown_url(), "target added");
+        Ok(status.snapshot())
+    }
+}
+
 /// Registers a target of `stream` (its name must be free there) and starts its task.
 pub(crate) fn spawn_target(
     relay: &Arc<Relay>,
@@ -88,30 +107,33 @@ pub(crate) fn spawn_target(
 ) -> Result<Arc<TargetStatus>, AddTargetError> {
     let mut tm = None;
     let max = relay.config().limits.max_targets_per_stream;
-    let status = relay.registry().add_target(stream, &target.name, max, || {
-        let m = &relay.metrics;
-        let labels = [stream.name(), target.name.as_str()];
-        let up = m.target_up.with_label_values(&labels);
-        let bytes = m.target_bytes_sent_total.with_label_values(&labels);
-        let queue = m.target_queue_bytes.with_label_values(&labels);
-        let status = Arc::new(TargetStatus::new(
-            &target,
-            origin,
-            up.clone(),
-            bytes.clone(),
-            queue.clone(),
-        ));
-        tm = Some(TargetMetrics {
-            stream: stream.name().to_owned(),
-            target: target.name.clone(),
-            up,
-            bytes,
-            queue,
-            reconnects: m.target_reconnects_total.with_label_values(&labels),
-            status: status.clone(),
-        });
-        status
-    })?;
+    let status = relay
+        .control()
+        .registry()
+        .add_target(stream, &target.name, max, || {
+            let m = &relay.metrics;
+            let labels = [stream.name(), target.name.as_str()];
+            let up = m.target_up.with_label_values(&labels);
+            let bytes = m.target_bytes_sent_total.with_label_values(&labels);
+            let queue = m.target_queue_bytes.with_label_values(&labels);
+            let status = Arc::new(TargetStatus::new(
+                &target,
+                origin,
+                up.clone(),
+                bytes.clone(),
+                queue.clone(),
+            ));
+            tm = Some(TargetMetrics {
+                stream: stream.name().to_owned(),
+                target: target.name.clone(),
+                up,
+                bytes,
+                queue,
+                reconnects: m.target_reconnects_total.with_label_values(&labels),
+                status: status.clone(),
+            });
+            status
+        })?;
     if let Some(tm) = tm {
         tokio::spawn(run_target(relay.clone(), stream.clone(), target, tm));
     }
@@ -194,6 +216,7 @@ async fn run_target(
     }
     status.set_state(TargetState::Down);
     relay
+        .control()
         .registry()
         .target_ended(&stream, &status, |name_free| {
             // A new stream may already run under the same name, or a target re-added under

@@ -6,8 +6,8 @@
 //! ones; [`Relay::reload`] only carries it out.
 
 use crate::context::Relay;
-use crate::status::{TargetOrigin, TargetStatus};
 use prism_config::{Config, ResolvedTarget};
+use prism_control::{TargetOrigin, TargetStatus};
 use std::collections::HashSet;
 use std::sync::Arc;
 use tracing::{debug, info};
@@ -139,7 +139,7 @@ impl Relay {
             restart_needed,
             ..Default::default()
         };
-        for live in self.registry().live_targets() {
+        for live in self.control().registry().live_targets() {
             let (stream, targets) = (live.stream, live.targets);
             let running: Vec<Running<'_>> = targets
                 .iter()
