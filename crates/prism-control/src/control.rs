@@ -1,6 +1,8 @@
 //! [`Control`]: the relay's control-plane state in one value. Each piece lives in its own
 //! module; this one only holds them together and answers for them.
 
+use crate::access::{Action, Refusal, StreamRequest, MAX_KEY_LEN};
+use crate::conn::ConnInfo;
 use crate::limits::{ConnLimiter, ConnPermit, LimitExceeded};
 use crate::registry::{Registry, RemoveTargetError, StreamSnapshot, TargetOrigin};
 use crate::shutdown::{InFlight, InFlightGuard};
@@ -52,6 +54,46 @@ impl Control {
     /// Serializes starting a stream's configured targets with config reloads.
     pub fn reconcile_lock(&self) -> MutexGuard<'_, ()> {
         self.reconcile.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Whether `info` may `action` `req`: the route's rules, then the `[auth]` webhook
+    /// (awaited, within `[auth] timeout_ms`). A refusal is logged and counted (see
+    /// [`Control::refused`]).
+    pub async fn authorize(
+        &self,
+        action: Action,
+        req: StreamRequest<'_>,
+        info: &ConnInfo,
+    ) -> Result<(), Refusal> {
+        let config = self.config();
+        let result = crate::access::check(action, req, info, &config).await;
+        if let Err(r) = &result {
+            self.refused(action, req, info, r);
+        }
+        result
+    }
+
+    /// Logs a refused publish or play and counts it in
+    /// `prism_publish_rejected_total{reason}` / `prism_play_rejected_total{reason}`.
+    pub fn refused(&self, action: Action, req: StreamRequest<'_>, info: &ConnInfo, r: &Refusal) {
+        let counter = match action {
+            Action::Publish => &self.metrics.publish_rejected_total,
+            Action::Play => &self.metrics.play_rejected_total,
+        };
+        counter.with_label_values(&[r.reason()]).inc();
+        // A refused name may be huge: log a bounded prefix of it.
+        let stream: String = format!("{}/{}", req.app, req.key)
+            .chars()
+            .take(MAX_KEY_LEN)
+            .collect();
+        warn!(
+            peer = %info.peer,
+            transport = info.transport,
+            stream = %stream,
+            reason = r.reason(),
+            "{} refused: {r}",
+            action.as_str()
+        );
     }
 
     /// Live streams, their publishers and running targets.

@@ -7,12 +7,14 @@
 //! prism-egress, no transport): starting a push target or a session is the relay's job,
 //! which asks here first and applies what this crate plans.
 
+mod access;
 mod conn;
 mod control;
 mod limits;
 mod registry;
 mod shutdown;
 
+pub use access::{check, Action, Refusal, StreamRequest};
 pub use conn::ConnInfo;
 pub use control::Control;
 pub use limits::{ConnLimiter, ConnPermit, LimitExceeded};

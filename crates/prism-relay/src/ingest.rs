@@ -4,7 +4,7 @@
 
 use crate::context::Relay;
 use bytes::Bytes;
-use prism_control::ConnInfo;
+use prism_control::{Action, ConnInfo, Refusal, StreamRequest};
 use prism_hub::{Frame, FrameKind, PublishError, PublishHandle, QueueLimits, Stream, Subscription};
 use prism_rtmp::media::{inspect_audio, inspect_video};
 use prometheus::{IntCounter, IntGauge};
@@ -24,10 +24,45 @@ pub struct Publisher {
 }
 
 impl Relay {
+    /// Starts publishing `req` for a connection of any transport, once the route's rules and
+    /// the `[auth] on_publish` webhook allow it (the webhook is awaited, within
+    /// `[auth] timeout_ms`). Refusals are logged and counted in
+    /// `prism_publish_rejected_total{reason}`; the caller tells its client.
+    pub async fn publish(
+        self: &Arc<Self>,
+        req: StreamRequest<'_>,
+        info: &ConnInfo,
+    ) -> Result<Publisher, Refusal> {
+        let control = self.control();
+        control.authorize(Action::Publish, req, info).await?;
+        let max = self.config().limits.max_streams;
+        // A stream in its reconnect grace (or live) is not a new one: its own publisher may
+        // come back whatever the count, and a duplicate is refused by the hub below.
+        if self.hub.get(req.app, req.key).is_none() && self.hub.live_streams().len() >= max {
+            let r = Refusal::TooManyStreams;
+            control.refused(Action::Publish, req, info, &r);
+            return Err(r);
+        }
+        // The hub's own refusals are logged and counted there.
+        self.start_publish(req.app, req.key, info)
+            .map_err(Refusal::Hub)
+    }
+
+    /// Starts playing `req` once the route's rules and the `[auth] on_play` webhook allow it.
+    /// Refusals are logged and counted in `prism_play_rejected_total{reason}`.
+    pub async fn play(
+        self: &Arc<Self>,
+        req: StreamRequest<'_>,
+        info: &ConnInfo,
+    ) -> Result<Player, Refusal> {
+        self.control().authorize(Action::Play, req, info).await?;
+        Ok(self.start_play(req.app, req.key, info))
+    }
+
     /// Starts publishing `app/key` for a connection of any transport. A refusal (the key is
     /// already live) is logged and counted; the caller tells its client in its protocol.
     /// Transports call [`Relay::publish`], which checks access and limits first.
-    pub(crate) fn start_publish(
+    fn start_publish(
         self: &Arc<Self>,
         app: &str,
         key: &str,
@@ -77,7 +112,7 @@ impl Relay {
     /// Starts playing `app/key` (waiting for a publisher if there is none yet) with the
     /// `[player]` queue budget.
     /// Transports call [`Relay::play`], which checks access first.
-    pub(crate) fn start_play(self: &Arc<Self>, app: &str, key: &str, info: &ConnInfo) -> Player {
+    fn start_play(self: &Arc<Self>, app: &str, key: &str, info: &ConnInfo) -> Player {
         let q = self.config().player;
         let sub = self.hub.subscribe(
             app,

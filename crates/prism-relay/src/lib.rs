@@ -6,7 +6,6 @@
 //! name it is given for metrics. The protocol itself lives in prism-rtmp, the fan-out in
 //! prism-hub.
 
-mod access;
 mod context;
 mod dial;
 mod drive;
@@ -16,7 +15,6 @@ mod push;
 mod reload;
 mod server;
 
-pub use access::{Refusal, StreamRequest};
 pub use context::Relay;
 pub use dial::{
     BoxedStream, ByteStream, ConnError, DialError, DialFuture, Dialer, SinkFuture, SinkReport,
@@ -25,8 +23,8 @@ pub use dial::{
 pub use drive::{Driver, Exit, Flow, Output};
 pub use ingest::{Player, Publisher};
 pub use prism_control::{
-    AddTargetError, ConnInfo, ConnPermit, InFlightGuard, LimitExceeded, RemoveTargetError,
-    ShutdownReport, StreamSnapshot, TargetOrigin, TargetSnapshot, TargetState,
+    AddTargetError, ConnInfo, ConnPermit, InFlightGuard, LimitExceeded, Refusal, RemoveTargetError,
+    ShutdownReport, StreamRequest, StreamSnapshot, TargetOrigin, TargetSnapshot, TargetState,
 };
 pub use push::{spawn_targets, Backoff};
 pub use reload::{ReloadReport, StreamChanges};

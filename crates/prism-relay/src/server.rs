@@ -1,13 +1,12 @@
 //! Serves one RTMP connection (publisher or player) over any byte stream.
 
-use crate::access::{Refusal, StreamRequest};
 use crate::context::{epoch_ms, handshake_random, Relay};
 use crate::dial::ConnError;
 use crate::drive::{Driver, Exit, Flow, Output};
 use crate::egress::{frame_kind, media_kind, shared_body};
 use crate::ingest::{Player, Publisher};
 use bytes::BytesMut;
-use prism_control::ConnInfo;
+use prism_control::{ConnInfo, Refusal, StreamRequest};
 use prism_hub::{Frame, PublishError, Subscription};
 use prism_rtmp::chunk::DecoderLimits;
 use prism_rtmp::session::{ServerEvent, ServerSession, SessionConfig};
