@@ -5,6 +5,7 @@ use crate::access::{Action, Refusal, StreamRequest, MAX_KEY_LEN};
 use crate::conn::ConnInfo;
 use crate::limits::{ConnLimiter, ConnPermit, LimitExceeded};
 use crate::registry::{Registry, RemoveTargetError, StreamSnapshot, TargetOrigin};
+use crate::reload::{keep_startup_sections, plan_streams, ReloadPlan};
 use crate::shutdown::{InFlight, InFlightGuard};
 use prism_config::Config;
 use prism_metrics::Metrics;
@@ -49,6 +50,23 @@ impl Control {
 
     pub fn set_config(&self, config: Config) {
         *self.config.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(config);
+    }
+
+    /// Stores a new (validated) configuration and plans what it changes: for every live
+    /// stream, the configured targets to start, stop and restart. Listener and `[stream]`
+    /// changes need a restart: they are kept as running and reported. The plan holds the
+    /// reconcile lock until dropped; the relay carries it out meanwhile.
+    pub fn plan_reload(&self, mut new: Config) -> ReloadPlan<'_> {
+        let reconciling = self.reconcile_lock();
+        let old = self.config();
+        let restart_needed = keep_startup_sections(&old, &mut new);
+        self.set_config(new);
+        let config = self.config();
+        ReloadPlan {
+            restart_needed,
+            streams: plan_streams(&config, self.registry.live_targets()),
+            _reconciling: reconciling,
+        }
     }
 
     /// Serializes starting a stream's configured targets with config reloads.

@@ -12,6 +12,7 @@ mod conn;
 mod control;
 mod limits;
 mod registry;
+mod reload;
 mod shutdown;
 
 pub use access::{check, Action, Refusal, StreamRequest};
@@ -21,5 +22,8 @@ pub use limits::{ConnLimiter, ConnPermit, LimitExceeded};
 pub use registry::{
     AddTargetError, LiveTargets, Registry, RemoveTargetError, StreamSnapshot, TargetOrigin,
     TargetSnapshot, TargetSpec, TargetState, TargetStatus,
+};
+pub use reload::{
+    plan_targets, ReloadPlan, ReloadReport, Running, StreamChanges, StreamPlan, TargetPlan,
 };
 pub use shutdown::{InFlight, InFlightGuard, ShutdownReport};

@@ -26,6 +26,6 @@ pub use prism_control::{
     AddTargetError, ConnInfo, ConnPermit, InFlightGuard, LimitExceeded, Refusal, RemoveTargetError,
     ShutdownReport, StreamRequest, StreamSnapshot, TargetOrigin, TargetSnapshot, TargetState,
 };
+pub use prism_control::{ReloadReport, StreamChanges};
 pub use push::{spawn_targets, Backoff};
-pub use reload::{ReloadReport, StreamChanges};
 pub use server::serve_rtmp;
