@@ -2,7 +2,7 @@
 //! later transport does once it knows app/key. Metrics, codec bookkeeping and the stream's
 //! push targets are handled here, so transports only move frames.
 
-use crate::context::Relay;
+use crate::relay::Relay;
 use bytes::Bytes;
 use prism_control::{Action, ConnInfo, Refusal, StreamRequest};
 use prism_hub::{Frame, FrameKind, PublishError, PublishHandle, QueueLimits, Stream, Subscription};
@@ -38,7 +38,7 @@ impl Relay {
         let max = self.config().limits.max_streams;
         // A stream in its reconnect grace (or live) is not a new one: its own publisher may
         // come back whatever the count, and a duplicate is refused by the hub below.
-        if self.hub.get(req.app, req.key).is_none() && self.hub.live_streams().len() >= max {
+        if self.hub().get(req.app, req.key).is_none() && self.hub().live_streams().len() >= max {
             let r = Refusal::TooManyStreams;
             control.refused(Action::Publish, req, info, &r);
             return Err(r);
@@ -68,8 +68,8 @@ impl Relay {
         key: &str,
         info: &ConnInfo,
     ) -> Result<Publisher, PublishError> {
-        let m = &self.metrics;
-        let handle = match self.hub.publish(app, key, Instant::now()) {
+        let m = self.metrics();
+        let handle = match self.hub().publish(app, key, Instant::now()) {
             Ok(h) => h,
             Err(e) => {
                 let reason = match e {
@@ -95,8 +95,8 @@ impl Relay {
                 stream.wait_ended().await;
                 relay.control().registry().stream_ended(&stream);
                 // Unless a new stream already runs under the same name.
-                if relay.hub.get(stream.app(), stream.key()).is_none() {
-                    relay.metrics.forget_stream(stream.name());
+                if relay.hub().get(stream.app(), stream.key()).is_none() {
+                    relay.metrics().forget_stream(stream.name());
                 }
             });
         }
@@ -114,7 +114,7 @@ impl Relay {
     /// Transports call [`Relay::play`], which checks access first.
     fn start_play(self: &Arc<Self>, app: &str, key: &str, info: &ConnInfo) -> Player {
         let q = self.config().player;
-        let sub = self.hub.subscribe(
+        let sub = self.hub().subscribe(
             app,
             key,
             QueueLimits {
@@ -126,7 +126,7 @@ impl Relay {
         );
         let label = sub.stream().name().to_owned();
         info!(peer = %info.peer, transport = info.transport, stream = %label, "play started");
-        let active = self.metrics.players_active.with_label_values(&[&label]);
+        let active = self.metrics().players_active.with_label_values(&[&label]);
         active.inc();
         Player {
             sub,
@@ -223,7 +223,7 @@ impl Player {
             let now = stats.dropped(*reason);
             if now > self.reported[i] {
                 self.relay
-                    .metrics
+                    .metrics()
                     .player_dropped_frames_total
                     .with_label_values(&[&self.label, reason.as_str()])
                     .inc_by(now - self.reported[i]);

@@ -1,21 +1,30 @@
 //! Tokio drivers between the byte streams transports accept and the hub: RTMP sessions
-//! (publish and play) over any `AsyncRead + AsyncWrite`, and push targets that reconnect.
+//! (publish and play) over any `AsyncRead + AsyncWrite`, and the push supervisor (one task
+//! per push target, reconnecting). [`Relay`] is what transports hold: they reach the hub,
+//! the metrics and the control plane only through its methods.
 //!
 //! A transport (TCP, TLS, HTTP tunnel, ...) accepts connections and calls
 //! [`serve_rtmp`]; nothing here knows which transport a byte stream came from beyond the
 //! name it is given for metrics. The protocol itself lives in prism-rtmp, the fan-out in
-//! prism-hub.
+//! prism-hub, the egress plumbing in prism-egress. What is allowed, what is live and what a
+//! reload changes is decided in prism-control (no protocol there): this crate asks it, then
+//! moves the media. It must not decide policy itself (access, limits, reload diffs).
+//!
+//! Modules, each depending only on those listed before it: `dial`, `egress`, `handshake`
+//! (leaves); `drive` (the one connection driver); `relay` (the [`Relay`] value, delegating
+//! to the control plane); `push` (the supervisor); `ingest` (publish/play);
+//! `reload` (applies a reload plan); `server` (RTMP sessions).
 
-mod context;
 mod dial;
 mod drive;
 mod egress;
+mod handshake;
 mod ingest;
 mod push;
+mod relay;
 mod reload;
 mod server;
 
-pub use context::Relay;
 pub use dial::{
     BoxedStream, ByteStream, ConnError, DialError, DialFuture, Dialer, SinkFuture, SinkReport,
     TargetSink,
@@ -28,4 +37,5 @@ pub use prism_control::{
 };
 pub use prism_control::{ReloadReport, StreamChanges};
 pub use push::{spawn_targets, Backoff};
+pub use relay::Relay;
 pub use server::serve_rtmp;

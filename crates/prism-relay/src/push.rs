@@ -1,10 +1,11 @@
 //! Push targets: one task per destination of a live stream, each with its own hub queue,
 //! reconnecting with jittered exponential backoff for as long as the stream is live.
 
-use crate::context::{epoch_ms, handshake_random, Relay};
 use crate::dial::{BoxedStream, ConnError, Dialer, SinkReport};
 use crate::drive::{Driver, Exit, Flow, Output};
 use crate::egress::{media_kind, shared_body};
+use crate::handshake::{epoch_ms, handshake_random};
+use crate::relay::Relay;
 use bytes::BytesMut;
 use prism_config::{redact_url, ResolvedTarget};
 use prism_control::{AddTargetError, TargetOrigin, TargetSnapshot, TargetState, TargetStatus};
@@ -111,7 +112,7 @@ pub(crate) fn spawn_target(
         .control()
         .registry()
         .add_target(stream, &target.name, max, || {
-            let m = &relay.metrics;
+            let m = relay.metrics();
             let labels = [stream.name(), target.name.as_str()];
             let up = m.target_up.with_label_values(&labels);
             let bytes = m.target_bytes_sent_total.with_label_values(&labels);
@@ -158,7 +159,7 @@ async fn run_target(
 ) {
     // Shutdown waits for the goodbye (FCUnpublish, deleteStream) to go out.
     let _in_flight = relay.track(|| format!("target {} of {}", tm.target, tm.stream));
-    let m = &relay.metrics;
+    let m = relay.metrics();
     let status = tm.status.clone();
     let shown_url = redact_url(&target.url);
     let limits = QueueLimits {
@@ -221,7 +222,7 @@ async fn run_target(
         .target_ended(&stream, &status, |name_free| {
             // A new stream may already run under the same name, or a target re-added under
             // this name: leave their series alone.
-            let stream_gone = relay.hub.get(stream.app(), stream.key()).is_none();
+            let stream_gone = relay.hub().get(stream.app(), stream.key()).is_none();
             if stream_gone || (status.is_cancelled() && name_free) {
                 m.forget_target(&tm.stream, &tm.target);
             }
@@ -501,7 +502,7 @@ fn report_stats(relay: &Relay, tm: &TargetMetrics, sub: &Subscription, reported:
         if new > 0 {
             tm.status.drops.fetch_add(new, Ordering::Relaxed);
             relay
-                .metrics
+                .metrics()
                 .target_dropped_frames_total
                 .with_label_values(&[&tm.stream, &tm.target, reason.as_str()])
                 .inc_by(new);

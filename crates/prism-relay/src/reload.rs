@@ -4,7 +4,7 @@
 //! only the relay can start push targets. Publishers stay connected and untouched targets
 //! keep their connection.
 
-use crate::context::Relay;
+use crate::relay::Relay;
 use prism_config::Config;
 use prism_control::{ReloadReport, StreamChanges, TargetOrigin, TargetStatus};
 use std::sync::Arc;

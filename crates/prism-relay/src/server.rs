@@ -1,10 +1,11 @@
 //! Serves one RTMP connection (publisher or player) over any byte stream.
 
-use crate::context::{epoch_ms, handshake_random, Relay};
 use crate::dial::ConnError;
 use crate::drive::{Driver, Exit, Flow, Output};
 use crate::egress::{frame_kind, media_kind, shared_body};
+use crate::handshake::{epoch_ms, handshake_random};
 use crate::ingest::{Player, Publisher};
+use crate::relay::Relay;
 use bytes::BytesMut;
 use prism_control::{ConnInfo, Refusal, StreamRequest};
 use prism_hub::{Frame, PublishError, Subscription};
@@ -39,7 +40,7 @@ where
 {
     // A graceful shutdown waits for the connection (a player's end of stream to flush).
     let _in_flight = relay.track(|| format!("{} connection from {}", info.transport, info.peer));
-    let m = &relay.metrics;
+    let m = relay.metrics();
     m.connections_total
         .with_label_values(&[info.transport])
         .inc();
@@ -179,7 +180,7 @@ impl RtmpConn {
                         "Connection already has a stream",
                     );
                     self.relay
-                        .metrics
+                        .metrics()
                         .publish_rejected_total
                         .with_label_values(&["busy_connection"])
                         .inc();

@@ -297,7 +297,7 @@ impl Tunnel {
             if let Some(reason) = reason {
                 self.shared
                     .relay
-                    .metrics
+                    .metrics()
                     .connection_errors_total
                     .with_label_values(&[self.shared.transport, reason])
                     .inc();
@@ -507,7 +507,7 @@ impl Tunnel {
     fn count(&self, reason: &'static str) {
         self.shared
             .relay
-            .metrics
+            .metrics()
             .connection_errors_total
             .with_label_values(&[self.shared.transport, reason])
             .inc();
@@ -522,7 +522,7 @@ impl Tunnel {
             );
             self.shared
                 .relay
-                .metrics
+                .metrics()
                 .connection_errors_total
                 .with_label_values(&[self.shared.transport, reason::SESSION_TIMEOUT])
                 .inc_by(expired.len() as u64);

@@ -61,7 +61,7 @@ async fn open(t: &Tunnel) -> String {
 fn errors(t: &Tunnel, reason: &str) -> u64 {
     t.shared
         .relay
-        .metrics
+        .metrics()
         .connection_errors_total
         .with_label_values(&[RTMPT, reason])
         .get()
@@ -70,7 +70,7 @@ fn errors(t: &Tunnel, reason: &str) -> u64 {
 fn active(t: &Tunnel) -> i64 {
     t.shared
         .relay
-        .metrics
+        .metrics()
         .connections_active
         .with_label_values(&[RTMPT])
         .get()
@@ -310,8 +310,7 @@ async fn publish_through_the_tunnel() {
     let stream = t
         .shared
         .relay
-        .hub
-        .get("live", "tunnel")
+        .stream("live", "tunnel")
         .expect("stream live in the hub");
     let frame = Bytes::from_static(&[0x17, 0, 0, 0, 0, 1, 2, 3]);
     for ts in 0..10 {
@@ -324,7 +323,7 @@ async fn publish_through_the_tunnel() {
     let frames = || {
         t.shared
             .relay
-            .metrics
+            .metrics()
             .ingest_frames_total
             .with_label_values(&["live/tunnel", "video"])
             .get()
@@ -336,7 +335,7 @@ async fn publish_through_the_tunnel() {
     call(&t, &format!("/send/{id}/{}", seq + 1), out).await;
     call(&t, &format!("/close/{id}/{}", seq + 2), "\0").await;
     wait_for("stream ends", || {
-        t.shared.relay.hub.get("live", "tunnel").is_none()
+        t.shared.relay.stream("live", "tunnel").is_none()
     })
     .await;
 }

@@ -181,7 +181,7 @@ impl Front {
     }
 
     async fn reject(&mut self, peer: SocketAddr, request: &[u8], code: RejectCode) {
-        let m = &self.relay.metrics;
+        let m = self.relay.metrics();
         m.connection_errors_total
             .with_label_values(&[crate::TRANSPORT, code.label()])
             .inc();

@@ -39,7 +39,7 @@ impl Drop for StatsGuard {
     fn drop(&mut self) {
         self.task.abort();
         let [s, d, t] = &self.labels;
-        self.relay.metrics.forget_srt(s, d, t);
+        self.relay.metrics().forget_srt(s, d, t);
     }
 }
 
@@ -67,7 +67,7 @@ pub(crate) fn watch_target(
     ];
     let mut updates = socket.statistics().clone();
     let handshake_rtt = socket.settings().rtt;
-    let m = relay.metrics.clone();
+    let m = relay.metrics().clone();
     let l = labels.clone();
     let task = tokio::spawn(async move {
         let l = [l[0].as_str(), l[1].as_str(), l[2].as_str()];

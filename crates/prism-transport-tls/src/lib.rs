@@ -92,7 +92,7 @@ async fn serve(
         }
         Err(e) => {
             relay
-                .metrics
+                .metrics()
                 .connection_errors_total
                 .with_label_values(&[TRANSPORT, e.reason])
                 .inc();

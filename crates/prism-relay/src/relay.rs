@@ -4,7 +4,7 @@ use prism_control::{
     ConnPermit, Control, InFlightGuard, LimitExceeded, RemoveTargetError, ShutdownReport,
     StreamSnapshot,
 };
-use prism_hub::Hub;
+use prism_hub::{Hub, Stream};
 use prism_metrics::Metrics;
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -12,26 +12,18 @@ use std::time::{Duration, Instant};
 
 /// Everything a connection driver needs: the hub, the metrics, and the control plane
 /// (config, limits, access, registry, in-flight tracking) it asks before acting.
+///
+/// Transports reach it only through its methods: the hub is private (a publish goes through
+/// [`Relay::publish`] and its access checks), the metrics are read through
+/// [`Relay::metrics`].
 #[derive(Debug)]
 pub struct Relay {
-    pub hub: Arc<Hub>,
-    pub metrics: Metrics,
+    hub: Arc<Hub>,
+    metrics: Metrics,
     /// Config, limits, in-flight tracking: the control plane.
     control: Control,
     dialers: Vec<Arc<dyn Dialer>>,
     sinks: Vec<Arc<dyn TargetSink>>,
-}
-
-impl std::fmt::Debug for dyn TargetSink {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "TargetSink({})", self.scheme())
-    }
-}
-
-impl std::fmt::Debug for dyn Dialer {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "Dialer({})", self.scheme())
-    }
 }
 
 impl Relay {
@@ -91,6 +83,29 @@ impl Relay {
     /// The control plane: config, limits, access, registry, in-flight tracking.
     pub(crate) fn control(&self) -> &Control {
         &self.control
+    }
+
+    /// The metric handles, for a transport's own series (its connection errors, SRT
+    /// statistics, ...). Read-only: the relay keeps the registry.
+    pub fn metrics(&self) -> &Metrics {
+        &self.metrics
+    }
+
+    /// The Prometheus text exposition of every metric, gauges refreshed first.
+    pub fn render_metrics(&self) -> String {
+        self.refresh_gauges();
+        self.metrics.render()
+    }
+
+    /// The stream published as `app/key`, if it is live (or in its reconnect grace
+    /// window). To publish or play, use [`Relay::publish`] and [`Relay::play`].
+    pub fn stream(&self, app: &str, key: &str) -> Option<Arc<Stream>> {
+        self.hub.get(app, key)
+    }
+
+    /// The hub, for the relay's own drivers.
+    pub(crate) fn hub(&self) -> &Arc<Hub> {
+        &self.hub
     }
 
     /// Brings gauges that are cheaper to read than to keep current up to date; called
@@ -182,23 +197,4 @@ async fn drive_hub_timers(hub: Arc<Hub>) {
         }
         hub.handle_timeout(std::time::Instant::now());
     }
-}
-
-/// Randomness for handshakes (not security-relevant: RTMP's digest is a version check).
-pub(crate) fn handshake_random() -> [u8; 32] {
-    use std::hash::{BuildHasher, Hasher};
-    let mut out = [0u8; 32];
-    for chunk in out.chunks_mut(8) {
-        let mut h = std::collections::hash_map::RandomState::new().build_hasher();
-        h.write_u64(epoch_ms() as u64);
-        chunk.copy_from_slice(&h.finish().to_le_bytes());
-    }
-    out
-}
-
-pub(crate) fn epoch_ms() -> u32 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis() as u32)
-        .unwrap_or(0)
 }
