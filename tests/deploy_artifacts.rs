@@ -22,7 +22,6 @@ mod common;
 
 use common::{prism_bin, run_with_timeout, TempDir};
 use prism_metrics::{names, Metrics};
-use prometheus::core::Collector;
 use serde_json::Value;
 use std::collections::{BTreeMap, BTreeSet};
 use std::fs;
@@ -64,44 +63,18 @@ fn assert_success(out: &Output, what: &str) {
 // ---------------------------------------------------------------------------
 
 /// Label names of each metric. A metric missing here (but in `names::ALL`)
-/// makes the label checks fail for queries using it: add its field below.
+/// makes the label checks fail for queries using it: list it in `Metrics::descs`.
 fn metric_labels() -> &'static BTreeMap<String, BTreeSet<String>> {
     static LABELS: OnceLock<BTreeMap<String, BTreeSet<String>>> = OnceLock::new();
     LABELS.get_or_init(|| {
         let m = Metrics::new();
-        let collectors: [&dyn Collector; 22] = [
-            &m.connections_active,
-            &m.connections_total,
-            &m.connection_errors_total,
-            &m.streams_active,
-            &m.publish_rejected_total,
-            &m.play_rejected_total,
-            &m.ingest_bytes_total,
-            &m.ingest_frames_total,
-            &m.target_up,
-            &m.target_bytes_sent_total,
-            &m.target_queue_bytes,
-            &m.target_dropped_frames_total,
-            &m.target_reconnects_total,
-            &m.target_disconnects_total,
-            &m.players_active,
-            &m.player_dropped_frames_total,
-            &m.build_info,
-            &m.srt_rtt_seconds,
-            &m.srt_packets_lost_total,
-            &m.srt_packets_retransmitted_total,
-            &m.srt_packets_dropped_total,
-            &m.srt_receive_buffer_seconds,
-        ];
         let mut map = BTreeMap::new();
-        for c in collectors {
-            for d in c.desc() {
-                assert!(names::ALL.contains(&d.fq_name.as_str()), "{}", d.fq_name);
-                map.insert(
-                    d.fq_name.clone(),
-                    d.variable_labels.iter().cloned().collect(),
-                );
-            }
+        for d in m.descs() {
+            assert!(names::ALL.contains(&d.fq_name.as_str()), "{}", d.fq_name);
+            map.insert(
+                d.fq_name.clone(),
+                d.variable_labels.iter().cloned().collect(),
+            );
         }
         map
     })

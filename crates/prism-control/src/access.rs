@@ -13,6 +13,7 @@ use hyper::header::{AUTHORIZATION, CONTENT_TYPE, HOST, USER_AGENT};
 use hyper_util::rt::TokioIo;
 use prism_config::{Config, IpNet, Secret, WebhookUrl};
 use prism_hub::PublishError;
+use prism_metrics::RejectReason;
 use tokio::net::TcpStream;
 use tracing::warn;
 
@@ -65,17 +66,17 @@ pub enum Refusal {
 
 impl Refusal {
     /// The `reason` label of `prism_publish_rejected_total` / `prism_play_rejected_total`.
-    pub fn reason(&self) -> &'static str {
+    pub fn reason(&self) -> RejectReason {
         match self {
-            Refusal::Unauthorized => "unauthorized",
-            Refusal::ForbiddenAddress => "forbidden_address",
-            Refusal::PlayDisabled => "play_disabled",
-            Refusal::WebhookRefused => "webhook_refused",
-            Refusal::WebhookError => "webhook_error",
-            Refusal::TooManyStreams => "too_many_streams",
-            Refusal::BadName => "bad_name",
-            Refusal::Hub(PublishError::AlreadyLive(_)) => "already_live",
-            Refusal::Hub(_) => "other",
+            Refusal::Unauthorized => RejectReason::Unauthorized,
+            Refusal::ForbiddenAddress => RejectReason::ForbiddenAddress,
+            Refusal::PlayDisabled => RejectReason::PlayDisabled,
+            Refusal::WebhookRefused => RejectReason::WebhookRefused,
+            Refusal::WebhookError => RejectReason::WebhookError,
+            Refusal::TooManyStreams => RejectReason::TooManyStreams,
+            Refusal::BadName => RejectReason::BadName,
+            Refusal::Hub(PublishError::AlreadyLive(_)) => RejectReason::AlreadyLive,
+            Refusal::Hub(_) => RejectReason::Other,
         }
     }
 
@@ -290,7 +291,7 @@ mod tests {
         );
         let dup = Refusal::Hub(PublishError::AlreadyLive("live/x".into()));
         assert_eq!(dup.rtmp_publish_code(), "NetStream.Publish.BadName");
-        assert_eq!(dup.reason(), "already_live");
+        assert_eq!(dup.reason().as_str(), "already_live");
         assert!(!dup.is_access_denied());
         assert!(Refusal::WebhookError.is_access_denied());
     }

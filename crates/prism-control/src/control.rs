@@ -94,11 +94,10 @@ impl Control {
     /// Logs a refused publish or play and counts it in
     /// `prism_publish_rejected_total{reason}` / `prism_play_rejected_total{reason}`.
     pub fn refused(&self, action: Action, req: StreamRequest<'_>, info: &ConnInfo, r: &Refusal) {
-        let counter = match action {
-            Action::Publish => &self.metrics.publish_rejected_total,
-            Action::Play => &self.metrics.play_rejected_total,
-        };
-        counter.with_label_values(&[r.reason()]).inc();
+        match action {
+            Action::Publish => self.metrics.publish_rejected(r.reason()).inc(),
+            Action::Play => self.metrics.play_rejected(r.reason()).inc(),
+        }
         // A refused name may be huge: log a bounded prefix of it.
         let stream: String = format!("{}/{}", req.app, req.key)
             .chars()
@@ -108,7 +107,7 @@ impl Control {
             peer = %info.peer,
             transport = info.transport,
             stream = %stream,
-            reason = r.reason(),
+            reason = r.reason().as_str(),
             "{} refused: {r}",
             action.as_str()
         );
@@ -173,10 +172,7 @@ impl Control {
             limits.max_connections_per_ip,
         );
         if let Err(e) = result {
-            self.metrics
-                .connection_errors_total
-                .with_label_values(&[transport, e.reason()])
-                .inc();
+            self.metrics.connection_error(transport, e.reason()).inc();
             if let Some(unlogged) = self.limiter.should_log(Instant::now()) {
                 let (what, max) = match e {
                     LimitExceeded::Total => ("max_connections", limits.max_connections),

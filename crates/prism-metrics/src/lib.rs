@@ -4,7 +4,9 @@
 //! This crate only declares, registers and renders metrics on its own
 //! [`Registry`] (not the process-global one, so tests and embedders get
 //! isolated instances). It must not know about RTMP, the hub, the relay or
-//! HTTP: callers update the pub fields and serve [`Metrics::render`].
+//! HTTP: callers take typed handles ([`Metrics::target`], [`Metrics::publish_rejected`],
+//! ...) and serve [`Metrics::render`]. The metric families are private, so no other crate
+//! spells a label name or puts a label value in the wrong position.
 //!
 //! Label values, by convention:
 //! - `transport`: `rtmp`, `rtmps`, `rtmpt`, `rtmpts`, `srt`.
@@ -13,10 +15,15 @@
 //!   secret stream key here: /metrics output is scraped and stored.
 //! - `target`: the configured target name (already `[A-Za-z0-9_.-]+`).
 //! - `kind`: `audio`, `video` or `data`.
-//! - `reason`: a short fixed snake_case word chosen by the caller
-//!   (e.g. `queue_full`, `timeout`), never free text, to bound cardinality.
+//! - `reason`: a short fixed snake_case word, never free text, to bound cardinality:
+//!   an enum of this crate ([`RejectReason`], [`DropReason`]) where the words are
+//!   metrics-only, else a `&'static str` owned by the error type that carries it
+//!   (connection errors: their words come from each transport's own error types).
 
 use std::collections::HashMap;
+
+use prometheus::core::Desc;
+use prometheus::{Gauge, IntCounter};
 
 use prometheus::core::{Collector, MetricVec, MetricVecBuilder};
 use prometheus::proto::LabelPair;
@@ -82,59 +89,59 @@ pub mod names {
 /// All of Prism's metrics. Cloning is cheap and shares the underlying values.
 #[derive(Clone, Debug)]
 pub struct Metrics {
-    pub registry: Registry,
+    registry: Registry,
     /// `prism_connections_active{transport}`: open client connections.
-    pub connections_active: IntGaugeVec,
+    connections_active: IntGaugeVec,
     /// `prism_connections_total{transport}`: accepted client connections.
-    pub connections_total: IntCounterVec,
+    connections_total: IntCounterVec,
     /// `prism_connection_errors_total{transport,reason}`.
-    pub connection_errors_total: IntCounterVec,
+    connection_errors_total: IntCounterVec,
     /// `prism_streams_active`: streams with a publisher (or in reconnect grace).
-    pub streams_active: IntGauge,
+    streams_active: IntGauge,
     /// `prism_publish_rejected_total{reason}`: `already_live`, `unauthorized`,
     /// `forbidden_address`, `webhook_refused`, `webhook_error`, `too_many_streams`, ...
-    pub publish_rejected_total: IntCounterVec,
+    publish_rejected_total: IntCounterVec,
     /// `prism_play_rejected_total{reason}`: `play_disabled`, `unauthorized`,
     /// `forbidden_address`, `webhook_refused`, `webhook_error`.
-    pub play_rejected_total: IntCounterVec,
+    play_rejected_total: IntCounterVec,
     /// `prism_ingest_bytes_total{stream}`: media payload bytes received.
-    pub ingest_bytes_total: IntCounterVec,
+    ingest_bytes_total: IntCounterVec,
     /// `prism_ingest_frames_total{stream,kind}`.
-    pub ingest_frames_total: IntCounterVec,
+    ingest_frames_total: IntCounterVec,
     /// `prism_target_up{stream,target}`: 1 while publishing to the target.
-    pub target_up: IntGaugeVec,
+    target_up: IntGaugeVec,
     /// `prism_target_bytes_sent_total{stream,target}`.
-    pub target_bytes_sent_total: IntCounterVec,
+    target_bytes_sent_total: IntCounterVec,
     /// `prism_target_queue_bytes{stream,target}`.
-    pub target_queue_bytes: IntGaugeVec,
+    target_queue_bytes: IntGaugeVec,
     /// `prism_target_dropped_frames_total{stream,target,reason}`.
-    pub target_dropped_frames_total: IntCounterVec,
+    target_dropped_frames_total: IntCounterVec,
     /// `prism_target_reconnects_total{stream,target}`.
-    pub target_reconnects_total: IntCounterVec,
+    target_reconnects_total: IntCounterVec,
     /// `prism_target_disconnects_total{stream,target,reason}`.
-    pub target_disconnects_total: IntCounterVec,
+    target_disconnects_total: IntCounterVec,
     /// `prism_players_active{stream}`.
-    pub players_active: IntGaugeVec,
+    players_active: IntGaugeVec,
     /// `prism_player_dropped_frames_total{stream,reason}`.
-    pub player_dropped_frames_total: IntCounterVec,
+    player_dropped_frames_total: IntCounterVec,
     /// `prism_build_info{version}`: always 1; carries the version as a label.
-    pub build_info: IntGaugeVec,
+    build_info: IntGaugeVec,
     /// `prism_srt_rtt_seconds{stream,direction,target}`: round-trip time of an SRT
     /// connection as measured by its handshake (srt-tokio 0.4.4 keeps its running estimate
     /// to itself). `direction` is `ingest`, `play` or `push`; `target` is the target
     /// name for `push`, else empty.
-    pub srt_rtt_seconds: GaugeVec,
+    srt_rtt_seconds: GaugeVec,
     /// `prism_srt_packets_lost_total{stream,direction,target}`: data packets that did not
     /// arrive the first time (receiving: recovered by retransmission or dropped; sending:
     /// reported lost by the peer).
-    pub srt_packets_lost_total: IntCounterVec,
+    srt_packets_lost_total: IntCounterVec,
     /// `prism_srt_packets_retransmitted_total{stream,direction,target}`.
-    pub srt_packets_retransmitted_total: IntCounterVec,
+    srt_packets_retransmitted_total: IntCounterVec,
     /// `prism_srt_packets_dropped_total{stream,direction,target}`: too late to deliver.
-    pub srt_packets_dropped_total: IntCounterVec,
+    srt_packets_dropped_total: IntCounterVec,
     /// `prism_srt_receive_buffer_seconds{stream,direction,target}`: span of acknowledged
     /// data waiting in the receive buffer for its release time (ingest).
-    pub srt_receive_buffer_seconds: GaugeVec,
+    srt_receive_buffer_seconds: GaugeVec,
 }
 
 impl Default for Metrics {
@@ -306,6 +313,132 @@ impl Metrics {
         String::from_utf8(buf).expect("text exposition is UTF-8")
     }
 
+    // --- Typed handles: the only way other crates touch a series. Each takes its labels
+    // --- as typed arguments in a fixed order, so call sites cannot swap or misspell them.
+
+    /// `prism_connections_{active,total}{transport}` of one transport (`rtmp`, `srt`, ...:
+    /// the transport crate's own constant, `&'static` so it cannot be runtime text).
+    pub fn connection(&self, transport: &'static str) -> ConnectionMetrics {
+        ConnectionMetrics {
+            active: self.connections_active.with_label_values(&[transport]),
+            accepted: self.connections_total.with_label_values(&[transport]),
+        }
+    }
+
+    /// `prism_connection_errors_total{transport,reason}`. `reason` comes from the error type
+    /// that ended the connection (`ConnError::reason`, a transport's refusal codes...);
+    /// `&'static` keeps it one of a fixed set of words chosen in code.
+    pub fn connection_error(&self, transport: &'static str, reason: &'static str) -> IntCounter {
+        self.connection_errors_total
+            .with_label_values(&[transport, reason])
+    }
+
+    /// `prism_streams_active` (no labels).
+    pub fn streams_active(&self) -> &IntGauge {
+        &self.streams_active
+    }
+
+    /// `prism_publish_rejected_total{reason}`.
+    pub fn publish_rejected(&self, reason: RejectReason) -> IntCounter {
+        self.publish_rejected_total
+            .with_label_values(&[reason.as_str()])
+    }
+
+    /// `prism_play_rejected_total{reason}`.
+    pub fn play_rejected(&self, reason: RejectReason) -> IntCounter {
+        self.play_rejected_total
+            .with_label_values(&[reason.as_str()])
+    }
+
+    /// `prism_ingest_{bytes,frames}_total` of one stream; removed by [`Metrics::forget_stream`].
+    pub fn ingest(&self, stream: &str) -> IngestMetrics {
+        let frames = |kind: &str| self.ingest_frames_total.with_label_values(&[stream, kind]);
+        IngestMetrics {
+            bytes: self.ingest_bytes_total.with_label_values(&[stream]),
+            audio_frames: frames("audio"),
+            video_frames: frames("video"),
+            data_frames: frames("data"),
+        }
+    }
+
+    /// `prism_players_active{stream}`; removed by [`Metrics::forget_stream`].
+    pub fn players_active(&self, stream: &str) -> IntGauge {
+        self.players_active.with_label_values(&[stream])
+    }
+
+    /// `prism_player_dropped_frames_total{stream,reason}`; removed by [`Metrics::forget_stream`].
+    pub fn player_dropped(&self, stream: &str, reason: DropReason) -> IntCounter {
+        self.player_dropped_frames_total
+            .with_label_values(&[stream, reason.as_str()])
+    }
+
+    /// The `prism_target_*` series of one target of a stream; removed by
+    /// [`Metrics::forget_target`] / [`Metrics::forget_stream`].
+    pub fn target(&self, stream: &str, target: &str) -> TargetMetrics {
+        let labels = [stream, target];
+        TargetMetrics {
+            up: self.target_up.with_label_values(&labels),
+            bytes_sent: self.target_bytes_sent_total.with_label_values(&labels),
+            queue_bytes: self.target_queue_bytes.with_label_values(&labels),
+            reconnects: self.target_reconnects_total.with_label_values(&labels),
+            dropped: self.target_dropped_frames_total.clone(),
+            disconnects: self.target_disconnects_total.clone(),
+            stream: stream.to_owned(),
+            target: target.to_owned(),
+        }
+    }
+
+    /// The `prism_srt_*` series of one SRT connection (`target` is the push target's name,
+    /// empty unless `direction` is [`SrtDirection::Push`]); removed by [`Metrics::forget_srt`].
+    pub fn srt(&self, stream: &str, direction: SrtDirection, target: &str) -> SrtMetrics {
+        let labels = [stream, direction.as_str(), target];
+        SrtMetrics {
+            rtt_seconds: self.srt_rtt_seconds.with_label_values(&labels),
+            packets_lost: self.srt_packets_lost_total.with_label_values(&labels),
+            packets_retransmitted: self
+                .srt_packets_retransmitted_total
+                .with_label_values(&labels),
+            packets_dropped: self.srt_packets_dropped_total.with_label_values(&labels),
+            receive_buffer_seconds: self.srt_receive_buffer_seconds.with_label_values(&labels),
+        }
+    }
+
+    /// Descriptions (name, help, label names) of every family, for checks of dashboards
+    /// and alerts against what is exported.
+    pub fn descs(&self) -> Vec<&Desc> {
+        self.collectors()
+            .into_iter()
+            .flat_map(|c| c.desc())
+            .collect()
+    }
+
+    fn collectors(&self) -> [&dyn Collector; 22] {
+        [
+            &self.connections_active,
+            &self.connections_total,
+            &self.connection_errors_total,
+            &self.streams_active,
+            &self.publish_rejected_total,
+            &self.play_rejected_total,
+            &self.ingest_bytes_total,
+            &self.ingest_frames_total,
+            &self.target_up,
+            &self.target_bytes_sent_total,
+            &self.target_queue_bytes,
+            &self.target_dropped_frames_total,
+            &self.target_reconnects_total,
+            &self.target_disconnects_total,
+            &self.players_active,
+            &self.player_dropped_frames_total,
+            &self.build_info,
+            &self.srt_rtt_seconds,
+            &self.srt_packets_lost_total,
+            &self.srt_packets_retransmitted_total,
+            &self.srt_packets_dropped_total,
+            &self.srt_receive_buffer_seconds,
+        ]
+    }
+
     /// Removes all label sets of a stream (when a stream ends) so labels
     /// don't grow without bound.
     pub fn forget_stream(&self, stream: &str) {
@@ -328,8 +461,8 @@ impl Metrics {
     }
 
     /// Removes the SRT label sets of one connection's `(stream, direction, target)`.
-    pub fn forget_srt(&self, stream: &str, direction: &str, target: &str) {
-        let labels = [stream, direction, target];
+    pub fn forget_srt(&self, stream: &str, direction: SrtDirection, target: &str) {
+        let labels = [stream, direction.as_str(), target];
         let _ = self.srt_rtt_seconds.remove_label_values(&labels);
         let _ = self.srt_packets_lost_total.remove_label_values(&labels);
         let _ = self
@@ -350,6 +483,148 @@ impl Metrics {
         remove_where(&self.target_dropped_frames_total, is);
         remove_where(&self.target_reconnects_total, is);
         remove_where(&self.target_disconnects_total, is);
+    }
+}
+
+/// `prism_connections_active` / `prism_connections_total` of one transport.
+#[derive(Debug, Clone)]
+pub struct ConnectionMetrics {
+    /// Open connections: inc on accept, dec when closed.
+    pub active: IntGauge,
+    /// Accepted connections.
+    pub accepted: IntCounter,
+}
+
+/// `prism_ingest_*` of one stream.
+#[derive(Debug, Clone)]
+pub struct IngestMetrics {
+    /// `prism_ingest_bytes_total`: media payload bytes.
+    pub bytes: IntCounter,
+    /// `prism_ingest_frames_total{kind="audio"}`.
+    pub audio_frames: IntCounter,
+    /// `prism_ingest_frames_total{kind="video"}`.
+    pub video_frames: IntCounter,
+    /// `prism_ingest_frames_total{kind="data"}`.
+    pub data_frames: IntCounter,
+}
+
+/// The `prism_target_*` series of one target of one stream.
+#[derive(Debug, Clone)]
+pub struct TargetMetrics {
+    /// `prism_target_up`: 1 while publishing to the target.
+    pub up: IntGauge,
+    /// `prism_target_bytes_sent_total`.
+    pub bytes_sent: IntCounter,
+    /// `prism_target_queue_bytes`.
+    pub queue_bytes: IntGauge,
+    /// `prism_target_reconnects_total`.
+    pub reconnects: IntCounter,
+    // The reason-labelled families, resolved per reason on use.
+    dropped: IntCounterVec,
+    disconnects: IntCounterVec,
+    stream: String,
+    target: String,
+}
+
+impl TargetMetrics {
+    /// `prism_target_dropped_frames_total{reason}` of this target.
+    pub fn dropped(&self, reason: DropReason) -> IntCounter {
+        self.dropped
+            .with_label_values(&[&self.stream, &self.target, reason.as_str()])
+    }
+
+    /// `prism_target_disconnects_total{reason}` of this target; `reason` is the
+    /// connection error's (`ConnError::reason`, a fixed word).
+    pub fn disconnected(&self, reason: &'static str) -> IntCounter {
+        self.disconnects
+            .with_label_values(&[&self.stream, &self.target, reason])
+    }
+}
+
+/// The `prism_srt_*` series of one SRT connection.
+#[derive(Debug, Clone)]
+pub struct SrtMetrics {
+    pub rtt_seconds: Gauge,
+    pub packets_lost: IntCounter,
+    pub packets_retransmitted: IntCounter,
+    pub packets_dropped: IntCounter,
+    pub receive_buffer_seconds: Gauge,
+}
+
+/// Which way an SRT connection carries the stream (the `direction` label).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SrtDirection {
+    Ingest,
+    Play,
+    /// A push target (its name is the `target` label).
+    Push,
+}
+
+impl SrtDirection {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SrtDirection::Ingest => "ingest",
+            SrtDirection::Play => "play",
+            SrtDirection::Push => "push",
+        }
+    }
+}
+
+/// Why a publish or play was refused: the `reason` of `prism_publish_rejected_total` and
+/// `prism_play_rejected_total` (dashboards and alerts match these words).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RejectReason {
+    Unauthorized,
+    ForbiddenAddress,
+    PlayDisabled,
+    WebhookRefused,
+    WebhookError,
+    TooManyStreams,
+    BadName,
+    /// The stream key is already being published.
+    AlreadyLive,
+    /// The server is shutting down.
+    ShuttingDown,
+    /// The connection already publishes a stream.
+    BusyConnection,
+    Other,
+}
+
+impl RejectReason {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RejectReason::Unauthorized => "unauthorized",
+            RejectReason::ForbiddenAddress => "forbidden_address",
+            RejectReason::PlayDisabled => "play_disabled",
+            RejectReason::WebhookRefused => "webhook_refused",
+            RejectReason::WebhookError => "webhook_error",
+            RejectReason::TooManyStreams => "too_many_streams",
+            RejectReason::BadName => "bad_name",
+            RejectReason::AlreadyLive => "already_live",
+            RejectReason::ShuttingDown => "shutting_down",
+            RejectReason::BusyConnection => "busy_connection",
+            RejectReason::Other => "other",
+        }
+    }
+}
+
+/// Why frames were dropped for a player or target: the `reason` of
+/// `prism_player_dropped_frames_total` and `prism_target_dropped_frames_total`. Mirrors the
+/// hub's drop reasons (this crate does not depend on the hub; the relay maps them).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DropReason {
+    QueueFull,
+    WaitingKeyframe,
+    AudioOverflow,
+}
+
+impl DropReason {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DropReason::QueueFull => "queue_full",
+            DropReason::WaitingKeyframe => "waiting_keyframe",
+            DropReason::AudioOverflow => "audio_overflow",
+        }
     }
 }
 
@@ -378,55 +653,39 @@ mod tests {
     use super::*;
 
     fn populate(m: &Metrics, stream: &str) {
-        m.ingest_bytes_total.with_label_values(&[stream]).inc_by(10);
-        for kind in ["audio", "video", "data"] {
-            m.ingest_frames_total
-                .with_label_values(&[stream, kind])
-                .inc();
+        let i = m.ingest(stream);
+        i.bytes.inc_by(10);
+        for c in [i.audio_frames, i.video_frames, i.data_frames] {
+            c.inc();
         }
         for target in ["youtube", "twitch"] {
-            let st = [stream, target];
-            m.target_up.with_label_values(&st).set(1);
-            m.target_bytes_sent_total.with_label_values(&st).inc_by(5);
-            m.target_queue_bytes.with_label_values(&st).set(100);
-            m.target_reconnects_total.with_label_values(&st).inc();
-            m.target_dropped_frames_total
-                .with_label_values(&[stream, target, "queue_full"])
-                .inc();
-            m.target_disconnects_total
-                .with_label_values(&[stream, target, "overflow"])
-                .inc();
+            let t = m.target(stream, target);
+            t.up.set(1);
+            t.bytes_sent.inc_by(5);
+            t.queue_bytes.set(100);
+            t.reconnects.inc();
+            t.dropped(DropReason::QueueFull).inc();
+            t.disconnected("overflow").inc();
         }
-        m.players_active.with_label_values(&[stream]).set(2);
-        m.player_dropped_frames_total
-            .with_label_values(&[stream, "queue_full"])
-            .inc();
-        let srt = [stream, "ingest", ""];
-        m.srt_rtt_seconds.with_label_values(&srt).set(0.02);
-        m.srt_packets_lost_total.with_label_values(&srt).inc();
-        m.srt_packets_retransmitted_total
-            .with_label_values(&srt)
-            .inc();
-        m.srt_packets_dropped_total.with_label_values(&srt).inc();
-        m.srt_receive_buffer_seconds
-            .with_label_values(&srt)
-            .set(0.12);
+        m.players_active(stream).set(2);
+        m.player_dropped(stream, DropReason::QueueFull).inc();
+        let srt = m.srt(stream, SrtDirection::Ingest, "");
+        srt.rtt_seconds.set(0.02);
+        srt.packets_lost.inc();
+        srt.packets_retransmitted.inc();
+        srt.packets_dropped.inc();
+        srt.receive_buffer_seconds.set(0.12);
     }
 
     fn full() -> Metrics {
         let m = Metrics::new();
-        m.connections_active.with_label_values(&["rtmp"]).set(3);
-        m.connections_total.with_label_values(&["rtmp"]).inc_by(7);
-        m.connection_errors_total
-            .with_label_values(&["rtmp", "handshake_timeout"])
-            .inc();
-        m.streams_active.set(2);
-        m.publish_rejected_total
-            .with_label_values(&["stream_busy"])
-            .inc();
-        m.play_rejected_total
-            .with_label_values(&["play_disabled"])
-            .inc();
+        let c = m.connection("rtmp");
+        c.active.set(3);
+        c.accepted.inc_by(7);
+        m.connection_error("rtmp", "handshake_timeout").inc();
+        m.streams_active().set(2);
+        m.publish_rejected(RejectReason::AlreadyLive).inc();
+        m.play_rejected(RejectReason::PlayDisabled).inc();
         populate(&m, "live/a");
         populate(&m, "live/b");
         m
@@ -447,17 +706,21 @@ mod tests {
         )));
         // Every registered family is in names::ALL, so the list stays complete.
         assert_eq!(full().registry.gather().len(), names::ALL.len());
+        // ... and every family has its desc listed (what deploy checks read).
+        let m = Metrics::new();
+        let descs: Vec<_> = m.descs().iter().map(|d| d.fq_name.clone()).collect();
+        assert_eq!(descs, names::ALL);
     }
 
     #[test]
     fn registries_are_independent() {
         let a = Metrics::new();
         let b = Metrics::new();
-        a.streams_active.set(5);
-        assert_eq!(b.streams_active.get(), 0);
+        a.streams_active().set(5);
+        assert_eq!(b.streams_active().get(), 0);
         // Clones share values.
-        a.clone().streams_active.inc();
-        assert_eq!(a.streams_active.get(), 6);
+        a.clone().streams_active().inc();
+        assert_eq!(a.streams_active().get(), 6);
     }
 
     #[test]
@@ -473,8 +736,8 @@ mod tests {
         assert!(text.contains("prism_players_active{stream=\"live/b\"} 2"));
         assert!(text.contains("prism_connections_total{transport=\"rtmp\"} 7"));
         // A stream that comes back starts from zero.
-        m.ingest_bytes_total.with_label_values(&["live/a"]).inc();
-        assert_eq!(m.ingest_bytes_total.with_label_values(&["live/a"]).get(), 1);
+        m.ingest("live/a").bytes.inc();
+        assert_eq!(m.ingest("live/a").bytes.get(), 1);
     }
 
     #[test]
@@ -489,6 +752,38 @@ mod tests {
         assert!(text.contains("stream=\"live/a\",target=\"twitch\""));
         assert!(text.contains("stream=\"live/b\",target=\"youtube\""));
         assert!(text.contains("prism_ingest_bytes_total{stream=\"live/a\"} 10"));
+    }
+
+    #[test]
+    fn typed_handles_keep_the_exported_labels() {
+        let text = full().render();
+        for line in [
+            "prism_connections_active{transport=\"rtmp\"} 3",
+            "prism_connection_errors_total{reason=\"handshake_timeout\",transport=\"rtmp\"} 1",
+            "prism_publish_rejected_total{reason=\"already_live\"} 1",
+            "prism_play_rejected_total{reason=\"play_disabled\"} 1",
+            "prism_ingest_frames_total{kind=\"video\",stream=\"live/a\"} 1",
+            "prism_target_dropped_frames_total{reason=\"queue_full\",stream=\"live/a\",target=\"twitch\"} 1",
+            "prism_target_disconnects_total{reason=\"overflow\",stream=\"live/a\",target=\"twitch\"} 1",
+            "prism_player_dropped_frames_total{reason=\"queue_full\",stream=\"live/a\"} 1",
+            "prism_srt_packets_lost_total{direction=\"ingest\",stream=\"live/a\",target=\"\"} 1",
+        ] {
+            assert!(text.contains(line), "{line} missing from:\n{text}");
+        }
+    }
+
+    #[test]
+    fn forget_srt_removes_that_connection_only() {
+        let m = full();
+        m.srt("live/a", SrtDirection::Push, "t").packets_lost.inc();
+        m.forget_srt("live/a", SrtDirection::Ingest, "");
+        let text = m.render();
+        assert!(
+            !text.contains("direction=\"ingest\",stream=\"live/a\""),
+            "{text}"
+        );
+        assert!(text.contains("direction=\"push\",stream=\"live/a\",target=\"t\""));
+        assert!(text.contains("direction=\"ingest\",stream=\"live/b\""));
     }
 
     #[test]

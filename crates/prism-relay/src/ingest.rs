@@ -6,6 +6,7 @@ use crate::relay::Relay;
 use bytes::Bytes;
 use prism_control::{Action, ConnInfo, Refusal, StreamRequest};
 use prism_hub::{Frame, FrameKind, PublishError, PublishHandle, QueueLimits, Stream, Subscription};
+use prism_metrics::RejectReason;
 use prism_rtmp::media::{inspect_audio, inspect_video};
 use prometheus::{IntCounter, IntGauge};
 use std::sync::Arc;
@@ -73,12 +74,12 @@ impl Relay {
             Ok(h) => h,
             Err(e) => {
                 let reason = match e {
-                    PublishError::AlreadyLive(_) => "already_live",
-                    PublishError::Closed => "shutting_down",
-                    _ => "other",
+                    PublishError::AlreadyLive(_) => RejectReason::AlreadyLive,
+                    PublishError::Closed => RejectReason::ShuttingDown,
+                    _ => RejectReason::Other,
                 };
                 warn!(peer = %info.peer, transport = info.transport, stream = %format!("{app}/{key}"), "publish refused: {e}");
-                m.publish_rejected_total.with_label_values(&[reason]).inc();
+                m.publish_rejected(reason).inc();
                 return Err(e);
             }
         };
@@ -100,10 +101,10 @@ impl Relay {
                 }
             });
         }
+        let series = m.ingest(&label);
         Ok(Publisher {
-            bytes: m.ingest_bytes_total.with_label_values(&[&label]),
-            frames: ["audio", "video", "data"]
-                .map(|k| m.ingest_frames_total.with_label_values(&[&label, k])),
+            bytes: series.bytes,
+            frames: [series.audio_frames, series.video_frames, series.data_frames],
             stream: handle.stream().clone(),
             handle: Some(handle),
         })
@@ -126,7 +127,7 @@ impl Relay {
         );
         let label = sub.stream().name().to_owned();
         info!(peer = %info.peer, transport = info.transport, stream = %label, "play started");
-        let active = self.metrics().players_active.with_label_values(&[&label]);
+        let active = self.metrics().players_active(&label);
         active.inc();
         Player {
             sub,
@@ -224,8 +225,7 @@ impl Player {
             if now > self.reported[i] {
                 self.relay
                     .metrics()
-                    .player_dropped_frames_total
-                    .with_label_values(&[&self.label, reason.as_str()])
+                    .player_dropped(&self.label, crate::egress::drop_reason(*reason))
                     .inc_by(now - self.reported[i]);
                 self.reported[i] = now;
             }

@@ -112,25 +112,18 @@ pub(crate) fn spawn_target(
         .control()
         .registry()
         .add_target(stream, &target.name, max, || {
-            let m = relay.metrics();
-            let labels = [stream.name(), target.name.as_str()];
-            let up = m.target_up.with_label_values(&labels);
-            let bytes = m.target_bytes_sent_total.with_label_values(&labels);
-            let queue = m.target_queue_bytes.with_label_values(&labels);
+            let series = relay.metrics().target(stream.name(), &target.name);
             let status = Arc::new(TargetStatus::new(
                 &target,
                 origin,
-                up.clone(),
-                bytes.clone(),
-                queue.clone(),
+                series.up.clone(),
+                series.bytes_sent.clone(),
+                series.queue_bytes.clone(),
             ));
             tm = Some(TargetMetrics {
                 stream: stream.name().to_owned(),
                 target: target.name.clone(),
-                up,
-                bytes,
-                queue,
-                reconnects: m.target_reconnects_total.with_label_values(&labels),
+                series,
                 status: status.clone(),
             });
             status
@@ -144,10 +137,7 @@ pub(crate) fn spawn_target(
 struct TargetMetrics {
     stream: String,
     target: String,
-    up: prometheus::IntGauge,
-    bytes: prometheus::IntCounter,
-    queue: prometheus::IntGauge,
-    reconnects: prometheus::IntCounter,
+    series: prism_metrics::TargetMetrics,
     status: Arc<TargetStatus>,
 }
 
@@ -174,7 +164,7 @@ async fn run_target(
             break;
         }
         if attempt > 0 {
-            tm.reconnects.inc();
+            tm.series.reconnects.inc();
             status.reconnects.fetch_add(1, Ordering::Relaxed);
         }
         attempt += 1;
@@ -184,8 +174,8 @@ async fn run_target(
         // connecting at once, while publishing by unpublishing, with the goodbye's flush
         // bounded. No select here: this future is polled on every frame of a live push.
         let result = push_once(&relay, &stream, &target, limits, &tm).await;
-        tm.up.set(0);
-        tm.queue.set(0);
+        tm.series.up.set(0);
+        tm.series.queue_bytes.set(0);
         if status.is_cancelled() {
             info!(stream = %tm.stream, target = %tm.target, "target finished: removed");
             break;
@@ -196,9 +186,7 @@ async fn run_target(
                 break;
             }
             Err(e) => {
-                m.target_disconnects_total
-                    .with_label_values(&[&tm.stream, &tm.target, e.reason])
-                    .inc();
+                tm.series.disconnected(e.reason).inc();
                 status.set_error(e.reason, &e.detail);
                 warn!(stream = %tm.stream, target = %tm.target, url = %shown_url, reason = e.reason, "target down: {}", e.detail);
             }
@@ -248,17 +236,17 @@ async fn push_once(
         };
         tm.status.set_subscription(sub.closer());
         let report = SinkReport {
-            up: tm.up.clone(),
-            bytes_sent: tm.bytes.clone(),
+            up: tm.series.up.clone(),
+            bytes_sent: tm.series.bytes_sent.clone(),
         };
         let mut reported = Deltas::<3>::default();
         let result = tokio::select! {
             r = sink.run(&sub, target, &report) => r.map_err(|e| ConnError::new(e.reason, e.detail)),
-            e = watch_queue(relay, tm, &sub, &mut reported) => Err(e),
+            e = watch_queue(tm, &sub, &mut reported) => Err(e),
             // A stream that ends while its sink is still connecting stops the attempt.
             _ = stream.wait_ended() => Ok(()),
         };
-        report_stats(relay, tm, &sub, &mut reported);
+        report_stats(tm, &sub, &mut reported);
         return result;
     }
     let url = RtmpUrl::parse(&target.url).map_err(|e| ConnError::new("bad_url", e))?;
@@ -286,13 +274,12 @@ async fn push_once(
     )
     .await;
     // Drops while connecting or just before a failure count too.
-    report_stats(relay, tm, &sub, &mut reported);
+    report_stats(tm, &sub, &mut reported);
     result
 }
 
 /// Exports a sink's queue depth and drops on a timer; returns when the hub gives up on it.
 async fn watch_queue(
-    relay: &Relay,
     tm: &TargetMetrics,
     sub: &Subscription,
     reported: &mut Deltas<3>,
@@ -300,7 +287,7 @@ async fn watch_queue(
     let mut tick = tokio::time::interval(STATS_INTERVAL);
     loop {
         tick.tick().await;
-        report_stats(relay, tm, sub, reported);
+        report_stats(tm, sub, reported);
         if sub.is_too_slow() {
             return too_slow();
         }
@@ -325,14 +312,13 @@ async fn drive(
         _ = sub.stream().wait_ended() => return Ok(()),
         _ = tm.status.cancelled() => return Ok(()),
     };
-    tm.up.set(1);
+    tm.series.up.set(1);
     tm.status.set_state(TargetState::Up);
     info!(stream = %tm.stream, target = %tm.target, "target publishing");
     driver.set_merge(target.queue.write_merge);
     let mut push = RtmpPush {
         session,
         sub,
-        relay,
         tm,
         reported,
     };
@@ -350,7 +336,7 @@ async fn drive(
     driver.queue(push.session.out());
     let before = driver.bytes_written();
     driver.flush(GOODBYE_FLUSH).await;
-    tm.bytes.inc_by(driver.bytes_written() - before);
+    tm.series.bytes_sent.inc_by(driver.bytes_written() - before);
     Ok(())
 }
 
@@ -441,7 +427,6 @@ impl Output for Setup {
 struct RtmpPush<'a> {
     session: ClientSession,
     sub: &'a Subscription,
-    relay: &'a Relay,
     tm: &'a TargetMetrics,
     reported: &'a mut Deltas<3>,
 }
@@ -480,11 +465,11 @@ impl Output for RtmpPush<'_> {
     }
 
     fn report(&mut self) {
-        report_stats(self.relay, self.tm, self.sub, self.reported);
+        report_stats(self.tm, self.sub, self.reported);
     }
 
     fn wrote(&mut self, n: usize) {
-        self.tm.bytes.inc_by(n as u64);
+        self.tm.series.bytes_sent.inc_by(n as u64);
     }
 }
 
@@ -494,17 +479,15 @@ fn too_slow() -> ConnError {
 }
 
 /// Exports the subscription's queue depth and any drops not reported yet.
-fn report_stats(relay: &Relay, tm: &TargetMetrics, sub: &Subscription, reported: &mut Deltas<3>) {
+fn report_stats(tm: &TargetMetrics, sub: &Subscription, reported: &mut Deltas<3>) {
     let stats = sub.stats();
-    tm.queue.set(stats.queue_bytes as i64);
+    tm.series.queue_bytes.set(stats.queue_bytes as i64);
     for (i, reason) in DropReason::ALL.iter().enumerate() {
         let new = reported.delta(i, stats.dropped(*reason));
         if new > 0 {
             tm.status.drops.fetch_add(new, Ordering::Relaxed);
-            relay
-                .metrics()
-                .target_dropped_frames_total
-                .with_label_values(&[&tm.stream, &tm.target, reason.as_str()])
+            tm.series
+                .dropped(crate::egress::drop_reason(*reason))
                 .inc_by(new);
         }
     }

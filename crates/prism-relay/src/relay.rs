@@ -112,7 +112,7 @@ impl Relay {
     /// before metrics are rendered.
     pub fn refresh_gauges(&self) {
         self.metrics
-            .streams_active
+            .streams_active()
             .set(self.hub.live_streams().len() as i64);
         self.control.registry().refresh_queue_gauges();
     }

@@ -9,6 +9,7 @@ use crate::relay::Relay;
 use bytes::BytesMut;
 use prism_control::{ConnInfo, Refusal, StreamRequest};
 use prism_hub::{Frame, PublishError, Subscription};
+use prism_metrics::RejectReason;
 use prism_rtmp::chunk::DecoderLimits;
 use prism_rtmp::session::{ServerEvent, ServerSession, SessionConfig};
 use prism_rtmp::OutQueue;
@@ -41,22 +42,15 @@ where
     // A graceful shutdown waits for the connection (a player's end of stream to flush).
     let _in_flight = relay.track(|| format!("{} connection from {}", info.transport, info.peer));
     let m = relay.metrics();
-    m.connections_total
-        .with_label_values(&[info.transport])
-        .inc();
-    m.connections_active
-        .with_label_values(&[info.transport])
-        .inc();
+    let conn = m.connection(info.transport);
+    conn.accepted.inc();
+    conn.active.inc();
     let result = run(io, info, &relay).await;
-    m.connections_active
-        .with_label_values(&[info.transport])
-        .dec();
+    conn.active.dec();
     match result {
         Ok(()) => debug!(peer = %info.peer, transport = info.transport, "connection closed"),
         Err(e) => {
-            m.connection_errors_total
-                .with_label_values(&[info.transport, e.reason])
-                .inc();
+            m.connection_error(info.transport, e.reason).inc();
             info!(peer = %info.peer, transport = info.transport, reason = e.reason, "connection closed: {}", e.detail);
         }
     }
@@ -136,7 +130,7 @@ where
                 if let Some(r) = denied {
                     driver.queue(conn.session.out());
                     driver.flush(GOODBYE_FLUSH).await;
-                    info!(peer = %info.peer, transport = info.transport, reason = r.reason(), "closing a refused connection");
+                    info!(peer = %info.peer, transport = info.transport, reason = r.reason().as_str(), "closing a refused connection");
                     break Ok(());
                 }
             }
@@ -181,8 +175,7 @@ impl RtmpConn {
                     );
                     self.relay
                         .metrics()
-                        .publish_rejected_total
-                        .with_label_values(&["busy_connection"])
+                        .publish_rejected(RejectReason::BusyConnection)
                         .inc();
                 }
                 ServerEvent::PlayRequested { stream_id, .. }

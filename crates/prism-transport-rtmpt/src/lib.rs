@@ -295,12 +295,7 @@ impl Tunnel {
                 None
             };
             if let Some(reason) = reason {
-                self.shared
-                    .relay
-                    .metrics()
-                    .connection_errors_total
-                    .with_label_values(&[self.shared.transport, reason])
-                    .inc();
+                self.count(reason);
             }
             debug!(transport = self.shared.transport, %peer, "HTTP connection ended: {e}");
         }
@@ -508,8 +503,7 @@ impl Tunnel {
         self.shared
             .relay
             .metrics()
-            .connection_errors_total
-            .with_label_values(&[self.shared.transport, reason])
+            .connection_error(self.shared.transport, reason)
             .inc();
     }
 
@@ -523,8 +517,7 @@ impl Tunnel {
             self.shared
                 .relay
                 .metrics()
-                .connection_errors_total
-                .with_label_values(&[self.shared.transport, reason::SESSION_TIMEOUT])
+                .connection_error(self.shared.transport, reason::SESSION_TIMEOUT)
                 .inc_by(expired.len() as u64);
         }
     }

@@ -58,22 +58,16 @@ async fn open(t: &Tunnel) -> String {
     id.to_owned()
 }
 
-fn errors(t: &Tunnel, reason: &str) -> u64 {
+fn errors(t: &Tunnel, reason: &'static str) -> u64 {
     t.shared
         .relay
         .metrics()
-        .connection_errors_total
-        .with_label_values(&[RTMPT, reason])
+        .connection_error(RTMPT, reason)
         .get()
 }
 
 fn active(t: &Tunnel) -> i64 {
-    t.shared
-        .relay
-        .metrics()
-        .connections_active
-        .with_label_values(&[RTMPT])
-        .get()
+    t.shared.relay.metrics().connection(RTMPT).active.get()
 }
 
 async fn wait_for(what: &str, mut f: impl FnMut() -> bool) {
@@ -324,8 +318,8 @@ async fn publish_through_the_tunnel() {
         t.shared
             .relay
             .metrics()
-            .ingest_frames_total
-            .with_label_values(&["live/tunnel", "video"])
+            .ingest("live/tunnel")
+            .video_frames
             .get()
     };
     wait_for("10 video frames ingested", || frames() == 10).await;

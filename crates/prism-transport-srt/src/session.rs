@@ -34,10 +34,9 @@ pub(crate) async fn serve(
     // A graceful shutdown waits for the session to end with its stream.
     let _in_flight = relay.track(|| format!("srt session from {peer}"));
     let m = relay.metrics();
-    m.connections_total
-        .with_label_values(&[crate::TRANSPORT])
-        .inc();
-    let active = m.connections_active.with_label_values(&[crate::TRANSPORT]);
+    let conn = m.connection(crate::TRANSPORT);
+    conn.accepted.inc();
+    let active = conn.active;
     active.inc();
     let _active = scopeguard(move || active.dec());
     let info = ConnInfo {
@@ -82,9 +81,7 @@ pub(crate) async fn serve(
             let end = media::ingest(&mut socket, publisher).await;
             info!(%peer, transport = crate::TRANSPORT, stream = %label, ?end, "SRT publisher gone");
             if end == IngestEnd::Lost {
-                m.connection_errors_total
-                    .with_label_values(&[crate::TRANSPORT, "lost"])
-                    .inc();
+                m.connection_error(crate::TRANSPORT, "lost").inc();
             }
         }
         Mode::Play => {
@@ -141,8 +138,7 @@ fn reject_reason(r: &Refusal) -> ServerRejectReason {
 fn refused(relay: &Relay, reason: &'static str) {
     relay
         .metrics()
-        .connection_errors_total
-        .with_label_values(&[crate::TRANSPORT, reason])
+        .connection_error(crate::TRANSPORT, reason)
         .inc();
 }
 

@@ -10,36 +10,24 @@ use srt_tokio::{SocketStatistics, SrtSocket};
 use std::sync::Arc;
 use tokio::task::JoinHandle;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Direction {
-    Ingest,
-    Play,
-    /// A push target (its name is the `target` label).
-    Push,
-}
-
-impl Direction {
-    fn as_str(self) -> &'static str {
-        match self {
-            Direction::Ingest => "ingest",
-            Direction::Play => "play",
-            Direction::Push => "push",
-        }
-    }
-}
+// The `direction` label's values are prism-metrics' (`SrtDirection`).
+pub(crate) use prism_metrics::SrtDirection as Direction;
 
 /// Exports the socket's statistics until dropped; then removes its series.
 pub(crate) struct StatsGuard {
     task: JoinHandle<()>,
     relay: Arc<Relay>,
-    labels: [String; 3],
+    stream: String,
+    direction: Direction,
+    target: String,
 }
 
 impl Drop for StatsGuard {
     fn drop(&mut self) {
         self.task.abort();
-        let [s, d, t] = &self.labels;
-        self.relay.metrics().forget_srt(s, d, t);
+        self.relay
+            .metrics()
+            .forget_srt(&self.stream, self.direction, &self.target);
     }
 }
 
@@ -60,22 +48,15 @@ pub(crate) fn watch_target(
     direction: Direction,
     target: &str,
 ) -> StatsGuard {
-    let labels = [
-        stream.to_owned(),
-        direction.as_str().to_owned(),
-        target.to_owned(),
-    ];
     let mut updates = socket.statistics().clone();
     let handshake_rtt = socket.settings().rtt;
-    let m = relay.metrics().clone();
-    let l = labels.clone();
+    let series = relay.metrics().srt(stream, direction, target);
     let task = tokio::spawn(async move {
-        let l = [l[0].as_str(), l[1].as_str(), l[2].as_str()];
-        let rtt = m.srt_rtt_seconds.with_label_values(&l);
-        let lost = m.srt_packets_lost_total.with_label_values(&l);
-        let rexmit = m.srt_packets_retransmitted_total.with_label_values(&l);
-        let dropped = m.srt_packets_dropped_total.with_label_values(&l);
-        let rbuf = m.srt_receive_buffer_seconds.with_label_values(&l);
+        let rtt = series.rtt_seconds;
+        let lost = series.packets_lost;
+        let rexmit = series.packets_retransmitted;
+        let dropped = series.packets_dropped;
+        let rbuf = series.receive_buffer_seconds;
         rtt.set(handshake_rtt.as_secs_f64());
         let mut last = Totals::default();
         while let Some(s) = updates.next().await {
@@ -90,7 +71,9 @@ pub(crate) fn watch_target(
     StatsGuard {
         task,
         relay: relay.clone(),
-        labels,
+        stream: stream.to_owned(),
+        direction,
+        target: target.to_owned(),
     }
 }
 
