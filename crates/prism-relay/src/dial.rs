@@ -70,3 +70,15 @@ pub struct SinkReport {
     /// `prism_target_bytes_sent_total`.
     pub bytes_sent: IntCounter,
 }
+
+impl std::fmt::Debug for dyn TargetSink {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "TargetSink({})", self.scheme())
+    }
+}
+
+impl std::fmt::Debug for dyn Dialer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Dialer({})", self.scheme())
+    }
+}

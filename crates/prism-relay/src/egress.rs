@@ -15,3 +15,15 @@ pub(crate) fn shared_body(f: &Frame, chunk_size: u32) -> Option<&PreChunked> {
         .get_or_init(|| PreChunked::new(f.kind.csid(), chunk_size, &f.payload))
         .filter(|b| b.fits(f.kind.csid(), chunk_size))
 }
+
+/// The metrics label of a hub drop reason. An exhaustive match, so a new hub reason
+/// must be given its label here (prism-metrics does not depend on the hub).
+pub(crate) fn drop_reason(r: prism_hub::DropReason) -> prism_metrics::DropReason {
+    use prism_hub::DropReason as H;
+    use prism_metrics::DropReason as M;
+    match r {
+        H::QueueFull => M::QueueFull,
+        H::WaitingKeyframe => M::WaitingKeyframe,
+        H::AudioOverflow => M::AudioOverflow,
+    }
+}

@@ -2,8 +2,9 @@
 //! later transport does once it knows app/key. Metrics, codec bookkeeping and the stream's
 //! push targets are handled here, so transports only move frames.
 
-use crate::context::{ConnInfo, Relay};
+use crate::relay::Relay;
 use bytes::Bytes;
+use prism_control::{Action, ConnInfo, Refusal, StreamRequest};
 use prism_hub::{Frame, FrameKind, PublishError, PublishHandle, QueueLimits, Stream, Subscription};
 use prism_metrics::RejectReason;
 use prism_rtmp::media::{inspect_audio, inspect_video, MediaInfo};
@@ -24,17 +25,52 @@ pub struct Publisher {
 }
 
 impl Relay {
+    /// Starts publishing `req` for a connection of any transport, once the route's rules and
+    /// the `[auth] on_publish` webhook allow it (the webhook is awaited, within
+    /// `[auth] timeout_ms`). Refusals are logged and counted in
+    /// `prism_publish_rejected_total{reason}`; the caller tells its client.
+    pub async fn publish(
+        self: &Arc<Self>,
+        req: StreamRequest<'_>,
+        info: &ConnInfo,
+    ) -> Result<Publisher, Refusal> {
+        let control = self.control();
+        control.authorize(Action::Publish, req, info).await?;
+        let max = self.config().limits.max_streams;
+        // A stream in its reconnect grace (or live) is not a new one: its own publisher may
+        // come back whatever the count, and a duplicate is refused by the hub below.
+        if self.hub().get(req.app, req.key).is_none() && self.hub().live_streams().len() >= max {
+            let r = Refusal::TooManyStreams;
+            control.refused(Action::Publish, req, info, &r);
+            return Err(r);
+        }
+        // The hub's own refusals are logged and counted there.
+        self.start_publish(req.app, req.key, info)
+            .map_err(Refusal::Hub)
+    }
+
+    /// Starts playing `req` once the route's rules and the `[auth] on_play` webhook allow it.
+    /// Refusals are logged and counted in `prism_play_rejected_total{reason}`.
+    pub async fn play(
+        self: &Arc<Self>,
+        req: StreamRequest<'_>,
+        info: &ConnInfo,
+    ) -> Result<Player, Refusal> {
+        self.control().authorize(Action::Play, req, info).await?;
+        Ok(self.start_play(req.app, req.key, info))
+    }
+
     /// Starts publishing `app/key` for a connection of any transport. A refusal (the key is
     /// already live) is logged and counted; the caller tells its client in its protocol.
     /// Transports call [`Relay::publish`], which checks access and limits first.
-    pub(crate) fn start_publish(
+    fn start_publish(
         self: &Arc<Self>,
         app: &str,
         key: &str,
         info: &ConnInfo,
     ) -> Result<Publisher, PublishError> {
-        let m = &self.metrics;
-        let handle = match self.hub.publish(app, key, Instant::now()) {
+        let m = self.metrics();
+        let handle = match self.hub().publish(app, key, Instant::now()) {
             Ok(h) => h,
             Err(e) => {
                 let reason = match e {
@@ -49,7 +85,8 @@ impl Relay {
         };
         let label = handle.stream().name().to_owned();
         info!(peer = %info.peer, transport = info.transport, stream = %label, resumed = handle.resumed(), "publish started");
-        self.registry()
+        self.control()
+            .registry()
             .publish_started(handle.stream(), *info, handle.resumed());
         if !handle.resumed() {
             crate::push::spawn_targets(self, handle.stream().clone());
@@ -57,10 +94,10 @@ impl Relay {
             let (stream, relay) = (handle.stream().clone(), self.clone());
             tokio::spawn(async move {
                 stream.wait_ended().await;
-                relay.registry().stream_ended(&stream);
+                relay.control().registry().stream_ended(&stream);
                 // Unless a new stream already runs under the same name.
-                if relay.hub.get(stream.app(), stream.key()).is_none() {
-                    relay.metrics.forget_stream(stream.name());
+                if relay.hub().get(stream.app(), stream.key()).is_none() {
+                    relay.metrics().forget_stream(stream.name());
                 }
             });
         }
@@ -76,9 +113,9 @@ impl Relay {
     /// Starts playing `app/key` (waiting for a publisher if there is none yet) with the
     /// `[player]` queue budget.
     /// Transports call [`Relay::play`], which checks access first.
-    pub(crate) fn start_play(self: &Arc<Self>, app: &str, key: &str, info: &ConnInfo) -> Player {
+    fn start_play(self: &Arc<Self>, app: &str, key: &str, info: &ConnInfo) -> Player {
         let q = self.config().player;
-        let sub = self.hub.subscribe(
+        let sub = self.hub().subscribe(
             app,
             key,
             QueueLimits {
@@ -90,7 +127,7 @@ impl Relay {
         );
         let label = sub.stream().name().to_owned();
         info!(peer = %info.peer, transport = info.transport, stream = %label, "play started");
-        let active = self.metrics.players_active(&label);
+        let active = self.metrics().players_active(&label);
         active.inc();
         Player {
             sub,
@@ -214,8 +251,8 @@ impl Player {
             let now = stats.dropped(*reason);
             if now > self.reported[i] {
                 self.relay
-                    .metrics
-                    .player_dropped(&self.label, crate::drop_reason(*reason))
+                    .metrics()
+                    .player_dropped(&self.label, crate::egress::drop_reason(*reason))
                     .inc_by(now - self.reported[i]);
                 self.reported[i] = now;
             }

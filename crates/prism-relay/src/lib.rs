@@ -1,49 +1,41 @@
 //! Tokio drivers between the byte streams transports accept and the hub: RTMP sessions
-//! (publish and play) over any `AsyncRead + AsyncWrite`, and push targets that reconnect.
+//! (publish and play) over any `AsyncRead + AsyncWrite`, and the push supervisor (one task
+//! per push target, reconnecting). [`Relay`] is what transports hold: they reach the hub,
+//! the metrics and the control plane only through its methods.
 //!
 //! A transport (TCP, TLS, HTTP tunnel, ...) accepts connections and calls
 //! [`serve_rtmp`]; nothing here knows which transport a byte stream came from beyond the
 //! name it is given for metrics. The protocol itself lives in prism-rtmp, the fan-out in
-//! prism-hub.
+//! prism-hub, the egress plumbing in prism-egress. What is allowed, what is live and what a
+//! reload changes is decided in prism-control (no protocol there): this crate asks it, then
+//! moves the media. It must not decide policy itself (access, limits, reload diffs).
+//!
+//! Modules, each depending only on those listed before it: `dial`, `egress`, `handshake`
+//! (leaves); `drive` (the one connection driver); `relay` (the [`Relay`] value, delegating
+//! to the control plane); `push` (the supervisor); `ingest` (publish/play);
+//! `reload` (applies a reload plan); `server` (RTMP sessions).
 
-mod access;
-mod context;
 mod dial;
 mod drive;
 mod egress;
+mod handshake;
 mod ingest;
-mod limits;
 mod push;
+mod relay;
 mod reload;
 mod server;
-mod shutdown;
-mod status;
 
-pub use access::{Refusal, StreamRequest};
-pub use context::{ConnInfo, Relay};
 pub use dial::{
     BoxedStream, ByteStream, ConnError, DialError, DialFuture, Dialer, SinkFuture, SinkReport,
     TargetSink,
 };
 pub use drive::{Driver, Exit, Flow, Output};
 pub use ingest::{Player, Publisher};
-pub use limits::{ConnPermit, LimitExceeded};
-pub use push::{spawn_targets, Backoff};
-pub use reload::{ReloadReport, StreamChanges};
-pub use server::serve_rtmp;
-pub use shutdown::{InFlightGuard, ShutdownReport};
-pub use status::{
-    AddTargetError, RemoveTargetError, StreamSnapshot, TargetOrigin, TargetSnapshot, TargetState,
+pub use prism_control::{
+    AddTargetError, ConnInfo, ConnPermit, InFlightGuard, LimitExceeded, Refusal, RemoveTargetError,
+    ShutdownReport, StreamRequest, StreamSnapshot, TargetOrigin, TargetSnapshot, TargetState,
 };
-
-/// The metrics label of a hub drop reason. An exhaustive match, so a new hub reason
-/// must be given its label here (prism-metrics does not depend on the hub).
-pub(crate) fn drop_reason(r: prism_hub::DropReason) -> prism_metrics::DropReason {
-    use prism_hub::DropReason as H;
-    use prism_metrics::DropReason as M;
-    match r {
-        H::QueueFull => M::QueueFull,
-        H::WaitingKeyframe => M::WaitingKeyframe,
-        H::AudioOverflow => M::AudioOverflow,
-    }
-}
+pub use prism_control::{ReloadReport, StreamChanges};
+pub use push::{spawn_targets, Backoff};
+pub use relay::Relay;
+pub use server::serve_rtmp;

@@ -1,13 +1,14 @@
 //! Push targets: one task per destination of a live stream, each with its own hub queue,
 //! reconnecting with jittered exponential backoff for as long as the stream is live.
 
-use crate::context::{epoch_ms, handshake_random, Relay};
 use crate::dial::{BoxedStream, ConnError, Dialer, SinkReport};
 use crate::drive::{Driver, Exit, Flow, Output};
 use crate::egress::shared_body;
-use crate::status::{AddTargetError, TargetOrigin, TargetState, TargetStatus};
+use crate::handshake::{epoch_ms, handshake_random};
+use crate::relay::Relay;
 use bytes::BytesMut;
 use prism_config::{redact_url, ResolvedTarget};
+use prism_control::{AddTargetError, TargetOrigin, TargetSnapshot, TargetState, TargetStatus};
 use prism_egress::Deltas;
 use prism_hub::{DropReason, Frame, QueueLimits, Stream, Subscription};
 use prism_rtmp::session::{ClientConfig, ClientSession, SessionConfig};
@@ -69,13 +70,32 @@ impl Backoff {
 /// Starts one push task per configured target of `stream`.
 pub fn spawn_targets(relay: &Arc<Relay>, stream: Arc<Stream>) {
     // Not interleaved with a config reload: the targets started are those of one config.
-    let _reconciling = relay.reconcile_lock();
+    let _reconciling = relay.control().reconcile_lock();
     let targets = relay.config().targets_for(stream.app(), stream.key());
     for target in targets {
         if let Err(e) = spawn_target(relay, &stream, target, TargetOrigin::Config) {
             // The stream ended meanwhile; names from the config are unique per stream.
             info!(stream = %stream.name(), "target not started: {e}");
         }
+    }
+}
+
+impl Relay {
+    /// Adds a push target to the live stream `app/key` without touching its others; it
+    /// runs until the stream ends or it is removed. `Err` if the stream is not live or
+    /// already has a target of that name.
+    pub fn add_target(
+        self: &Arc<Self>,
+        app: &str,
+        key: &str,
+        target: ResolvedTarget,
+    ) -> Result<TargetSnapshot, AddTargetError> {
+        let Some((stream, _)) = self.control().registry().find_live(app, key) else {
+            return Err(AddTargetError::NotLive(format!("{app}/{key}")));
+        };
+        let status = spawn_target(self, &stream, target, TargetOrigin::Api)?;
+        info!(stream = %stream.name(), target = %status.name, url = %status.shown_url(), "target added");
+        Ok(status.snapshot())
     }
 }
 
@@ -88,23 +108,26 @@ pub(crate) fn spawn_target(
 ) -> Result<Arc<TargetStatus>, AddTargetError> {
     let mut tm = None;
     let max = relay.config().limits.max_targets_per_stream;
-    let status = relay.registry().add_target(stream, &target.name, max, || {
-        let series = relay.metrics.target(stream.name(), &target.name);
-        let status = Arc::new(TargetStatus::new(
-            &target,
-            origin,
-            series.up.clone(),
-            series.bytes_sent.clone(),
-            series.queue_bytes.clone(),
-        ));
-        tm = Some(TargetMetrics {
-            stream: stream.name().to_owned(),
-            target: target.name.clone(),
-            series,
-            status: status.clone(),
-        });
-        status
-    })?;
+    let status = relay
+        .control()
+        .registry()
+        .add_target(stream, &target.name, max, || {
+            let series = relay.metrics().target(stream.name(), &target.name);
+            let status = Arc::new(TargetStatus::new(
+                &target,
+                origin,
+                series.up.clone(),
+                series.bytes_sent.clone(),
+                series.queue_bytes.clone(),
+            ));
+            tm = Some(TargetMetrics {
+                stream: stream.name().to_owned(),
+                target: target.name.clone(),
+                series,
+                status: status.clone(),
+            });
+            status
+        })?;
     if let Some(tm) = tm {
         tokio::spawn(run_target(relay.clone(), stream.clone(), target, tm));
     }
@@ -126,7 +149,7 @@ async fn run_target(
 ) {
     // Shutdown waits for the goodbye (FCUnpublish, deleteStream) to go out.
     let _in_flight = relay.track(|| format!("target {} of {}", tm.target, tm.stream));
-    let m = &relay.metrics;
+    let m = relay.metrics();
     let status = tm.status.clone();
     let shown_url = redact_url(&target.url);
     let limits = QueueLimits {
@@ -182,11 +205,12 @@ async fn run_target(
     }
     status.set_state(TargetState::Down);
     relay
+        .control()
         .registry()
         .target_ended(&stream, &status, |name_free| {
             // A new stream may already run under the same name, or a target re-added under
             // this name: leave their series alone.
-            let stream_gone = relay.hub.get(stream.app(), stream.key()).is_none();
+            let stream_gone = relay.hub().get(stream.app(), stream.key()).is_none();
             if stream_gone || (status.is_cancelled() && name_free) {
                 m.forget_target(&tm.stream, &tm.target);
             }
@@ -462,7 +486,9 @@ fn report_stats(tm: &TargetMetrics, sub: &Subscription, reported: &mut Deltas<3>
         let new = reported.delta(i, stats.dropped(*reason));
         if new > 0 {
             tm.status.drops.fetch_add(new, Ordering::Relaxed);
-            tm.series.dropped(crate::drop_reason(*reason)).inc_by(new);
+            tm.series
+                .dropped(crate::egress::drop_reason(*reason))
+                .inc_by(new);
         }
     }
 }

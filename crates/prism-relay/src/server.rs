@@ -1,12 +1,13 @@
 //! Serves one RTMP connection (publisher or player) over any byte stream.
 
-use crate::access::{Refusal, StreamRequest};
-use crate::context::{epoch_ms, handshake_random, ConnInfo, Relay};
 use crate::dial::ConnError;
 use crate::drive::{Driver, Exit, Flow, Output};
 use crate::egress::shared_body;
+use crate::handshake::{epoch_ms, handshake_random};
 use crate::ingest::{Player, Publisher};
+use crate::relay::Relay;
 use bytes::BytesMut;
+use prism_control::{ConnInfo, Refusal, StreamRequest};
 use prism_hub::{Frame, PublishError, Subscription};
 use prism_metrics::RejectReason;
 use prism_rtmp::chunk::DecoderLimits;
@@ -40,7 +41,7 @@ where
 {
     // A graceful shutdown waits for the connection (a player's end of stream to flush).
     let _in_flight = relay.track(|| format!("{} connection from {}", info.transport, info.peer));
-    let m = &relay.metrics;
+    let m = relay.metrics();
     let conn = m.connection(info.transport);
     conn.accepted.inc();
     conn.active.inc();
@@ -173,7 +174,7 @@ impl RtmpConn {
                         "Connection already has a stream",
                     );
                     self.relay
-                        .metrics
+                        .metrics()
                         .publish_rejected(RejectReason::BusyConnection)
                         .inc();
                 }

@@ -502,7 +502,7 @@ impl Tunnel {
     fn count(&self, reason: &'static str) {
         self.shared
             .relay
-            .metrics
+            .metrics()
             .connection_error(self.shared.transport, reason)
             .inc();
     }
@@ -516,7 +516,7 @@ impl Tunnel {
             );
             self.shared
                 .relay
-                .metrics
+                .metrics()
                 .connection_error(self.shared.transport, reason::SESSION_TIMEOUT)
                 .inc_by(expired.len() as u64);
         }

@@ -59,11 +59,15 @@ async fn open(t: &Tunnel) -> String {
 }
 
 fn errors(t: &Tunnel, reason: &'static str) -> u64 {
-    t.shared.relay.metrics.connection_error(RTMPT, reason).get()
+    t.shared
+        .relay
+        .metrics()
+        .connection_error(RTMPT, reason)
+        .get()
 }
 
 fn active(t: &Tunnel) -> i64 {
-    t.shared.relay.metrics.connection(RTMPT).active.get()
+    t.shared.relay.metrics().connection(RTMPT).active.get()
 }
 
 async fn wait_for(what: &str, mut f: impl FnMut() -> bool) {
@@ -300,8 +304,7 @@ async fn publish_through_the_tunnel() {
     let stream = t
         .shared
         .relay
-        .hub
-        .get("live", "tunnel")
+        .stream("live", "tunnel")
         .expect("stream live in the hub");
     let frame = Bytes::from_static(&[0x17, 0, 0, 0, 0, 1, 2, 3]);
     for ts in 0..10 {
@@ -314,7 +317,7 @@ async fn publish_through_the_tunnel() {
     let frames = || {
         t.shared
             .relay
-            .metrics
+            .metrics()
             .ingest("live/tunnel")
             .video_frames
             .get()
@@ -326,7 +329,7 @@ async fn publish_through_the_tunnel() {
     call(&t, &format!("/send/{id}/{}", seq + 1), out).await;
     call(&t, &format!("/close/{id}/{}", seq + 2), "\0").await;
     wait_for("stream ends", || {
-        t.shared.relay.hub.get("live", "tunnel").is_none()
+        t.shared.relay.stream("live", "tunnel").is_none()
     })
     .await;
 }

@@ -181,7 +181,7 @@ impl Front {
     }
 
     async fn reject(&mut self, peer: SocketAddr, request: &[u8], code: RejectCode) {
-        let m = &self.relay.metrics;
+        let m = self.relay.metrics();
         m.connection_error(crate::TRANSPORT, code.label()).inc();
         warn!(%peer, transport = crate::TRANSPORT, reason = code.label(), code = code.0, "refused SRT caller");
         let _ = self

@@ -33,7 +33,7 @@ pub(crate) async fn serve(
     established.store(true, Ordering::Relaxed);
     // A graceful shutdown waits for the session to end with its stream.
     let _in_flight = relay.track(|| format!("srt session from {peer}"));
-    let m = &relay.metrics;
+    let m = relay.metrics();
     let conn = m.connection(crate::TRANSPORT);
     conn.accepted.inc();
     let active = conn.active;
@@ -137,7 +137,7 @@ fn reject_reason(r: &Refusal) -> ServerRejectReason {
 
 fn refused(relay: &Relay, reason: &'static str) {
     relay
-        .metrics
+        .metrics()
         .connection_error(crate::TRANSPORT, reason)
         .inc();
 }

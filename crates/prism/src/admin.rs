@@ -58,7 +58,7 @@ async fn handle(req: Request<Incoming>, relay: &Relay, api: &Api) -> Response<Fu
             respond(
                 StatusCode::OK,
                 "text/plain; version=0.0.4; charset=utf-8",
-                relay.metrics.render(),
+                relay.render_metrics(),
             )
         }
         "/healthz" => respond(StatusCode::OK, "text/plain", "ok\n".into()),

@@ -1,20 +1,19 @@
 //! Who may publish and play, for every transport: the route's address allowlists and
-//! tokens, then the `[auth]` webhook. Transports call [`Relay::publish`] and [`Relay::play`]
-//! and tell their client about a [`Refusal`] in their own protocol.
+//! tokens, then the `[auth]` webhook ([`check`]). Transports ask the relay to publish or
+//! play, which asks here first, and tell their client about a [`Refusal`] in their own
+//! protocol.
 //!
 //! Secrets (tokens, the query that carries them, the webhook's bearer token and the query
 //! of its URL) never reach a log line, a metric label or an error message.
 
-use crate::context::{ConnInfo, Relay};
-use crate::ingest::{Player, Publisher};
+use crate::conn::ConnInfo;
 use bytes::Bytes;
 use http_body_util::Full;
 use hyper::header::{AUTHORIZATION, CONTENT_TYPE, HOST, USER_AGENT};
 use hyper_util::rt::TokioIo;
-use prism_config::{IpNet, Secret, WebhookUrl};
+use prism_config::{Config, IpNet, Secret, WebhookUrl};
 use prism_hub::PublishError;
 use prism_metrics::RejectReason;
-use std::sync::Arc;
 use tokio::net::TcpStream;
 use tracing::warn;
 
@@ -106,20 +105,21 @@ impl Refusal {
 const MAX_APP_LEN: usize = 128;
 /// Longest stream key accepted (bytes, without the query string): well above any platform's
 /// keys, small enough for a metric label and a log line.
-const MAX_KEY_LEN: usize = 256;
+pub const MAX_KEY_LEN: usize = 256;
 
 fn name_ok(name: &str, max: usize) -> bool {
     !name.is_empty() && name.len() <= max && !name.chars().any(char::is_control)
 }
 
-#[derive(Clone, Copy, PartialEq, Eq)]
-enum Action {
+/// What a client asks for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Action {
     Publish,
     Play,
 }
 
 impl Action {
-    fn as_str(self) -> &'static str {
+    pub fn as_str(self) -> &'static str {
         match self {
             Action::Publish => "publish",
             Action::Play => "play",
@@ -127,131 +127,71 @@ impl Action {
     }
 }
 
-impl Relay {
-    /// Starts publishing `req` for a connection of any transport, once the route's rules and
-    /// the `[auth] on_publish` webhook allow it (the webhook is awaited, within
-    /// `[auth] timeout_ms`). Refusals are logged and counted in
-    /// `prism_publish_rejected_total{reason}`; the caller tells its client.
-    pub async fn publish(
-        self: &Arc<Self>,
-        req: StreamRequest<'_>,
-        info: &ConnInfo,
-    ) -> Result<Publisher, Refusal> {
-        if let Err(r) = self.authorize(Action::Publish, req, info).await {
-            self.refused(Action::Publish, req, info, &r);
-            return Err(r);
-        }
-        let max = self.config().limits.max_streams;
-        // A stream in its reconnect grace (or live) is not a new one: its own publisher may
-        // come back whatever the count, and a duplicate is refused by the hub below.
-        if self.hub.get(req.app, req.key).is_none() && self.hub.live_streams().len() >= max {
-            let r = Refusal::TooManyStreams;
-            self.refused(Action::Publish, req, info, &r);
-            return Err(r);
-        }
-        // The hub's own refusals are logged and counted there.
-        self.start_publish(req.app, req.key, info)
-            .map_err(Refusal::Hub)
+/// Whether `info` may `action` `req` under `config`: the name, the route's allowlist and
+/// tokens, then the `[auth]` webhook (awaited, within `[auth] timeout_ms`; fail closed).
+/// Webhook failures are logged here; the caller logs and counts the refusal.
+pub async fn check(
+    action: Action,
+    req: StreamRequest<'_>,
+    info: &ConnInfo,
+    config: &Config,
+) -> Result<(), Refusal> {
+    if !name_ok(req.app, MAX_APP_LEN) || !name_ok(req.key, MAX_KEY_LEN) {
+        return Err(Refusal::BadName);
     }
-
-    /// Starts playing `req` once the route's rules and the `[auth] on_play` webhook allow it.
-    /// Refusals are logged and counted in `prism_play_rejected_total{reason}`.
-    pub async fn play(
-        self: &Arc<Self>,
-        req: StreamRequest<'_>,
-        info: &ConnInfo,
-    ) -> Result<Player, Refusal> {
-        if let Err(r) = self.authorize(Action::Play, req, info).await {
-            self.refused(Action::Play, req, info, &r);
-            return Err(r);
+    let access = config.access_for(req.app, req.key);
+    let (networks, tokens, hook) = match action {
+        Action::Publish => (
+            access.allow_publish,
+            access.publish_tokens,
+            config.auth.on_publish.as_ref(),
+        ),
+        Action::Play => {
+            if !access.play {
+                return Err(Refusal::PlayDisabled);
+            }
+            (
+                access.allow_play,
+                access.play_tokens,
+                config.auth.on_play.as_ref(),
+            )
         }
-        Ok(self.start_play(req.app, req.key, info))
+    };
+    if let Some(nets) = networks {
+        if !address_allowed(nets, info.peer.ip()) {
+            return Err(Refusal::ForbiddenAddress);
+        }
     }
-
-    fn refused(&self, action: Action, req: StreamRequest<'_>, info: &ConnInfo, r: &Refusal) {
-        match action {
-            Action::Publish => self.metrics.publish_rejected(r.reason()).inc(),
-            Action::Play => self.metrics.play_rejected(r.reason()).inc(),
+    if let Some(tokens) = tokens {
+        if !token_allowed(tokens, req.query) {
+            return Err(Refusal::Unauthorized);
         }
-        // A refused name may be huge: log a bounded prefix of it.
-        let stream: String = format!("{}/{}", req.app, req.key)
-            .chars()
-            .take(MAX_KEY_LEN)
-            .collect();
-        warn!(
-            peer = %info.peer,
-            transport = info.transport,
-            stream = %stream,
-            reason = r.reason().as_str(),
-            "{} refused: {r}",
-            action.as_str()
-        );
     }
-
-    async fn authorize(
-        &self,
-        action: Action,
-        req: StreamRequest<'_>,
-        info: &ConnInfo,
-    ) -> Result<(), Refusal> {
-        if !name_ok(req.app, MAX_APP_LEN) || !name_ok(req.key, MAX_KEY_LEN) {
-            return Err(Refusal::BadName);
+    let Some(url) = hook else { return Ok(()) };
+    let body = serde_json::json!({
+        "action": action.as_str(),
+        "app": req.app,
+        "key": req.key,
+        "stream": format!("{}/{}", req.app, req.key),
+        "query": req.query,
+        "client_addr": info.peer.to_string(),
+        "client_ip": prism_config::canonical_ip(info.peer.ip()).to_string(),
+        "transport": info.transport,
+    });
+    let call = post_json(url, config.auth.token.as_ref(), body.to_string());
+    match tokio::time::timeout(config.auth.timeout, call).await {
+        Ok(Ok(status)) if (200..300).contains(&status) => Ok(()),
+        Ok(Ok(status)) => {
+            warn!(peer = %info.peer, webhook = %url.shown(), status, "{} webhook refused", action.as_str());
+            Err(Refusal::WebhookRefused)
         }
-        let config = self.config();
-        let access = config.access_for(req.app, req.key);
-        let (networks, tokens, hook) = match action {
-            Action::Publish => (
-                access.allow_publish,
-                access.publish_tokens,
-                config.auth.on_publish.as_ref(),
-            ),
-            Action::Play => {
-                if !access.play {
-                    return Err(Refusal::PlayDisabled);
-                }
-                (
-                    access.allow_play,
-                    access.play_tokens,
-                    config.auth.on_play.as_ref(),
-                )
-            }
-        };
-        if let Some(nets) = networks {
-            if !address_allowed(nets, info.peer.ip()) {
-                return Err(Refusal::ForbiddenAddress);
-            }
+        Ok(Err(e)) => {
+            warn!(peer = %info.peer, webhook = %url.shown(), "{} webhook failed: {e}", action.as_str());
+            Err(Refusal::WebhookError)
         }
-        if let Some(tokens) = tokens {
-            if !token_allowed(tokens, req.query) {
-                return Err(Refusal::Unauthorized);
-            }
-        }
-        let Some(url) = hook else { return Ok(()) };
-        let body = serde_json::json!({
-            "action": action.as_str(),
-            "app": req.app,
-            "key": req.key,
-            "stream": format!("{}/{}", req.app, req.key),
-            "query": req.query,
-            "client_addr": info.peer.to_string(),
-            "client_ip": prism_config::canonical_ip(info.peer.ip()).to_string(),
-            "transport": info.transport,
-        });
-        let call = post_json(url, config.auth.token.as_ref(), body.to_string());
-        match tokio::time::timeout(config.auth.timeout, call).await {
-            Ok(Ok(status)) if (200..300).contains(&status) => Ok(()),
-            Ok(Ok(status)) => {
-                warn!(peer = %info.peer, webhook = %url.shown(), status, "{} webhook refused", action.as_str());
-                Err(Refusal::WebhookRefused)
-            }
-            Ok(Err(e)) => {
-                warn!(peer = %info.peer, webhook = %url.shown(), "{} webhook failed: {e}", action.as_str());
-                Err(Refusal::WebhookError)
-            }
-            Err(_) => {
-                warn!(peer = %info.peer, webhook = %url.shown(), timeout_ms = config.auth.timeout.as_millis() as u64, "{} webhook did not answer in time", action.as_str());
-                Err(Refusal::WebhookError)
-            }
+        Err(_) => {
+            warn!(peer = %info.peer, webhook = %url.shown(), timeout_ms = config.auth.timeout.as_millis() as u64, "{} webhook did not answer in time", action.as_str());
+            Err(Refusal::WebhookError)
         }
     }
 }

@@ -1,14 +1,12 @@
 //! Connection admission: `[limits] max_connections` overall and `max_connections_per_ip`,
-//! shared by every transport. A transport asks [`Relay::admit`] right after accepting (for
-//! RTMPT when a tunnel session opens, for SRT when a caller's handshake starts) and holds
-//! the [`ConnPermit`] for as long as the connection lives.
+//! shared by every transport. A transport asks the relay to admit a connection right after
+//! accepting (for RTMPT when a tunnel session opens, for SRT when a caller's handshake
+//! starts) and holds the [`ConnPermit`] for as long as the connection lives.
 
-use crate::context::Relay;
 use std::collections::HashMap;
-use std::net::{IpAddr, SocketAddr};
+use std::net::IpAddr;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
-use tracing::warn;
 
 /// Refusals are logged at most this often (with a count of those not logged): a flood must
 /// not become a flood of log lines.
@@ -16,7 +14,7 @@ const LOG_EVERY: Duration = Duration::from_secs(1);
 
 /// Open connections, in total and per client address.
 #[derive(Debug, Default)]
-pub(crate) struct ConnLimiter {
+pub struct ConnLimiter {
     inner: Arc<Mutex<Counts>>,
 }
 
@@ -60,7 +58,7 @@ fn lock(m: &Mutex<Counts>) -> MutexGuard<'_, Counts> {
 }
 
 impl ConnLimiter {
-    fn admit(
+    pub fn admit(
         &self,
         ip: IpAddr,
         max_total: usize,
@@ -84,7 +82,7 @@ impl ConnLimiter {
     }
 
     /// Whether a refusal should be logged now; if so, also how many were not logged since.
-    fn should_log(&self, now: Instant) -> Option<u64> {
+    pub fn should_log(&self, now: Instant) -> Option<u64> {
         let mut c = lock(&self.inner);
         if c.last_log
             .is_some_and(|t| now.duration_since(t) < LOG_EVERY)
@@ -113,37 +111,6 @@ impl Drop for ConnPermit {
                 c.per_ip.remove(&self.ip);
             }
         }
-    }
-}
-
-impl Relay {
-    /// Admits a new connection from `peer` on `transport` under `[limits]`, or refuses it:
-    /// then it is counted in `prism_connection_errors_total{transport,reason}` and logged
-    /// (rate-limited), and the caller closes it.
-    pub fn admit(
-        &self,
-        peer: SocketAddr,
-        transport: &'static str,
-    ) -> Result<ConnPermit, LimitExceeded> {
-        let limits = self.config().limits;
-        let result = self.limiter.admit(
-            peer.ip(),
-            limits.max_connections,
-            limits.max_connections_per_ip,
-        );
-        if let Err(e) = result {
-            self.metrics.connection_error(transport, e.reason()).inc();
-            if let Some(unlogged) = self.limiter.should_log(Instant::now()) {
-                let (what, max) = match e {
-                    LimitExceeded::Total => ("max_connections", limits.max_connections),
-                    LimitExceeded::PerIp => {
-                        ("max_connections_per_ip", limits.max_connections_per_ip)
-                    }
-                };
-                warn!(%peer, transport, reason = e.reason(), unlogged, "connection refused: [limits] {what} ({max}) reached");
-            }
-        }
-        result
     }
 }
 

@@ -5,7 +5,7 @@
 //! nothing here adds a lock to the per-frame path. The registry lock is taken when a
 //! stream or target starts or stops and when the API asks.
 
-use crate::context::{ConnInfo, Relay};
+use crate::conn::ConnInfo;
 use atomic_waker::AtomicWaker;
 use prism_config::{redact_url, ResolvedTarget};
 use prism_hub::{Stream, SubCloser};
@@ -15,7 +15,6 @@ use std::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::task::Poll;
 use std::time::{Duration, Instant};
-use tracing::info;
 
 /// Where a push target stands.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -68,7 +67,7 @@ impl TargetOrigin {
 
 /// One running push target, shared by its task and the registry.
 #[derive(Debug)]
-pub(crate) struct TargetStatus {
+pub struct TargetStatus {
     pub name: String,
     shown_url: String,
     pub origin: TargetOrigin,
@@ -100,7 +99,7 @@ pub(crate) struct TargetStatus {
 /// The resolved target a push task runs. `Debug` shows the URL redacted: the stream key
 /// is a secret.
 #[derive(Clone, PartialEq, Eq)]
-pub(crate) struct TargetSpec(pub ResolvedTarget);
+pub struct TargetSpec(pub ResolvedTarget);
 
 impl std::fmt::Debug for TargetSpec {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -145,6 +144,11 @@ impl TargetStatus {
             finished: AtomicBool::new(false),
             finished_notify: tokio::sync::Notify::new(),
         }
+    }
+
+    /// The target's URL, redacted (never the stream key).
+    pub fn shown_url(&self) -> &str {
+        &self.shown_url
     }
 
     /// Called by the target's task as its last act.
@@ -234,7 +238,7 @@ impl TargetStatus {
         }
     }
 
-    fn snapshot(&self) -> TargetSnapshot {
+    pub fn snapshot(&self) -> TargetSnapshot {
         TargetSnapshot {
             name: self.name.clone(),
             url: self.shown_url.clone(),
@@ -282,7 +286,7 @@ pub struct StreamSnapshot {
 
 /// Registry entry of one live stream.
 #[derive(Debug)]
-pub(crate) struct LiveEntry {
+struct LiveEntry {
     stream: Arc<Stream>,
     publisher: ConnInfo,
     targets: Vec<Arc<TargetStatus>>,
@@ -292,7 +296,7 @@ pub(crate) struct LiveEntry {
 }
 
 /// A live stream's targets, as a config reload reconciles them.
-pub(crate) struct LiveTargets {
+pub struct LiveTargets {
     pub stream: Arc<Stream>,
     pub targets: Vec<Arc<TargetStatus>>,
     /// Configured targets an operator removed through the API.
@@ -301,7 +305,7 @@ pub(crate) struct LiveTargets {
 
 /// The registry: stream name → live entry.
 #[derive(Debug, Default)]
-pub(crate) struct Registry {
+pub struct Registry {
     streams: Mutex<HashMap<String, LiveEntry>>,
 }
 
@@ -437,7 +441,7 @@ impl Registry {
     }
 
     /// Remembers that an operator removed the configured target `name` of `stream`.
-    fn config_target_removed(&self, stream: &Arc<Stream>, name: &str) {
+    pub fn config_target_removed(&self, stream: &Arc<Stream>, name: &str) {
         if let Some(e) = self
             .lock()
             .get_mut(stream.name())
@@ -447,13 +451,13 @@ impl Registry {
         }
     }
 
-    fn find_live(&self, app: &str, key: &str) -> Option<(Arc<Stream>, Vec<Arc<TargetStatus>>)> {
+    pub fn find_live(&self, app: &str, key: &str) -> Option<(Arc<Stream>, Vec<Arc<TargetStatus>>)> {
         let streams = self.lock();
         let e = streams.get(&format!("{app}/{key}"))?;
         (!e.stream.is_ended()).then(|| (e.stream.clone(), e.targets.clone()))
     }
 
-    fn refresh_queue_gauges(&self) {
+    pub fn refresh_queue_gauges(&self) {
         let targets: Vec<Arc<TargetStatus>> = self
             .lock()
             .values()
@@ -464,7 +468,7 @@ impl Registry {
         }
     }
 
-    fn snapshot(&self) -> Vec<StreamSnapshot> {
+    pub fn snapshot(&self) -> Vec<StreamSnapshot> {
         let streams = self.lock();
         let mut out: Vec<StreamSnapshot> = streams
             .values()
@@ -479,76 +483,5 @@ impl Registry {
         drop(streams);
         out.sort_by(|a, b| a.stream.name().cmp(b.stream.name()));
         out
-    }
-}
-
-impl Relay {
-    /// Brings gauges that are cheaper to read than to keep current up to date; called
-    /// before metrics are rendered.
-    pub fn refresh_gauges(&self) {
-        self.metrics
-            .streams_active()
-            .set(self.hub.live_streams().len() as i64);
-        self.registry.refresh_queue_gauges();
-    }
-
-    /// Live streams (publishing or within the reconnect grace window), sorted by name,
-    /// with their publisher and running targets.
-    pub fn live_status(&self) -> Vec<StreamSnapshot> {
-        self.registry.snapshot()
-    }
-
-    /// Adds a push target to the live stream `app/key` without touching its others; it
-    /// runs until the stream ends or it is removed. `Err` if the stream is not live or
-    /// already has a target of that name.
-    pub fn add_target(
-        self: &Arc<Self>,
-        app: &str,
-        key: &str,
-        target: ResolvedTarget,
-    ) -> Result<TargetSnapshot, AddTargetError> {
-        let Some((stream, _)) = self.registry.find_live(app, key) else {
-            return Err(AddTargetError::NotLive(format!("{app}/{key}")));
-        };
-        let status = crate::push::spawn_target(self, &stream, target, TargetOrigin::Api)?;
-        info!(stream = %stream.name(), target = %status.name, url = %status.shown_url, "target added");
-        Ok(status.snapshot())
-    }
-
-    /// Stops the target `name` of the live stream `app/key`: it unpublishes from its
-    /// destination (giving up after a few seconds) and goes away.
-    pub fn remove_target(&self, app: &str, key: &str, name: &str) -> Result<(), RemoveTargetError> {
-        let Some((stream, targets)) = self.registry.find_live(app, key) else {
-            return Err(RemoveTargetError::NotLive(format!("{app}/{key}")));
-        };
-        let Some(t) = targets.iter().find(|t| t.name == name && !t.is_cancelled()) else {
-            return Err(RemoveTargetError::NoSuchTarget {
-                stream: stream.name().to_owned(),
-                name: name.to_owned(),
-            });
-        };
-        info!(stream = %stream.name(), target = %name, "target removed");
-        if t.origin == TargetOrigin::Config {
-            self.registry.config_target_removed(&stream, name);
-        }
-        t.cancel();
-        Ok(())
-    }
-
-    /// Ends the live stream `app/key` and closes its publisher's connection. False if it
-    /// is not live.
-    pub fn kick(&self, app: &str, key: &str) -> bool {
-        let Some((stream, _)) = self.registry.find_live(app, key) else {
-            return false;
-        };
-        let kicked = stream.kick();
-        if kicked {
-            info!(stream = %stream.name(), "stream kicked: publisher disconnected");
-        }
-        kicked
-    }
-
-    pub(crate) fn registry(&self) -> &Registry {
-        &self.registry
     }
 }

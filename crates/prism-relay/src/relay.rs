@@ -1,0 +1,200 @@
+use crate::dial::{Dialer, TargetSink};
+use prism_config::Config;
+use prism_control::{
+    ConnPermit, Control, InFlightGuard, LimitExceeded, RemoveTargetError, ShutdownReport,
+    StreamSnapshot,
+};
+use prism_hub::{Hub, Stream};
+use prism_metrics::Metrics;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// Everything a connection driver needs: the hub, the metrics, and the control plane
+/// (config, limits, access, registry, in-flight tracking) it asks before acting.
+///
+/// Transports reach it only through its methods: the hub is private (a publish goes through
+/// [`Relay::publish`] and its access checks), the metrics are read through
+/// [`Relay::metrics`].
+#[derive(Debug)]
+pub struct Relay {
+    hub: Arc<Hub>,
+    metrics: Metrics,
+    /// Config, limits, in-flight tracking: the control plane.
+    control: Control,
+    dialers: Vec<Arc<dyn Dialer>>,
+    sinks: Vec<Arc<dyn TargetSink>>,
+}
+
+impl Relay {
+    /// `dialers` (RTMP over some byte stream) and `sinks` (other protocols) serve push
+    /// targets, one per URL scheme.
+    pub fn new(
+        config: Config,
+        metrics: Metrics,
+        dialers: Vec<Arc<dyn Dialer>>,
+        sinks: Vec<Arc<dyn TargetSink>>,
+    ) -> Arc<Relay> {
+        let runtime = tokio::runtime::Handle::try_current().ok();
+        let hub = Hub::new(prism_hub::HubConfig {
+            // Without a runtime nothing would end a grace window: streams end at once, as
+            // they did when a publisher vanished outside a runtime.
+            reconnect_grace: if runtime.is_some() {
+                config.hub.reconnect_grace
+            } else {
+                Duration::ZERO
+            },
+            gop_cache_max_bytes: if config.hub.gop_cache {
+                config.hub.gop_cache_max_bytes
+            } else {
+                0
+            },
+        });
+        if let Some(rt) = runtime {
+            rt.spawn(drive_hub_timers(hub.clone()));
+        }
+        Arc::new(Relay {
+            hub,
+            control: Control::new(config, metrics.clone()),
+            metrics,
+            dialers,
+            sinks,
+        })
+    }
+
+    /// The sink for a URL scheme, if a transport provides one.
+    pub fn sink(&self, scheme: &str) -> Option<&Arc<dyn TargetSink>> {
+        self.sinks.iter().find(|s| s.scheme() == scheme)
+    }
+
+    /// The dialer for a URL scheme, if a transport provides one.
+    pub fn dialer(&self, scheme: &str) -> Option<&Arc<dyn Dialer>> {
+        self.dialers.iter().find(|d| d.scheme() == scheme)
+    }
+
+    pub fn config(&self) -> Arc<Config> {
+        self.control.config()
+    }
+
+    pub fn set_config(&self, config: Config) {
+        self.control.set_config(config)
+    }
+
+    /// The control plane: config, limits, access, registry, in-flight tracking.
+    pub(crate) fn control(&self) -> &Control {
+        &self.control
+    }
+
+    /// The metric handles, for a transport's own series (its connection errors, SRT
+    /// statistics, ...). Read-only: the relay keeps the registry.
+    pub fn metrics(&self) -> &Metrics {
+        &self.metrics
+    }
+
+    /// The Prometheus text exposition of every metric, gauges refreshed first.
+    pub fn render_metrics(&self) -> String {
+        self.refresh_gauges();
+        self.metrics.render()
+    }
+
+    /// The stream published as `app/key`, if it is live (or in its reconnect grace
+    /// window). To publish or play, use [`Relay::publish`] and [`Relay::play`].
+    pub fn stream(&self, app: &str, key: &str) -> Option<Arc<Stream>> {
+        self.hub.get(app, key)
+    }
+
+    /// The hub, for the relay's own drivers.
+    pub(crate) fn hub(&self) -> &Arc<Hub> {
+        &self.hub
+    }
+
+    /// Brings gauges that are cheaper to read than to keep current up to date; called
+    /// before metrics are rendered.
+    pub fn refresh_gauges(&self) {
+        self.metrics
+            .streams_active()
+            .set(self.hub.live_streams().len() as i64);
+        self.control.registry().refresh_queue_gauges();
+    }
+
+    /// Live streams (publishing or within the reconnect grace window), sorted by name,
+    /// with their publisher and running targets.
+    pub fn live_status(&self) -> Vec<StreamSnapshot> {
+        self.control.live_status()
+    }
+
+    /// Stops the target `name` of the live stream `app/key`: it unpublishes from its
+    /// destination (giving up after a few seconds) and goes away.
+    pub fn remove_target(&self, app: &str, key: &str, name: &str) -> Result<(), RemoveTargetError> {
+        self.control.remove_target(app, key, name)
+    }
+
+    /// Ends the live stream `app/key` and closes its publisher's connection. False if it
+    /// is not live.
+    pub fn kick(&self, app: &str, key: &str) -> bool {
+        self.control.kick(app, key)
+    }
+
+    /// Admits a new connection from `peer` on `transport` under `[limits]`, or refuses it:
+    /// then it is counted in `prism_connection_errors_total{transport,reason}` and logged
+    /// (rate-limited), and the caller closes it. Hold the permit while the connection lives.
+    pub fn admit(
+        &self,
+        peer: SocketAddr,
+        transport: &'static str,
+    ) -> Result<ConnPermit, LimitExceeded> {
+        self.control.admit(peer, transport)
+    }
+
+    /// Counts a connection, push target or session as open until the guard drops, so
+    /// that [`Relay::shutdown`] waits for it. `what` describes it for the log (called at
+    /// once; it must not contain secrets).
+    pub fn track(&self, what: impl FnOnce() -> String) -> InFlightGuard {
+        self.control.track(what)
+    }
+
+    /// True once [`Relay::shutdown`] has begun.
+    pub fn is_closing(&self) -> bool {
+        self.control.is_closing()
+    }
+
+    /// Resolves once [`Relay::shutdown`] has begun: connections that serve no stream close
+    /// then (those that do end with their stream).
+    pub async fn closing(&self) {
+        self.control.closing().await
+    }
+
+    /// Ends every stream as an unpublish does (targets send FCUnpublish and deleteStream
+    /// and close, players get the end of stream and close, publishers' connections close),
+    /// refuses new publishers and players, and waits up to `bound` for all of that to
+    /// finish. The transports' accept loops should be stopped first.
+    pub async fn shutdown(&self, bound: Duration) -> ShutdownReport {
+        let started = Instant::now();
+        self.control.begin_shutdown();
+        let streams_ended = self.hub.close();
+        let still_open = self.control.drain(bound).await;
+        ShutdownReport {
+            streams_ended,
+            elapsed: started.elapsed(),
+            still_open,
+        }
+    }
+}
+
+/// Ends reconnect grace windows on time: the hub reads no clock, so this task sleeps until its
+/// earliest expiry (looking again when an earlier one appears) and hands it the time. Stops
+/// once the hub is closed (shutdown ends every stream, so no window is left to time).
+async fn drive_hub_timers(hub: Arc<Hub>) {
+    while !hub.is_closed() {
+        match hub.poll_timeout() {
+            Some(at) => {
+                tokio::select! {
+                    _ = tokio::time::sleep_until(at.into()) => {}
+                    _ = hub.timer_changed() => {}
+                }
+            }
+            None => hub.timer_changed().await,
+        }
+        hub.handle_timeout(std::time::Instant::now());
+    }
+}
