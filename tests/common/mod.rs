@@ -32,6 +32,8 @@ use std::thread;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 pub mod api;
+pub mod rtmp;
+pub use rtmp::rtmp_player;
 pub mod srt;
 
 // ---------------------------------------------------------------------------
