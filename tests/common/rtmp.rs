@@ -53,11 +53,9 @@ impl RtmpPlayer {
             events: VecDeque::new(),
         };
         p.flush();
-        loop {
-            match p.next_event() {
-                ClientEvent::Playing => return p,
-                other => panic!("{other:?} before NetStream.Play.Start"),
-            }
+        match p.next_event() {
+            ClientEvent::Playing => p,
+            other => panic!("{other:?} before NetStream.Play.Start"),
         }
     }
 
