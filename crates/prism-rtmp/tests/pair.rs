@@ -78,6 +78,17 @@ impl Tap {
     fn status_codes(&self) -> Vec<String> {
         status_codes(&self.msgs)
     }
+
+    /// Acknowledgement sequence numbers seen, in order.
+    fn acks(&self) -> Vec<u32> {
+        self.msgs
+            .iter()
+            .filter_map(|m| match Control::parse(m) {
+                Ok(Some(Control::Acknowledgement(n))) => Some(n),
+                _ => None,
+            })
+            .collect()
+    }
 }
 
 fn decode_command(m: &RawMessage) -> Option<(String, Vec<Value>)> {
@@ -413,28 +424,37 @@ fn check_media_round_trip(server_chunk: u32, client_chunk: u32, fragment: Option
     }
     p.drive_ok();
 
-    let got = p.take_server_events();
-    assert_eq!(got.len(), script.len(), "one Media event per message sent");
-    for (i, (ev, (kind, ts, payload))) in got.iter().zip(&script).enumerate() {
-        match ev {
+    let got = p
+        .take_server_events()
+        .into_iter()
+        .enumerate()
+        .map(|(i, ev)| match ev {
             ServerEvent::Media {
                 stream_id,
-                kind: k,
+                kind,
                 timestamp,
-                payload: pl,
+                payload,
             } => {
-                assert_eq!(*stream_id, sid, "message {i}");
-                assert_eq!(k, kind, "message {i}");
-                assert_eq!(timestamp, ts, "message {i} timestamp");
-                assert!(
-                    pl == payload,
-                    "message {i}: payload differs ({kind:?} at {ts})"
-                );
+                assert_eq!(stream_id, sid, "message {i}");
+                (kind, timestamp, payload)
             }
             other => panic!("message {i}: expected Media, got {other:?}"),
-        }
-    }
+        });
+    check_media(got.collect(), &script);
     assert!(p.server_in.is_empty() && p.client_in.is_empty());
+}
+
+/// `got` is `script`, message by message.
+fn check_media(got: Vec<(MediaKind, u32, Bytes)>, script: &[(MediaKind, u32, Bytes)]) {
+    assert_eq!(got.len(), script.len(), "one Media event per message sent");
+    for (i, ((k, timestamp, pl), (kind, ts, payload))) in got.iter().zip(script).enumerate() {
+        assert_eq!(k, kind, "message {i}");
+        assert_eq!(timestamp, ts, "message {i} timestamp");
+        assert!(
+            pl == payload,
+            "message {i}: payload differs ({kind:?} at {ts})"
+        );
+    }
 }
 
 #[test]
@@ -532,15 +552,25 @@ fn reject_publish_refuses_client() {
     ));
     p.server
         .reject_publish(1, "NetStream.Publish.BadName", "Stream already publishing");
-    match p.drive() {
-        Err(PairError::Client(SessionError::Refused { code, description })) => {
-            assert_eq!(code, "NetStream.Publish.BadName");
-            assert_eq!(description, "Stream already publishing");
-        }
-        other => panic!("expected the client to be refused, got {other:?}"),
-    }
+    expect_refused(
+        &mut p,
+        "NetStream.Publish.BadName",
+        "Stream already publishing",
+    );
     assert!(!p.client.is_publishing());
     assert!(p.client_events.is_empty());
+}
+
+/// Driving `p` fails the client with a refusal of `code` and `description`.
+#[track_caller]
+fn expect_refused(p: &mut Pair, code: &str, description: &str) {
+    match p.drive() {
+        Err(PairError::Client(SessionError::Refused {
+            code: c,
+            description: d,
+        })) => assert_eq!((c.as_str(), d.as_str()), (code, description)),
+        other => panic!("expected the client to be refused, got {other:?}"),
+    }
 }
 
 #[test]
@@ -612,15 +642,7 @@ fn acknowledgements_follow_the_window() {
         p.client.send_media(MediaKind::Video, i * 40, &payload);
         p.drive_ok();
     }
-    let acks: Vec<u32> = p
-        .tap_to_client
-        .msgs
-        .iter()
-        .filter_map(|m| match Control::parse(m) {
-            Ok(Some(Control::Acknowledgement(n))) => Some(n),
-            _ => None,
-        })
-        .collect();
+    let acks = p.tap_to_client.acks();
     // ~150 kB of chunk bytes / 10 kB window.
     assert!(acks.len() >= 10, "{acks:?}");
     assert!(acks.windows(2).all(|w| w[1] - w[0] >= 10_000), "{acks:?}");
@@ -702,25 +724,18 @@ fn check_play_round_trip(server_chunk: u32, client_chunk: u32, fragment: Option<
         }
     }
     p.drive_ok();
-    let got = std::mem::take(&mut p.client_events);
-    assert_eq!(got.len(), script.len(), "one Media event per message sent");
-    for (i, (ev, (kind, ts, payload))) in got.iter().zip(&script).enumerate() {
-        match ev {
+    let got = std::mem::take(&mut p.client_events)
+        .into_iter()
+        .enumerate()
+        .map(|(i, ev)| match ev {
             ClientEvent::Media {
-                kind: k,
+                kind,
                 timestamp,
-                payload: pl,
-            } => {
-                assert_eq!(k, kind, "message {i}");
-                assert_eq!(timestamp, ts, "message {i} timestamp");
-                assert!(
-                    pl == payload,
-                    "message {i}: payload differs ({kind:?} at {ts})"
-                );
-            }
+                payload,
+            } => (kind, timestamp, payload),
             other => panic!("message {i}: expected Media, got {other:?}"),
-        }
-    }
+        });
+    check_media(got.collect(), &script);
 
     // StreamEOF, UnpublishNotify and Play.Stop: one PlayEnded, after the last media.
     p.server
@@ -791,13 +806,7 @@ fn refused_play_is_an_error() {
     ));
     p.server
         .reject_play(1, "NetStream.Play.Failed", "no such stream");
-    match p.drive() {
-        Err(PairError::Client(SessionError::Refused { code, description })) => {
-            assert_eq!(code, "NetStream.Play.Failed");
-            assert_eq!(description, "no such stream");
-        }
-        other => panic!("expected the player to be refused, got {other:?}"),
-    }
+    expect_refused(&mut p, "NetStream.Play.Failed", "no such stream");
     assert!(p.client_events.is_empty() && !p.client.is_playing());
 }
 
@@ -814,15 +823,7 @@ fn player_acknowledges_by_the_server_window() {
         p.server.send_media(sid, MediaKind::Video, i * 40, &payload);
         p.drive_ok();
     }
-    let acks: Vec<u32> = p
-        .tap_to_server
-        .msgs
-        .iter()
-        .filter_map(|m| match Control::parse(m) {
-            Ok(Some(Control::Acknowledgement(n))) => Some(n),
-            _ => None,
-        })
-        .collect();
+    let acks = p.tap_to_server.acks();
     assert!(acks.len() >= 10, "{acks:?}");
     assert!(acks.windows(2).all(|w| w[1] - w[0] >= 10_000), "{acks:?}");
     assert_eq!(p.client_events.len(), 50);
