@@ -4,217 +4,20 @@
 //! it for staying over budget: `too_slow`), while the normal player
 //! decodes cleanly throughout and ingest keeps flowing.
 //!
-//! The stalled player is a raw RTMP client written here (handshake, connect,
-//! createStream, play with prism-rtmp's encoder and hand-built AMF0
-//! commands): it reads until the first video frame arrives, then never reads
-//! again while holding the socket open. A client that never read at all
-//! would not get past the handshake, so its queue would never fill.
+//! The stalled player is prism-rtmp's `ClientSession` in play mode
+//! (`common::rtmp_player`): it reads until the first video frame arrives, then
+//! never reads again while holding the socket open. A client that never read
+//! at all would not get past the handshake, so its queue would never fill.
 
 mod common;
 
-use bytes::BytesMut;
 use common::*;
-use prism_amf0::Value;
-use prism_rtmp::chunk::{ChunkDecoder, ChunkEncoder, DecoderLimits};
-use prism_rtmp::handshake::ClientHandshake;
-use prism_rtmp::message::{csid, MessageType, RawMessage};
-use prism_rtmp::OutQueue;
-use std::io::{ErrorKind, Read, Write};
-use std::net::{SocketAddr, TcpStream};
+use prism_rtmp::session::MediaKind;
 use std::thread;
 use std::time::{Duration, Instant};
 
 const KEY: &str = "slow";
 const STREAM: &str = "live/slow";
-
-/// A minimal blocking RTMP player.
-struct RawPlayer {
-    sock: TcpStream,
-    input: BytesMut,
-    decoder: ChunkDecoder,
-    encoder: ChunkEncoder,
-}
-
-impl RawPlayer {
-    /// Handshake + connect + createStream + play `app/key`; returns once
-    /// `NetStream.Play.Start` and the first video message have arrived.
-    fn play(addr: SocketAddr, app: &str, key: &str) -> RawPlayer {
-        let sock = TcpStream::connect_timeout(&addr, Duration::from_secs(5)).expect("connect");
-        sock.set_read_timeout(Some(Duration::from_secs(10)))
-            .expect("read timeout");
-        sock.set_write_timeout(Some(Duration::from_secs(10)))
-            .expect("write timeout");
-        sock.set_nodelay(true).expect("nodelay");
-        let mut p = RawPlayer {
-            sock,
-            input: BytesMut::new(),
-            decoder: ChunkDecoder::new(DecoderLimits::default()),
-            encoder: ChunkEncoder::new(),
-        };
-
-        let mut out = OutQueue::new();
-        let mut hs = ClientHandshake::new([7; 32], 0, &mut out);
-        p.flush(&mut out);
-        loop {
-            let done = hs
-                .handle_input(&mut p.input, &mut out)
-                .unwrap_or_else(|e| panic!("handshake: {e}"));
-            p.flush(&mut out);
-            if done {
-                break;
-            }
-            p.fill();
-        }
-
-        let tc_url = format!("rtmp://{addr}/{app}");
-        p.command(
-            0,
-            &[
-                Value::String("connect".into()),
-                Value::Number(1.0),
-                Value::object([
-                    ("app", Value::String(app.into())),
-                    ("flashVer", Value::String("LNX 9,0,124,2".into())),
-                    ("tcUrl", Value::String(tc_url)),
-                    ("fpad", Value::Boolean(false)),
-                    ("capabilities", Value::Number(15.0)),
-                    ("audioCodecs", Value::Number(4071.0)),
-                    ("videoCodecs", Value::Number(252.0)),
-                    ("videoFunction", Value::Number(1.0)),
-                ]),
-            ],
-        );
-        p.await_result(1.0, "connect");
-        p.command(
-            0,
-            &[
-                Value::String("createStream".into()),
-                Value::Number(2.0),
-                Value::Null,
-            ],
-        );
-        let sid = p
-            .await_result(2.0, "createStream")
-            .get(3)
-            .and_then(Value::as_f64)
-            .expect("createStream _result carries a stream id") as u32;
-        p.command(
-            sid,
-            &[
-                Value::String("play".into()),
-                Value::Number(0.0),
-                Value::Null,
-                Value::String(key.into()),
-            ],
-        );
-        let (mut started, mut video) = (false, false);
-        while !(started && video) {
-            let msg = p.next_message();
-            match msg.type_id {
-                MessageType::VIDEO => video = true,
-                MessageType::COMMAND_AMF0 => {
-                    let vals = prism_amf0::decode_all(&msg.payload).expect("AMF0 command");
-                    let code = vals
-                        .get(3)
-                        .and_then(|i| i.get("code"))
-                        .and_then(Value::as_str)
-                        .unwrap_or_default()
-                        .to_string();
-                    assert!(
-                        !code.contains("Failed") && !code.contains("NotFound"),
-                        "play refused: {vals:?}"
-                    );
-                    started |= code == "NetStream.Play.Start";
-                }
-                _ => {}
-            }
-        }
-        p
-    }
-
-    fn command(&mut self, stream_id: u32, vals: &[Value]) {
-        let mut payload = BytesMut::new();
-        prism_amf0::encode_all(vals, &mut payload);
-        let msg = RawMessage {
-            timestamp: 0,
-            type_id: MessageType::COMMAND_AMF0,
-            stream_id,
-            payload: payload.freeze(),
-        };
-        let mut out = OutQueue::new();
-        self.encoder.write(csid::COMMAND, &msg, &mut out);
-        self.flush(&mut out);
-    }
-
-    /// Reads messages until `_result` for transaction `txn`; panics on `_error`.
-    fn await_result(&mut self, txn: f64, what: &str) -> Vec<Value> {
-        loop {
-            let msg = self.next_message();
-            if msg.type_id != MessageType::COMMAND_AMF0 {
-                continue;
-            }
-            let vals = prism_amf0::decode_all(&msg.payload).expect("AMF0 command");
-            let name = vals.first().and_then(Value::as_str).unwrap_or_default();
-            let t = vals.get(1).and_then(Value::as_f64);
-            if t == Some(txn) {
-                assert_eq!(name, "_result", "{what} answered {vals:?}");
-                return vals;
-            }
-        }
-    }
-
-    fn next_message(&mut self) -> RawMessage {
-        loop {
-            if let Some(m) = self
-                .decoder
-                .decode(&mut self.input)
-                .unwrap_or_else(|e| panic!("chunk stream from prism: {e}"))
-            {
-                return m;
-            }
-            self.fill();
-        }
-    }
-
-    fn fill(&mut self) {
-        let mut buf = [0u8; 16 * 1024];
-        match self.sock.read(&mut buf) {
-            Ok(0) => panic!("prism closed the player connection during setup"),
-            Ok(n) => self.input.extend_from_slice(&buf[..n]),
-            Err(e) => panic!("reading from prism: {e}"),
-        }
-    }
-
-    fn flush(&mut self, out: &mut OutQueue) {
-        let bytes = out.take_all();
-        self.sock.write_all(&bytes).expect("write to prism");
-    }
-
-    /// Reads everything left until the peer closes. `Ok(bytes)` on EOF or
-    /// reset; `Err` if the connection is still open after `timeout`.
-    fn drain_to_close(&mut self, timeout: Duration) -> Result<u64, String> {
-        let deadline = Instant::now() + timeout;
-        self.sock
-            .set_read_timeout(Some(Duration::from_millis(500)))
-            .expect("read timeout");
-        let mut buf = vec![0u8; 256 * 1024];
-        let mut total = 0u64;
-        loop {
-            match self.sock.read(&mut buf) {
-                Ok(0) => return Ok(total),
-                Ok(n) => total += n as u64,
-                Err(e) if e.kind() == ErrorKind::ConnectionReset => return Ok(total),
-                Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => {}
-                Err(e) => return Err(format!("reading the stalled player's socket: {e}")),
-            }
-            if Instant::now() >= deadline {
-                return Err(format!(
-                    "still open {timeout:?} after the disconnect ({total} bytes drained)"
-                ));
-            }
-        }
-    }
-}
 
 fn metric(prism: &Prism, sel: &str) -> f64 {
     prism.metric_value(sel).unwrap_or(0.0)
@@ -282,7 +85,8 @@ fn stalled_player_is_disconnected_while_others_play_on() {
     });
 
     // The raw player gets going, then stops reading.
-    let mut stalled = RawPlayer::play(prism.rtmp_addr.expect("rtmp addr"), "live", KEY);
+    let mut stalled = rtmp_player(prism.rtmp_addr.expect("rtmp addr"), "live", KEY);
+    stalled.wait_media(MediaKind::Video);
     let stalled_at = Instant::now();
     assert_eq!(players(&prism), 2.0, "{}", prism.metrics());
     assert_eq!(too_slow(&prism), 0.0);

@@ -32,6 +32,10 @@ use std::thread;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 pub mod api;
+pub mod rtmp;
+// Only some tests play; the rest include this module too.
+#[allow(unused_imports)]
+pub use rtmp::rtmp_player;
 pub mod srt;
 
 // ---------------------------------------------------------------------------

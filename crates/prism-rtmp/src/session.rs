@@ -183,6 +183,9 @@ struct Link {
     /// Window the peer asked us to acknowledge by (0 = none).
     peer_window: u32,
     last_ack: u64,
+    /// Hand StreamEOF up as a message instead of swallowing it (a playing client needs to
+    /// see it in order with the media around it).
+    report_stream_eof: bool,
 }
 
 impl Link {
@@ -193,6 +196,7 @@ impl Link {
             out: OutQueue::new(),
             peer_window: 0,
             last_ack: 0,
+            report_stream_eof: false,
         }
     }
 
@@ -207,6 +211,7 @@ impl Link {
                 None => return Ok(Some(msg)),
                 Some(Control::WindowAckSize(n)) => self.peer_window = n,
                 Some(Control::PingRequest(t)) => self.send_control(Control::PingResponse(t)),
+                Some(Control::StreamEof(_)) if self.report_stream_eof => return Ok(Some(msg)),
                 // Set Chunk Size and Abort were applied by the decoder; the rest needs no answer.
                 Some(_) => {}
             }
@@ -939,14 +944,15 @@ fn truncate(s: &str) -> &str {
 }
 
 // ---------------------------------------------------------------------------------------
-// Client (push)
+// Client (push or play)
 
-/// Where a push connection publishes.
+/// Where a push connection publishes, or what a player plays.
 #[derive(Debug, Clone)]
 pub struct ClientConfig {
     pub app: String,
     pub tc_url: String,
-    /// Stream key with any query string.
+    /// Stream key with any query string (published, or played with
+    /// [`ClientSession::play`]).
     pub key: String,
     pub session: SessionConfig,
 }
@@ -955,6 +961,25 @@ pub struct ClientConfig {
 pub enum ClientEvent {
     /// The server accepted the publish: media may flow.
     Publishing,
+    /// Play mode: NetStream.Play.Start arrived; [`ClientEvent::Media`] follows.
+    Playing,
+    /// Play mode: one audio, video or onMetaData message of the played stream, in the
+    /// order the server sent them (aggregates are split).
+    Media {
+        kind: MediaKind,
+        timestamp: u32,
+        payload: Bytes,
+    },
+    /// Play mode: the server ended the stream (StreamEOF, Play.UnpublishNotify or
+    /// Play.Stop, whichever comes first; reported once per Play.Start).
+    PlayEnded,
+}
+
+/// Whether a [`ClientSession`] publishes or plays.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ClientMode {
+    Publish,
+    Play,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -962,6 +987,7 @@ enum ClientPhase {
     Handshake,
     Connecting,
     CreatingStream,
+    /// publish or play sent, awaiting Publish.Start / Play.Start.
     Publishing,
     Live,
     Closed,
@@ -970,12 +996,16 @@ enum ClientPhase {
 const TXN_CONNECT: f64 = 1.0;
 const TXN_CREATE_STREAM: f64 = 4.0;
 const TXN_PUBLISH: f64 = 5.0;
+/// The buffer length a player announces after `play` (ffmpeg's default).
+const PLAY_BUFFER_MS: u32 = 3000;
 
-/// The client side of a push connection: connect, releaseStream, FCPublish, createStream,
-/// publish, then media.
+/// The client side of a push connection (connect, releaseStream, FCPublish, createStream,
+/// publish, then media) or, made with [`ClientSession::play`], of a player (connect,
+/// createStream, play + Set Buffer Length, then media events).
 #[derive(Debug)]
 pub struct ClientSession {
     config: ClientConfig,
+    mode: ClientMode,
     handshake: ClientHandshake,
     phase: ClientPhase,
     link: Link,
@@ -991,11 +1021,32 @@ impl ClientSession {
     /// Starts the handshake (C0+C1 are queued at once) for a connection made at `now`;
     /// the set-up timer ([`SessionConfig::handshake_timeout`]) starts then.
     pub fn new(config: ClientConfig, random: [u8; 32], epoch_ms: u32, now: Instant) -> Self {
+        Self::with_mode(ClientMode::Publish, config, random, epoch_ms, now)
+    }
+
+    /// A player of `config.key`: as [`ClientSession::new`], but it plays instead of
+    /// publishing. Events: [`ClientEvent::Playing`], then [`ClientEvent::Media`] until
+    /// [`ClientEvent::PlayEnded`]; a refused play (any error-level status, such as
+    /// NetStream.Play.Failed or StreamNotFound) is [`SessionError::Refused`]. The set-up
+    /// timer runs until Play.Start.
+    pub fn play(config: ClientConfig, random: [u8; 32], epoch_ms: u32, now: Instant) -> Self {
+        Self::with_mode(ClientMode::Play, config, random, epoch_ms, now)
+    }
+
+    fn with_mode(
+        mode: ClientMode,
+        config: ClientConfig,
+        random: [u8; 32],
+        epoch_ms: u32,
+        now: Instant,
+    ) -> Self {
         let mut link = Link::new(&config.session);
+        link.report_stream_eof = mode == ClientMode::Play;
         let handshake = ClientHandshake::new(random, epoch_ms, &mut link.out);
         ClientSession {
             setup_deadline: Some(now + config.session.handshake_timeout),
             failed: false,
+            mode,
             config,
             handshake,
             phase: ClientPhase::Handshake,
@@ -1015,7 +1066,16 @@ impl ClientSession {
     }
 
     pub fn is_publishing(&self) -> bool {
-        self.phase == ClientPhase::Live
+        self.mode == ClientMode::Publish && self.phase == ClientPhase::Live
+    }
+
+    /// Play mode: between [`ClientEvent::Playing`] and [`ClientEvent::PlayEnded`].
+    pub fn is_playing(&self) -> bool {
+        self.mode == ClientMode::Play && self.phase == ClientPhase::Live
+    }
+
+    pub fn mode(&self) -> ClientMode {
+        self.mode
     }
 
     /// When [`ClientSession::handle_timeout`] must be called next, if ever: the set-up
@@ -1064,10 +1124,63 @@ impl ClientSession {
         while let Some(msg) = self.link.next_message(input)? {
             if let Some(cmd) = parse_command(&msg)? {
                 self.handle_command(cmd)?;
+            } else if self.mode == ClientMode::Play {
+                self.handle_play_message(msg)?;
             }
             // Media or data sent to a publisher is ignored.
         }
         Ok(())
+    }
+
+    /// Play mode: media, metadata and StreamEOF (commands were handled already).
+    fn handle_play_message(&mut self, msg: RawMessage) -> Result<(), SessionError> {
+        match msg.type_id {
+            MessageType::USER_CONTROL => {
+                if let Some(Control::StreamEof(id)) = Control::parse(&msg)? {
+                    if id == self.stream_id {
+                        self.end_play();
+                    }
+                }
+            }
+            MessageType::AGGREGATE => {
+                let mut parts = Vec::new();
+                split_aggregate(&msg, &mut parts)?;
+                for m in parts {
+                    self.emit_play_media(m);
+                }
+            }
+            _ => self.emit_play_media(msg),
+        }
+        Ok(())
+    }
+
+    fn emit_play_media(&mut self, msg: RawMessage) {
+        // Media outside Play.Start .. end (e.g. after PlayEnded) is not the played stream's.
+        if self.phase != ClientPhase::Live {
+            return;
+        }
+        let (kind, payload) = match msg.type_id {
+            MessageType::AUDIO => (MediaKind::Audio, msg.payload),
+            MessageType::VIDEO => (MediaKind::Video, msg.payload),
+            // Only onMetaData is media; |RtmpSampleAccess and the like are not.
+            MessageType::DATA_AMF0 | MessageType::DATA_AMF3 => match parse_metadata(&msg) {
+                Some(p) => (MediaKind::Data, p),
+                None => return,
+            },
+            _ => return,
+        };
+        self.events.push_back(ClientEvent::Media {
+            kind,
+            timestamp: msg.timestamp,
+            payload,
+        });
+    }
+
+    fn end_play(&mut self) {
+        if self.phase == ClientPhase::Live {
+            self.phase = ClientPhase::Closed;
+            self.events.push_back(ClientEvent::PlayEnded);
+        }
     }
 
     fn start_connect(&mut self) {
@@ -1075,20 +1188,36 @@ impl ClientSession {
         self.link
             .encoder
             .set_chunk_size(self.config.session.chunk_size, &mut self.link.out);
+        let app = Value::String(self.config.app.clone());
+        let tc_url = Value::String(self.config.tc_url.clone());
+        let properties = match self.mode {
+            ClientMode::Publish => Value::object([
+                ("app", app),
+                ("type", Value::String("nonprivate".into())),
+                (
+                    "flashVer",
+                    Value::String("FMLE/3.0 (compatible; Prism)".into()),
+                ),
+                ("tcUrl", tc_url),
+            ]),
+            // What ffmpeg sends when it plays: servers may look at the codec masks.
+            ClientMode::Play => Value::object([
+                ("app", app),
+                ("flashVer", Value::String("LNX 9,0,124,2".into())),
+                ("tcUrl", tc_url),
+                ("fpad", Value::Boolean(false)),
+                ("capabilities", Value::Number(15.0)),
+                ("audioCodecs", Value::Number(4071.0)),
+                ("videoCodecs", Value::Number(252.0)),
+                ("videoFunction", Value::Number(1.0)),
+            ]),
+        };
         self.link.send_command(
             0,
             &[
                 Value::String("connect".into()),
                 Value::Number(TXN_CONNECT),
-                Value::object([
-                    ("app", Value::String(self.config.app.clone())),
-                    ("type", Value::String("nonprivate".into())),
-                    (
-                        "flashVer",
-                        Value::String("FMLE/3.0 (compatible; Prism)".into()),
-                    ),
-                    ("tcUrl", Value::String(self.config.tc_url.clone())),
-                ]),
+                properties,
             ],
         );
     }
@@ -1098,25 +1227,27 @@ impl ClientSession {
             "_result" if cmd.txn == TXN_CONNECT && self.phase == ClientPhase::Connecting => {
                 self.link
                     .send_control(Control::WindowAckSize(self.config.session.window_ack_size));
-                let key = Value::String(self.config.key.clone());
-                self.link.send_command(
-                    0,
-                    &[
-                        Value::String("releaseStream".into()),
-                        Value::Number(2.0),
-                        Value::Null,
-                        key.clone(),
-                    ],
-                );
-                self.link.send_command(
-                    0,
-                    &[
-                        Value::String("FCPublish".into()),
-                        Value::Number(3.0),
-                        Value::Null,
-                        key,
-                    ],
-                );
+                if self.mode == ClientMode::Publish {
+                    let key = Value::String(self.config.key.clone());
+                    self.link.send_command(
+                        0,
+                        &[
+                            Value::String("releaseStream".into()),
+                            Value::Number(2.0),
+                            Value::Null,
+                            key.clone(),
+                        ],
+                    );
+                    self.link.send_command(
+                        0,
+                        &[
+                            Value::String("FCPublish".into()),
+                            Value::Number(3.0),
+                            Value::Null,
+                            key,
+                        ],
+                    );
+                }
                 self.link.send_command(
                     0,
                     &[
@@ -1136,16 +1267,36 @@ impl ClientSession {
                     .and_then(Value::as_f64)
                     .ok_or(SessionError::NoStreamId)?;
                 self.stream_id = id as u32;
-                self.link.send_command(
-                    self.stream_id,
-                    &[
-                        Value::String("publish".into()),
-                        Value::Number(TXN_PUBLISH),
-                        Value::Null,
-                        Value::String(self.config.key.clone()),
-                        Value::String("live".into()),
-                    ],
-                );
+                let key = Value::String(self.config.key.clone());
+                match self.mode {
+                    ClientMode::Publish => self.link.send_command(
+                        self.stream_id,
+                        &[
+                            Value::String("publish".into()),
+                            Value::Number(TXN_PUBLISH),
+                            Value::Null,
+                            key,
+                            Value::String("live".into()),
+                        ],
+                    ),
+                    ClientMode::Play => {
+                        // Start -1000: live only, as ffmpeg asks for a live stream.
+                        self.link.send_command(
+                            self.stream_id,
+                            &[
+                                Value::String("play".into()),
+                                Value::Number(0.0),
+                                Value::Null,
+                                key,
+                                Value::Number(-1000.0),
+                            ],
+                        );
+                        self.link.send_control(Control::SetBufferLength {
+                            stream_id: self.stream_id,
+                            ms: PLAY_BUFFER_MS,
+                        });
+                    }
+                }
                 self.phase = ClientPhase::Publishing;
             }
             "_error" => {
@@ -1165,10 +1316,27 @@ impl ClientSession {
                 if level == "error" {
                     return Err(refused(info));
                 }
-                if code == "NetStream.Publish.Start" && self.phase == ClientPhase::Publishing {
-                    self.phase = ClientPhase::Live;
-                    self.setup_deadline = None;
-                    self.events.push_back(ClientEvent::Publishing);
+                match (self.mode, code) {
+                    (ClientMode::Publish, "NetStream.Publish.Start")
+                        if self.phase == ClientPhase::Publishing =>
+                    {
+                        self.phase = ClientPhase::Live;
+                        self.setup_deadline = None;
+                        self.events.push_back(ClientEvent::Publishing);
+                    }
+                    (ClientMode::Play, "NetStream.Play.Start")
+                        if matches!(self.phase, ClientPhase::Publishing | ClientPhase::Closed) =>
+                    {
+                        // Closed too: a server may restart a play it ended.
+                        self.phase = ClientPhase::Live;
+                        self.setup_deadline = None;
+                        self.events.push_back(ClientEvent::Playing);
+                    }
+                    (
+                        ClientMode::Play,
+                        "NetStream.Play.UnpublishNotify" | "NetStream.Play.Stop",
+                    ) => self.end_play(),
+                    _ => {}
                 }
             }
             // onBWDone, onFCPublish, _result for releaseStream/FCPublish: nothing to do.
@@ -1179,7 +1347,7 @@ impl ClientSession {
 
     /// Queues one media message; ignored until [`ClientEvent::Publishing`].
     pub fn send_media(&mut self, kind: MediaKind, timestamp: u32, payload: &Bytes) {
-        if self.phase == ClientPhase::Live {
+        if self.is_publishing() {
             self.link
                 .send_media(self.stream_id, kind, timestamp, payload, None);
         }
@@ -1194,7 +1362,7 @@ impl ClientSession {
         payload: &Bytes,
         body: &PreChunked,
     ) {
-        if self.phase == ClientPhase::Live {
+        if self.is_publishing() {
             self.link
                 .send_media(self.stream_id, kind, timestamp, payload, Some(body));
         }
@@ -1207,7 +1375,7 @@ impl ClientSession {
 
     /// Ends the publish politely: FCUnpublish and deleteStream.
     pub fn unpublish(&mut self) {
-        if self.phase != ClientPhase::Live {
+        if !self.is_publishing() {
             return;
         }
         self.link.send_command(

@@ -78,6 +78,17 @@ impl Tap {
     fn status_codes(&self) -> Vec<String> {
         status_codes(&self.msgs)
     }
+
+    /// Acknowledgement sequence numbers seen, in order.
+    fn acks(&self) -> Vec<u32> {
+        self.msgs
+            .iter()
+            .filter_map(|m| match Control::parse(m) {
+                Ok(Some(Control::Acknowledgement(n))) => Some(n),
+                _ => None,
+            })
+            .collect()
+    }
 }
 
 fn decode_command(m: &RawMessage) -> Option<(String, Vec<Value>)> {
@@ -143,6 +154,18 @@ fn client_config(key: &str, chunk_size: u32) -> ClientConfig {
     }
 }
 
+fn server_session(chunk_size: u32, now: Instant) -> ServerSession {
+    ServerSession::new(
+        SessionConfig {
+            chunk_size,
+            ..SessionConfig::default()
+        },
+        [1; 32],
+        1000,
+        now,
+    )
+}
+
 impl Pair {
     fn new(server_chunk: u32, client_chunk: u32, key: &str) -> Pair {
         Pair::with_config(server_chunk, client_config(key, client_chunk))
@@ -150,16 +173,19 @@ impl Pair {
 
     fn with_config(server_chunk: u32, client: ClientConfig) -> Pair {
         let now = Instant::now();
-        let server = ServerSession::new(
-            SessionConfig {
-                chunk_size: server_chunk,
-                ..SessionConfig::default()
-            },
-            [1; 32],
-            1000,
-            now,
-        );
         let client = ClientSession::new(client, [2; 32], 2000, now);
+        Pair::with_sessions(server_session(server_chunk, now), client, now)
+    }
+
+    /// A pair whose client plays `key` (ClientSession::play).
+    fn player(server: SessionConfig, client: ClientConfig) -> Pair {
+        let now = Instant::now();
+        let server = ServerSession::new(server, [1; 32], 1000, now);
+        let client = ClientSession::play(client, [2; 32], 2000, now);
+        Pair::with_sessions(server, client, now)
+    }
+
+    fn with_sessions(server: ServerSession, client: ClientSession, now: Instant) -> Pair {
         Pair {
             server,
             client,
@@ -398,28 +424,37 @@ fn check_media_round_trip(server_chunk: u32, client_chunk: u32, fragment: Option
     }
     p.drive_ok();
 
-    let got = p.take_server_events();
-    assert_eq!(got.len(), script.len(), "one Media event per message sent");
-    for (i, (ev, (kind, ts, payload))) in got.iter().zip(&script).enumerate() {
-        match ev {
+    let got = p
+        .take_server_events()
+        .into_iter()
+        .enumerate()
+        .map(|(i, ev)| match ev {
             ServerEvent::Media {
                 stream_id,
-                kind: k,
+                kind,
                 timestamp,
-                payload: pl,
+                payload,
             } => {
-                assert_eq!(*stream_id, sid, "message {i}");
-                assert_eq!(k, kind, "message {i}");
-                assert_eq!(timestamp, ts, "message {i} timestamp");
-                assert!(
-                    pl == payload,
-                    "message {i}: payload differs ({kind:?} at {ts})"
-                );
+                assert_eq!(stream_id, sid, "message {i}");
+                (kind, timestamp, payload)
             }
             other => panic!("message {i}: expected Media, got {other:?}"),
-        }
-    }
+        });
+    check_media(got.collect(), &script);
     assert!(p.server_in.is_empty() && p.client_in.is_empty());
+}
+
+/// `got` is `script`, message by message.
+fn check_media(got: Vec<(MediaKind, u32, Bytes)>, script: &[(MediaKind, u32, Bytes)]) {
+    assert_eq!(got.len(), script.len(), "one Media event per message sent");
+    for (i, ((k, timestamp, pl), (kind, ts, payload))) in got.iter().zip(script).enumerate() {
+        assert_eq!(k, kind, "message {i}");
+        assert_eq!(timestamp, ts, "message {i} timestamp");
+        assert!(
+            pl == payload,
+            "message {i}: payload differs ({kind:?} at {ts})"
+        );
+    }
 }
 
 #[test]
@@ -517,15 +552,25 @@ fn reject_publish_refuses_client() {
     ));
     p.server
         .reject_publish(1, "NetStream.Publish.BadName", "Stream already publishing");
-    match p.drive() {
-        Err(PairError::Client(SessionError::Refused { code, description })) => {
-            assert_eq!(code, "NetStream.Publish.BadName");
-            assert_eq!(description, "Stream already publishing");
-        }
-        other => panic!("expected the client to be refused, got {other:?}"),
-    }
+    expect_refused(
+        &mut p,
+        "NetStream.Publish.BadName",
+        "Stream already publishing",
+    );
     assert!(!p.client.is_publishing());
     assert!(p.client_events.is_empty());
+}
+
+/// Driving `p` fails the client with a refusal of `code` and `description`.
+#[track_caller]
+fn expect_refused(p: &mut Pair, code: &str, description: &str) {
+    match p.drive() {
+        Err(PairError::Client(SessionError::Refused {
+            code: c,
+            description: d,
+        })) => assert_eq!((c.as_str(), d.as_str()), (code, description)),
+        other => panic!("expected the client to be refused, got {other:?}"),
+    }
 }
 
 #[test]
@@ -597,21 +642,191 @@ fn acknowledgements_follow_the_window() {
         p.client.send_media(MediaKind::Video, i * 40, &payload);
         p.drive_ok();
     }
-    let acks: Vec<u32> = p
-        .tap_to_client
-        .msgs
-        .iter()
-        .filter_map(|m| match Control::parse(m) {
-            Ok(Some(Control::Acknowledgement(n))) => Some(n),
-            _ => None,
-        })
-        .collect();
+    let acks = p.tap_to_client.acks();
     // ~150 kB of chunk bytes / 10 kB window.
     assert!(acks.len() >= 10, "{acks:?}");
     assert!(acks.windows(2).all(|w| w[1] - w[0] >= 10_000), "{acks:?}");
     let received = p.tap_to_server.wire - HANDSHAKE_BYTES;
     assert!(*acks.last().unwrap() as usize <= received);
     assert_eq!(p.take_server_events().len(), 50);
+}
+
+// ---------------------------------------------------------------------------------------
+// Client in play mode
+
+impl Pair {
+    /// Handshake, connect, createStream, play, accept: the client ends up playing.
+    #[track_caller]
+    fn play_live(&mut self, key: &str) -> u32 {
+        self.drive_ok();
+        let stream_id = match self.take_server_events().as_slice() {
+            [ServerEvent::Connected { app, .. }, ServerEvent::PlayRequested {
+                stream_id,
+                app: a2,
+                key: k,
+                ..
+            }] => {
+                assert_eq!(
+                    (app.as_str(), a2.as_str(), k.as_str()),
+                    ("live", "live", key)
+                );
+                *stream_id
+            }
+            other => panic!("unexpected server events {other:?}"),
+        };
+        assert!(self.client_events.is_empty(), "{:?}", self.client_events);
+        assert!(!self.client.is_playing());
+        self.server.accept_play(stream_id);
+        self.drive_ok();
+        assert_eq!(self.client_events, vec![ClientEvent::Playing]);
+        self.client_events.clear();
+        assert!(self.client.is_playing() && !self.client.is_publishing());
+        assert_eq!(
+            self.client.poll_timeout(),
+            None,
+            "set-up timer off once playing"
+        );
+        stream_id
+    }
+}
+
+fn check_play_round_trip(server_chunk: u32, client_chunk: u32, fragment: Option<usize>) {
+    let server = SessionConfig {
+        chunk_size: server_chunk,
+        ..SessionConfig::default()
+    };
+    let mut p = Pair::player(server, client_config("cam1", client_chunk));
+    p.fragment = fragment;
+    let sid = p.play_live("cam1");
+
+    // What a player says: no releaseStream/FCPublish, play with a live start, then a
+    // buffer length for the play stream.
+    let names: Vec<String> = p
+        .tap_to_server
+        .commands()
+        .into_iter()
+        .map(|c| c.0)
+        .collect();
+    assert_eq!(names, vec!["connect", "createStream", "play"]);
+    let play = &p.tap_to_server.commands()[2].1;
+    assert_eq!(play.get(3).and_then(Value::as_str), Some("cam1"));
+    assert_eq!(play.get(4).and_then(Value::as_f64), Some(-1000.0));
+    assert!(p.tap_to_server.msgs.iter().any(|m| matches!(
+        Control::parse(m),
+        Ok(Some(Control::SetBufferLength { stream_id, ms: 3000 })) if stream_id == sid
+    )));
+
+    let script = media_script();
+    for (i, (kind, ts, payload)) in script.iter().enumerate() {
+        p.server.send_media(sid, *kind, *ts, payload);
+        if i % 17 == 0 {
+            p.drive_ok();
+        }
+    }
+    p.drive_ok();
+    let got = std::mem::take(&mut p.client_events)
+        .into_iter()
+        .enumerate()
+        .map(|(i, ev)| match ev {
+            ClientEvent::Media {
+                kind,
+                timestamp,
+                payload,
+            } => (kind, timestamp, payload),
+            other => panic!("message {i}: expected Media, got {other:?}"),
+        });
+    check_media(got.collect(), &script);
+
+    // StreamEOF, UnpublishNotify and Play.Stop: one PlayEnded, after the last media.
+    p.server
+        .send_media(sid, MediaKind::Audio, 7, &Bytes::from_static(&[0xAF, 1, 2]));
+    p.server.end_play(sid);
+    p.server
+        .send_media(sid, MediaKind::Audio, 8, &Bytes::from_static(&[0xAF, 1, 3]));
+    p.drive_ok();
+    assert_eq!(
+        p.client_events,
+        vec![
+            ClientEvent::Media {
+                kind: MediaKind::Audio,
+                timestamp: 7,
+                payload: Bytes::from_static(&[0xAF, 1, 2]),
+            },
+            ClientEvent::PlayEnded,
+        ]
+    );
+    assert!(!p.client.is_playing());
+    assert!(p.server_in.is_empty() && p.client_in.is_empty());
+}
+
+#[test]
+fn player_receives_media_in_order_until_play_ends() {
+    check_play_round_trip(4096, 4096, None);
+}
+
+#[test]
+fn player_in_small_fragments_and_default_chunk_size() {
+    check_play_round_trip(128, 128, Some(7));
+}
+
+#[test]
+fn player_ends_on_a_status_level_play_stop_alone() {
+    // A server that ends with NetStream.Play.Stop only (no StreamEOF, no UnpublishNotify).
+    let mut p = Pair::player(SessionConfig::default(), client_config("cam1", 4096));
+    let sid = p.play_live("cam1");
+    let stop = amf(&[
+        s("onStatus"),
+        n(0.0),
+        Value::Null,
+        Value::object([("level", s("status")), ("code", s("NetStream.Play.Stop"))]),
+    ]);
+    let mut raw = Vec::new();
+    // csid 8: one the server session never used, so a type 0 header stands alone.
+    chunk0(&mut raw, 8, 0, 20, sid, &stop, 128);
+    p.to_client.extend_from_slice(&raw);
+    p.drive_ok();
+    assert_eq!(p.client_events, vec![ClientEvent::PlayEnded]);
+    // Media after the end is not the played stream's.
+    p.server
+        .send_media(sid, MediaKind::Audio, 9, &Bytes::from_static(&[0xAF, 1, 2]));
+    p.drive_ok();
+    assert_eq!(p.client_events, vec![ClientEvent::PlayEnded]);
+}
+
+#[test]
+fn refused_play_is_an_error() {
+    let mut p = Pair::player(SessionConfig::default(), client_config("nope", 4096));
+    p.drive_ok();
+    assert!(matches!(
+        p.take_server_events().as_slice(),
+        [
+            ServerEvent::Connected { .. },
+            ServerEvent::PlayRequested { stream_id: 1, .. }
+        ]
+    ));
+    p.server
+        .reject_play(1, "NetStream.Play.Failed", "no such stream");
+    expect_refused(&mut p, "NetStream.Play.Failed", "no such stream");
+    assert!(p.client_events.is_empty() && !p.client.is_playing());
+}
+
+#[test]
+fn player_acknowledges_by_the_server_window() {
+    let server = SessionConfig {
+        window_ack_size: 10_000,
+        ..SessionConfig::default()
+    };
+    let mut p = Pair::player(server, client_config("cam1", 4096));
+    let sid = p.play_live("cam1");
+    let payload = Bytes::from(vec![0x27; 3000]);
+    for i in 0..50 {
+        p.server.send_media(sid, MediaKind::Video, i * 40, &payload);
+        p.drive_ok();
+    }
+    let acks = p.tap_to_server.acks();
+    assert!(acks.len() >= 10, "{acks:?}");
+    assert!(acks.windows(2).all(|w| w[1] - w[0] >= 10_000), "{acks:?}");
+    assert_eq!(p.client_events.len(), 50);
 }
 
 // ---------------------------------------------------------------------------------------
