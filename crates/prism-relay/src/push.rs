@@ -381,6 +381,21 @@ async fn connect_and_publish(
     }
 }
 
+/// Feeds a destination's bytes to a push session and queues its replies; its events
+/// (Publishing) are read from the session's state instead. `reason` labels a failure.
+fn client_input(
+    session: &mut ClientSession,
+    input: &mut BytesMut,
+    now: std::time::Instant,
+    out: &mut OutQueue,
+    reason: &'static str,
+) -> Result<(), ConnError> {
+    let handled = session.handle_input(input, now);
+    while session.poll_event().is_some() {}
+    out.append(session.out());
+    handled.map_err(|e| ConnError::new(reason, e))
+}
+
 /// A push connection setting up: the driver's [`Output`] until the session publishes.
 struct Setup(ClientSession);
 
@@ -399,10 +414,7 @@ impl Output for Setup {
         now: std::time::Instant,
         out: &mut OutQueue,
     ) -> Result<Flow, ConnError> {
-        let handled = self.0.handle_input(input, now);
-        while self.0.poll_event().is_some() {}
-        out.append(self.0.out());
-        handled.map_err(|e| ConnError::new("refused", e))?;
+        client_input(&mut self.0, input, now, out, "refused")?;
         Ok(match self.0.is_publishing() {
             true => Flow::Yield,
             false => Flow::Continue,
@@ -457,10 +469,7 @@ impl Output for RtmpPush<'_> {
         out: &mut OutQueue,
     ) -> Result<Flow, ConnError> {
         // A destination sends acknowledgements, and errors on close.
-        let handled = self.session.handle_input(input, now);
-        while self.session.poll_event().is_some() {}
-        out.append(self.session.out());
-        handled.map_err(|e| ConnError::new("protocol", e))?;
+        client_input(&mut self.session, input, now, out, "protocol")?;
         Ok(Flow::Continue)
     }
 
