@@ -1,30 +1,19 @@
 //! The reconnect grace window on virtual time: the hub reads no clock, so these tests give it
 //! instants and never sleep.
 
+mod common;
+
 use bytes::Bytes;
+use common::CountingWaker;
 use prism_hub::{Frame, FrameKind, Hub, HubConfig, QueueLimits, RecvStatus, Subscription};
 use std::future::Future;
 use std::pin::pin;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
-use std::task::{Context, Wake, Waker};
+use std::task::{Context, Waker};
 use std::time::{Duration, Instant};
 
 const GRACE: Duration = Duration::from_millis(500);
 const MS: Duration = Duration::from_millis(1);
-
-#[derive(Default)]
-struct CountingWaker(AtomicUsize);
-impl Wake for CountingWaker {
-    fn wake(self: Arc<Self>) {
-        self.0.fetch_add(1, Ordering::SeqCst);
-    }
-}
-impl CountingWaker {
-    fn count(&self) -> usize {
-        self.0.load(Ordering::SeqCst)
-    }
-}
 
 fn hub(grace: Duration) -> Arc<Hub> {
     Hub::new(HubConfig {

@@ -1,27 +1,15 @@
 //! Hub behaviour: late joiners, duplicate publishers, grace-window resume, isolation.
 
+mod common;
+
 use bytes::Bytes;
+use common::CountingWaker;
 use prism_hub::{Frame, FrameKind, Hub, HubConfig, PublishError, QueueLimits, RecvStatus};
 use std::future::Future;
 use std::pin::pin;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
-use std::task::{Context, Poll, Wake, Waker};
+use std::task::{Context, Poll, Waker};
 use std::time::{Duration, Instant};
-
-/// Counts its wake-ups; lets the tests poll futures by hand, without a runtime.
-#[derive(Default)]
-struct CountingWaker(AtomicUsize);
-impl Wake for CountingWaker {
-    fn wake(self: Arc<Self>) {
-        self.0.fetch_add(1, Ordering::SeqCst);
-    }
-}
-impl CountingWaker {
-    fn count(&self) -> usize {
-        self.0.load(Ordering::SeqCst)
-    }
-}
 
 /// Polls a future that must be ready at once.
 fn now_or_never<F: Future>(f: F) -> F::Output {
