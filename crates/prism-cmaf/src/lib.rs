@@ -114,8 +114,9 @@ pub enum Payload {
         /// Composition time offset in milliseconds (PTS − DTS); 0 for audio and AV1.
         cts_ms: i32,
         /// The sample as it goes into `mdat`: length-prefixed NAL units for H.264/HEVC
-        /// (prefix size as the record says, see [`TrackConfig::nal_length_size`]), the OBU
-        /// stream of one temporal unit for AV1, a raw AAC or Opus packet. A slice of the
+        /// (prefix size as the record says, see [`TrackConfig::nal_length_size`]), the OBUs
+        /// of one temporal unit for AV1 (a leading temporal delimiter OBU is dropped, as
+        /// AV1-ISOBMFF samples carry none), a raw AAC or Opus packet. A slice of the
         /// payload (no copy).
         data: bytes::Bytes,
     },

@@ -129,9 +129,10 @@ fn parse_enhanced_video(payload: &Bytes, b0: u8) -> Result<Payload, ParseError> 
     let body = pos + 4;
     match packet_type {
         video_packet::SEQUENCE_START => video_config(codec, payload.slice(body..)),
-        video_packet::CODED_FRAMES if codec == Codec::Av1 => {
+        video_packet::CODED_FRAMES | video_packet::CODED_FRAMES_X if codec == Codec::Av1 => {
             // AV1 coded frames carry no composition time (E-RTMP v2, ExVideoTagBody).
-            Ok(video_frame(frame_type, 0, payload.slice(body..)))
+            let data = strip_temporal_delimiter(payload.slice(body..));
+            Ok(video_frame(frame_type, 0, data))
         }
         video_packet::CODED_FRAMES => {
             let cts_ms = p.get(body..).and_then(read_si24).ok_or(malformed("CTS"))?;
@@ -142,6 +143,30 @@ fn parse_enhanced_video(payload: &Bytes, b0: u8) -> Result<Payload, ParseError> 
         | video_packet::METADATA
         | video_packet::MPEG2TS_SEQUENCE_START => Ok(Payload::Skip),
         _ => Err(ParseError::Unsupported("video packet type")),
+    }
+}
+
+/// Drops a leading temporal delimiter OBU from an AV1 temporal unit: AV1-ISOBMFF samples
+/// do not carry them (the sample boundary is the delimiter). Zero-copy: a re-slice.
+fn strip_temporal_delimiter(data: Bytes) -> Bytes {
+    let mut c = Cursor(&data);
+    let Some(header) = c.u8() else { return data };
+    // Type 2 with its size field (a delimiter without one would be the last OBU).
+    if (header >> 3) & 0x0F != 2 || header & 0x02 == 0 {
+        return data;
+    }
+    if header & 0x04 != 0 && c.u8().is_none() {
+        return data;
+    }
+    let Some(size) = read_leb128(&mut c) else {
+        return data;
+    };
+    match usize::try_from(size).ok().and_then(|n| c.take(n)) {
+        Some(_) => {
+            let start = data.len() - c.0.len();
+            data.slice(start..)
+        }
+        None => data,
     }
 }
 

@@ -136,11 +136,19 @@ fn enhanced_video() {
     let (key, cts, data) = frame(parse_video(&cat(&[&[0xA3], b"avc1", NALUS])));
     assert_eq!((key, cts, &data[..]), (false, 0, NALUS));
     // AV1 CodedFrames carry no CTS: the body is the temporal unit.
+    // A leading temporal delimiter OBU (0x12 0x00) is dropped, by re-slicing.
     let obus: &[u8] = &[0x12, 0x00, 0x32, 0x01, 0xAB];
-    let (key, cts, data) = frame(parse_video(&cat(&[&[0x91], b"av01", obus])));
-    assert_eq!((key, cts, &data[..]), (true, 0, obus));
-    let (key, _, data) = frame(parse_video(&cat(&[&[0xA3], b"av01", obus])));
-    assert_eq!((key, &data[..]), (false, obus));
+    let payload = cat(&[&[0x91], b"av01", obus]);
+    let (key, cts, data) = frame(parse_video(&payload));
+    assert_eq!((key, cts, &data[..]), (true, 0, &obus[2..]));
+    assert_eq!(data.as_ptr(), payload[7..].as_ptr());
+    let (key, _, data) = frame(parse_video(&cat(&[&[0xA3], b"av01", &obus[2..]])));
+    assert_eq!((key, &data[..]), (false, &obus[2..]));
+    // A lone delimiter leaves an empty sample; a truncated one is kept as it came.
+    let (_, _, data) = frame(parse_video(&cat(&[&[0x91], b"av01", &obus[..2]])));
+    assert!(data.is_empty());
+    let (_, _, data) = frame(parse_video(&cat(&[&[0x91], b"av01", &[0x12, 0x05, 1]])));
+    assert_eq!(&data[..], &[0x12, 0x05, 1]);
 
     // ModEx (TimestampOffsetNano, 3 bytes) wrapping CodedFrames.
     let p = cat(&[&[0x97, 2, 0, 0, 5, 0x01], b"avc1", &[0, 0, 0x10], NALUS]);
