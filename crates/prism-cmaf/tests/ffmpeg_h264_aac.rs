@@ -94,3 +94,68 @@ fn h264_aac_from_ffmpeg_flv_decodes() {
 
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// Rewrites 4-byte NAL unit length prefixes to 2-byte ones.
+fn two_byte_prefixes(mut data: &[u8]) -> Vec<u8> {
+    let mut out = Vec::new();
+    while data.len() >= 4 {
+        let len = u32::from_be_bytes(data[..4].try_into().unwrap()) as usize;
+        out.extend_from_slice(&u16::try_from(len).unwrap().to_be_bytes());
+        out.extend_from_slice(&data[4..4 + len]);
+        data = &data[4 + len..];
+    }
+    out
+}
+
+/// A stream whose avcC says lengthSizeMinusOne = 1: the frames are packaged as they
+/// came and the record goes into the init segment as it came, so they agree.
+#[test]
+fn h264_with_two_byte_nal_lengths_decodes() {
+    if !have_ffmpeg("h264_with_two_byte_nal_lengths_decodes") {
+        return;
+    }
+    let dir = temp_dir("h264-len2");
+    let flv = dir.join("in.flv");
+    ffmpeg(&[
+        "-f",
+        "lavfi",
+        "-i",
+        "testsrc2=size=320x240:rate=30",
+        "-t",
+        "2",
+        "-c:v",
+        "libx264",
+        "-g",
+        "30",
+        "-bf",
+        "2",
+        "-f",
+        "flv",
+        flv.to_str().unwrap(),
+    ]);
+    let tags: Vec<Tag> = read_flv(&std::fs::read(&flv).unwrap())
+        .into_iter()
+        .filter(|t| t.kind == 9)
+        .map(|t| {
+            let mut body = t.body[..5].to_vec();
+            if t.body[1] == 0 {
+                body.extend_from_slice(&t.body[5..]);
+                body[5 + 4] = 0xFD; // lengthSizeMinusOne = 1
+            } else {
+                body.extend_from_slice(&two_byte_prefixes(&t.body[5..]));
+            }
+            Tag {
+                kind: 9,
+                timestamp_ms: t.timestamp_ms,
+                body: body.into(),
+            }
+        })
+        .collect();
+    let (video, _) = collect_tracks(&tags, None);
+    let video = video.unwrap();
+    assert_eq!(video.config.nal_length_size(), Some(2));
+    let file = dir.join("video.mp4");
+    std::fs::write(&file, single_track_file(&video, 90_000)).unwrap();
+    check_video(&file, "v:0", &video);
+    let _ = std::fs::remove_dir_all(&dir);
+}
