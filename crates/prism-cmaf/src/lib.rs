@@ -17,6 +17,22 @@
 //! track's timescale ([`TrackConfig::timescale`]: 90 kHz for video, the sample rate for
 //! audio, 48 kHz for Opus).
 //!
+//! ```
+//! use bytes::Bytes;
+//! use prism_cmaf::{fragment, init_segment, parse_video, Payload, Sample, TrackRun};
+//!
+//! # let avcc = Bytes::from_static(&[0x17, 0, 0, 0, 0, 1, 0x64, 0, 0x1f, 0xff, 0xe0, 0]);
+//! # let frame = Bytes::from_static(&[0x17, 1, 0, 0, 0, 0, 0, 0, 1, 0x65]);
+//! let Ok(Payload::Config(video)) = parse_video(&avcc) else { panic!() };
+//! let init = init_segment(&[&video]); // track 1
+//! let Ok(Payload::Frame { keyframe, cts_ms, data }) = parse_video(&frame) else { panic!() };
+//! let ticks_per_ms = video.timescale as i32 / 1000;
+//! let samples = [Sample { duration: 3000, cts_offset: cts_ms * ticks_per_ms, keyframe, data }];
+//! let run = TrackRun { track_id: 1, base_decode_time: 0, samples: &samples };
+//! let segment = fragment(1, &[run]);
+//! # assert!(init.len() > 100 && segment.len() > 50);
+//! ```
+//!
 //! Everything here reads untrusted bytes: nothing panics or indexes out of bounds on any
 //! input. This crate must not know about sockets, tokio, HTTP or the hub.
 #![cfg_attr(
