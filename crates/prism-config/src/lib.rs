@@ -21,10 +21,11 @@ use toml::Spanned;
 pub use access::{canonical as canonical_ip, Access, IpNet, Secret, WebhookUrl};
 pub use pattern::StreamPattern;
 pub use section::auth::AuthConfig;
+pub use section::hls::{HlsConfig, HlsKeys};
 pub use section::http::{ApiToken, HttpConfig};
 pub use section::limits::Limits;
 pub use section::player::QueueConfig;
-pub use section::route::{Route, RouteAccess};
+pub use section::route::{Route, RouteAccess, RouteOutputs};
 pub use section::rtmp::RtmpConfig;
 pub use section::rtmps::{TlsFiles, TlsListenerConfig};
 pub use section::rtmpt::TunnelConfig;
@@ -34,6 +35,7 @@ pub use section::target::{validate_target_name, ResolvedTarget, TargetConfig, Ta
 pub use url::redact_url;
 
 use section::auth::RawAuth;
+use section::hls::RawHls;
 use section::http::RawHttp;
 use section::limits::RawLimits;
 use section::player::RawQueue;
@@ -75,6 +77,8 @@ pub struct Config {
     pub auth: AuthConfig,
     /// TOML table `[limits]`: connections, streams and targets.
     pub limits: Limits,
+    /// TOML table `[hls]`: LL-HLS, HLS and DASH for viewers; absent = off.
+    pub hls: Option<HlsConfig>,
 }
 
 /// A configuration that could not be read or is invalid. `Display` is the
@@ -163,6 +167,15 @@ impl Config {
             fix(&mut tls.cert);
             fix(&mut tls.key);
         }
+        if let Some(hls) = &mut self.hls {
+            if let Some(tls) = &mut hls.tls {
+                fix(&mut tls.cert);
+                fix(&mut tls.key);
+            }
+            if let Some(dir) = &mut hls.keys.dvr_dir {
+                fix(dir);
+            }
+        }
         for r in &mut self.routes {
             for t in &mut r.targets {
                 if let Some(ca) = &mut t.tls.ca {
@@ -192,6 +205,18 @@ impl Config {
             }
         }
         out
+    }
+
+    /// Whether stream `app`/`key` is served over HLS/DASH: `[hls]` exists and the first
+    /// matching route that sets `hls` does not turn it off.
+    pub fn hls_for(&self, app: &str, key: &str) -> bool {
+        self.hls.is_some()
+            && self
+                .routes
+                .iter()
+                .filter(|r| r.stream.matches(app, key))
+                .find_map(|r| r.outputs.hls)
+                .unwrap_or(true)
     }
 
     /// The access rules of stream `app`/`key`: for each rule, the first matching route (file
@@ -247,6 +272,7 @@ struct RawConfig {
     rtmpt: Option<Spanned<RawTunnel>>,
     rtmpts: Option<Spanned<RawTunnel>>,
     srt: Option<Spanned<RawSrt>>,
+    hls: Option<Spanned<RawHls>>,
     #[serde(default)]
     auth: RawAuth,
     #[serde(default)]
@@ -306,6 +332,10 @@ impl Checker<'_> {
             .srt
             .map(|t| section::srt::resolve(self, t))
             .transpose()?;
+        let hls = raw
+            .hls
+            .map(|t| section::hls::resolve(self, t))
+            .transpose()?;
         Ok(Config {
             rtmp,
             http,
@@ -318,6 +348,7 @@ impl Checker<'_> {
             srt,
             auth,
             limits,
+            hls,
         })
     }
 }

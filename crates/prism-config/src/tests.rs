@@ -746,6 +746,7 @@ fn declared_tables() -> Vec<(&'static str, Vec<&'static str>)> {
         // [rtmpts] takes the [rtmpt] keys; default.toml shows the ones it needs.
         ("rtmpts", vec!["listen", "cert", "key"]),
         ("srt", names(RawSrt::KEYS)),
+        ("hls", names(section::hls::RawHls::KEYS)),
         ("limits", names(RawLimits::KEYS)),
         ("auth", names(RawAuth::KEYS)),
         // `target` is the [[route.target]] sub-table, not a key.
@@ -820,6 +821,7 @@ fn default_toml_lists_every_key() {
         RawQueue::KEYS,
         section::rtmpt::RawTunnel::KEYS,
         RawSrt::KEYS,
+        section::hls::RawHls::KEYS,
         RawLimits::KEYS,
         RawAuth::KEYS,
         RawRoute::KEYS,
@@ -845,4 +847,36 @@ fn gop_cache_cap_is_checked() {
         32 * 1024 * 1024,
         "the cap the hub had as a constant"
     );
+}
+
+#[test]
+fn hls_section_and_route_switch() {
+    let c = parse(
+        "[hls]\nlisten = \"127.0.0.1:8080\"\n[[route]]\nstream = \"private/*\"\nhls = false\n",
+    )
+    .unwrap();
+    let hls = c.hls.as_ref().unwrap();
+    assert_eq!(hls.segment, std::time::Duration::from_secs(2));
+    assert_eq!(hls.part, std::time::Duration::from_millis(200));
+    assert_eq!(hls.window_segments, 6);
+    assert_eq!(hls.allow_origin, "*");
+    assert!(hls.tls.is_none());
+    assert!(c.hls_for("live", "a"));
+    assert!(!c.hls_for("private", "a"));
+    assert!(
+        !parse("").unwrap().hls_for("live", "a"),
+        "off without [hls]"
+    );
+    let e = parse("[hls]\nlisten = \"127.0.0.1:8080\"\nsegment_ms = 1000\npart_ms = 600\n")
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("hls.part_ms") && e.contains("half"), "{e}");
+    let e = parse("[hls]\nlisten = \"127.0.0.1:8080\"\ncert = \"a.pem\"\n")
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("needs `cert` and `key`"), "{e}");
+    let e = parse("[hls]\nlisten = \"127.0.0.1:8080\"\nsegments = 3\n")
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("segments"), "{e}");
 }

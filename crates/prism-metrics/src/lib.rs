@@ -58,6 +58,12 @@ pub mod names {
     pub const SRT_PACKETS_RETRANSMITTED_TOTAL: &str = "prism_srt_packets_retransmitted_total";
     pub const SRT_PACKETS_DROPPED_TOTAL: &str = "prism_srt_packets_dropped_total";
     pub const SRT_RECEIVE_BUFFER_SECONDS: &str = "prism_srt_receive_buffer_seconds";
+    pub const HLS_REQUESTS_TOTAL: &str = "prism_hls_requests_total";
+    pub const HLS_BYTES_SENT_TOTAL: &str = "prism_hls_bytes_sent_total";
+    pub const HLS_SEGMENTS: &str = "prism_hls_segments";
+    pub const HLS_DVR_BYTES: &str = "prism_hls_dvr_bytes";
+    pub const HLS_VIEWERS: &str = "prism_hls_viewers";
+    pub const HLS_BLOCKING_REQUESTS: &str = "prism_hls_blocking_requests";
 
     /// Every name above, in declaration order.
     pub const ALL: &[&str] = &[
@@ -83,6 +89,12 @@ pub mod names {
         SRT_PACKETS_RETRANSMITTED_TOTAL,
         SRT_PACKETS_DROPPED_TOTAL,
         SRT_RECEIVE_BUFFER_SECONDS,
+        HLS_REQUESTS_TOTAL,
+        HLS_BYTES_SENT_TOTAL,
+        HLS_SEGMENTS,
+        HLS_DVR_BYTES,
+        HLS_VIEWERS,
+        HLS_BLOCKING_REQUESTS,
     ];
 }
 
@@ -142,6 +154,19 @@ pub struct Metrics {
     /// `prism_srt_receive_buffer_seconds{stream,direction,target}`: span of acknowledged
     /// data waiting in the receive buffer for its release time (ingest).
     srt_receive_buffer_seconds: GaugeVec,
+    /// `prism_hls_requests_total{kind,status}`: viewers' HTTP requests by resource
+    /// (`playlist`, `part`, `segment`, `init`, `dash_manifest`, `page`, `other`) and status.
+    hls_requests_total: IntCounterVec,
+    /// `prism_hls_bytes_sent_total{stream}`: body bytes served to viewers.
+    hls_bytes_sent_total: IntCounterVec,
+    /// `prism_hls_segments{stream}`: complete segments in the playlist (DVR included).
+    hls_segments: IntGaugeVec,
+    /// `prism_hls_dvr_bytes{stream}`: bytes the stream's window holds.
+    hls_dvr_bytes: IntGaugeVec,
+    /// `prism_hls_viewers{stream}`: estimate: distinct clients that fetched media lately.
+    hls_viewers: IntGaugeVec,
+    /// `prism_hls_blocking_requests`: blocking reloads and part requests parked now.
+    hls_blocking_requests: IntGauge,
 }
 
 impl Default for Metrics {
@@ -296,6 +321,40 @@ impl Metrics {
                 registry.register(Box::new(m.clone())).expect("unique name");
                 m
             },
+            hls_requests_total: counter(
+                HLS_REQUESTS_TOTAL,
+                "Viewers' HLS/DASH HTTP requests, by resource kind and status.",
+                &["kind", "status"],
+            ),
+            hls_bytes_sent_total: counter(
+                HLS_BYTES_SENT_TOTAL,
+                "Body bytes served to HLS/DASH viewers of the stream.",
+                &["stream"],
+            ),
+            hls_segments: gauge(
+                HLS_SEGMENTS,
+                "Complete segments in the stream's HLS playlist (DVR window included).",
+                &["stream"],
+            ),
+            hls_dvr_bytes: gauge(
+                HLS_DVR_BYTES,
+                "Bytes held for the stream's HLS live and DVR window.",
+                &["stream"],
+            ),
+            hls_viewers: gauge(
+                HLS_VIEWERS,
+                "Estimated HLS/DASH viewers: distinct clients that fetched media in the last 30 s.",
+                &["stream"],
+            ),
+            hls_blocking_requests: {
+                let g = IntGauge::new(
+                    HLS_BLOCKING_REQUESTS,
+                    "Blocking playlist reloads and part requests parked now.",
+                )
+                .expect("valid gauge");
+                registry.register(Box::new(g.clone())).expect("unique name");
+                g
+            },
             registry,
         };
         m.build_info
@@ -412,7 +471,7 @@ impl Metrics {
             .collect()
     }
 
-    fn collectors(&self) -> [&dyn Collector; 22] {
+    fn collectors(&self) -> [&dyn Collector; 28] {
         [
             &self.connections_active,
             &self.connections_total,
@@ -436,7 +495,43 @@ impl Metrics {
             &self.srt_packets_retransmitted_total,
             &self.srt_packets_dropped_total,
             &self.srt_receive_buffer_seconds,
+            &self.hls_requests_total,
+            &self.hls_bytes_sent_total,
+            &self.hls_segments,
+            &self.hls_dvr_bytes,
+            &self.hls_viewers,
+            &self.hls_blocking_requests,
         ]
+    }
+
+    /// `prism_hls_requests_total{kind,status}`.
+    pub fn hls_request(&self, kind: &'static str, status: u16) -> IntCounter {
+        self.hls_requests_total
+            .with_label_values(&[kind, &status.to_string()])
+    }
+
+    /// The HLS series of one stream.
+    pub fn hls(&self, stream: &str) -> HlsMetrics {
+        HlsMetrics {
+            bytes_sent: self.hls_bytes_sent_total.with_label_values(&[stream]),
+            segments: self.hls_segments.with_label_values(&[stream]),
+            dvr_bytes: self.hls_dvr_bytes.with_label_values(&[stream]),
+            viewers: self.hls_viewers.with_label_values(&[stream]),
+        }
+    }
+
+    /// `prism_hls_blocking_requests`.
+    pub fn hls_blocking_requests(&self) -> &IntGauge {
+        &self.hls_blocking_requests
+    }
+
+    /// Removes the HLS series of a stream (its window is gone).
+    pub fn forget_hls(&self, stream: &str) {
+        let is = |labels: &[LabelPair]| label(labels, "stream") == Some(stream);
+        remove_where(&self.hls_bytes_sent_total, is);
+        remove_where(&self.hls_segments, is);
+        remove_where(&self.hls_dvr_bytes, is);
+        remove_where(&self.hls_viewers, is);
     }
 
     /// Removes all label sets of a stream (when a stream ends) so labels
@@ -458,6 +553,7 @@ impl Metrics {
         remove_where(&self.srt_packets_retransmitted_total, is);
         remove_where(&self.srt_packets_dropped_total, is);
         remove_where(&self.srt_receive_buffer_seconds, is);
+        self.forget_hls(stream);
     }
 
     /// Removes the SRT label sets of one connection's `(stream, direction, target)`.
@@ -484,6 +580,15 @@ impl Metrics {
         remove_where(&self.target_reconnects_total, is);
         remove_where(&self.target_disconnects_total, is);
     }
+}
+
+/// `prism_hls_*{stream}` of one stream.
+#[derive(Debug, Clone)]
+pub struct HlsMetrics {
+    pub bytes_sent: IntCounter,
+    pub segments: IntGauge,
+    pub dvr_bytes: IntGauge,
+    pub viewers: IntGauge,
 }
 
 /// `prism_connections_active` / `prism_connections_total` of one transport.
@@ -675,6 +780,11 @@ mod tests {
         srt.packets_retransmitted.inc();
         srt.packets_dropped.inc();
         srt.receive_buffer_seconds.set(0.12);
+        let hls = m.hls(stream);
+        hls.bytes_sent.inc_by(1000);
+        hls.segments.set(6);
+        hls.dvr_bytes.set(100_000);
+        hls.viewers.set(3);
     }
 
     fn full() -> Metrics {
@@ -686,6 +796,8 @@ mod tests {
         m.streams_active().set(2);
         m.publish_rejected(RejectReason::AlreadyLive).inc();
         m.play_rejected(RejectReason::PlayDisabled).inc();
+        m.hls_request("part", 200).inc();
+        m.hls_blocking_requests().set(1);
         populate(&m, "live/a");
         populate(&m, "live/b");
         m

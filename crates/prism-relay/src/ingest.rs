@@ -90,6 +90,7 @@ impl Relay {
             .publish_started(handle.stream(), *info, handle.resumed());
         if !handle.resumed() {
             crate::push::spawn_targets(self, handle.stream().clone());
+            self.stream_started(handle.stream());
             // Per-stream label sets go when the stream ends, so labels stay bounded.
             let (stream, relay) = (handle.stream().clone(), self.clone());
             tokio::spawn(async move {

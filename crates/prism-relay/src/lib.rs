@@ -37,5 +37,5 @@ pub use prism_control::{
 };
 pub use prism_control::{ReloadReport, StreamChanges};
 pub use push::{spawn_targets, Backoff};
-pub use relay::Relay;
+pub use relay::{Relay, StreamOutput};
 pub use server::serve_rtmp;

@@ -1,13 +1,13 @@
 use crate::dial::{Dialer, TargetSink};
 use prism_config::Config;
 use prism_control::{
-    ConnPermit, Control, InFlightGuard, LimitExceeded, RemoveTargetError, ShutdownReport,
-    StreamSnapshot,
+    Action, ConnInfo, ConnPermit, Control, InFlightGuard, LimitExceeded, Refusal,
+    RemoveTargetError, ShutdownReport, StreamRequest, StreamSnapshot,
 };
 use prism_hub::{Hub, Stream};
 use prism_metrics::Metrics;
 use std::net::SocketAddr;
-use std::sync::Arc;
+use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 
 /// Everything a connection driver needs: the hub, the metrics, and the control plane
@@ -24,6 +24,17 @@ pub struct Relay {
     control: Control,
     dialers: Vec<Arc<dyn Dialer>>,
     sinks: Vec<Arc<dyn TargetSink>>,
+    /// Outputs every new stream is handed to (HLS, ...), registered at start-up.
+    outputs: RwLock<Vec<Arc<dyn StreamOutput>>>,
+}
+
+/// An output that serves streams without a connection of their own per stream (HLS/DASH
+/// packaging, recording, ...): it is handed every stream when it starts and subscribes to
+/// it as it sees fit. Transports register one with [`Relay::add_output`]; the relay knows
+/// no more of it.
+pub trait StreamOutput: Send + Sync + std::fmt::Debug + 'static {
+    /// A stream started (not resumed within its reconnect grace: that is the same stream).
+    fn stream_started(&self, relay: &Arc<Relay>, stream: &Arc<Stream>);
 }
 
 impl Relay {
@@ -59,7 +70,39 @@ impl Relay {
             metrics,
             dialers,
             sinks,
+            outputs: RwLock::new(Vec::new()),
         })
+    }
+
+    /// Registers an output every stream that starts from now on is handed to.
+    pub fn add_output(&self, output: Arc<dyn StreamOutput>) {
+        self.outputs
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .push(output);
+    }
+
+    /// Hands a new stream to every registered output.
+    pub(crate) fn stream_started(self: &Arc<Self>, stream: &Arc<Stream>) {
+        let outputs = self
+            .outputs
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone();
+        for o in outputs {
+            o.stream_started(self, stream);
+        }
+    }
+
+    /// Whether `info` may play `req` (route rules, then the `[auth] on_play` webhook), for
+    /// outputs that serve many requests per viewer (HLS) and so do not go through
+    /// [`Relay::play`]. Refusals are logged and counted as for players.
+    pub async fn authorize_play(
+        &self,
+        req: StreamRequest<'_>,
+        info: &ConnInfo,
+    ) -> Result<(), Refusal> {
+        self.control.authorize(Action::Play, req, info).await
     }
 
     /// The sink for a URL scheme, if a transport provides one.

@@ -17,6 +17,8 @@ use tokio_rustls::TlsAcceptor;
 #[derive(Debug)]
 pub struct ReloadableTls {
     files: TlsFiles,
+    /// ALPN protocols offered (HTTP servers: `h2`, `http/1.1`); empty for RTMPS.
+    alpn: Vec<Vec<u8>>,
     current: RwLock<Arc<ServerConfig>>,
 }
 
@@ -31,15 +33,22 @@ pub struct HandshakeError {
 impl ReloadableTls {
     /// Reads the certificate chain and key. An error names the file at fault.
     pub fn load(files: &TlsFiles) -> Result<Self, TlsError> {
+        Self::load_with_alpn(files, Vec::new())
+    }
+
+    /// As [`load`](Self::load), offering `alpn` protocols in the handshake (an HTTP server
+    /// offers `h2` so that clients can speak HTTP/2).
+    pub fn load_with_alpn(files: &TlsFiles, alpn: Vec<Vec<u8>>) -> Result<Self, TlsError> {
         Ok(ReloadableTls {
-            current: RwLock::new(build(files)?),
+            current: RwLock::new(build(files, &alpn)?),
             files: files.clone(),
+            alpn,
         })
     }
 
     /// Re-reads the files and, if they are valid, serves them to new connections.
     pub fn reload(&self) -> Result<(), TlsError> {
-        let config = build(&self.files)?;
+        let config = build(&self.files, &self.alpn)?;
         *self.current.write().unwrap_or_else(|e| e.into_inner()) = config;
         Ok(())
     }
@@ -81,7 +90,7 @@ impl ReloadableTls {
     }
 }
 
-fn build(files: &TlsFiles) -> Result<Arc<ServerConfig>, TlsError> {
+fn build(files: &TlsFiles, alpn: &[Vec<u8>]) -> Result<Arc<ServerConfig>, TlsError> {
     let certs = load_certs(&files.cert)?;
     let key = load_key(&files.key)?;
     let rejected = |source| TlsError::Rejected {
@@ -89,12 +98,13 @@ fn build(files: &TlsFiles) -> Result<Arc<ServerConfig>, TlsError> {
         key: files.key.clone(),
         source,
     };
-    let config = ServerConfig::builder_with_provider(crate::provider())
+    let mut config = ServerConfig::builder_with_provider(crate::provider())
         .with_safe_default_protocol_versions()
         .map_err(TlsError::Provider)?
         .with_no_client_auth()
         // Checks that the key belongs to the leaf certificate.
         .with_single_cert(certs, key)
         .map_err(rejected)?;
+    config.alpn_protocols = alpn.to_vec();
     Ok(Arc::new(config))
 }

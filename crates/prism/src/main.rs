@@ -140,6 +140,7 @@ async fn run(config: Config, config_path: Option<PathBuf>) -> anyhow::Result<()>
         warn!(http = %config.http.listen, "the admin API is off: [http] listen is not a loopback address and no [http] token is set");
     }
     let rtmps = bind_rtmps(&config).await?;
+    let hls = bind_hls(&config).await?;
     let tunnels = tunnel::bind(&config).await?;
     let srt = match &config.srt {
         Some(c) => Some(
@@ -158,6 +159,7 @@ async fn run(config: Config, config_path: Option<PathBuf>) -> anyhow::Result<()>
     let certificates: Vec<Arc<ReloadableTls>> = rtmps
         .iter()
         .map(|(_, tls, _)| tls.clone())
+        .chain(hls.as_ref().and_then(|(_, tls)| tls.clone()))
         .chain(tunnels.certificates())
         .collect();
     #[cfg(unix)]
@@ -167,9 +169,14 @@ async fn run(config: Config, config_path: Option<PathBuf>) -> anyhow::Result<()>
     };
     info!(rtmp = %config.rtmp.listen, http = %config.http.listen, routes = config.routes.len(), "prism listening");
     let srt_sink = Arc::new(prism_transport_srt::SrtSink::new());
+    let metrics = Metrics::new();
+    let hls_output = config
+        .hls
+        .as_ref()
+        .map(|c| prism_transport_hls::HlsOutput::new(c.clone(), metrics.clone()));
     let relay = Relay::new(
         config,
-        Metrics::new(),
+        metrics,
         vec![
             Arc::new(prism_transport_rtmp::TcpDialer),
             tls_dialer.clone(),
@@ -177,6 +184,9 @@ async fn run(config: Config, config_path: Option<PathBuf>) -> anyhow::Result<()>
         vec![srt_sink.clone()],
     );
     srt_sink.attach(&relay);
+    if let Some(o) = &hls_output {
+        relay.add_output(o.clone());
+    }
     #[cfg(unix)]
     tokio::spawn(reload_on_hangup(
         hangup,
@@ -204,6 +214,14 @@ async fn run(config: Config, config_path: Option<PathBuf>) -> anyhow::Result<()>
             relay.clone(),
             tls,
             handshake_timeout,
+        )));
+    }
+    if let (Some((listener, tls)), Some(output)) = (hls, hls_output) {
+        accept_loops.push(tokio::spawn(prism_transport_hls::serve(
+            listener,
+            relay.clone(),
+            output,
+            tls,
         )));
     }
     accept_loops.extend(tunnels.spawn(&relay));
@@ -261,6 +279,26 @@ async fn bind_rtmps(config: &Config) -> anyhow::Result<Option<Rtmps>> {
     let listener = bind_tcp(c.listen, "RTMPS", "[rtmps] listen").await?;
     info!(rtmps = %c.listen, "RTMPS listening");
     Ok(Some((listener, Arc::new(tls), c.handshake_timeout)))
+}
+
+/// Loads the `[hls]` certificate, if any (offering HTTP/2 by ALPN), and binds the viewers'
+/// listener.
+async fn bind_hls(
+    config: &Config,
+) -> anyhow::Result<Option<(tokio::net::TcpListener, Option<Arc<ReloadableTls>>)>> {
+    let Some(c) = &config.hls else {
+        return Ok(None);
+    };
+    let tls = match &c.tls {
+        Some(files) => Some(Arc::new(
+            ReloadableTls::load_with_alpn(files, vec![b"h2".to_vec(), b"http/1.1".to_vec()])
+                .context("loading the [hls] certificate")?,
+        )),
+        None => None,
+    };
+    let listener = bind_tcp(c.listen, "HLS", "[hls] listen").await?;
+    info!(hls = %c.listen, tls = tls.is_some(), "HLS/DASH listening");
+    Ok(Some((listener, tls)))
 }
 
 /// Pending connections the kernel keeps per listener (capped by net.core.somaxconn). The

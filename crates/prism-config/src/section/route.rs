@@ -35,6 +35,11 @@ section! {
         allow_play: Vec<String> => allow_play: Option<Vec<IpNet>> = default(None),
             check networks;
     }
+    /// Which outputs serve matching streams, besides RTMP/SRT players and targets.
+    define RouteOutputs {
+        /// LL-HLS/HLS/DASH for matching streams (default: on when `[hls]` exists).
+        hls: bool => hls: Option<bool> = default(None), check |v: bool| Ok(Some(v));
+    }
 }
 
 impl RouteAccess {
@@ -84,6 +89,8 @@ pub struct Route {
     pub targets: Vec<TargetConfig>,
     /// `publish_tokens`, `allow_publish`, `play`, `play_tokens`, `allow_play`.
     pub access: RouteAccess,
+    /// `hls`.
+    pub outputs: RouteOutputs,
 }
 
 /// Route `i` (0-based, as in messages: `route[0]`) resolved.
@@ -97,11 +104,12 @@ pub(crate) fn resolve(
     let stream = StreamPattern::new(r.stream.get_ref())
         .map_err(|m| cx.err(r.stream.span(), &format!("{key}.stream"), m))?;
     let access = RouteAccess::from_raw(&mut r, cx, &key)?;
-    if r.target.is_empty() && access.is_empty() {
+    let outputs = RouteOutputs::from_raw(&mut r, cx, &key)?;
+    if r.target.is_empty() && access.is_empty() && outputs == RouteOutputs::default() {
         return Err(cx.err(
             r.stream.span(),
             &key,
-            "route has no [[route.target]] and no access rule; add one or remove the route",
+            "route has no [[route.target]], no access rule and no output setting; add one or remove the route",
         ));
     }
     if r.target.len() > limits.max_targets_per_stream {
@@ -125,5 +133,6 @@ pub(crate) fn resolve(
         stream,
         targets,
         access,
+        outputs,
     })
 }

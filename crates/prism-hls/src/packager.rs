@@ -1,0 +1,784 @@
+//! Frames in, CMAF parts and segments out: the live window of one stream.
+//!
+//! One [`Packager`] per stream. It is fed the hub's frames (FLV-style payloads, timestamps in
+//! milliseconds) with the time they arrived, and keeps, per track (video, audio), the segments
+//! of the playlist window (plus the DVR window), the open segment's parts, and the init
+//! segments. It never reads a clock and does no I/O: the HTTP side reads it under a lock.
+//!
+//! Cutting rules:
+//! - Segments start on a video keyframe (audio-only: any frame), once the open segment is at
+//!   least `segment` long, so every segment decodes on its own.
+//! - Parts end before a frame that would make the part longer than `part`, and at every
+//!   segment end. Both tracks cut at the same moments: the audio part takes the audio samples
+//!   complete by then.
+//! - A sample's duration is known when the next sample of its track arrives, so each track
+//!   holds one sample back.
+
+use bytes::{Bytes, BytesMut};
+use prism_cmaf::{Codec, Payload, Sample, TrackConfig, TrackRun};
+use prism_media::MediaKind;
+use std::collections::VecDeque;
+use std::time::{Duration, Instant, SystemTime};
+
+/// How the packager cuts and how much it keeps.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PackagerConfig {
+    /// Segment duration target.
+    pub segment: Duration,
+    /// LL-HLS part duration target.
+    pub part: Duration,
+    /// Segments in the live playlist.
+    pub window_segments: usize,
+    /// Rewind window (zero: only the live window).
+    pub dvr_window: Duration,
+    /// Most bytes the window of one track may hold (DVR included).
+    pub max_bytes: u64,
+    /// How long a segment stays fetchable after it left the playlist (players that loaded
+    /// the playlist just before still ask for it).
+    pub grace: Duration,
+}
+
+impl Default for PackagerConfig {
+    fn default() -> Self {
+        PackagerConfig {
+            segment: Duration::from_secs(2),
+            part: Duration::from_millis(200),
+            window_segments: 6,
+            dvr_window: Duration::ZERO,
+            max_bytes: 1 << 30,
+            grace: Duration::from_secs(12),
+        }
+    }
+}
+
+/// Which track of a stream.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum TrackKind {
+    Video,
+    Audio,
+}
+
+impl TrackKind {
+    /// The name in URLs (`video.m3u8`, `video/12.m4s`) and the DASH representation id.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TrackKind::Video => "video",
+            TrackKind::Audio => "audio",
+        }
+    }
+
+    pub fn from_name(s: &str) -> Option<TrackKind> {
+        match s {
+            "video" => Some(TrackKind::Video),
+            "audio" => Some(TrackKind::Audio),
+            _ => None,
+        }
+    }
+
+    fn index(self) -> usize {
+        self as usize
+    }
+}
+
+/// One LL-HLS part: a CMAF fragment (moof + mdat).
+#[derive(Debug, Clone)]
+pub struct Part {
+    pub data: Bytes,
+    /// Seconds.
+    pub duration: f64,
+    /// Starts with a keyframe.
+    pub independent: bool,
+}
+
+/// One segment of a track: its parts, and once complete all of them as one body.
+#[derive(Debug, Clone)]
+pub struct Segment {
+    /// Media sequence number, the same for every track of the stream.
+    pub msn: u64,
+    pub parts: Vec<Part>,
+    /// The whole segment (its parts back to back) once complete; the parts are slices of it.
+    pub data: Option<Bytes>,
+    /// Decode time of its first sample, in the track's timescale.
+    pub start: u64,
+    /// Seconds (the sum of its parts).
+    pub duration: f64,
+    /// Wall-clock time of its first sample (`EXT-X-PROGRAM-DATA-TIME`).
+    pub wall: SystemTime,
+    /// Follows a discontinuity (new timeline or new codec configuration).
+    pub discontinuity: bool,
+    /// The init segment version it needs.
+    pub init: u32,
+    /// Discontinuity sequence number of this segment.
+    pub disc_seq: u64,
+}
+
+impl Segment {
+    pub fn bytes(&self) -> usize {
+        self.parts.iter().map(|p| p.data.len()).sum()
+    }
+
+    /// Duration in the track's timescale.
+    fn is_empty(&self) -> bool {
+        self.parts.is_empty()
+    }
+}
+
+/// A sample waiting for its successor (which gives its duration).
+#[derive(Debug)]
+struct Pending {
+    dts: u64,
+    cts_offset: i32,
+    keyframe: bool,
+    data: Bytes,
+}
+
+/// One track's window and its open part.
+pub struct Track {
+    pub kind: TrackKind,
+    pub config: TrackConfig,
+    /// Init segments by version, the newest last (older ones kept while segments need them).
+    inits: Vec<(u32, Bytes)>,
+    /// Complete segments in the playlist (oldest first).
+    pub segments: VecDeque<Segment>,
+    /// Left the playlist, fetchable until the instant.
+    retired: VecDeque<(Instant, Segment)>,
+    /// The open segment (its parts so far).
+    pub open: Segment,
+    /// The open part's complete samples, and their decode times.
+    samples: Vec<Sample>,
+    sample_dts: Vec<u64>,
+    part_start: Option<u64>,
+    /// Sequence number of the last fragment.
+    seq: u32,
+    /// The part target in ticks.
+    part_limit: u64,
+    pending: Option<Pending>,
+    /// The last sample's duration, in the timescale (for the last sample of a stream).
+    last_duration: u32,
+    /// Bytes in `segments` and `open`.
+    bytes: u64,
+    /// Longest complete segment so far, seconds.
+    pub max_segment: f64,
+    /// Longest part so far, seconds.
+    pub max_part: f64,
+    /// Peak bits per second of a complete segment.
+    pub peak_bitrate: u64,
+}
+
+impl Track {
+    fn new(kind: TrackKind, config: TrackConfig, init: (u32, Bytes), open: Segment) -> Track {
+        Track {
+            kind,
+            config,
+            inits: vec![init],
+            segments: VecDeque::new(),
+            retired: VecDeque::new(),
+            open,
+            samples: Vec::new(),
+            sample_dts: Vec::new(),
+            part_start: None,
+            seq: 0,
+            part_limit: u64::MAX,
+            pending: None,
+            last_duration: 0,
+            bytes: 0,
+            max_segment: 0.0,
+            max_part: 0.0,
+            peak_bitrate: 0,
+        }
+    }
+
+    /// The init segment of `version`.
+    pub fn init(&self, version: u32) -> Option<&Bytes> {
+        self.inits
+            .iter()
+            .find(|(v, _)| *v == version)
+            .map(|(_, b)| b)
+    }
+
+    /// The newest init segment version.
+    pub fn init_version(&self) -> u32 {
+        self.inits.last().map_or(0, |(v, _)| *v)
+    }
+
+    /// A segment by number: in the playlist, retired, or (None) unknown or still open.
+    pub fn segment(&self, msn: u64) -> Option<&Segment> {
+        self.segments
+            .iter()
+            .chain(self.retired.iter().map(|(_, s)| s))
+            .find(|s| s.msn == msn)
+    }
+
+    /// A part by segment number and index, in the open segment or a complete one.
+    pub fn part(&self, msn: u64, index: usize) -> Option<&Part> {
+        if self.open.msn == msn {
+            return self.open.parts.get(index);
+        }
+        self.segment(msn)?.parts.get(index)
+    }
+
+    /// Bytes held for the playlist and DVR windows (the open segment included).
+    pub fn bytes(&self) -> u64 {
+        self.bytes
+    }
+
+    fn timescale(&self) -> u64 {
+        u64::from(self.config.timescale.max(1))
+    }
+
+    fn to_ticks(&self, ms: u32) -> u64 {
+        u64::from(ms) * self.timescale() / 1000
+    }
+
+    /// Takes a sample; the one held back before it is complete now.
+    fn push(&mut self, dts: u64, cts_offset: i32, keyframe: bool, data: Bytes) {
+        if let Some(p) = self.pending.take() {
+            // Timestamps are monotonic once the hub normalized them; a zero duration (two
+            // frames on the same millisecond) is kept as is.
+            let duration = dts.saturating_sub(p.dts).min(u64::from(u32::MAX)) as u32;
+            self.complete(p, duration);
+        }
+        self.pending = Some(Pending {
+            dts,
+            cts_offset,
+            keyframe,
+            data,
+        });
+    }
+
+    fn complete(&mut self, p: Pending, duration: u32) {
+        self.last_duration = duration;
+        // Parts are cut ahead of time, guessing the next duration from the last one; when
+        // a longer one proves the guess wrong, the part ends before this sample, so no part
+        // outlasts the target (unless one sample alone does).
+        let ticks: u64 = self.samples.iter().map(|s| u64::from(s.duration)).sum();
+        if !self.samples.is_empty() && ticks + u64::from(duration) > self.part_limit {
+            self.close_part();
+        }
+        if self.part_start.is_none() {
+            self.part_start = Some(p.dts);
+        }
+        self.sample_dts.push(p.dts);
+        self.samples.push(Sample {
+            duration,
+            cts_offset: p.cts_offset,
+            keyframe: p.keyframe,
+            data: p.data,
+        });
+    }
+
+    /// Ends the stream: the held-back sample gets the last duration seen.
+    fn flush_pending(&mut self) {
+        if let Some(p) = self.pending.take() {
+            let d = self.last_duration;
+            self.complete(p, d);
+        }
+    }
+
+    /// A track that follows the main one's cuts for segments cuts its own parts: it ends a
+    /// part when one more sample like the last would make it longer than `part` ticks.
+    fn cut_own_part(&mut self, part: u64) {
+        let ticks: u64 = self.samples.iter().map(|s| u64::from(s.duration)).sum();
+        if !self.samples.is_empty() && ticks + u64::from(self.last_duration) > part {
+            self.close_part();
+        }
+    }
+
+    /// Ticks of `d`.
+    fn ticks(&self, d: Duration) -> u64 {
+        (d.as_micros() as u64).saturating_mul(self.timescale()) / 1_000_000
+    }
+
+    /// Closes the open part and segment at decode time `at` (a following track's samples
+    /// from `at` on, which arrived early, start the next segment) and opens `next`.
+    fn cut_segment_at(&mut self, at: u64, next: Segment) {
+        let split = self.sample_dts.partition_point(|&d| d < at);
+        let tail_samples = self.samples.split_off(split);
+        let tail_dts = self.sample_dts.split_off(split);
+        self.close_part();
+        self.close_segment(next);
+        self.part_start = tail_dts.first().copied();
+        self.samples = tail_samples;
+        self.sample_dts = tail_dts;
+    }
+
+    /// Closes the open part (if it has samples) as the next fragment.
+    fn close_part(&mut self) -> bool {
+        let Some(base) = self.part_start.take() else {
+            return false;
+        };
+        self.sample_dts.clear();
+        if self.samples.is_empty() {
+            return false;
+        }
+        self.seq = self.seq.wrapping_add(1);
+        let ticks: u64 = self.samples.iter().map(|s| u64::from(s.duration)).sum();
+        let data = prism_cmaf::fragment(
+            self.seq,
+            &[TrackRun {
+                track_id: 1,
+                base_decode_time: base,
+                samples: &self.samples,
+            }],
+        );
+        let duration = ticks as f64 / self.timescale() as f64;
+        if self.open.parts.is_empty() {
+            self.open.start = base;
+        }
+        self.max_part = self.max_part.max(duration);
+        self.bytes += data.len() as u64;
+        self.open.parts.push(Part {
+            data,
+            duration,
+            independent: self.samples[0].keyframe,
+        });
+        self.open.duration += duration;
+        self.samples.clear();
+        true
+    }
+
+    /// Closes the open segment and opens `next`. An empty segment (no sample of this track
+    /// in that time) is not listed.
+    fn close_segment(&mut self, next: Segment) {
+        let mut seg = std::mem::replace(&mut self.open, next);
+        if seg.is_empty() {
+            // Its discontinuity must not be lost.
+            self.open.discontinuity |= seg.discontinuity;
+            return;
+        }
+        // One body for the whole segment; the parts become slices of it, so a segment and
+        // its parts are one copy in memory.
+        let mut body = BytesMut::with_capacity(seg.bytes());
+        for p in &seg.parts {
+            body.extend_from_slice(&p.data);
+        }
+        let body = body.freeze();
+        let mut at = 0;
+        for p in &mut seg.parts {
+            let n = p.data.len();
+            p.data = body.slice(at..at + n);
+            at += n;
+        }
+        if seg.duration > 0.0 {
+            self.peak_bitrate = self
+                .peak_bitrate
+                .max((body.len() as f64 * 8.0 / seg.duration) as u64);
+        }
+        self.max_segment = self.max_segment.max(seg.duration);
+        seg.data = Some(body);
+        self.segments.push_back(seg);
+    }
+
+    /// Drops what fell out of the windows; retired segments go after `grace`.
+    fn evict(&mut self, cfg: &PackagerConfig, now: Instant) {
+        let keep_time = cfg.dvr_window.as_secs_f64();
+        loop {
+            let n = self.segments.len();
+            if n <= 1 {
+                break;
+            }
+            let total: f64 = self.segments.iter().map(|s| s.duration).sum();
+            let over_count = n > cfg.window_segments;
+            let over_time = total - self.segments[0].duration >= keep_time;
+            let over_bytes = self.bytes > cfg.max_bytes;
+            if !(over_bytes || (over_count && over_time)) {
+                break;
+            }
+            let Some(seg) = self.segments.pop_front() else {
+                break;
+            };
+            self.bytes = self.bytes.saturating_sub(seg.bytes() as u64);
+            self.retired.push_back((now + cfg.grace, seg));
+        }
+        while self.retired.front().is_some_and(|(until, _)| *until <= now) {
+            self.retired.pop_front();
+        }
+        // Init versions no segment needs any more.
+        let oldest = self
+            .retired
+            .front()
+            .map(|(_, s)| s.init)
+            .or(self.segments.front().map(|s| s.init))
+            .unwrap_or(self.open.init);
+        self.inits.retain(|(v, _)| *v >= oldest);
+    }
+}
+
+/// What the packager did with a frame.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Pushed {
+    /// Taken into a part (or a config noted).
+    Taken,
+    /// Before the first keyframe, of a track not packaged, or not media.
+    Skipped,
+    /// A payload that could not be parsed or a codec HLS/CMAF cannot carry.
+    Unsupported,
+}
+
+/// The live window of one stream, per track.
+pub struct Packager {
+    cfg: PackagerConfig,
+    /// The newest configuration seen per kind (video, audio).
+    configs: [Option<TrackConfig>; 2],
+    /// The packaged tracks (empty before the first keyframe).
+    tracks: Vec<Track>,
+    /// The track whose frames decide cuts (video when there is one).
+    main: TrackKind,
+    /// Milliseconds (hub time) of the open segment's and part's first main frame.
+    seg_start: u32,
+    part_start: u32,
+    last_main: Option<u32>,
+    /// A new init segment is due at the next keyframe (a track appeared or changed).
+    restart: bool,
+    /// First audio frame without any video configuration, for audio-only streams.
+    audio_since: Option<u32>,
+    next_msn: u64,
+    disc_seq: u64,
+    init_version: u32,
+    /// Wall clock at hub time `anchor.1`.
+    anchor: Option<(SystemTime, u32)>,
+    ended: bool,
+    /// Bumped whenever a part or segment is added (and at the end): blocking requests wait
+    /// for it.
+    version: u64,
+    unsupported: u64,
+}
+
+/// How long an audio-only stream waits for a video configuration before it is packaged as
+/// audio only (encoders send both configurations before any frame).
+const AUDIO_ONLY_AFTER_MS: u32 = 1000;
+
+impl Packager {
+    pub fn new(cfg: PackagerConfig) -> Packager {
+        Packager {
+            cfg,
+            configs: [None, None],
+            tracks: Vec::new(),
+            main: TrackKind::Video,
+            seg_start: 0,
+            part_start: 0,
+            last_main: None,
+            restart: false,
+            audio_since: None,
+            next_msn: 0,
+            disc_seq: 0,
+            init_version: 0,
+            anchor: None,
+            ended: false,
+            version: 0,
+            unsupported: 0,
+        }
+    }
+
+    pub fn config(&self) -> &PackagerConfig {
+        &self.cfg
+    }
+
+    /// Numbers the first segment `msn` and the first init segment `init` (call before the
+    /// first frame). A base unique to each window keeps URLs from naming two different
+    /// segments across restarts, which caches would mix up.
+    pub fn start_sequence(&mut self, msn: u64, init: u32) {
+        if !self.is_started() {
+            self.next_msn = msn;
+            self.init_version = init;
+        }
+    }
+
+    /// Packaged tracks, video first.
+    pub fn tracks(&self) -> &[Track] {
+        &self.tracks
+    }
+
+    pub fn track(&self, kind: TrackKind) -> Option<&Track> {
+        self.tracks.iter().find(|t| t.kind == kind)
+    }
+
+    /// Changes whenever there is something new to fetch.
+    pub fn version(&self) -> u64 {
+        self.version
+    }
+
+    /// True once the stream ended (`EXT-X-ENDLIST`).
+    pub fn is_ended(&self) -> bool {
+        self.ended
+    }
+
+    /// True once the first segment is open (tracks known).
+    pub fn is_started(&self) -> bool {
+        !self.tracks.is_empty()
+    }
+
+    /// The main track (whose cuts every track follows).
+    pub fn main(&self) -> TrackKind {
+        self.main
+    }
+
+    /// Wall-clock time at hub time 0 (the DASH `availabilityStartTime`): the first frame's
+    /// arrival minus its timestamp.
+    pub fn epoch(&self) -> Option<SystemTime> {
+        let (wall, ms) = self.anchor?;
+        wall.checked_sub(Duration::from_millis(u64::from(ms)))
+    }
+
+    /// Frames whose payload could not be packaged.
+    pub fn unsupported(&self) -> u64 {
+        self.unsupported
+    }
+
+    /// Bytes held for every track's windows.
+    pub fn bytes(&self) -> u64 {
+        self.tracks.iter().map(|t| t.bytes).sum()
+    }
+
+    /// Segments in the playlist (of the main track).
+    pub fn segment_count(&self) -> usize {
+        self.track(self.main).map_or(0, |t| t.segments.len())
+    }
+
+    /// Takes one frame: `timestamp` in milliseconds (the hub's), `wall` the wall-clock time
+    /// it arrived.
+    pub fn push(
+        &mut self,
+        kind: MediaKind,
+        timestamp: u32,
+        payload: &Bytes,
+        now: Instant,
+        wall: SystemTime,
+    ) -> Pushed {
+        if self.ended {
+            return Pushed::Skipped;
+        }
+        let (track, parsed) = match kind {
+            MediaKind::Video => (TrackKind::Video, prism_cmaf::parse_video(payload)),
+            MediaKind::Audio => (TrackKind::Audio, prism_cmaf::parse_audio(payload)),
+            MediaKind::Data => return Pushed::Skipped,
+        };
+        let (keyframe, cts_ms, data) = match parsed {
+            Err(_) => {
+                self.unsupported += 1;
+                return Pushed::Unsupported;
+            }
+            Ok(Payload::Skip) => return Pushed::Skipped,
+            Ok(Payload::Config(c)) => {
+                if c.codec.is_video() != (track == TrackKind::Video) {
+                    self.unsupported += 1;
+                    return Pushed::Unsupported;
+                }
+                let changed = self.configs[track.index()].as_ref() != Some(&c);
+                if changed && self.is_started() {
+                    // A new track or a changed configuration: new init at the next keyframe.
+                    let same = self.track(track).map(|t| &t.config) == Some(&c);
+                    self.restart |= !same;
+                }
+                self.configs[track.index()] = Some(c);
+                return Pushed::Taken;
+            }
+            Ok(Payload::Frame {
+                keyframe,
+                cts_ms,
+                data,
+            }) => (keyframe || track == TrackKind::Audio, cts_ms, data),
+        };
+        if self.anchor.is_none() {
+            self.anchor = Some((wall, timestamp));
+        }
+
+        // Start (or restart with a new set of tracks) on a keyframe of the track that will
+        // lead.
+        let leads = match (self.configs[0].is_some(), track) {
+            (true, TrackKind::Video) => keyframe,
+            (false, TrackKind::Audio) => {
+                let since = *self.audio_since.get_or_insert(timestamp);
+                timestamp.wrapping_sub(since) >= AUDIO_ONLY_AFTER_MS || self.is_started()
+            }
+            _ => false,
+        };
+        if (!self.is_started() || self.restart) && leads {
+            self.start_tracks(timestamp, wall, now);
+        }
+        let Some(ti) = self.tracks.iter().position(|t| t.kind == track) else {
+            return Pushed::Skipped;
+        };
+        if !self.is_started() {
+            return Pushed::Skipped;
+        }
+
+        let dts = self.tracks[ti].to_ticks(timestamp);
+        let cts = (i64::from(cts_ms) * self.tracks[ti].timescale() as i64 / 1000)
+            .clamp(i64::from(i32::MIN), i64::from(i32::MAX)) as i32;
+        if track == self.main {
+            // The held-back main sample ends here; then decide whether a part (and a segment)
+            // ends before this frame.
+            self.tracks[ti].push(dts, cts, keyframe, data);
+            self.cut_before(timestamp, keyframe, wall, now);
+            self.last_main = Some(timestamp);
+        } else {
+            let track = &mut self.tracks[ti];
+            track.push(dts, cts, keyframe, data);
+            let part = track.ticks(self.cfg.part);
+            track.cut_own_part(part);
+        }
+        Pushed::Taken
+    }
+
+    /// The main track's frame at `t` (ms) arrived and completed the sample before it: cut a
+    /// part, and a segment, before it when due.
+    fn cut_before(&mut self, t: u32, keyframe: bool, wall: SystemTime, now: Instant) {
+        let Some(last) = self.last_main else {
+            return;
+        };
+        let seg_len = t.wrapping_sub(self.seg_start);
+        let part_len = t.wrapping_sub(self.part_start);
+        let interval = t.wrapping_sub(last);
+        let segment_ms = self.cfg.segment.as_millis() as u32;
+        let part_ms = self.cfg.part.as_millis() as u32;
+        let segment_due = keyframe && seg_len >= segment_ms;
+        // End the part here if the next frame would make it longer than the target.
+        let part_due = part_len >= part_ms || part_len.saturating_add(interval) > part_ms;
+        if !(segment_due || part_due) {
+            return;
+        }
+        // The frame at `t` was pushed already: it goes to the next part (it is the main
+        // track's held-back sample, not in the part being closed).
+        self.close_main_part();
+        self.part_start = t;
+        if segment_due {
+            self.close_segments(t, false, wall);
+            self.evict(now);
+        }
+        self.version += 1;
+    }
+
+    fn close_parts(&mut self) {
+        for track in &mut self.tracks {
+            track.close_part();
+        }
+    }
+
+    /// Closes the main track's part (the others cut their own parts).
+    fn close_main_part(&mut self) {
+        let main = self.main;
+        if let Some(t) = self.tracks.iter_mut().find(|t| t.kind == main) {
+            t.close_part();
+        }
+    }
+
+    fn new_segment(&self, t: u32, discontinuity: bool, wall: SystemTime) -> Segment {
+        Segment {
+            msn: self.next_msn,
+            parts: Vec::new(),
+            data: None,
+            start: 0,
+            duration: 0.0,
+            wall: self.wall_at(t).unwrap_or(wall),
+            discontinuity,
+            init: self.init_version,
+            disc_seq: self.disc_seq,
+        }
+    }
+
+    fn wall_at(&self, t: u32) -> Option<SystemTime> {
+        let (wall, at) = self.anchor?;
+        Some(wall + Duration::from_millis(u64::from(t.wrapping_sub(at))))
+    }
+
+    /// Closes every track's open segment; the next one starts at `t` (ms).
+    fn close_segments(&mut self, t: u32, discontinuity: bool, wall: SystemTime) {
+        self.next_msn += 1;
+        self.seg_start = t;
+        let next = self.new_segment(t, discontinuity, wall);
+        for track in &mut self.tracks {
+            let at = track.to_ticks(t);
+            track.cut_segment_at(at, next.clone());
+        }
+    }
+
+    fn evict(&mut self, now: Instant) {
+        let cfg = self.cfg;
+        for track in &mut self.tracks {
+            track.evict(&cfg, now);
+        }
+    }
+
+    /// Opens the first segment, or restarts with new tracks or configurations (a
+    /// discontinuity with a new init segment).
+    fn start_tracks(&mut self, t: u32, wall: SystemTime, now: Instant) {
+        let restarting = self.is_started();
+        if restarting {
+            for track in &mut self.tracks {
+                track.flush_pending();
+            }
+            self.close_parts();
+            self.disc_seq += 1;
+            self.init_version += 1;
+            self.close_segments(t, true, wall);
+            self.evict(now);
+        }
+        self.restart = false;
+        self.main = if self.configs[0].is_some() {
+            TrackKind::Video
+        } else {
+            TrackKind::Audio
+        };
+        let kinds = [TrackKind::Video, TrackKind::Audio];
+        let open = self.new_segment(t, restarting, wall);
+        for kind in kinds {
+            let Some(config) = self.configs[kind.index()].clone() else {
+                continue;
+            };
+            let init = (self.init_version, prism_cmaf::init_segment(&[&config]));
+            match self.tracks.iter_mut().find(|tr| tr.kind == kind) {
+                Some(track) => {
+                    track.config = config;
+                    track.inits.push(init);
+                }
+                None => {
+                    let mut track = Track::new(kind, config, init, open.clone());
+                    track.part_limit = track.ticks(self.cfg.part);
+                    track.open.msn = self.next_msn;
+                    self.tracks.push(track);
+                }
+            }
+        }
+        self.tracks.sort_by_key(|t| t.kind.index());
+        self.seg_start = t;
+        self.part_start = t;
+        self.last_main = None;
+        self.version += 1;
+    }
+
+    /// The stream ended: the open part and segment close, the playlists get
+    /// `EXT-X-ENDLIST`.
+    pub fn end(&mut self, now: Instant) {
+        if self.ended {
+            return;
+        }
+        self.ended = true;
+        if self.is_started() {
+            for track in &mut self.tracks {
+                track.flush_pending();
+            }
+            self.close_parts();
+            let t = self.last_main.unwrap_or(self.seg_start);
+            let wall = self.wall_at(t).unwrap_or(SystemTime::UNIX_EPOCH);
+            self.close_segments(t, false, wall);
+            self.evict(now);
+        }
+        self.version += 1;
+    }
+
+    /// Drops retired segments whose grace ended (call now and then while the stream is idle).
+    pub fn handle_timeout(&mut self, now: Instant) {
+        self.evict(now);
+    }
+
+    /// The open segment's number (the next one to complete).
+    pub fn open_msn(&self) -> u64 {
+        self.next_msn
+    }
+
+    /// The codec of a packaged track.
+    pub fn codec(&self, kind: TrackKind) -> Option<Codec> {
+        self.track(kind).map(|t| t.config.codec)
+    }
+}

@@ -1,0 +1,544 @@
+//! The viewers' HTTP server: hyper, HTTP/1.1 and HTTP/2 (h2c by prior knowledge in the
+//! clear, h2 by ALPN over TLS), bounded connections, header timeouts, and the LL-HLS
+//! blocking requests parked on each stream's version watch.
+
+use crate::{lock, HlsOutput, HlsStream, Shared};
+use bytes::Bytes;
+use http_body_util::{BodyExt, Empty, Full};
+use hyper::body::Incoming;
+use hyper::header::{self, HeaderValue};
+use hyper::service::service_fn;
+use hyper::{Method, Request, Response, StatusCode};
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::server::conn::auto;
+use prism_hls::playlist::{self, MediaOptions};
+use prism_hls::request::{self, BadUrl, Readiness, Resource};
+use prism_relay::{ConnInfo, Relay, StreamRequest};
+use prism_transport_tls::ReloadableTls;
+use std::collections::hash_map::DefaultHasher;
+use std::collections::HashMap;
+use std::convert::Infallible;
+use std::hash::{Hash, Hasher};
+use std::net::SocketAddr;
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant, SystemTime};
+use tokio::net::TcpListener;
+use tokio::sync::Semaphore;
+use tracing::warn;
+
+type Body = http_body_util::combinators::BoxBody<Bytes, Infallible>;
+
+/// The `transport` of viewers in logs, refusals and webhooks.
+const TRANSPORT: &str = "hls";
+/// A client's request headers must arrive within this (slowloris).
+const HEADER_TIMEOUT: Duration = Duration::from_secs(10);
+/// A successful play authorization (route rules and webhook) is reused this long for the
+/// same client, stream and token, so that a viewer's many requests cost one webhook call.
+const AUTH_TTL: Duration = Duration::from_secs(30);
+const MAX_AUTH_CACHE: usize = 100_000;
+/// The index waits this long for a stream's first segment to open.
+const START_WAIT: Duration = Duration::from_secs(10);
+/// TLS handshakes must finish within this.
+const TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+
+const PAGE: &str = include_str!("page.html");
+const HLS_JS: &str = include_str!("../assets/hls.min.js");
+
+struct Server {
+    relay: Arc<Relay>,
+    shared: Arc<Shared>,
+    /// (client ip, stream, token hash) → authorized until.
+    auth: Mutex<HashMap<(std::net::IpAddr, String, u64), Instant>>,
+}
+
+/// Serves viewers on `listener` until the process ends. `tls`: HTTPS with HTTP/2 by ALPN.
+pub async fn serve(
+    listener: TcpListener,
+    relay: Arc<Relay>,
+    output: Arc<HlsOutput>,
+    tls: Option<Arc<ReloadableTls>>,
+) {
+    let shared = output.shared().clone();
+    let slots = Arc::new(Semaphore::new(shared.config.max_connections));
+    let server = Arc::new(Server {
+        relay,
+        shared,
+        auth: Mutex::new(HashMap::new()),
+    });
+    loop {
+        let (tcp, peer) = match listener.accept().await {
+            Ok(c) => c,
+            Err(e) => {
+                warn!("hls accept failed: {e}");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                continue;
+            }
+        };
+        // Over the limit: closed at once, nothing read.
+        let Ok(permit) = slots.clone().try_acquire_owned() else {
+            continue;
+        };
+        let _ = tcp.set_nodelay(true);
+        let (server, tls) = (server.clone(), tls.clone());
+        tokio::spawn(async move {
+            let _permit = permit;
+            let service = service_fn(move |req| {
+                let server = server.clone();
+                async move { Ok::<_, Infallible>(server.handle(req, peer).await) }
+            });
+            let mut builder = auto::Builder::new(TokioExecutor::new());
+            builder
+                .http1()
+                .timer(TokioTimer::new())
+                .header_read_timeout(HEADER_TIMEOUT)
+                .max_buf_size(64 * 1024);
+            builder
+                .http2()
+                .timer(TokioTimer::new())
+                .max_concurrent_streams(256)
+                .max_header_list_size(16 * 1024);
+            match tls {
+                None => {
+                    let _ = builder.serve_connection(TokioIo::new(tcp), service).await;
+                }
+                Some(tls) => {
+                    let Ok(stream) = tls.accept(tcp, TLS_HANDSHAKE_TIMEOUT).await else {
+                        return;
+                    };
+                    let _ = builder
+                        .serve_connection(TokioIo::new(stream), service)
+                        .await;
+                }
+            }
+        });
+    }
+}
+
+fn full(b: impl Into<Bytes>) -> Body {
+    Full::new(b.into()).boxed()
+}
+
+fn empty() -> Body {
+    Empty::new().boxed()
+}
+
+/// Counts a parked request for as long as it lives.
+struct Parked<'a>(&'a Shared);
+
+impl<'a> Parked<'a> {
+    fn enter(shared: &'a Shared) -> Option<Parked<'a>> {
+        let max = shared.config.max_blocking_requests;
+        let mut n = shared.blocking.load(Ordering::Relaxed);
+        loop {
+            if n >= max {
+                return None;
+            }
+            match shared
+                .blocking
+                .compare_exchange(n, n + 1, Ordering::AcqRel, Ordering::Relaxed)
+            {
+                Ok(_) => break,
+                Err(now) => n = now,
+            }
+        }
+        shared.metrics.hls_blocking_requests().inc();
+        Some(Parked(shared))
+    }
+}
+
+impl Drop for Parked<'_> {
+    fn drop(&mut self) {
+        self.0.blocking.fetch_sub(1, Ordering::AcqRel);
+        self.0.metrics.hls_blocking_requests().dec();
+    }
+}
+
+/// What a handler produced, before the common headers.
+struct Answer {
+    status: StatusCode,
+    content_type: &'static str,
+    body: Bytes,
+    cache: &'static str,
+    etag: Option<String>,
+    /// Media bytes of the stream (counted in `prism_hls_bytes_sent_total`).
+    media: bool,
+}
+
+impl Answer {
+    fn status(status: StatusCode) -> Answer {
+        Answer {
+            status,
+            content_type: "text/plain; charset=utf-8",
+            body: Bytes::from(format!("{}\n", status.canonical_reason().unwrap_or(""))),
+            cache: "no-store",
+            etag: None,
+            media: false,
+        }
+    }
+}
+
+/// `Cache-Control` of segments, parts and init segments: their URLs never name other bytes
+/// (sequence numbers start from a per-window base), so caches may keep them.
+const IMMUTABLE: &str = "public, max-age=86400, immutable";
+/// Playlists and manifests change with every part; a CDN may coalesce requests within
+/// about a part duration (blocking reloads carry their own query, so they are distinct).
+const PLAYLIST_CACHE: &str = "public, max-age=1";
+
+impl Server {
+    async fn handle(&self, req: Request<Incoming>, peer: SocketAddr) -> Response<Body> {
+        let origin = self.shared.config.allow_origin.clone();
+        let mut resp = match *req.method() {
+            Method::GET | Method::HEAD => self.get(&req, peer).await,
+            Method::OPTIONS => {
+                let mut r = Response::new(empty());
+                *r.status_mut() = StatusCode::NO_CONTENT;
+                let h = r.headers_mut();
+                h.insert(
+                    header::ACCESS_CONTROL_ALLOW_METHODS,
+                    HeaderValue::from_static("GET, HEAD, OPTIONS"),
+                );
+                h.insert(
+                    header::ACCESS_CONTROL_ALLOW_HEADERS,
+                    HeaderValue::from_static("Range, If-None-Match"),
+                );
+                h.insert(
+                    header::ACCESS_CONTROL_MAX_AGE,
+                    HeaderValue::from_static("86400"),
+                );
+                r
+            }
+            _ => {
+                let mut r = Response::new(full("method not allowed\n"));
+                *r.status_mut() = StatusCode::METHOD_NOT_ALLOWED;
+                r.headers_mut().insert(
+                    header::ALLOW,
+                    HeaderValue::from_static("GET, HEAD, OPTIONS"),
+                );
+                r
+            }
+        };
+        let h = resp.headers_mut();
+        if let Ok(v) = HeaderValue::from_str(&origin) {
+            h.insert(header::ACCESS_CONTROL_ALLOW_ORIGIN, v);
+        }
+        h.insert(
+            header::ACCESS_CONTROL_EXPOSE_HEADERS,
+            HeaderValue::from_static("Content-Length, Content-Range, ETag"),
+        );
+        resp
+    }
+
+    async fn get(&self, req: &Request<Incoming>, peer: SocketAddr) -> Response<Body> {
+        let uri = req.uri();
+        let head = req.method() == Method::HEAD;
+        if uri.path() == "/hls.min.js" {
+            let a = Answer {
+                status: StatusCode::OK,
+                content_type: "text/javascript; charset=utf-8",
+                body: Bytes::from_static(HLS_JS.as_bytes()),
+                cache: "public, max-age=86400",
+                etag: Some(format!("\"hlsjs-{}\"", env!("CARGO_PKG_VERSION"))),
+                media: false,
+            };
+            return self.respond(req, a, None, "page", head);
+        }
+        let parsed = match request::parse(uri.path(), uri.query()) {
+            Ok(r) => r,
+            Err(e) => {
+                let status = match e {
+                    BadUrl::NotFound => StatusCode::NOT_FOUND,
+                    BadUrl::Malformed => StatusCode::BAD_REQUEST,
+                };
+                return self.respond(req, Answer::status(status), None, "other", head);
+            }
+        };
+        let kind = parsed.resource.kind();
+        let Some(hs) = self.shared.stream(parsed.app, parsed.key) else {
+            return self.respond(req, Answer::status(StatusCode::NOT_FOUND), None, kind, head);
+        };
+        // Access: the route's play rules and the on_play webhook, cached per client.
+        let token = parsed.token.unwrap_or("");
+        if !self.authorized(peer, parsed.app, parsed.key, token).await {
+            return self.respond(req, Answer::status(StatusCode::FORBIDDEN), None, kind, head);
+        }
+        let answer = self.answer(&hs, &parsed, req, peer).await;
+        self.respond(req, answer, Some(&hs), kind, head)
+    }
+
+    /// Whether `peer` may play `app/key` with `token`; successes are cached for
+    /// [`AUTH_TTL`].
+    async fn authorized(&self, peer: SocketAddr, app: &str, key: &str, token: &str) -> bool {
+        let mut hasher = DefaultHasher::new();
+        token.hash(&mut hasher);
+        let entry = (peer.ip(), format!("{app}/{key}"), hasher.finish());
+        let now = Instant::now();
+        if lock(&self.auth)
+            .get(&entry)
+            .is_some_and(|until| *until > now)
+        {
+            return true;
+        }
+        let query = if token.is_empty() {
+            String::new()
+        } else {
+            format!("token={token}")
+        };
+        let req = StreamRequest {
+            app,
+            key,
+            query: &query,
+        };
+        let info = ConnInfo {
+            peer,
+            transport: TRANSPORT,
+        };
+        if self.relay.authorize_play(req, &info).await.is_err() {
+            return false;
+        }
+        let mut cache = lock(&self.auth);
+        if cache.len() >= MAX_AUTH_CACHE {
+            cache.retain(|_, until| *until > now);
+            if cache.len() >= MAX_AUTH_CACHE {
+                cache.clear();
+            }
+        }
+        cache.insert(entry, now + AUTH_TTL);
+        true
+    }
+
+    /// The answer for `r`, parking the request while the window cannot answer it yet.
+    async fn answer(
+        &self,
+        hs: &Arc<HlsStream>,
+        r: &request::Request<'_>,
+        req: &Request<Incoming>,
+        peer: SocketAddr,
+    ) -> Answer {
+        let mut rx = hs.version.subscribe();
+        let mut parked = None;
+        let mut deadline = None;
+        loop {
+            {
+                let p = hs.packager();
+                match request::readiness(&p, r) {
+                    Readiness::Ready => return self.render(hs, &p, r, req, peer),
+                    Readiness::NotFound => return Answer::status(StatusCode::NOT_FOUND),
+                    Readiness::TooFarAhead => return Answer::status(StatusCode::BAD_REQUEST),
+                    Readiness::Wait => {}
+                }
+                if deadline.is_none() {
+                    // RFC 8216bis 6.2.5.2: a blocking request waits up to three target
+                    // durations; the index waits for the stream's first keyframe.
+                    let wait = match r.resource {
+                        Resource::Multivariant | Resource::Dash | Resource::Media(_)
+                            if !p.is_started() =>
+                        {
+                            START_WAIT
+                        }
+                        _ => Duration::from_secs(3 * playlist::target_duration(&p)),
+                    };
+                    deadline = Some(tokio::time::Instant::now() + wait);
+                }
+            }
+            if parked.is_none() {
+                match Parked::enter(&self.shared) {
+                    Some(p) => parked = Some(p),
+                    None => return Answer::status(StatusCode::SERVICE_UNAVAILABLE),
+                }
+            }
+            let until = deadline.unwrap_or_else(tokio::time::Instant::now);
+            match tokio::time::timeout_at(until, rx.changed()).await {
+                Ok(Ok(())) => {}
+                // Timed out or the window is gone.
+                _ => return Answer::status(StatusCode::SERVICE_UNAVAILABLE),
+            }
+        }
+    }
+
+    fn render(
+        &self,
+        hs: &HlsStream,
+        p: &prism_hls::Packager,
+        r: &request::Request<'_>,
+        req: &Request<Incoming>,
+        peer: SocketAddr,
+    ) -> Answer {
+        let query = r.token.map(|t| format!("token={t}")).unwrap_or_default();
+        let playlist = |text: Option<String>, ct: &'static str| match text {
+            Some(t) => Answer {
+                status: StatusCode::OK,
+                content_type: ct,
+                body: Bytes::from(t),
+                cache: PLAYLIST_CACHE,
+                etag: None,
+                media: false,
+            },
+            None => Answer::status(StatusCode::NOT_FOUND),
+        };
+        let media = |data: Option<Bytes>, etag: String| match data {
+            Some(body) => {
+                hs.saw_viewer(client_fingerprint(req, peer), Instant::now());
+                Answer {
+                    status: StatusCode::OK,
+                    content_type: "video/mp4",
+                    body,
+                    cache: IMMUTABLE,
+                    etag: Some(etag),
+                    media: true,
+                }
+            }
+            None => Answer::status(StatusCode::NOT_FOUND),
+        };
+        const M3U8: &str = "application/vnd.apple.mpegurl";
+        match r.resource {
+            Resource::Page => Answer {
+                status: StatusCode::OK,
+                content_type: "text/html; charset=utf-8",
+                body: Bytes::from(page(r.app, r.key, p.config().dvr_window.as_secs())),
+                cache: "no-cache",
+                etag: None,
+                media: false,
+            },
+            Resource::Multivariant => playlist(playlist::multivariant(p, &query), M3U8),
+            Resource::Media(kind) => playlist(
+                playlist::media(p, kind, MediaOptions { skip: r.skip }, &query),
+                M3U8,
+            ),
+            Resource::Dash => playlist(
+                playlist::dash(p, SystemTime::now(), &query),
+                "application/dash+xml",
+            ),
+            Resource::Init(kind, v) => media(
+                p.track(kind).and_then(|t| t.init(v)).cloned(),
+                format!("\"{}-{}-i{v}\"", hs.instance, kind.as_str()),
+            ),
+            Resource::Segment(kind, msn) => media(
+                p.track(kind)
+                    .and_then(|t| t.segment(msn))
+                    .and_then(|s| s.data.clone()),
+                format!("\"{}-{}-{msn}\"", hs.instance, kind.as_str()),
+            ),
+            Resource::Part(kind, msn, i) => media(
+                p.track(kind)
+                    .and_then(|t| t.part(msn, i))
+                    .map(|part| part.data.clone()),
+                format!("\"{}-{}-{msn}.{i}\"", hs.instance, kind.as_str()),
+            ),
+        }
+    }
+
+    /// Headers common to every answer, conditional and range requests, metrics.
+    fn respond(
+        &self,
+        req: &Request<Incoming>,
+        a: Answer,
+        hs: Option<&Arc<HlsStream>>,
+        kind: &'static str,
+        head: bool,
+    ) -> Response<Body> {
+        let mut status = a.status;
+        let mut body = a.body;
+        let mut content_range = None;
+        let not_modified = a.etag.as_ref().is_some_and(|etag| {
+            req.headers()
+                .get(header::IF_NONE_MATCH)
+                .and_then(|v| v.to_str().ok())
+                .is_some_and(|v| v.split(',').any(|t| t.trim() == etag || t.trim() == "*"))
+        });
+        if status == StatusCode::OK && not_modified {
+            status = StatusCode::NOT_MODIFIED;
+            body = Bytes::new();
+        } else if status == StatusCode::OK && a.media {
+            if let Some(range) = req.headers().get(header::RANGE) {
+                match byte_range(range.to_str().unwrap_or(""), body.len()) {
+                    Some((start, end)) => {
+                        content_range = Some(format!("bytes {start}-{end}/{}", body.len()));
+                        body = body.slice(start..=end);
+                        status = StatusCode::PARTIAL_CONTENT;
+                    }
+                    None => {
+                        content_range = Some(format!("bytes */{}", body.len()));
+                        body = Bytes::new();
+                        status = StatusCode::RANGE_NOT_SATISFIABLE;
+                    }
+                }
+            }
+        }
+        self.shared.metrics.hls_request(kind, status.as_u16()).inc();
+        if let Some(hs) = hs {
+            if !head && !body.is_empty() && (a.media || status.is_success()) {
+                lock(&hs.metrics).bytes_sent.inc_by(body.len() as u64);
+            }
+        }
+        let len = body.len();
+        let mut resp = Response::new(if head { empty() } else { full(body) });
+        *resp.status_mut() = status;
+        let h = resp.headers_mut();
+        h.insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static(a.content_type),
+        );
+        h.insert(header::CACHE_CONTROL, HeaderValue::from_static(a.cache));
+        h.insert(header::CONTENT_LENGTH, HeaderValue::from(len));
+        if a.media {
+            h.insert(header::ACCEPT_RANGES, HeaderValue::from_static("bytes"));
+        }
+        if let Some(etag) = a.etag.and_then(|e| HeaderValue::from_str(&e).ok()) {
+            h.insert(header::ETAG, etag);
+        }
+        if let Some(cr) = content_range.and_then(|c| HeaderValue::from_str(&c).ok()) {
+            h.insert(header::CONTENT_RANGE, cr);
+        }
+        resp
+    }
+}
+
+/// A viewer's identity for the estimate: address and user agent.
+fn client_fingerprint(req: &Request<Incoming>, peer: SocketAddr) -> u64 {
+    let mut h = DefaultHasher::new();
+    peer.ip().hash(&mut h);
+    req.headers().get(header::USER_AGENT).hash(&mut h);
+    h.finish()
+}
+
+/// One `bytes=a-b`, `bytes=a-` or `bytes=-n` range of a body of `len` bytes, inclusive.
+fn byte_range(v: &str, len: usize) -> Option<(usize, usize)> {
+    let spec = v.trim().strip_prefix("bytes=")?;
+    if spec.contains(',') || len == 0 {
+        return None;
+    }
+    let (a, b) = spec.split_once('-')?;
+    let (start, end) = match (a.trim(), b.trim()) {
+        ("", n) => {
+            let n: usize = n.parse().ok()?;
+            (len.saturating_sub(n), len - 1)
+        }
+        (a, "") => (a.parse().ok()?, len - 1),
+        (a, b) => (a.parse().ok()?, b.parse::<usize>().ok()?.min(len - 1)),
+    };
+    (start <= end && start < len).then_some((start, end))
+}
+
+/// The player page of `app/key`.
+fn page(app: &str, key: &str, dvr_s: u64) -> String {
+    PAGE.replace("{{STREAM}}", &format!("{app}/{key}"))
+        .replace("{{DVR}}", &dvr_s.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::byte_range;
+
+    #[test]
+    fn ranges() {
+        assert_eq!(byte_range("bytes=0-9", 100), Some((0, 9)));
+        assert_eq!(byte_range("bytes=90-", 100), Some((90, 99)));
+        assert_eq!(byte_range("bytes=-10", 100), Some((90, 99)));
+        assert_eq!(byte_range("bytes=50-500", 100), Some((50, 99)));
+        assert_eq!(byte_range("bytes=100-", 100), None);
+        assert_eq!(byte_range("bytes=5-1", 100), None);
+        assert_eq!(byte_range("bytes=0-1,3-4", 100), None);
+        assert_eq!(byte_range("items=0-1", 100), None);
+    }
+}

@@ -1,0 +1,324 @@
+//! The viewers' HTTP endpoint (`[hls]`): every live stream (whatever transport brought it
+//! in) packaged as CMAF by [`prism_hls`] and served as LL-HLS, HLS and DASH over hyper,
+//! HTTP/1.1 and HTTP/2 (h2 over TLS via ALPN).
+//!
+//! Two halves share one table of streams:
+//! - packaging: [`HlsOutput`] is a [`StreamOutput`]; for each stream that starts it
+//!   subscribes to the hub and runs the relay's one connection [`Driver`] with an
+//!   [`Output`] that feeds the packager (the "connection" is a sink: HLS has no peer per
+//!   stream);
+//! - serving ([`serve`]): URLs are parsed and answered from the packager under its lock;
+//!   blocking playlist reloads and requests for the next part park on the stream's version
+//!   watch, bounded in number and time.
+
+mod http;
+
+pub use http::serve;
+
+use bytes::BytesMut;
+use prism_config::HlsConfig;
+use prism_hls::{Packager, PackagerConfig};
+use prism_hub::{Frame, QueueLimits, Stream, Subscription};
+use prism_metrics::{HlsMetrics, Metrics};
+use prism_relay::{ConnError, Driver, Flow, Output, Relay, StreamOutput};
+use prism_rtmp::OutQueue;
+use std::collections::HashMap;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::task::{Context, Poll};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::sync::watch;
+use tracing::{debug, info};
+
+/// How long a stream's window stays served after the stream ended (players get the
+/// `EXT-X-ENDLIST`; a publisher that comes back continues it with a discontinuity).
+const ENDED_GRACE: Duration = Duration::from_secs(30);
+/// A viewer counts as watching while it fetched media within this.
+const VIEWER_WINDOW: Duration = Duration::from_secs(30);
+/// Most distinct viewers tracked per stream for the estimate (beyond: counted as this).
+const MAX_TRACKED_VIEWERS: usize = 100_000;
+
+/// The HLS output and the state its HTTP server reads.
+#[derive(Debug)]
+pub struct HlsOutput {
+    shared: Arc<Shared>,
+}
+
+#[derive(Debug)]
+pub(crate) struct Shared {
+    pub(crate) config: HlsConfig,
+    pub(crate) metrics: Metrics,
+    streams: Mutex<HashMap<String, Arc<HlsStream>>>,
+    /// Requests parked now (blocking reloads, hinted parts).
+    pub(crate) blocking: AtomicUsize,
+}
+
+impl Shared {
+    pub(crate) fn stream(&self, app: &str, key: &str) -> Option<Arc<HlsStream>> {
+        let name = format!("{app}/{key}");
+        lock(&self.streams).get(&name).cloned()
+    }
+}
+
+/// One stream's window, shared by its packaging task and the HTTP handlers.
+pub(crate) struct HlsStream {
+    pub(crate) name: String,
+    packager: Mutex<Packager>,
+    /// The packager's version, for parked requests.
+    pub(crate) version: watch::Sender<u64>,
+    /// Client fingerprint → last media request.
+    viewers: Mutex<HashMap<u64, Instant>>,
+    pub(crate) metrics: Mutex<HlsMetrics>,
+    /// Distinguishes this window from an earlier one of the same name (ETags).
+    pub(crate) instance: u64,
+}
+
+impl std::fmt::Debug for HlsStream {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "HlsStream({})", self.name)
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+impl HlsStream {
+    pub(crate) fn packager(&self) -> MutexGuard<'_, Packager> {
+        lock(&self.packager)
+    }
+
+    /// Notes a media request from `client` for the viewer estimate.
+    pub(crate) fn saw_viewer(&self, client: u64, now: Instant) {
+        let mut v = lock(&self.viewers);
+        if v.len() < MAX_TRACKED_VIEWERS || v.contains_key(&client) {
+            v.insert(client, now);
+        }
+    }
+
+    fn count_viewers(&self, now: Instant) -> usize {
+        let mut v = lock(&self.viewers);
+        v.retain(|_, seen| now.saturating_duration_since(*seen) < VIEWER_WINDOW);
+        v.len()
+    }
+
+    fn bump(&self, version: u64) {
+        self.version.send_replace(version);
+    }
+}
+
+/// A sequence base unique to this window: media sequence numbers and init versions start
+/// here, so a URL never names two different segments (CDNs cache them for long) even when
+/// a stream of the same name is packaged again after a restart.
+fn sequence_base() -> u64 {
+    static LAST: AtomicU64 = AtomicU64::new(0);
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap_or_default()
+        .as_secs();
+    // Strictly increasing within the process, whatever the clock does.
+    let mut prev = LAST.load(Ordering::Relaxed);
+    loop {
+        let next = now.max(prev + 1);
+        match LAST.compare_exchange(prev, next, Ordering::Relaxed, Ordering::Relaxed) {
+            Ok(_) => return next,
+            Err(p) => prev = p,
+        }
+    }
+}
+
+impl HlsOutput {
+    pub fn new(config: HlsConfig, metrics: Metrics) -> Arc<HlsOutput> {
+        Arc::new(HlsOutput {
+            shared: Arc::new(Shared {
+                config,
+                metrics,
+                streams: Mutex::new(HashMap::new()),
+                blocking: AtomicUsize::new(0),
+            }),
+        })
+    }
+
+    pub(crate) fn shared(&self) -> &Arc<Shared> {
+        &self.shared
+    }
+
+    fn packager_config(&self) -> PackagerConfig {
+        let c = &self.shared.config;
+        PackagerConfig {
+            segment: c.segment,
+            part: c.part,
+            window_segments: c.window_segments,
+            dvr_window: c.dvr_window,
+            max_bytes: c.dvr_max_bytes,
+            // One playlist length: a player that loaded the playlist just before a segment
+            // left it still finds it.
+            grace: c.segment * c.window_segments as u32,
+        }
+    }
+}
+
+impl StreamOutput for HlsOutput {
+    fn stream_started(&self, relay: &Arc<Relay>, stream: &Arc<Stream>) {
+        if !relay.config().hls_for(stream.app(), stream.key()) {
+            return;
+        }
+        let name = stream.name().to_owned();
+        let cfg = self.packager_config();
+        let hs = {
+            let mut streams = lock(&self.shared.streams);
+            let base = sequence_base();
+            let mut packager = Packager::new(cfg);
+            packager.start_sequence(base, base as u32);
+            // A window of the same name (the stream ended moments ago) is replaced; its
+            // players see the new one's segments after a jump in sequence numbers.
+            let hs = Arc::new(HlsStream {
+                metrics: Mutex::new(self.shared.metrics.hls(&name)),
+                name: name.clone(),
+                packager: Mutex::new(packager),
+                version: watch::channel(0).0,
+                viewers: Mutex::new(HashMap::new()),
+                instance: base,
+            });
+            if let Some(old) = streams.insert(name.clone(), hs.clone()) {
+                // Wake its parked requests: they answer from the ended window or 404.
+                old.packager().end(Instant::now());
+                let v = old.packager().version();
+                old.bump(v);
+            }
+            hs
+        };
+        debug!(stream = %name, "hls packaging started");
+        let limits = QueueLimits {
+            // Packaging never waits on a socket: the queue only absorbs scheduling delays.
+            max_bytes: 32 * 1024 * 1024,
+            max_ms: 10_000,
+            overflow_disconnect: Duration::from_secs(30),
+        };
+        let Some(sub) = stream.subscribe(limits, Instant::now()) else {
+            return;
+        };
+        let guard = relay.track(|| format!("hls packager {name}"));
+        let shared = self.shared.clone();
+        tokio::spawn(async move {
+            let _guard = guard;
+            let mut out = Packaging {
+                sub,
+                hs: hs.clone(),
+                reported_version: 0,
+            };
+            let mut driver = Driver::new(NullIo, prism_egress_config());
+            let exit = driver.run(&mut out).await;
+            {
+                let mut p = hs.packager();
+                p.end(Instant::now());
+                let v = p.version();
+                drop(p);
+                hs.bump(v);
+            }
+            info!(stream = %hs.name, "hls packaging ended: {}", match exit {
+                Ok(e) => format!("{e:?}"),
+                Err(e) => format!("{e:?}"),
+            });
+            tokio::time::sleep(ENDED_GRACE).await;
+            let mut streams = lock(&shared.streams);
+            if streams.get(&hs.name).is_some_and(|s| Arc::ptr_eq(s, &hs)) {
+                streams.remove(&hs.name);
+                drop(streams);
+                shared.metrics.forget_hls(&hs.name);
+            }
+        });
+    }
+}
+
+/// The driver's pacing config for a packager: the defaults (nothing is ever written, so
+/// only the periodic check, which exports the gauges, matters).
+fn prism_egress_config() -> prism_egress::Config {
+    prism_egress::Config::default()
+}
+
+/// The [`Output`] of a packaging task: frames go into the packager.
+struct Packaging {
+    sub: Subscription,
+    hs: Arc<HlsStream>,
+    reported_version: u64,
+}
+
+impl Output for Packaging {
+    fn subscription(&self) -> Option<&Subscription> {
+        Some(&self.sub)
+    }
+
+    fn send_frames(&mut self, frames: &mut Vec<Arc<Frame>>, _out: &mut OutQueue) {
+        let (now, wall) = (Instant::now(), SystemTime::now());
+        let version = {
+            let mut p = self.hs.packager();
+            for f in frames.drain(..) {
+                p.push(f.kind, f.timestamp, &f.payload, now, wall);
+            }
+            p.version()
+        };
+        if version != self.reported_version {
+            self.reported_version = version;
+            self.hs.bump(version);
+        }
+    }
+
+    fn handle_input(
+        &mut self,
+        input: &mut BytesMut,
+        _now: Instant,
+        _out: &mut OutQueue,
+    ) -> Result<Flow, ConnError> {
+        input.clear();
+        Ok(Flow::Continue)
+    }
+
+    fn report(&mut self) {
+        let now = Instant::now();
+        let (segments, bytes) = {
+            let mut p = self.hs.packager();
+            p.handle_timeout(now);
+            (p.segment_count(), p.bytes())
+        };
+        let viewers = self.hs.count_viewers(now);
+        let m = lock(&self.hs.metrics);
+        m.segments.set(segments as i64);
+        m.dvr_bytes.set(bytes as i64);
+        m.viewers.set(viewers as i64);
+    }
+}
+
+/// The byte stream of a packaging task: nothing to read, everything written vanishes (the
+/// packager's output is its window, not bytes on a socket).
+struct NullIo;
+
+impl AsyncRead for NullIo {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        _cx: &mut Context<'_>,
+        _buf: &mut ReadBuf<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        Poll::Pending
+    }
+}
+
+impl AsyncWrite for NullIo {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        _cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
+        Poll::Ready(Ok(buf.len()))
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Poll::Ready(Ok(()))
+    }
+}

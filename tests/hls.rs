@@ -1,0 +1,296 @@
+//! LL-HLS, HLS and DASH of live streams ([hls]): ffmpeg publishes over RTMP and SRT; ffprobe
+//! and ffmpeg read the HLS and DASH URLs and every segment decodes, starting on a keyframe;
+//! the playlists keep the RFC 8216bis rules (checked by prism_hls::check); blocking reloads
+//! wait for their part; bad URLs are refused; hls.js plays the page in headless Chromium.
+
+mod common;
+
+use common::srt::*;
+use common::*;
+use prism_hls::check::{check_delta, check_media, parse_media};
+use std::net::SocketAddr;
+use std::path::Path;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+fn hls_config(hls_port: u16, extra: &str) -> String {
+    format!(
+        "[rtmp]\nlisten = \"127.0.0.1:{}\"\n[http]\nlisten = \"127.0.0.1:{}\"\n\
+         [hls]\nlisten = \"127.0.0.1:{hls_port}\"\nsegment_ms = 1000\npart_ms = 200\n{extra}\n",
+        free_port(),
+        free_port()
+    )
+}
+
+fn get(addr: SocketAddr, path: &str) -> (u16, String) {
+    http_get(addr, path).unwrap_or_else(|e| panic!("GET {path}: {e}"))
+}
+
+/// Waits until the stream's multivariant playlist answers.
+fn wait_playlist(addr: SocketAddr, stream: &str) -> String {
+    wait_for(
+        Duration::from_secs(20),
+        "the HLS playlist",
+        || match http_get(addr, &format!("/{stream}/index.m3u8")) {
+            Ok((200, body)) => Some(body),
+            _ => None,
+        },
+    )
+}
+
+/// Bytes of a GET (binary-safe).
+fn get_bytes(addr: SocketAddr, path: &str) -> Vec<u8> {
+    let out = run_with_timeout(
+        Command::new("curl").args(["-sf", "--max-time", "10", &format!("http://{addr}{path}")]),
+        Duration::from_secs(15),
+    )
+    .expect("curl");
+    assert!(out.status.success(), "GET {path} failed: {:?}", out.status);
+    out.stdout
+}
+
+/// ffprobe's frames of a file: (key_frame, pts_time), and whether decoding reported errors.
+fn probe_frames(path: &Path, stream: &str) -> (Vec<(bool, f64)>, String) {
+    let out = run_with_timeout(
+        Command::new("ffprobe")
+            .args(["-v", "error", "-select_streams", stream, "-show_frames"])
+            .args([
+                "-show_entries",
+                "frame=key_frame,pts_time",
+                "-of",
+                "csv=p=0",
+            ])
+            .arg(path),
+        Duration::from_secs(30),
+    )
+    .expect("ffprobe");
+    let frames = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter_map(|l| {
+            let mut it = l.split(',');
+            let key = it.next()? == "1";
+            let pts = it.next()?.parse().ok()?;
+            Some((key, pts))
+        })
+        .collect();
+    (frames, String::from_utf8_lossy(&out.stderr).into_owned())
+}
+
+/// Checks the live stream `stream` as a viewer would: playlists valid, segments decode and
+/// start on keyframes, HLS and DASH readable by ffmpeg.
+fn check_stream(hls: SocketAddr, stream: &str) {
+    let index = wait_playlist(hls, stream);
+    assert!(
+        index.contains("video.m3u8") && index.contains("audio.m3u8"),
+        "{index}"
+    );
+    assert!(
+        index.contains("avc1.") && index.contains("mp4a.40.2"),
+        "{index}"
+    );
+
+    // Wait until the window holds three complete segments.
+    let video = wait_for(Duration::from_secs(20), "three segments", || {
+        let (_, text) = get(hls, &format!("/{stream}/video.m3u8"));
+        let p = parse_media(&text).ok()?;
+        (p.segments.len() >= 3).then_some(text)
+    });
+    for track in ["video", "audio"] {
+        let (status, text) = get(hls, &format!("/{stream}/{track}.m3u8"));
+        assert_eq!(status, 200);
+        let errors = check_media(&text);
+        assert!(errors.is_empty(), "{track}: {errors:?}\n{text}");
+    }
+    let p = parse_media(&video).unwrap();
+    assert!(p.target_duration <= 2, "1 s segments, 1 s GOP: {video}");
+
+    // Segments decode on their own and start on a keyframe.
+    let dir = TempDir::new("hls-segments");
+    let map = &p.maps[0];
+    let init = get_bytes(hls, &format!("/{stream}/{map}"));
+    for seg in p.segments.iter().take(3) {
+        assert!(seg.duration <= p.target_duration as f64 + 0.5);
+        let mut file = init.clone();
+        file.extend(get_bytes(hls, &format!("/{stream}/{}", seg.uri)));
+        let path = dir.join(format!("{}.mp4", seg.msn));
+        std::fs::write(&path, &file).unwrap();
+        let (frames, errors) = probe_frames(&path, "v:0");
+        assert!(
+            errors.trim().is_empty(),
+            "segment {} decode errors: {errors}",
+            seg.msn
+        );
+        assert!(
+            frames.len() >= 20,
+            "segment {}: {} frames",
+            seg.msn,
+            frames.len()
+        );
+        assert!(
+            frames[0].0,
+            "segment {} does not start on a keyframe",
+            seg.msn
+        );
+        // Parts are byte ranges of the same segment: the first part is its prefix (parts of
+        // older segments are no longer listed).
+        if let Some(part0) = seg.parts.first() {
+            let part0 = get_bytes(hls, &format!("/{stream}/{}", part0.1));
+            assert!(
+                file[init.len()..].starts_with(&part0),
+                "part 0 is not the segment's start"
+            );
+        }
+    }
+
+    // ffmpeg's own HLS and DASH demuxers read the live URLs: both tracks, frames decode.
+    for url in ["index.m3u8", "manifest.mpd"] {
+        let out = run_with_timeout(
+            Command::new("ffmpeg")
+                .args(["-nostdin", "-v", "error", "-i"])
+                .arg(format!("http://{hls}/{stream}/{url}"))
+                .args([
+                    "-t", "3", "-map", "0:v:0", "-map", "0:a:0", "-f", "null", "-",
+                ]),
+            Duration::from_secs(60),
+        )
+        .expect("ffmpeg");
+        let errors = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            out.status.success(),
+            "ffmpeg read of {url} failed: {errors}"
+        );
+        assert!(
+            errors.trim().is_empty(),
+            "ffmpeg read {url} with errors: {errors}"
+        );
+    }
+}
+
+#[test]
+fn rtmp_and_srt_streams_are_served_as_hls_and_dash() {
+    let clip = make_clip(5);
+    let hls_port = free_port();
+    let srt_port = free_udp_port();
+    let prism = Prism::start(&hls_config(
+        hls_port,
+        &format!("[srt]\nlisten = \"127.0.0.1:{srt_port}\"\n"),
+    ));
+    let hls: SocketAddr = ([127, 0, 0, 1], hls_port).into();
+    let _rtmp = Publisher::start(&prism.rtmp_url("live", "cam"), &clip, true);
+    let _srt = SrtPublisher::start(&srt_url(srt_port, "live/srtcam", ""), &clip, true);
+    check_stream(hls, "live/cam");
+    check_stream(hls, "live/srtcam");
+
+    // A delta update agrees with the full playlist of the same moment (retry: a part may
+    // land between the two requests).
+    wait_until(Duration::from_secs(10), "a consistent delta update", || {
+        let (_, full) = get(hls, "/live/cam/video.m3u8");
+        let (_, delta) = get(hls, "/live/cam/video.m3u8?_HLS_skip=YES");
+        check_delta(&full, &delta).is_empty()
+    });
+
+    // Blocking reload: asking for the next segment's first part waits for it, then lists it.
+    let (_, text) = get(hls, "/live/cam/video.m3u8");
+    let p = parse_media(&text).unwrap();
+    let next = p.media_sequence + p.skipped + p.segments.len() as u64 + 1;
+    let t0 = Instant::now();
+    let (status, text) = get(
+        hls,
+        &format!("/live/cam/video.m3u8?_HLS_msn={next}&_HLS_part=0"),
+    );
+    assert_eq!(status, 200, "{text}");
+    assert!(
+        text.contains(&format!("video/{next}.0.m4s")),
+        "the awaited part is listed:\n{text}"
+    );
+    assert!(t0.elapsed() > Duration::from_millis(50), "it did wait");
+    assert!(check_media(&text).is_empty(), "{:?}", check_media(&text));
+    // Too far ahead: refused at once.
+    let (status, _) = get(hls, &format!("/live/cam/video.m3u8?_HLS_msn={}", next + 50));
+    assert_eq!(status, 400);
+
+    // Bad input: each refused, nothing else disturbed.
+    for (path, want) in [
+        ("/../../etc/passwd", 404),
+        ("/live/../cam/index.m3u8", 404),
+        ("/live/cam/video/..%2f..%2fx.m4s", 404),
+        ("/live/nosuch/index.m3u8", 404),
+        ("/live/cam/video/1.m4s", 404),
+    ] {
+        assert_eq!(get(hls, path).0, want, "{path}");
+    }
+    let huge = format!("/live/cam/index.m3u8?{}", "a=b&".repeat(2000));
+    assert!(matches!(get(hls, &huge).0, 400 | 414 | 431), "huge query");
+    assert_eq!(get(hls, "/live/cam/index.m3u8").0, 200, "still serving");
+
+    let m = prism.metrics();
+    for (kind, min) in [
+        ("segment", 3.0),
+        ("part", 1.0),
+        ("playlist", 5.0),
+        ("init", 1.0),
+    ] {
+        let n = metric_value_in(
+            &m,
+            &format!("prism_hls_requests_total{{kind=\"{kind}\",status=\"200\"}}"),
+        )
+        .unwrap_or(0.0);
+        assert!(n >= min, "{kind} requests counted: {n}\n{m}");
+    }
+    assert!(
+        metric_value_in(&m, "prism_hls_bytes_sent_total{stream=\"live/cam\"}").unwrap_or(0.0)
+            > 10_000.0
+    );
+    assert!(metric_value_in(&m, "prism_hls_segments{stream=\"live/cam\"}").unwrap_or(0.0) >= 3.0);
+}
+
+#[test]
+fn hls_js_plays_the_page_in_chromium() {
+    let chromium = ["/usr/bin/chromium", "/usr/bin/chromium-browser"]
+        .into_iter()
+        .find(|c| Path::new(c).is_file())
+        .expect("chromium not found (apt-get install chromium); run ./scripts/test.sh");
+    let clip = make_clip(5);
+    let hls_port = free_port();
+    let prism = Prism::start(&hls_config(hls_port, ""));
+    let hls: SocketAddr = ([127, 0, 0, 1], hls_port).into();
+    let _rtmp = Publisher::start(&prism.rtmp_url("live", "page"), &clip, true);
+    wait_playlist(hls, "live/page");
+    let profile = TempDir::new("chromium");
+    let out = run_with_timeout(
+        Command::new(chromium)
+            .args([
+                "--headless",
+                "--no-sandbox",
+                "--disable-gpu",
+                "--no-first-run",
+                "--disable-background-networking",
+                "--disable-component-update",
+                "--disable-dev-shm-usage",
+                "--autoplay-policy=no-user-gesture-required",
+                "--timeout=12000",
+                "--dump-dom",
+            ])
+            .arg(format!("--user-data-dir={}", profile.path().display()))
+            .arg(format!("http://{hls}/live/page/")),
+        Duration::from_secs(90),
+    )
+    .expect("chromium");
+    let dom = String::from_utf8_lossy(&out.stdout);
+    let report = dom
+        .split("<pre id=\"report\" hidden=\"\">")
+        .nth(1)
+        .and_then(|r| r.split("</pre>").next())
+        .unwrap_or_else(|| panic!("no report in the page:\n{dom}"));
+    let v: serde_json::Value = serde_json::from_str(&report.replace("&quot;", "\""))
+        .unwrap_or_else(|e| panic!("report {report}: {e}"));
+    let t = v["currentTime"].as_f64().unwrap_or(0.0);
+    assert!(t > 3.0, "hls.js played {t} s: {v}");
+    let latency = v["latency"].as_f64().unwrap_or(f64::MAX);
+    eprintln!("[hls] hls.js: played {t:.1} s, LL-HLS latency {latency:.2} s");
+    assert!(latency < 5.0, "LL-HLS latency {latency} s: {v}");
+    assert!(
+        !v["errors"].to_string().contains("fatal"),
+        "hls.js errors: {v}"
+    );
+}
