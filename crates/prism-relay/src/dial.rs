@@ -3,6 +3,7 @@
 
 use prism_config::ResolvedTarget;
 use prism_hub::Subscription;
+use prism_metrics::ErrorReason;
 use prism_rtmp::url::RtmpUrl;
 use prometheus::{IntCounter, IntGauge};
 use std::future::Future;
@@ -15,11 +16,12 @@ impl<T> ByteStream for T where T: AsyncRead + AsyncWrite + Send + Unpin + 'stati
 
 pub type BoxedStream = Box<dyn ByteStream>;
 
-/// Why a connection, a dial or a push failed: `reason` is a short metrics label
-/// ("connect", "tls_verify", "too_slow", ...), `detail` a line for the log (no secrets).
+/// Why a connection, a dial or a push failed: `reason` is the metrics label
+/// ([`ErrorReason::Connect`], [`ErrorReason::TlsVerify`], [`ErrorReason::TooSlow`], ...),
+/// `detail` a line for the log (no secrets).
 #[derive(Debug)]
 pub struct ConnError {
-    pub reason: &'static str,
+    pub reason: ErrorReason,
     pub detail: String,
 }
 
@@ -27,11 +29,23 @@ pub struct ConnError {
 pub type DialError = ConnError;
 
 impl ConnError {
-    pub fn new(reason: &'static str, detail: impl ToString) -> Self {
+    pub fn new(reason: ErrorReason, detail: impl ToString) -> Self {
         ConnError {
             reason,
             detail: detail.to_string(),
         }
+    }
+
+    /// The egress engine's verdict on a player or target.
+    pub fn failed(f: prism_egress::Failure) -> Self {
+        let reason = match f {
+            prism_egress::Failure::TooSlow => ErrorReason::TooSlow,
+            prism_egress::Failure::WriteTimeout => ErrorReason::WriteTimeout,
+            // `Failure` is non-exhaustive; a new verdict gets its own word here (the test
+            // below keeps the two vocabularies equal).
+            _ => ErrorReason::Io,
+        };
+        ConnError::new(reason, f.detail())
     }
 }
 
@@ -80,5 +94,20 @@ impl std::fmt::Debug for dyn TargetSink {
 impl std::fmt::Debug for dyn Dialer {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(f, "Dialer({})", self.scheme())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn egress_failures_keep_their_words() {
+        for f in [
+            prism_egress::Failure::TooSlow,
+            prism_egress::Failure::WriteTimeout,
+        ] {
+            assert_eq!(ConnError::failed(f).reason.as_str(), f.as_str());
+        }
     }
 }

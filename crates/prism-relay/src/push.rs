@@ -11,6 +11,7 @@ use prism_config::{redact_url, ResolvedTarget};
 use prism_control::{AddTargetError, TargetOrigin, TargetSnapshot, TargetState, TargetStatus};
 use prism_egress::Deltas;
 use prism_hub::{DropReason, Frame, QueueLimits, Stream, Subscription};
+use prism_metrics::ErrorReason;
 use prism_rtmp::session::{ClientConfig, ClientSession, SessionConfig};
 use prism_rtmp::url::RtmpUrl;
 use prism_rtmp::OutQueue;
@@ -188,7 +189,7 @@ async fn run_target(
             Err(e) => {
                 tm.series.disconnected(e.reason).inc();
                 status.set_error(e.reason, &e.detail);
-                warn!(stream = %tm.stream, target = %tm.target, url = %shown_url, reason = e.reason, "target down: {}", e.detail);
+                warn!(stream = %tm.stream, target = %tm.target, url = %shown_url, reason = e.reason.as_str(), "target down: {}", e.detail);
             }
         }
         if started.elapsed() > STABLE_AFTER {
@@ -241,7 +242,7 @@ async fn push_once(
         };
         let mut reported = Deltas::<3>::default();
         let result = tokio::select! {
-            r = sink.run(&sub, target, &report) => r.map_err(|e| ConnError::new(e.reason, e.detail)),
+            r = sink.run(&sub, target, &report) => r,
             e = watch_queue(tm, &sub, &mut reported) => Err(e),
             // A stream that ends while its sink is still connecting stops the attempt.
             _ = stream.wait_ended() => Ok(()),
@@ -249,10 +250,10 @@ async fn push_once(
         report_stats(tm, &sub, &mut reported);
         return result;
     }
-    let url = RtmpUrl::parse(&target.url).map_err(|e| ConnError::new("bad_url", e))?;
+    let url = RtmpUrl::parse(&target.url).map_err(|e| ConnError::new(ErrorReason::BadUrl, e))?;
     let Some(dialer) = relay.dialer(&url.scheme).cloned() else {
         return Err(ConnError::new(
-            "unsupported_scheme",
+            ErrorReason::UnsupportedScheme,
             format!("no transport serves {}:// targets", url.scheme),
         ));
     };
@@ -326,7 +327,7 @@ async fn drive(
     match driver.run(&mut push).await? {
         Exit::Closed => {
             return Err(ConnError::new(
-                "closed",
+                ErrorReason::Closed,
                 "destination closed the connection",
             ))
         }
@@ -349,8 +350,7 @@ async fn connect_and_publish(
 ) -> Result<(ClientSession, Driver<BoxedStream>), ConnError> {
     let io = tokio::time::timeout(CONNECT_TIMEOUT, dialer.dial(url, target))
         .await
-        .map_err(|_| ConnError::new("connect_timeout", "connect timed out"))?
-        .map_err(|e| ConnError::new(e.reason, e.detail))?;
+        .map_err(|_| ConnError::new(ErrorReason::ConnectTimeout, "connect timed out"))??;
     let config = relay.config();
     let session = ClientSession::new(
         ClientConfig {
@@ -375,7 +375,7 @@ async fn connect_and_publish(
     match driver.run(&mut setup).await? {
         Exit::Yield => Ok((setup.0, driver)),
         _ => Err(ConnError::new(
-            "closed",
+            ErrorReason::Closed,
             "destination closed the connection during set-up",
         )),
     }
@@ -388,7 +388,7 @@ fn client_input(
     input: &mut BytesMut,
     now: std::time::Instant,
     out: &mut OutQueue,
-    reason: &'static str,
+    reason: ErrorReason,
 ) -> Result<(), ConnError> {
     let handled = session.handle_input(input, now);
     while session.poll_event().is_some() {}
@@ -414,7 +414,7 @@ impl Output for Setup {
         now: std::time::Instant,
         out: &mut OutQueue,
     ) -> Result<Flow, ConnError> {
-        client_input(&mut self.0, input, now, out, "refused")?;
+        client_input(&mut self.0, input, now, out, ErrorReason::Refused)?;
         Ok(match self.0.is_publishing() {
             true => Flow::Yield,
             false => Flow::Continue,
@@ -428,7 +428,7 @@ impl Output for Setup {
     fn handle_timeout(&mut self, now: std::time::Instant) -> Result<(), ConnError> {
         self.0.handle_timeout(now).map_err(|_| {
             ConnError::new(
-                "setup_timeout",
+                ErrorReason::SetupTimeout,
                 "handshake/publish did not complete in time",
             )
         })
@@ -469,7 +469,7 @@ impl Output for RtmpPush<'_> {
         out: &mut OutQueue,
     ) -> Result<Flow, ConnError> {
         // A destination sends acknowledgements, and errors on close.
-        client_input(&mut self.session, input, now, out, "protocol")?;
+        client_input(&mut self.session, input, now, out, ErrorReason::Protocol)?;
         Ok(Flow::Continue)
     }
 
@@ -483,8 +483,7 @@ impl Output for RtmpPush<'_> {
 }
 
 fn too_slow() -> ConnError {
-    let f = prism_egress::Failure::TooSlow;
-    ConnError::new(f.as_str(), f.detail())
+    ConnError::failed(prism_egress::Failure::TooSlow)
 }
 
 /// Exports the subscription's queue depth and any drops not reported yet.

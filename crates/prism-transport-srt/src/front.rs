@@ -182,8 +182,8 @@ impl Front {
 
     async fn reject(&mut self, peer: SocketAddr, request: &[u8], code: RejectCode) {
         let m = self.relay.metrics();
-        m.connection_error(crate::TRANSPORT, code.label()).inc();
-        warn!(%peer, transport = crate::TRANSPORT, reason = code.label(), code = code.0, "refused SRT caller");
+        m.connection_error(crate::TRANSPORT, code.reason()).inc();
+        warn!(%peer, transport = crate::TRANSPORT, reason = code.reason().as_str(), code = code.0, "refused SRT caller");
         let _ = self
             .public
             .send_to(&handshake::reject_packet(request, code), peer)

@@ -16,6 +16,8 @@
 //! socket id, SYN cookie, 16 bytes of peer address, then extension blocks (16-bit type,
 //! 16-bit length in 32-bit words, content).
 
+use prism_metrics::ErrorReason;
+
 /// Header + handshake CIF without extensions.
 const HANDSHAKE_LEN: usize = 16 + 48;
 const CONTROL: u8 = 0x80;
@@ -54,18 +56,18 @@ impl RejectCode {
     /// SRT_REJX_DOWN (1503): the server is shutting down.
     pub const SHUTTING_DOWN: RejectCode = RejectCode(2503);
 
-    /// A short fixed word for metrics (`reason` label).
-    pub fn label(self) -> &'static str {
+    /// The metrics `reason` label.
+    pub fn reason(self) -> ErrorReason {
         match self {
-            Self::ROGUE => "bad_handshake",
-            Self::BAD_SECRET => "key_length_mismatch",
-            Self::UNSECURE => "encryption_mismatch",
-            Self::CONGESTION => "congestion_ext",
-            Self::FILTER => "filter_ext",
-            Self::GROUP => "group_ext",
-            Self::BACKLOG => "too_many_handshakes",
-            Self::SHUTTING_DOWN => "shutting_down",
-            _ => "rejected",
+            Self::ROGUE => ErrorReason::BadHandshake,
+            Self::BAD_SECRET => ErrorReason::KeyLengthMismatch,
+            Self::UNSECURE => ErrorReason::EncryptionMismatch,
+            Self::CONGESTION => ErrorReason::CongestionExt,
+            Self::FILTER => ErrorReason::FilterExt,
+            Self::GROUP => ErrorReason::GroupExt,
+            Self::BACKLOG => ErrorReason::TooManyHandshakes,
+            Self::SHUTTING_DOWN => ErrorReason::ShuttingDown,
+            _ => ErrorReason::Rejected,
         }
     }
 }

@@ -6,6 +6,7 @@ use crate::streamid::{self, Mode};
 use futures::{SinkExt, StreamExt};
 use prism_config::SrtConfig;
 use prism_hub::PublishError;
+use prism_metrics::ErrorReason;
 use prism_relay::{ConnInfo, Refusal, Relay, StreamRequest};
 use srt_tokio::access::{RejectReason, ServerRejectReason};
 use srt_tokio::SrtIncoming;
@@ -48,7 +49,7 @@ pub(crate) async fn serve(
         Ok(w) => w,
         Err(e) => {
             warn!(%peer, transport = crate::TRANSPORT, "refused SRT caller: {e}");
-            refused(&relay, "bad_stream_id");
+            refused(&relay, ErrorReason::BadStreamId);
             let _ = request
                 .reject(RejectReason::Server(ServerRejectReason::BadRequest))
                 .await;
@@ -61,7 +62,7 @@ pub(crate) async fn serve(
             let publisher = match relay.publish(stream_request(&wanted), &info).await {
                 Ok(p) => p,
                 Err(r) => {
-                    refused(&relay, "publish_refused");
+                    refused(&relay, ErrorReason::PublishRefused);
                     let _ = request
                         .reject(RejectReason::Server(reject_reason(&r)))
                         .await;
@@ -81,14 +82,15 @@ pub(crate) async fn serve(
             let end = media::ingest(&mut socket, publisher).await;
             info!(%peer, transport = crate::TRANSPORT, stream = %label, ?end, "SRT publisher gone");
             if end == IngestEnd::Lost {
-                m.connection_error(crate::TRANSPORT, "lost").inc();
+                m.connection_error(crate::TRANSPORT, ErrorReason::Lost)
+                    .inc();
             }
         }
         Mode::Play => {
             let mut player = match relay.play(stream_request(&wanted), &info).await {
                 Ok(p) => p,
                 Err(r) => {
-                    refused(&relay, "play_refused");
+                    refused(&relay, ErrorReason::PlayRefused);
                     let _ = request
                         .reject(RejectReason::Server(reject_reason(&r)))
                         .await;
@@ -135,7 +137,7 @@ fn reject_reason(r: &Refusal) -> ServerRejectReason {
     }
 }
 
-fn refused(relay: &Relay, reason: &'static str) {
+fn refused(relay: &Relay, reason: ErrorReason) {
     relay
         .metrics()
         .connection_error(crate::TRANSPORT, reason)

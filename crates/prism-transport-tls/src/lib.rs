@@ -93,7 +93,7 @@ async fn serve(
         Err(e) => {
             relay.metrics().connection_error(TRANSPORT, e.reason).inc();
             // Scanners and misconfigured clients are routine on a public port: info, not warn.
-            info!(%peer, transport = TRANSPORT, reason = e.reason, "TLS handshake failed: {}", e.detail);
+            info!(%peer, transport = TRANSPORT, reason = e.reason.as_str(), "TLS handshake failed: {}", e.detail);
         }
     }
 }
