@@ -490,7 +490,6 @@ impl Tunnel {
     fn count(&self, reason: ErrorReason) {
         self.shared
             .relay
-            .metrics()
             .connection_error(self.shared.transport, reason)
             .inc();
     }
@@ -504,7 +503,6 @@ impl Tunnel {
             );
             self.shared
                 .relay
-                .metrics()
                 .connection_error(self.shared.transport, ErrorReason::SessionTimeout)
                 .inc_by(expired.len() as u64);
         }

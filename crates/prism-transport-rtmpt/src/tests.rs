@@ -59,15 +59,11 @@ async fn open(t: &Tunnel) -> String {
 }
 
 fn errors(t: &Tunnel, reason: ErrorReason) -> u64 {
-    t.shared
-        .relay
-        .metrics()
-        .connection_error(RTMPT, reason)
-        .get()
+    t.shared.relay.connection_error(RTMPT, reason).get()
 }
 
 fn active(t: &Tunnel) -> i64 {
-    t.shared.relay.metrics().connection(RTMPT).active.get()
+    t.shared.relay.connection_metrics(RTMPT).active.get()
 }
 
 async fn wait_for(what: &str, mut f: impl FnMut() -> bool) {
@@ -315,12 +311,11 @@ async fn publish_through_the_tunnel() {
         assert_eq!(status, StatusCode::OK);
     }
     let frames = || {
-        t.shared
-            .relay
-            .metrics()
-            .ingest("live/tunnel")
-            .video_frames
-            .get()
+        let line = "prism_ingest_frames_total{kind=\"video\",stream=\"live/tunnel\"} ";
+        let text = t.shared.relay.render_metrics();
+        text.lines()
+            .find_map(|l| l.strip_prefix(line))
+            .map_or(0, |n| n.parse::<u64>().expect("a count"))
     };
     wait_for("10 video frames ingested", || frames() == 10).await;
     drop(stream);

@@ -181,8 +181,9 @@ impl Front {
     }
 
     async fn reject(&mut self, peer: SocketAddr, request: &[u8], code: RejectCode) {
-        let m = self.relay.metrics();
-        m.connection_error(crate::TRANSPORT, code.reason()).inc();
+        self.relay
+            .connection_error(crate::TRANSPORT, code.reason())
+            .inc();
         warn!(%peer, transport = crate::TRANSPORT, reason = code.reason().as_str(), code = code.0, "refused SRT caller");
         let _ = self
             .public

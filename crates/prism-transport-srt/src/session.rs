@@ -34,8 +34,7 @@ pub(crate) async fn serve(
     established.store(true, Ordering::Relaxed);
     // A graceful shutdown waits for the session to end with its stream.
     let _in_flight = relay.track(|| format!("srt session from {peer}"));
-    let m = relay.metrics();
-    let conn = m.connection(crate::TRANSPORT);
+    let conn = relay.connection_metrics(crate::TRANSPORT);
     conn.accepted.inc();
     let active = conn.active;
     active.inc();
@@ -82,7 +81,8 @@ pub(crate) async fn serve(
             let end = media::ingest(&mut socket, publisher).await;
             info!(%peer, transport = crate::TRANSPORT, stream = %label, ?end, "SRT publisher gone");
             if end == IngestEnd::Lost {
-                m.connection_error(crate::TRANSPORT, ErrorReason::Lost)
+                relay
+                    .connection_error(crate::TRANSPORT, ErrorReason::Lost)
                     .inc();
             }
         }
@@ -138,10 +138,7 @@ fn reject_reason(r: &Refusal) -> ServerRejectReason {
 }
 
 fn refused(relay: &Relay, reason: ErrorReason) {
-    relay
-        .metrics()
-        .connection_error(crate::TRANSPORT, reason)
-        .inc();
+    relay.connection_error(crate::TRANSPORT, reason).inc();
 }
 
 /// Runs `f` on drop.
