@@ -64,7 +64,9 @@ pub type SinkFuture<'a> = Pin<Box<dyn Future<Output = Result<(), DialError>> + S
 
 /// Pushes a stream to a destination that is not an RTMP server (an SRT listener, ...):
 /// given the target's subscription, connect and forward frames until the stream ends (Ok)
-/// or the connection fails. Reconnects, backoff, queue and drop metrics are the caller's.
+/// or the connection fails. Reconnects and backoff are the caller's; the sink keeps the
+/// target's metrics current through its [`SinkReport`], queue and drops included (from
+/// its driver's [`Output::report`](crate::Output::report), as push targets do).
 pub trait TargetSink: Send + Sync + 'static {
     /// The URL scheme served ("srt", ...).
     fn scheme(&self) -> &'static str;
@@ -77,12 +79,43 @@ pub trait TargetSink: Send + Sync + 'static {
 }
 
 /// The metrics a running sink keeps current.
-#[derive(Debug, Clone)]
 pub struct SinkReport {
     /// `prism_target_up`: set 1 once the destination accepts the stream.
     pub up: IntGauge,
     /// `prism_target_bytes_sent_total`.
     pub bytes_sent: IntCounter,
+    /// The push supervisor's export of the target's queue depth and drops.
+    queue: Box<dyn Fn(&Subscription) + Send + Sync>,
+}
+
+impl SinkReport {
+    pub(crate) fn new(
+        up: IntGauge,
+        bytes_sent: IntCounter,
+        queue: impl Fn(&Subscription) + Send + Sync + 'static,
+    ) -> Self {
+        SinkReport {
+            up,
+            bytes_sent,
+            queue: Box::new(queue),
+        }
+    }
+
+    /// Exports the subscription's queue depth (`prism_target_queue_bytes`) and any drops
+    /// not reported yet (`prism_target_dropped_frames_total`): call it from the driver's
+    /// [`Output::report`](crate::Output::report).
+    pub fn report(&self, sub: &Subscription) {
+        (self.queue)(sub)
+    }
+}
+
+impl std::fmt::Debug for SinkReport {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SinkReport")
+            .field("up", &self.up.get())
+            .field("bytes_sent", &self.bytes_sent.get())
+            .finish_non_exhaustive()
+    }
 }
 
 impl std::fmt::Debug for dyn TargetSink {

@@ -16,7 +16,7 @@ use prism_rtmp::session::{ClientConfig, ClientSession, SessionConfig};
 use prism_rtmp::url::RtmpUrl;
 use prism_rtmp::OutQueue;
 use std::sync::atomic::Ordering;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::time::Instant;
 use tracing::{info, warn};
@@ -26,8 +26,6 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 const SETUP_TIMEOUT: Duration = Duration::from_secs(15);
 /// How long the goodbye (FCUnpublish, deleteStream) may take to flush.
 const GOODBYE_FLUSH: Duration = Duration::from_secs(3);
-/// How often a sink (SRT) exports its queue and drops and checks the overflow verdict.
-const STATS_INTERVAL: Duration = Duration::from_millis(250);
 /// A connection that stayed up this long resets the backoff.
 const STABLE_AFTER: Duration = Duration::from_secs(30);
 
@@ -135,6 +133,7 @@ pub(crate) fn spawn_target(
     Ok(status)
 }
 
+#[derive(Clone)]
 struct TargetMetrics {
     stream: String,
     target: String,
@@ -236,18 +235,27 @@ async fn push_once(
             return Ok(());
         };
         tm.status.set_subscription(sub.closer());
-        let report = SinkReport {
-            up: tm.series.up.clone(),
-            bytes_sent: tm.series.bytes_sent.clone(),
-        };
-        let mut reported = Deltas::<3>::default();
+        // The sink's driver reports on its periodic check, as an RTMP push does.
+        let reported = Mutex::new(Deltas::<3>::default());
+        let (stats_tm, up, bytes_sent) = (
+            tm.clone(),
+            tm.series.up.clone(),
+            tm.series.bytes_sent.clone(),
+        );
+        let report = SinkReport::new(up, bytes_sent, move |sub| {
+            report_stats(
+                &stats_tm,
+                sub,
+                &mut reported.lock().unwrap_or_else(|e| e.into_inner()),
+            )
+        });
         let result = tokio::select! {
             r = sink.run(&sub, target, &report) => r,
-            e = watch_queue(tm, &sub, &mut reported) => Err(e),
             // A stream that ends while its sink is still connecting stops the attempt.
             _ = stream.wait_ended() => Ok(()),
         };
-        report_stats(tm, &sub, &mut reported);
+        // Drops while connecting or just before a failure count too.
+        report.report(&sub);
         return result;
     }
     let url = RtmpUrl::parse(&target.url).map_err(|e| ConnError::new(ErrorReason::BadUrl, e))?;
@@ -277,22 +285,6 @@ async fn push_once(
     // Drops while connecting or just before a failure count too.
     report_stats(tm, &sub, &mut reported);
     result
-}
-
-/// Exports a sink's queue depth and drops on a timer; returns when the hub gives up on it.
-async fn watch_queue(
-    tm: &TargetMetrics,
-    sub: &Subscription,
-    reported: &mut Deltas<3>,
-) -> ConnError {
-    let mut tick = tokio::time::interval(STATS_INTERVAL);
-    loop {
-        tick.tick().await;
-        report_stats(tm, sub, reported);
-        if sub.is_too_slow() {
-            return too_slow();
-        }
-    }
 }
 
 /// Connects, publishes and forwards frames until the stream ends or the connection fails.
@@ -480,10 +472,6 @@ impl Output for RtmpPush<'_> {
     fn wrote(&mut self, n: usize) {
         self.tm.series.bytes_sent.inc_by(n as u64);
     }
-}
-
-fn too_slow() -> ConnError {
-    ConnError::failed(prism_egress::Failure::TooSlow)
 }
 
 /// Exports the subscription's queue depth and any drops not reported yet.

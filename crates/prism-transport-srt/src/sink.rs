@@ -131,9 +131,14 @@ impl TargetSink for SrtSink {
                 )
             });
             let bytes = report.bytes_sent.clone();
-            // Queue depth and drops are exported by the push supervisor (it watches the queue
-            // while this connects, too).
-            let end = media::send_stream(&mut socket, sub, |n| bytes.inc_by(n as u64), || {}).await;
+            // Queue depth and drops go out on the driver's periodic check.
+            let end = media::send_stream(
+                &mut socket,
+                sub,
+                |n| bytes.inc_by(n as u64),
+                || report.report(sub),
+            )
+            .await;
             match end {
                 SendEnd::StreamEnded => {
                     let _ = tokio::time::timeout(Duration::from_secs(2), socket.close()).await;
