@@ -16,8 +16,6 @@
 //! socket id, SYN cookie, 16 bytes of peer address, then extension blocks (16-bit type,
 //! 16-bit length in 32-bit words, content).
 
-use prism_metrics::ErrorReason;
-
 /// Header + handshake CIF without extensions.
 const HANDSHAKE_LEN: usize = 16 + 48;
 const CONTROL: u8 = 0x80;
@@ -55,21 +53,6 @@ impl RejectCode {
     pub const OVERLOAD: RejectCode = RejectCode(2402);
     /// SRT_REJX_DOWN (1503): the server is shutting down.
     pub const SHUTTING_DOWN: RejectCode = RejectCode(2503);
-
-    /// The metrics `reason` label.
-    pub fn reason(self) -> ErrorReason {
-        match self {
-            Self::ROGUE => ErrorReason::BadHandshake,
-            Self::BAD_SECRET => ErrorReason::KeyLengthMismatch,
-            Self::UNSECURE => ErrorReason::EncryptionMismatch,
-            Self::CONGESTION => ErrorReason::CongestionExt,
-            Self::FILTER => ErrorReason::FilterExt,
-            Self::GROUP => ErrorReason::GroupExt,
-            Self::BACKLOG => ErrorReason::TooManyHandshakes,
-            Self::SHUTTING_DOWN => ErrorReason::ShuttingDown,
-            _ => ErrorReason::Rejected,
-        }
-    }
 }
 
 /// What the listener requires of callers' encryption.
