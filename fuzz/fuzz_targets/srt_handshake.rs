@@ -31,7 +31,6 @@ fuzz_target!(|data: &[u8]| {
                 assert_eq!(packet, data);
                 let answer = reject_packet(&packet, code);
                 assert_eq!(answer.len(), 64);
-                assert!(!code.label().is_empty());
             }
             Verdict::Conclusion => {
                 let mut again = packet.clone();

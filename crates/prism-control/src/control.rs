@@ -180,7 +180,7 @@ impl Control {
                         ("max_connections_per_ip", limits.max_connections_per_ip)
                     }
                 };
-                warn!(%peer, transport, reason = e.reason(), unlogged, "connection refused: [limits] {what} ({max}) reached");
+                warn!(%peer, transport, reason = e.reason().as_str(), unlogged, "connection refused: [limits] {what} ({max}) reached");
             }
         }
         result

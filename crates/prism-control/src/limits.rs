@@ -3,6 +3,7 @@
 //! accepting (for RTMPT when a tunnel session opens, for SRT when a caller's handshake
 //! starts) and holds the [`ConnPermit`] for as long as the connection lives.
 
+use prism_metrics::ErrorReason;
 use std::collections::HashMap;
 use std::net::IpAddr;
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -45,10 +46,10 @@ pub enum LimitExceeded {
 
 impl LimitExceeded {
     /// The `reason` label in `prism_connection_errors_total`.
-    pub fn reason(self) -> &'static str {
+    pub fn reason(self) -> ErrorReason {
         match self {
-            LimitExceeded::Total => "too_many_connections",
-            LimitExceeded::PerIp => "too_many_per_ip",
+            LimitExceeded::Total => ErrorReason::TooManyConnections,
+            LimitExceeded::PerIp => ErrorReason::TooManyPerIp,
         }
     }
 }

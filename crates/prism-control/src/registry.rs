@@ -182,7 +182,7 @@ impl TargetStatus {
         }
     }
 
-    pub fn set_error(&self, reason: &str, detail: &str) {
+    pub fn set_error(&self, reason: prism_metrics::ErrorReason, detail: &str) {
         *lock(&self.last_error) = Some(format!("{reason}: {detail}"));
     }
 

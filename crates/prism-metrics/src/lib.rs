@@ -16,9 +16,8 @@
 //! - `target`: the configured target name (already `[A-Za-z0-9_.-]+`).
 //! - `kind`: `audio`, `video` or `data`.
 //! - `reason`: a short fixed snake_case word, never free text, to bound cardinality:
-//!   an enum of this crate ([`RejectReason`], [`DropReason`]) where the words are
-//!   metrics-only, else a `&'static str` owned by the error type that carries it
-//!   (connection errors: their words come from each transport's own error types).
+//!   always an enum of this crate ([`RejectReason`], [`DropReason`], [`ErrorReason`]);
+//!   error types elsewhere map their own variants to one of these.
 
 use std::collections::HashMap;
 
@@ -384,12 +383,11 @@ impl Metrics {
         }
     }
 
-    /// `prism_connection_errors_total{transport,reason}`. `reason` comes from the error type
-    /// that ended the connection (`ConnError::reason`, a transport's refusal codes...);
-    /// `&'static` keeps it one of a fixed set of words chosen in code.
-    pub fn connection_error(&self, transport: &'static str, reason: &'static str) -> IntCounter {
+    /// `prism_connection_errors_total{transport,reason}`: `reason` is what ended or refused
+    /// the connection (a relay `ConnError`'s, a transport's refusal code...).
+    pub fn connection_error(&self, transport: &'static str, reason: ErrorReason) -> IntCounter {
         self.connection_errors_total
-            .with_label_values(&[transport, reason])
+            .with_label_values(&[transport, reason.as_str()])
     }
 
     /// `prism_streams_active` (no labels).
@@ -639,10 +637,10 @@ impl TargetMetrics {
     }
 
     /// `prism_target_disconnects_total{reason}` of this target; `reason` is the
-    /// connection error's (`ConnError::reason`, a fixed word).
-    pub fn disconnected(&self, reason: &'static str) -> IntCounter {
+    /// connection error's (`ConnError::reason`).
+    pub fn disconnected(&self, reason: ErrorReason) -> IntCounter {
         self.disconnects
-            .with_label_values(&[&self.stream, &self.target, reason])
+            .with_label_values(&[&self.stream, &self.target, reason.as_str()])
     }
 }
 
@@ -733,6 +731,205 @@ impl DropReason {
     }
 }
 
+/// Why a connection, a dial or a push ended in error: the `reason` of
+/// `prism_connection_errors_total` and `prism_target_disconnects_total` (dashboards, alerts
+/// and tests match these words; [`ErrorReason::as_str`] is the exported label). Each
+/// transport and error type maps its own errors to one of these.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum ErrorReason {
+    // Connections and protocol (any transport).
+    /// `protocol`: The peer broke the protocol (a malformed or unexpected message).
+    Protocol,
+    /// `handshake_timeout`: The handshake and connect did not complete in time.
+    HandshakeTimeout,
+    /// `idle_timeout`: Nothing arrived from a connected peer for too long.
+    IdleTimeout,
+    /// `io`: Reading or writing the socket failed.
+    Io,
+    /// `too_slow`: The player or target stayed over its queue budget.
+    TooSlow,
+    /// `write_timeout`: The peer stopped reading: pending output made no progress.
+    WriteTimeout,
+    /// `closed`: The peer or destination closed the connection.
+    Closed,
+    // Push targets: dialing and set-up.
+    /// `bad_url`: The target URL does not parse.
+    BadUrl,
+    /// `unsupported_scheme`: No transport serves the target URL's scheme.
+    UnsupportedScheme,
+    /// `connect`: Connecting to the destination failed.
+    Connect,
+    /// `connect_timeout`: Connecting to the destination timed out.
+    ConnectTimeout,
+    /// `refused`: The destination refused or broke the set-up (connect, createStream, publish).
+    Refused,
+    /// `setup_timeout`: Handshake and publish with the destination did not complete in time.
+    SetupTimeout,
+    // TLS (rtmps, rtmpts).
+    /// `tls_config`: The target's TLS settings are unusable (CA file, server name).
+    TlsConfig,
+    /// `tls_verify`: The destination's certificate was refused.
+    TlsVerify,
+    /// `tls_handshake`: A TLS handshake failed.
+    TlsHandshake,
+    /// `tls_handshake_timeout`: A client did not finish its TLS handshake in time.
+    TlsHandshakeTimeout,
+    // `[limits]` on connections.
+    /// `too_many_connections`: `max_connections` reached.
+    TooManyConnections,
+    /// `too_many_per_ip`: `max_connections_per_ip` reached.
+    TooManyPerIp,
+    // HTTP tunnel (rtmpt, rtmpts).
+    /// `too_many_sessions`: The tunnel's session table is full.
+    TooManySessions,
+    /// `unknown_session`: A request names a session that does not exist (or expired).
+    UnknownSession,
+    /// `body_too_large`: A request body is over the limit.
+    BodyTooLarge,
+    /// `buffer_full`: A session's unread input is over the limit.
+    BufferFull,
+    /// `session_timeout`: A tunnel session saw no request for too long.
+    SessionTimeout,
+    /// `bad_request`: Not a tunnel request (or not HTTP).
+    BadRequest,
+    /// `header_too_large`: Request headers over hyper's limit.
+    HeaderTooLarge,
+    /// `header_timeout`: Request headers did not arrive in time.
+    HeaderTimeout,
+    /// `body_timeout`: A request body did not arrive in time.
+    BodyTimeout,
+    /// `body_error`: Reading a request body failed.
+    BodyError,
+    // SRT.
+    /// `bad_handshake`: A malformed or contradictory handshake.
+    BadHandshake,
+    /// `key_length_mismatch`: The caller's key length is not the listener's.
+    KeyLengthMismatch,
+    /// `encryption_mismatch`: Encryption on one side only.
+    EncryptionMismatch,
+    /// `congestion_ext`: The caller asked for a congestion control Prism does not offer.
+    CongestionExt,
+    /// `filter_ext`: The caller asked for a packet filter Prism does not offer.
+    FilterExt,
+    /// `group_ext`: The caller asked for connection bonding (groups).
+    GroupExt,
+    /// `too_many_handshakes`: Too many handshakes in progress.
+    TooManyHandshakes,
+    /// `shutting_down`: The server is shutting down.
+    ShuttingDown,
+    /// `rejected`: Refused with another SRT rejection code.
+    Rejected,
+    /// `bad_stream_id`: The caller's stream id does not parse.
+    BadStreamId,
+    /// `publish_refused`: The publish was refused (access, limits, already live).
+    PublishRefused,
+    /// `play_refused`: The play was refused (access, play disabled).
+    PlayRefused,
+    /// `lost`: A publisher's connection was lost (not closed).
+    Lost,
+}
+
+impl ErrorReason {
+    /// Every reason, in declaration order.
+    pub const ALL: &'static [ErrorReason] = &[
+        ErrorReason::Protocol,
+        ErrorReason::HandshakeTimeout,
+        ErrorReason::IdleTimeout,
+        ErrorReason::Io,
+        ErrorReason::TooSlow,
+        ErrorReason::WriteTimeout,
+        ErrorReason::Closed,
+        ErrorReason::BadUrl,
+        ErrorReason::UnsupportedScheme,
+        ErrorReason::Connect,
+        ErrorReason::ConnectTimeout,
+        ErrorReason::Refused,
+        ErrorReason::SetupTimeout,
+        ErrorReason::TlsConfig,
+        ErrorReason::TlsVerify,
+        ErrorReason::TlsHandshake,
+        ErrorReason::TlsHandshakeTimeout,
+        ErrorReason::TooManyConnections,
+        ErrorReason::TooManyPerIp,
+        ErrorReason::TooManySessions,
+        ErrorReason::UnknownSession,
+        ErrorReason::BodyTooLarge,
+        ErrorReason::BufferFull,
+        ErrorReason::SessionTimeout,
+        ErrorReason::BadRequest,
+        ErrorReason::HeaderTooLarge,
+        ErrorReason::HeaderTimeout,
+        ErrorReason::BodyTimeout,
+        ErrorReason::BodyError,
+        ErrorReason::BadHandshake,
+        ErrorReason::KeyLengthMismatch,
+        ErrorReason::EncryptionMismatch,
+        ErrorReason::CongestionExt,
+        ErrorReason::FilterExt,
+        ErrorReason::GroupExt,
+        ErrorReason::TooManyHandshakes,
+        ErrorReason::ShuttingDown,
+        ErrorReason::Rejected,
+        ErrorReason::BadStreamId,
+        ErrorReason::PublishRefused,
+        ErrorReason::PlayRefused,
+        ErrorReason::Lost,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ErrorReason::Protocol => "protocol",
+            ErrorReason::HandshakeTimeout => "handshake_timeout",
+            ErrorReason::IdleTimeout => "idle_timeout",
+            ErrorReason::Io => "io",
+            ErrorReason::TooSlow => "too_slow",
+            ErrorReason::WriteTimeout => "write_timeout",
+            ErrorReason::Closed => "closed",
+            ErrorReason::BadUrl => "bad_url",
+            ErrorReason::UnsupportedScheme => "unsupported_scheme",
+            ErrorReason::Connect => "connect",
+            ErrorReason::ConnectTimeout => "connect_timeout",
+            ErrorReason::Refused => "refused",
+            ErrorReason::SetupTimeout => "setup_timeout",
+            ErrorReason::TlsConfig => "tls_config",
+            ErrorReason::TlsVerify => "tls_verify",
+            ErrorReason::TlsHandshake => "tls_handshake",
+            ErrorReason::TlsHandshakeTimeout => "tls_handshake_timeout",
+            ErrorReason::TooManyConnections => "too_many_connections",
+            ErrorReason::TooManyPerIp => "too_many_per_ip",
+            ErrorReason::TooManySessions => "too_many_sessions",
+            ErrorReason::UnknownSession => "unknown_session",
+            ErrorReason::BodyTooLarge => "body_too_large",
+            ErrorReason::BufferFull => "buffer_full",
+            ErrorReason::SessionTimeout => "session_timeout",
+            ErrorReason::BadRequest => "bad_request",
+            ErrorReason::HeaderTooLarge => "header_too_large",
+            ErrorReason::HeaderTimeout => "header_timeout",
+            ErrorReason::BodyTimeout => "body_timeout",
+            ErrorReason::BodyError => "body_error",
+            ErrorReason::BadHandshake => "bad_handshake",
+            ErrorReason::KeyLengthMismatch => "key_length_mismatch",
+            ErrorReason::EncryptionMismatch => "encryption_mismatch",
+            ErrorReason::CongestionExt => "congestion_ext",
+            ErrorReason::FilterExt => "filter_ext",
+            ErrorReason::GroupExt => "group_ext",
+            ErrorReason::TooManyHandshakes => "too_many_handshakes",
+            ErrorReason::ShuttingDown => "shutting_down",
+            ErrorReason::Rejected => "rejected",
+            ErrorReason::BadStreamId => "bad_stream_id",
+            ErrorReason::PublishRefused => "publish_refused",
+            ErrorReason::PlayRefused => "play_refused",
+            ErrorReason::Lost => "lost",
+        }
+    }
+}
+
+impl std::fmt::Display for ErrorReason {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
 fn label<'a>(labels: &'a [LabelPair], name: &str) -> Option<&'a str> {
     labels.iter().find(|l| l.name() == name).map(|l| l.value())
 }
@@ -770,7 +967,7 @@ mod tests {
             t.queue_bytes.set(100);
             t.reconnects.inc();
             t.dropped(DropReason::QueueFull).inc();
-            t.disconnected("overflow").inc();
+            t.disconnected(ErrorReason::TooSlow).inc();
         }
         m.players_active(stream).set(2);
         m.player_dropped(stream, DropReason::QueueFull).inc();
@@ -792,7 +989,8 @@ mod tests {
         let c = m.connection("rtmp");
         c.active.set(3);
         c.accepted.inc_by(7);
-        m.connection_error("rtmp", "handshake_timeout").inc();
+        m.connection_error("rtmp", ErrorReason::HandshakeTimeout)
+            .inc();
         m.streams_active().set(2);
         m.publish_rejected(RejectReason::AlreadyLive).inc();
         m.play_rejected(RejectReason::PlayDisabled).inc();
@@ -876,7 +1074,7 @@ mod tests {
             "prism_play_rejected_total{reason=\"play_disabled\"} 1",
             "prism_ingest_frames_total{kind=\"video\",stream=\"live/a\"} 1",
             "prism_target_dropped_frames_total{reason=\"queue_full\",stream=\"live/a\",target=\"twitch\"} 1",
-            "prism_target_disconnects_total{reason=\"overflow\",stream=\"live/a\",target=\"twitch\"} 1",
+            "prism_target_disconnects_total{reason=\"too_slow\",stream=\"live/a\",target=\"twitch\"} 1",
             "prism_player_dropped_frames_total{reason=\"queue_full\",stream=\"live/a\"} 1",
             "prism_srt_packets_lost_total{direction=\"ingest\",stream=\"live/a\",target=\"\"} 1",
         ] {
@@ -896,6 +1094,19 @@ mod tests {
         );
         assert!(text.contains("direction=\"push\",stream=\"live/a\",target=\"t\""));
         assert!(text.contains("direction=\"ingest\",stream=\"live/b\""));
+    }
+
+    #[test]
+    fn error_reasons_are_distinct_snake_case_words() {
+        let words: std::collections::HashSet<_> =
+            ErrorReason::ALL.iter().map(|r| r.as_str()).collect();
+        assert_eq!(words.len(), ErrorReason::ALL.len());
+        for w in words {
+            assert!(
+                !w.is_empty() && w.bytes().all(|b| b.is_ascii_lowercase() || b == b'_'),
+                "{w}"
+            );
+        }
     }
 
     #[test]

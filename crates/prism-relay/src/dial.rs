@@ -3,6 +3,7 @@
 
 use prism_config::ResolvedTarget;
 use prism_hub::Subscription;
+use prism_metrics::ErrorReason;
 use prism_rtmp::url::RtmpUrl;
 use prometheus::{IntCounter, IntGauge};
 use std::future::Future;
@@ -15,11 +16,12 @@ impl<T> ByteStream for T where T: AsyncRead + AsyncWrite + Send + Unpin + 'stati
 
 pub type BoxedStream = Box<dyn ByteStream>;
 
-/// Why a connection, a dial or a push failed: `reason` is a short metrics label
-/// ("connect", "tls_verify", "too_slow", ...), `detail` a line for the log (no secrets).
+/// Why a connection, a dial or a push failed: `reason` is the metrics label
+/// ([`ErrorReason::Connect`], [`ErrorReason::TlsVerify`], [`ErrorReason::TooSlow`], ...),
+/// `detail` a line for the log (no secrets).
 #[derive(Debug)]
 pub struct ConnError {
-    pub reason: &'static str,
+    pub reason: ErrorReason,
     pub detail: String,
 }
 
@@ -27,11 +29,23 @@ pub struct ConnError {
 pub type DialError = ConnError;
 
 impl ConnError {
-    pub fn new(reason: &'static str, detail: impl ToString) -> Self {
+    pub fn new(reason: ErrorReason, detail: impl ToString) -> Self {
         ConnError {
             reason,
             detail: detail.to_string(),
         }
+    }
+
+    /// The egress engine's verdict on a player or target.
+    pub fn failed(f: prism_egress::Failure) -> Self {
+        let reason = match f {
+            prism_egress::Failure::TooSlow => ErrorReason::TooSlow,
+            prism_egress::Failure::WriteTimeout => ErrorReason::WriteTimeout,
+            // `Failure` is non-exhaustive; a new verdict gets its own word here (the test
+            // below keeps the two vocabularies equal).
+            _ => ErrorReason::Io,
+        };
+        ConnError::new(reason, f.detail())
     }
 }
 
@@ -50,7 +64,9 @@ pub type SinkFuture<'a> = Pin<Box<dyn Future<Output = Result<(), DialError>> + S
 
 /// Pushes a stream to a destination that is not an RTMP server (an SRT listener, ...):
 /// given the target's subscription, connect and forward frames until the stream ends (Ok)
-/// or the connection fails. Reconnects, backoff, queue and drop metrics are the caller's.
+/// or the connection fails. Reconnects and backoff are the caller's; the sink keeps the
+/// target's metrics current through its [`SinkReport`], queue and drops included (from
+/// its driver's [`Output::report`](crate::Output::report), as push targets do).
 pub trait TargetSink: Send + Sync + 'static {
     /// The URL scheme served ("srt", ...).
     fn scheme(&self) -> &'static str;
@@ -63,12 +79,43 @@ pub trait TargetSink: Send + Sync + 'static {
 }
 
 /// The metrics a running sink keeps current.
-#[derive(Debug, Clone)]
 pub struct SinkReport {
     /// `prism_target_up`: set 1 once the destination accepts the stream.
     pub up: IntGauge,
     /// `prism_target_bytes_sent_total`.
     pub bytes_sent: IntCounter,
+    /// The push supervisor's export of the target's queue depth and drops.
+    queue: Box<dyn Fn(&Subscription) + Send + Sync>,
+}
+
+impl SinkReport {
+    pub(crate) fn new(
+        up: IntGauge,
+        bytes_sent: IntCounter,
+        queue: impl Fn(&Subscription) + Send + Sync + 'static,
+    ) -> Self {
+        SinkReport {
+            up,
+            bytes_sent,
+            queue: Box::new(queue),
+        }
+    }
+
+    /// Exports the subscription's queue depth (`prism_target_queue_bytes`) and any drops
+    /// not reported yet (`prism_target_dropped_frames_total`): call it from the driver's
+    /// [`Output::report`](crate::Output::report).
+    pub fn report(&self, sub: &Subscription) {
+        (self.queue)(sub)
+    }
+}
+
+impl std::fmt::Debug for SinkReport {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SinkReport")
+            .field("up", &self.up.get())
+            .field("bytes_sent", &self.bytes_sent.get())
+            .finish_non_exhaustive()
+    }
 }
 
 impl std::fmt::Debug for dyn TargetSink {
@@ -80,5 +127,20 @@ impl std::fmt::Debug for dyn TargetSink {
 impl std::fmt::Debug for dyn Dialer {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(f, "Dialer({})", self.scheme())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn egress_failures_keep_their_words() {
+        for f in [
+            prism_egress::Failure::TooSlow,
+            prism_egress::Failure::WriteTimeout,
+        ] {
+            assert_eq!(ConnError::failed(f).reason.as_str(), f.as_str());
+        }
     }
 }

@@ -12,6 +12,7 @@ use crate::dial::ConnError;
 use bytes::BytesMut;
 use prism_egress::{Config, Egress, Event, Take};
 use prism_hub::{Frame, RecvStatus, Subscription};
+use prism_metrics::ErrorReason;
 use prism_rtmp::OutQueue;
 use std::future::Future;
 use std::io::{self, IoSlice};
@@ -188,9 +189,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Driver<S> {
                         self.engine.handle_verdict(slow, finished);
                     }
                     Event::Finished => return Poll::Ready(Ok(Exit::Ended)),
-                    Event::Failed(f) => {
-                        return Poll::Ready(Err(ConnError::new(f.as_str(), f.detail())))
-                    }
+                    Event::Failed(f) => return Poll::Ready(Err(ConnError::failed(f))),
                 }
             }
             if output.poll_stop(cx).is_ready() {
@@ -232,7 +231,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Driver<S> {
                 Some((Poll::Ready(RecvStatus::Ended), _)) => return Poll::Ready(Ok(Exit::Ended)),
                 Some((Poll::Ready(RecvStatus::TooSlow), _)) => {
                     let f = prism_egress::Failure::TooSlow;
-                    return Poll::Ready(Err(ConnError::new(f.as_str(), f.detail())));
+                    return Poll::Ready(Err(ConnError::failed(f)));
                 }
                 Some((Poll::Pending, _)) => self.engine.handle_took(false, now),
                 None => {}
@@ -244,7 +243,10 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Driver<S> {
                 let n = self.out.chunks_vectored(&mut slices);
                 match Pin::new(&mut self.io).poll_write_vectored(cx, &slices[..n]) {
                     Poll::Ready(Ok(0)) => {
-                        return Poll::Ready(Err(ConnError::new("io", "write returned zero")))
+                        return Poll::Ready(Err(ConnError::new(
+                            ErrorReason::Io,
+                            "write returned zero",
+                        )))
                     }
                     Poll::Ready(Ok(written)) => {
                         let was_blocked = self.engine.is_blocked();
@@ -254,7 +256,9 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Driver<S> {
                         // Room again for frames that were held back.
                         progress |= was_blocked && !self.engine.is_blocked();
                     }
-                    Poll::Ready(Err(e)) => return Poll::Ready(Err(ConnError::new("io", e))),
+                    Poll::Ready(Err(e)) => {
+                        return Poll::Ready(Err(ConnError::new(ErrorReason::Io, e)))
+                    }
                     Poll::Pending => break,
                 }
             }
@@ -262,7 +266,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Driver<S> {
                 // TLS streams may keep encrypted bytes back after accepting a write; push
                 // them out now rather than with the next frame (a no-op for TCP).
                 if let Poll::Ready(Err(e)) = Pin::new(&mut self.io).poll_flush(cx) {
-                    return Poll::Ready(Err(ConnError::new("io", e)));
+                    return Poll::Ready(Err(ConnError::new(ErrorReason::Io, e)));
                 }
             }
 
@@ -286,7 +290,9 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Driver<S> {
                         }
                         progress = true;
                     }
-                    Poll::Ready(Err(e)) => return Poll::Ready(Err(ConnError::new("io", e))),
+                    Poll::Ready(Err(e)) => {
+                        return Poll::Ready(Err(ConnError::new(ErrorReason::Io, e)))
+                    }
                     Poll::Pending => {}
                 }
             }

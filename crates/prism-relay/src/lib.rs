@@ -36,6 +36,7 @@ pub use prism_control::{
     ShutdownReport, StreamRequest, StreamSnapshot, TargetOrigin, TargetSnapshot, TargetState,
 };
 pub use prism_control::{ReloadReport, StreamChanges};
+pub use prism_metrics::ErrorReason;
 pub use push::{spawn_targets, Backoff};
 pub use relay::{Relay, StreamOutput};
 pub use server::serve_rtmp;

@@ -11,11 +11,12 @@ use prism_config::{redact_url, ResolvedTarget};
 use prism_control::{AddTargetError, TargetOrigin, TargetSnapshot, TargetState, TargetStatus};
 use prism_egress::Deltas;
 use prism_hub::{DropReason, Frame, QueueLimits, Stream, Subscription};
+use prism_metrics::ErrorReason;
 use prism_rtmp::session::{ClientConfig, ClientSession, SessionConfig};
 use prism_rtmp::url::RtmpUrl;
 use prism_rtmp::OutQueue;
 use std::sync::atomic::Ordering;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::time::Instant;
 use tracing::{info, warn};
@@ -25,8 +26,6 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 const SETUP_TIMEOUT: Duration = Duration::from_secs(15);
 /// How long the goodbye (FCUnpublish, deleteStream) may take to flush.
 const GOODBYE_FLUSH: Duration = Duration::from_secs(3);
-/// How often a sink (SRT) exports its queue and drops and checks the overflow verdict.
-const STATS_INTERVAL: Duration = Duration::from_millis(250);
 /// A connection that stayed up this long resets the backoff.
 const STABLE_AFTER: Duration = Duration::from_secs(30);
 
@@ -134,6 +133,7 @@ pub(crate) fn spawn_target(
     Ok(status)
 }
 
+#[derive(Clone)]
 struct TargetMetrics {
     stream: String,
     target: String,
@@ -188,7 +188,7 @@ async fn run_target(
             Err(e) => {
                 tm.series.disconnected(e.reason).inc();
                 status.set_error(e.reason, &e.detail);
-                warn!(stream = %tm.stream, target = %tm.target, url = %shown_url, reason = e.reason, "target down: {}", e.detail);
+                warn!(stream = %tm.stream, target = %tm.target, url = %shown_url, reason = e.reason.as_str(), "target down: {}", e.detail);
             }
         }
         if started.elapsed() > STABLE_AFTER {
@@ -235,24 +235,33 @@ async fn push_once(
             return Ok(());
         };
         tm.status.set_subscription(sub.closer());
-        let report = SinkReport {
-            up: tm.series.up.clone(),
-            bytes_sent: tm.series.bytes_sent.clone(),
-        };
-        let mut reported = Deltas::<3>::default();
+        // The sink's driver reports on its periodic check, as an RTMP push does.
+        let reported = Mutex::new(Deltas::<3>::default());
+        let (stats_tm, up, bytes_sent) = (
+            tm.clone(),
+            tm.series.up.clone(),
+            tm.series.bytes_sent.clone(),
+        );
+        let report = SinkReport::new(up, bytes_sent, move |sub| {
+            report_stats(
+                &stats_tm,
+                sub,
+                &mut reported.lock().unwrap_or_else(|e| e.into_inner()),
+            )
+        });
         let result = tokio::select! {
-            r = sink.run(&sub, target, &report) => r.map_err(|e| ConnError::new(e.reason, e.detail)),
-            e = watch_queue(tm, &sub, &mut reported) => Err(e),
+            r = sink.run(&sub, target, &report) => r,
             // A stream that ends while its sink is still connecting stops the attempt.
             _ = stream.wait_ended() => Ok(()),
         };
-        report_stats(tm, &sub, &mut reported);
+        // Drops while connecting or just before a failure count too.
+        report.report(&sub);
         return result;
     }
-    let url = RtmpUrl::parse(&target.url).map_err(|e| ConnError::new("bad_url", e))?;
+    let url = RtmpUrl::parse(&target.url).map_err(|e| ConnError::new(ErrorReason::BadUrl, e))?;
     let Some(dialer) = relay.dialer(&url.scheme).cloned() else {
         return Err(ConnError::new(
-            "unsupported_scheme",
+            ErrorReason::UnsupportedScheme,
             format!("no transport serves {}:// targets", url.scheme),
         ));
     };
@@ -276,22 +285,6 @@ async fn push_once(
     // Drops while connecting or just before a failure count too.
     report_stats(tm, &sub, &mut reported);
     result
-}
-
-/// Exports a sink's queue depth and drops on a timer; returns when the hub gives up on it.
-async fn watch_queue(
-    tm: &TargetMetrics,
-    sub: &Subscription,
-    reported: &mut Deltas<3>,
-) -> ConnError {
-    let mut tick = tokio::time::interval(STATS_INTERVAL);
-    loop {
-        tick.tick().await;
-        report_stats(tm, sub, reported);
-        if sub.is_too_slow() {
-            return too_slow();
-        }
-    }
 }
 
 /// Connects, publishes and forwards frames until the stream ends or the connection fails.
@@ -326,7 +319,7 @@ async fn drive(
     match driver.run(&mut push).await? {
         Exit::Closed => {
             return Err(ConnError::new(
-                "closed",
+                ErrorReason::Closed,
                 "destination closed the connection",
             ))
         }
@@ -349,8 +342,7 @@ async fn connect_and_publish(
 ) -> Result<(ClientSession, Driver<BoxedStream>), ConnError> {
     let io = tokio::time::timeout(CONNECT_TIMEOUT, dialer.dial(url, target))
         .await
-        .map_err(|_| ConnError::new("connect_timeout", "connect timed out"))?
-        .map_err(|e| ConnError::new(e.reason, e.detail))?;
+        .map_err(|_| ConnError::new(ErrorReason::ConnectTimeout, "connect timed out"))??;
     let config = relay.config();
     let session = ClientSession::new(
         ClientConfig {
@@ -375,7 +367,7 @@ async fn connect_and_publish(
     match driver.run(&mut setup).await? {
         Exit::Yield => Ok((setup.0, driver)),
         _ => Err(ConnError::new(
-            "closed",
+            ErrorReason::Closed,
             "destination closed the connection during set-up",
         )),
     }
@@ -388,7 +380,7 @@ fn client_input(
     input: &mut BytesMut,
     now: std::time::Instant,
     out: &mut OutQueue,
-    reason: &'static str,
+    reason: ErrorReason,
 ) -> Result<(), ConnError> {
     let handled = session.handle_input(input, now);
     while session.poll_event().is_some() {}
@@ -414,7 +406,7 @@ impl Output for Setup {
         now: std::time::Instant,
         out: &mut OutQueue,
     ) -> Result<Flow, ConnError> {
-        client_input(&mut self.0, input, now, out, "refused")?;
+        client_input(&mut self.0, input, now, out, ErrorReason::Refused)?;
         Ok(match self.0.is_publishing() {
             true => Flow::Yield,
             false => Flow::Continue,
@@ -428,7 +420,7 @@ impl Output for Setup {
     fn handle_timeout(&mut self, now: std::time::Instant) -> Result<(), ConnError> {
         self.0.handle_timeout(now).map_err(|_| {
             ConnError::new(
-                "setup_timeout",
+                ErrorReason::SetupTimeout,
                 "handshake/publish did not complete in time",
             )
         })
@@ -469,7 +461,7 @@ impl Output for RtmpPush<'_> {
         out: &mut OutQueue,
     ) -> Result<Flow, ConnError> {
         // A destination sends acknowledgements, and errors on close.
-        client_input(&mut self.session, input, now, out, "protocol")?;
+        client_input(&mut self.session, input, now, out, ErrorReason::Protocol)?;
         Ok(Flow::Continue)
     }
 
@@ -480,11 +472,6 @@ impl Output for RtmpPush<'_> {
     fn wrote(&mut self, n: usize) {
         self.tm.series.bytes_sent.inc_by(n as u64);
     }
-}
-
-fn too_slow() -> ConnError {
-    let f = prism_egress::Failure::TooSlow;
-    ConnError::new(f.as_str(), f.detail())
 }
 
 /// Exports the subscription's queue depth and any drops not reported yet.

@@ -5,7 +5,8 @@ use prism_control::{
     RemoveTargetError, ShutdownReport, StreamRequest, StreamSnapshot,
 };
 use prism_hub::{Hub, Stream};
-use prism_metrics::Metrics;
+use prism_metrics::{ConnectionMetrics, ErrorReason, Metrics, SrtDirection, SrtMetrics};
+use prometheus::IntCounter;
 use std::net::SocketAddr;
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
@@ -14,8 +15,9 @@ use std::time::{Duration, Instant};
 /// (config, limits, access, registry, in-flight tracking) it asks before acting.
 ///
 /// Transports reach it only through its methods: the hub is private (a publish goes through
-/// [`Relay::publish`] and its access checks), the metrics are read through
-/// [`Relay::metrics`].
+/// [`Relay::publish`] and its access checks), and a transport's own series (its connection
+/// errors, an SRT connection's statistics) are handed out one by one
+/// ([`Relay::connection_error`], [`Relay::srt_metrics`], ...), never the whole registry.
 #[derive(Debug)]
 pub struct Relay {
     hub: Arc<Hub>,
@@ -128,10 +130,32 @@ impl Relay {
         &self.control
     }
 
-    /// The metric handles, for a transport's own series (its connection errors, SRT
-    /// statistics, ...). Read-only: the relay keeps the registry.
-    pub fn metrics(&self) -> &Metrics {
+    /// The metric handles, for the relay's own drivers.
+    pub(crate) fn metrics(&self) -> &Metrics {
         &self.metrics
+    }
+
+    /// `prism_connection_errors_total{transport,reason}`, for what a transport refuses or
+    /// loses outside an RTMP session ([`serve_rtmp`](crate::serve_rtmp) counts its own):
+    /// failed TLS handshakes, tunnel refusals, SRT rejections.
+    pub fn connection_error(&self, transport: &'static str, reason: ErrorReason) -> IntCounter {
+        self.metrics.connection_error(transport, reason)
+    }
+
+    /// `prism_connections_{active,total}{transport}`, for a transport that runs its
+    /// sessions without [`serve_rtmp`](crate::serve_rtmp) (SRT).
+    pub fn connection_metrics(&self, transport: &'static str) -> ConnectionMetrics {
+        self.metrics.connection(transport)
+    }
+
+    /// The `prism_srt_*` series of one SRT connection; [`Relay::forget_srt`] when it ends.
+    pub fn srt_metrics(&self, stream: &str, direction: SrtDirection, target: &str) -> SrtMetrics {
+        self.metrics.srt(stream, direction, target)
+    }
+
+    /// Removes the `prism_srt_*` series of one SRT connection.
+    pub fn forget_srt(&self, stream: &str, direction: SrtDirection, target: &str) {
+        self.metrics.forget_srt(stream, direction, target)
     }
 
     /// The Prometheus text exposition of every metric, gauges refreshed first.

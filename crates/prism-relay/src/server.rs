@@ -9,9 +9,9 @@ use crate::relay::Relay;
 use bytes::BytesMut;
 use prism_control::{ConnInfo, Refusal, StreamRequest};
 use prism_hub::{Frame, PublishError, Subscription};
-use prism_metrics::RejectReason;
+use prism_metrics::{ErrorReason, RejectReason};
 use prism_rtmp::chunk::DecoderLimits;
-use prism_rtmp::session::{ServerEvent, ServerSession, SessionConfig};
+use prism_rtmp::session::{ServerEvent, ServerSession, SessionConfig, SessionError};
 use prism_rtmp::OutQueue;
 use std::future::Future;
 use std::pin::Pin;
@@ -51,7 +51,7 @@ where
         Ok(()) => debug!(peer = %info.peer, transport = info.transport, "connection closed"),
         Err(e) => {
             m.connection_error(info.transport, e.reason).inc();
-            info!(peer = %info.peer, transport = info.transport, reason = e.reason, "connection closed: {}", e.detail);
+            info!(peer = %info.peer, transport = info.transport, reason = e.reason.as_str(), "connection closed: {}", e.detail);
         }
     }
 }
@@ -265,7 +265,7 @@ impl Output for RtmpConn {
         let handled = self.session.handle_input(input, now);
         let flow = match handled {
             Ok(()) => self.handle_events(),
-            Err(e) => Err(ConnError::new("protocol", e)),
+            Err(e) => Err(ConnError::new(ErrorReason::Protocol, e)),
         };
         out.append(self.session.out());
         flow
@@ -293,10 +293,15 @@ impl Output for RtmpConn {
     }
 
     fn handle_timeout(&mut self, now: Instant) -> Result<(), ConnError> {
-        // reason() is "handshake_timeout" or "idle_timeout", the metric labels of before.
-        self.session
-            .handle_timeout(now)
-            .map_err(|e| ConnError::new(e.reason(), e))
+        // A server session's timers end it with one of these two.
+        self.session.handle_timeout(now).map_err(|e| {
+            let reason = match e {
+                SessionError::HandshakeTimeout(_) => ErrorReason::HandshakeTimeout,
+                SessionError::IdleTimeout(_) => ErrorReason::IdleTimeout,
+                _ => ErrorReason::Protocol,
+            };
+            ConnError::new(reason, e)
+        })
     }
 }
 

@@ -5,7 +5,9 @@
 //! the hub: every RTMP byte is handled by prism-relay's [`serve_rtmp`].
 
 use prism_config::ResolvedTarget;
-use prism_relay::{serve_rtmp, BoxedStream, ConnInfo, DialError, DialFuture, Dialer, Relay};
+use prism_relay::{
+    serve_rtmp, BoxedStream, ConnInfo, DialError, DialFuture, Dialer, ErrorReason, Relay,
+};
 use prism_rtmp::url::RtmpUrl;
 use std::sync::Arc;
 use std::time::Duration;
@@ -71,7 +73,7 @@ impl Dialer for TcpDialer {
         Box::pin(async move {
             let tcp = connect(&url.host, url.port)
                 .await
-                .map_err(|e| DialError::new("connect", e))?;
+                .map_err(|e| DialError::new(ErrorReason::Connect, e))?;
             Ok(Box::new(tcp) as BoxedStream)
         })
     }

@@ -27,7 +27,7 @@ use hyper::service::service_fn;
 use hyper::{Request, Response, StatusCode};
 use hyper_util::rt::{TokioIo, TokioTimer};
 use prism_config::TunnelConfig;
-use prism_relay::{serve_rtmp, ConnInfo, Relay};
+use prism_relay::{serve_rtmp, ConnInfo, ErrorReason, Relay};
 use prism_rtmpt::{Command, PollInterval, SessionId, SessionTable, TableFull, TableLimits, Target};
 use prism_transport_tls::ReloadableTls;
 use std::convert::Infallible;
@@ -74,18 +74,6 @@ const HEADER_TIMEOUT: Duration = Duration::from_secs(10);
 /// Most bytes reserved at once while draining a session's output.
 const READ_CHUNK: usize = 64 * 1024;
 const CONTENT_TYPE_FCS: &str = "application/x-fcs";
-
-/// Refusal reasons, the `reason` label of `prism_connection_errors_total`.
-mod reason {
-    pub const TOO_MANY_SESSIONS: &str = "too_many_sessions";
-    pub const UNKNOWN_SESSION: &str = "unknown_session";
-    pub const BODY_TOO_LARGE: &str = "body_too_large";
-    pub const BUFFER_FULL: &str = "buffer_full";
-    pub const SESSION_TIMEOUT: &str = "session_timeout";
-    pub const BAD_REQUEST: &str = "bad_request";
-    pub const BODY_TIMEOUT: &str = "body_timeout";
-    pub const BODY_ERROR: &str = "body_error";
-}
 
 /// An RTMPT service: the session table and what each session needs. Cheap to clone; every
 /// clone serves the same sessions.
@@ -136,11 +124,11 @@ enum BodyError {
 }
 
 impl BodyError {
-    fn reason(&self) -> &'static str {
+    fn reason(&self) -> ErrorReason {
         match self {
-            BodyError::TooLarge => reason::BODY_TOO_LARGE,
-            BodyError::Timeout => reason::BODY_TIMEOUT,
-            BodyError::Broken => reason::BODY_ERROR,
+            BodyError::TooLarge => ErrorReason::BodyTooLarge,
+            BodyError::Timeout => ErrorReason::BodyTimeout,
+            BodyError::Broken => ErrorReason::BodyError,
         }
     }
 
@@ -235,7 +223,7 @@ impl Tunnel {
                 debug!(
                     transport = self.shared.transport,
                     %peer,
-                    reason = e.reason,
+                    reason = e.reason.as_str(),
                     "TLS handshake failed: {}",
                     e.detail
                 );
@@ -286,11 +274,11 @@ impl Tunnel {
         if let Err(e) = served {
             // Requests hyper refused before they reached the tunnel are peer errors too.
             let reason = if e.is_parse_too_large() {
-                Some("header_too_large")
+                Some(ErrorReason::HeaderTooLarge)
             } else if e.is_parse() || e.is_parse_status() {
-                Some("bad_request")
+                Some(ErrorReason::BadRequest)
             } else if e.is_timeout() {
-                Some("header_timeout")
+                Some(ErrorReason::HeaderTimeout)
             } else {
                 None
             };
@@ -311,7 +299,7 @@ impl Tunnel {
         let command = match prism_rtmpt::parse(parts.method.as_str(), parts.uri.path()) {
             Ok(c) => c,
             Err(e) => {
-                self.count(reason::BAD_REQUEST);
+                self.count(ErrorReason::BadRequest);
                 let status = match e {
                     prism_rtmpt::RequestError::Method => StatusCode::METHOD_NOT_ALLOWED,
                     _ => StatusCode::NOT_FOUND,
@@ -391,7 +379,7 @@ impl Tunnel {
                 fcs(StatusCode::OK, Bytes::from(format!("{id}\n")))
             }
             Err(TableFull(_)) => {
-                self.count(reason::TOO_MANY_SESSIONS);
+                self.count(ErrorReason::TooManySessions);
                 text(StatusCode::SERVICE_UNAVAILABLE, "too many RTMPT sessions")
             }
         }
@@ -432,7 +420,7 @@ impl Tunnel {
                 Ok(Err(_)) => rtmp_ended = true,
                 Err(_) => {
                     self.table().remove(t.session);
-                    self.count(reason::BUFFER_FULL);
+                    self.count(ErrorReason::BufferFull);
                     return text(
                         StatusCode::SERVICE_UNAVAILABLE,
                         "session buffer full: session closed",
@@ -490,19 +478,18 @@ impl Tunnel {
     }
 
     fn unknown_session(&self) -> Response<Full<Bytes>> {
-        self.count(reason::UNKNOWN_SESSION);
+        self.count(ErrorReason::UnknownSession);
         text(StatusCode::NOT_FOUND, "unknown RTMPT session")
     }
 
     fn refuse_body(&self, e: BodyError) -> Response<Full<Bytes>> {
         self.count(e.reason());
-        text(e.status(), e.reason())
+        text(e.status(), e.reason().as_str())
     }
 
-    fn count(&self, reason: &'static str) {
+    fn count(&self, reason: ErrorReason) {
         self.shared
             .relay
-            .metrics()
             .connection_error(self.shared.transport, reason)
             .inc();
     }
@@ -516,8 +503,7 @@ impl Tunnel {
             );
             self.shared
                 .relay
-                .metrics()
-                .connection_error(self.shared.transport, reason::SESSION_TIMEOUT)
+                .connection_error(self.shared.transport, ErrorReason::SessionTimeout)
                 .inc_by(expired.len() as u64);
         }
     }

@@ -58,16 +58,12 @@ async fn open(t: &Tunnel) -> String {
     id.to_owned()
 }
 
-fn errors(t: &Tunnel, reason: &'static str) -> u64 {
-    t.shared
-        .relay
-        .metrics()
-        .connection_error(RTMPT, reason)
-        .get()
+fn errors(t: &Tunnel, reason: ErrorReason) -> u64 {
+    t.shared.relay.connection_error(RTMPT, reason).get()
 }
 
 fn active(t: &Tunnel) -> i64 {
-    t.shared.relay.metrics().connection(RTMPT).active.get()
+    t.shared.relay.connection_metrics(RTMPT).active.get()
 }
 
 async fn wait_for(what: &str, mut f: impl FnMut() -> bool) {
@@ -89,7 +85,7 @@ async fn ident2_is_not_found_and_headers_are_the_tunnels() {
     assert_eq!(status, StatusCode::OK);
     assert!(b.starts_with(b"<fcs>"));
     // Neither is an error nor opens anything.
-    assert_eq!(errors(&t, reason::BAD_REQUEST), 0);
+    assert_eq!(errors(&t, ErrorReason::BadRequest), 0);
     assert_eq!(t.sessions(), 0);
 }
 
@@ -105,7 +101,7 @@ async fn not_rtmpt_requests() {
         StatusCode::METHOD_NOT_ALLOWED
     );
     assert_eq!(call(&t, "/metrics", "").await.0, StatusCode::NOT_FOUND);
-    assert_eq!(errors(&t, reason::BAD_REQUEST), 2);
+    assert_eq!(errors(&t, ErrorReason::BadRequest), 2);
     assert_eq!(t.sessions(), 0);
 }
 
@@ -168,7 +164,7 @@ async fn unknown_sessions_are_not_found() {
             "{path}"
         );
     }
-    assert_eq!(errors(&t, reason::UNKNOWN_SESSION), 5);
+    assert_eq!(errors(&t, ErrorReason::UnknownSession), 5);
     // The real session is untouched.
     assert_eq!(
         call(&t, &format!("/idle/{id}/1"), "x").await.0,
@@ -186,7 +182,7 @@ async fn max_sessions_refuses_opens_beyond() {
             StatusCode::SERVICE_UNAVAILABLE
         );
     }
-    assert_eq!(errors(&t, reason::TOO_MANY_SESSIONS), 5);
+    assert_eq!(errors(&t, ErrorReason::TooManySessions), 5);
     assert_eq!(t.sessions(), 3);
     call(&t, &format!("/close/{}/1", ids[0]), "\0").await;
     open(&t).await;
@@ -218,7 +214,7 @@ async fn bodies_over_the_limit_are_refused() {
         .expect("request");
     let resp = t.handle(req, PEER).await;
     assert_eq!(resp.status(), StatusCode::PAYLOAD_TOO_LARGE);
-    assert_eq!(errors(&t, reason::BODY_TOO_LARGE), 3);
+    assert_eq!(errors(&t, ErrorReason::BodyTooLarge), 3);
     assert_eq!(
         call(&t, &format!("/idle/{id}/4"), "\0").await.0,
         StatusCode::NOT_FOUND
@@ -247,7 +243,7 @@ async fn sessions_nobody_polls_expire() {
     wait_for("connections_active = 1", || active(&t) == 1).await;
     wait_for("busy expires too", || t.sessions() == 0).await;
     wait_for("connections_active = 0", || active(&t) == 0).await;
-    assert_eq!(errors(&t, reason::SESSION_TIMEOUT), 2);
+    assert_eq!(errors(&t, ErrorReason::SessionTimeout), 2);
     sweeper.abort();
 }
 
@@ -315,12 +311,11 @@ async fn publish_through_the_tunnel() {
         assert_eq!(status, StatusCode::OK);
     }
     let frames = || {
-        t.shared
-            .relay
-            .metrics()
-            .ingest("live/tunnel")
-            .video_frames
-            .get()
+        let line = "prism_ingest_frames_total{kind=\"video\",stream=\"live/tunnel\"} ";
+        let text = t.shared.relay.render_metrics();
+        text.lines()
+            .find_map(|l| l.strip_prefix(line))
+            .map_or(0, |n| n.parse::<u64>().expect("a count"))
     };
     wait_for("10 video frames ingested", || frames() == 10).await;
     drop(stream);

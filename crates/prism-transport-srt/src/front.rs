@@ -15,6 +15,7 @@
 use crate::handshake::{self, Policy, RejectCode, Verdict};
 use crate::session;
 use prism_config::SrtConfig;
+use prism_metrics::ErrorReason;
 use prism_relay::{ConnPermit, Relay};
 use srt_tokio::{SrtIncoming, SrtListener};
 use std::collections::HashMap;
@@ -181,9 +182,10 @@ impl Front {
     }
 
     async fn reject(&mut self, peer: SocketAddr, request: &[u8], code: RejectCode) {
-        let m = self.relay.metrics();
-        m.connection_error(crate::TRANSPORT, code.label()).inc();
-        warn!(%peer, transport = crate::TRANSPORT, reason = code.label(), code = code.0, "refused SRT caller");
+        self.relay
+            .connection_error(crate::TRANSPORT, reason(code))
+            .inc();
+        warn!(%peer, transport = crate::TRANSPORT, reason = reason(code).as_str(), code = code.0, "refused SRT caller");
         let _ = self
             .public
             .send_to(&handshake::reject_packet(request, code), peer)
@@ -297,5 +299,21 @@ async fn relay_back(sock: Arc<UdpSocket>, public: Arc<UdpSocket>, peer: SocketAd
             // The listener is gone (ICMP refusal on loopback): the leg is about to go too.
             Err(_) => tokio::time::sleep(Duration::from_millis(50)).await,
         }
+    }
+}
+
+/// The metrics `reason` of a handshake rejection (kept out of `handshake.rs`, which stays
+/// plain std code for the fuzz target that compiles it in).
+fn reason(code: RejectCode) -> ErrorReason {
+    match code {
+        RejectCode::ROGUE => ErrorReason::BadHandshake,
+        RejectCode::BAD_SECRET => ErrorReason::KeyLengthMismatch,
+        RejectCode::UNSECURE => ErrorReason::EncryptionMismatch,
+        RejectCode::CONGESTION => ErrorReason::CongestionExt,
+        RejectCode::FILTER => ErrorReason::FilterExt,
+        RejectCode::GROUP => ErrorReason::GroupExt,
+        RejectCode::BACKLOG => ErrorReason::TooManyHandshakes,
+        RejectCode::SHUTTING_DOWN => ErrorReason::ShuttingDown,
+        _ => ErrorReason::Rejected,
     }
 }

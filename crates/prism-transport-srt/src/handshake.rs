@@ -53,21 +53,6 @@ impl RejectCode {
     pub const OVERLOAD: RejectCode = RejectCode(2402);
     /// SRT_REJX_DOWN (1503): the server is shutting down.
     pub const SHUTTING_DOWN: RejectCode = RejectCode(2503);
-
-    /// A short fixed word for metrics (`reason` label).
-    pub fn label(self) -> &'static str {
-        match self {
-            Self::ROGUE => "bad_handshake",
-            Self::BAD_SECRET => "key_length_mismatch",
-            Self::UNSECURE => "encryption_mismatch",
-            Self::CONGESTION => "congestion_ext",
-            Self::FILTER => "filter_ext",
-            Self::GROUP => "group_ext",
-            Self::BACKLOG => "too_many_handshakes",
-            Self::SHUTTING_DOWN => "shutting_down",
-            _ => "rejected",
-        }
-    }
 }
 
 /// What the listener requires of callers' encryption.

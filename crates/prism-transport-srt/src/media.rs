@@ -111,7 +111,7 @@ pub(crate) async fn send_stream(
     match driver.run(&mut out).await {
         Ok(Exit::Ended) => SendEnd::StreamEnded,
         Ok(_) => SendEnd::PeerGone,
-        Err(e) if e.reason == prism_egress::Failure::TooSlow.as_str() => SendEnd::TooSlow,
+        Err(e) if e.reason == prism_metrics::ErrorReason::TooSlow => SendEnd::TooSlow,
         Err(_) => SendEnd::PeerGone,
     }
 }

@@ -6,6 +6,7 @@ use crate::streamid::{self, Mode};
 use futures::{SinkExt, StreamExt};
 use prism_config::SrtConfig;
 use prism_hub::PublishError;
+use prism_metrics::ErrorReason;
 use prism_relay::{ConnInfo, Refusal, Relay, StreamRequest};
 use srt_tokio::access::{RejectReason, ServerRejectReason};
 use srt_tokio::SrtIncoming;
@@ -33,8 +34,7 @@ pub(crate) async fn serve(
     established.store(true, Ordering::Relaxed);
     // A graceful shutdown waits for the session to end with its stream.
     let _in_flight = relay.track(|| format!("srt session from {peer}"));
-    let m = relay.metrics();
-    let conn = m.connection(crate::TRANSPORT);
+    let conn = relay.connection_metrics(crate::TRANSPORT);
     conn.accepted.inc();
     let active = conn.active;
     active.inc();
@@ -48,7 +48,7 @@ pub(crate) async fn serve(
         Ok(w) => w,
         Err(e) => {
             warn!(%peer, transport = crate::TRANSPORT, "refused SRT caller: {e}");
-            refused(&relay, "bad_stream_id");
+            refused(&relay, ErrorReason::BadStreamId);
             let _ = request
                 .reject(RejectReason::Server(ServerRejectReason::BadRequest))
                 .await;
@@ -61,7 +61,7 @@ pub(crate) async fn serve(
             let publisher = match relay.publish(stream_request(&wanted), &info).await {
                 Ok(p) => p,
                 Err(r) => {
-                    refused(&relay, "publish_refused");
+                    refused(&relay, ErrorReason::PublishRefused);
                     let _ = request
                         .reject(RejectReason::Server(reject_reason(&r)))
                         .await;
@@ -81,14 +81,16 @@ pub(crate) async fn serve(
             let end = media::ingest(&mut socket, publisher).await;
             info!(%peer, transport = crate::TRANSPORT, stream = %label, ?end, "SRT publisher gone");
             if end == IngestEnd::Lost {
-                m.connection_error(crate::TRANSPORT, "lost").inc();
+                relay
+                    .connection_error(crate::TRANSPORT, ErrorReason::Lost)
+                    .inc();
             }
         }
         Mode::Play => {
             let mut player = match relay.play(stream_request(&wanted), &info).await {
                 Ok(p) => p,
                 Err(r) => {
-                    refused(&relay, "play_refused");
+                    refused(&relay, ErrorReason::PlayRefused);
                     let _ = request
                         .reject(RejectReason::Server(reject_reason(&r)))
                         .await;
@@ -135,11 +137,8 @@ fn reject_reason(r: &Refusal) -> ServerRejectReason {
     }
 }
 
-fn refused(relay: &Relay, reason: &'static str) {
-    relay
-        .metrics()
-        .connection_error(crate::TRANSPORT, reason)
-        .inc();
+fn refused(relay: &Relay, reason: ErrorReason) {
+    relay.connection_error(crate::TRANSPORT, reason).inc();
 }
 
 /// Runs `f` on drop.

@@ -5,6 +5,7 @@ use crate::stats::{self, Direction};
 use futures::SinkExt;
 use prism_config::ResolvedTarget;
 use prism_hub::Subscription;
+use prism_metrics::ErrorReason;
 use prism_relay::{DialError, Relay, SinkFuture, SinkReport, TargetSink};
 use srt_tokio::SrtSocket;
 use std::sync::{Arc, OnceLock, Weak};
@@ -111,11 +112,14 @@ impl TargetSink for SrtSink {
         report: &'a SinkReport,
     ) -> SinkFuture<'a> {
         Box::pin(async move {
-            let url = SrtUrl::parse(&target.url).map_err(|e| DialError::new("bad_url", e))?;
+            let url =
+                SrtUrl::parse(&target.url).map_err(|e| DialError::new(ErrorReason::BadUrl, e))?;
             let mut socket = tokio::time::timeout(CONNECT_TIMEOUT, call(&url))
                 .await
-                .map_err(|_| DialError::new("connect_timeout", "SRT handshake timed out"))?
-                .map_err(|e| DialError::new("connect", e))?;
+                .map_err(|_| {
+                    DialError::new(ErrorReason::ConnectTimeout, "SRT handshake timed out")
+                })?
+                .map_err(|e| DialError::new(ErrorReason::Connect, e))?;
             report.up.set(1);
             let _stats = self.relay.get().and_then(Weak::upgrade).map(|relay| {
                 stats::watch_target(
@@ -127,19 +131,27 @@ impl TargetSink for SrtSink {
                 )
             });
             let bytes = report.bytes_sent.clone();
-            // Queue depth and drops are exported by the push supervisor (it watches the queue
-            // while this connects, too).
-            let end = media::send_stream(&mut socket, sub, |n| bytes.inc_by(n as u64), || {}).await;
+            // Queue depth and drops go out on the driver's periodic check.
+            let end = media::send_stream(
+                &mut socket,
+                sub,
+                |n| bytes.inc_by(n as u64),
+                || report.report(sub),
+            )
+            .await;
             match end {
                 SendEnd::StreamEnded => {
                     let _ = tokio::time::timeout(Duration::from_secs(2), socket.close()).await;
                     Ok(())
                 }
                 SendEnd::TooSlow => Err(DialError::new(
-                    "too_slow",
+                    ErrorReason::TooSlow,
                     "target stayed over its queue budget",
                 )),
-                SendEnd::PeerGone => Err(DialError::new("closed", "SRT destination went away")),
+                SendEnd::PeerGone => Err(DialError::new(
+                    ErrorReason::Closed,
+                    "SRT destination went away",
+                )),
             }
         })
     }

@@ -26,7 +26,6 @@ impl Drop for StatsGuard {
     fn drop(&mut self) {
         self.task.abort();
         self.relay
-            .metrics()
             .forget_srt(&self.stream, self.direction, &self.target);
     }
 }
@@ -50,7 +49,7 @@ pub(crate) fn watch_target(
 ) -> StatsGuard {
     let mut updates = socket.statistics().clone();
     let handshake_rtt = socket.settings().rtt;
-    let series = relay.metrics().srt(stream, direction, target);
+    let series = relay.srt_metrics(stream, direction, target);
     let task = tokio::spawn(async move {
         let rtt = series.rtt_seconds;
         let lost = series.packets_lost;

@@ -2,6 +2,7 @@
 
 use crate::files::{load_certs, TlsError};
 use prism_config::{Config, ResolvedTarget, TargetTls};
+use prism_relay::ErrorReason;
 use prism_relay::{BoxedStream, DialError, DialFuture, Dialer};
 use prism_rtmp::url::RtmpUrl;
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
@@ -93,20 +94,20 @@ impl Dialer for TlsDialer {
         Box::pin(async move {
             let config = self
                 .client_config(&target.tls)
-                .map_err(|e| DialError::new("tls_config", e))?;
+                .map_err(|e| DialError::new(ErrorReason::TlsConfig, e))?;
             if !target.tls.verify {
                 self.warn_unverified(&target.name);
             }
             // An IP address host gives an IpAddress name (verified against IP SANs, no SNI).
             let name = ServerName::try_from(url.host.clone()).map_err(|_| {
                 DialError::new(
-                    "tls_config",
+                    ErrorReason::TlsConfig,
                     format!("{:?} is not a valid TLS server name", url.host),
                 )
             })?;
             let tcp = prism_transport_rtmp::connect(&url.host, url.port)
                 .await
-                .map_err(|e| DialError::new("connect", e))?;
+                .map_err(|e| DialError::new(ErrorReason::Connect, e))?;
             let tls = TlsConnector::from(config)
                 .connect(name, tcp)
                 .await
@@ -123,8 +124,8 @@ fn classify(e: std::io::Error) -> DialError {
         .get_ref()
         .and_then(|inner| inner.downcast_ref::<rustls::Error>());
     match rustls_error {
-        Some(rustls::Error::InvalidCertificate(_)) => DialError::new("tls_verify", e),
-        _ => DialError::new("tls_handshake", e),
+        Some(rustls::Error::InvalidCertificate(_)) => DialError::new(ErrorReason::TlsVerify, e),
+        _ => DialError::new(ErrorReason::TlsHandshake, e),
     }
 }
 

@@ -91,9 +91,9 @@ async fn serve(
             serve_rtmp(LenientClose(stream), info, relay).await;
         }
         Err(e) => {
-            relay.metrics().connection_error(TRANSPORT, e.reason).inc();
+            relay.connection_error(TRANSPORT, e.reason).inc();
             // Scanners and misconfigured clients are routine on a public port: info, not warn.
-            info!(%peer, transport = TRANSPORT, reason = e.reason, "TLS handshake failed: {}", e.detail);
+            info!(%peer, transport = TRANSPORT, reason = e.reason.as_str(), "TLS handshake failed: {}", e.detail);
         }
     }
 }

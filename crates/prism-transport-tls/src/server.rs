@@ -2,6 +2,7 @@
 
 use crate::files::{load_certs, load_key, TlsError};
 use prism_config::TlsFiles;
+use prism_relay::ErrorReason;
 use rustls::ServerConfig;
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
@@ -22,11 +23,11 @@ pub struct ReloadableTls {
     current: RwLock<Arc<ServerConfig>>,
 }
 
-/// Why a TLS handshake with a client failed. `reason` is a short metrics label.
+/// Why a TLS handshake with a client failed. `reason` is the metrics label.
 #[derive(Debug)]
 pub struct HandshakeError {
-    /// `tls_handshake_timeout` or `tls_handshake`.
-    pub reason: &'static str,
+    /// [`ErrorReason::TlsHandshakeTimeout`] or [`ErrorReason::TlsHandshake`].
+    pub reason: ErrorReason,
     pub detail: String,
 }
 
@@ -79,11 +80,11 @@ impl ReloadableTls {
         match tokio::time::timeout(timeout, acceptor.accept(io)).await {
             Ok(Ok(stream)) => Ok(stream),
             Ok(Err(e)) => Err(HandshakeError {
-                reason: "tls_handshake",
+                reason: ErrorReason::TlsHandshake,
                 detail: e.to_string(),
             }),
             Err(_) => Err(HandshakeError {
-                reason: "tls_handshake_timeout",
+                reason: ErrorReason::TlsHandshakeTimeout,
                 detail: format!("no TLS handshake within {timeout:?}"),
             }),
         }

@@ -236,7 +236,7 @@ async fn dialer_verifies_against_the_target_ca_or_the_webpki_roots() {
         .await
         .err()
         .unwrap();
-    assert_eq!(e.reason, "tls_verify", "{}", e.detail);
+    assert_eq!(e.reason.as_str(), "tls_verify", "{}", e.detail);
     assert!(e.detail.contains("UnknownIssuer"), "{}", e.detail);
 
     // Verification off: anything goes.
@@ -266,7 +266,7 @@ async fn dialer_refuses_a_certificate_for_another_name() {
     .await
     .err()
     .unwrap();
-    assert_eq!(e.reason, "tls_verify", "{}", e.detail);
+    assert_eq!(e.reason.as_str(), "tls_verify", "{}", e.detail);
     assert!(e.detail.contains("not valid for name"), "{}", e.detail);
 }
 
@@ -304,7 +304,7 @@ async fn plaintext_and_silent_clients_are_refused() {
     });
     let (tcp, _) = listener.accept().await.unwrap();
     let e = tls.accept(tcp, Duration::from_secs(5)).await.err().unwrap();
-    assert_eq!(e.reason, "tls_handshake", "{}", e.detail);
+    assert_eq!(e.reason.as_str(), "tls_handshake", "{}", e.detail);
     drop(e);
     client.await.unwrap();
 
@@ -316,5 +316,5 @@ async fn plaintext_and_silent_clients_are_refused() {
         .await
         .err()
         .unwrap();
-    assert_eq!(e.reason, "tls_handshake_timeout");
+    assert_eq!(e.reason.as_str(), "tls_handshake_timeout");
 }
