@@ -29,6 +29,9 @@ have stunnel4 || have stunnel || missing+=(stunnel4)
 python3 -c 'import yaml' 2>/dev/null || /usr/bin/python3 -c 'import yaml' 2>/dev/null ||
   missing+=(python3-yaml)
 have rtmpdump || missing+=(rtmpdump)
+# tests/hls.rs drives headless Chromium with playwright-core (tests/js) under Node.js.
+have node || missing+=(nodejs)
+have npm || missing+=(npm)
 
 if [ "${#missing[@]}" -gt 0 ]; then
   if [ "${SKIP_APT:-0}" = 1 ]; then
@@ -71,6 +74,12 @@ cargo --version
 rustc --version
 
 # --- build and test ----------------------------------------------------------
+# --- browser test peers (npm, pinned by tests/js/package-lock.json) -----------
+if [ ! -d tests/js/node_modules/playwright-core ]; then
+  log "npm ci (tests/js)"
+  npm ci --prefix tests/js --no-audit --no-fund
+fi
+
 log "cargo build --workspace --bins"
 cargo build --workspace --bins
 

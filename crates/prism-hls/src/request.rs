@@ -187,6 +187,11 @@ pub fn readiness(p: &Packager, req: &Request<'_>) -> Readiness {
             let Some(track) = p.track(kind) else {
                 return Readiness::NotFound;
             };
+            // A playlist without a complete segment is an error to players (hls.js:
+            // levelEmptyError, even with parts listed): the first one is a segment away.
+            if track.segments.is_empty() && !p.is_ended() {
+                return Readiness::Wait;
+            }
             let Some(msn) = req.msn else {
                 return Readiness::Ready;
             };

@@ -232,6 +232,12 @@ impl Server {
     async fn get(&self, req: &Request<Incoming>, peer: SocketAddr) -> Response<Body> {
         let uri = req.uri();
         let head = req.method() == Method::HEAD;
+        if uri.path() == "/favicon.ico" {
+            let mut a = Answer::status(StatusCode::NO_CONTENT);
+            a.body = Bytes::new();
+            a.cache = "public, max-age=86400";
+            return self.respond(req, a, None, "other", head);
+        }
         if uri.path() == "/hls.min.js" {
             let a = Answer {
                 status: StatusCode::OK,

@@ -1,0 +1,40 @@
+// Opens a Prism player page in headless Chromium and reports what a viewer would see.
+//   node play.mjs URL SECONDS
+// Prints one JSON line: the page's own report (currentTime, hls.js latency, errors) after
+// SECONDS of playback. Exits non-zero if the page never reported.
+import { existsSync } from "fs";
+import { chromium } from "playwright-core";
+
+const [url, seconds = "10"] = process.argv.slice(2);
+const executablePath = ["/usr/bin/chromium", "/usr/bin/chromium-browser"].find((p) => existsSync(p)) || "/usr/bin/chromium";
+const browser = await chromium.launch({
+  executablePath,
+  args: ["--no-sandbox", "--disable-gpu", "--autoplay-policy=no-user-gesture-required", "--disable-dev-shm-usage"],
+});
+try {
+  const page = await browser.newPage();
+  const logs = [];
+  page.on("console", (m) => logs.push(m.type() + ": " + m.text()));
+  page.on("pageerror", (e) => logs.push("pageerror: " + e.message));
+  // Playlist answers other than 200: what a player stumbled on.
+  page.on("response", (r) => {
+    if (r.status() !== 200 && r.status() !== 204) logs.push(r.status() + " " + r.url());
+  });
+  await page.goto(url, { timeout: 20000 });
+  await page.waitForTimeout(Number(seconds) * 1000);
+  const report = await page.evaluate(() => {
+    const p = window.prismPlayer;
+    if (!p) return null;
+    return {
+      currentTime: p.video.currentTime,
+      latency: p.hls ? p.hls.latency : null,
+      errors: p.errors,
+      readyState: p.video.readyState,
+      buffered: p.video.buffered.length ? p.video.buffered.end(p.video.buffered.length - 1) : 0,
+    };
+  });
+  console.log(JSON.stringify({ report, logs: logs.slice(-20) }));
+  if (!report) process.exitCode = 2;
+} finally {
+  await browser.close();
+}
