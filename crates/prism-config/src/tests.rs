@@ -131,6 +131,8 @@ fn example_configs() {
     assert_eq!(names, ["youtube", "twitch", "facebook"]);
     let l = Config::load(&dir.join("local-relay.toml")).unwrap();
     assert!(!l.routes.is_empty());
+    let h = Config::load(&dir.join("hls.toml")).unwrap();
+    assert!(h.hls_for("live", "k") && !h.hls_for("private", "k"));
 }
 
 #[test]
