@@ -242,6 +242,22 @@ fn rtmp_and_srt_streams_are_served_as_hls_and_dash() {
             > 10_000.0
     );
     assert!(metric_value_in(&m, "prism_hls_segments{stream=\"live/cam\"}").unwrap_or(0.0) >= 3.0);
+
+    // A shutdown ends packaging with the streams and does not wait for the windows' grace.
+    let mut prism = prism;
+    let t0 = Instant::now();
+    prism.signal("TERM");
+    assert!(
+        prism.wait_exit(Duration::from_secs(10)).is_some(),
+        "prism did not exit"
+    );
+    let log = std::fs::read_to_string(prism.dir.join("prism.stderr")).unwrap_or_default();
+    assert!(
+        log.contains("shut down cleanly"),
+        "shutdown waited on something ({:?}):\n{}",
+        t0.elapsed(),
+        prism.stderr()
+    );
 }
 
 #[test]

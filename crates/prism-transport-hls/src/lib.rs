@@ -203,7 +203,6 @@ impl StreamOutput for HlsOutput {
         let guard = relay.track(|| format!("hls packager {name}"));
         let shared = self.shared.clone();
         tokio::spawn(async move {
-            let _guard = guard;
             let mut out = Packaging {
                 sub,
                 hs: hs.clone(),
@@ -222,6 +221,8 @@ impl StreamOutput for HlsOutput {
                 Ok(e) => format!("{e:?}"),
                 Err(e) => format!("{e:?}"),
             });
+            // Packaging is over: a shutdown need not wait for the window's grace.
+            drop(guard);
             tokio::time::sleep(ENDED_GRACE).await;
             let mut streams = lock(&shared.streams);
             if streams.get(&hs.name).is_some_and(|s| Arc::ptr_eq(s, &hs)) {
