@@ -38,15 +38,12 @@ fn wait_playlist(addr: SocketAddr, stream: &str) -> String {
     )
 }
 
-/// Bytes of a GET (binary-safe).
+/// Bytes of a GET that must succeed.
 fn get_bytes(addr: SocketAddr, path: &str) -> Vec<u8> {
-    let out = run_with_timeout(
-        Command::new("curl").args(["-sf", "--max-time", "10", &format!("http://{addr}{path}")]),
-        Duration::from_secs(15),
-    )
-    .expect("curl");
-    assert!(out.status.success(), "GET {path} failed: {:?}", out.status);
-    out.stdout
+    match http_get_bytes(addr, path) {
+        Ok((200, body)) => body,
+        other => panic!("GET {path}: {other:?}"),
+    }
 }
 
 /// ffprobe's frames of a file: (key_frame, pts_time), and whether decoding reported errors.

@@ -91,7 +91,7 @@ pub fn http_request(
         .iter()
         .any(|(k, v)| k == "transfer-encoding" && v.to_ascii_lowercase().contains("chunked"));
     let body = if chunked {
-        super::dechunk(body)
+        String::from_utf8_lossy(&super::dechunk(body.as_bytes())).into_owned()
     } else {
         body.to_string()
     };

@@ -2,7 +2,10 @@
 //! (dimensions, sample rate, channels, codec strings).
 
 use bytes::Bytes;
-use prism_mpegts::nal::{parse_hevc_sps, remove_emulation_prevention, BitReader};
+use prism_mpegts::nal::{
+    avc_nal_type, avc_profile_has_chroma_info, avc_record_parameter_sets, avc_type,
+    hevc_record_parameter_sets, parse_hevc_sps, remove_emulation_prevention, BitReader, Reader,
+};
 
 use crate::{Codec, ParseError, Payload, TrackConfig};
 
@@ -149,7 +152,7 @@ fn parse_enhanced_video(payload: &Bytes, b0: u8) -> Result<Payload, ParseError> 
 /// Drops a leading temporal delimiter OBU from an AV1 temporal unit: AV1-ISOBMFF samples
 /// do not carry them (the sample boundary is the delimiter). Zero-copy: a re-slice.
 fn strip_temporal_delimiter(data: Bytes) -> Bytes {
-    let mut c = Cursor(&data);
+    let mut c = Reader::new(&data);
     let Some(header) = c.u8() else { return data };
     // Type 2 with its size field (a delimiter without one would be the last OBU).
     if (header >> 3) & 0x0F != 2 || header & 0x02 == 0 {
@@ -163,7 +166,7 @@ fn strip_temporal_delimiter(data: Bytes) -> Bytes {
     };
     match usize::try_from(size).ok().and_then(|n| c.take(n)) {
         Some(_) => {
-            let start = data.len() - c.0.len();
+            let start = data.len() - c.rest().len();
             data.slice(start..)
         }
         None => data,
@@ -361,53 +364,22 @@ fn opus_config(record: Bytes) -> Result<Payload, ParseError> {
     }))
 }
 
-/// A byte cursor.
-struct Cursor<'a>(&'a [u8]);
-
-impl<'a> Cursor<'a> {
-    fn take(&mut self, n: usize) -> Option<&'a [u8]> {
-        if n > self.0.len() {
-            return None;
-        }
-        let (a, b) = self.0.split_at(n);
-        self.0 = b;
-        Some(a)
-    }
-    fn u8(&mut self) -> Option<u8> {
-        self.take(1).map(|b| b[0])
-    }
-    fn u16(&mut self) -> Option<u16> {
-        self.take(2).map(|b| u16::from_be_bytes([b[0], b[1]]))
-    }
-}
-
 fn clamp_u16(v: u32) -> u16 {
     u16::try_from(v).unwrap_or(u16::MAX)
 }
 
 /// Checks an AVCDecoderConfigurationRecord's structure; the first SPS's dimensions.
 fn avc_record_dimensions(record: &[u8]) -> Result<(u16, u16), ParseError> {
-    let err = malformed("AVCDecoderConfigurationRecord");
-    let mut c = Cursor(record);
-    if c.u8().ok_or(err)? != 1 {
+    if record.first().is_some_and(|&v| v != 1) {
         return Err(ParseError::Unsupported(
             "AVCDecoderConfigurationRecord version",
         ));
     }
-    c.take(4).ok_or(err)?;
-    let mut first_sps = None;
-    let num_sps = c.u8().ok_or(err)? & 0x1F;
-    for _ in 0..num_sps {
-        let len = c.u16().ok_or(err)?;
-        let sps = c.take(usize::from(len)).ok_or(err)?;
-        first_sps = first_sps.or(Some(sps));
-    }
-    let num_pps = c.u8().ok_or(err)?;
-    for _ in 0..num_pps {
-        let len = c.u16().ok_or(err)?;
-        c.take(usize::from(len)).ok_or(err)?;
-    }
-    Ok(first_sps
+    let sets =
+        avc_record_parameter_sets(record).ok_or(malformed("AVCDecoderConfigurationRecord"))?;
+    Ok(sets
+        .into_iter()
+        .find(|n| avc_nal_type(n) == Some(avc_type::SPS))
         .and_then(avc_sps_dimensions)
         .map_or((0, 0), |(w, h)| (clamp_u16(w), clamp_u16(h))))
 }
@@ -440,10 +412,7 @@ fn avc_sps_dimensions(nal: &[u8]) -> Option<(u32, u32)> {
     r.read_ue()?; // seq_parameter_set_id
     let mut chroma_format_idc = 1;
     let mut separate_colour_plane = false;
-    if matches!(
-        profile_idc,
-        100 | 110 | 122 | 244 | 44 | 83 | 86 | 118 | 128 | 138 | 139 | 134 | 135
-    ) {
+    if avc_profile_has_chroma_info(profile_idc) {
         chroma_format_idc = r.read_ue()?;
         if chroma_format_idc > 3 {
             return None;
@@ -517,32 +486,21 @@ fn avc_sps_dimensions(nal: &[u8]) -> Option<(u32, u32)> {
 /// Checks an HEVCDecoderConfigurationRecord's structure; the first SPS's dimensions
 /// (`pic_width/height_in_luma_samples`, before the conformance window).
 fn hevc_record_dimensions(record: &[u8]) -> Result<(u16, u16), ParseError> {
-    let err = malformed("HEVCDecoderConfigurationRecord");
-    let mut c = Cursor(record);
-    if c.u8().ok_or(err)? != 1 {
+    if record.first().is_some_and(|&v| v != 1) {
         return Err(ParseError::Unsupported(
             "HEVCDecoderConfigurationRecord version",
         ));
     }
-    c.take(21).ok_or(err)?;
-    let arrays = c.u8().ok_or(err)?;
-    let mut dims = None;
-    for _ in 0..arrays {
-        c.u8().ok_or(err)?;
-        let count = c.u16().ok_or(err)?;
-        for _ in 0..count {
-            let len = c.u16().ok_or(err)?;
-            let nal = c.take(usize::from(len)).ok_or(err)?;
-            if dims.is_none() {
-                dims = parse_hevc_sps(nal).map(|s| (clamp_u16(s.width), clamp_u16(s.height)));
-            }
-        }
-    }
-    Ok(dims.unwrap_or((0, 0)))
+    let sets =
+        hevc_record_parameter_sets(record).ok_or(malformed("HEVCDecoderConfigurationRecord"))?;
+    Ok(sets
+        .into_iter()
+        .find_map(parse_hevc_sps)
+        .map_or((0, 0), |s| (clamp_u16(s.width), clamp_u16(s.height))))
 }
 
 /// Reads an AV1 `leb128()`.
-fn read_leb128(c: &mut Cursor<'_>) -> Option<u64> {
+fn read_leb128(c: &mut Reader<'_>) -> Option<u64> {
     let mut value = 0u64;
     for i in 0..8 {
         let b = c.u8()?;
@@ -566,8 +524,8 @@ fn av1_record_dimensions(record: &[u8]) -> Result<(u16, u16), ParseError> {
             "AV1CodecConfigurationRecord marker/version",
         ));
     }
-    let mut c = Cursor(&record[4..]);
-    while !c.0.is_empty() {
+    let mut c = Reader::new(&record[4..]);
+    while !c.rest().is_empty() {
         let Some(header) = c.u8() else { break };
         let obu_type = (header >> 3) & 0x0F;
         if header & 0x04 != 0 && c.u8().is_none() {
@@ -579,7 +537,7 @@ fn av1_record_dimensions(record: &[u8]) -> Result<(u16, u16), ParseError> {
             };
             usize::try_from(size).unwrap_or(usize::MAX)
         } else {
-            c.0.len()
+            c.rest().len()
         };
         let Some(obu) = c.take(size) else { break };
         if obu_type == 1 {

@@ -26,28 +26,13 @@ fn frame_ms(i: usize, fps: usize) -> u32 {
 
 #[test]
 fn hevc_from_x265_as_enhanced_rtmp() {
-    if !have_ffmpeg("hevc_from_x265_as_enhanced_rtmp")
-        || !have_encoder("hevc_from_x265_as_enhanced_rtmp", "libx265")
-    {
-        return;
-    }
+    require_encoder("libx265");
     let dir = temp_dir("hevc");
     let es = dir.join("in.hevc");
-    ffmpeg(&[
-        "-f",
-        "lavfi",
-        "-i",
-        "testsrc2=size=320x240:rate=30",
-        "-t",
-        "3",
-        "-c:v",
-        "libx265",
-        "-x265-params",
-        "log-level=error:bframes=0:keyint=30:min-keyint=30:scenecut=0",
-        "-f",
-        "hevc",
-        es.to_str().unwrap(),
-    ]);
+    ffmpeg_to(
+        "-f lavfi -i testsrc2=size=320x240:rate=30 -t 3 -c:v libx265 -x265-params log-level=error:bframes=0:keyint=30:min-keyint=30:scenecut=0 -f hevc",
+        &es,
+    );
     let stream = std::fs::read(&es).unwrap();
 
     // Access units: a new one starts at a parameter set / AUD / prefix SEI, or at a slice
@@ -175,32 +160,13 @@ fn av1c_for(seq_header_obu: &[u8]) -> Vec<u8> {
 
 #[test]
 fn av1_from_libaom_as_enhanced_rtmp() {
-    if !have_ffmpeg("av1_from_libaom_as_enhanced_rtmp")
-        || !have_encoder("av1_from_libaom_as_enhanced_rtmp", "libaom-av1")
-    {
-        return;
-    }
+    require_encoder("libaom-av1");
     let dir = temp_dir("av1");
     let ivf = dir.join("in.ivf");
-    ffmpeg(&[
-        "-f",
-        "lavfi",
-        "-i",
-        "testsrc2=size=320x240:rate=30",
-        "-t",
-        "2",
-        "-c:v",
-        "libaom-av1",
-        "-cpu-used",
-        "8",
-        "-g",
-        "30",
-        "-keyint_min",
-        "30",
-        "-f",
-        "ivf",
-        ivf.to_str().unwrap(),
-    ]);
+    ffmpeg_to(
+        "-f lavfi -i testsrc2=size=320x240:rate=30 -t 2 -c:v libaom-av1 -cpu-used 8 -g 30 -keyint_min 30 -f ivf",
+        &ivf,
+    );
     let file = std::fs::read(&ivf).unwrap();
     assert_eq!(&file[..4], b"DKIF");
     let header_len = usize::from(u16::from_le_bytes([file[6], file[7]]));
@@ -309,28 +275,13 @@ fn opus_packet_samples(p: &[u8]) -> u64 {
 
 #[test]
 fn opus_from_libopus_as_enhanced_rtmp() {
-    if !have_ffmpeg("opus_from_libopus_as_enhanced_rtmp")
-        || !have_encoder("opus_from_libopus_as_enhanced_rtmp", "libopus")
-    {
-        return;
-    }
+    require_encoder("libopus");
     let dir = temp_dir("opus");
     let ogg = dir.join("in.ogg");
-    ffmpeg(&[
-        "-f",
-        "lavfi",
-        "-i",
-        "sine=frequency=440:sample_rate=48000",
-        "-t",
-        "3",
-        "-ac",
-        "2",
-        "-c:a",
-        "libopus",
-        "-f",
-        "ogg",
-        ogg.to_str().unwrap(),
-    ]);
+    ffmpeg_to(
+        "-f lavfi -i sine=frequency=440:sample_rate=48000 -t 3 -ac 2 -c:a libopus -f ogg",
+        &ogg,
+    );
     let packets = ogg_packets(&std::fs::read(&ogg).unwrap());
     assert!(packets[0].starts_with(b"OpusHead") && packets[1].starts_with(b"OpusTags"));
 

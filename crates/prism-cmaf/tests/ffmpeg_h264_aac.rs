@@ -10,34 +10,13 @@ use prism_cmaf::Codec;
 
 #[test]
 fn h264_aac_from_ffmpeg_flv_decodes() {
-    if !have_ffmpeg("h264_aac_from_ffmpeg_flv_decodes") {
-        return;
-    }
+    require_ffmpeg();
     let dir = temp_dir("h264-aac");
     let flv = dir.join("in.flv");
-    ffmpeg(&[
-        "-f",
-        "lavfi",
-        "-i",
-        "testsrc2=size=320x240:rate=30",
-        "-f",
-        "lavfi",
-        "-i",
-        "sine=frequency=440:sample_rate=44100",
-        "-t",
-        "4",
-        "-c:v",
-        "libx264",
-        "-g",
-        "30",
-        "-bf",
-        "2",
-        "-c:a",
-        "aac",
-        "-f",
-        "flv",
-        flv.to_str().unwrap(),
-    ]);
+    ffmpeg_to(
+        "-f lavfi -i testsrc2=size=320x240:rate=30 -f lavfi -i sine=frequency=440:sample_rate=44100 -t 4 -c:v libx264 -g 30 -bf 2 -c:a aac -f flv",
+        &flv,
+    );
     let tags = read_flv(&std::fs::read(&flv).unwrap());
     let (video, audio) = collect_tracks(&tags, Some(1024));
     let video = video.expect("a video track");
@@ -111,28 +90,13 @@ fn two_byte_prefixes(mut data: &[u8]) -> Vec<u8> {
 /// came and the record goes into the init segment as it came, so they agree.
 #[test]
 fn h264_with_two_byte_nal_lengths_decodes() {
-    if !have_ffmpeg("h264_with_two_byte_nal_lengths_decodes") {
-        return;
-    }
+    require_ffmpeg();
     let dir = temp_dir("h264-len2");
     let flv = dir.join("in.flv");
-    ffmpeg(&[
-        "-f",
-        "lavfi",
-        "-i",
-        "testsrc2=size=320x240:rate=30",
-        "-t",
-        "2",
-        "-c:v",
-        "libx264",
-        "-g",
-        "30",
-        "-bf",
-        "2",
-        "-f",
-        "flv",
-        flv.to_str().unwrap(),
-    ]);
+    ffmpeg_to(
+        "-f lavfi -i testsrc2=size=320x240:rate=30 -t 2 -c:v libx264 -g 30 -bf 2 -f flv",
+        &flv,
+    );
     let tags: Vec<Tag> = read_flv(&std::fs::read(&flv).unwrap())
         .into_iter()
         .filter(|t| t.kind == 9)

@@ -224,7 +224,7 @@ pub struct AvcSps {
 }
 
 /// Profiles whose SPS carries chroma_format_idc and bit depths (H.264 7.3.2.1.1).
-fn avc_profile_has_chroma_info(profile_idc: u8) -> bool {
+pub fn avc_profile_has_chroma_info(profile_idc: u8) -> bool {
     matches!(
         profile_idc,
         100 | 110 | 122 | 244 | 44 | 83 | 86 | 118 | 128 | 138 | 139 | 134 | 135
@@ -543,11 +543,14 @@ pub fn hevc_record_parameter_sets(record: &[u8]) -> Option<Vec<&[u8]>> {
     Some(out)
 }
 
-/// A byte cursor for the record parsers.
-struct Reader<'a>(&'a [u8]);
+/// A byte cursor over untrusted bytes: every read is bounds-checked and `None` past the end.
+pub struct Reader<'a>(&'a [u8]);
 
 impl<'a> Reader<'a> {
-    fn take(&mut self, n: usize) -> Option<&'a [u8]> {
+    pub fn new(data: &'a [u8]) -> Self {
+        Reader(data)
+    }
+    pub fn take(&mut self, n: usize) -> Option<&'a [u8]> {
         if n > self.0.len() {
             return None;
         }
@@ -555,10 +558,14 @@ impl<'a> Reader<'a> {
         self.0 = b;
         Some(a)
     }
-    fn u8(&mut self) -> Option<u8> {
+    pub fn u8(&mut self) -> Option<u8> {
         self.take(1).map(|b| b[0])
     }
-    fn u16(&mut self) -> Option<u16> {
+    /// The bytes not read yet.
+    pub fn rest(&self) -> &'a [u8] {
+        self.0
+    }
+    pub fn u16(&mut self) -> Option<u16> {
         self.take(2).map(|b| u16::from_be_bytes([b[0], b[1]]))
     }
 }
