@@ -137,7 +137,7 @@ pub fn check_media(text: &str) -> Vec<String> {
     if p.target_duration == 0 {
         errors.push("no EXT-X-TARGETDURATION".into());
     }
-    if p.maps.is_empty() {
+    if p.maps.is_empty() && !(p.segments.is_empty() && p.open_parts.is_empty()) {
         errors.push("no EXT-X-MAP".into());
     }
     for s in &p.segments {
@@ -245,4 +245,90 @@ pub fn check_delta(full: &str, delta: &str) -> Vec<String> {
         errors.push("the delta's open parts differ".into());
     }
     errors
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const GOOD: &str = "#EXTM3U
+#EXT-X-VERSION:9
+#EXT-X-TARGETDURATION:2
+#EXT-X-PART-INF:PART-TARGET=0.200
+#EXT-X-SERVER-CONTROL:CAN-BLOCK-RELOAD=YES,PART-HOLD-BACK=0.600,CAN-SKIP-UNTIL=12.0
+#EXT-X-MEDIA-SEQUENCE:10
+#EXT-X-MAP:URI=\"video/init1.mp4\"
+#EXTINF:2.00000,
+video/10.m4s
+#EXT-X-PART:DURATION=0.20000,URI=\"video/11.0.m4s\",INDEPENDENT=YES
+#EXT-X-PART:DURATION=0.20000,URI=\"video/11.1.m4s\"
+#EXTINF:0.40000,
+video/11.m4s
+#EXT-X-PART:DURATION=0.20000,URI=\"video/12.0.m4s\",INDEPENDENT=YES
+#EXT-X-PRELOAD-HINT:TYPE=PART,URI=\"video/12.1.m4s\"
+";
+
+    fn broken(from: &str, to: &str) -> Vec<String> {
+        assert!(GOOD.contains(from), "{from}");
+        check_media(&GOOD.replace(from, to))
+    }
+
+    #[test]
+    fn a_valid_playlist_passes() {
+        assert_eq!(check_media(GOOD), Vec::<String>::new());
+        let p = parse_media(GOOD).unwrap();
+        assert_eq!(p.segments.len(), 2);
+        assert_eq!(p.segments[1].parts.len(), 2);
+        assert_eq!(p.open_parts.len(), 1);
+    }
+
+    #[test]
+    fn each_broken_rule_is_reported() {
+        for (from, to, what) in [
+            (
+                "#EXTINF:2.00000",
+                "#EXTINF:2.60000",
+                "above the target duration",
+            ),
+            (
+                "DURATION=0.20000,URI=\"video/11.1",
+                "DURATION=0.25000,URI=\"video/11.1",
+                "above PART-TARGET",
+            ),
+            ("video/12.1.m4s", "video/12.2.m4s", "preload hint"),
+            (
+                "PART-HOLD-BACK=0.600",
+                "PART-HOLD-BACK=0.300",
+                "PART-HOLD-BACK",
+            ),
+            (
+                "CAN-SKIP-UNTIL=12.0",
+                "CAN-SKIP-UNTIL=6.0",
+                "CAN-SKIP-UNTIL",
+            ),
+            ("video/11.m4s", "video/13.m4s", "has URI"),
+            ("video/11.1.m4s", "video/11.2.m4s", "part 1 of segment 11"),
+            ("#EXTINF:0.40000", "#EXTINF:0.60000", "parts add up"),
+            ("#EXT-X-MAP:URI=\"video/init1.mp4\"\n", "", "no EXT-X-MAP"),
+        ] {
+            let errors = broken(from, to);
+            assert!(
+                errors.iter().any(|e| e.contains(what)),
+                "{from} -> {to}: expected `{what}` in {errors:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn delta_updates_are_compared_with_the_full_playlist() {
+        let delta = GOOD.replace(
+            "#EXT-X-MAP:URI=\"video/init1.mp4\"\n#EXTINF:2.00000,\nvideo/10.m4s\n",
+            "#EXT-X-SKIP:SKIPPED-SEGMENTS=1\n#EXT-X-MAP:URI=\"video/init1.mp4\"\n",
+        );
+        assert_eq!(check_delta(GOOD, &delta), Vec::<String>::new());
+        let wrong_count = delta.replace("SKIPPED-SEGMENTS=1", "SKIPPED-SEGMENTS=2");
+        assert!(!check_delta(GOOD, &wrong_count).is_empty());
+        let other_tail = delta.replace("#EXTINF:0.40000", "#EXTINF:0.39000");
+        assert!(!check_delta(GOOD, &other_tail).is_empty());
+    }
 }

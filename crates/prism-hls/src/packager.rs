@@ -14,8 +14,8 @@
 //! - A sample's duration is known when the next sample of its track arrives, so each track
 //!   holds one sample back.
 
-use bytes::{Bytes, BytesMut};
-use prism_cmaf::{Codec, Payload, Sample, TrackConfig, TrackRun};
+use bytes::Bytes;
+use prism_cmaf::{Payload, Sample, TrackConfig, TrackRun};
 use prism_media::MediaKind;
 use std::collections::VecDeque;
 use std::time::{Duration, Instant, SystemTime};
@@ -90,14 +90,14 @@ pub struct Part {
     pub independent: bool,
 }
 
-/// One segment of a track: its parts, and once complete all of them as one body.
+/// One segment of a track: its parts (the segment is their concatenation).
 #[derive(Debug, Clone)]
 pub struct Segment {
     /// Media sequence number, the same for every track of the stream.
     pub msn: u64,
+    /// Its fragments; the segment is their concatenation (served as such, never copied
+    /// into one buffer).
     pub parts: Vec<Part>,
-    /// The whole segment (its parts back to back) once complete; the parts are slices of it.
-    pub data: Option<Bytes>,
     /// Decode time of its first sample, in the track's timescale.
     pub start: u64,
     /// Seconds (the sum of its parts).
@@ -117,8 +117,8 @@ impl Segment {
         self.parts.iter().map(|p| p.data.len()).sum()
     }
 
-    /// Duration in the track's timescale.
-    fn is_empty(&self) -> bool {
+    /// No sample of this track fell in the segment's time (`EXT-X-GAP`; not fetchable).
+    pub fn is_gap(&self) -> bool {
         self.parts.is_empty()
     }
 }
@@ -203,10 +203,16 @@ impl Track {
 
     /// A segment by number: in the playlist, retired, or (None) unknown or still open.
     pub fn segment(&self, msn: u64) -> Option<&Segment> {
-        self.segments
-            .iter()
-            .chain(self.retired.iter().map(|(_, s)| s))
-            .find(|s| s.msn == msn)
+        // Both lists hold consecutive numbers: index, don't search (a DVR window holds
+        // thousands of segments and every part request of a lagging viewer looks here).
+        let at = |first: Option<u64>| first.and_then(|f| msn.checked_sub(f)).map(|i| i as usize);
+        let live = at(self.segments.front().map(|s| s.msn)).and_then(|i| self.segments.get(i));
+        let retired = || {
+            at(self.retired.front().map(|(_, s)| s.msn))
+                .and_then(|i| self.retired.get(i))
+                .map(|(_, s)| s)
+        };
+        live.or_else(retired).filter(|s| s.msn == msn)
     }
 
     /// A part by segment number and index, in the open segment or a complete one.
@@ -235,7 +241,15 @@ impl Track {
         if let Some(p) = self.pending.take() {
             // Timestamps are monotonic once the hub normalized them; a zero duration (two
             // frames on the same millisecond) is kept as is.
-            let duration = dts.saturating_sub(p.dts).min(u64::from(u32::MAX)) as u32;
+            let mut duration = dts.saturating_sub(p.dts).min(u64::from(u32::MAX)) as u32;
+            // Audio frames last tens of milliseconds: a longer wait for the next one is a
+            // dropout (a gap in the timeline), not a long sample.
+            if self.kind == TrackKind::Audio
+                && u64::from(duration) > self.part_limit
+                && self.last_duration > 0
+            {
+                duration = self.last_duration;
+            }
             self.complete(p, duration);
         }
         self.pending = Some(Pending {
@@ -275,15 +289,6 @@ impl Track {
         }
     }
 
-    /// A track that follows the main one's cuts for segments cuts its own parts: it ends a
-    /// part when one more sample like the last would make it longer than `part` ticks.
-    fn cut_own_part(&mut self, part: u64) {
-        let ticks: u64 = self.samples.iter().map(|s| u64::from(s.duration)).sum();
-        if !self.samples.is_empty() && ticks + u64::from(self.last_duration) > part {
-            self.close_part();
-        }
-    }
-
     /// Ticks of `d`.
     fn ticks(&self, d: Duration) -> u64 {
         (d.as_micros() as u64).saturating_mul(self.timescale()) / 1_000_000
@@ -291,12 +296,19 @@ impl Track {
 
     /// Closes the open part and segment at decode time `at` (a following track's samples
     /// from `at` on, which arrived early, start the next segment) and opens `next`.
-    fn cut_segment_at(&mut self, at: u64, next: Segment) {
+    fn cut_segment_at(&mut self, at: u64, next: Segment, span: f64, following: bool) {
+        // A following track's held-back sample from before the cut belongs to this segment:
+        // it ends with the duration of the one before (audio frames are all alike), rather
+        // than when its successor arrives, which a dropout may delay past later cuts.
+        if following && self.last_duration > 0 && self.pending.as_ref().is_some_and(|p| p.dts < at)
+        {
+            self.flush_pending();
+        }
         let split = self.sample_dts.partition_point(|&d| d < at);
         let tail_samples = self.samples.split_off(split);
         let tail_dts = self.sample_dts.split_off(split);
         self.close_part();
-        self.close_segment(next);
+        self.close_segment(next, span);
         self.part_start = tail_dts.first().copied();
         self.samples = tail_samples;
         self.sample_dts = tail_dts;
@@ -337,35 +349,24 @@ impl Track {
         true
     }
 
-    /// Closes the open segment and opens `next`. An empty segment (no sample of this track
-    /// in that time) is not listed.
-    fn close_segment(&mut self, next: Segment) {
+    /// Closes the open segment and opens `next`. A segment without a sample of this track
+    /// (an audio dropout) is listed as a gap of `span` seconds.
+    fn close_segment(&mut self, next: Segment, span: f64) {
         let mut seg = std::mem::replace(&mut self.open, next);
-        if seg.is_empty() {
-            // Its discontinuity must not be lost.
-            self.open.discontinuity |= seg.discontinuity;
-            return;
-        }
-        // One body for the whole segment; the parts become slices of it, so a segment and
-        // its parts are one copy in memory.
-        let mut body = BytesMut::with_capacity(seg.bytes());
-        for p in &seg.parts {
-            body.extend_from_slice(&p.data);
-        }
-        let body = body.freeze();
-        let mut at = 0;
-        for p in &mut seg.parts {
-            let n = p.data.len();
-            p.data = body.slice(at..at + n);
-            at += n;
+        if seg.is_gap() {
+            if span <= 0.0 {
+                // Nothing happened in any track (the stream ended on a cut).
+                self.open.discontinuity |= seg.discontinuity;
+                return;
+            }
+            seg.duration = span;
         }
         if seg.duration > 0.0 {
             self.peak_bitrate = self
                 .peak_bitrate
-                .max((body.len() as f64 * 8.0 / seg.duration) as u64);
+                .max((seg.bytes() as f64 * 8.0 / seg.duration) as u64);
         }
         self.max_segment = self.max_segment.max(seg.duration);
-        seg.data = Some(body);
         self.segments.push_back(seg);
     }
 
@@ -596,27 +597,21 @@ impl Packager {
         if (!self.is_started() || self.restart) && leads {
             self.start_tracks(timestamp, wall, now);
         }
+        // Not started yet, or a track that is not packaged (until the next restart).
         let Some(ti) = self.tracks.iter().position(|t| t.kind == track) else {
             return Pushed::Skipped;
         };
-        if !self.is_started() {
-            return Pushed::Skipped;
-        }
 
         let dts = self.tracks[ti].to_ticks(timestamp);
         let cts = (i64::from(cts_ms) * self.tracks[ti].timescale() as i64 / 1000)
             .clamp(i64::from(i32::MIN), i64::from(i32::MAX)) as i32;
+        // The sample held back before this one is complete now. A following track's parts
+        // end when the next sample would not fit (`Track::complete`), its segments with the
+        // main track's; the main track decides whether a part and a segment end here.
+        self.tracks[ti].push(dts, cts, keyframe, data);
         if track == self.main {
-            // The held-back main sample ends here; then decide whether a part (and a segment)
-            // ends before this frame.
-            self.tracks[ti].push(dts, cts, keyframe, data);
             self.cut_before(timestamp, keyframe, wall, now);
             self.last_main = Some(timestamp);
-        } else {
-            let track = &mut self.tracks[ti];
-            track.push(dts, cts, keyframe, data);
-            let part = track.ticks(self.cfg.part);
-            track.cut_own_part(part);
         }
         Pushed::Taken
     }
@@ -667,7 +662,6 @@ impl Packager {
         Segment {
             msn: self.next_msn,
             parts: Vec::new(),
-            data: None,
             start: 0,
             duration: 0.0,
             wall: self.wall_at(t).unwrap_or(wall),
@@ -684,12 +678,16 @@ impl Packager {
 
     /// Closes every track's open segment; the next one starts at `t` (ms).
     fn close_segments(&mut self, t: u32, discontinuity: bool, wall: SystemTime) {
+        // Seconds since the segment started: what a track without a sample in that time
+        // lists as a gap, so that every playlist numbers the same segment alike.
+        let span = f64::from(t.wrapping_sub(self.seg_start)) / 1000.0;
         self.next_msn += 1;
         self.seg_start = t;
         let next = self.new_segment(t, discontinuity, wall);
+        let main = self.main;
         for track in &mut self.tracks {
             let at = track.to_ticks(t);
-            track.cut_segment_at(at, next.clone());
+            track.cut_segment_at(at, next.clone(), span, track.kind != main);
         }
     }
 
@@ -775,10 +773,5 @@ impl Packager {
     /// The open segment's number (the next one to complete).
     pub fn open_msn(&self) -> u64 {
         self.next_msn
-    }
-
-    /// The codec of a packaged track.
-    pub fn codec(&self, kind: TrackKind) -> Option<Codec> {
-        self.track(kind).map(|t| t.config.codec)
     }
 }

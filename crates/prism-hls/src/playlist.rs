@@ -158,7 +158,7 @@ pub fn media(p: &Packager, kind: TrackKind, opts: MediaOptions, query: &str) -> 
         if lists_parts(after[i], target) {
             write_parts(&mut s, seg, kind, &q);
         }
-        if seg.data.as_ref().is_some_and(|d| d.is_empty()) {
+        if seg.is_gap() {
             s.push_str("#EXT-X-GAP\n");
         }
         let _ = writeln!(
@@ -317,7 +317,11 @@ pub fn dash(p: &Packager, now: SystemTime, query: &str) -> Option<String> {
         let ts = f64::from(t.config.timescale.max(1));
         let mut run: Option<(u64, u64, u32)> = None;
         let mut next_t: Option<u64> = None;
-        for seg in t.segments.iter().filter(|s| s.init == t.init_version()) {
+        for seg in t
+            .segments
+            .iter()
+            .filter(|s| s.init == t.init_version() && !s.is_gap())
+        {
             let d = (seg.duration * ts).round() as u64;
             match &mut run {
                 Some((_, rd, r)) if *rd == d && next_t == Some(seg.start) => *r += 1,

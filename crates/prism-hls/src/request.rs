@@ -217,7 +217,7 @@ pub fn readiness(p: &Packager, req: &Request<'_>) -> Readiness {
             None => Readiness::NotFound,
         },
         Resource::Segment(kind, msn) => match p.track(kind) {
-            Some(t) if t.segment(msn).is_some() => Readiness::Ready,
+            Some(t) if t.segment(msn).is_some_and(|s| !s.is_gap()) => Readiness::Ready,
             // The open one, or the next: a player that computed the URL (DASH) waits.
             Some(_) if !p.is_ended() && (msn == open || msn == open + 1) => Readiness::Wait,
             _ => Readiness::NotFound,

@@ -111,7 +111,7 @@ fn segments_on_keyframes_parts_within_target_playlists_valid() {
         );
         assert!(seg.parts[0].independent, "segments start with a keyframe");
         assert!(seg.parts.iter().skip(1).all(|p| !p.independent));
-        assert_eq!(seg.data.as_ref().unwrap().len(), seg.bytes());
+        assert!(seg.parts.iter().all(|p| !p.data.is_empty()));
     }
     for kind in [TrackKind::Video, TrackKind::Audio] {
         let text = media(p, kind, false);
@@ -241,4 +241,44 @@ fn garbage_frames_are_counted_not_fatal() {
     }
     f.run_until(3_000);
     assert!(f.p.is_started());
+    assert!(f.p.unsupported() > 0, "malformed payloads are counted");
+}
+
+#[test]
+fn an_audio_dropout_is_a_gap_and_numbering_stays_aligned() {
+    let mut f = Feed::new(PackagerConfig::default(), 60);
+    f.run_until(6_000);
+    // 5 s of video alone: the encoder's audio stalled.
+    let (t0, w0) = (f.t0, f.wall0);
+    while f.video_n * 1000 / 30 < 11_000 {
+        let ts = f.video_n * 1000 / 30;
+        let key = f.video_n % 60 == 0;
+        f.video_n += 1;
+        let d = Duration::from_millis(u64::from(ts));
+        f.p.push(MediaKind::Video, ts, &avc_frame(key, 2000), t0 + d, w0 + d);
+    }
+    f.audio_n = (11_000 * 48 / 1024) as u32 + 1;
+    f.run_until(16_000);
+    let audio = media(&f.p, TrackKind::Audio, false);
+    assert!(audio.contains("#EXT-X-GAP"), "{audio}");
+    assert!(
+        check_media(&audio).is_empty(),
+        "{:?}\n{audio}",
+        check_media(&audio)
+    );
+    let video = parse_media(&media(&f.p, TrackKind::Video, false)).unwrap();
+    let audio = parse_media(&audio).unwrap();
+    assert_eq!(video.media_sequence, audio.media_sequence);
+    assert_eq!(video.segments.len(), audio.segments.len());
+    // A gap is not fetchable.
+    let gap =
+        f.p.track(TrackKind::Audio)
+            .unwrap()
+            .segments
+            .iter()
+            .find(|s| s.is_gap())
+            .unwrap();
+    let url = format!("/live/a/audio/{}.m4s", gap.msn);
+    let r = request::parse(&url, None).unwrap();
+    assert_eq!(request::readiness(&f.p, &r), Readiness::NotFound);
 }

@@ -20,7 +20,6 @@ use std::collections::HashMap;
 use std::convert::Infallible;
 use std::hash::{Hash, Hasher};
 use std::net::SocketAddr;
-use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
 use tokio::net::TcpListener;
@@ -123,33 +122,23 @@ fn empty() -> Body {
     Empty::new().boxed()
 }
 
-/// Counts a parked request for as long as it lives.
+/// Counts a parked request in `prism_hls_blocking_requests` for as long as it lives; the
+/// gauge is also the bound (`max_blocking_requests`).
 struct Parked<'a>(&'a Shared);
 
 impl<'a> Parked<'a> {
     fn enter(shared: &'a Shared) -> Option<Parked<'a>> {
-        let max = shared.config.max_blocking_requests;
-        let mut n = shared.blocking.load(Ordering::Relaxed);
-        loop {
-            if n >= max {
-                return None;
-            }
-            match shared
-                .blocking
-                .compare_exchange(n, n + 1, Ordering::AcqRel, Ordering::Relaxed)
-            {
-                Ok(_) => break,
-                Err(now) => n = now,
-            }
-        }
-        shared.metrics.hls_blocking_requests().inc();
-        Some(Parked(shared))
+        let gauge = shared.metrics.hls_blocking_requests();
+        gauge.inc();
+        // Counted first, checked after: concurrent entries never exceed the bound
+        // together (at worst one of them is refused spuriously).
+        let parked = Parked(shared);
+        (gauge.get() <= shared.config.max_blocking_requests as i64).then_some(parked)
     }
 }
 
 impl Drop for Parked<'_> {
     fn drop(&mut self) {
-        self.0.blocking.fetch_sub(1, Ordering::AcqRel);
         self.0.metrics.hls_blocking_requests().dec();
     }
 }
@@ -158,7 +147,7 @@ impl Drop for Parked<'_> {
 struct Answer {
     status: StatusCode,
     content_type: &'static str,
-    body: Bytes,
+    body: Chunks,
     cache: &'static str,
     etag: Option<String>,
     /// Media bytes of the stream (counted in `prism_hls_bytes_sent_total`).
@@ -170,7 +159,7 @@ impl Answer {
         Answer {
             status,
             content_type: "text/plain; charset=utf-8",
-            body: Bytes::from(format!("{}\n", status.canonical_reason().unwrap_or(""))),
+            body: Chunks::one(format!("{}\n", status.canonical_reason().unwrap_or(""))),
             cache: "no-store",
             etag: None,
             media: false,
@@ -234,7 +223,7 @@ impl Server {
         let head = req.method() == Method::HEAD;
         if uri.path() == "/favicon.ico" {
             let mut a = Answer::status(StatusCode::NO_CONTENT);
-            a.body = Bytes::new();
+            a.body = Chunks::default();
             a.cache = "public, max-age=86400";
             return self.respond(req, a, None, "other", head);
         }
@@ -242,7 +231,7 @@ impl Server {
             let a = Answer {
                 status: StatusCode::OK,
                 content_type: "text/javascript; charset=utf-8",
-                body: Bytes::from_static(HLS_JS.as_bytes()),
+                body: Chunks::one(Bytes::from_static(HLS_JS.as_bytes())),
                 cache: "public, max-age=86400",
                 etag: Some(format!("\"hlsjs-{}\"", env!("CARGO_PKG_VERSION"))),
                 media: false,
@@ -375,14 +364,14 @@ impl Server {
             Some(t) => Answer {
                 status: StatusCode::OK,
                 content_type: ct,
-                body: Bytes::from(t),
+                body: Chunks::one(t),
                 cache: PLAYLIST_CACHE,
                 etag: None,
                 media: false,
             },
             None => Answer::status(StatusCode::NOT_FOUND),
         };
-        let media = |data: Option<Bytes>, etag: String| match data {
+        let media = |data: Option<Chunks>, etag: String| match data {
             Some(body) => {
                 hs.saw_viewer(client_fingerprint(req, peer), Instant::now());
                 Answer {
@@ -401,7 +390,7 @@ impl Server {
             Resource::Page => Answer {
                 status: StatusCode::OK,
                 content_type: "text/html; charset=utf-8",
-                body: Bytes::from(page(r.app, r.key, p.config().dvr_window.as_secs())),
+                body: Chunks::one(page(r.app, r.key, p.config().dvr_window.as_secs())),
                 cache: "no-cache",
                 etag: None,
                 media: false,
@@ -416,19 +405,23 @@ impl Server {
                 "application/dash+xml",
             ),
             Resource::Init(kind, v) => media(
-                p.track(kind).and_then(|t| t.init(v)).cloned(),
+                p.track(kind)
+                    .and_then(|t| t.init(v))
+                    .cloned()
+                    .map(Chunks::one),
                 format!("\"{}-{}-i{v}\"", hs.instance, kind.as_str()),
             ),
+            // A segment is its parts back to back: sent as they are, never copied into one.
             Resource::Segment(kind, msn) => media(
                 p.track(kind)
                     .and_then(|t| t.segment(msn))
-                    .and_then(|s| s.data.clone()),
+                    .map(|s| Chunks(s.parts.iter().map(|p| p.data.clone()).collect())),
                 format!("\"{}-{}-{msn}\"", hs.instance, kind.as_str()),
             ),
             Resource::Part(kind, msn, i) => media(
                 p.track(kind)
                     .and_then(|t| t.part(msn, i))
-                    .map(|part| part.data.clone()),
+                    .map(|part| Chunks::one(part.data.clone())),
                 format!("\"{}-{}-{msn}.{i}\"", hs.instance, kind.as_str()),
             ),
         }
@@ -454,18 +447,19 @@ impl Server {
         });
         if status == StatusCode::OK && not_modified {
             status = StatusCode::NOT_MODIFIED;
-            body = Bytes::new();
+            body = Chunks::default();
         } else if status == StatusCode::OK && a.media {
             if let Some(range) = req.headers().get(header::RANGE) {
-                match byte_range(range.to_str().unwrap_or(""), body.len()) {
+                let total = body.len();
+                match byte_range(range.to_str().unwrap_or(""), total) {
                     Some((start, end)) => {
-                        content_range = Some(format!("bytes {start}-{end}/{}", body.len()));
-                        body = body.slice(start..=end);
+                        content_range = Some(format!("bytes {start}-{end}/{total}"));
+                        body = body.slice(start, end);
                         status = StatusCode::PARTIAL_CONTENT;
                     }
                     None => {
-                        content_range = Some(format!("bytes */{}", body.len()));
-                        body = Bytes::new();
+                        content_range = Some(format!("bytes */{total}"));
+                        body = Chunks::default();
                         status = StatusCode::RANGE_NOT_SATISFIABLE;
                     }
                 }
@@ -473,12 +467,12 @@ impl Server {
         }
         self.shared.metrics.hls_request(kind, status.as_u16()).inc();
         if let Some(hs) = hs {
-            if !head && !body.is_empty() && (a.media || status.is_success()) {
-                lock(&hs.metrics).bytes_sent.inc_by(body.len() as u64);
+            if !head && body.len() > 0 && (a.media || status.is_success()) {
+                hs.metrics.bytes_sent.inc_by(body.len() as u64);
             }
         }
         let len = body.len();
-        let mut resp = Response::new(if head { empty() } else { full(body) });
+        let mut resp = Response::new(if head { empty() } else { body.boxed() });
         *resp.status_mut() = status;
         let h = resp.headers_mut();
         h.insert(
@@ -497,6 +491,62 @@ impl Server {
             h.insert(header::CONTENT_RANGE, cr);
         }
         resp
+    }
+}
+
+/// A body as the chunks it is stored in (a segment's parts), sent without joining them.
+#[derive(Default)]
+struct Chunks(Vec<Bytes>);
+
+impl Chunks {
+    fn one(b: impl Into<Bytes>) -> Chunks {
+        Chunks(vec![b.into()])
+    }
+
+    fn len(&self) -> usize {
+        self.0.iter().map(Bytes::len).sum()
+    }
+
+    /// Bytes `start..=end`, as slices of the chunks they fall in.
+    fn slice(self, start: usize, end: usize) -> Chunks {
+        let mut out = Vec::new();
+        let mut at = 0;
+        for c in self.0 {
+            let (from, to) = (at, at + c.len());
+            at = to;
+            if to <= start || from > end {
+                continue;
+            }
+            out.push(c.slice(start.saturating_sub(from)..(end + 1).min(to) - from));
+        }
+        Chunks(out)
+    }
+
+    fn boxed(self) -> Body {
+        StreamedChunks(self.0.into()).boxed()
+    }
+}
+
+/// [`Chunks`] as a hyper body: one data frame per chunk.
+struct StreamedChunks(std::collections::VecDeque<Bytes>);
+
+impl hyper::body::Body for StreamedChunks {
+    type Data = Bytes;
+    type Error = Infallible;
+
+    fn poll_frame(
+        mut self: std::pin::Pin<&mut Self>,
+        _cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<hyper::body::Frame<Bytes>, Infallible>>> {
+        std::task::Poll::Ready(self.0.pop_front().map(|b| Ok(hyper::body::Frame::data(b))))
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    fn size_hint(&self) -> hyper::body::SizeHint {
+        hyper::body::SizeHint::with_exact(self.0.iter().map(|b| b.len() as u64).sum())
     }
 }
 
@@ -534,7 +584,30 @@ fn page(app: &str, key: &str, dvr_s: u64) -> String {
 
 #[cfg(test)]
 mod tests {
-    use super::byte_range;
+    use super::{byte_range, Chunks};
+    use bytes::Bytes;
+
+    #[test]
+    fn ranges_over_chunks() {
+        let body = || {
+            Chunks(vec![
+                Bytes::from_static(b"012"),
+                Bytes::from_static(b"3456"),
+                Bytes::from_static(b"789"),
+            ])
+        };
+        let joined = |c: Chunks| c.0.concat();
+        assert_eq!(body().len(), 10);
+        assert_eq!(joined(body().slice(2, 7)), b"234567");
+        assert_eq!(joined(body().slice(0, 9)), b"0123456789");
+        assert_eq!(joined(body().slice(3, 6)), b"3456");
+        assert_eq!(joined(body().slice(9, 9)), b"9");
+        assert_eq!(
+            body().slice(4, 5).0.len(),
+            1,
+            "one chunk when the range is in one"
+        );
+    }
 
     #[test]
     fn ranges() {

@@ -24,7 +24,7 @@ use prism_relay::{ConnError, Driver, Flow, Output, Relay, StreamOutput};
 use prism_rtmp::OutQueue;
 use std::collections::HashMap;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -51,8 +51,6 @@ pub(crate) struct Shared {
     pub(crate) config: HlsConfig,
     pub(crate) metrics: Metrics,
     streams: Mutex<HashMap<String, Arc<HlsStream>>>,
-    /// Requests parked now (blocking reloads, hinted parts).
-    pub(crate) blocking: AtomicUsize,
 }
 
 impl Shared {
@@ -70,7 +68,7 @@ pub(crate) struct HlsStream {
     pub(crate) version: watch::Sender<u64>,
     /// Client fingerprint → last media request.
     viewers: Mutex<HashMap<u64, Instant>>,
-    pub(crate) metrics: Mutex<HlsMetrics>,
+    pub(crate) metrics: HlsMetrics,
     /// Distinguishes this window from an earlier one of the same name (ETags).
     pub(crate) instance: u64,
 }
@@ -107,6 +105,16 @@ impl HlsStream {
     fn bump(&self, version: u64) {
         self.version.send_replace(version);
     }
+
+    /// Ends the window (`EXT-X-ENDLIST`) and wakes its parked requests.
+    fn end(&self) {
+        let version = {
+            let mut p = self.packager();
+            p.end(Instant::now());
+            p.version()
+        };
+        self.bump(version);
+    }
 }
 
 /// A sequence base unique to this window: media sequence numbers and init versions start
@@ -136,7 +144,6 @@ impl HlsOutput {
                 config,
                 metrics,
                 streams: Mutex::new(HashMap::new()),
-                blocking: AtomicUsize::new(0),
             }),
         })
     }
@@ -175,7 +182,7 @@ impl StreamOutput for HlsOutput {
             // A window of the same name (the stream ended moments ago) is replaced; its
             // players see the new one's segments after a jump in sequence numbers.
             let hs = Arc::new(HlsStream {
-                metrics: Mutex::new(self.shared.metrics.hls(&name)),
+                metrics: self.shared.metrics.hls(&name),
                 name: name.clone(),
                 packager: Mutex::new(packager),
                 version: watch::channel(0).0,
@@ -183,10 +190,8 @@ impl StreamOutput for HlsOutput {
                 instance: base,
             });
             if let Some(old) = streams.insert(name.clone(), hs.clone()) {
-                // Wake its parked requests: they answer from the ended window or 404.
-                old.packager().end(Instant::now());
-                let v = old.packager().version();
-                old.bump(v);
+                // Its parked requests answer from the ended window.
+                old.end();
             }
             hs
         };
@@ -208,15 +213,11 @@ impl StreamOutput for HlsOutput {
                 hs: hs.clone(),
                 reported_version: 0,
             };
-            let mut driver = Driver::new(NullIo, prism_egress_config());
+            // The default pacing: nothing is written, only the periodic check (which
+            // exports the gauges) matters.
+            let mut driver = Driver::new(NullIo, prism_egress::Config::default());
             let exit = driver.run(&mut out).await;
-            {
-                let mut p = hs.packager();
-                p.end(Instant::now());
-                let v = p.version();
-                drop(p);
-                hs.bump(v);
-            }
+            hs.end();
             info!(stream = %hs.name, "hls packaging ended: {}", match exit {
                 Ok(e) => format!("{e:?}"),
                 Err(e) => format!("{e:?}"),
@@ -232,12 +233,6 @@ impl StreamOutput for HlsOutput {
             }
         });
     }
-}
-
-/// The driver's pacing config for a packager: the defaults (nothing is ever written, so
-/// only the periodic check, which exports the gauges, matters).
-fn prism_egress_config() -> prism_egress::Config {
-    prism_egress::Config::default()
 }
 
 /// The [`Output`] of a packaging task: frames go into the packager.
@@ -285,7 +280,7 @@ impl Output for Packaging {
             (p.segment_count(), p.bytes())
         };
         let viewers = self.hs.count_viewers(now);
-        let m = lock(&self.hs.metrics);
+        let m = &self.hs.metrics;
         m.segments.set(segments as i64);
         m.dvr_bytes.set(bytes as i64);
         m.viewers.set(viewers as i64);
