@@ -1,6 +1,7 @@
 //! The status page at `/` in headless Chromium (Debian's `chromium`): with a live stream
 //! pushed to two nginx-rtmp destinations, the rendered page lists the stream and both
-//! targets as up, with bitrates; a screenshot is kept in `target/test-artifacts/`.
+//! targets as up, with bitrates; a screenshot is kept in `target/test-artifacts/`. With
+//! `[hls]`, a stream's preview button frames its HLS player page, which plays.
 
 mod common;
 
@@ -148,4 +149,58 @@ fn page_with_a_token_asks_for_it_then_uses_it() {
         dom.contains(r#"<div id="banner" class="banner" hidden="">"#),
         "{dom}"
     );
+}
+
+/// With `[hls]`, each stream served over HLS gets a preview button: clicking it frames the
+/// stream's HLS player page (another port), which plays in Chromium.
+#[test]
+fn preview_plays_the_stream_over_hls() {
+    let spec = OpenApi::load();
+    let clip = make_clip(5);
+    let hls_port = free_port();
+    let cfg = format!(
+        "[rtmp]\nlisten = \"127.0.0.1:{}\"\n[http]\nlisten = \"127.0.0.1:{}\"\n\
+         [hls]\nlisten = \"127.0.0.1:{hls_port}\"\nsegment_ms = 1000\npart_ms = 200\n\
+         [[route]]\nstream = \"private/*\"\nhls = false\n",
+        free_port(),
+        free_port()
+    );
+    let prism = Prism::start(&cfg);
+    let api = Api::new(prism.http_addr.unwrap(), None);
+    let _shown = Publisher::start(&prism.rtmp_url("live", KEY), &clip, true);
+    let _hidden = Publisher::start(&prism.rtmp_url("private", KEY), &clip, true);
+    let live = wait_for(Duration::from_secs(15), "stream live", || {
+        api.stream(&spec, STREAM)
+    });
+    assert_eq!(
+        live["hls"],
+        serde_json::json!({ "port": hls_port, "tls": false, "page": "/live/pagekey/" })
+    );
+    let private = wait_for(Duration::from_secs(15), "private stream live", || {
+        api.stream(&spec, "private/pagekey")
+    });
+    assert!(private.get("hls").is_none(), "hls off by route: {private}");
+
+    let script = workspace_dir().join("tests/js/play.mjs");
+    let out = run_with_timeout(
+        Command::new("node")
+            .arg(&script)
+            .arg(format!("http://{}/", prism.http_addr.unwrap()))
+            .arg("8")
+            .arg(format!("button[data-preview-for=\"{STREAM}\"]")),
+        Duration::from_secs(90),
+    )
+    .expect("node tests/js/play.mjs (run ./scripts/test.sh to install playwright-core)");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "play.mjs failed: {stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: serde_json::Value = serde_json::from_str(stdout.trim())
+        .unwrap_or_else(|e| panic!("play.mjs output {stdout}: {e}"));
+    let played = v["report"]["currentTime"].as_f64().unwrap_or(0.0);
+    eprintln!("[status_page] preview played {played:.1} s");
+    assert!(played > 3.0, "the preview played only {played} s: {v}");
+    assert_eq!(v["report"]["errors"], serde_json::json!([]), "{v}");
 }

@@ -1,11 +1,12 @@
 // Opens a Prism player page in headless Chromium and reports what a viewer would see.
-//   node play.mjs URL SECONDS
+//   node play.mjs URL SECONDS [CLICK_SELECTOR]
 // Prints one JSON line: the page's own report (currentTime, hls.js latency, errors) after
-// SECONDS of playback. Exits non-zero if the page never reported.
+// SECONDS of playback. Exits non-zero if the page never reported. With CLICK_SELECTOR, clicks
+// that element first (the status page's preview button); the player may then be in a frame.
 import { existsSync } from "fs";
 import { chromium } from "playwright-core";
 
-const [url, seconds = "10"] = process.argv.slice(2);
+const [url, seconds = "10", click] = process.argv.slice(2);
 const executablePath = ["/usr/bin/chromium", "/usr/bin/chromium-browser"].find((p) => existsSync(p)) || "/usr/bin/chromium";
 const browser = await chromium.launch({
   executablePath,
@@ -21,8 +22,9 @@ try {
     if (r.status() !== 200 && r.status() !== 204) logs.push(r.status() + " " + r.url());
   });
   await page.goto(url, { timeout: 20000 });
+  if (click) await page.click(click, { timeout: 20000 });
   await page.waitForTimeout(Number(seconds) * 1000);
-  const report = await page.evaluate(() => {
+  const measure = (frame) => frame.evaluate(() => {
     const p = window.prismPlayer;
     if (!p) return null;
     return {
@@ -33,6 +35,11 @@ try {
       buffered: p.video.buffered.length ? p.video.buffered.end(p.video.buffered.length - 1) : 0,
     };
   });
+  let report = null;
+  for (const frame of page.frames()) {
+    report = await measure(frame).catch(() => null);
+    if (report) break;
+  }
   console.log(JSON.stringify({ report, logs: logs.slice(-20) }));
   if (!report) process.exitCode = 2;
 } finally {

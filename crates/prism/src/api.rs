@@ -205,6 +205,7 @@ impl Api {
         let now = Instant::now();
         let mut rates = self.rates.lock().unwrap_or_else(|e| e.into_inner());
         let mut seen = Vec::new();
+        let config = self.relay.config();
         let out = snapshots
             .iter()
             .map(|s| {
@@ -230,6 +231,16 @@ impl Api {
                     })
                     .collect();
                 let (video, audio) = s.stream.codecs();
+                let (app, key) = (s.stream.app(), s.stream.key());
+                let hls = config
+                    .hls
+                    .as_ref()
+                    .filter(|_| config.hls_for(app, key))
+                    .map(|h| HlsJson {
+                        port: h.listen.port(),
+                        tls: h.tls.is_some(),
+                        page: format!("/{app}/{key}/"),
+                    });
                 StreamJson {
                     name: s.stream.name().to_owned(),
                     app: s.stream.app().to_owned(),
@@ -252,6 +263,7 @@ impl Api {
                     bitrate_bps: bitrate,
                     subscribers: s.stream.subscriber_count(),
                     targets,
+                    hls,
                 }
             })
             .collect();
@@ -359,11 +371,13 @@ pub fn status_page() -> Resp {
         header::CONTENT_TYPE,
         HeaderValue::from_static("text/html; charset=utf-8"),
     );
+    // frame-src: stream previews frame the `[hls]` player page, another origin (port)
+    // of a host only the browser knows.
     h.insert(
         header::CONTENT_SECURITY_POLICY,
         HeaderValue::from_static(
             "default-src 'none'; script-src 'unsafe-inline'; style-src 'unsafe-inline'; \
-             connect-src 'self'; img-src data:; frame-ancestors 'none'; base-uri 'none'",
+             connect-src 'self'; img-src data:; frame-src http: https:; frame-ancestors 'none'; base-uri 'none'",
         ),
     );
     h.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
@@ -435,6 +449,17 @@ struct StreamJson {
     bitrate_bps: u64,
     subscribers: usize,
     targets: Vec<TargetJson>,
+    /// Where viewers watch it over HLS (absent: not served over HLS).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    hls: Option<HlsJson>,
+}
+
+/// The stream's HLS player page, on the `[hls]` port of the host the API was reached at.
+#[derive(Serialize)]
+struct HlsJson {
+    port: u16,
+    tls: bool,
+    page: String,
 }
 
 #[derive(Serialize)]
