@@ -10,6 +10,8 @@ pub mod check;
 pub mod packager;
 pub mod playlist;
 pub mod request;
+pub mod ts;
 
 pub use packager::{Packager, PackagerConfig, Part, Pushed, Segment, Track, TrackKind};
 pub use request::{BadUrl, Readiness, Request, Resource};
+pub use ts::{Container, TsSegment, TsWindow};
