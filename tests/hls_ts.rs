@@ -324,3 +324,89 @@ fn gst_decodes(hls: SocketAddr, url: &str, n: usize) -> (usize, usize) {
     let _ = reader.join();
     (counts[0], counts[1])
 }
+
+/// Opus audio (Enhanced RTMP) cannot go into this MPEG-TS muxer: the stream's ts.m3u8
+/// answers 415 with the reason, counted, logged once; its fMP4 playlists are unaffected.
+#[test]
+fn a_codec_ts_cannot_carry_gets_415_and_fmp4_goes_on() {
+    use common::flv::{flv_tags, publish};
+    use prism_rtmp::session::MediaKind;
+    use std::io::{Read, Write};
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::Arc;
+
+    let hls_port = free_port();
+    let prism = Prism::start(&config(hls_port));
+    let hls: SocketAddr = ([127, 0, 0, 1], hls_port).into();
+    // The clip's H.264 with Opus audio in its place (an OpusHead, then a 20 ms packet of
+    // silence every 20 ms), sent at real time by Prism's own RTMP client session.
+    let clip = std::fs::read(make_clip(5)).expect("read clip");
+    let mut tags: Vec<(MediaKind, u32, bytes::Bytes)> = flv_tags(&clip)
+        .into_iter()
+        .filter(|t| t.kind == MediaKind::Video)
+        .map(|t| (t.kind, t.timestamp, t.body))
+        .collect();
+    let mut head = vec![0x90];
+    head.extend_from_slice(b"OpusOpusHead");
+    head.extend_from_slice(&[1, 2, 0x38, 0x01, 0x80, 0xBB, 0, 0, 0, 0, 0]);
+    tags.insert(0, (MediaKind::Audio, 0, head.into()));
+    let mut opus = vec![0x91];
+    opus.extend_from_slice(b"Opus");
+    opus.extend_from_slice(&[0xF8, 0xFF, 0xFE]);
+    let last = tags.iter().map(|t| t.1).max().unwrap_or(0);
+    tags.extend((0..=last / 20).map(|i| (MediaKind::Audio, i * 20, opus.clone().into())));
+    tags.sort_by_key(|t| t.1);
+
+    let (mut tcp, mut session) = publish(prism.rtmp_addr.unwrap(), "live", "opus");
+    let mut drain = tcp.try_clone().unwrap();
+    std::thread::spawn(move || {
+        let mut buf = [0u8; 4096];
+        while matches!(drain.read(&mut buf), Ok(n) if n > 0) {}
+    });
+    let stop = Arc::new(AtomicBool::new(false));
+    let sender = {
+        let stop = stop.clone();
+        std::thread::spawn(move || {
+            let start = std::time::Instant::now();
+            // Two passes at most (10 s); the checks stop it sooner.
+            for pass in 0..2 {
+                for (kind, ts, body) in &tags {
+                    let ms = pass * (last + 40) + ts;
+                    let due = start + Duration::from_millis(u64::from(ms));
+                    while std::time::Instant::now() < due {
+                        if stop.load(Ordering::Relaxed) {
+                            return;
+                        }
+                        std::thread::sleep(Duration::from_millis(5));
+                    }
+                    session.send_media(*kind, ms, body);
+                    if tcp.write_all(&session.out().take_all()).is_err() {
+                        return;
+                    }
+                }
+            }
+        })
+    };
+
+    let (video_text, _) = playlist_with(hls, "/live/opus/audio.m3u8", 2);
+    assert!(check_media(&video_text).is_empty(), "{video_text}");
+    let (status, index) = get(hls, "/live/opus/index.m3u8");
+    assert!(status == 200 && index.contains("opus"), "{status} {index}");
+    let (status, body) = get(hls, "/live/opus/ts.m3u8");
+    assert_eq!(status, 415, "{body}");
+    assert!(body.contains("Opus"), "{body}");
+    assert_eq!(get(hls, "/live/opus/ts/1.ts").0, 404);
+    stop.store(true, Ordering::Relaxed);
+    sender.join().unwrap();
+
+    let refused = prism
+        .metric_value("prism_hls_requests_total{kind=\"playlist\",status=\"415\"}")
+        .unwrap_or(0.0);
+    assert!(refused >= 1.0, "415 counted: {refused}");
+    let log = prism.stderr();
+    assert_eq!(
+        log.matches("no MPEG-TS segments").count(),
+        1,
+        "said once in the log:\n{log}"
+    );
+}
