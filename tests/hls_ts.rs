@@ -123,9 +123,11 @@ fn check_ts_segments(hls: SocketAddr, stream: &str) -> usize {
     let dir = TempDir::new("hls-ts");
     for seg in &p.segments {
         let data = get_bytes(hls, &format!("/{stream}/{}", seg.uri));
-        assert!(
-            data.len() % 188 == 0 && data[0] == 0x47,
-            "segment {}: not whole TS packets",
+        assert_eq!(data.len() % 188, 0, "segment {}: whole TS packets", seg.msn);
+        assert_eq!(
+            data.first(),
+            Some(&0x47),
+            "segment {}: TS sync byte",
             seg.msn
         );
         let path = dir.join(format!("{}.ts", seg.msn));
