@@ -133,6 +133,8 @@ fn example_configs() {
     assert!(!l.routes.is_empty());
     let h = Config::load(&dir.join("hls.toml")).unwrap();
     assert!(h.hls_for("live", "k") && !h.hls_for("private", "k"));
+    assert_eq!(h.hls_container_for("live", "k"), HlsContainer::Fmp4);
+    assert_eq!(h.hls_container_for("stb", "k"), HlsContainer::Both);
 }
 
 #[test]
