@@ -108,11 +108,26 @@ fn ffprobe(path: &Path) -> Probe {
     }
 }
 
-/// Every segment of the TS playlist of `stream`, fetched and probed as a set-top box would
-/// play it: decodes without errors, starts with a keyframe, audio and video, lasts what
-/// EXTINF says (±1 frame at 25 fps). Returns the segments fetched.
+/// The segments of the TS playlist of `stream` since its last discontinuity (an SRT
+/// encoder's audio configuration comes after its first keyframe, so its stream restarts
+/// with audio one segment in), once there are three, fetched and probed as a set-top box
+/// would play them: they decode without errors, start with a keyframe, carry audio and
+/// video, and last what EXTINF says (±1 frame at 25 fps). Returns how many were fetched.
 fn check_ts_segments(hls: SocketAddr, stream: &str) -> usize {
-    let (text, p) = playlist_with(hls, &format!("/{stream}/ts.m3u8"), 3);
+    let (text, p, from) = wait_for(
+        Duration::from_secs(30),
+        &format!("3 segments in {stream}/ts.m3u8"),
+        || {
+            let (status, text) = http_get(hls, &format!("/{stream}/ts.m3u8")).ok()?;
+            let p = parse_media(&text).ok().filter(|_| status == 200)?;
+            let from = p
+                .segments
+                .iter()
+                .rposition(|s| s.discontinuity)
+                .unwrap_or(0);
+            (p.segments.len() - from >= 3).then_some((text, p, from))
+        },
+    );
     let errors = check_ts_media(&text);
     assert!(errors.is_empty(), "{stream}: {errors:?}\n{text}");
     assert!(
@@ -121,7 +136,7 @@ fn check_ts_segments(hls: SocketAddr, stream: &str) -> usize {
         p.target_duration
     );
     let dir = TempDir::new("hls-ts");
-    for seg in &p.segments {
+    for seg in &p.segments[from..] {
         let data = get_bytes(hls, &format!("/{stream}/{}", seg.uri));
         assert_eq!(data.len() % 188, 0, "segment {}: whole TS packets", seg.msn);
         assert_eq!(
@@ -168,7 +183,7 @@ fn check_ts_segments(hls: SocketAddr, stream: &str) -> usize {
         );
         assert!(seg.duration <= p.target_duration as f64 + 0.5);
     }
-    p.segments.len()
+    p.segments.len() - from
 }
 
 /// ffmpeg's HLS demuxer reads `url` live: video and audio, no errors.
@@ -411,4 +426,49 @@ fn a_codec_ts_cannot_carry_gets_415_and_fmp4_goes_on() {
         1,
         "said once in the log:\n{log}"
     );
+}
+
+/// HEVC (from an SRT encoder: MPEG-TS in) goes into the TS segments too: each starts with
+/// PAT/PMT and a keyframe with its VPS/SPS/PPS, and decodes on its own.
+#[test]
+fn hevc_over_srt_is_carried_in_ts_segments() {
+    use common::srt::{srt_url, SrtPublisher};
+    let dir = TempDir::new("hls-ts-hevc");
+    let clip = dir.join("hevc.ts");
+    // Closed GOPs of 1 s, B-frames included (composition offsets).
+    let out = run_with_timeout(
+        Command::new("ffmpeg")
+            .args(["-nostdin", "-v", "error", "-i"])
+            .arg(make_clip(5))
+            .args(["-c:v", "libx265", "-preset", "ultrafast", "-x265-params"])
+            .args(["keyint=25:min-keyint=25:scenecut=0:open-gop=0:bframes=2:log-level=error"])
+            .args(["-c:a", "copy", "-f", "mpegts"])
+            .arg(&clip),
+        Duration::from_secs(120),
+    )
+    .expect("ffmpeg libx265");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let hls_port = free_port();
+    let srt_port = free_udp_port();
+    let prism = Prism::start(&format!(
+        "{}[srt]\nlisten = \"127.0.0.1:{srt_port}\"\n",
+        config(hls_port)
+    ));
+    let hls: SocketAddr = ([127, 0, 0, 1], hls_port).into();
+    let _srt = SrtPublisher::start(&srt_url(srt_port, "stb/hevc", ""), &clip, true);
+    let (status, index) = wait_for(Duration::from_secs(30), "index.m3u8", || {
+        let r = http_get(hls, "/stb/hevc/index.m3u8").ok()?;
+        (r.0 == 200).then_some(r)
+    });
+    assert!(
+        status == 200 && index.contains("hvc1.") && index.contains("\nts.m3u8\n"),
+        "{index}"
+    );
+    check_ts_segments(hls, "stb/hevc");
+    ffmpeg_reads(hls, "stb/hevc/ts.m3u8");
+    drop(prism);
 }

@@ -345,7 +345,7 @@ impl TsWindow {
                 this.push(q);
             }
         }
-        self.bytes -= self.queued_bytes;
+        self.bytes = self.bytes.saturating_sub(self.queued_bytes);
         self.queued_bytes = next.iter().map(|q| q.payload.len() as u64).sum();
         self.bytes += self.queued_bytes;
         self.queue = next;
