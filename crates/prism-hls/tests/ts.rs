@@ -448,3 +448,50 @@ fn a_codec_ts_cannot_carry_leaves_fmp4_alone() {
     assert!(check_media(&audio).is_empty());
     assert!(p.track(TrackKind::Audio).unwrap().segments.len() >= 3);
 }
+
+#[test]
+fn ts_stops_while_a_codec_it_cannot_carry_lasts_and_resumes_after() {
+    let mut f = Feed::new(Container::Both, 30, 0);
+    f.run_until(6_000);
+    let push_config = |f: &mut Feed, payload: Bytes| {
+        let ms = audio_ms(f.audio_n);
+        let d = Duration::from_millis(u64::from(ms));
+        f.p.push(MediaKind::Audio, ms, &payload, f.t0 + d, f.wall0 + d);
+    };
+    assert!(f.p.ts().unwrap().segments.len() >= 2);
+
+    // The publisher switches to Opus: from the next keyframe on, no TS.
+    push_config(&mut f, opus_config());
+    f.opus = true;
+    f.run_until(9_000);
+    let ts = f.p.ts().unwrap();
+    assert!(ts.unsupported().is_some_and(|w| w.contains("Opus")));
+    assert!(ts.segments.is_empty() && ts.segment(2).is_none());
+    assert!(playlist::ts_media(&f.p, "").is_none());
+
+    // Back to AAC: TS resumes after a discontinuity, numbered as the CMAF segments.
+    push_config(&mut f, aac_config());
+    f.opus = false;
+    f.run_until(16_000);
+    let p = &f.p;
+    let ts = p.ts().unwrap();
+    assert!(ts.unsupported().is_none());
+    assert!(ts.segments.len() >= 3, "{}", ts.segments.len());
+    let first = ts.segments.front().unwrap();
+    assert!(first.discontinuity, "resumed after a discontinuity");
+    assert!(ts.segments.iter().skip(1).all(|s| !s.discontinuity));
+    let video = p.track(TrackKind::Video).unwrap();
+    for s in &ts.segments {
+        let v = video.segment(s.msn).expect("the CMAF twin");
+        assert!((v.duration - s.duration).abs() < 1e-6);
+        assert_eq!(v.disc_seq, s.disc_seq);
+        let pk = packets(&s.data);
+        assert_eq!((pk[0].pid, pk[1].pid, pk[2].pid), (0, 0x1000, VIDEO_PID));
+        assert!(pk.iter().any(|q| q.pid == AUDIO_PID && q.pusi), "AAC again");
+    }
+    let text = playlist::ts_media(p, "").unwrap();
+    assert_eq!(check_ts_media(&text), Vec::<String>::new(), "{text}");
+    let listed = parse_media(&text).unwrap();
+    assert_eq!(listed.media_sequence, first.msn);
+    assert!(text.contains(&format!("#EXT-X-DISCONTINUITY-SEQUENCE:{}", first.disc_seq)));
+}
