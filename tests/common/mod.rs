@@ -32,6 +32,7 @@ use std::thread;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 pub mod api;
+pub mod flv;
 pub mod rtmp;
 // Only some tests play; the rest include this module too.
 #[allow(unused_imports)]

@@ -21,7 +21,7 @@ use toml::Spanned;
 pub use access::{canonical as canonical_ip, Access, IpNet, Secret, WebhookUrl};
 pub use pattern::StreamPattern;
 pub use section::auth::AuthConfig;
-pub use section::hls::{HlsConfig, HlsKeys};
+pub use section::hls::{HlsConfig, HlsContainer, HlsKeys};
 pub use section::http::{ApiToken, HttpConfig};
 pub use section::limits::Limits;
 pub use section::player::QueueConfig;
@@ -217,6 +217,20 @@ impl Config {
                 .filter(|r| r.stream.matches(app, key))
                 .find_map(|r| r.outputs.hls)
                 .unwrap_or(true)
+    }
+
+    /// The HLS segment container of stream `app`/`key`: the first matching route that sets
+    /// `container` decides, else `[hls] container`.
+    pub fn hls_container_for(&self, app: &str, key: &str) -> HlsContainer {
+        let default = self
+            .hls
+            .as_ref()
+            .map_or_else(HlsContainer::default, |h| h.container);
+        self.routes
+            .iter()
+            .filter(|r| r.stream.matches(app, key))
+            .find_map(|r| r.outputs.container)
+            .unwrap_or(default)
     }
 
     /// The access rules of stream `app`/`key`: for each rule, the first matching route (file

@@ -133,6 +133,8 @@ fn example_configs() {
     assert!(!l.routes.is_empty());
     let h = Config::load(&dir.join("hls.toml")).unwrap();
     assert!(h.hls_for("live", "k") && !h.hls_for("private", "k"));
+    assert_eq!(h.hls_container_for("live", "k"), HlsContainer::Fmp4);
+    assert_eq!(h.hls_container_for("stb", "k"), HlsContainer::Both);
 }
 
 #[test]
@@ -881,4 +883,30 @@ fn hls_section_and_route_switch() {
         .unwrap_err()
         .to_string();
     assert!(e.contains("segments"), "{e}");
+}
+
+#[test]
+fn hls_container_global_and_per_route() {
+    let c = parse(
+        "[hls]\nlisten = \"127.0.0.1:8080\"\ncontainer = \"both\"\n\
+         [[route]]\nstream = \"stb/*\"\ncontainer = \"ts\"\n\
+         [[route]]\nstream = \"*\"\nplay = true\n",
+    )
+    .unwrap();
+    assert_eq!(c.hls.as_ref().unwrap().container, HlsContainer::Both);
+    assert_eq!(c.hls_container_for("stb", "a"), HlsContainer::Ts);
+    assert_eq!(c.hls_container_for("live", "a"), HlsContainer::Both);
+    let plain = parse("[hls]\nlisten = \"127.0.0.1:8080\"\n").unwrap();
+    assert_eq!(plain.hls_container_for("live", "a"), HlsContainer::Fmp4);
+
+    let e = err("[hls]\nlisten = \"127.0.0.1:8080\"\ncontainer = \"mp4\"\n");
+    assert!(
+        e.contains("config.toml:3:") && e.contains("hls.container") && e.contains("\"ts\""),
+        "{e}"
+    );
+    let e = err("[[route]]\nstream = \"*\"\ncontainer = \"TS\"\n");
+    assert!(
+        e.contains("config.toml:3:") && e.contains("route[0].container"),
+        "{e}"
+    );
 }

@@ -219,6 +219,51 @@ pub fn check_media(text: &str) -> Vec<String> {
     errors
 }
 
+/// Every rule a classic (RFC 8216, no LL-HLS) media playlist of MPEG-TS segments breaks:
+/// EXTINF within the target duration (4.4.3.1), decimal EXTINF only from version 3
+/// (7), no LL-HLS tags and no `EXT-X-MAP` (TS segments carry their own PAT/PMT), and this
+/// crate's naming: segment `N` is `ts/N.ts`.
+pub fn check_ts_media(text: &str) -> Vec<String> {
+    let p = match parse_media(text) {
+        Ok(p) => p,
+        Err(e) => return vec![e],
+    };
+    let mut errors = Vec::new();
+    if p.target_duration == 0 {
+        errors.push("no EXT-X-TARGETDURATION".into());
+    }
+    if p.version < 3 {
+        errors.push(format!(
+            "EXT-X-VERSION {} does not allow decimal EXTINF (3 needed)",
+            p.version
+        ));
+    }
+    for tag in [
+        "#EXT-X-PART-INF",
+        "#EXT-X-PART:",
+        "#EXT-X-PRELOAD-HINT",
+        "#EXT-X-SERVER-CONTROL",
+        "#EXT-X-SKIP",
+        "#EXT-X-MAP",
+    ] {
+        if text.lines().any(|l| l.starts_with(tag)) {
+            errors.push(format!("{tag} in a classic TS playlist"));
+        }
+    }
+    for s in &p.segments {
+        if s.duration.round() as u64 > p.target_duration {
+            errors.push(format!(
+                "segment {} lasts {} s, above the target duration {}",
+                s.msn, s.duration, p.target_duration
+            ));
+        }
+        if path(&s.uri) != format!("ts/{}.ts", s.msn) {
+            errors.push(format!("segment {} has URI {}", s.msn, s.uri));
+        }
+    }
+    errors
+}
+
 /// Rules a delta update (`_HLS_skip=YES`) breaks against the full playlist of the same
 /// moment: same media sequence, and skipped + listed = the full list, tails equal.
 pub fn check_delta(full: &str, delta: &str) -> Vec<String> {
@@ -312,6 +357,53 @@ video/11.m4s
             ("#EXT-X-MAP:URI=\"video/init1.mp4\"\n", "", "no EXT-X-MAP"),
         ] {
             let errors = broken(from, to);
+            assert!(
+                errors.iter().any(|e| e.contains(what)),
+                "{from} -> {to}: expected `{what}` in {errors:?}"
+            );
+        }
+    }
+
+    const GOOD_TS: &str = "#EXTM3U
+#EXT-X-VERSION:3
+#EXT-X-TARGETDURATION:2
+#EXT-X-MEDIA-SEQUENCE:10
+#EXT-X-DISCONTINUITY-SEQUENCE:0
+#EXT-X-PROGRAM-DATE-TIME:2026-12-05T08:00:00.000Z
+#EXTINF:2.00000,
+ts/10.ts
+#EXT-X-DISCONTINUITY
+#EXT-X-PROGRAM-DATE-TIME:2026-12-05T08:00:02.000Z
+#EXTINF:1.96000,
+ts/11.ts?token=x
+";
+
+    #[test]
+    fn classic_ts_playlists_are_checked() {
+        assert_eq!(check_ts_media(GOOD_TS), Vec::<String>::new());
+        assert_eq!(parse_media(GOOD_TS).unwrap().segments[1].msn, 11);
+        for (from, to, what) in [
+            (
+                "#EXTINF:2.00000",
+                "#EXTINF:2.60000",
+                "above the target duration",
+            ),
+            ("ts/11.ts", "ts/12.ts", "has URI"),
+            ("ts/10.ts", "video/10.m4s", "has URI"),
+            ("VERSION:3", "VERSION:2", "decimal EXTINF"),
+            (
+                "#EXT-X-MEDIA-SEQUENCE",
+                "#EXT-X-MAP:URI=\"init.mp4\"\n#EXT-X-MEDIA-SEQUENCE",
+                "EXT-X-MAP",
+            ),
+            (
+                "#EXT-X-MEDIA-SEQUENCE",
+                "#EXT-X-PART-INF:PART-TARGET=0.2\n#EXT-X-MEDIA-SEQUENCE",
+                "EXT-X-PART-INF",
+            ),
+        ] {
+            assert!(GOOD_TS.contains(from), "{from}");
+            let errors = check_ts_media(&GOOD_TS.replace(from, to));
             assert!(
                 errors.iter().any(|e| e.contains(what)),
                 "{from} -> {to}: expected `{what}` in {errors:?}"

@@ -14,6 +14,7 @@
 //! - A sample's duration is known when the next sample of its track arrives, so each track
 //!   holds one sample back.
 
+use crate::ts::{Container, Cut, TsWindow};
 use bytes::Bytes;
 use prism_cmaf::{Payload, Sample, TrackConfig, TrackRun};
 use prism_media::MediaKind;
@@ -36,6 +37,8 @@ pub struct PackagerConfig {
     /// How long a segment stays fetchable after it left the playlist (players that loaded
     /// the playlist just before still ask for it).
     pub grace: Duration,
+    /// CMAF, MPEG-TS or both (over the same cuts).
+    pub container: Container,
 }
 
 impl Default for PackagerConfig {
@@ -47,6 +50,7 @@ impl Default for PackagerConfig {
             dvr_window: Duration::ZERO,
             max_bytes: 1 << 30,
             grace: Duration::from_secs(12),
+            container: Container::Fmp4,
         }
     }
 }
@@ -77,6 +81,13 @@ impl TrackKind {
 
     fn index(self) -> usize {
         self as usize
+    }
+
+    fn media_kind(self) -> MediaKind {
+        match self {
+            TrackKind::Video => MediaKind::Video,
+            TrackKind::Audio => MediaKind::Audio,
+        }
     }
 }
 
@@ -443,6 +454,8 @@ pub struct Packager {
     /// for it.
     version: u64,
     unsupported: u64,
+    /// The MPEG-TS twin of the segments (`container` "ts" or "both").
+    ts: Option<TsWindow>,
 }
 
 /// How long an audio-only stream waits for a video configuration before it is packaged as
@@ -468,6 +481,7 @@ impl Packager {
             ended: false,
             version: 0,
             unsupported: 0,
+            ts: cfg.container.ts().then(TsWindow::new),
         }
     }
 
@@ -526,9 +540,15 @@ impl Packager {
         self.unsupported
     }
 
-    /// Bytes held for every track's windows.
+    /// Bytes held for every track's windows (MPEG-TS included).
     pub fn bytes(&self) -> u64 {
-        self.tracks.iter().map(|t| t.bytes).sum()
+        let ts = self.ts.as_ref().map_or(0, TsWindow::bytes);
+        self.tracks.iter().map(|t| t.bytes).sum::<u64>() + ts
+    }
+
+    /// The MPEG-TS segments, when the container includes TS.
+    pub fn ts(&self) -> Option<&TsWindow> {
+        self.ts.as_ref()
     }
 
     /// Segments in the playlist (of the main track).
@@ -571,6 +591,9 @@ impl Packager {
                     let same = self.track(track).map(|t| &t.config) == Some(&c);
                     self.restart |= !same;
                 }
+                if let Some(ts) = &mut self.ts {
+                    ts.push_config(kind, timestamp, payload, c.codec, &self.cfg);
+                }
                 self.configs[track.index()] = Some(c);
                 return Pushed::Taken;
             }
@@ -608,10 +631,16 @@ impl Packager {
         // The sample held back before this one is complete now. A following track's parts
         // end when the next sample would not fit (`Track::complete`), its segments with the
         // main track's; the main track decides whether a part and a segment end here.
-        self.tracks[ti].push(dts, cts, keyframe, data);
+        // With TS only, the CMAF tracks keep their cuts but no samples (no CMAF work).
+        if self.cfg.container.fmp4() {
+            self.tracks[ti].push(dts, cts, keyframe, data);
+        }
         if track == self.main {
             self.cut_before(timestamp, keyframe, wall, now);
             self.last_main = Some(timestamp);
+        }
+        if let Some(ts) = &mut self.ts {
+            ts.push_frame(kind, timestamp, payload, self.main.media_kind(), &self.cfg);
         }
         Pushed::Taken
     }
@@ -684,6 +713,17 @@ impl Packager {
         self.next_msn += 1;
         self.seg_start = t;
         let next = self.new_segment(t, discontinuity, wall);
+        if let Some(ts) = &mut self.ts {
+            ts.cut(Cut {
+                at: t,
+                main: self.main.media_kind(),
+                next_msn: next.msn,
+                next_wall: next.wall,
+                discontinuity,
+                disc_seq: next.disc_seq,
+                ended: self.ended,
+            });
+        }
         let main = self.main;
         for track in &mut self.tracks {
             let at = track.to_ticks(t);
@@ -695,6 +735,9 @@ impl Packager {
         let cfg = self.cfg;
         for track in &mut self.tracks {
             track.evict(&cfg, now);
+        }
+        if let Some(ts) = &mut self.ts {
+            ts.evict(&cfg, now);
         }
     }
 
@@ -739,6 +782,25 @@ impl Packager {
             }
         }
         self.tracks.sort_by_key(|t| t.kind.index());
+        if let Some(ts) = &mut self.ts {
+            let codecs: Vec<_> = self
+                .tracks
+                .iter()
+                .map(|t| (t.kind.media_kind(), t.config.codec))
+                .collect();
+            ts.start(
+                &codecs,
+                Cut {
+                    at: t,
+                    main: self.main.media_kind(),
+                    next_msn: self.next_msn,
+                    next_wall: open.wall,
+                    discontinuity: restarting,
+                    disc_seq: self.disc_seq,
+                    ended: false,
+                },
+            );
+        }
         self.seg_start = t;
         self.part_start = t;
         self.last_main = None;

@@ -34,6 +34,9 @@ pub fn part_target(p: &Packager) -> f64 {
 /// The multivariant playlist: one variant (video + its audio group, or audio only). `query`
 /// (a playback token) is appended to every URI.
 pub fn multivariant(p: &Packager, query: &str) -> Option<String> {
+    if !p.config().container.fmp4() {
+        return ts_multivariant(p, query);
+    }
     let video = p.track(TrackKind::Video);
     let audio = p.track(TrackKind::Audio);
     if video.is_none() && audio.is_none() {
@@ -79,6 +82,32 @@ pub fn multivariant(p: &Packager, query: &str) -> Option<String> {
             );
         }
     }
+    Some(s)
+}
+
+/// The multivariant playlist of a TS-only stream: one muxed variant, `ts.m3u8`.
+fn ts_multivariant(p: &Packager, query: &str) -> Option<String> {
+    let ts = p.ts()?;
+    if ts.unsupported().is_some() || p.tracks().is_empty() {
+        return None;
+    }
+    let codecs: Vec<String> = p.tracks().iter().map(|t| t.config.codec_string()).collect();
+    let bandwidth = match ts.peak_bitrate {
+        0 => p.tracks().iter().map(bitrate).sum(),
+        b => b,
+    };
+    let mut s = String::with_capacity(256);
+    let _ = write!(
+        s,
+        "#EXTM3U\n#EXT-X-VERSION:3\n#EXT-X-STREAM-INF:BANDWIDTH={bandwidth},CODECS=\"{}\"",
+        codecs.join(",")
+    );
+    if let Some(v) = p.track(TrackKind::Video) {
+        if v.config.width > 0 && v.config.height > 0 {
+            let _ = write!(s, ",RESOLUTION={}x{}", v.config.width, v.config.height);
+        }
+    }
+    let _ = writeln!(s, "\nts.m3u8{}", query_suffix(query));
     Some(s)
 }
 
@@ -355,6 +384,41 @@ fn xml_escape(s: &str) -> String {
     s.replace('&', "&amp;")
         .replace('"', "&quot;")
         .replace('<', "&lt;")
+}
+
+/// The classic (RFC 8216, no LL-HLS parts) media playlist of the MPEG-TS segments, for
+/// players that read no fMP4: version 3, the same numbers, durations and discontinuities
+/// as the CMAF playlists. `None` without TS segments (TS off, or a codec it cannot carry).
+pub fn ts_media(p: &Packager, query: &str) -> Option<String> {
+    let ts = p.ts()?;
+    if ts.unsupported().is_some() {
+        return None;
+    }
+    let target = target_duration(p).max((ts.max_segment.round() as u64).max(1));
+    let q = query_suffix(query);
+    let (msn, disc_seq) = ts
+        .segments
+        .front()
+        .map_or((p.open_msn(), 0), |s| (s.msn, s.disc_seq));
+    let mut s = String::with_capacity(128 + 96 * ts.segments.len());
+    let _ = write!(
+        s,
+        "#EXTM3U\n#EXT-X-VERSION:3\n#EXT-X-TARGETDURATION:{target}\n#EXT-X-MEDIA-SEQUENCE:{msn}\n#EXT-X-DISCONTINUITY-SEQUENCE:{disc_seq}\n"
+    );
+    for (i, seg) in ts.segments.iter().enumerate() {
+        if seg.discontinuity && i > 0 {
+            s.push_str("#EXT-X-DISCONTINUITY\n");
+        }
+        let _ = writeln!(s, "#EXT-X-PROGRAM-DATE-TIME:{}", rfc3339(seg.wall));
+        if seg.is_gap() {
+            s.push_str("#EXT-X-GAP\n");
+        }
+        let _ = writeln!(s, "#EXTINF:{:.5},\nts/{}.ts{q}", seg.duration, seg.msn);
+    }
+    if p.is_ended() {
+        s.push_str("#EXT-X-ENDLIST\n");
+    }
+    Some(s)
 }
 
 /// `YYYY-MM-DDTHH:MM:SS.mmmZ`.

@@ -20,6 +20,10 @@ pub enum Resource {
     Segment(TrackKind, u64),
     /// `video/12.3.m4s`.
     Part(TrackKind, u64, usize),
+    /// `ts.m3u8`: the classic playlist of the MPEG-TS segments.
+    TsPlaylist,
+    /// `ts/12.ts`.
+    TsSegment(u64),
 }
 
 impl Resource {
@@ -27,10 +31,10 @@ impl Resource {
     pub fn kind(self) -> &'static str {
         match self {
             Resource::Page => "page",
-            Resource::Multivariant | Resource::Media(_) => "playlist",
+            Resource::Multivariant | Resource::Media(_) | Resource::TsPlaylist => "playlist",
             Resource::Dash => "dash_manifest",
             Resource::Init(..) => "init",
-            Resource::Segment(..) => "segment",
+            Resource::Segment(..) | Resource::TsSegment(_) => "segment",
             Resource::Part(..) => "part",
         }
     }
@@ -91,6 +95,10 @@ pub fn parse<'a>(path: &'a str, query: Option<&'a str>) -> Result<Request<'a>, B
         (None | Some("") | Some("index.html"), None) => Resource::Page,
         (Some("index.m3u8"), None) => Resource::Multivariant,
         (Some("manifest.mpd"), None) => Resource::Dash,
+        (Some("ts.m3u8"), None) => Resource::TsPlaylist,
+        (Some("ts"), Some(file)) => {
+            Resource::TsSegment(number(file.strip_suffix(".ts").ok_or(BadUrl::NotFound)?)?)
+        }
         (Some(name), None) => {
             let track = name.strip_suffix(".m3u8").ok_or(BadUrl::NotFound)?;
             Resource::Media(TrackKind::from_name(track).ok_or(BadUrl::NotFound)?)
@@ -164,7 +172,52 @@ pub enum Readiness {
 /// reload more than two segments ahead is refused (RFC 8216bis 6.2.5.2).
 pub fn readiness(p: &Packager, req: &Request<'_>) -> Readiness {
     let open = p.open_msn();
+    // A stream packaged as MPEG-TS only has no CMAF to serve.
+    let cmaf = p.config().container.fmp4();
     match req.resource {
+        Resource::Media(_)
+        | Resource::Dash
+        | Resource::Init(..)
+        | Resource::Segment(..)
+        | Resource::Part(..)
+            if !cmaf =>
+        {
+            Readiness::NotFound
+        }
+        Resource::TsPlaylist | Resource::TsSegment(_) if p.ts().is_none() => Readiness::NotFound,
+        Resource::TsPlaylist => {
+            if !p.is_started() {
+                return if p.is_ended() {
+                    Readiness::NotFound
+                } else {
+                    Readiness::Wait
+                };
+            }
+            match p.ts() {
+                // Answered (with the reason) by whoever renders it.
+                Some(ts) if ts.unsupported().is_some() => Readiness::Ready,
+                // No complete segment yet: an empty playlist is an error to players.
+                Some(ts) if ts.segments.is_empty() && !p.is_ended() => Readiness::Wait,
+                // `_HLS_msn` is honoured at segment granularity (`_HLS_part` is ignored:
+                // TS segments have no parts), though the playlist does not advertise it.
+                _ => match req.msn {
+                    Some(msn) if !p.is_ended() && msn > open + 2 => Readiness::TooFarAhead,
+                    Some(msn) if !p.is_ended() && msn >= open => Readiness::Wait,
+                    _ => Readiness::Ready,
+                },
+            }
+        }
+        Resource::TsSegment(msn) => match p.ts() {
+            Some(ts) if ts.segment(msn).is_some_and(|s| !s.is_gap()) => Readiness::Ready,
+            Some(ts)
+                if ts.unsupported().is_none()
+                    && !p.is_ended()
+                    && (msn == open || msn == open + 1) =>
+            {
+                Readiness::Wait
+            }
+            _ => Readiness::NotFound,
+        },
         Resource::Page => Readiness::Ready,
         Resource::Multivariant | Resource::Dash => {
             if p.is_started() {
@@ -251,6 +304,22 @@ mod tests {
             Resource::Init(TrackKind::Audio, 2)
         );
         assert_eq!(parse("/live/cam1/", None).unwrap().resource, Resource::Page);
+        assert_eq!(
+            parse("/live/cam1/ts.m3u8", None).unwrap().resource,
+            Resource::TsPlaylist
+        );
+        assert_eq!(
+            parse("/live/cam1/ts/12.ts", Some("token=abc")).unwrap(),
+            Request {
+                app: "live",
+                key: "cam1",
+                resource: Resource::TsSegment(12),
+                msn: None,
+                part: None,
+                skip: false,
+                token: Some("abc"),
+            }
+        );
         assert_eq!(parse("/live/cam1", None).unwrap().resource, Resource::Page);
         let r = parse(
             "/live/cam1/video.m3u8",
@@ -267,6 +336,10 @@ mod tests {
             "/live/k/video/-1.m4s",
             "/live/k/video/1.m4s/x",
             "/live/k/video/99999999999999999999.m4s",
+            "/live/k/ts/12.m4s",
+            "/live/k/ts/x.ts",
+            "/live/k/ts/../1.ts",
+            "/live/k/ts/1.ts/x",
         ] {
             assert!(parse(bad, None).is_err(), "{bad}");
         }

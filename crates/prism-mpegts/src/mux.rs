@@ -332,6 +332,13 @@ impl Muxer {
         &self.stats
     }
 
+    /// Makes the next PES be preceded by PAT and PMT, whatever the interval: a segmenter
+    /// calls this where a file starts (an HLS segment), so each file can be read alone even
+    /// when it does not start with a video keyframe (audio only).
+    pub fn repeat_psi(&mut self) {
+        self.last_psi = None;
+    }
+
     /// Muxes one frame, appending whole TS packets (possibly none) to `out`. Script data
     /// is dropped as [`DropReason::Unsupported`].
     pub fn push_frame(&mut self, frame: &FlvFrame, out: &mut BytesMut) -> Pushed {
@@ -1595,5 +1602,21 @@ mod tests {
             Some(3 * TS_PACKET_SIZE)
         );
         assert_eq!(next_datagram(&mut out, true), None);
+    }
+    #[test]
+    fn repeat_psi_puts_pat_and_pmt_before_the_next_pes() {
+        let mut muxer = Muxer::new(MuxerConfig::default());
+        let mut out = BytesMut::new();
+        muxer.push_frame(&frame(FrameKind::Audio, 0, AAC_CONFIG), &mut out);
+        muxer.push_frame(&audio(0, &[1, 2, 3]), &mut out);
+        // Well within the PSI interval: no PAT/PMT unless asked for.
+        out.clear();
+        muxer.push_frame(&audio(23, &[1, 2, 3]), &mut out);
+        assert_eq!(parse(&out)[0].pid, AUDIO_PID);
+        out.clear();
+        muxer.repeat_psi();
+        muxer.push_frame(&audio(46, &[1, 2, 3]), &mut out);
+        let pids: Vec<u16> = parse(&out).iter().map(|p| p.pid).collect();
+        assert_eq!(pids, [PAT_PID, PMT_PID, AUDIO_PID]);
     }
 }

@@ -326,7 +326,10 @@ impl Server {
                     // RFC 8216bis 6.2.5.2: a blocking request waits up to three target
                     // durations; the index waits for the stream's first keyframe.
                     let wait = match r.resource {
-                        Resource::Multivariant | Resource::Dash | Resource::Media(_)
+                        Resource::Multivariant
+                        | Resource::Dash
+                        | Resource::Media(_)
+                        | Resource::TsPlaylist
                             if !p.is_started() =>
                         {
                             START_WAIT
@@ -371,12 +374,12 @@ impl Server {
             },
             None => Answer::status(StatusCode::NOT_FOUND),
         };
-        let media = |data: Option<Chunks>, etag: String| match data {
+        let media_as = |data: Option<Chunks>, etag: String, ct: &'static str| match data {
             Some(body) => {
                 hs.saw_viewer(client_fingerprint(req, peer), Instant::now());
                 Answer {
                     status: StatusCode::OK,
-                    content_type: "video/mp4",
+                    content_type: ct,
                     body,
                     cache: IMMUTABLE,
                     etag: Some(etag),
@@ -385,7 +388,14 @@ impl Server {
             }
             None => Answer::status(StatusCode::NOT_FOUND),
         };
+        let media = |data, etag| media_as(data, etag, "video/mp4");
         const M3U8: &str = "application/vnd.apple.mpegurl";
+        // The stream's codecs cannot go into MPEG-TS: say so (counted as a 415) rather
+        // than a bare 404, so an operator sees why a set-top box gets nothing.
+        let ts_refused = p.ts().and_then(|t| t.unsupported()).map(|why| Answer {
+            body: Chunks::one(format!("{why}; the fMP4 playlists are unaffected\n")),
+            ..Answer::status(StatusCode::UNSUPPORTED_MEDIA_TYPE)
+        });
         match r.resource {
             Resource::Page => Answer {
                 status: StatusCode::OK,
@@ -395,7 +405,21 @@ impl Server {
                 etag: None,
                 media: false,
             },
-            Resource::Multivariant => playlist(playlist::multivariant(p, &query), M3U8),
+            Resource::Multivariant => match ts_refused {
+                Some(refused) if !p.config().container.fmp4() => refused,
+                _ => playlist(playlist::multivariant(p, &query), M3U8),
+            },
+            Resource::TsPlaylist => match ts_refused {
+                Some(refused) => refused,
+                None => playlist(playlist::ts_media(p, &query), M3U8),
+            },
+            Resource::TsSegment(msn) => media_as(
+                p.ts()
+                    .and_then(|t| t.segment(msn))
+                    .map(|s| Chunks::one(s.data.clone())),
+                format!("\"{}-ts-{msn}\"", hs.instance),
+                "video/mp2t",
+            ),
             Resource::Media(kind) => playlist(
                 playlist::media(p, kind, MediaOptions { skip: r.skip }, &query),
                 M3U8,

@@ -16,8 +16,8 @@ mod http;
 pub use http::serve;
 
 use bytes::BytesMut;
-use prism_config::HlsConfig;
-use prism_hls::{Packager, PackagerConfig};
+use prism_config::{HlsConfig, HlsContainer};
+use prism_hls::{Container, Packager, PackagerConfig};
 use prism_hub::{Frame, QueueLimits, Stream, Subscription};
 use prism_metrics::{HlsMetrics, Metrics};
 use prism_relay::{ConnError, Driver, Flow, Output, Relay, StreamOutput};
@@ -152,7 +152,7 @@ impl HlsOutput {
         &self.shared
     }
 
-    fn packager_config(&self) -> PackagerConfig {
+    fn packager_config(&self, container: HlsContainer) -> PackagerConfig {
         let c = &self.shared.config;
         PackagerConfig {
             segment: c.segment,
@@ -163,6 +163,11 @@ impl HlsOutput {
             // One playlist length: a player that loaded the playlist just before a segment
             // left it still finds it.
             grace: c.segment * c.window_segments as u32,
+            container: match container {
+                HlsContainer::Fmp4 => Container::Fmp4,
+                HlsContainer::Ts => Container::Ts,
+                HlsContainer::Both => Container::Both,
+            },
         }
     }
 }
@@ -173,7 +178,8 @@ impl StreamOutput for HlsOutput {
             return;
         }
         let name = stream.name().to_owned();
-        let cfg = self.packager_config();
+        let container = relay.config().hls_container_for(stream.app(), stream.key());
+        let cfg = self.packager_config(container);
         let hs = {
             let mut streams = lock(&self.shared.streams);
             let base = sequence_base();
@@ -212,6 +218,7 @@ impl StreamOutput for HlsOutput {
                 sub,
                 hs: hs.clone(),
                 reported_version: 0,
+                ts_refused: false,
             };
             // The default pacing: nothing is written, only the periodic check (which
             // exports the gauges) matters.
@@ -240,6 +247,8 @@ struct Packaging {
     sub: Subscription,
     hs: Arc<HlsStream>,
     reported_version: u64,
+    /// The stream's codecs cannot go into MPEG-TS (said once in the log).
+    ts_refused: bool,
 }
 
 impl Output for Packaging {
@@ -249,13 +258,21 @@ impl Output for Packaging {
 
     fn send_frames(&mut self, frames: &mut Vec<Arc<Frame>>, _out: &mut OutQueue) {
         let (now, wall) = (Instant::now(), SystemTime::now());
-        let version = {
+        let (version, ts_refused) = {
             let mut p = self.hs.packager();
             for f in frames.drain(..) {
                 p.push(f.kind, f.timestamp, &f.payload, now, wall);
             }
-            p.version()
+            let refused = p.ts().and_then(|t| t.unsupported()).map(str::to_owned);
+            (p.version(), refused)
         };
+        if ts_refused.is_some() != self.ts_refused {
+            self.ts_refused = ts_refused.is_some();
+            match ts_refused {
+                Some(why) => info!(stream = %self.hs.name, "no MPEG-TS segments: {why}"),
+                None => info!(stream = %self.hs.name, "MPEG-TS segments resumed"),
+            }
+        }
         if version != self.reported_version {
             self.reported_version = version;
             self.hs.bump(version);

@@ -42,6 +42,9 @@ section! {
         /// Blocking playlist reloads and part requests parked at once (default 10000); more get 503.
         max_blocking_requests: usize => max_blocking_requests: usize = default(10_000),
             check check::positive;
+        /// Segment container: `fmp4` (default: CMAF, LL-HLS and DASH), `ts` (MPEG-TS for old set-top boxes, classic HLS) or `both`; routes may override it.
+        container: String => container: HlsContainer = default(HlsContainer::Fmp4),
+            check HlsContainer::parse;
     }
     raw Files {
         /// Certificate chain, PEM: serve HTTPS and HTTP/2 (ALPN) on `listen`; re-read on SIGHUP.
@@ -50,6 +53,31 @@ section! {
         /// Its private key, PEM.
         #[serde(default)]
         key: Option<String>;
+    }
+}
+
+/// What HLS segments are made of (`container`, in `[hls]` and per `[[route]]`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum HlsContainer {
+    /// CMAF (fMP4): LL-HLS, HLS and DASH.
+    #[default]
+    Fmp4,
+    /// MPEG-TS only: classic HLS (`ts.m3u8`), no CMAF work.
+    Ts,
+    /// Both: CMAF as with `fmp4`, and `ts.m3u8` beside it over the same cuts.
+    Both,
+}
+
+impl HlsContainer {
+    pub(crate) fn parse(v: String) -> Result<HlsContainer, String> {
+        match v.as_str() {
+            "fmp4" => Ok(HlsContainer::Fmp4),
+            "ts" => Ok(HlsContainer::Ts),
+            "both" => Ok(HlsContainer::Both),
+            _ => Err(format!(
+                "`{v}` is not a container: \"fmp4\", \"ts\" or \"both\""
+            )),
+        }
     }
 }
 

@@ -3,6 +3,7 @@
 
 use toml::Spanned;
 
+use super::hls::HlsContainer;
 use super::target::{self, RawTarget, TargetConfig};
 use super::FromRaw;
 use crate::access::{self, IpNet, Secret};
@@ -39,6 +40,9 @@ section! {
     define RouteOutputs {
         /// LL-HLS/HLS/DASH for matching streams (default: on when `[hls]` exists).
         hls: bool => hls: Option<bool> = default(None), check |v: bool| Ok(Some(v));
+        /// HLS segment container for matching streams: `fmp4`, `ts` or `both` (default: `[hls]` container).
+        container: String => container: Option<HlsContainer> = default(None),
+            check |v: String| HlsContainer::parse(v).map(Some);
     }
 }
 
@@ -89,7 +93,7 @@ pub struct Route {
     pub targets: Vec<TargetConfig>,
     /// `publish_tokens`, `allow_publish`, `play`, `play_tokens`, `allow_play`.
     pub access: RouteAccess,
-    /// `hls`.
+    /// `hls`, `container`.
     pub outputs: RouteOutputs,
 }
 

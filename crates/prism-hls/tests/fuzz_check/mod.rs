@@ -6,13 +6,13 @@
 //! monotonic), 2 the end of the stream, 3 a viewer URL (`path?query`). The clock moves with
 //! the media. After every record the playlists and the MPD are rendered; each media playlist
 //! must parse and keep the rules the packager controls whatever the input (numbering, part
-//! names, preload hint, parts adding up to their segment); URLs are parsed and their
-//! readiness looked up.
+//! names, preload hint, parts adding up to their segment; the MPEG-TS playlist its classic
+//! rules, its segments whole packets); URLs are parsed and their readiness looked up.
 
 use bytes::Bytes;
-use prism_hls::check::{check_media, parse_media};
+use prism_hls::check::{check_media, check_ts_media, parse_media};
 use prism_hls::playlist::{self, MediaOptions};
-use prism_hls::{request, Packager, PackagerConfig, TrackKind};
+use prism_hls::{request, Container, Packager, PackagerConfig, TrackKind};
 use prism_media::MediaKind;
 use std::time::{Duration, Instant, SystemTime};
 
@@ -29,6 +29,8 @@ pub fn run(data: &[u8]) -> usize {
         dvr_window: Duration::from_secs(5),
         max_bytes: 64 * 1024,
         grace: Duration::from_secs(2),
+        // Both, so the MPEG-TS twin is cut and muxed from the same input too.
+        container: Container::Both,
     };
     let mut p = Packager::new(cfg);
     let (t0, wall0) = (
@@ -78,6 +80,18 @@ pub fn run(data: &[u8]) -> usize {
 
 fn check_rendering(p: &Packager, now: SystemTime) {
     let _ = playlist::multivariant(p, "token=x");
+    if let Some(text) = playlist::ts_media(p, "") {
+        let errors: Vec<_> = check_ts_media(&text)
+            .into_iter()
+            .filter(|e| !INPUT_DEPENDENT.iter().any(|k| e.contains(k)))
+            .collect();
+        assert!(errors.is_empty(), "{errors:?}\n{text}");
+        if let Some(ts) = p.ts() {
+            for seg in &ts.segments {
+                assert_eq!(seg.data.len() % 188, 0, "whole TS packets");
+            }
+        }
+    }
     let _ = playlist::dash(p, now, "");
     for kind in [TrackKind::Video, TrackKind::Audio] {
         for skip in [false, true] {
