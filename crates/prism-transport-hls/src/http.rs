@@ -20,6 +20,7 @@ use std::collections::HashMap;
 use std::convert::Infallible;
 use std::hash::{Hash, Hasher};
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
 use tokio::net::TcpListener;
@@ -30,7 +31,8 @@ type Body = http_body_util::combinators::BoxBody<Bytes, Infallible>;
 
 /// The `transport` of viewers in logs, refusals and webhooks.
 const TRANSPORT: &str = "hls";
-/// A client's request headers must arrive within this (slowloris).
+/// A client's request headers must arrive within this (slowloris), and a connection's first
+/// request too, whatever the protocol.
 const HEADER_TIMEOUT: Duration = Duration::from_secs(10);
 /// A successful play authorization (route rules and webhook) is reused this long for the
 /// same client, stream and token, so that a viewer's many requests cost one webhook call.
@@ -38,6 +40,10 @@ const AUTH_TTL: Duration = Duration::from_secs(30);
 const MAX_AUTH_CACHE: usize = 100_000;
 /// The index waits this long for a stream's first segment to open.
 const START_WAIT: Duration = Duration::from_secs(10);
+/// An HTTP/2 connection is pinged after this long without frames, and closed when the
+/// ping is not answered within `H2_PING_TIMEOUT`.
+const H2_PING_INTERVAL: Duration = Duration::from_secs(30);
+const H2_PING_TIMEOUT: Duration = Duration::from_secs(10);
 /// TLS handshakes must finish within this.
 const TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -82,10 +88,15 @@ pub async fn serve(
         let (server, tls) = (server.clone(), tls.clone());
         tokio::spawn(async move {
             let _permit = permit;
-            let service = service_fn(move |req| {
-                let server = server.clone();
-                async move { Ok::<_, Infallible>(server.handle(req, peer).await) }
-            });
+            let asked = Arc::new(AtomicBool::new(false));
+            let service = {
+                let asked = asked.clone();
+                service_fn(move |req| {
+                    asked.store(true, Ordering::Relaxed);
+                    let server = server.clone();
+                    async move { Ok::<_, Infallible>(server.handle(req, peer).await) }
+                })
+            };
             let mut builder = auto::Builder::new(TokioExecutor::new());
             builder
                 .http1()
@@ -96,21 +107,39 @@ pub async fn serve(
                 .http2()
                 .timer(TokioTimer::new())
                 .max_concurrent_streams(256)
-                .max_header_list_size(16 * 1024);
+                .max_header_list_size(16 * 1024)
+                // A peer that stops answering pings is gone (or a slowloris on h2).
+                .keep_alive_interval(H2_PING_INTERVAL)
+                .keep_alive_timeout(H2_PING_TIMEOUT);
             match tls {
                 None => {
-                    let _ = builder.serve_connection(TokioIo::new(tcp), service).await;
+                    let conn = builder.serve_connection(TokioIo::new(tcp), service);
+                    first_request_within(HEADER_TIMEOUT, conn, &asked).await;
                 }
                 Some(tls) => {
                     let Ok(stream) = tls.accept(tcp, TLS_HANDSHAKE_TIMEOUT).await else {
                         return;
                     };
-                    let _ = builder
-                        .serve_connection(TokioIo::new(stream), service)
-                        .await;
+                    let conn = builder.serve_connection(TokioIo::new(stream), service);
+                    first_request_within(HEADER_TIMEOUT, conn, &asked).await;
                 }
             }
         });
+    }
+}
+
+/// Runs connection `conn` to its end, but drops it (closing it) if no request came within
+/// `timeout` (`asked` is set by the first one). hyper's header timeout starts only once
+/// HTTP/1 is chosen: a client that sends nothing, or the HTTP/2 preface a byte at a time,
+/// or the preface and nothing more, would otherwise hold its connection slot for ever.
+async fn first_request_within<F: std::future::Future>(
+    timeout: Duration,
+    conn: F,
+    asked: &AtomicBool,
+) {
+    let mut conn = std::pin::pin!(conn);
+    if tokio::time::timeout(timeout, &mut conn).await.is_err() && asked.load(Ordering::Relaxed) {
+        conn.await;
     }
 }
 
