@@ -20,7 +20,7 @@ use std::collections::HashMap;
 use std::convert::Infallible;
 use std::hash::{Hash, Hasher};
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
 use tokio::net::TcpListener;
@@ -55,6 +55,8 @@ struct Server {
     shared: Arc<Shared>,
     /// (client ip, stream, token hash) → authorized until.
     auth: Mutex<HashMap<(std::net::IpAddr, String, u64), Instant>>,
+    /// Requests parked now (see [`Parked`]).
+    parked: AtomicUsize,
 }
 
 /// Serves viewers on `listener` until the process ends. `tls`: HTTPS with HTTP/2 by ALPN.
@@ -70,6 +72,7 @@ pub async fn serve(
         relay,
         shared,
         auth: Mutex::new(HashMap::new()),
+        parked: AtomicUsize::new(0),
     });
     loop {
         let (tcp, peer) = match listener.accept().await {
@@ -151,24 +154,30 @@ fn empty() -> Body {
     Empty::new().boxed()
 }
 
-/// Counts a parked request in `prism_hls_blocking_requests` for as long as it lives; the
-/// gauge is also the bound (`max_blocking_requests`).
-struct Parked<'a>(&'a Shared);
+/// Counts a parked request in `prism_hls_blocking_requests` for as long as it lives, within
+/// the bound `max_blocking_requests`.
+struct Parked<'a>(&'a Server);
 
 impl<'a> Parked<'a> {
-    fn enter(shared: &'a Shared) -> Option<Parked<'a>> {
-        let gauge = shared.metrics.hls_blocking_requests();
-        gauge.inc();
-        // Counted first, checked after: concurrent entries never exceed the bound
-        // together (at worst one of them is refused spuriously).
-        let parked = Parked(shared);
-        (gauge.get() <= shared.config.max_blocking_requests as i64).then_some(parked)
+    fn enter(server: &'a Server) -> Option<Parked<'a>> {
+        let max = server.shared.config.max_blocking_requests;
+        // Admitted on the counter, then shown in the gauge (and hidden before the counter
+        // drops): the gauge never reads above the bound, not even for an instant.
+        server
+            .parked
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
+                (n < max).then_some(n + 1)
+            })
+            .ok()?;
+        server.shared.metrics.hls_blocking_requests().inc();
+        Some(Parked(server))
     }
 }
 
 impl Drop for Parked<'_> {
     fn drop(&mut self) {
-        self.0.metrics.hls_blocking_requests().dec();
+        self.0.shared.metrics.hls_blocking_requests().dec();
+        self.0.parked.fetch_sub(1, Ordering::AcqRel);
     }
 }
 
@@ -366,7 +375,7 @@ impl Server {
                 }
             }
             if parked.is_none() {
-                match Parked::enter(&self.shared) {
+                match Parked::enter(self) {
                     Some(p) => parked = Some(p),
                     None => return Answer::status(StatusCode::SERVICE_UNAVAILABLE),
                 }
