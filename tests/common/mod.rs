@@ -32,6 +32,8 @@ use std::thread;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 pub mod api;
+pub mod hls;
+pub mod pki;
 pub mod rtmp;
 // Only some tests play; the rest include this module too.
 #[allow(unused_imports)]
