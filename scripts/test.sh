@@ -32,6 +32,17 @@ have rtmpdump || missing+=(rtmpdump)
 # tests/hls.rs drives headless Chromium with playwright-core (tests/js) under Node.js.
 have node || missing+=(nodejs)
 have npm || missing+=(npm)
+# tests/hls_serving.rs plays HLS with GStreamer 1.22: playbin3 + hlsdemux2 (plugins-good),
+# h264parse (plugins-bad), H.264/AAC decoders (libav).
+have gst-launch-1.0 || missing+=(gstreamer1.0-tools)
+if have gst-inspect-1.0; then
+  gst-inspect-1.0 playbin3 >/dev/null 2>&1 || missing+=(gstreamer1.0-plugins-base)
+  gst-inspect-1.0 hlsdemux2 >/dev/null 2>&1 || missing+=(gstreamer1.0-plugins-good)
+  gst-inspect-1.0 h264parse >/dev/null 2>&1 || missing+=(gstreamer1.0-plugins-bad)
+  gst-inspect-1.0 avdec_h264 >/dev/null 2>&1 || missing+=(gstreamer1.0-libav)
+else
+  missing+=(gstreamer1.0-plugins-base gstreamer1.0-plugins-good gstreamer1.0-plugins-bad gstreamer1.0-libav)
+fi
 
 if [ "${#missing[@]}" -gt 0 ]; then
   if [ "${SKIP_APT:-0}" = 1 ]; then
@@ -75,7 +86,7 @@ rustc --version
 
 # --- build and test ----------------------------------------------------------
 # --- browser test peers (npm, pinned by tests/js/package-lock.json) -----------
-if [ ! -d tests/js/node_modules/playwright-core ]; then
+if [ ! -d tests/js/node_modules/playwright-core ] || [ ! -d tests/js/node_modules/dashjs ]; then
   log "npm ci (tests/js)"
   npm ci --prefix tests/js --no-audit --no-fund
 fi

@@ -5,11 +5,11 @@
 
 mod common;
 
+use common::hls::probe_frames;
 use common::srt::*;
 use common::*;
 use prism_hls::check::{check_delta, check_media, parse_media};
 use std::net::SocketAddr;
-use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
@@ -44,33 +44,6 @@ fn get_bytes(addr: SocketAddr, path: &str) -> Vec<u8> {
         Ok((200, body)) => body,
         other => panic!("GET {path}: {other:?}"),
     }
-}
-
-/// ffprobe's frames of a file: (key_frame, pts_time), and whether decoding reported errors.
-fn probe_frames(path: &Path, stream: &str) -> (Vec<(bool, f64)>, String) {
-    let out = run_with_timeout(
-        Command::new("ffprobe")
-            .args(["-v", "error", "-select_streams", stream, "-show_frames"])
-            .args([
-                "-show_entries",
-                "frame=key_frame,pts_time",
-                "-of",
-                "csv=p=0",
-            ])
-            .arg(path),
-        Duration::from_secs(30),
-    )
-    .expect("ffprobe");
-    let frames = String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .filter_map(|l| {
-            let mut it = l.split(',');
-            let key = it.next()? == "1";
-            let pts = it.next()?.parse().ok()?;
-            Some((key, pts))
-        })
-        .collect();
-    (frames, String::from_utf8_lossy(&out.stderr).into_owned())
 }
 
 /// Checks the live stream `stream` as a viewer would: playlists valid, segments decode and

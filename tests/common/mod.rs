@@ -33,6 +33,8 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 pub mod api;
 pub mod flv;
+pub mod hls;
+pub mod pki;
 pub mod rtmp;
 // Only some tests play; the rest include this module too.
 #[allow(unused_imports)]

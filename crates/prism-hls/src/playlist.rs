@@ -368,7 +368,17 @@ pub fn dash(p: &Packager, now: SystemTime, query: &str) -> Option<String> {
         }
         s.push_str("</SegmentTimeline>\n</SegmentTemplate>\n</Representation>\n</AdaptationSet>\n");
     }
-    s.push_str("</Period>\n</MPD>\n");
+    s.push_str("</Period>\n");
+    if dynamic {
+        // The clock players align the live edge to. Without one, dash.js asks a public
+        // time server (time.akamai.com) from every viewer's browser.
+        let _ = writeln!(
+            s,
+            "<UTCTiming schemeIdUri=\"urn:mpeg:dash:utc:direct:2014\" value=\"{}\"/>",
+            rfc3339(now)
+        );
+    }
+    s.push_str("</MPD>\n");
     Some(s)
 }
 

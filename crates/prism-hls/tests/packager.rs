@@ -139,6 +139,10 @@ fn segments_on_keyframes_parts_within_target_playlists_valid() {
     );
     let mpd = playlist::dash(p, SystemTime::now(), "").unwrap();
     assert!(mpd.contains("$Number$") && mpd.contains("<S t="), "{mpd}");
+    assert!(
+        mpd.contains("<UTCTiming schemeIdUri=\"urn:mpeg:dash:utc:direct:2014\" value=\"20"),
+        "a live MPD carries its clock: {mpd}"
+    );
 }
 
 #[test]

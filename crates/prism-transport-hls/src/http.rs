@@ -20,6 +20,7 @@ use std::collections::HashMap;
 use std::convert::Infallible;
 use std::hash::{Hash, Hasher};
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
 use tokio::net::TcpListener;
@@ -30,7 +31,8 @@ type Body = http_body_util::combinators::BoxBody<Bytes, Infallible>;
 
 /// The `transport` of viewers in logs, refusals and webhooks.
 const TRANSPORT: &str = "hls";
-/// A client's request headers must arrive within this (slowloris).
+/// A client's request headers must arrive within this (slowloris), and a connection's first
+/// request too, whatever the protocol.
 const HEADER_TIMEOUT: Duration = Duration::from_secs(10);
 /// A successful play authorization (route rules and webhook) is reused this long for the
 /// same client, stream and token, so that a viewer's many requests cost one webhook call.
@@ -38,6 +40,10 @@ const AUTH_TTL: Duration = Duration::from_secs(30);
 const MAX_AUTH_CACHE: usize = 100_000;
 /// The index waits this long for a stream's first segment to open.
 const START_WAIT: Duration = Duration::from_secs(10);
+/// An HTTP/2 connection is pinged after this long without frames, and closed when the
+/// ping is not answered within `H2_PING_TIMEOUT`.
+const H2_PING_INTERVAL: Duration = Duration::from_secs(30);
+const H2_PING_TIMEOUT: Duration = Duration::from_secs(10);
 /// TLS handshakes must finish within this.
 const TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -49,6 +55,8 @@ struct Server {
     shared: Arc<Shared>,
     /// (client ip, stream, token hash) → authorized until.
     auth: Mutex<HashMap<(std::net::IpAddr, String, u64), Instant>>,
+    /// Requests parked now (see [`Parked`]).
+    parked: AtomicUsize,
 }
 
 /// Serves viewers on `listener` until the process ends. `tls`: HTTPS with HTTP/2 by ALPN.
@@ -64,6 +72,7 @@ pub async fn serve(
         relay,
         shared,
         auth: Mutex::new(HashMap::new()),
+        parked: AtomicUsize::new(0),
     });
     loop {
         let (tcp, peer) = match listener.accept().await {
@@ -82,10 +91,15 @@ pub async fn serve(
         let (server, tls) = (server.clone(), tls.clone());
         tokio::spawn(async move {
             let _permit = permit;
-            let service = service_fn(move |req| {
-                let server = server.clone();
-                async move { Ok::<_, Infallible>(server.handle(req, peer).await) }
-            });
+            let asked = Arc::new(AtomicBool::new(false));
+            let service = {
+                let asked = asked.clone();
+                service_fn(move |req| {
+                    asked.store(true, Ordering::Relaxed);
+                    let server = server.clone();
+                    async move { Ok::<_, Infallible>(server.handle(req, peer).await) }
+                })
+            };
             let mut builder = auto::Builder::new(TokioExecutor::new());
             builder
                 .http1()
@@ -96,21 +110,39 @@ pub async fn serve(
                 .http2()
                 .timer(TokioTimer::new())
                 .max_concurrent_streams(256)
-                .max_header_list_size(16 * 1024);
+                .max_header_list_size(16 * 1024)
+                // A peer that stops answering pings is gone (or a slowloris on h2).
+                .keep_alive_interval(H2_PING_INTERVAL)
+                .keep_alive_timeout(H2_PING_TIMEOUT);
             match tls {
                 None => {
-                    let _ = builder.serve_connection(TokioIo::new(tcp), service).await;
+                    let conn = builder.serve_connection(TokioIo::new(tcp), service);
+                    first_request_within(HEADER_TIMEOUT, conn, &asked).await;
                 }
                 Some(tls) => {
                     let Ok(stream) = tls.accept(tcp, TLS_HANDSHAKE_TIMEOUT).await else {
                         return;
                     };
-                    let _ = builder
-                        .serve_connection(TokioIo::new(stream), service)
-                        .await;
+                    let conn = builder.serve_connection(TokioIo::new(stream), service);
+                    first_request_within(HEADER_TIMEOUT, conn, &asked).await;
                 }
             }
         });
+    }
+}
+
+/// Runs connection `conn` to its end, but drops it (closing it) if no request came within
+/// `timeout` (`asked` is set by the first one). hyper's header timeout starts only once
+/// HTTP/1 is chosen: a client that sends nothing, or the HTTP/2 preface a byte at a time,
+/// or the preface and nothing more, would otherwise hold its connection slot for ever.
+async fn first_request_within<F: std::future::Future>(
+    timeout: Duration,
+    conn: F,
+    asked: &AtomicBool,
+) {
+    let mut conn = std::pin::pin!(conn);
+    if tokio::time::timeout(timeout, &mut conn).await.is_err() && asked.load(Ordering::Relaxed) {
+        conn.await;
     }
 }
 
@@ -122,24 +154,30 @@ fn empty() -> Body {
     Empty::new().boxed()
 }
 
-/// Counts a parked request in `prism_hls_blocking_requests` for as long as it lives; the
-/// gauge is also the bound (`max_blocking_requests`).
-struct Parked<'a>(&'a Shared);
+/// Counts a parked request in `prism_hls_blocking_requests` for as long as it lives, within
+/// the bound `max_blocking_requests`.
+struct Parked<'a>(&'a Server);
 
 impl<'a> Parked<'a> {
-    fn enter(shared: &'a Shared) -> Option<Parked<'a>> {
-        let gauge = shared.metrics.hls_blocking_requests();
-        gauge.inc();
-        // Counted first, checked after: concurrent entries never exceed the bound
-        // together (at worst one of them is refused spuriously).
-        let parked = Parked(shared);
-        (gauge.get() <= shared.config.max_blocking_requests as i64).then_some(parked)
+    fn enter(server: &'a Server) -> Option<Parked<'a>> {
+        let max = server.shared.config.max_blocking_requests;
+        // Admitted on the counter, then shown in the gauge (and hidden before the counter
+        // drops): the gauge never reads above the bound, not even for an instant.
+        server
+            .parked
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
+                (n < max).then_some(n + 1)
+            })
+            .ok()?;
+        server.shared.metrics.hls_blocking_requests().inc();
+        Some(Parked(server))
     }
 }
 
 impl Drop for Parked<'_> {
     fn drop(&mut self) {
-        self.0.metrics.hls_blocking_requests().dec();
+        self.0.shared.metrics.hls_blocking_requests().dec();
+        self.0.parked.fetch_sub(1, Ordering::AcqRel);
     }
 }
 
@@ -340,7 +378,7 @@ impl Server {
                 }
             }
             if parked.is_none() {
-                match Parked::enter(&self.shared) {
+                match Parked::enter(self) {
                     Some(p) => parked = Some(p),
                     None => return Answer::status(StatusCode::SERVICE_UNAVAILABLE),
                 }
