@@ -11,5 +11,7 @@ pub mod packager;
 pub mod playlist;
 pub mod request;
 
-pub use packager::{Packager, PackagerConfig, Part, Pushed, Segment, Track, TrackKind};
+pub use packager::{
+    DiskJob, Located, Packager, PackagerConfig, Part, Pushed, Segment, Storage, Track, TrackKind,
+};
 pub use request::{BadUrl, Readiness, Request, Resource};

@@ -13,6 +13,13 @@
 //!   complete by then.
 //! - A sample's duration is known when the next sample of its track arrives, so each track
 //!   holds one sample back.
+//!
+//! DVR spill (`PackagerConfig::spill`): complete segments older than the live playlist's
+//! last `window_segments` are handed to the driver to write to disk ([`Packager::take_disk_jobs`]);
+//! once it reports them written ([`Packager::spilled`]) they keep their part durations and
+//! byte ranges but not the bytes, so memory holds only the live end of the window. A segment
+//! on disk that leaves the window (after its grace) yields a delete job. A failed write
+//! stops spilling for the stream: its window stays in memory, bounded by `max_bytes`.
 
 use bytes::Bytes;
 use prism_cmaf::{Payload, Sample, TrackConfig, TrackRun};
@@ -36,6 +43,8 @@ pub struct PackagerConfig {
     /// How long a segment stays fetchable after it left the playlist (players that loaded
     /// the playlist just before still ask for it).
     pub grace: Duration,
+    /// Segments older than the live playlist go to disk (the driver writes them).
+    pub spill: bool,
 }
 
 impl Default for PackagerConfig {
@@ -47,6 +56,7 @@ impl Default for PackagerConfig {
             dvr_window: Duration::ZERO,
             max_bytes: 1 << 30,
             grace: Duration::from_secs(12),
+            spill: false,
         }
     }
 }
@@ -110,11 +120,69 @@ pub struct Segment {
     pub init: u32,
     /// Discontinuity sequence number of this segment.
     pub disc_seq: u64,
+    /// Where its parts' bytes are.
+    pub storage: Storage,
+}
+
+/// Where a complete segment's bytes are.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Storage {
+    /// In its parts' `data`.
+    Memory,
+    /// In memory, and due to be (or being) written to disk.
+    Spilling,
+    /// Only in the segment's file on disk (see [`DiskJob`]): part `i` is bytes
+    /// `offsets[i]..offsets[i + 1]`; the parts' `data` is empty.
+    Disk { offsets: Vec<u64> },
+}
+
+/// Where the bytes of a segment or a part are.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Located {
+    /// In memory: these chunks back to back.
+    Memory(Vec<Bytes>),
+    /// `len` bytes at `offset` of the file of segment `msn` (of the track asked).
+    Disk { msn: u64, offset: u64, len: u64 },
+}
+
+/// Work for the driver's disk writer, in order (a delete follows the write of its file).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DiskJob {
+    /// Write segment `msn` of `track` to a file of its own: `parts` back to back. Report
+    /// the outcome with [`Packager::spilled`].
+    Write {
+        track: TrackKind,
+        msn: u64,
+        parts: Vec<Bytes>,
+    },
+    /// The file of segment `msn` of `track` is no longer needed.
+    Delete { track: TrackKind, msn: u64 },
 }
 
 impl Segment {
+    /// Its size, wherever its bytes are.
     pub fn bytes(&self) -> usize {
-        self.parts.iter().map(|p| p.data.len()).sum()
+        match &self.storage {
+            Storage::Disk { offsets } => offsets.last().map_or(0, |&n| n as usize),
+            _ => self.parts.iter().map(|p| p.data.len()).sum(),
+        }
+    }
+
+    /// Whether its bytes are only on disk.
+    pub fn on_disk(&self) -> bool {
+        matches!(self.storage, Storage::Disk { .. })
+    }
+
+    /// Bytes `start..` of length `len` of this segment.
+    fn locate(&self, start: u64, len: u64, range: std::ops::Range<usize>) -> Located {
+        match &self.storage {
+            Storage::Disk { .. } => Located::Disk {
+                msn: self.msn,
+                offset: start,
+                len,
+            },
+            _ => Located::Memory(self.parts[range].iter().map(|p| p.data.clone()).collect()),
+        }
     }
 
     /// No sample of this track fell in the segment's time (`EXT-X-GAP`; not fetchable).
@@ -155,8 +223,12 @@ pub struct Track {
     pending: Option<Pending>,
     /// The last sample's duration, in the timescale (for the last sample of a stream).
     last_duration: u32,
-    /// Bytes in `segments` and `open`.
+    /// Bytes in `segments` and `open` (in memory or on disk).
     bytes: u64,
+    /// Of those, bytes on disk.
+    disk_bytes: u64,
+    /// Disk jobs due, oldest first.
+    jobs: VecDeque<DiskJob>,
     /// Longest complete segment so far, seconds.
     pub max_segment: f64,
     /// Longest part so far, seconds.
@@ -182,6 +254,8 @@ impl Track {
             pending: None,
             last_duration: 0,
             bytes: 0,
+            disk_bytes: 0,
+            jobs: VecDeque::new(),
             max_segment: 0.0,
             max_part: 0.0,
             peak_bitrate: 0,
@@ -215,7 +289,20 @@ impl Track {
         live.or_else(retired).filter(|s| s.msn == msn)
     }
 
-    /// A part by segment number and index, in the open segment or a complete one.
+    fn segment_mut(&mut self, msn: u64) -> Option<&mut Segment> {
+        let at = |first: Option<u64>| first.and_then(|f| msn.checked_sub(f)).map(|i| i as usize);
+        if let Some(i) = at(self.segments.front().map(|s| s.msn)) {
+            return self.segments.get_mut(i).filter(|s| s.msn == msn);
+        }
+        let i = at(self.retired.front().map(|(_, s)| s.msn))?;
+        self.retired
+            .get_mut(i)
+            .map(|(_, s)| s)
+            .filter(|s| s.msn == msn)
+    }
+
+    /// A part by segment number and index, in the open segment or a complete one. The
+    /// `data` of a part on disk is empty: see [`Track::part_data`].
     pub fn part(&self, msn: u64, index: usize) -> Option<&Part> {
         if self.open.msn == msn {
             return self.open.parts.get(index);
@@ -223,9 +310,39 @@ impl Track {
         self.segment(msn)?.parts.get(index)
     }
 
-    /// Bytes held for the playlist and DVR windows (the open segment included).
+    /// Where the bytes of complete segment `msn` are.
+    pub fn segment_data(&self, msn: u64) -> Option<Located> {
+        let seg = self.segment(msn)?;
+        Some(seg.locate(0, seg.bytes() as u64, 0..seg.parts.len()))
+    }
+
+    /// Where the bytes of part `index` of segment `msn` (open or complete) are.
+    pub fn part_data(&self, msn: u64, index: usize) -> Option<Located> {
+        let seg = if self.open.msn == msn {
+            &self.open
+        } else {
+            self.segment(msn)?
+        };
+        let part = seg.parts.get(index)?;
+        let (start, len) = match &seg.storage {
+            Storage::Disk { offsets } => {
+                let start = *offsets.get(index)?;
+                (start, offsets.get(index + 1)?.checked_sub(start)?)
+            }
+            _ => (0, part.data.len() as u64),
+        };
+        Some(seg.locate(start, len, index..index + 1))
+    }
+
+    /// Bytes held for the playlist and DVR windows (the open segment included), in memory
+    /// or on disk.
     pub fn bytes(&self) -> u64 {
         self.bytes
+    }
+
+    /// Of [`Track::bytes`], those on disk.
+    pub fn disk_bytes(&self) -> u64 {
+        self.disk_bytes
     }
 
     fn timescale(&self) -> u64 {
@@ -385,14 +502,17 @@ impl Track {
             if !(over_bytes || (over_count && over_time)) {
                 break;
             }
-            let Some(seg) = self.segments.pop_front() else {
+            let Some(mut seg) = self.segments.pop_front() else {
                 break;
             };
             self.bytes = self.bytes.saturating_sub(seg.bytes() as u64);
+            self.leave_window(&mut seg);
             self.retired.push_back((now + cfg.grace, seg));
         }
         while self.retired.front().is_some_and(|(until, _)| *until <= now) {
-            self.retired.pop_front();
+            if let Some((_, seg)) = self.retired.pop_front() {
+                self.dropped(&seg);
+            }
         }
         // Init versions no segment needs any more.
         let oldest = self
@@ -402,6 +522,110 @@ impl Track {
             .or(self.segments.front().map(|s| s.init))
             .unwrap_or(self.open.init);
         self.inits.retain(|(v, _)| *v >= oldest);
+    }
+}
+
+impl Track {
+    /// `seg` left the window for its grace: no longer counted, not worth writing now.
+    fn leave_window(&mut self, seg: &mut Segment) {
+        match seg.storage {
+            Storage::Disk { .. } => {
+                self.disk_bytes = self.disk_bytes.saturating_sub(seg.bytes() as u64);
+            }
+            Storage::Spilling if self.cancel_write(seg.msn) => seg.storage = Storage::Memory,
+            _ => {}
+        }
+    }
+
+    /// `seg` is gone: its file too.
+    fn dropped(&mut self, seg: &Segment) {
+        // A write not yet taken was cancelled when it left the window; one in flight is
+        // followed by this delete.
+        if seg.storage != Storage::Memory {
+            self.jobs.push_back(DiskJob::Delete {
+                track: self.kind,
+                msn: seg.msn,
+            });
+        }
+    }
+
+    /// Removes the queued write of `msn`; false when the writer took it already.
+    fn cancel_write(&mut self, msn: u64) -> bool {
+        let before = self.jobs.len();
+        self.jobs
+            .retain(|j| !matches!(j, DiskJob::Write { msn: m, .. } if *m == msn));
+        self.jobs.len() != before
+    }
+
+    /// Queues the writes of the complete segments older than the live playlist that are
+    /// still only in memory.
+    fn queue_spills(&mut self, window_segments: usize) {
+        let kind = self.kind;
+        let mut due = Vec::new();
+        // Newest first, down to the first one queued before (older ones were, or failed).
+        for seg in self.segments.iter_mut().rev().skip(window_segments) {
+            if seg.storage != Storage::Memory {
+                break;
+            }
+            if seg.is_gap() {
+                continue;
+            }
+            seg.storage = Storage::Spilling;
+            due.push(DiskJob::Write {
+                track: kind,
+                msn: seg.msn,
+                parts: seg.parts.iter().map(|p| p.data.clone()).collect(),
+            });
+        }
+        self.jobs.extend(due.into_iter().rev());
+    }
+
+    /// The writer's outcome for segment `msn`.
+    fn spilled(&mut self, msn: u64, ok: bool) {
+        let in_window = self
+            .segments
+            .front()
+            .is_some_and(|f| msn >= f.msn && msn - f.msn < self.segments.len() as u64);
+        let Some(seg) = self.segment_mut(msn) else {
+            return;
+        };
+        if seg.storage != Storage::Spilling {
+            return;
+        }
+        if !ok {
+            seg.storage = Storage::Memory;
+            return;
+        }
+        let mut offsets = Vec::with_capacity(seg.parts.len() + 1);
+        let mut at = 0u64;
+        offsets.push(0);
+        for part in &mut seg.parts {
+            at += part.data.len() as u64;
+            offsets.push(at);
+            // Its bytes are on disk now.
+            part.data = Bytes::new();
+        }
+        seg.storage = Storage::Disk { offsets };
+        if in_window {
+            self.disk_bytes += at;
+        }
+    }
+
+    /// Gives up spilling: queued writes are dropped, their segments stay in memory.
+    fn stop_spilling(&mut self) {
+        let mut cancelled = Vec::new();
+        self.jobs.retain(|j| match j {
+            DiskJob::Write { msn, .. } => {
+                cancelled.push(*msn);
+                false
+            }
+            DiskJob::Delete { .. } => true,
+        });
+        for msn in cancelled {
+            if let Some(seg) = self.segment_mut(msn) {
+                seg.storage = Storage::Memory;
+            }
+        }
     }
 }
 
@@ -443,6 +667,8 @@ pub struct Packager {
     /// for it.
     version: u64,
     unsupported: u64,
+    /// A disk write failed: no more spilling for this stream.
+    spill_failed: bool,
 }
 
 /// How long an audio-only stream waits for a video configuration before it is packaged as
@@ -468,6 +694,7 @@ impl Packager {
             ended: false,
             version: 0,
             unsupported: 0,
+            spill_failed: false,
         }
     }
 
@@ -529,6 +756,39 @@ impl Packager {
     /// Bytes held for every track's windows.
     pub fn bytes(&self) -> u64 {
         self.tracks.iter().map(|t| t.bytes).sum()
+    }
+
+    /// Of [`Packager::bytes`], those on disk.
+    pub fn disk_bytes(&self) -> u64 {
+        self.tracks.iter().map(|t| t.disk_bytes).sum()
+    }
+
+    /// Disk writes and deletes due, in the order they must be done. A write's segment stays
+    /// in memory until [`Packager::spilled`] reports it done.
+    pub fn take_disk_jobs(&mut self) -> Vec<DiskJob> {
+        self.tracks
+            .iter_mut()
+            .flat_map(|t| t.jobs.drain(..))
+            .collect()
+    }
+
+    /// The outcome of a [`DiskJob::Write`]. A failure stops spilling for this stream (its
+    /// segments stay in memory, the window bounded by `max_bytes`).
+    pub fn spilled(&mut self, track: TrackKind, msn: u64, ok: bool) {
+        if let Some(t) = self.tracks.iter_mut().find(|t| t.kind == track) {
+            t.spilled(msn, ok);
+        }
+        if !ok && !self.spill_failed {
+            self.spill_failed = true;
+            for t in &mut self.tracks {
+                t.stop_spilling();
+            }
+        }
+    }
+
+    /// Whether a disk write failed (the window stays in memory from then on).
+    pub fn spill_failed(&self) -> bool {
+        self.spill_failed
     }
 
     /// Segments in the playlist (of the main track).
@@ -668,6 +928,7 @@ impl Packager {
             discontinuity,
             init: self.init_version,
             disc_seq: self.disc_seq,
+            storage: Storage::Memory,
         }
     }
 
@@ -693,8 +954,12 @@ impl Packager {
 
     fn evict(&mut self, now: Instant) {
         let cfg = self.cfg;
+        let spill = cfg.spill && !self.spill_failed;
         for track in &mut self.tracks {
             track.evict(&cfg, now);
+            if spill {
+                track.queue_spills(cfg.window_segments);
+            }
         }
     }
 

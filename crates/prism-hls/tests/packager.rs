@@ -4,8 +4,9 @@ use bytes::Bytes;
 use prism_hls::check::{check_delta, check_media, parse_media};
 use prism_hls::playlist::{self, MediaOptions};
 use prism_hls::request::{self, Readiness};
-use prism_hls::{Packager, PackagerConfig, TrackKind};
+use prism_hls::{DiskJob, Located, Packager, PackagerConfig, TrackKind};
 use prism_media::MediaKind;
+use std::collections::HashMap;
 use std::time::{Duration, Instant, SystemTime};
 
 const SPS: &[u8] = &[
@@ -281,4 +282,220 @@ fn an_audio_dropout_is_a_gap_and_numbering_stays_aligned() {
     let url = format!("/live/a/audio/{}.m4s", gap.msn);
     let r = request::parse(&url, None).unwrap();
     assert_eq!(request::readiness(&f.p, &r), Readiness::NotFound);
+}
+
+/// A driver's disk in virtual time: files by (track, msn), written and deleted as the
+/// packager asks; `fail` makes every write fail (a full disk).
+#[derive(Default)]
+struct Disk {
+    files: HashMap<(TrackKind, u64), Vec<u8>>,
+    writes: usize,
+    deletes: usize,
+    peak_files: usize,
+    fail: bool,
+}
+
+impl Disk {
+    fn service(&mut self, p: &mut Packager) {
+        for job in p.take_disk_jobs() {
+            match job {
+                DiskJob::Write { track, msn, parts } => {
+                    self.writes += 1;
+                    if self.fail {
+                        p.spilled(track, msn, false);
+                        continue;
+                    }
+                    assert!(
+                        self.files.insert((track, msn), parts.concat()).is_none(),
+                        "{track:?} {msn} written twice"
+                    );
+                    p.spilled(track, msn, true);
+                }
+                DiskJob::Delete { track, msn } => {
+                    self.deletes += 1;
+                    assert!(
+                        self.files.remove(&(track, msn)).is_some(),
+                        "delete of {track:?} {msn}, never written"
+                    );
+                }
+            }
+        }
+        self.peak_files = self.peak_files.max(self.files.len());
+    }
+
+    /// The bytes at `at`, from memory or from the file.
+    fn read(&self, track: TrackKind, at: Located) -> Vec<u8> {
+        match at {
+            Located::Memory(chunks) => chunks.concat(),
+            Located::Disk { msn, offset, len } => {
+                let file = &self.files[&(track, msn)];
+                file[offset as usize..(offset + len) as usize].to_vec()
+            }
+        }
+    }
+}
+
+fn dvr_config() -> PackagerConfig {
+    PackagerConfig {
+        dvr_window: Duration::from_secs(60),
+        spill: true,
+        ..PackagerConfig::default()
+    }
+}
+
+/// Runs the feed to `ms` in steps of half a second, the disk serviced after each.
+fn run_with_disk(f: &mut Feed, disk: &mut Disk, ms: u32) {
+    let mut at = f.video_n * 1000 / 30;
+    while at < ms {
+        at = (at + 500).min(ms);
+        f.run_until(at);
+        disk.service(&mut f.p);
+    }
+}
+
+#[test]
+fn dvr_spill_keeps_the_live_end_in_memory_and_deletes_what_leaves() {
+    let mut f = Feed::new(dvr_config(), 60);
+    let mut disk = Disk::default();
+    run_with_disk(&mut f, &mut disk, 200_000);
+    let p = &f.p;
+    for kind in [TrackKind::Video, TrackKind::Audio] {
+        let t = p.track(kind).unwrap();
+        let total: f64 = t.segments.iter().map(|s| s.duration).sum();
+        assert!((60.0..=62.0).contains(&total), "{kind:?}: {total}");
+        let n = t.segments.len();
+        // Only the live playlist's segments stay in memory.
+        for (i, seg) in t.segments.iter().enumerate() {
+            let live = i >= n - 6;
+            assert_eq!(seg.on_disk(), !live, "{kind:?} segment {i} of {n}");
+            if seg.on_disk() {
+                assert!(seg.parts.iter().all(|p| p.data.is_empty()));
+                assert!(seg.parts.iter().all(|p| p.duration > 0.0), "durations kept");
+            }
+        }
+        let live: u64 = t
+            .segments
+            .iter()
+            .filter(|s| !s.on_disk())
+            .map(|s| s.bytes() as u64)
+            .sum();
+        assert_eq!(t.bytes() - t.disk_bytes(), live + t.open.bytes() as u64);
+        // A spilled segment reads back as its parts back to back, each a CMAF fragment.
+        let old = &t.segments[0];
+        let whole = disk.read(kind, t.segment_data(old.msn).unwrap());
+        assert_eq!(whole.len(), old.bytes());
+        let mut joined = Vec::new();
+        for i in 0..old.parts.len() {
+            let part = disk.read(kind, t.part_data(old.msn, i).unwrap());
+            assert_eq!(&part[4..8], b"moof", "part {i} starts with its moof");
+            joined.extend(part);
+        }
+        assert_eq!(joined, whole);
+        // A live one is served from memory.
+        let newest = t.segments.back().unwrap().msn;
+        assert!(matches!(t.segment_data(newest), Some(Located::Memory(_))));
+    }
+    // The playlist is the same with the window on disk.
+    let text = media(p, TrackKind::Video, false);
+    assert!(check_media(&text).is_empty(), "{:?}", check_media(&text));
+    assert!(p.disk_bytes() > 0 && p.disk_bytes() < p.bytes());
+    // Files: the DVR window plus the grace, never more; everything older was deleted.
+    // Per track: 30 segments of 60 s, 6 of them live (not on disk), 6 retired in the grace.
+    assert!(
+        disk.deletes > 0,
+        "segments that left the window were deleted"
+    );
+    assert!(
+        disk.peak_files <= 2 * (30 - 6 + 6 + 2),
+        "{} files at most",
+        disk.peak_files
+    );
+    assert_eq!(disk.writes, disk.files.len() + disk.deletes);
+    // Once the grace of everything passed, only the window's files remain.
+    let first = p.track(TrackKind::Video).unwrap().segments[0].msn;
+    f.p.handle_timeout(f.t0 + Duration::from_secs(1000));
+    disk.service(&mut f.p);
+    assert!(disk.files.keys().all(|(_, msn)| *msn >= first));
+}
+
+#[test]
+fn dvr_spill_failure_keeps_the_window_in_memory() {
+    let mut f = Feed::new(dvr_config(), 60);
+    let mut disk = Disk::default();
+    run_with_disk(&mut f, &mut disk, 30_000);
+    assert!(f.p.disk_bytes() > 0);
+    disk.fail = true;
+    run_with_disk(&mut f, &mut disk, 100_000);
+    assert!(f.p.spill_failed());
+    // One write failed; none was asked for after it.
+    let writes = disk.writes;
+    run_with_disk(&mut f, &mut disk, 120_000);
+    assert_eq!(disk.writes, writes, "no more writes once one failed");
+    let v = f.p.track(TrackKind::Video).unwrap();
+    let total: f64 = v.segments.iter().map(|s| s.duration).sum();
+    assert!(
+        (60.0..=62.0).contains(&total),
+        "the window still spans {total}"
+    );
+    assert!(
+        v.segments.iter().all(|s| !s.on_disk()),
+        "older files left the window"
+    );
+    for seg in &v.segments {
+        assert!(matches!(v.segment_data(seg.msn), Some(Located::Memory(c)) if !c.is_empty()));
+    }
+    // The files of the segments that left the window are still deleted.
+    f.p.handle_timeout(f.t0 + Duration::from_secs(1000));
+    disk.service(&mut f.p);
+    assert!(disk.files.is_empty(), "{:?}", disk.files.keys());
+    let text = media(&f.p, TrackKind::Video, false);
+    assert!(check_media(&text).is_empty(), "{:?}", check_media(&text));
+}
+
+#[test]
+fn dvr_write_in_flight_is_deleted_after_and_a_queued_one_cancelled() {
+    // A tiny byte bound evicts segments right after they are due to spill.
+    let cfg = PackagerConfig {
+        max_bytes: 600_000,
+        grace: Duration::ZERO,
+        ..dvr_config()
+    };
+    let mut f = Feed::new(cfg, 60);
+    f.run_until(40_000);
+    // The writer took nothing yet: writes of segments that left meanwhile were dropped.
+    let jobs = f.p.take_disk_jobs();
+    let written: Vec<(TrackKind, u64)> = jobs
+        .iter()
+        .filter_map(|j| match j {
+            DiskJob::Write { track, msn, .. } => Some((*track, *msn)),
+            DiskJob::Delete { .. } => None,
+        })
+        .collect();
+    assert!(!written.is_empty());
+    assert!(jobs.iter().all(|j| matches!(j, DiskJob::Write { .. })));
+    for (track, msn) in &written {
+        let t = f.p.track(*track).unwrap();
+        assert!(
+            t.segment(*msn).is_some(),
+            "only segments still in the window are written"
+        );
+    }
+    // The writes are in flight while the window moves on: each dropped segment's delete
+    // comes after its write.
+    f.run_until(120_000);
+    for (track, msn) in &written {
+        f.p.spilled(*track, *msn, true);
+    }
+    f.p.handle_timeout(f.t0 + Duration::from_secs(1000));
+    let deletes: Vec<(TrackKind, u64)> =
+        f.p.take_disk_jobs()
+            .into_iter()
+            .filter_map(|j| match j {
+                DiskJob::Delete { track, msn } => Some((track, msn)),
+                DiskJob::Write { .. } => None,
+            })
+            .collect();
+    for w in &written {
+        assert!(deletes.contains(w), "{w:?} deleted: {deletes:?}");
+    }
 }

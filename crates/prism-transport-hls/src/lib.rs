@@ -163,6 +163,7 @@ impl HlsOutput {
             // One playlist length: a player that loaded the playlist just before a segment
             // left it still finds it.
             grace: c.segment * c.window_segments as u32,
+            spill: false,
         }
     }
 }
