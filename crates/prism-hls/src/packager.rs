@@ -669,6 +669,8 @@ pub struct Packager {
     unsupported: u64,
     /// A disk write failed: no more spilling for this stream.
     spill_failed: bool,
+    /// Per kind: a frame was packaged since its last configuration.
+    framed: [bool; 2],
 }
 
 /// How long an audio-only stream waits for a video configuration before it is packaged as
@@ -695,6 +697,7 @@ impl Packager {
             version: 0,
             unsupported: 0,
             spill_failed: false,
+            framed: [false; 2],
         }
     }
 
@@ -831,6 +834,10 @@ impl Packager {
                     let same = self.track(track).map(|t| &t.config) == Some(&c);
                     self.restart |= !same;
                 }
+                // The configuration again after frames: a new encoder session (a publisher
+                // that reconnected within the hub's grace), a new timeline.
+                self.restart |= self.is_started() && self.framed[track.index()];
+                self.framed[track.index()] = false;
                 self.configs[track.index()] = Some(c);
                 return Pushed::Taken;
             }
@@ -869,6 +876,7 @@ impl Packager {
         // end when the next sample would not fit (`Track::complete`), its segments with the
         // main track's; the main track decides whether a part and a segment end here.
         self.tracks[ti].push(dts, cts, keyframe, data);
+        self.framed[track.index()] = true;
         if track == self.main {
             self.cut_before(timestamp, keyframe, wall, now);
             self.last_main = Some(timestamp);

@@ -499,3 +499,43 @@ fn dvr_write_in_flight_is_deleted_after_and_a_queued_one_cancelled() {
         assert!(deletes.contains(w), "{w:?} deleted: {deletes:?}");
     }
 }
+
+#[test]
+fn configuration_resent_after_frames_is_a_discontinuity() {
+    // A publisher that reconnects within the hub's grace sends its sequence headers again
+    // (the same ones) and goes on from a keyframe, after a gap in the timeline.
+    let mut f = Feed::new(PackagerConfig::default(), 60);
+    f.run_until(9_000);
+    let (t0, w0) = (f.t0, f.wall0);
+    let at = 12_000u32;
+    let d = Duration::from_millis(u64::from(at));
+    f.p.push(MediaKind::Video, at, &avc_config(), t0 + d, w0 + d);
+    f.p.push(MediaKind::Audio, at, &aac_config(), t0 + d, w0 + d);
+    f.video_n = at * 30 / 1000;
+    f.audio_n = (u64::from(at) * 48 / 1024) as u32 + 1;
+    // The first frame of the new session is a keyframe.
+    f.gop = 60;
+    f.video_n -= f.video_n % 60;
+    f.video_n += 60;
+    f.audio_n = (u64::from(f.video_n * 1000 / 30) * 48 / 1024) as u32;
+    f.run_until(20_000);
+    for kind in [TrackKind::Video, TrackKind::Audio] {
+        let text = media(&f.p, kind, false);
+        assert_eq!(
+            text.matches("#EXT-X-DISCONTINUITY\n").count(),
+            1,
+            "{kind:?}:\n{text}"
+        );
+        assert!(check_media(&text).is_empty(), "{:?}", check_media(&text));
+        let parsed = parse_media(&text).unwrap();
+        assert_eq!(parsed.maps.len(), 2, "a new init segment: {text}");
+        assert!(
+            parsed.target_duration <= 2,
+            "the gap is not in a segment: {text}"
+        );
+    }
+    // Frames alone (no configuration again) never restart.
+    let mut g = Feed::new(PackagerConfig::default(), 60);
+    g.run_until(20_000);
+    assert!(!media(&g.p, TrackKind::Video, false).contains("#EXT-X-DISCONTINUITY\n"));
+}
