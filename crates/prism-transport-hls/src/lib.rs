@@ -11,8 +11,10 @@
 //!   blocking playlist reloads and requests for the next part park on the stream's version
 //!   watch, bounded in number and time.
 
+mod dvr;
 mod http;
 
+pub use dvr::{check_dir as check_dvr_dir, prepare as prepare_dvr_dir};
 pub use http::serve;
 
 use bytes::BytesMut;
@@ -51,6 +53,8 @@ pub(crate) struct Shared {
     pub(crate) config: HlsConfig,
     pub(crate) metrics: Metrics,
     streams: Mutex<HashMap<String, Arc<HlsStream>>>,
+    /// `dvr_dir`, when DVR segments spill to disk.
+    dvr: Option<Arc<dvr::Root>>,
 }
 
 impl Shared {
@@ -71,6 +75,8 @@ pub(crate) struct HlsStream {
     pub(crate) metrics: HlsMetrics,
     /// Distinguishes this window from an earlier one of the same name (ETags).
     pub(crate) instance: u64,
+    /// Its directory in `dvr_dir`, when it spills.
+    pub(crate) dvr: Option<Arc<dvr::Window>>,
 }
 
 impl std::fmt::Debug for HlsStream {
@@ -86,6 +92,11 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 impl HlsStream {
     pub(crate) fn packager(&self) -> MutexGuard<'_, Packager> {
         lock(&self.packager)
+    }
+
+    /// The app part of the name (logs: the key is a secret).
+    pub(crate) fn app(&self) -> &str {
+        self.name.split('/').next().unwrap_or("")
     }
 
     /// Notes a media request from `client` for the viewer estimate.
@@ -138,12 +149,20 @@ fn sequence_base() -> u64 {
 }
 
 impl HlsOutput {
+    /// With `dvr_dir`, call [`prepare_dvr_dir`] first (creates it, removes stale files).
     pub fn new(config: HlsConfig, metrics: Metrics) -> Arc<HlsOutput> {
+        // Spilling only makes sense with a window longer than the live playlist.
+        let dvr = config
+            .dvr_dir
+            .clone()
+            .filter(|_| !config.dvr_window.is_zero())
+            .map(|dir| dvr::Root::new(dir, metrics.clone()));
         Arc::new(HlsOutput {
             shared: Arc::new(Shared {
                 config,
                 metrics,
                 streams: Mutex::new(HashMap::new()),
+                dvr,
             }),
         })
     }
@@ -163,7 +182,7 @@ impl HlsOutput {
             // One playlist length: a player that loaded the playlist just before a segment
             // left it still finds it.
             grace: c.segment * c.window_segments as u32,
-            spill: false,
+            spill: self.shared.dvr.is_some(),
         }
     }
 }
@@ -189,6 +208,7 @@ impl StreamOutput for HlsOutput {
                 version: watch::channel(0).0,
                 viewers: Mutex::new(HashMap::new()),
                 instance: base,
+                dvr: self.shared.dvr.as_ref().map(|r| Arc::new(r.window(base))),
             });
             if let Some(old) = streams.insert(name.clone(), hs.clone()) {
                 // Its parked requests answer from the ended window.
@@ -206,6 +226,9 @@ impl StreamOutput for HlsOutput {
         let Some(sub) = stream.subscribe(limits, Instant::now()) else {
             return;
         };
+        if hs.dvr.is_some() {
+            tokio::spawn(dvr::run_writer(Arc::downgrade(&hs), hs.version.subscribe()));
+        }
         let guard = relay.track(|| format!("hls packager {name}"));
         let shared = self.shared.clone();
         tokio::spawn(async move {
@@ -275,15 +298,16 @@ impl Output for Packaging {
 
     fn report(&mut self) {
         let now = Instant::now();
-        let (segments, bytes) = {
+        let (segments, bytes, disk) = {
             let mut p = self.hs.packager();
             p.handle_timeout(now);
-            (p.segment_count(), p.bytes())
+            (p.segment_count(), p.bytes(), p.disk_bytes())
         };
         let viewers = self.hs.count_viewers(now);
         let m = &self.hs.metrics;
         m.segments.set(segments as i64);
         m.dvr_bytes.set(bytes as i64);
+        m.dvr_disk_bytes.set(disk as i64);
         m.viewers.set(viewers as i64);
     }
 }
