@@ -236,6 +236,7 @@ impl StreamOutput for HlsOutput {
                 sub,
                 hs: hs.clone(),
                 reported_version: 0,
+                next_tick: Instant::now() + TICK,
             };
             // The default pacing: nothing is written, only the periodic check (which
             // exports the gauges) matters.
@@ -264,7 +265,12 @@ struct Packaging {
     sub: Subscription,
     hs: Arc<HlsStream>,
     reported_version: u64,
+    /// The next [`Output::report`] while no frame comes (the driver reports on frames).
+    next_tick: Instant,
 }
+
+/// How often an idle stream's window drops what its grace ended and exports its gauges.
+const TICK: Duration = Duration::from_secs(1);
 
 impl Output for Packaging {
     fn subscription(&self) -> Option<&Subscription> {
@@ -296,8 +302,20 @@ impl Output for Packaging {
         Ok(Flow::Continue)
     }
 
+    fn poll_timeout(&self) -> Option<Instant> {
+        Some(self.next_tick)
+    }
+
+    fn handle_timeout(&mut self, now: Instant) -> Result<(), ConnError> {
+        if now >= self.next_tick {
+            self.report();
+        }
+        Ok(())
+    }
+
     fn report(&mut self) {
         let now = Instant::now();
+        self.next_tick = now + TICK;
         let (segments, bytes, disk) = {
             let mut p = self.hs.packager();
             p.handle_timeout(now);
