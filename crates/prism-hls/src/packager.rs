@@ -671,7 +671,16 @@ pub struct Packager {
     spill_failed: bool,
     /// Per kind: a frame was packaged since its last configuration.
     framed: [bool; 2],
+    /// Resumed after `end`, waiting for the keyframe that starts the new timeline.
+    resuming: bool,
+    /// Added to incoming timestamps (a resumed stream's start over); computed at the first
+    /// frame after a resume (`shift_from`: the last timestamp before it).
+    shift: u32,
+    shift_from: Option<u32>,
 }
+
+/// A resumed stream's timeline starts at least this long after the last frame before it.
+const RESUME_GAP_MS: u32 = 100;
 
 /// How long an audio-only stream waits for a video configuration before it is packaged as
 /// audio only (encoders send both configurations before any frame).
@@ -698,6 +707,9 @@ impl Packager {
             unsupported: 0,
             spill_failed: false,
             framed: [false; 2],
+            resuming: false,
+            shift: 0,
+            shift_from: None,
         }
     }
 
@@ -817,6 +829,7 @@ impl Packager {
             MediaKind::Audio => (TrackKind::Audio, prism_cmaf::parse_audio(payload)),
             MediaKind::Data => return Pushed::Skipped,
         };
+        let timestamp = self.shifted(timestamp, wall);
         let (keyframe, cts_ms, data) = match parsed {
             Err(_) => {
                 self.unsupported += 1;
@@ -863,6 +876,10 @@ impl Packager {
         };
         if (!self.is_started() || self.restart) && leads {
             self.start_tracks(timestamp, wall, now);
+        }
+        if self.resuming {
+            // The new timeline starts with a keyframe of the leading track.
+            return Pushed::Skipped;
         }
         // Not started yet, or a track that is not packaged (until the next restart).
         let Some(ti) = self.tracks.iter().position(|t| t.kind == track) else {
@@ -982,8 +999,16 @@ impl Packager {
             self.close_parts();
             self.disc_seq += 1;
             self.init_version += 1;
-            self.close_segments(t, true, wall);
-            self.evict(now);
+            if std::mem::take(&mut self.resuming) {
+                // After `end` the open segments are empty: they start the new timeline.
+                let open = self.new_segment(t, true, wall);
+                for track in &mut self.tracks {
+                    track.open = open.clone();
+                }
+            } else {
+                self.close_segments(t, true, wall);
+                self.evict(now);
+            }
         }
         self.restart = false;
         self.main = if self.configs[0].is_some() {
@@ -1030,12 +1055,62 @@ impl Packager {
                 track.flush_pending();
             }
             self.close_parts();
-            let t = self.last_main.unwrap_or(self.seg_start);
+            // The end of the last main frame (it lasts as long as the one before), so that
+            // a track with nothing since the last cut still lists that time, as a gap.
+            let last = self.track(self.main).map_or(0, |m| {
+                (u64::from(m.last_duration) * 1000 / m.timescale()).min(u64::from(u32::MAX)) as u32
+            });
+            let t = self
+                .last_main
+                .map_or(self.seg_start, |t| t.wrapping_add(last));
             let wall = self.wall_at(t).unwrap_or(SystemTime::UNIX_EPOCH);
             self.close_segments(t, false, wall);
             self.evict(now);
         }
         self.version += 1;
+    }
+
+    /// The stream comes back after [`Packager::end`] (a new publisher of the same name):
+    /// the window goes on, and the next keyframe starts a new timeline
+    /// (`EXT-X-DISCONTINUITY`, a new init segment). The new publisher's timestamps, which
+    /// start over, are moved to follow the wall clock since the window began (never before
+    /// the last frame). False (nothing done) unless it ended after it started, with every
+    /// track's segments numbered alike up to the end.
+    pub fn resume(&mut self) -> bool {
+        let next = self.next_msn;
+        let aligned = self
+            .tracks
+            .iter()
+            .all(|t| t.segments.back().map_or(true, |s| s.msn + 1 == next));
+        if !self.ended || !self.is_started() || !aligned {
+            return false;
+        }
+        self.ended = false;
+        self.restart = true;
+        self.resuming = true;
+        // `end` left the last timestamp in `seg_start`.
+        self.shift_from = Some(self.seg_start);
+        self.version += 1;
+        true
+    }
+
+    /// `ts` on the window's timeline.
+    fn shifted(&mut self, ts: u32, wall: SystemTime) -> u32 {
+        if let Some(last) = self.shift_from.take() {
+            let min = last.wrapping_add(RESUME_GAP_MS);
+            let by_wall = self.anchor.and_then(|(w, at)| {
+                let ms = wall.duration_since(w).ok()?.as_millis();
+                Some(at.wrapping_add(u32::try_from(ms).ok()?))
+            });
+            // Wall-clock time, unless the last publisher ran ahead of it (timestamps are
+            // compared on the wrapping 32-bit timeline).
+            let start = match by_wall {
+                Some(t) if t.wrapping_sub(min) as i32 > 0 => t,
+                _ => min,
+            };
+            self.shift = start.wrapping_sub(ts);
+        }
+        ts.wrapping_add(self.shift)
     }
 
     /// Drops retired segments whose grace ended (call now and then while the stream is idle).

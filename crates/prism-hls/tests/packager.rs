@@ -539,3 +539,61 @@ fn configuration_resent_after_frames_is_a_discontinuity() {
     g.run_until(20_000);
     assert!(!media(&g.p, TrackKind::Video, false).contains("#EXT-X-DISCONTINUITY\n"));
 }
+
+#[test]
+fn a_resumed_window_goes_on_with_a_discontinuity() {
+    let cfg = PackagerConfig {
+        dvr_window: Duration::from_secs(60),
+        ..PackagerConfig::default()
+    };
+    let mut f = Feed::new(cfg, 60);
+    f.run_until(20_000);
+    f.p.end(f.t0 + Duration::from_secs(20));
+    let ended = media(&f.p, TrackKind::Video, false);
+    assert!(ended.ends_with("#EXT-X-ENDLIST\n"));
+    let before = parse_media(&ended).unwrap();
+    let last_end = {
+        let v = f.p.track(TrackKind::Video).unwrap();
+        let s = v.segments.back().unwrap();
+        s.start + (s.duration * 90_000.0) as u64
+    };
+    // A new publisher 5 s later: its timestamps start over at 0.
+    assert!(f.p.resume());
+    f.t0 += Duration::from_secs(25);
+    f.wall0 += Duration::from_secs(25);
+    f.video_n = 0;
+    f.audio_n = 0;
+    f.p.push(MediaKind::Video, 0, &avc_config(), f.t0, f.wall0);
+    f.p.push(MediaKind::Audio, 0, &aac_config(), f.t0, f.wall0);
+    f.run_until(20_000);
+    for kind in [TrackKind::Video, TrackKind::Audio] {
+        let text = media(&f.p, kind, false);
+        assert!(!text.contains("#EXT-X-ENDLIST"), "{text}");
+        assert!(
+            check_media(&text).is_empty(),
+            "{:?}\n{text}",
+            check_media(&text)
+        );
+        assert_eq!(text.matches("#EXT-X-DISCONTINUITY\n").count(), 1, "{text}");
+        let p = parse_media(&text).unwrap();
+        assert!(p.target_duration <= 2, "{text}");
+        assert_eq!(p.maps.len(), 2, "{text}");
+    }
+    let after = parse_media(&media(&f.p, TrackKind::Video, false)).unwrap();
+    assert_eq!(
+        after.media_sequence, before.media_sequence,
+        "the window goes on"
+    );
+    let at = after.segments.iter().position(|s| s.discontinuity).unwrap();
+    assert_eq!(at, before.segments.len(), "right after the old segments");
+    // The timeline goes on too: about the 5 s of wall clock later, not back to 0.
+    let v = f.p.track(TrackKind::Video).unwrap();
+    let first_new = v.segments[at].start;
+    let gap = (first_new as f64 - last_end as f64) / 90_000.0;
+    assert!((4.0..6.5).contains(&gap), "{gap} s between the timelines");
+    // A second end and resume work alike.
+    f.p.end(f.t0 + Duration::from_secs(21));
+    assert!(f.p.resume());
+    assert!(!f.p.is_ended());
+    assert!(!f.p.resume(), "only an ended window resumes");
+}

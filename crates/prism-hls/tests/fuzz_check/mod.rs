@@ -3,7 +3,7 @@
 //!
 //! Input: records `[op:1][dt_ms:2][len:2][bytes:len]` (big-endian). `op & 3`: 0 a video and
 //! 1 an audio payload (FLV-style, timestamp advanced by `dt_ms`, as the hub delivers them:
-//! monotonic), 2 the end of the stream, 3 a viewer URL (`path?query`). The clock moves with
+//! monotonic), 2 the end of the stream (again: it resumes), 3 a viewer URL (`path?query`). The clock moves with
 //! the media. After every record the playlists and the MPD are rendered; each media playlist
 //! must parse and keep the rules the packager controls whatever the input (numbering, part
 //! names, preload hint, parts adding up to their segment); URLs are parsed and their
@@ -61,6 +61,9 @@ pub fn run(data: &[u8]) -> usize {
                     MediaKind::Audio
                 };
                 p.push(kind, ts, &Bytes::copy_from_slice(body), now, wall);
+            }
+            2 if p.is_ended() => {
+                p.resume();
             }
             2 => p.end(now),
             _ => {
