@@ -669,8 +669,6 @@ pub struct Packager {
     unsupported: u64,
     /// A disk write failed: no more spilling for this stream.
     spill_failed: bool,
-    /// Per kind: a frame was packaged since its last configuration.
-    framed: [bool; 2],
     /// Resumed after `end`, waiting for the keyframe that starts the new timeline.
     resuming: bool,
     /// Added to incoming timestamps (a resumed stream's start over); computed at the first
@@ -706,7 +704,6 @@ impl Packager {
             version: 0,
             unsupported: 0,
             spill_failed: false,
-            framed: [false; 2],
             resuming: false,
             shift: 0,
             shift_from: None,
@@ -847,10 +844,6 @@ impl Packager {
                     let same = self.track(track).map(|t| &t.config) == Some(&c);
                     self.restart |= !same;
                 }
-                // The configuration again after frames: a new encoder session (a publisher
-                // that reconnected within the hub's grace), a new timeline.
-                self.restart |= self.is_started() && self.framed[track.index()];
-                self.framed[track.index()] = false;
                 self.configs[track.index()] = Some(c);
                 return Pushed::Taken;
             }
@@ -893,7 +886,6 @@ impl Packager {
         // end when the next sample would not fit (`Track::complete`), its segments with the
         // main track's; the main track decides whether a part and a segment end here.
         self.tracks[ti].push(dts, cts, keyframe, data);
-        self.framed[track.index()] = true;
         if track == self.main {
             self.cut_before(timestamp, keyframe, wall, now);
             self.last_main = Some(timestamp);
@@ -1068,6 +1060,16 @@ impl Packager {
             self.evict(now);
         }
         self.version += 1;
+    }
+
+    /// A new encoder session of the live stream (a publisher that reconnected within the
+    /// hub's grace, its timestamps continued): the next keyframe starts a new timeline
+    /// (`EXT-X-DISCONTINUITY`, a new init segment). Identical sequence headers alone do not
+    /// restart (a looping encoder sends them again).
+    pub fn restart(&mut self) {
+        if self.is_started() && !self.ended {
+            self.restart = true;
+        }
     }
 
     /// The stream comes back after [`Packager::end`] (a new publisher of the same name):

@@ -501,23 +501,22 @@ fn dvr_write_in_flight_is_deleted_after_and_a_queued_one_cancelled() {
 }
 
 #[test]
-fn configuration_resent_after_frames_is_a_discontinuity() {
+fn a_new_encoder_session_is_a_discontinuity() {
     // A publisher that reconnects within the hub's grace sends its sequence headers again
     // (the same ones) and goes on from a keyframe, after a gap in the timeline.
+    let resend_at = |f: &mut Feed, at: u32| {
+        let d = Duration::from_millis(u64::from(at));
+        f.p.push(MediaKind::Video, at, &avc_config(), f.t0 + d, f.wall0 + d);
+        f.p.push(MediaKind::Audio, at, &aac_config(), f.t0 + d, f.wall0 + d);
+        // The first frame of the new session is a keyframe.
+        f.video_n = at * 30 / 1000;
+        f.video_n += 60 - f.video_n % 60;
+        f.audio_n = (u64::from(f.video_n * 1000 / 30) * 48 / 1024) as u32;
+    };
     let mut f = Feed::new(PackagerConfig::default(), 60);
     f.run_until(9_000);
-    let (t0, w0) = (f.t0, f.wall0);
-    let at = 12_000u32;
-    let d = Duration::from_millis(u64::from(at));
-    f.p.push(MediaKind::Video, at, &avc_config(), t0 + d, w0 + d);
-    f.p.push(MediaKind::Audio, at, &aac_config(), t0 + d, w0 + d);
-    f.video_n = at * 30 / 1000;
-    f.audio_n = (u64::from(at) * 48 / 1024) as u32 + 1;
-    // The first frame of the new session is a keyframe.
-    f.gop = 60;
-    f.video_n -= f.video_n % 60;
-    f.video_n += 60;
-    f.audio_n = (u64::from(f.video_n * 1000 / 30) * 48 / 1024) as u32;
+    f.p.restart();
+    resend_at(&mut f, 12_000);
     f.run_until(20_000);
     for kind in [TrackKind::Video, TrackKind::Audio] {
         let text = media(&f.p, kind, false);
@@ -534,8 +533,11 @@ fn configuration_resent_after_frames_is_a_discontinuity() {
             "the gap is not in a segment: {text}"
         );
     }
-    // Frames alone (no configuration again) never restart.
+    // The same sequence headers again without a new session (a looping encoder): no
+    // discontinuity.
     let mut g = Feed::new(PackagerConfig::default(), 60);
+    g.run_until(9_000);
+    resend_at(&mut g, 10_000);
     g.run_until(20_000);
     assert!(!media(&g.p, TrackKind::Video, false).contains("#EXT-X-DISCONTINUITY\n"));
 }
@@ -596,4 +598,30 @@ fn a_resumed_window_goes_on_with_a_discontinuity() {
     assert!(f.p.resume());
     assert!(!f.p.is_ended());
     assert!(!f.p.resume(), "only an ended window resumes");
+}
+
+#[test]
+fn dash_numbers_the_current_timeline_from_its_first_segment() {
+    let mut f = Feed::new(PackagerConfig::default(), 60);
+    f.run_until(9_000);
+    f.p.end(f.t0 + Duration::from_secs(9));
+    assert!(f.p.resume());
+    f.video_n = 0;
+    f.audio_n = 0;
+    f.t0 += Duration::from_secs(10);
+    f.wall0 += Duration::from_secs(10);
+    f.p.push(MediaKind::Video, 0, &avc_config(), f.t0, f.wall0);
+    f.p.push(MediaKind::Audio, 0, &aac_config(), f.t0, f.wall0);
+    f.run_until(9_000);
+    let v = f.p.track(TrackKind::Video).unwrap();
+    let first_new = v.segments.iter().find(|s| s.discontinuity).unwrap();
+    let mpd = playlist::dash(&f.p, f.wall0, "").unwrap();
+    assert!(
+        mpd.contains(&format!("startNumber=\"{}\"", first_new.msn)),
+        "{mpd}"
+    );
+    assert!(
+        mpd.contains(&format!("<S t=\"{}\"", first_new.start)),
+        "{mpd}"
+    );
 }
