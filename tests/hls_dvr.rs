@@ -185,6 +185,15 @@ impl PipePublisher {
         self.fed = self.fed.max(ms);
     }
 
+    /// The input ends: ffmpeg unpublishes and exits (an encoder stopped by its user).
+    fn finish(&mut self) {
+        self.stdin = None;
+        assert!(
+            wait_child(&mut self.child, Duration::from_secs(20)).is_some(),
+            "the publisher did not finish"
+        );
+    }
+
     /// SIGKILL: the connection drops without an RTMP goodbye (a network failure).
     fn kill(&mut self) {
         self.stdin = None;
@@ -671,4 +680,74 @@ fn prism_check_refuses_a_dvr_dir_it_cannot_create() {
         .wait_exit(Duration::from_secs(10))
         .is_some_and(|s| !s.success()));
     assert!(prism.stderr().contains("dvr_dir"), "{}", prism.stderr());
+}
+
+#[test]
+fn republishing_after_the_end_continues_the_window() {
+    let hls_port = free_port();
+    let tmp = TempDir::new("hls-dvr-republish");
+    let dvr = tmp.join("dvr");
+    let prism = Prism::start(&dvr_config(hls_port, &dvr));
+    let hls: SocketAddr = ([127, 0, 0, 1], hls_port).into();
+    let mut publisher = PipePublisher::start(&prism.rtmp_url("live", KEY), hls);
+    publisher.publish(40_000);
+    // The encoder stops: the playlist ends...
+    publisher.finish();
+    let (_, before) = wait_for(Duration::from_secs(30), "the playlist to end", || {
+        let (text, p) = video_playlist(hls);
+        p.ended.then_some((text, p))
+    });
+    let window = window_dir(&dvr);
+    // ... and it starts again: the same window goes on, its rewind kept.
+    let mut publisher = PipePublisher::start(&prism.rtmp_url("live", KEY), hls);
+    publisher.publish(30_000);
+    let (text, p) = wait_for(
+        Duration::from_secs(60),
+        "segments after the discontinuity",
+        || {
+            let (text, p) = video_playlist(hls);
+            let at = p.segments.iter().position(|s| s.discontinuity)?;
+            (p.segments.len() - at >= 10 && !p.ended).then_some((text, p))
+        },
+    );
+    assert!(
+        check_media(&text).is_empty(),
+        "{:?}\n{text}",
+        check_media(&text)
+    );
+    assert_eq!(text.matches("#EXT-X-DISCONTINUITY\n").count(), 1, "{text}");
+    assert_eq!(p.media_sequence, before.media_sequence, "{text}");
+    let at = p.segments.iter().position(|s| s.discontinuity).unwrap();
+    assert_eq!(
+        at,
+        before.segments.len(),
+        "the old segments, then the new: {text}"
+    );
+    for i in [1, at - 1, at, at + 5] {
+        assert_segment_decodes(hls, (&text, &p), i, tmp.path());
+    }
+    assert_eq!(window_dir(&dvr), window, "the same window directory");
+    // The DASH manifest lists the new timeline (its init segment's segments).
+    let (status, mpd) = get(hls, &format!("/live/{KEY}/manifest.mpd"));
+    assert_eq!(status, 200, "{mpd}");
+    let first_new = p.segments[at].msn;
+    assert!(
+        mpd.contains(&format!("startNumber=\"{first_new}\"")),
+        "{mpd}"
+    );
+    let out = run_with_timeout(
+        Command::new("ffmpeg")
+            .args(["-nostdin", "-v", "error", "-live_start_index", "0", "-i"])
+            .arg(format!("http://{hls}/live/{KEY}/index.m3u8"))
+            .args([
+                "-t", "50", "-map", "0:v:0", "-map", "0:a:0", "-f", "null", "-",
+            ]),
+        Duration::from_secs(90),
+    )
+    .expect("ffmpeg");
+    let errors = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        out.status.success() && errors.trim().is_empty(),
+        "ffmpeg from the start of the window across the republish: {errors}"
+    );
 }

@@ -26,7 +26,7 @@ use prism_relay::{ConnError, Driver, Flow, Output, Relay, StreamOutput};
 use prism_rtmp::OutQueue;
 use std::collections::HashMap;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -35,7 +35,8 @@ use tokio::sync::watch;
 use tracing::{debug, info};
 
 /// How long a stream's window stays served after the stream ended (players get the
-/// `EXT-X-ENDLIST`; a publisher that comes back continues it with a discontinuity).
+/// `EXT-X-ENDLIST`; a publisher that comes back within it continues it with a
+/// discontinuity, its DVR window kept).
 const ENDED_GRACE: Duration = Duration::from_secs(30);
 /// A viewer counts as watching while it fetched media within this.
 const VIEWER_WINDOW: Duration = Duration::from_secs(30);
@@ -77,6 +78,12 @@ pub(crate) struct HlsStream {
     pub(crate) instance: u64,
     /// Its directory in `dvr_dir`, when it spills.
     pub(crate) dvr: Option<Arc<dvr::Window>>,
+    /// Which packaging task feeds it: bumped (under the packager's lock) when a new
+    /// publisher of the stream continues the window.
+    publisher: AtomicU64,
+    /// A publisher resumed the stream within the hub's grace: its first sequence header
+    /// starts a new timeline.
+    new_session: AtomicBool,
 }
 
 impl std::fmt::Debug for HlsStream {
@@ -125,6 +132,36 @@ impl HlsStream {
             p.version()
         };
         self.bump(version);
+    }
+
+    /// Ends the window if packaging task `publisher` still feeds it.
+    fn end_for(&self, publisher: u64) {
+        let version = {
+            let mut p = self.packager();
+            if self.publisher.load(Ordering::Relaxed) != publisher {
+                return;
+            }
+            p.end(Instant::now());
+            p.version()
+        };
+        self.bump(version);
+    }
+
+    /// Continues the window with a new publisher of the stream: the number of its
+    /// packaging task, or None if the window cannot go on (never started).
+    fn resume(&self) -> Option<u64> {
+        let (version, publisher) = {
+            let mut p = self.packager();
+            // The last publisher's frames end here (its task may not have noticed yet).
+            p.end(Instant::now());
+            if !p.resume() {
+                return None;
+            }
+            let publisher = self.publisher.fetch_add(1, Ordering::Relaxed) + 1;
+            (p.version(), publisher)
+        };
+        self.bump(version);
+        Some(publisher)
     }
 }
 
@@ -194,29 +231,6 @@ impl StreamOutput for HlsOutput {
         }
         let name = stream.name().to_owned();
         let cfg = self.packager_config();
-        let hs = {
-            let mut streams = lock(&self.shared.streams);
-            let base = sequence_base();
-            let mut packager = Packager::new(cfg);
-            packager.start_sequence(base, base as u32);
-            // A window of the same name (the stream ended moments ago) is replaced; its
-            // players see the new one's segments after a jump in sequence numbers.
-            let hs = Arc::new(HlsStream {
-                metrics: self.shared.metrics.hls(&name),
-                name: name.clone(),
-                packager: Mutex::new(packager),
-                version: watch::channel(0).0,
-                viewers: Mutex::new(HashMap::new()),
-                instance: base,
-                dvr: self.shared.dvr.as_ref().map(|r| Arc::new(r.window(base))),
-            });
-            if let Some(old) = streams.insert(name.clone(), hs.clone()) {
-                // Its parked requests answer from the ended window.
-                old.end();
-            }
-            hs
-        };
-        debug!(stream = %name, "hls packaging started");
         let limits = QueueLimits {
             // Packaging never waits on a socket: the queue only absorbs scheduling delays.
             max_bytes: 32 * 1024 * 1024,
@@ -226,15 +240,50 @@ impl StreamOutput for HlsOutput {
         let Some(sub) = stream.subscribe(limits, Instant::now()) else {
             return;
         };
-        if hs.dvr.is_some() {
-            tokio::spawn(dvr::run_writer(Arc::downgrade(&hs), hs.version.subscribe()));
-        }
+        let (hs, publisher) = {
+            let mut streams = lock(&self.shared.streams);
+            // A window of the same name (the stream ended moments ago) goes on, its DVR
+            // window kept: players see a discontinuity.
+            let resumed = streams
+                .get(&name)
+                .and_then(|old| Some((old.clone(), old.resume()?)));
+            if let Some(resumed) = resumed {
+                resumed
+            } else {
+                let base = sequence_base();
+                let mut packager = Packager::new(cfg);
+                packager.start_sequence(base, base as u32);
+                // One that cannot go on is replaced; its players see the new one's segments
+                // after a jump in sequence numbers.
+                let hs = Arc::new(HlsStream {
+                    metrics: self.shared.metrics.hls(&name),
+                    name: name.clone(),
+                    packager: Mutex::new(packager),
+                    version: watch::channel(0).0,
+                    viewers: Mutex::new(HashMap::new()),
+                    instance: base,
+                    dvr: self.shared.dvr.as_ref().map(|r| Arc::new(r.window(base))),
+                    publisher: AtomicU64::new(0),
+                    new_session: AtomicBool::new(false),
+                });
+                if let Some(old) = streams.insert(name.clone(), hs.clone()) {
+                    // Its parked requests answer from the ended window.
+                    old.end();
+                }
+                if hs.dvr.is_some() {
+                    tokio::spawn(dvr::run_writer(Arc::downgrade(&hs), hs.version.subscribe()));
+                }
+                (hs, 0)
+            }
+        };
+        debug!(stream = %name, publisher, "hls packaging started");
         let guard = relay.track(|| format!("hls packager {name}"));
         let shared = self.shared.clone();
         tokio::spawn(async move {
             let mut out = Packaging {
                 sub,
                 hs: hs.clone(),
+                publisher,
                 reported_version: 0,
                 next_tick: Instant::now() + TICK,
             };
@@ -242,7 +291,7 @@ impl StreamOutput for HlsOutput {
             // exports the gauges) matters.
             let mut driver = Driver::new(NullIo, prism_egress::Config::default());
             let exit = driver.run(&mut out).await;
-            hs.end();
+            hs.end_for(publisher);
             info!(stream = %hs.name, "hls packaging ended: {}", match exit {
                 Ok(e) => format!("{e:?}"),
                 Err(e) => format!("{e:?}"),
@@ -251,12 +300,18 @@ impl StreamOutput for HlsOutput {
             drop(guard);
             tokio::time::sleep(ENDED_GRACE).await;
             let mut streams = lock(&shared.streams);
-            if streams.get(&hs.name).is_some_and(|s| Arc::ptr_eq(s, &hs)) {
+            let current = hs.publisher.load(Ordering::Relaxed) == publisher;
+            if current && streams.get(&hs.name).is_some_and(|s| Arc::ptr_eq(s, &hs)) {
                 streams.remove(&hs.name);
                 drop(streams);
                 shared.metrics.forget_hls(&hs.name);
             }
         });
+    }
+    fn stream_resumed(&self, _relay: &Arc<Relay>, stream: &Arc<Stream>) {
+        if let Some(hs) = self.shared.stream(stream.app(), stream.key()) {
+            hs.new_session.store(true, Ordering::Relaxed);
+        }
     }
 }
 
@@ -264,6 +319,9 @@ impl StreamOutput for HlsOutput {
 struct Packaging {
     sub: Subscription,
     hs: Arc<HlsStream>,
+    /// Its number (see `HlsStream::publisher`): once another continues the window, this
+    /// one's late frames are dropped.
+    publisher: u64,
     reported_version: u64,
     /// The next [`Output::report`] while no frame comes (the driver reports on frames).
     next_tick: Instant,
@@ -281,7 +339,16 @@ impl Output for Packaging {
         let (now, wall) = (Instant::now(), SystemTime::now());
         let version = {
             let mut p = self.hs.packager();
+            if self.hs.publisher.load(Ordering::Relaxed) != self.publisher {
+                frames.clear();
+                return;
+            }
             for f in frames.drain(..) {
+                // The resumed publisher's frames begin with its sequence headers (the
+                // previous one's, still queued, come before).
+                if f.sequence_header && self.hs.new_session.swap(false, Ordering::Relaxed) {
+                    p.restart();
+                }
                 p.push(f.kind, f.timestamp, &f.payload, now, wall);
             }
             p.version()
