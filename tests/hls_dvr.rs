@@ -14,7 +14,8 @@ use std::io::Write;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Child, ChildStdin, Command, Stdio};
-use std::sync::OnceLock;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 const KEY: &str = "dvrcam";
@@ -199,6 +200,41 @@ impl PipePublisher {
         self.stdin = None;
         let _ = self.child.kill();
         let _ = self.child.wait();
+    }
+}
+
+/// A publisher going on in real time on a thread (as an encoder does). Stopped, and its
+/// ffmpeg killed, on drop.
+struct LiveFeed {
+    stop: Arc<AtomicBool>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl PipePublisher {
+    /// Publishes on in real time from the media time published so far.
+    fn live(mut self) -> LiveFeed {
+        let stop = Arc::new(AtomicBool::new(false));
+        let flag = stop.clone();
+        let thread = std::thread::spawn(move || {
+            let (from, t0) = (self.fed, std::time::Instant::now());
+            while !flag.load(Ordering::Relaxed) {
+                self.feed_until(from + t0.elapsed().as_millis() as u32);
+                std::thread::sleep(Duration::from_millis(40));
+            }
+        });
+        LiveFeed {
+            stop,
+            thread: Some(thread),
+        }
+    }
+}
+
+impl Drop for LiveFeed {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
     }
 }
 
@@ -750,4 +786,59 @@ fn republishing_after_the_end_continues_the_window() {
         out.status.success() && errors.trim().is_empty(),
         "ffmpeg from the start of the window across the republish: {errors}"
     );
+}
+
+#[test]
+fn the_page_scrub_bar_seeks_back_in_the_window() {
+    let hls_port = free_port();
+    let tmp = TempDir::new("hls-dvr-page");
+    let prism = Prism::start(&dvr_config(hls_port, &tmp.join("dvr")));
+    let hls: SocketAddr = ([127, 0, 0, 1], hls_port).into();
+    let mut publisher = PipePublisher::start(&prism.rtmp_url("live", KEY), hls);
+    publisher.publish(100_000);
+    wait_span(hls, 94.0);
+    let _feed = publisher.live();
+    // tests/js/dvr.mjs: headless Chromium plays the page, drags its DVR bar 60 s back.
+    let out = run_with_timeout(
+        Command::new("node")
+            .arg(workspace_dir().join("tests/js/dvr.mjs"))
+            .arg(format!("http://{hls}/live/{KEY}/"))
+            .arg("60"),
+        Duration::from_secs(90),
+    )
+    .expect("node tests/js/dvr.mjs (run ./scripts/test.sh to install playwright-core)");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "dvr.mjs failed: {stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: serde_json::Value = serde_json::from_str(stdout.trim())
+        .unwrap_or_else(|e| panic!("dvr.mjs output {stdout}: {e}"));
+    let num = |at: &str, key: &str| v[at][key].as_f64().unwrap_or(f64::NAN);
+    eprintln!("[hls_dvr] hls.js DVR seek: {v}");
+    let window = num("before", "seekableEnd") - num("before", "seekableStart");
+    assert!(
+        window > 90.0,
+        "the rewind window is seekable: {window} s: {v}"
+    );
+    let behind = num("seeked", "seekableEnd") - num("seeked", "currentTime");
+    assert!(
+        (54.0..=66.0).contains(&behind),
+        "60 s behind live: {behind}: {v}"
+    );
+    let played = num("after", "currentTime") - num("seeked", "currentTime");
+    assert!(played > 3.0, "it plays on from there: {played} s: {v}");
+    let still_behind = num("after", "seekableEnd") - num("after", "currentTime");
+    assert!(
+        still_behind > 45.0,
+        "and stays in the past: {still_behind}: {v}"
+    );
+    let fatal: Vec<_> = v["errors"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|e| e.as_str().is_some_and(|e| e.ends_with(":fatal")))
+        .collect();
+    assert!(fatal.is_empty(), "hls.js fatal errors: {v}");
 }
