@@ -716,6 +716,15 @@ fn prism_check_refuses_a_dvr_dir_it_cannot_create() {
         .wait_exit(Duration::from_secs(10))
         .is_some_and(|s| !s.success()));
     assert!(prism.stderr().contains("dvr_dir"), "{}", prism.stderr());
+    // At start, window directories a crash left behind go; nothing else in dvr_dir does.
+    let dvr = tmp.join("dvr");
+    let stale = dvr.join("w0000000065e1c0de");
+    fs::create_dir_all(&stale).unwrap();
+    fs::write(stale.join("video-7.m4s"), b"old").unwrap();
+    fs::write(dvr.join("README"), b"the operator's").unwrap();
+    let _prism = Prism::start(&config(&dvr));
+    assert!(!stale.exists(), "the stale window directory is removed");
+    assert!(dvr.join("README").exists(), "other files are kept");
 }
 
 #[test]

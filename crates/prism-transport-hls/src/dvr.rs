@@ -15,8 +15,9 @@ use bytes::Bytes;
 use prism_hls::{DiskJob, TrackKind};
 use prism_metrics::Metrics;
 use std::fs;
-use std::io::{self, Write};
-use std::os::unix::fs::{DirBuilderExt, FileExt, OpenOptionsExt, PermissionsExt};
+use std::io::{self, Read, Seek, Write};
+#[cfg(unix)]
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Weak};
 use std::time::Duration;
@@ -92,9 +93,10 @@ impl Window {
         let path = self.file(track, msn);
         let len = usize::try_from(len).ok()?;
         let read = tokio::task::spawn_blocking(move || -> io::Result<Bytes> {
-            let f = fs::File::open(path)?;
+            let mut f = fs::File::open(path)?;
+            f.seek(io::SeekFrom::Start(offset))?;
             let mut buf = vec![0; len];
-            f.read_exact_at(&mut buf, offset)?;
+            f.read_exact(&mut buf)?;
             Ok(Bytes::from(buf))
         });
         let result = tokio::time::timeout(IO_TIMEOUT, read).await;
@@ -226,8 +228,26 @@ async fn run_jobs(
     }
 }
 
+/// Owner-only directories and files where the platform has modes (a stream's media is
+/// not for other local users).
+fn dir_builder() -> fs::DirBuilder {
+    #[allow(unused_mut)]
+    let mut b = fs::DirBuilder::new();
+    #[cfg(unix)]
+    b.mode(0o700);
+    b
+}
+
+fn file_options() -> fs::OpenOptions {
+    #[allow(unused_mut)]
+    let mut o = fs::OpenOptions::new();
+    #[cfg(unix)]
+    o.mode(0o600);
+    o
+}
+
 fn create_private_dir(dir: &Path) -> io::Result<()> {
-    match fs::DirBuilder::new().mode(0o700).create(dir) {
+    match dir_builder().create(dir) {
         Err(e) if e.kind() != io::ErrorKind::AlreadyExists => Err(e),
         _ if !dir.is_dir() => Err(io::Error::other("not a directory")),
         _ => Ok(()),
@@ -235,11 +255,10 @@ fn create_private_dir(dir: &Path) -> io::Result<()> {
 }
 
 fn write_file(path: &Path, parts: &[Bytes]) -> io::Result<()> {
-    let mut f = fs::OpenOptions::new()
+    let mut f = file_options()
         .write(true)
         .create(true)
         .truncate(true)
-        .mode(0o600)
         .open(path)?;
     for p in parts {
         f.write_all(p)?;
@@ -286,11 +305,7 @@ pub fn check_dir(dir: &Path) -> Result<(), String> {
 /// Whether we may create files in `dir`: try one (root passes any mode check).
 fn writable(dir: &Path) -> io::Result<()> {
     let probe = dir.join(format!(".prism-check-{}", std::process::id()));
-    fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(0o600)
-        .open(&probe)?;
+    file_options().write(true).create_new(true).open(&probe)?;
     fs::remove_file(&probe)
 }
 
@@ -298,11 +313,11 @@ fn writable(dir: &Path) -> io::Result<()> {
 /// window directories a previous run left behind (nothing else in it is touched).
 pub fn prepare(dir: &Path) -> Result<(), String> {
     if !dir.exists() {
-        fs::DirBuilder::new()
+        dir_builder()
             .recursive(true)
-            .mode(0o700)
             .create(dir)
             .map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+        #[cfg(unix)]
         let _ = fs::set_permissions(dir, fs::Permissions::from_mode(0o700));
     }
     check_dir(dir)?;
@@ -328,10 +343,10 @@ mod tests {
     }
 
     #[test]
+    #[cfg(unix)]
     fn prepare_creates_private_dir_and_removes_only_stale_windows() {
         let root = temp("prepare");
         let dir = root.join("a/b");
-        assert!(check_dir(&dir).is_err() || root.parent().is_some());
         fs::create_dir_all(&root).unwrap();
         assert_eq!(check_dir(&dir), Ok(()), "creatable");
         assert!(!dir.exists(), "check creates nothing");
