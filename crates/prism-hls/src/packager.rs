@@ -605,6 +605,8 @@ impl Track {
             // Its bytes are on disk now.
             part.data = Bytes::new();
         }
+        // Kept for the window's length: no spare capacity (hours of segments add up).
+        seg.parts.shrink_to_fit();
         seg.storage = Storage::Disk { offsets };
         if in_window {
             self.disk_bytes += at;
