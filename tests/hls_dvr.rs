@@ -772,6 +772,11 @@ fn republishing_after_the_end_continues_the_window() {
         assert_segment_decodes(hls, (&text, &p), i, tmp.path());
     }
     assert_eq!(window_dir(&dvr), window, "the same window directory");
+    // Its series are exported again (the first stream's end removed them).
+    let series = format!("prism_hls_segments{{stream=\"live/{KEY}\"}}");
+    wait_until(Duration::from_secs(10), "the window's gauges", || {
+        prism.metric_value(&series).unwrap_or(0.0) >= p.segments.len() as f64
+    });
     // The DASH manifest lists the new timeline (its init segment's segments).
     let (status, mpd) = get(hls, &format!("/live/{KEY}/manifest.mpd"));
     assert_eq!(status, 200, "{mpd}");

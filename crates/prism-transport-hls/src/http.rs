@@ -507,7 +507,7 @@ impl Server {
         self.shared.metrics.hls_request(kind, status.as_u16()).inc();
         if let Some(hs) = hs {
             if !head && body.len() > 0 && (a.media || status.is_success()) {
-                hs.metrics.bytes_sent.inc_by(body.len() as u64);
+                hs.metrics().bytes_sent.inc_by(body.len() as u64);
             }
         }
         let len = body.len();

@@ -73,7 +73,9 @@ pub(crate) struct HlsStream {
     pub(crate) version: watch::Sender<u64>,
     /// Client fingerprint → last media request.
     viewers: Mutex<HashMap<u64, Instant>>,
-    pub(crate) metrics: HlsMetrics,
+    /// Its series; taken again when a new publisher continues the window (the stream's end
+    /// may have removed them).
+    metrics: Mutex<HlsMetrics>,
     /// Distinguishes this window from an earlier one of the same name (ETags).
     pub(crate) instance: u64,
     /// Its directory in `dvr_dir`, when it spills.
@@ -99,6 +101,10 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 impl HlsStream {
     pub(crate) fn packager(&self) -> MutexGuard<'_, Packager> {
         lock(&self.packager)
+    }
+
+    pub(crate) fn metrics(&self) -> HlsMetrics {
+        lock(&self.metrics).clone()
     }
 
     /// The app part of the name (logs: the key is a secret).
@@ -149,7 +155,7 @@ impl HlsStream {
 
     /// Continues the window with a new publisher of the stream: the number of its
     /// packaging task, or None if the window cannot go on (never started).
-    fn resume(&self) -> Option<u64> {
+    fn resume(&self, metrics: &Metrics) -> Option<u64> {
         let (version, publisher) = {
             let mut p = self.packager();
             // The last publisher's frames end here (its task may not have noticed yet).
@@ -160,6 +166,7 @@ impl HlsStream {
             let publisher = self.publisher.fetch_add(1, Ordering::Relaxed) + 1;
             (p.version(), publisher)
         };
+        *lock(&self.metrics) = metrics.hls(&self.name);
         self.bump(version);
         Some(publisher)
     }
@@ -246,7 +253,7 @@ impl StreamOutput for HlsOutput {
             // window kept: players see a discontinuity.
             let resumed = streams
                 .get(&name)
-                .and_then(|old| Some((old.clone(), old.resume()?)));
+                .and_then(|old| Some((old.clone(), old.resume(&self.shared.metrics)?)));
             if let Some(resumed) = resumed {
                 resumed
             } else {
@@ -256,7 +263,7 @@ impl StreamOutput for HlsOutput {
                 // One that cannot go on is replaced; its players see the new one's segments
                 // after a jump in sequence numbers.
                 let hs = Arc::new(HlsStream {
-                    metrics: self.shared.metrics.hls(&name),
+                    metrics: Mutex::new(self.shared.metrics.hls(&name)),
                     name: name.clone(),
                     packager: Mutex::new(packager),
                     version: watch::channel(0).0,
@@ -308,6 +315,8 @@ impl StreamOutput for HlsOutput {
             }
         });
     }
+
+    /// The next sequence header of the stream starts a new timeline.
     fn stream_resumed(&self, _relay: &Arc<Relay>, stream: &Arc<Stream>) {
         if let Some(hs) = self.shared.stream(stream.app(), stream.key()) {
             hs.new_session.store(true, Ordering::Relaxed);
@@ -389,7 +398,7 @@ impl Output for Packaging {
             (p.segment_count(), p.bytes(), p.disk_bytes())
         };
         let viewers = self.hs.count_viewers(now);
-        let m = &self.hs.metrics;
+        let m = self.hs.metrics();
         m.segments.set(segments as i64);
         m.dvr_bytes.set(bytes as i64);
         m.dvr_disk_bytes.set(disk as i64);
