@@ -29,7 +29,8 @@ have stunnel4 || have stunnel || missing+=(stunnel4)
 python3 -c 'import yaml' 2>/dev/null || /usr/bin/python3 -c 'import yaml' 2>/dev/null ||
   missing+=(python3-yaml)
 have rtmpdump || missing+=(rtmpdump)
-# tests/hls.rs drives headless Chromium with playwright-core (tests/js) under Node.js.
+# tests/hls.rs and tests/hls_dvr.rs drive headless Chromium with playwright-core (tests/js)
+# under Node.js.
 have node || missing+=(nodejs)
 have npm || missing+=(npm)
 # tests/hls_serving.rs plays HLS with GStreamer 1.22: playbin3 + hlsdemux2 (plugins-good),

@@ -13,6 +13,8 @@ pub mod playlist;
 pub mod request;
 pub mod ts;
 
-pub use packager::{Packager, PackagerConfig, Part, Pushed, Segment, Track, TrackKind};
+pub use packager::{
+    DiskJob, Located, Packager, PackagerConfig, Part, Pushed, Segment, Storage, Track, TrackKind,
+};
 pub use request::{BadUrl, Readiness, Request, Resource};
 pub use ts::{Container, TsSegment, TsWindow};

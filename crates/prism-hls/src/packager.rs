@@ -13,6 +13,13 @@
 //!   complete by then.
 //! - A sample's duration is known when the next sample of its track arrives, so each track
 //!   holds one sample back.
+//!
+//! DVR spill (`PackagerConfig::spill`): complete segments older than the live playlist's
+//! last `window_segments` are handed to the driver to write to disk ([`Packager::take_disk_jobs`]);
+//! once it reports them written ([`Packager::spilled`]) they keep their part durations and
+//! byte ranges but not the bytes, so memory holds only the live end of the window. A segment
+//! on disk that leaves the window (after its grace) yields a delete job. A failed write
+//! stops spilling for the stream: its window stays in memory, bounded by `max_bytes`.
 
 use crate::ts::{Container, Cut, TsWindow};
 use bytes::Bytes;
@@ -39,6 +46,8 @@ pub struct PackagerConfig {
     pub grace: Duration,
     /// CMAF, MPEG-TS or both (over the same cuts).
     pub container: Container,
+    /// Segments older than the live playlist go to disk (the driver writes them).
+    pub spill: bool,
 }
 
 impl Default for PackagerConfig {
@@ -51,6 +60,7 @@ impl Default for PackagerConfig {
             max_bytes: 1 << 30,
             grace: Duration::from_secs(12),
             container: Container::Fmp4,
+            spill: false,
         }
     }
 }
@@ -121,11 +131,69 @@ pub struct Segment {
     pub init: u32,
     /// Discontinuity sequence number of this segment.
     pub disc_seq: u64,
+    /// Where its parts' bytes are.
+    pub storage: Storage,
+}
+
+/// Where a complete segment's bytes are.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Storage {
+    /// In its parts' `data`.
+    Memory,
+    /// In memory, and due to be (or being) written to disk.
+    Spilling,
+    /// Only in the segment's file on disk (see [`DiskJob`]): part `i` is bytes
+    /// `offsets[i]..offsets[i + 1]`; the parts' `data` is empty.
+    Disk { offsets: Vec<u64> },
+}
+
+/// Where the bytes of a segment or a part are.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Located {
+    /// In memory: these chunks back to back.
+    Memory(Vec<Bytes>),
+    /// `len` bytes at `offset` of the file of segment `msn` (of the track asked).
+    Disk { msn: u64, offset: u64, len: u64 },
+}
+
+/// Work for the driver's disk writer, in order (a delete follows the write of its file).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DiskJob {
+    /// Write segment `msn` of `track` to a file of its own: `parts` back to back. Report
+    /// the outcome with [`Packager::spilled`].
+    Write {
+        track: TrackKind,
+        msn: u64,
+        parts: Vec<Bytes>,
+    },
+    /// The file of segment `msn` of `track` is no longer needed.
+    Delete { track: TrackKind, msn: u64 },
 }
 
 impl Segment {
+    /// Its size, wherever its bytes are.
     pub fn bytes(&self) -> usize {
-        self.parts.iter().map(|p| p.data.len()).sum()
+        match &self.storage {
+            Storage::Disk { offsets } => offsets.last().map_or(0, |&n| n as usize),
+            _ => self.parts.iter().map(|p| p.data.len()).sum(),
+        }
+    }
+
+    /// Whether its bytes are only on disk.
+    pub fn on_disk(&self) -> bool {
+        matches!(self.storage, Storage::Disk { .. })
+    }
+
+    /// Bytes `start..` of length `len` of this segment.
+    fn locate(&self, start: u64, len: u64, range: std::ops::Range<usize>) -> Located {
+        match &self.storage {
+            Storage::Disk { .. } => Located::Disk {
+                msn: self.msn,
+                offset: start,
+                len,
+            },
+            _ => Located::Memory(self.parts[range].iter().map(|p| p.data.clone()).collect()),
+        }
     }
 
     /// No sample of this track fell in the segment's time (`EXT-X-GAP`; not fetchable).
@@ -166,8 +234,12 @@ pub struct Track {
     pending: Option<Pending>,
     /// The last sample's duration, in the timescale (for the last sample of a stream).
     last_duration: u32,
-    /// Bytes in `segments` and `open`.
+    /// Bytes in `segments` and `open` (in memory or on disk).
     bytes: u64,
+    /// Of those, bytes on disk.
+    disk_bytes: u64,
+    /// Disk jobs due, oldest first.
+    jobs: VecDeque<DiskJob>,
     /// Longest complete segment so far, seconds.
     pub max_segment: f64,
     /// Longest part so far, seconds.
@@ -193,6 +265,8 @@ impl Track {
             pending: None,
             last_duration: 0,
             bytes: 0,
+            disk_bytes: 0,
+            jobs: VecDeque::new(),
             max_segment: 0.0,
             max_part: 0.0,
             peak_bitrate: 0,
@@ -226,7 +300,20 @@ impl Track {
         live.or_else(retired).filter(|s| s.msn == msn)
     }
 
-    /// A part by segment number and index, in the open segment or a complete one.
+    fn segment_mut(&mut self, msn: u64) -> Option<&mut Segment> {
+        let at = |first: Option<u64>| first.and_then(|f| msn.checked_sub(f)).map(|i| i as usize);
+        if let Some(i) = at(self.segments.front().map(|s| s.msn)) {
+            return self.segments.get_mut(i).filter(|s| s.msn == msn);
+        }
+        let i = at(self.retired.front().map(|(_, s)| s.msn))?;
+        self.retired
+            .get_mut(i)
+            .map(|(_, s)| s)
+            .filter(|s| s.msn == msn)
+    }
+
+    /// A part by segment number and index, in the open segment or a complete one. The
+    /// `data` of a part on disk is empty: see [`Track::part_data`].
     pub fn part(&self, msn: u64, index: usize) -> Option<&Part> {
         if self.open.msn == msn {
             return self.open.parts.get(index);
@@ -234,9 +321,39 @@ impl Track {
         self.segment(msn)?.parts.get(index)
     }
 
-    /// Bytes held for the playlist and DVR windows (the open segment included).
+    /// Where the bytes of complete segment `msn` are.
+    pub fn segment_data(&self, msn: u64) -> Option<Located> {
+        let seg = self.segment(msn)?;
+        Some(seg.locate(0, seg.bytes() as u64, 0..seg.parts.len()))
+    }
+
+    /// Where the bytes of part `index` of segment `msn` (open or complete) are.
+    pub fn part_data(&self, msn: u64, index: usize) -> Option<Located> {
+        let seg = if self.open.msn == msn {
+            &self.open
+        } else {
+            self.segment(msn)?
+        };
+        let part = seg.parts.get(index)?;
+        let (start, len) = match &seg.storage {
+            Storage::Disk { offsets } => {
+                let start = *offsets.get(index)?;
+                (start, offsets.get(index + 1)?.checked_sub(start)?)
+            }
+            _ => (0, part.data.len() as u64),
+        };
+        Some(seg.locate(start, len, index..index + 1))
+    }
+
+    /// Bytes held for the playlist and DVR windows (the open segment included), in memory
+    /// or on disk.
     pub fn bytes(&self) -> u64 {
         self.bytes
+    }
+
+    /// Of [`Track::bytes`], those on disk.
+    pub fn disk_bytes(&self) -> u64 {
+        self.disk_bytes
     }
 
     fn timescale(&self) -> u64 {
@@ -396,14 +513,17 @@ impl Track {
             if !(over_bytes || (over_count && over_time)) {
                 break;
             }
-            let Some(seg) = self.segments.pop_front() else {
+            let Some(mut seg) = self.segments.pop_front() else {
                 break;
             };
             self.bytes = self.bytes.saturating_sub(seg.bytes() as u64);
+            self.leave_window(&mut seg);
             self.retired.push_back((now + cfg.grace, seg));
         }
         while self.retired.front().is_some_and(|(until, _)| *until <= now) {
-            self.retired.pop_front();
+            if let Some((_, seg)) = self.retired.pop_front() {
+                self.dropped(&seg);
+            }
         }
         // Init versions no segment needs any more.
         let oldest = self
@@ -413,6 +533,112 @@ impl Track {
             .or(self.segments.front().map(|s| s.init))
             .unwrap_or(self.open.init);
         self.inits.retain(|(v, _)| *v >= oldest);
+    }
+}
+
+impl Track {
+    /// `seg` left the window for its grace: no longer counted, not worth writing now.
+    fn leave_window(&mut self, seg: &mut Segment) {
+        match seg.storage {
+            Storage::Disk { .. } => {
+                self.disk_bytes = self.disk_bytes.saturating_sub(seg.bytes() as u64);
+            }
+            Storage::Spilling if self.cancel_write(seg.msn) => seg.storage = Storage::Memory,
+            _ => {}
+        }
+    }
+
+    /// `seg` is gone: its file too.
+    fn dropped(&mut self, seg: &Segment) {
+        // A write not yet taken was cancelled when it left the window; one in flight is
+        // followed by this delete.
+        if seg.storage != Storage::Memory {
+            self.jobs.push_back(DiskJob::Delete {
+                track: self.kind,
+                msn: seg.msn,
+            });
+        }
+    }
+
+    /// Removes the queued write of `msn`; false when the writer took it already.
+    fn cancel_write(&mut self, msn: u64) -> bool {
+        let before = self.jobs.len();
+        self.jobs
+            .retain(|j| !matches!(j, DiskJob::Write { msn: m, .. } if *m == msn));
+        self.jobs.len() != before
+    }
+
+    /// Queues the writes of the complete segments older than the live playlist that are
+    /// still only in memory.
+    fn queue_spills(&mut self, window_segments: usize) {
+        let kind = self.kind;
+        let mut due = Vec::new();
+        // Newest first, down to the first one queued before (older ones were, or failed).
+        for seg in self.segments.iter_mut().rev().skip(window_segments) {
+            if seg.storage != Storage::Memory {
+                break;
+            }
+            if seg.is_gap() {
+                continue;
+            }
+            seg.storage = Storage::Spilling;
+            due.push(DiskJob::Write {
+                track: kind,
+                msn: seg.msn,
+                parts: seg.parts.iter().map(|p| p.data.clone()).collect(),
+            });
+        }
+        self.jobs.extend(due.into_iter().rev());
+    }
+
+    /// The writer's outcome for segment `msn`.
+    fn spilled(&mut self, msn: u64, ok: bool) {
+        let in_window = self
+            .segments
+            .front()
+            .is_some_and(|f| msn >= f.msn && msn - f.msn < self.segments.len() as u64);
+        let Some(seg) = self.segment_mut(msn) else {
+            return;
+        };
+        if seg.storage != Storage::Spilling {
+            return;
+        }
+        if !ok {
+            seg.storage = Storage::Memory;
+            return;
+        }
+        let mut offsets = Vec::with_capacity(seg.parts.len() + 1);
+        let mut at = 0u64;
+        offsets.push(0);
+        for part in &mut seg.parts {
+            at += part.data.len() as u64;
+            offsets.push(at);
+            // Its bytes are on disk now.
+            part.data = Bytes::new();
+        }
+        // Kept for the window's length: no spare capacity (hours of segments add up).
+        seg.parts.shrink_to_fit();
+        seg.storage = Storage::Disk { offsets };
+        if in_window {
+            self.disk_bytes += at;
+        }
+    }
+
+    /// Gives up spilling: queued writes are dropped, their segments stay in memory.
+    fn stop_spilling(&mut self) {
+        let mut cancelled = Vec::new();
+        self.jobs.retain(|j| match j {
+            DiskJob::Write { msn, .. } => {
+                cancelled.push(*msn);
+                false
+            }
+            DiskJob::Delete { .. } => true,
+        });
+        for msn in cancelled {
+            if let Some(seg) = self.segment_mut(msn) {
+                seg.storage = Storage::Memory;
+            }
+        }
     }
 }
 
@@ -456,7 +682,18 @@ pub struct Packager {
     unsupported: u64,
     /// The MPEG-TS twin of the segments (`container` "ts" or "both").
     ts: Option<TsWindow>,
+    /// A disk write failed: no more spilling for this stream.
+    spill_failed: bool,
+    /// Resumed after `end`, waiting for the keyframe that starts the new timeline.
+    resuming: bool,
+    /// Added to incoming timestamps (a resumed stream's start over); computed at the first
+    /// frame after a resume (`shift_from`: the last timestamp before it).
+    shift: u32,
+    shift_from: Option<u32>,
 }
+
+/// A resumed stream's timeline starts at least this long after the last frame before it.
+const RESUME_GAP_MS: u32 = 100;
 
 /// How long an audio-only stream waits for a video configuration before it is packaged as
 /// audio only (encoders send both configurations before any frame).
@@ -482,6 +719,10 @@ impl Packager {
             version: 0,
             unsupported: 0,
             ts: cfg.container.ts().then(TsWindow::new),
+            spill_failed: false,
+            resuming: false,
+            shift: 0,
+            shift_from: None,
         }
     }
 
@@ -551,6 +792,39 @@ impl Packager {
         self.ts.as_ref()
     }
 
+    /// Of [`Packager::bytes`], those on disk.
+    pub fn disk_bytes(&self) -> u64 {
+        self.tracks.iter().map(|t| t.disk_bytes).sum()
+    }
+
+    /// Disk writes and deletes due, in the order they must be done. A write's segment stays
+    /// in memory until [`Packager::spilled`] reports it done.
+    pub fn take_disk_jobs(&mut self) -> Vec<DiskJob> {
+        self.tracks
+            .iter_mut()
+            .flat_map(|t| t.jobs.drain(..))
+            .collect()
+    }
+
+    /// The outcome of a [`DiskJob::Write`]. A failure stops spilling for this stream (its
+    /// segments stay in memory, the window bounded by `max_bytes`).
+    pub fn spilled(&mut self, track: TrackKind, msn: u64, ok: bool) {
+        if let Some(t) = self.tracks.iter_mut().find(|t| t.kind == track) {
+            t.spilled(msn, ok);
+        }
+        if !ok && !self.spill_failed {
+            self.spill_failed = true;
+            for t in &mut self.tracks {
+                t.stop_spilling();
+            }
+        }
+    }
+
+    /// Whether a disk write failed (the window stays in memory from then on).
+    pub fn spill_failed(&self) -> bool {
+        self.spill_failed
+    }
+
     /// Segments in the playlist (of the main track).
     pub fn segment_count(&self) -> usize {
         self.track(self.main).map_or(0, |t| t.segments.len())
@@ -574,6 +848,7 @@ impl Packager {
             MediaKind::Audio => (TrackKind::Audio, prism_cmaf::parse_audio(payload)),
             MediaKind::Data => return Pushed::Skipped,
         };
+        let timestamp = self.shifted(timestamp, wall);
         let (keyframe, cts_ms, data) = match parsed {
             Err(_) => {
                 self.unsupported += 1;
@@ -619,6 +894,10 @@ impl Packager {
         };
         if (!self.is_started() || self.restart) && leads {
             self.start_tracks(timestamp, wall, now);
+        }
+        if self.resuming {
+            // The new timeline starts with a keyframe of the leading track.
+            return Pushed::Skipped;
         }
         // Not started yet, or a track that is not packaged (until the next restart).
         let Some(ti) = self.tracks.iter().position(|t| t.kind == track) else {
@@ -697,6 +976,7 @@ impl Packager {
             discontinuity,
             init: self.init_version,
             disc_seq: self.disc_seq,
+            storage: Storage::Memory,
         }
     }
 
@@ -733,8 +1013,12 @@ impl Packager {
 
     fn evict(&mut self, now: Instant) {
         let cfg = self.cfg;
+        let spill = cfg.spill && !self.spill_failed;
         for track in &mut self.tracks {
             track.evict(&cfg, now);
+            if spill {
+                track.queue_spills(cfg.window_segments);
+            }
         }
         if let Some(ts) = &mut self.ts {
             ts.evict(&cfg, now);
@@ -752,8 +1036,16 @@ impl Packager {
             self.close_parts();
             self.disc_seq += 1;
             self.init_version += 1;
-            self.close_segments(t, true, wall);
-            self.evict(now);
+            if std::mem::take(&mut self.resuming) {
+                // After `end` the open segments are empty: they start the new timeline.
+                let open = self.new_segment(t, true, wall);
+                for track in &mut self.tracks {
+                    track.open = open.clone();
+                }
+            } else {
+                self.close_segments(t, true, wall);
+                self.evict(now);
+            }
         }
         self.restart = false;
         self.main = if self.configs[0].is_some() {
@@ -819,12 +1111,72 @@ impl Packager {
                 track.flush_pending();
             }
             self.close_parts();
-            let t = self.last_main.unwrap_or(self.seg_start);
+            // The end of the last main frame (it lasts as long as the one before), so that
+            // a track with nothing since the last cut still lists that time, as a gap.
+            let last = self.track(self.main).map_or(0, |m| {
+                (u64::from(m.last_duration) * 1000 / m.timescale()).min(u64::from(u32::MAX)) as u32
+            });
+            let t = self
+                .last_main
+                .map_or(self.seg_start, |t| t.wrapping_add(last));
             let wall = self.wall_at(t).unwrap_or(SystemTime::UNIX_EPOCH);
             self.close_segments(t, false, wall);
             self.evict(now);
         }
         self.version += 1;
+    }
+
+    /// A new encoder session of the live stream (a publisher that reconnected within the
+    /// hub's grace, its timestamps continued): the next keyframe starts a new timeline
+    /// (`EXT-X-DISCONTINUITY`, a new init segment). Identical sequence headers alone do not
+    /// restart (a looping encoder sends them again).
+    pub fn restart(&mut self) {
+        if self.is_started() && !self.ended {
+            self.restart = true;
+        }
+    }
+
+    /// The stream comes back after [`Packager::end`] (a new publisher of the same name):
+    /// the window goes on, and the next keyframe starts a new timeline
+    /// (`EXT-X-DISCONTINUITY`, a new init segment). The new publisher's timestamps, which
+    /// start over, are moved to follow the wall clock since the window began (never before
+    /// the last frame). False (nothing done) unless it ended after it started, with every
+    /// track's segments numbered alike up to the end.
+    pub fn resume(&mut self) -> bool {
+        let next = self.next_msn;
+        let aligned = self
+            .tracks
+            .iter()
+            .all(|t| t.segments.back().map_or(true, |s| s.msn + 1 == next));
+        if !self.ended || !self.is_started() || !aligned {
+            return false;
+        }
+        self.ended = false;
+        self.restart = true;
+        self.resuming = true;
+        // `end` left the last timestamp in `seg_start`.
+        self.shift_from = Some(self.seg_start);
+        self.version += 1;
+        true
+    }
+
+    /// `ts` on the window's timeline.
+    fn shifted(&mut self, ts: u32, wall: SystemTime) -> u32 {
+        if let Some(last) = self.shift_from.take() {
+            let min = last.wrapping_add(RESUME_GAP_MS);
+            let by_wall = self.anchor.and_then(|(w, at)| {
+                let ms = wall.duration_since(w).ok()?.as_millis();
+                Some(at.wrapping_add(u32::try_from(ms).ok()?))
+            });
+            // Wall-clock time, unless the last publisher ran ahead of it (timestamps are
+            // compared on the wrapping 32-bit timeline).
+            let start = match by_wall {
+                Some(t) if t.wrapping_sub(min) as i32 > 0 => t,
+                _ => min,
+            };
+            self.shift = start.wrapping_sub(ts);
+        }
+        ts.wrapping_add(self.shift)
     }
 
     /// Drops retired segments whose grace ended (call now and then while the stream is idle).

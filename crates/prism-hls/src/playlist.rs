@@ -332,7 +332,13 @@ pub fn dash(p: &Packager, now: SystemTime, query: &str) -> Option<String> {
                 t.config.channels.max(1)
             );
         }
-        let first = t.segments.front().map_or(t.open.msn, |s| s.msn);
+        // Only the current init segment's segments are listed (a new timeline after a
+        // discontinuity): numbering starts with the first of them.
+        let first = t
+            .segments
+            .iter()
+            .find(|s| s.init == t.init_version() && !s.is_gap())
+            .map_or(t.open.msn, |s| s.msn);
         let _ = writeln!(
             s,
             "<SegmentTemplate timescale=\"{}\" initialization=\"{}/init{}.mp4{q}\" media=\"{}/$Number${}\" startNumber=\"{first}\">\n<SegmentTimeline>",

@@ -303,7 +303,9 @@ impl TsWindow {
             }
             None => {
                 let resumed = self.unsupported.take().is_some();
-                if self.open.is_none() {
+                // A new timeline (a restart, or a window resumed after its end, whose open
+                // segment still has the old end time) opens here, whatever was open.
+                if self.open.is_none() || at.discontinuity {
                     self.open = Some(Open {
                         msn: at.next_msn,
                         start: at.at,

@@ -4,8 +4,9 @@ use bytes::Bytes;
 use prism_hls::check::{check_delta, check_media, parse_media};
 use prism_hls::playlist::{self, MediaOptions};
 use prism_hls::request::{self, Readiness};
-use prism_hls::{Packager, PackagerConfig, TrackKind};
+use prism_hls::{DiskJob, Located, Packager, PackagerConfig, TrackKind};
 use prism_media::MediaKind;
+use std::collections::HashMap;
 use std::time::{Duration, Instant, SystemTime};
 
 const SPS: &[u8] = &[
@@ -285,4 +286,346 @@ fn an_audio_dropout_is_a_gap_and_numbering_stays_aligned() {
     let url = format!("/live/a/audio/{}.m4s", gap.msn);
     let r = request::parse(&url, None).unwrap();
     assert_eq!(request::readiness(&f.p, &r), Readiness::NotFound);
+}
+
+/// A driver's disk in virtual time: files by (track, msn), written and deleted as the
+/// packager asks; `fail` makes every write fail (a full disk).
+#[derive(Default)]
+struct Disk {
+    files: HashMap<(TrackKind, u64), Vec<u8>>,
+    writes: usize,
+    deletes: usize,
+    peak_files: usize,
+    fail: bool,
+}
+
+impl Disk {
+    fn service(&mut self, p: &mut Packager) {
+        for job in p.take_disk_jobs() {
+            match job {
+                DiskJob::Write { track, msn, parts } => {
+                    self.writes += 1;
+                    if self.fail {
+                        p.spilled(track, msn, false);
+                        continue;
+                    }
+                    assert!(
+                        self.files.insert((track, msn), parts.concat()).is_none(),
+                        "{track:?} {msn} written twice"
+                    );
+                    p.spilled(track, msn, true);
+                }
+                DiskJob::Delete { track, msn } => {
+                    self.deletes += 1;
+                    assert!(
+                        self.files.remove(&(track, msn)).is_some(),
+                        "delete of {track:?} {msn}, never written"
+                    );
+                }
+            }
+        }
+        self.peak_files = self.peak_files.max(self.files.len());
+    }
+
+    /// The bytes at `at`, from memory or from the file.
+    fn read(&self, track: TrackKind, at: Located) -> Vec<u8> {
+        match at {
+            Located::Memory(chunks) => chunks.concat(),
+            Located::Disk { msn, offset, len } => {
+                let file = &self.files[&(track, msn)];
+                file[offset as usize..(offset + len) as usize].to_vec()
+            }
+        }
+    }
+}
+
+fn dvr_config() -> PackagerConfig {
+    PackagerConfig {
+        dvr_window: Duration::from_secs(60),
+        spill: true,
+        ..PackagerConfig::default()
+    }
+}
+
+/// Runs the feed to `ms` in steps of half a second, the disk serviced after each.
+fn run_with_disk(f: &mut Feed, disk: &mut Disk, ms: u32) {
+    let mut at = f.video_n * 1000 / 30;
+    while at < ms {
+        at = (at + 500).min(ms);
+        f.run_until(at);
+        disk.service(&mut f.p);
+    }
+}
+
+#[test]
+fn dvr_spill_keeps_the_live_end_in_memory_and_deletes_what_leaves() {
+    let mut f = Feed::new(dvr_config(), 60);
+    let mut disk = Disk::default();
+    run_with_disk(&mut f, &mut disk, 200_000);
+    let p = &f.p;
+    for kind in [TrackKind::Video, TrackKind::Audio] {
+        let t = p.track(kind).unwrap();
+        let total: f64 = t.segments.iter().map(|s| s.duration).sum();
+        assert!((60.0..=62.0).contains(&total), "{kind:?}: {total}");
+        let n = t.segments.len();
+        // Only the live playlist's segments stay in memory.
+        for (i, seg) in t.segments.iter().enumerate() {
+            let live = i >= n - 6;
+            assert_eq!(seg.on_disk(), !live, "{kind:?} segment {i} of {n}");
+            if seg.on_disk() {
+                assert!(seg.parts.iter().all(|p| p.data.is_empty()));
+                assert!(seg.parts.iter().all(|p| p.duration > 0.0), "durations kept");
+            }
+        }
+        let live: u64 = t
+            .segments
+            .iter()
+            .filter(|s| !s.on_disk())
+            .map(|s| s.bytes() as u64)
+            .sum();
+        assert_eq!(t.bytes() - t.disk_bytes(), live + t.open.bytes() as u64);
+        // A spilled segment reads back as its parts back to back, each a CMAF fragment.
+        let old = &t.segments[0];
+        let whole = disk.read(kind, t.segment_data(old.msn).unwrap());
+        assert_eq!(whole.len(), old.bytes());
+        let mut joined = Vec::new();
+        for i in 0..old.parts.len() {
+            let part = disk.read(kind, t.part_data(old.msn, i).unwrap());
+            assert_eq!(&part[4..8], b"moof", "part {i} starts with its moof");
+            joined.extend(part);
+        }
+        assert_eq!(joined, whole);
+        // A live one is served from memory.
+        let newest = t.segments.back().unwrap().msn;
+        assert!(matches!(t.segment_data(newest), Some(Located::Memory(_))));
+    }
+    // The playlist is the same with the window on disk.
+    let text = media(p, TrackKind::Video, false);
+    assert!(check_media(&text).is_empty(), "{:?}", check_media(&text));
+    assert!(p.disk_bytes() > 0 && p.disk_bytes() < p.bytes());
+    // Files: the DVR window plus the grace, never more; everything older was deleted.
+    // Per track: 30 segments of 60 s, 6 of them live (not on disk), 6 retired in the grace.
+    assert!(
+        disk.deletes > 0,
+        "segments that left the window were deleted"
+    );
+    assert!(
+        disk.peak_files <= 2 * (30 - 6 + 6 + 2),
+        "{} files at most",
+        disk.peak_files
+    );
+    assert_eq!(disk.writes, disk.files.len() + disk.deletes);
+    // Once the grace of everything passed, only the window's files remain.
+    let first = p.track(TrackKind::Video).unwrap().segments[0].msn;
+    f.p.handle_timeout(f.t0 + Duration::from_secs(1000));
+    disk.service(&mut f.p);
+    assert!(disk.files.keys().all(|(_, msn)| *msn >= first));
+}
+
+#[test]
+fn dvr_spill_failure_keeps_the_window_in_memory() {
+    let mut f = Feed::new(dvr_config(), 60);
+    let mut disk = Disk::default();
+    run_with_disk(&mut f, &mut disk, 30_000);
+    assert!(f.p.disk_bytes() > 0);
+    disk.fail = true;
+    run_with_disk(&mut f, &mut disk, 100_000);
+    assert!(f.p.spill_failed());
+    // One write failed; none was asked for after it.
+    let writes = disk.writes;
+    run_with_disk(&mut f, &mut disk, 120_000);
+    assert_eq!(disk.writes, writes, "no more writes once one failed");
+    let v = f.p.track(TrackKind::Video).unwrap();
+    let total: f64 = v.segments.iter().map(|s| s.duration).sum();
+    assert!(
+        (60.0..=62.0).contains(&total),
+        "the window still spans {total}"
+    );
+    assert!(
+        v.segments.iter().all(|s| !s.on_disk()),
+        "older files left the window"
+    );
+    for seg in &v.segments {
+        assert!(matches!(v.segment_data(seg.msn), Some(Located::Memory(c)) if !c.is_empty()));
+    }
+    // The files of the segments that left the window are still deleted.
+    f.p.handle_timeout(f.t0 + Duration::from_secs(1000));
+    disk.service(&mut f.p);
+    assert!(disk.files.is_empty(), "{:?}", disk.files.keys());
+    let text = media(&f.p, TrackKind::Video, false);
+    assert!(check_media(&text).is_empty(), "{:?}", check_media(&text));
+}
+
+#[test]
+fn dvr_write_in_flight_is_deleted_after_and_a_queued_one_cancelled() {
+    // A tiny byte bound evicts segments right after they are due to spill.
+    let cfg = PackagerConfig {
+        max_bytes: 600_000,
+        grace: Duration::ZERO,
+        ..dvr_config()
+    };
+    let mut f = Feed::new(cfg, 60);
+    f.run_until(40_000);
+    // The writer took nothing yet: writes of segments that left meanwhile were dropped.
+    let jobs = f.p.take_disk_jobs();
+    let written: Vec<(TrackKind, u64)> = jobs
+        .iter()
+        .filter_map(|j| match j {
+            DiskJob::Write { track, msn, .. } => Some((*track, *msn)),
+            DiskJob::Delete { .. } => None,
+        })
+        .collect();
+    assert!(!written.is_empty());
+    assert!(jobs.iter().all(|j| matches!(j, DiskJob::Write { .. })));
+    for (track, msn) in &written {
+        let t = f.p.track(*track).unwrap();
+        assert!(
+            t.segment(*msn).is_some(),
+            "only segments still in the window are written"
+        );
+    }
+    // The writes are in flight while the window moves on: each dropped segment's delete
+    // comes after its write.
+    f.run_until(120_000);
+    for (track, msn) in &written {
+        f.p.spilled(*track, *msn, true);
+    }
+    f.p.handle_timeout(f.t0 + Duration::from_secs(1000));
+    let deletes: Vec<(TrackKind, u64)> =
+        f.p.take_disk_jobs()
+            .into_iter()
+            .filter_map(|j| match j {
+                DiskJob::Delete { track, msn } => Some((track, msn)),
+                DiskJob::Write { .. } => None,
+            })
+            .collect();
+    for w in &written {
+        assert!(deletes.contains(w), "{w:?} deleted: {deletes:?}");
+    }
+}
+
+#[test]
+fn a_new_encoder_session_is_a_discontinuity() {
+    // A publisher that reconnects within the hub's grace sends its sequence headers again
+    // (the same ones) and goes on from a keyframe, after a gap in the timeline.
+    let resend_at = |f: &mut Feed, at: u32| {
+        let d = Duration::from_millis(u64::from(at));
+        f.p.push(MediaKind::Video, at, &avc_config(), f.t0 + d, f.wall0 + d);
+        f.p.push(MediaKind::Audio, at, &aac_config(), f.t0 + d, f.wall0 + d);
+        // The first frame of the new session is a keyframe.
+        f.video_n = at * 30 / 1000;
+        f.video_n += 60 - f.video_n % 60;
+        f.audio_n = (u64::from(f.video_n * 1000 / 30) * 48 / 1024) as u32;
+    };
+    let mut f = Feed::new(PackagerConfig::default(), 60);
+    f.run_until(9_000);
+    f.p.restart();
+    resend_at(&mut f, 12_000);
+    f.run_until(20_000);
+    for kind in [TrackKind::Video, TrackKind::Audio] {
+        let text = media(&f.p, kind, false);
+        assert_eq!(
+            text.matches("#EXT-X-DISCONTINUITY\n").count(),
+            1,
+            "{kind:?}:\n{text}"
+        );
+        assert!(check_media(&text).is_empty(), "{:?}", check_media(&text));
+        let parsed = parse_media(&text).unwrap();
+        assert_eq!(parsed.maps.len(), 2, "a new init segment: {text}");
+        assert!(
+            parsed.target_duration <= 2,
+            "the gap is not in a segment: {text}"
+        );
+    }
+    // The same sequence headers again without a new session (a looping encoder): no
+    // discontinuity.
+    let mut g = Feed::new(PackagerConfig::default(), 60);
+    g.run_until(9_000);
+    resend_at(&mut g, 10_000);
+    g.run_until(20_000);
+    assert!(!media(&g.p, TrackKind::Video, false).contains("#EXT-X-DISCONTINUITY\n"));
+}
+
+#[test]
+fn a_resumed_window_goes_on_with_a_discontinuity() {
+    let cfg = PackagerConfig {
+        dvr_window: Duration::from_secs(60),
+        ..PackagerConfig::default()
+    };
+    let mut f = Feed::new(cfg, 60);
+    f.run_until(20_000);
+    f.p.end(f.t0 + Duration::from_secs(20));
+    let ended = media(&f.p, TrackKind::Video, false);
+    assert!(ended.ends_with("#EXT-X-ENDLIST\n"));
+    let before = parse_media(&ended).unwrap();
+    let last_end = {
+        let v = f.p.track(TrackKind::Video).unwrap();
+        let s = v.segments.back().unwrap();
+        s.start + (s.duration * 90_000.0) as u64
+    };
+    // A new publisher 5 s later: its timestamps start over at 0.
+    assert!(f.p.resume());
+    f.t0 += Duration::from_secs(25);
+    f.wall0 += Duration::from_secs(25);
+    f.video_n = 0;
+    f.audio_n = 0;
+    f.p.push(MediaKind::Video, 0, &avc_config(), f.t0, f.wall0);
+    f.p.push(MediaKind::Audio, 0, &aac_config(), f.t0, f.wall0);
+    f.run_until(20_000);
+    for kind in [TrackKind::Video, TrackKind::Audio] {
+        let text = media(&f.p, kind, false);
+        assert!(!text.contains("#EXT-X-ENDLIST"), "{text}");
+        assert!(
+            check_media(&text).is_empty(),
+            "{:?}\n{text}",
+            check_media(&text)
+        );
+        assert_eq!(text.matches("#EXT-X-DISCONTINUITY\n").count(), 1, "{text}");
+        let p = parse_media(&text).unwrap();
+        assert!(p.target_duration <= 2, "{text}");
+        assert_eq!(p.maps.len(), 2, "{text}");
+    }
+    let after = parse_media(&media(&f.p, TrackKind::Video, false)).unwrap();
+    assert_eq!(
+        after.media_sequence, before.media_sequence,
+        "the window goes on"
+    );
+    let at = after.segments.iter().position(|s| s.discontinuity).unwrap();
+    assert_eq!(at, before.segments.len(), "right after the old segments");
+    // The timeline goes on too: about the 5 s of wall clock later, not back to 0.
+    let v = f.p.track(TrackKind::Video).unwrap();
+    let first_new = v.segments[at].start;
+    let gap = (first_new as f64 - last_end as f64) / 90_000.0;
+    assert!((4.0..6.5).contains(&gap), "{gap} s between the timelines");
+    // A second end and resume work alike.
+    f.p.end(f.t0 + Duration::from_secs(21));
+    assert!(f.p.resume());
+    assert!(!f.p.is_ended());
+    assert!(!f.p.resume(), "only an ended window resumes");
+}
+
+#[test]
+fn dash_numbers_the_current_timeline_from_its_first_segment() {
+    let mut f = Feed::new(PackagerConfig::default(), 60);
+    f.run_until(9_000);
+    f.p.end(f.t0 + Duration::from_secs(9));
+    assert!(f.p.resume());
+    f.video_n = 0;
+    f.audio_n = 0;
+    f.t0 += Duration::from_secs(10);
+    f.wall0 += Duration::from_secs(10);
+    f.p.push(MediaKind::Video, 0, &avc_config(), f.t0, f.wall0);
+    f.p.push(MediaKind::Audio, 0, &aac_config(), f.t0, f.wall0);
+    f.run_until(9_000);
+    let v = f.p.track(TrackKind::Video).unwrap();
+    let first_new = v.segments.iter().find(|s| s.discontinuity).unwrap();
+    let mpd = playlist::dash(&f.p, f.wall0, "").unwrap();
+    assert!(
+        mpd.contains(&format!("startNumber=\"{}\"", first_new.msn)),
+        "{mpd}"
+    );
+    assert!(
+        mpd.contains(&format!("<S t=\"{}\"", first_new.start)),
+        "{mpd}"
+    );
 }

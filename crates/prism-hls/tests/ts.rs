@@ -495,3 +495,51 @@ fn ts_stops_while_a_codec_it_cannot_carry_lasts_and_resumes_after() {
     assert_eq!(listed.media_sequence, first.msn);
     assert!(text.contains(&format!("#EXT-X-DISCONTINUITY-SEQUENCE:{}", first.disc_seq)));
 }
+
+#[test]
+fn a_resumed_window_continues_its_ts_twin_after_a_discontinuity() {
+    // A publisher ends, another one of the same name comes back (timestamps from 0 again):
+    // the TS twin goes on with the CMAF tracks, a discontinuity first, numbered alike.
+    let mut f = Feed::new(Container::Both, 30, 0);
+    f.run_until(8_000);
+    let end = f.t0 + Duration::from_millis(8_100);
+    f.p.end(end);
+    assert!(f.p.resume());
+    f.video_n = 0;
+    f.audio_n = 0;
+    let (t0, wall0) = (end, f.wall0 + Duration::from_millis(8_100));
+    f.t0 = t0;
+    f.wall0 = wall0;
+    f.p.push(MediaKind::Video, 0, &avc_config(), t0, wall0);
+    f.p.push(MediaKind::Audio, 0, &aac_config(), t0, wall0);
+    f.run_until(9_000);
+
+    let p = &f.p;
+    let us = |d: f64| (d * 1e6).round() as u64;
+    let video = p.track(TrackKind::Video).unwrap();
+    let cmaf: Vec<(u64, u64, bool)> = video
+        .segments
+        .iter()
+        .map(|s| (s.msn, us(s.duration), s.discontinuity))
+        .collect();
+    let ts = p.ts().expect("TS on");
+    let twins: Vec<(u64, u64, bool)> = ts
+        .segments
+        .iter()
+        .map(|s| (s.msn, us(s.duration), s.discontinuity))
+        .collect();
+    assert_eq!(cmaf, twins, "same numbers, durations, discontinuities");
+    assert_eq!(
+        twins.iter().filter(|s| s.2).count(),
+        1,
+        "one discontinuity: {twins:?}"
+    );
+    let text = playlist::ts_media(p, "").unwrap();
+    assert_eq!(check_ts_media(&text), Vec::<String>::new(), "{text}");
+    assert_eq!(text.matches("#EXT-X-DISCONTINUITY\n").count(), 1, "{text}");
+    // The resumed segment starts with PAT, PMT and the new publisher's keyframe.
+    let first = ts.segments.iter().find(|s| s.discontinuity).unwrap();
+    let pk = packets(&first.data);
+    assert_eq!((pk[0].pid, pk[1].pid), (0, 0x1000));
+    assert!(pk[2].pid == VIDEO_PID && pk[2].random_access);
+}

@@ -63,6 +63,8 @@ pub mod names {
     pub const HLS_DVR_BYTES: &str = "prism_hls_dvr_bytes";
     pub const HLS_VIEWERS: &str = "prism_hls_viewers";
     pub const HLS_BLOCKING_REQUESTS: &str = "prism_hls_blocking_requests";
+    pub const HLS_DVR_DISK_BYTES: &str = "prism_hls_dvr_disk_bytes";
+    pub const HLS_DVR_ERRORS_TOTAL: &str = "prism_hls_dvr_errors_total";
 
     /// Every name above, in declaration order.
     pub const ALL: &[&str] = &[
@@ -94,6 +96,8 @@ pub mod names {
         HLS_DVR_BYTES,
         HLS_VIEWERS,
         HLS_BLOCKING_REQUESTS,
+        HLS_DVR_DISK_BYTES,
+        HLS_DVR_ERRORS_TOTAL,
     ];
 }
 
@@ -166,6 +170,10 @@ pub struct Metrics {
     hls_viewers: IntGaugeVec,
     /// `prism_hls_blocking_requests`: blocking reloads and part requests parked now.
     hls_blocking_requests: IntGauge,
+    /// `prism_hls_dvr_disk_bytes{stream}`: of `prism_hls_dvr_bytes`, the bytes in `dvr_dir`.
+    hls_dvr_disk_bytes: IntGaugeVec,
+    /// `prism_hls_dvr_errors_total{op}`: failed DVR file operations (write, read, delete).
+    hls_dvr_errors_total: IntCounterVec,
 }
 
 impl Default for Metrics {
@@ -354,6 +362,16 @@ impl Metrics {
                 registry.register(Box::new(g.clone())).expect("unique name");
                 g
             },
+            hls_dvr_disk_bytes: gauge(
+                HLS_DVR_DISK_BYTES,
+                "Of prism_hls_dvr_bytes, the bytes spilled to files in dvr_dir.",
+                &["stream"],
+            ),
+            hls_dvr_errors_total: counter(
+                HLS_DVR_ERRORS_TOTAL,
+                "Failed DVR file operations in dvr_dir (op: write, read, delete); a failed write keeps that stream's window in memory.",
+                &["op"],
+            ),
             registry,
         };
         m.build_info
@@ -469,7 +487,7 @@ impl Metrics {
             .collect()
     }
 
-    fn collectors(&self) -> [&dyn Collector; 28] {
+    fn collectors(&self) -> [&dyn Collector; 30] {
         [
             &self.connections_active,
             &self.connections_total,
@@ -499,6 +517,8 @@ impl Metrics {
             &self.hls_dvr_bytes,
             &self.hls_viewers,
             &self.hls_blocking_requests,
+            &self.hls_dvr_disk_bytes,
+            &self.hls_dvr_errors_total,
         ]
     }
 
@@ -515,7 +535,13 @@ impl Metrics {
             segments: self.hls_segments.with_label_values(&[stream]),
             dvr_bytes: self.hls_dvr_bytes.with_label_values(&[stream]),
             viewers: self.hls_viewers.with_label_values(&[stream]),
+            dvr_disk_bytes: self.hls_dvr_disk_bytes.with_label_values(&[stream]),
         }
+    }
+
+    /// `prism_hls_dvr_errors_total{op}`; `op`: write, read or delete.
+    pub fn hls_dvr_error(&self, op: &'static str) -> IntCounter {
+        self.hls_dvr_errors_total.with_label_values(&[op])
     }
 
     /// `prism_hls_blocking_requests`.
@@ -530,6 +556,7 @@ impl Metrics {
         remove_where(&self.hls_segments, is);
         remove_where(&self.hls_dvr_bytes, is);
         remove_where(&self.hls_viewers, is);
+        remove_where(&self.hls_dvr_disk_bytes, is);
     }
 
     /// Removes all label sets of a stream (when a stream ends) so labels
@@ -587,6 +614,8 @@ pub struct HlsMetrics {
     pub segments: IntGauge,
     pub dvr_bytes: IntGauge,
     pub viewers: IntGauge,
+    /// Of `dvr_bytes`, those in `dvr_dir`.
+    pub dvr_disk_bytes: IntGauge,
 }
 
 /// `prism_connections_active` / `prism_connections_total` of one transport.
@@ -982,6 +1011,7 @@ mod tests {
         hls.segments.set(6);
         hls.dvr_bytes.set(100_000);
         hls.viewers.set(3);
+        hls.dvr_disk_bytes.set(90_000);
     }
 
     fn full() -> Metrics {
@@ -996,6 +1026,7 @@ mod tests {
         m.play_rejected(RejectReason::PlayDisabled).inc();
         m.hls_request("part", 200).inc();
         m.hls_blocking_requests().set(1);
+        m.hls_dvr_error("write").inc();
         populate(&m, "live/a");
         populate(&m, "live/b");
         m

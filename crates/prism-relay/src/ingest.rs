@@ -101,6 +101,8 @@ impl Relay {
                     relay.metrics().forget_stream(stream.name());
                 }
             });
+        } else {
+            self.stream_resumed(handle.stream());
         }
         let series = m.ingest(&label);
         Ok(Publisher {

@@ -37,6 +37,9 @@ pub struct Relay {
 pub trait StreamOutput: Send + Sync + std::fmt::Debug + 'static {
     /// A stream started (not resumed within its reconnect grace: that is the same stream).
     fn stream_started(&self, relay: &Arc<Relay>, stream: &Arc<Stream>);
+    /// A publisher came back within the reconnect grace: the same stream goes on with a new
+    /// encoder session (the hub continues its timestamps; its sequence headers come again).
+    fn stream_resumed(&self, _relay: &Arc<Relay>, _stream: &Arc<Stream>) {}
 }
 
 impl Relay {
@@ -93,6 +96,18 @@ impl Relay {
             .clone();
         for o in outputs {
             o.stream_started(self, stream);
+        }
+    }
+
+    /// Tells every registered output that a publisher resumed `stream`.
+    pub(crate) fn stream_resumed(self: &Arc<Self>, stream: &Arc<Stream>) {
+        let outputs = self
+            .outputs
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone();
+        for o in outputs {
+            o.stream_resumed(self, stream);
         }
     }
 

@@ -13,6 +13,7 @@ use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
 use prism_hls::playlist::{self, MediaOptions};
 use prism_hls::request::{self, BadUrl, Readiness, Resource};
+use prism_hls::{Located, TrackKind};
 use prism_relay::{ConnInfo, Relay, StreamRequest};
 use prism_transport_tls::ReloadableTls;
 use std::collections::hash_map::DefaultHasher;
@@ -352,10 +353,13 @@ impl Server {
         let mut parked = None;
         let mut deadline = None;
         loop {
-            {
+            let disk = 'ready: {
                 let p = hs.packager();
                 match request::readiness(&p, r) {
-                    Readiness::Ready => return self.render(hs, &p, r, req, peer),
+                    Readiness::Ready => match on_disk(&p, r) {
+                        Some(at) => break 'ready Some(at),
+                        None => return self.render(hs, &p, r, req, peer),
+                    },
                     Readiness::NotFound => return Answer::status(StatusCode::NOT_FOUND),
                     Readiness::TooFarAhead => return Answer::status(StatusCode::BAD_REQUEST),
                     Readiness::Wait => {}
@@ -376,6 +380,11 @@ impl Server {
                     };
                     deadline = Some(tokio::time::Instant::now() + wait);
                 }
+                None
+            };
+            // Read without the packager's lock.
+            if let Some(at) = disk {
+                return self.read_disk(hs, at, req, peer).await;
             }
             if parked.is_none() {
                 match Parked::enter(self) {
@@ -389,6 +398,36 @@ impl Server {
                 // Timed out or the window is gone.
                 _ => return Answer::status(StatusCode::SERVICE_UNAVAILABLE),
             }
+        }
+    }
+
+    /// A segment or part spilled to `dvr_dir`: read from its file (404 if it left the
+    /// window meanwhile).
+    async fn read_disk(
+        &self,
+        hs: &HlsStream,
+        at: OnDisk,
+        req: &Request<Incoming>,
+        peer: SocketAddr,
+    ) -> Answer {
+        let Some(window) = &hs.dvr else {
+            return Answer::status(StatusCode::NOT_FOUND);
+        };
+        let Some(data) = window.read(at.kind, at.msn, at.offset, at.len).await else {
+            return Answer::status(StatusCode::NOT_FOUND);
+        };
+        hs.saw_viewer(client_fingerprint(req, peer), Instant::now());
+        let name = match at.part {
+            Some(i) => format!("{}.{i}", at.msn),
+            None => at.msn.to_string(),
+        };
+        Answer {
+            status: StatusCode::OK,
+            content_type: "video/mp4",
+            body: Chunks::one(data),
+            cache: IMMUTABLE,
+            etag: Some(format!("\"{}-{}-{name}\"", hs.instance, at.kind.as_str())),
+            media: true,
         }
     }
 
@@ -530,7 +569,7 @@ impl Server {
         self.shared.metrics.hls_request(kind, status.as_u16()).inc();
         if let Some(hs) = hs {
             if !head && body.len() > 0 && (a.media || status.is_success()) {
-                hs.metrics.bytes_sent.inc_by(body.len() as u64);
+                hs.metrics().bytes_sent.inc_by(body.len() as u64);
             }
         }
         let len = body.len();
@@ -553,6 +592,39 @@ impl Server {
             h.insert(header::CONTENT_RANGE, cr);
         }
         resp
+    }
+}
+
+/// Where a spilled segment's or part's bytes are.
+struct OnDisk {
+    kind: TrackKind,
+    msn: u64,
+    part: Option<usize>,
+    offset: u64,
+    len: u64,
+}
+
+/// The file range of a segment or part request whose bytes are on disk (not in memory).
+fn on_disk(p: &prism_hls::Packager, r: &request::Request<'_>) -> Option<OnDisk> {
+    let (kind, msn, part) = match r.resource {
+        Resource::Segment(kind, msn) => (kind, msn, None),
+        Resource::Part(kind, msn, i) => (kind, msn, Some(i)),
+        _ => return None,
+    };
+    let t = p.track(kind)?;
+    let at = match part {
+        Some(i) => t.part_data(msn, i)?,
+        None => t.segment_data(msn)?,
+    };
+    match at {
+        Located::Disk { msn, offset, len } => Some(OnDisk {
+            kind,
+            msn,
+            part,
+            offset,
+            len,
+        }),
+        Located::Memory(_) => None,
     }
 }
 

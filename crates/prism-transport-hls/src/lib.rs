@@ -11,8 +11,10 @@
 //!   blocking playlist reloads and requests for the next part park on the stream's version
 //!   watch, bounded in number and time.
 
+mod dvr;
 mod http;
 
+pub use dvr::{check_dir as check_dvr_dir, prepare as prepare_dvr_dir};
 pub use http::serve;
 
 use bytes::BytesMut;
@@ -24,7 +26,7 @@ use prism_relay::{ConnError, Driver, Flow, Output, Relay, StreamOutput};
 use prism_rtmp::OutQueue;
 use std::collections::HashMap;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -33,7 +35,8 @@ use tokio::sync::watch;
 use tracing::{debug, info};
 
 /// How long a stream's window stays served after the stream ended (players get the
-/// `EXT-X-ENDLIST`; a publisher that comes back continues it with a discontinuity).
+/// `EXT-X-ENDLIST`; a publisher that comes back within it continues it with a
+/// discontinuity, its DVR window kept).
 const ENDED_GRACE: Duration = Duration::from_secs(30);
 /// A viewer counts as watching while it fetched media within this.
 const VIEWER_WINDOW: Duration = Duration::from_secs(30);
@@ -51,6 +54,8 @@ pub(crate) struct Shared {
     pub(crate) config: HlsConfig,
     pub(crate) metrics: Metrics,
     streams: Mutex<HashMap<String, Arc<HlsStream>>>,
+    /// `dvr_dir`, when DVR segments spill to disk.
+    dvr: Option<Arc<dvr::Root>>,
 }
 
 impl Shared {
@@ -68,9 +73,19 @@ pub(crate) struct HlsStream {
     pub(crate) version: watch::Sender<u64>,
     /// Client fingerprint → last media request.
     viewers: Mutex<HashMap<u64, Instant>>,
-    pub(crate) metrics: HlsMetrics,
+    /// Its series; taken again when a new publisher continues the window (the stream's end
+    /// may have removed them).
+    metrics: Mutex<HlsMetrics>,
     /// Distinguishes this window from an earlier one of the same name (ETags).
     pub(crate) instance: u64,
+    /// Its directory in `dvr_dir`, when it spills.
+    pub(crate) dvr: Option<Arc<dvr::Window>>,
+    /// Which packaging task feeds it: bumped (under the packager's lock) when a new
+    /// publisher of the stream continues the window.
+    publisher: AtomicU64,
+    /// A publisher resumed the stream within the hub's grace: its first sequence header
+    /// starts a new timeline.
+    new_session: AtomicBool,
 }
 
 impl std::fmt::Debug for HlsStream {
@@ -86,6 +101,15 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 impl HlsStream {
     pub(crate) fn packager(&self) -> MutexGuard<'_, Packager> {
         lock(&self.packager)
+    }
+
+    pub(crate) fn metrics(&self) -> HlsMetrics {
+        lock(&self.metrics).clone()
+    }
+
+    /// The app part of the name (logs: the key is a secret).
+    pub(crate) fn app(&self) -> &str {
+        self.name.split('/').next().unwrap_or("")
     }
 
     /// Notes a media request from `client` for the viewer estimate.
@@ -115,6 +139,37 @@ impl HlsStream {
         };
         self.bump(version);
     }
+
+    /// Ends the window if packaging task `publisher` still feeds it.
+    fn end_for(&self, publisher: u64) {
+        let version = {
+            let mut p = self.packager();
+            if self.publisher.load(Ordering::Relaxed) != publisher {
+                return;
+            }
+            p.end(Instant::now());
+            p.version()
+        };
+        self.bump(version);
+    }
+
+    /// Continues the window with a new publisher of the stream: the number of its
+    /// packaging task, or None if the window cannot go on (never started).
+    fn resume(&self, metrics: &Metrics) -> Option<u64> {
+        let (version, publisher) = {
+            let mut p = self.packager();
+            // The last publisher's frames end here (its task may not have noticed yet).
+            p.end(Instant::now());
+            if !p.resume() {
+                return None;
+            }
+            let publisher = self.publisher.fetch_add(1, Ordering::Relaxed) + 1;
+            (p.version(), publisher)
+        };
+        *lock(&self.metrics) = metrics.hls(&self.name);
+        self.bump(version);
+        Some(publisher)
+    }
 }
 
 /// A sequence base unique to this window: media sequence numbers and init versions start
@@ -138,12 +193,20 @@ fn sequence_base() -> u64 {
 }
 
 impl HlsOutput {
+    /// With `dvr_dir`, call [`prepare_dvr_dir`] first (creates it, removes stale files).
     pub fn new(config: HlsConfig, metrics: Metrics) -> Arc<HlsOutput> {
+        // Spilling only makes sense with a window longer than the live playlist.
+        let dvr = config
+            .dvr_dir
+            .clone()
+            .filter(|_| !config.dvr_window.is_zero())
+            .map(|dir| dvr::Root::new(dir, metrics.clone()));
         Arc::new(HlsOutput {
             shared: Arc::new(Shared {
                 config,
                 metrics,
                 streams: Mutex::new(HashMap::new()),
+                dvr,
             }),
         })
     }
@@ -168,6 +231,7 @@ impl HlsOutput {
                 HlsContainer::Ts => Container::Ts,
                 HlsContainer::Both => Container::Both,
             },
+            spill: self.shared.dvr.is_some(),
         }
     }
 }
@@ -180,28 +244,6 @@ impl StreamOutput for HlsOutput {
         let name = stream.name().to_owned();
         let container = relay.config().hls_container_for(stream.app(), stream.key());
         let cfg = self.packager_config(container);
-        let hs = {
-            let mut streams = lock(&self.shared.streams);
-            let base = sequence_base();
-            let mut packager = Packager::new(cfg);
-            packager.start_sequence(base, base as u32);
-            // A window of the same name (the stream ended moments ago) is replaced; its
-            // players see the new one's segments after a jump in sequence numbers.
-            let hs = Arc::new(HlsStream {
-                metrics: self.shared.metrics.hls(&name),
-                name: name.clone(),
-                packager: Mutex::new(packager),
-                version: watch::channel(0).0,
-                viewers: Mutex::new(HashMap::new()),
-                instance: base,
-            });
-            if let Some(old) = streams.insert(name.clone(), hs.clone()) {
-                // Its parked requests answer from the ended window.
-                old.end();
-            }
-            hs
-        };
-        debug!(stream = %name, "hls packaging started");
         let limits = QueueLimits {
             // Packaging never waits on a socket: the queue only absorbs scheduling delays.
             max_bytes: 32 * 1024 * 1024,
@@ -211,20 +253,61 @@ impl StreamOutput for HlsOutput {
         let Some(sub) = stream.subscribe(limits, Instant::now()) else {
             return;
         };
+        let (hs, publisher) = {
+            let mut streams = lock(&self.shared.streams);
+            // A window of the same name (the stream ended moments ago) goes on, its DVR
+            // window kept: players see a discontinuity.
+            // (Unless a reload changed how it is packaged.)
+            let resumed = streams
+                .get(&name)
+                .filter(|old| *old.packager().config() == cfg)
+                .and_then(|old| Some((old.clone(), old.resume(&self.shared.metrics)?)));
+            if let Some(resumed) = resumed {
+                resumed
+            } else {
+                let base = sequence_base();
+                let mut packager = Packager::new(cfg);
+                packager.start_sequence(base, base as u32);
+                // One that cannot go on is replaced; its players see the new one's segments
+                // after a jump in sequence numbers.
+                let hs = Arc::new(HlsStream {
+                    metrics: Mutex::new(self.shared.metrics.hls(&name)),
+                    name: name.clone(),
+                    packager: Mutex::new(packager),
+                    version: watch::channel(0).0,
+                    viewers: Mutex::new(HashMap::new()),
+                    instance: base,
+                    dvr: self.shared.dvr.as_ref().map(|r| Arc::new(r.window(base))),
+                    publisher: AtomicU64::new(0),
+                    new_session: AtomicBool::new(false),
+                });
+                if let Some(old) = streams.insert(name.clone(), hs.clone()) {
+                    // Its parked requests answer from the ended window.
+                    old.end();
+                }
+                if hs.dvr.is_some() {
+                    tokio::spawn(dvr::run_writer(Arc::downgrade(&hs), hs.version.subscribe()));
+                }
+                (hs, 0)
+            }
+        };
+        debug!(stream = %name, publisher, "hls packaging started");
         let guard = relay.track(|| format!("hls packager {name}"));
         let shared = self.shared.clone();
         tokio::spawn(async move {
             let mut out = Packaging {
                 sub,
                 hs: hs.clone(),
+                publisher,
                 reported_version: 0,
                 ts_refused: false,
+                next_tick: Instant::now() + TICK,
             };
             // The default pacing: nothing is written, only the periodic check (which
             // exports the gauges) matters.
             let mut driver = Driver::new(NullIo, prism_egress::Config::default());
             let exit = driver.run(&mut out).await;
-            hs.end();
+            hs.end_for(publisher);
             info!(stream = %hs.name, "hls packaging ended: {}", match exit {
                 Ok(e) => format!("{e:?}"),
                 Err(e) => format!("{e:?}"),
@@ -233,12 +316,20 @@ impl StreamOutput for HlsOutput {
             drop(guard);
             tokio::time::sleep(ENDED_GRACE).await;
             let mut streams = lock(&shared.streams);
-            if streams.get(&hs.name).is_some_and(|s| Arc::ptr_eq(s, &hs)) {
+            let current = hs.publisher.load(Ordering::Relaxed) == publisher;
+            if current && streams.get(&hs.name).is_some_and(|s| Arc::ptr_eq(s, &hs)) {
                 streams.remove(&hs.name);
                 drop(streams);
                 shared.metrics.forget_hls(&hs.name);
             }
         });
+    }
+
+    /// The next sequence header of the stream starts a new timeline.
+    fn stream_resumed(&self, _relay: &Arc<Relay>, stream: &Arc<Stream>) {
+        if let Some(hs) = self.shared.stream(stream.app(), stream.key()) {
+            hs.new_session.store(true, Ordering::Relaxed);
+        }
     }
 }
 
@@ -246,10 +337,18 @@ impl StreamOutput for HlsOutput {
 struct Packaging {
     sub: Subscription,
     hs: Arc<HlsStream>,
+    /// Its number (see `HlsStream::publisher`): once another continues the window, this
+    /// one's late frames are dropped.
+    publisher: u64,
     reported_version: u64,
     /// The stream's codecs cannot go into MPEG-TS (said once in the log).
     ts_refused: bool,
+    /// The next [`Output::report`] while no frame comes (the driver reports on frames).
+    next_tick: Instant,
 }
+
+/// How often an idle stream's window drops what its grace ended and exports its gauges.
+const TICK: Duration = Duration::from_secs(1);
 
 impl Output for Packaging {
     fn subscription(&self) -> Option<&Subscription> {
@@ -260,7 +359,16 @@ impl Output for Packaging {
         let (now, wall) = (Instant::now(), SystemTime::now());
         let (version, ts_refused) = {
             let mut p = self.hs.packager();
+            if self.hs.publisher.load(Ordering::Relaxed) != self.publisher {
+                frames.clear();
+                return;
+            }
             for f in frames.drain(..) {
+                // The resumed publisher's frames begin with its sequence headers (the
+                // previous one's, still queued, come before).
+                if f.sequence_header && self.hs.new_session.swap(false, Ordering::Relaxed) {
+                    p.restart();
+                }
                 p.push(f.kind, f.timestamp, &f.payload, now, wall);
             }
             let refused = p.ts().and_then(|t| t.unsupported()).map(str::to_owned);
@@ -289,17 +397,30 @@ impl Output for Packaging {
         Ok(Flow::Continue)
     }
 
+    fn poll_timeout(&self) -> Option<Instant> {
+        Some(self.next_tick)
+    }
+
+    fn handle_timeout(&mut self, now: Instant) -> Result<(), ConnError> {
+        if now >= self.next_tick {
+            self.report();
+        }
+        Ok(())
+    }
+
     fn report(&mut self) {
         let now = Instant::now();
-        let (segments, bytes) = {
+        self.next_tick = now + TICK;
+        let (segments, bytes, disk) = {
             let mut p = self.hs.packager();
             p.handle_timeout(now);
-            (p.segment_count(), p.bytes())
+            (p.segment_count(), p.bytes(), p.disk_bytes())
         };
         let viewers = self.hs.count_viewers(now);
-        let m = &self.hs.metrics;
+        let m = self.hs.metrics();
         m.segments.set(segments as i64);
         m.dvr_bytes.set(bytes as i64);
+        m.dvr_disk_bytes.set(disk as i64);
         m.viewers.set(viewers as i64);
     }
 }

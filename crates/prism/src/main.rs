@@ -54,7 +54,8 @@ enum Command {
     /// Validate a configuration file (--config) without starting anything.
     ///
     /// Prints "FILE: ok" and exits 0, or prints the first problem as FILE:LINE:COL: KEY:
-    /// MESSAGE and exits 1. Certificates and ports are checked only when the relay starts.
+    /// MESSAGE and exits 1. `[hls] dvr_dir` must be writable or creatable. Certificates and
+    /// ports are checked only when the relay starts.
     Check,
     /// Print the version and exit.
     Version,
@@ -75,7 +76,13 @@ fn main() -> ExitCode {
                 return ExitCode::from(2);
             };
             match Config::load(path) {
-                Ok(_) => {
+                Ok(config) => {
+                    // The DVR directory must be creatable and writable (nothing is created).
+                    let dvr = config.hls.as_ref().and_then(|h| h.dvr_dir.as_deref());
+                    if let Some(Err(e)) = dvr.map(prism_transport_hls::check_dvr_dir) {
+                        eprintln!("{}: hls.dvr_dir: {e}", path.display());
+                        return ExitCode::FAILURE;
+                    }
                     println!("{}: ok", path.display());
                     ExitCode::SUCCESS
                 }
@@ -170,6 +177,13 @@ async fn run(config: Config, config_path: Option<PathBuf>) -> anyhow::Result<()>
     info!(rtmp = %config.rtmp.listen, http = %config.http.listen, routes = config.routes.len(), "prism listening");
     let srt_sink = Arc::new(prism_transport_srt::SrtSink::new());
     let metrics = Metrics::new();
+    if let Some(dir) = config.hls.as_ref().and_then(|h| h.dvr_dir.clone()) {
+        // Created if missing; window directories a crash left behind are removed.
+        tokio::task::spawn_blocking(move || prism_transport_hls::prepare_dvr_dir(&dir))
+            .await
+            .context("preparing [hls] dvr_dir")?
+            .map_err(|e| anyhow::anyhow!("[hls] dvr_dir: {e}"))?;
+    }
     let hls_output = config
         .hls
         .as_ref()

@@ -3,17 +3,21 @@
 //!
 //! Input: records `[op:1][dt_ms:2][len:2][bytes:len]` (big-endian). `op & 3`: 0 a video and
 //! 1 an audio payload (FLV-style, timestamp advanced by `dt_ms`, as the hub delivers them:
-//! monotonic), 2 the end of the stream, 3 a viewer URL (`path?query`). The clock moves with
+//! monotonic), 2 the end of the stream (again: it resumes), 3 a viewer URL (`path?query`). The clock moves with
 //! the media. After every record the playlists and the MPD are rendered; each media playlist
 //! must parse and keep the rules the packager controls whatever the input (numbering, part
 //! names, preload hint, parts adding up to their segment; the MPEG-TS playlist its classic
 //! rules, its segments whole packets); URLs are parsed and their readiness looked up.
+//! Segments spill to a simulated disk (a write fails when the record's op has its high bit
+//! set); every file deleted was written, none twice, and every listed segment's bytes are
+//! found, in memory or in its file.
 
 use bytes::Bytes;
 use prism_hls::check::{check_media, check_ts_media, parse_media};
 use prism_hls::playlist::{self, MediaOptions};
-use prism_hls::{request, Container, Packager, PackagerConfig, TrackKind};
+use prism_hls::{request, Container, DiskJob, Located, Packager, PackagerConfig, TrackKind};
 use prism_media::MediaKind;
+use std::collections::HashMap;
 use std::time::{Duration, Instant, SystemTime};
 
 /// Rules that depend on the input (a single sample longer than the part target, say) and
@@ -25,13 +29,16 @@ pub fn run(data: &[u8]) -> usize {
     let cfg = PackagerConfig {
         segment: Duration::from_millis(1000),
         part: Duration::from_millis(200),
-        window_segments: 4,
+        // Short, so that the seeds spill.
+        window_segments: 2,
         dvr_window: Duration::from_secs(5),
         max_bytes: 64 * 1024,
         grace: Duration::from_secs(2),
         // Both, so the MPEG-TS twin is cut and muxed from the same input too.
         container: Container::Both,
+        spill: true,
     };
+    let mut disk: HashMap<(TrackKind, u64), usize> = HashMap::new();
     let mut p = Packager::new(cfg);
     let (t0, wall0) = (
         Instant::now(),
@@ -41,6 +48,7 @@ pub fn run(data: &[u8]) -> usize {
     let mut rest = data;
     while rest.len() >= 5 {
         let op = rest[0] & 3;
+        let disk_full = rest[0] & 0x80 != 0;
         let dt = u16::from_be_bytes([rest[1], rest[2]]);
         let len = usize::from(u16::from_be_bytes([rest[3], rest[4]])).min(rest.len() - 5);
         let body = &rest[5..5 + len];
@@ -56,6 +64,9 @@ pub fn run(data: &[u8]) -> usize {
                     MediaKind::Audio
                 };
                 p.push(kind, ts, &Bytes::copy_from_slice(body), now, wall);
+            }
+            2 if p.is_ended() => {
+                p.resume();
             }
             2 => p.end(now),
             _ => {
@@ -73,9 +84,52 @@ pub fn run(data: &[u8]) -> usize {
             }
         }
         p.handle_timeout(now);
+        service_disk(&mut p, &mut disk, disk_full);
         check_rendering(&p, wall);
+        check_storage(&p, &disk);
     }
     p.track(p.main()).map_or(0, |t| t.segments.len())
+}
+
+/// The driver's part: file sizes by segment.
+fn service_disk(p: &mut Packager, disk: &mut HashMap<(TrackKind, u64), usize>, fail: bool) {
+    for job in p.take_disk_jobs() {
+        match job {
+            DiskJob::Write { track, msn, parts } => {
+                if !fail {
+                    let len = parts.iter().map(|b| b.len()).sum();
+                    assert!(disk.insert((track, msn), len).is_none(), "written twice");
+                }
+                p.spilled(track, msn, !fail);
+            }
+            DiskJob::Delete { track, msn } => {
+                assert!(
+                    disk.remove(&(track, msn)).is_some(),
+                    "deleted, never written"
+                );
+            }
+        }
+    }
+}
+
+/// Every segment's bytes are where the packager says.
+fn check_storage(p: &Packager, disk: &HashMap<(TrackKind, u64), usize>) {
+    for t in p.tracks() {
+        for seg in &t.segments {
+            match t.segment_data(seg.msn) {
+                Some(Located::Disk { msn, offset, len }) => {
+                    assert_eq!(msn, seg.msn);
+                    let file = disk.get(&(t.kind, msn)).copied();
+                    assert_eq!(file, Some((offset + len) as usize), "file of {msn}");
+                    assert_eq!(len as usize, seg.bytes());
+                }
+                Some(Located::Memory(chunks)) => {
+                    assert_eq!(chunks.iter().map(|c| c.len()).sum::<usize>(), seg.bytes());
+                }
+                None => panic!("segment {} not found", seg.msn),
+            }
+        }
+    }
 }
 
 fn check_rendering(p: &Packager, now: SystemTime) {
