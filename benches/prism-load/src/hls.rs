@@ -35,6 +35,9 @@ pub struct HlsOpts {
     pub speed: u32,
     /// Clients started at a time.
     pub batch: usize,
+    /// Prism: clients play classic HLS (poll the playlists, fetch complete segments) instead
+    /// of LL-HLS, the same request pattern as against nginx.
+    pub classic: bool,
     pub connect_timeout: Duration,
     pub paths: RelayPaths,
     pub keep_tmp: bool,
@@ -342,11 +345,13 @@ async fn ll_hls_track(ctx: ClientCtx, track: &'static str) {
     }
 }
 
-/// A classic HLS client of nginx-rtmp's TS playlist: no blocking reload exists, so it
-/// polls every half target duration (as players do) and fetches every new segment.
-async fn ts_client(ctx: ClientCtx, phase: Duration) {
-    let pl = "/live/bench.m3u8";
+/// A classic HLS client of one media playlist (nginx-rtmp's TS playlist, where no blocking
+/// reload exists, or a Prism rendition with its parts ignored): polls every half target
+/// duration (as players do) and fetches every new complete segment (and the init segment
+/// once, if any).
+async fn classic_client(ctx: ClientCtx, phase: Duration, pl: &'static str, ts: bool) {
     let mut c = Client::new(ctx.port);
+    let mut init: Option<String> = None;
     let mut last: Option<u64> = None;
     let mut interval = Duration::from_secs(1);
     tokio::time::sleep(phase).await;
@@ -358,6 +363,14 @@ async fn ts_client(ctx: ClientCtx, phase: Duration) {
                 if p.target_s > 0.0 {
                     interval = Duration::from_secs_f64(p.target_s / 2.0);
                 }
+                if let Some(map) = &p.map {
+                    if init.as_deref() != Some(map.as_str()) {
+                        match ctx.media(&mut c, &resolve(pl, map), false).await {
+                            Ok(()) => init = Some(map.clone()),
+                            Err(e) => ctx.error(format!("{e:#}")),
+                        }
+                    }
+                }
                 match last {
                     None => last = p.segments.last().map(|s| s.0),
                     Some(prev) => {
@@ -365,7 +378,7 @@ async fn ts_client(ctx: ClientCtx, phase: Duration) {
                             lock(&ctx.stats.inner).skipped += 1;
                         }
                         for (msn, uri, _) in p.segments.iter().filter(|s| s.0 > prev) {
-                            if let Err(e) = ctx.media(&mut c, &resolve(pl, uri), true).await {
+                            if let Err(e) = ctx.media(&mut c, &resolve(pl, uri), ts).await {
                                 ctx.error(format!("{e:#}"));
                                 break;
                             }
@@ -395,6 +408,8 @@ async fn ts_client(ctx: ClientCtx, phase: Duration) {
 #[derive(Debug, Clone, Serialize)]
 pub struct HlsResult {
     pub relay: String,
+    /// `ll-hls` (blocking reloads + parts) or `classic` (polled playlists + segments).
+    pub mode: String,
     pub clients: usize,
     /// TCP connections the clients held (Prism: one per rendition, video and audio).
     pub connections: usize,
@@ -513,6 +528,8 @@ pub async fn run(opts: &HlsOpts) -> anyhow::Result<HlsResult> {
         opts.segment_ms,
         if nginx {
             " (MPEG-TS, polled)".to_owned()
+        } else if opts.classic {
+            " (fMP4, classic: polled, whole segments)".to_owned()
         } else {
             format!(", parts {} ms (blocking reloads)", opts.part_ms)
         },
@@ -569,10 +586,14 @@ pub async fn run(opts: &HlsOpts) -> anyhow::Result<HlsResult> {
                 stats: st.clone(),
                 stop: stop_rx.clone(),
             };
+            // Spread the polls over the interval, as independent players would be.
+            let phase = interval.mul_f64(i as f64 / n as f64);
             if nginx {
-                // Spread the polls over the interval, as independent players would be.
-                let phase = interval.mul_f64(i as f64 / n as f64);
-                tasks.push(tokio::spawn(ts_client(ctx(), phase)));
+                tasks.push(tokio::spawn(classic_client(ctx(), phase, "/live/bench.m3u8", true)));
+            } else if opts.classic {
+                for pl in ["/live/bench/video.m3u8", "/live/bench/audio.m3u8"] {
+                    tasks.push(tokio::spawn(classic_client(ctx(), phase, pl, false)));
+                }
             } else {
                 tasks.push(tokio::spawn(ll_hls_track(ctx(), "video")));
                 tasks.push(tokio::spawn(ll_hls_track(ctx(), "audio")));
@@ -709,13 +730,14 @@ pub async fn run(opts: &HlsOpts) -> anyhow::Result<HlsResult> {
         let msum = |m: &str| metrics.as_deref().map(|t| relay::metric_sum(t, m));
         let r = HlsResult {
             relay: name.into(),
+            mode: if nginx || opts.classic { "classic" } else { "ll-hls" }.into(),
             clients: n,
             connections: n * per_client,
             connects: sum(&|c| c.connects.load(Ordering::Relaxed)),
             seconds: elapsed,
             bitrate_kbps: opts.bitrate_kbps,
             segment_ms: opts.segment_ms,
-            part_ms: if nginx { 0 } else { opts.part_ms },
+            part_ms: if nginx || opts.classic { 0 } else { opts.part_ms },
             relay_threads,
             relay_cpu_s: cpu,
             relay_cpu_pct: cpu / elapsed * 100.0,
@@ -953,9 +975,9 @@ pub async fn run_memory(opts: &HlsOpts) -> anyhow::Result<MemResult> {
             notes,
         };
         progress(format!(
-            "  {s} streams: playlists {:.0}–{:.0} s, RSS {} MB (idle {} MB), {:.1} MB per stream (media in the window {:.1} MB){}",
+            "  {s} streams: playlists {:.0}–{:.0} s, RSS {} MiB (idle {} MiB), {:.1} MB per stream (media in the window {:.1} MB){}",
             r.playlist_s_min, r.playlist_s_max, rss_kb / 1024, rss_idle_kb / 1024,
-            r.rss_per_stream_kb / 1024.0, r.media_bytes_per_stream / 1e6,
+            r.rss_per_stream_kb * 1.024 / 1000.0, r.media_bytes_per_stream / 1e6,
             r.dvr_bytes_per_stream.map_or(String::new(), |b| format!(", prism_hls_dvr_bytes {:.1} MB per stream", b / 1e6))
         ));
         Ok(r)
@@ -995,10 +1017,14 @@ pub fn markdown(results: &[HlsResult], header: &str) -> String {
             .iter()
             .find(|x| x.relay == "nginx" && x.clients == r.clients)
             .map(|x| x.cpu_s_per_gbit);
+        let relay = match (r.relay.as_str(), r.mode.as_str()) {
+            ("nginx", _) | (_, "ll-hls") => r.relay.clone(),
+            (name, mode) => format!("{name} ({mode})"),
+        };
         let _ = writeln!(
             s,
             "| {} | {} | {} | {} ({}) | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} / {} / {} | {} / {} | {} | {} | {} |",
-            r.relay,
+            relay,
             r.relay_threads,
             r.clients,
             r.connections,
@@ -1040,7 +1066,7 @@ pub fn memory_markdown(results: &[MemResult], header: &str) -> String {
     let mut s = String::new();
     let _ = writeln!(s, "{header}\n");
     s.push_str(
-        "| streams | kbit/s | window | speed | listed s | media in window MB | RSS idle → full MB | RSS MB / stream | prism_hls_dvr_bytes MB / stream | disk MB / stream | fill s |\n\
+        "| streams | kbit/s | window | speed | listed s | media in window MB | RSS idle → full MiB | RSS MB / stream | prism_hls_dvr_bytes MB / stream | disk MB / stream | fill s |\n\
          | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |\n",
     );
     for r in results {
@@ -1075,6 +1101,9 @@ pub fn memory_markdown(results: &[MemResult], header: &str) -> String {
     s
 }
 
+/// A number of a result, for a chart panel.
+type Metric = fn(&HlsResult) -> f64;
+
 /// Two bar groups per client count: CPU-s per Gbit and p99 delay, one bar per relay.
 pub fn svg(results: &[HlsResult], title: &str) -> String {
     let (w, h) = (760.0, 360.0);
@@ -1083,9 +1112,9 @@ pub fn svg(results: &[HlsResult], title: &str) -> String {
          <rect width=\"100%\" height=\"100%\" fill=\"white\"/>\n<text x=\"20\" y=\"24\" font-size=\"15\">{}</text>\n",
         title.replace('&', "&amp;").replace('<', "&lt;")
     );
-    let panels: [(&str, Box<dyn Fn(&HlsResult) -> f64>); 2] = [
-        ("CPU-s per delivered Gbit", Box::new(|r| r.cpu_s_per_gbit)),
-        ("p99 part/segment delay, ms", Box::new(|r| r.delay_p99_ms)),
+    let panels: [(&str, Metric); 2] = [
+        ("CPU-s per delivered Gbit", |r| r.cpu_s_per_gbit),
+        ("p99 part/segment delay, ms", |r| r.delay_p99_ms),
     ];
     let colors = ["#3a7bd5", "#e07b39", "#5aa469", "#9b59b6"];
     for (pi, (label, val)) in panels.iter().enumerate() {

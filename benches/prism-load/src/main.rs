@@ -166,6 +166,7 @@ impl Common {
             dvr_dir: self.hls_dvr_dir.clone(),
             speed: self.speed.max(1),
             batch: self.batch,
+            classic: false,
             connect_timeout: base.connect_timeout,
             paths: base.paths,
             keep_tmp: self.keep_tmp,
@@ -488,12 +489,20 @@ async fn hls_main(cli: Cli) -> anyhow::Result<()> {
     } else {
         vec![1000]
     });
-    let relays: Vec<RelayKind> = if memory {
-        vec![RelayKind::Prism]
+    // `prism-classic`: Prism with classic HLS clients (polled playlists, whole segments),
+    // the request pattern nginx gets.
+    let relays: Vec<(RelayKind, bool)> = if memory {
+        vec![(RelayKind::Prism, false)]
     } else {
         relays
             .iter()
-            .map(|r| RelayKind::parse(r.trim()))
+            .map(|r| {
+                let r = r.trim();
+                match r.strip_suffix("-classic") {
+                    Some(base) => Ok((RelayKind::parse(base)?, true)),
+                    None => Ok((RelayKind::parse(r)?, false)),
+                }
+            })
             .collect::<anyhow::Result<_>>()?
     };
     let env = environment(&common);
@@ -540,10 +549,11 @@ async fn hls_main(cli: Cli) -> anyhow::Result<()> {
     let (mut fan, mut mem, mut errors) = (Vec::new(), Vec::new(), Vec::new());
     let mut k = 0;
     for &n in &counts {
-        for &relay in &relays {
+        for &(relay, classic) in &relays {
             k += 1;
             eprintln!("[prism-load] run {k}/{total}: {} × {n}", relay.name());
-            let opts = common.hls_opts(relay, n)?;
+            let mut opts = common.hls_opts(relay, n)?;
+            opts.classic = classic;
             let r = if memory {
                 hls::run_memory(&opts).await.map(|r| mem.push(r))
             } else {
