@@ -850,6 +850,20 @@ pub async fn run_memory(opts: &HlsOpts) -> anyhow::Result<MemResult> {
     let clock = Clock::new();
     let window = Arc::new(Window::new());
     let dir = tmp_dir(opts.relay.name(), &format!("hls-memory-{s}"), clock);
+    // A fresh directory of this run under --hls-dvr-dir, so what is counted there is this
+    // run's spill only; removed afterwards.
+    let mut opts = opts.clone();
+    let run_dvr_dir = opts.dvr_dir.as_ref().map(|d| {
+        d.join(
+            dir.file_name()
+                .map_or_else(|| "prism-load".into(), |n| n.to_owned()),
+        )
+    });
+    if let Some(d) = &run_dvr_dir {
+        std::fs::create_dir_all(d)?;
+        opts.dvr_dir = Some(d.clone());
+    }
+    let opts = &opts;
     let (mut relay, port) = relay::start_hls(opts.relay, &opts.paths, &spec(opts, 10, s), &dir)?;
     let pid = relay.pid().to_string();
     tokio::time::sleep(Duration::from_millis(500)).await;
@@ -990,6 +1004,9 @@ pub async fn run_memory(opts: &HlsOpts) -> anyhow::Result<MemResult> {
     relay.stop();
     if !opts.keep_tmp && result.is_ok() {
         let _ = std::fs::remove_dir_all(&dir);
+        if let Some(d) = &run_dvr_dir {
+            let _ = std::fs::remove_dir_all(d);
+        }
     }
     result
 }
