@@ -405,7 +405,7 @@ async fn classic_client(ctx: ClientCtx, phase: Duration, pl: &'static str, ts: b
 // ---------------------------------------------------------------------------------------
 // The fan-out run
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, serde::Deserialize)]
 pub struct HlsResult {
     pub relay: String,
     /// `ll-hls` (blocking reloads + parts) or `classic` (polled playlists + segments).
@@ -1123,28 +1123,55 @@ type Metric = fn(&HlsResult) -> f64;
 
 /// Two bar groups per client count: CPU-s per Gbit and p99 delay, one bar per relay.
 pub fn svg(results: &[HlsResult], title: &str) -> String {
-    let (w, h) = (760.0, 360.0);
+    let (w, h) = (820.0, 380.0);
     let mut s = format!(
-        "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"{w}\" height=\"{h}\" font-family=\"sans-serif\" font-size=\"12\">\n\
+        "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"{w}\" height=\"{h}\" font-family=\"sans-serif\" font-size=\"11\">\n\
          <rect width=\"100%\" height=\"100%\" fill=\"white\"/>\n<text x=\"20\" y=\"24\" font-size=\"15\">{}</text>\n",
         title.replace('&', "&amp;").replace('<', "&lt;")
     );
     let panels: [(&str, Metric); 2] = [
-        ("CPU-s per delivered Gbit", |r| r.cpu_s_per_gbit),
-        ("p99 part/segment delay, ms", |r| r.delay_p99_ms),
+        ("CPU-s per delivered Gbit (lower is better)", |r| {
+            r.cpu_s_per_gbit
+        }),
+        ("p99 part (segment) delay, ms", |r| r.delay_p99_ms),
     ];
-    let colors = ["#3a7bd5", "#e07b39", "#5aa469", "#9b59b6"];
+    // One colour per relay and client mode, the same in both panels and the legend.
+    let series = |r: &HlsResult| match (r.relay.as_str(), r.mode.as_str()) {
+        ("nginx", _) => ("nginx-rtmp hls + nginx static (TS, polled)", "#e07b39"),
+        (_, "classic") => ("Prism, classic clients (polled, segments)", "#8fb8ea"),
+        _ => ("Prism, LL-HLS clients (blocking reloads, parts)", "#2f6fc4"),
+    };
+    let mut legend: Vec<(&str, &str)> = Vec::new();
+    for r in results {
+        let sr = series(r);
+        if !legend.contains(&sr) {
+            legend.push(sr);
+        }
+    }
+    for (i, (name, color)) in legend.iter().enumerate() {
+        let y = 44.0 + i as f64 * 15.0;
+        let _ = writeln!(
+            s,
+            "<rect x=\"520\" y=\"{:.0}\" width=\"10\" height=\"10\" fill=\"{color}\"/><text x=\"535\" y=\"{:.0}\">{name}</text>",
+            y - 9.0,
+            y
+        );
+    }
+    let (top, bottom) = (110.0, 330.0);
     for (pi, (label, val)) in panels.iter().enumerate() {
-        let x0 = 40.0 + pi as f64 * 360.0;
-        let (top, bottom) = (60.0, 300.0);
+        let x0 = 40.0 + pi as f64 * 400.0;
         let max = results
             .iter()
             .map(val)
             .filter(|v| v.is_finite())
             .fold(0.0, f64::max)
             .max(1e-9);
-        let _ = writeln!(s, "<text x=\"{x0}\" y=\"48\">{label}</text>");
-        let bw = 300.0 / results.len().max(1) as f64;
+        let _ = writeln!(
+            s,
+            "<text x=\"{x0}\" y=\"{}\" font-size=\"12\">{label}</text>",
+            top - 22.0
+        );
+        let bw = 340.0 / results.len().max(1) as f64;
         for (i, r) in results.iter().enumerate() {
             let v = val(r);
             let vh = if v.is_finite() {
@@ -1156,19 +1183,29 @@ pub fn svg(results: &[HlsResult], title: &str) -> String {
             let _ = writeln!(
                 s,
                 "<rect x=\"{x:.1}\" y=\"{:.1}\" width=\"{:.1}\" height=\"{vh:.1}\" fill=\"{}\"/>\n\
-                 <text x=\"{:.1}\" y=\"{:.1}\" text-anchor=\"middle\">{}</text>\n\
-                 <text x=\"{:.1}\" y=\"{:.1}\" text-anchor=\"middle\">{} × {}</text>",
+                 <text x=\"{:.1}\" y=\"{:.1}\" text-anchor=\"middle\">{}</text>",
                 bottom - vh,
                 bw * 0.8,
-                colors[i % colors.len()],
+                series(r).1,
                 x + bw * 0.4,
                 bottom - vh - 4.0,
                 f(v, if pi == 0 { 3 } else { 0 }),
-                x + bw * 0.4,
-                bottom + 16.0,
-                r.relay,
-                r.clients
             );
+        }
+        // Client counts under each group of bars.
+        let mut i = 0;
+        while i < results.len() {
+            let n = results[i].clients;
+            let j = (i..results.len())
+                .find(|&j| results[j].clients != n)
+                .unwrap_or(results.len());
+            let mid = x0 + (i + j) as f64 / 2.0 * bw - bw * 0.1;
+            let _ = writeln!(
+                s,
+                "<text x=\"{mid:.1}\" y=\"{:.0}\" text-anchor=\"middle\">{n} clients</text>",
+                bottom + 16.0
+            );
+            i = j;
         }
     }
     s.push_str("</svg>\n");

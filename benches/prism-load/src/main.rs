@@ -68,6 +68,8 @@ enum Cmd {
         #[arg(long)]
         out_dir: Option<PathBuf>,
     },
+    /// Draws the chart of an `hls` results file again (FILE.json → FILE.svg).
+    HlsSvg { json: PathBuf },
 }
 
 #[derive(Args, Debug, Clone)]
@@ -322,6 +324,25 @@ const HLS_KBPS: u64 = 4500;
 async fn async_main(cli: Cli) -> anyhow::Result<()> {
     let common = match &cli.command {
         Cmd::Run { common, .. } | Cmd::Bench { common, .. } => common,
+        Cmd::HlsSvg { json } => {
+            let raw: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(json)?)?;
+            let results: Vec<hls::HlsResult> = serde_json::from_value(raw["results"].clone())?;
+            let kbps = results.first().map_or(0, |r| r.bitrate_kbps);
+            let date = json
+                .file_name()
+                .and_then(|n| n.to_str())
+                .and_then(|n| n.get(..10))
+                .unwrap_or("")
+                .to_owned();
+            std::fs::write(
+                json.with_extension("svg"),
+                hls::svg(
+                    &results,
+                    &format!("HLS fan-out, {kbps} kbit/s stream ({date})"),
+                ),
+            )?;
+            return Ok(());
+        }
     };
     if common.hls().is_some() {
         return hls_main(cli).await;
@@ -453,6 +474,8 @@ async fn async_main(cli: Cli) -> anyhow::Result<()> {
             eprintln!("[prism-load] wrote {}.{{json,md,svg}}", stem.display());
             Ok(())
         }
+        // Handled above.
+        Cmd::HlsSvg { .. } => Ok(()),
     }
 }
 
@@ -478,6 +501,7 @@ async fn hls_main(cli: Cli) -> anyhow::Result<()> {
             common,
             out_dir,
         } => (relays, targets, common, None, out_dir, true),
+        Cmd::HlsSvg { .. } => return Ok(()),
     };
     let memory = common.hls() == Some(true);
     let counts = counts.unwrap_or(if memory {
