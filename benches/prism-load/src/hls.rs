@@ -717,7 +717,6 @@ pub async fn run(opts: &HlsOpts) -> anyhow::Result<HlsResult> {
                 *errors_by.entry(e.clone()).or_default() += 1;
             }
         }
-        let _ = skip0;
         delays.sort_unstable();
         vdelays.sort_unstable();
         let errors = sum(&|c| c.errors.load(Ordering::Relaxed)) - err0;
@@ -754,7 +753,8 @@ pub async fn run(opts: &HlsOpts) -> anyhow::Result<HlsResult> {
             frames_expected: sent * n as u64,
             frames_received: received,
             clients_missing_frames: missing_clients,
-            skipped,
+            // From the window's start on (the drain after it included).
+            skipped: skipped - skip0,
             errors,
             delay_samples: delays.len(),
             delay_p50_ms: pct(&delays, 0.5),
