@@ -522,6 +522,10 @@ async fn hls_main(cli: Cli) -> anyhow::Result<()> {
             .iter()
             .map(|r| {
                 let r = r.trim();
+                if r.starts_with("prism-m40") {
+                    // write_merge_ms is an RTMP output setting: nothing to merge over HTTP.
+                    anyhow::bail!("prism-m40 is an RTMP variant; the hls scenarios take prism, prism1, prism-classic, nginx");
+                }
                 match r.strip_suffix("-classic") {
                     Some(base) => Ok((RelayKind::parse(base)?, true)),
                     None => Ok((RelayKind::parse(r)?, false)),
