@@ -5,6 +5,8 @@
 //! See benches/README.md.
 
 mod fdlimit;
+mod hls;
+mod http1;
 mod media;
 mod player;
 mod publisher;
@@ -66,12 +68,16 @@ enum Cmd {
         #[arg(long)]
         out_dir: Option<PathBuf>,
     },
+    /// Draws the chart of an `hls` results file again (FILE.json → FILE.svg).
+    HlsSvg { json: PathBuf },
 }
 
 #[derive(Args, Debug, Clone)]
 struct Common {
     /// fanout (1 publisher → N push targets), multi (--streams publishers, each with its
-    /// own N push targets) or players (1 publisher → N RTMP players).
+    /// own N push targets), players (1 publisher → N RTMP players), hls (1 publisher → N
+    /// HLS clients; Prism LL-HLS vs nginx-rtmp `hls on` + static files) or hls-memory
+    /// (Prism's RSS per stream for a live or DVR window; --targets = streams).
     #[arg(long, default_value = "fanout")]
     scenario: String,
     /// multi: publishers (streams live/bench0..).
@@ -109,9 +115,66 @@ struct Common {
     /// Keep the relays' temp dirs (configs, logs) under $TMPDIR/prism-load/.
     #[arg(long)]
     keep_tmp: bool,
+    /// hls: segment target (`[hls] segment_ms`; nginx-rtmp `hls_fragment`). The stream's
+    /// GOP is 2 s, so segments are at least that long.
+    #[arg(long, default_value_t = 2000)]
+    hls_segment_ms: u64,
+    /// hls: LL-HLS part target (`[hls] part_ms`, Prism only).
+    #[arg(long, default_value_t = 200)]
+    hls_part_ms: u64,
+    /// hls: segments in the live playlist (nginx-rtmp: `hls_playlist_length` = this ×
+    /// segment).
+    #[arg(long, default_value_t = 6)]
+    hls_window_segments: usize,
+    /// hls-memory: `[hls] dvr_window_s` (0 = live window only).
+    #[arg(long, default_value_t = 0)]
+    hls_dvr_s: u64,
+    /// hls-memory: `[hls] dvr_max_mb`, high enough for the DVR window to be bound by time.
+    #[arg(long, default_value_t = 8192)]
+    hls_dvr_max_mb: u64,
+    /// hls-memory: `[hls] dvr_dir` (DVR segments spill to disk there; the result reports
+    /// the bytes under it per stream). Needs a Prism that implements dvr_dir.
+    #[arg(long)]
+    hls_dvr_dir: Option<PathBuf>,
+    /// hls-memory: the publishers send media this many times faster than real time (the
+    /// window is media time, so a 2 h DVR window fills in 7200 / speed seconds).
+    #[arg(long, default_value_t = 1)]
+    speed: u32,
 }
 
 impl Common {
+    /// `hls` or `hls-memory`: handled by the hls module, not by [`Scenario`].
+    fn hls(&self) -> Option<bool> {
+        match self.scenario.trim() {
+            "hls" => Some(false),
+            "hls-memory" => Some(true),
+            _ => None,
+        }
+    }
+
+    fn hls_opts(&self, relay: RelayKind, count: usize) -> anyhow::Result<hls::HlsOpts> {
+        let base = self.opts_with(Scenario::Players, relay, count, 0)?;
+        Ok(hls::HlsOpts {
+            relay,
+            count,
+            seconds: self.seconds,
+            warmup_seconds: self.warmup,
+            bitrate_kbps: self.bitrate_kbps.unwrap_or(HLS_KBPS),
+            segment_ms: self.hls_segment_ms,
+            part_ms: self.hls_part_ms,
+            window_segments: self.hls_window_segments,
+            dvr_window_s: self.hls_dvr_s,
+            dvr_max_mb: self.hls_dvr_max_mb,
+            dvr_dir: self.hls_dvr_dir.clone(),
+            speed: self.speed.max(1),
+            batch: self.batch,
+            classic: false,
+            connect_timeout: base.connect_timeout,
+            paths: base.paths,
+            keep_tmp: self.keep_tmp,
+        })
+    }
+
     fn scenario(&self) -> anyhow::Result<Scenario> {
         Scenario::parse(self.scenario.trim())
     }
@@ -124,6 +187,16 @@ impl Common {
 
     fn opts(&self, relay: RelayKind, targets: usize) -> anyhow::Result<ScenarioOpts> {
         let scenario = self.scenario()?;
+        self.opts_with(scenario, relay, targets, self.bitrate()?)
+    }
+
+    fn opts_with(
+        &self,
+        scenario: Scenario,
+        relay: RelayKind,
+        targets: usize,
+        bitrate_kbps: u64,
+    ) -> anyhow::Result<ScenarioOpts> {
         let prism_bin = match &self.prism_bin {
             Some(p) => p.clone(),
             None => std::env::current_exe()?
@@ -138,7 +211,7 @@ impl Common {
             targets,
             batch: self.batch,
             seconds: self.seconds,
-            bitrate_kbps: self.bitrate()?,
+            bitrate_kbps,
             warmup_seconds: self.warmup,
             connect_timeout: Duration::from_secs(self.connect_timeout),
             latency_sinks: self.latency_sinks,
@@ -180,7 +253,7 @@ fn environment(common: &Common) -> String {
         .map(|o| String::from_utf8_lossy(&o.stderr).trim().to_owned())
         .unwrap_or_default();
     let prism = common
-        .opts(RelayKind::Prism, 0)
+        .opts_with(Scenario::Players, RelayKind::Prism, 0, 0)
         .map(|o| prism_provenance(&o.paths.prism_bin))
         .unwrap_or_default();
     format!(
@@ -245,7 +318,35 @@ fn describe(common: &Common) -> anyhow::Result<String> {
     })
 }
 
+/// Default bitrate of the hls scenarios: the issue's 4.5 Mbit/s stream.
+const HLS_KBPS: u64 = 4500;
+
 async fn async_main(cli: Cli) -> anyhow::Result<()> {
+    let common = match &cli.command {
+        Cmd::Run { common, .. } | Cmd::Bench { common, .. } => common,
+        Cmd::HlsSvg { json } => {
+            let raw: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(json)?)?;
+            let results: Vec<hls::HlsResult> = serde_json::from_value(raw["results"].clone())?;
+            let kbps = results.first().map_or(0, |r| r.bitrate_kbps);
+            let date = json
+                .file_name()
+                .and_then(|n| n.to_str())
+                .and_then(|n| n.get(..10))
+                .unwrap_or("")
+                .to_owned();
+            std::fs::write(
+                json.with_extension("svg"),
+                hls::svg(
+                    &results,
+                    &format!("HLS fan-out, {kbps} kbit/s stream ({date})"),
+                ),
+            )?;
+            return Ok(());
+        }
+    };
+    if common.hls().is_some() {
+        return hls_main(cli).await;
+    }
     match cli.command {
         Cmd::Run {
             relay,
@@ -373,5 +474,175 @@ async fn async_main(cli: Cli) -> anyhow::Result<()> {
             eprintln!("[prism-load] wrote {}.{{json,md,svg}}", stem.display());
             Ok(())
         }
+        // Handled above.
+        Cmd::HlsSvg { .. } => Ok(()),
     }
+}
+
+/// `run` and `bench` of the hls scenarios.
+async fn hls_main(cli: Cli) -> anyhow::Result<()> {
+    let (relays, counts, common, json, out_dir, bench) = match cli.command {
+        Cmd::Run {
+            relay,
+            targets,
+            common,
+            json,
+        } => (
+            vec![relay],
+            targets.map(|t| vec![t]),
+            common,
+            json,
+            None,
+            false,
+        ),
+        Cmd::Bench {
+            relays,
+            targets,
+            common,
+            out_dir,
+        } => (relays, targets, common, None, out_dir, true),
+        Cmd::HlsSvg { .. } => return Ok(()),
+    };
+    let memory = common.hls() == Some(true);
+    let counts = counts.unwrap_or(if memory {
+        if bench {
+            vec![1, 10, 50]
+        } else {
+            vec![1]
+        }
+    } else {
+        vec![1000]
+    });
+    // `prism-classic`: Prism with classic HLS clients (polled playlists, whole segments),
+    // the request pattern nginx gets.
+    let relays: Vec<(RelayKind, bool)> = if memory {
+        vec![(RelayKind::Prism, false)]
+    } else {
+        relays
+            .iter()
+            .map(|r| {
+                let r = r.trim();
+                if r.starts_with("prism-m40") {
+                    // write_merge_ms is an RTMP output setting: nothing to merge over HTTP.
+                    anyhow::bail!("prism-m40 is an RTMP variant; the hls scenarios take prism, prism1, prism-classic, nginx");
+                }
+                match r.strip_suffix("-classic") {
+                    Some(base) => Ok((RelayKind::parse(base)?, true)),
+                    None => Ok((RelayKind::parse(r)?, false)),
+                }
+            })
+            .collect::<anyhow::Result<_>>()?
+    };
+    let env = environment(&common);
+    eprintln!("[prism-load] {env}");
+    if let Some(&max) = counts.iter().max() {
+        // Prism: two connections per client (video and audio renditions).
+        raise_fd_limit(&common.opts_with(Scenario::Players, RelayKind::Prism, 2 * max, 0)?);
+    }
+    let o = common.hls_opts(RelayKind::Prism, 0)?;
+    let header = if memory {
+        format!(
+            "## prism-load hls-memory — {}\n\nPrism's RSS per stream, {} kbit/s streams (25 fps, keyframe every 2 s), \
+             segments {} ms, parts {} ms, {} segments live{}.\nMachine: {env}.",
+            report::utc_date(),
+            o.bitrate_kbps,
+            o.segment_ms,
+            o.part_ms,
+            o.window_segments,
+            if o.dvr_window_s > 0 {
+                format!(", DVR {} s", o.dvr_window_s)
+            } else {
+                String::new()
+            },
+        )
+    } else {
+        format!(
+            "## prism-load hls — {}\n\n{} s window, 1 publisher → N HTTP clients, {} kbit/s stream (25 fps, keyframe every 2 s), \
+             warm-up {} s. Prism: LL-HLS, segments {} ms, parts {} ms, each client = 2 keep-alive connections (video, audio \
+             renditions) doing blocking reloads for the next part and fetching every new part. nginx: nginx-rtmp `hls on` \
+             (hls_fragment {} ms, MPEG-TS) into a directory the same nginx worker serves as static files (sendfile); each client = \
+             1 connection polling the playlist every half target duration and fetching every new segment. \
+             Delay = client has the whole part (segment) − publisher sent the last frame in it.\nMachine: {env}; \
+             see the load average and machine busy columns.",
+            report::utc_date(),
+            common.seconds,
+            o.bitrate_kbps,
+            common.warmup,
+            o.segment_ms,
+            o.part_ms,
+            o.segment_ms,
+        )
+    };
+    let total = relays.len() * counts.len();
+    let (mut fan, mut mem, mut errors) = (Vec::new(), Vec::new(), Vec::new());
+    let mut k = 0;
+    for &n in &counts {
+        for &(relay, classic) in &relays {
+            k += 1;
+            eprintln!("[prism-load] run {k}/{total}: {} × {n}", relay.name());
+            let mut opts = common.hls_opts(relay, n)?;
+            opts.classic = classic;
+            let r = if memory {
+                hls::run_memory(&opts).await.map(|r| mem.push(r))
+            } else {
+                hls::run(&opts).await.map(|r| fan.push(r))
+            };
+            if let Err(e) = r {
+                eprintln!("[prism-load] {} × {n} failed: {e:#}", relay.name());
+                errors.push(serde_json::json!({
+                    "relay": relay.name(), "count": n, "error": format!("{e:#}")
+                }));
+            }
+            tokio::time::sleep(Duration::from_secs(2)).await;
+        }
+    }
+    let mut md = if memory {
+        hls::memory_markdown(&mem, &header)
+    } else {
+        hls::markdown(&fan, &header)
+    };
+    for e in &errors {
+        md.push_str(&format!("\n- FAILED: {e}\n"));
+    }
+    println!("{md}");
+    let raw = serde_json::json!({
+        "scenario": common.scenario.trim(),
+        "environment": env,
+        "seconds": common.seconds,
+        "results": if memory { serde_json::to_value(&mem)? } else { serde_json::to_value(&fan)? },
+        "errors": errors,
+    });
+    if let Some(path) = json {
+        std::fs::write(&path, serde_json::to_string_pretty(&raw)?)?;
+    }
+    if bench {
+        let out_dir = out_dir
+            .unwrap_or_else(|| PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../results")));
+        std::fs::create_dir_all(&out_dir)?;
+        let stem = report::result_stem(&out_dir, Some(common.scenario.trim()));
+        std::fs::write(
+            stem.with_extension("json"),
+            serde_json::to_string_pretty(&raw)?,
+        )?;
+        std::fs::write(stem.with_extension("md"), &md)?;
+        if !memory {
+            std::fs::write(
+                stem.with_extension("svg"),
+                hls::svg(
+                    &fan,
+                    &format!(
+                        "HLS fan-out, {} kbit/s stream ({})",
+                        o.bitrate_kbps,
+                        report::utc_date()
+                    ),
+                ),
+            )?;
+        }
+        eprintln!(
+            "[prism-load] wrote {}.{{json,md{}}}",
+            stem.display(),
+            if memory { "" } else { ",svg" }
+        );
+    }
+    Ok(())
 }

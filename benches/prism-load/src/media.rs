@@ -154,6 +154,20 @@ pub fn parse_mark(is_video: bool, p: &[u8]) -> Option<Mark> {
     })
 }
 
+/// The marker at the start of `m` (which starts with [`MAGIC`]), wherever it was found.
+pub fn mark_at(m: &[u8]) -> Option<Mark> {
+    let m = m.get(..MARK_LEN)?;
+    if &m[..4] != MAGIC || m[4] > 1 {
+        return None;
+    }
+    Some(Mark {
+        kind: if m[4] == 0 { Kind::Video } else { Kind::Audio },
+        stream: u16::from_be_bytes(m[5..7].try_into().ok()?),
+        seq: u64::from_be_bytes(m[7..15].try_into().ok()?),
+        send_ns: u64::from_be_bytes(m[15..23].try_into().ok()?),
+    })
+}
+
 /// RTMP timestamp (ms) of video frame `i` and audio frame `i`.
 pub fn video_ts(i: u64) -> u32 {
     (i * 1000 / FPS) as u32

@@ -38,6 +38,9 @@ pub struct PublishTarget {
     pub key: String,
     /// Written into every frame's marker, so sinks know which publisher a frame came from.
     pub stream: u16,
+    /// Media time runs this many times faster than the wall clock (1 = real time): fills a
+    /// long HLS DVR window (media time) in seconds.
+    pub speed: u32,
 }
 
 /// Chunk stream for the keep-alive acknowledgements: one the session never uses, with a
@@ -168,9 +171,20 @@ pub async fn run(
         }
         // Queue every frame that is due.
         let elapsed = start.elapsed().as_nanos() as u64;
+        let speed = u64::from(target.speed.max(1));
+        let mut backlogged = false;
         loop {
-            let (vd, ad) = (media::video_due_ns(vi), media::audio_due_ns(ai));
+            let (vd, ad) = (
+                media::video_due_ns(vi) / speed,
+                media::audio_due_ns(ai) / speed,
+            );
+            // Faster than real time, the relay may not keep up: stop queueing while 4 MiB
+            // are unsent (the frames wait their turn; memory stays bounded).
             if vd.min(ad) > elapsed {
+                break;
+            }
+            if pending.len() + session.out().len() > 4 << 20 {
+                backlogged = true;
                 break;
             }
             let now = clock.now_ns();
@@ -201,8 +215,13 @@ pub async fn run(
             }
         }
         pending.append(session.out());
-        let next_due =
-            start + Duration::from_nanos(media::video_due_ns(vi).min(media::audio_due_ns(ai)));
+        let next_due = if backlogged {
+            // Due already: look again once some of the backlog is written.
+            Instant::now() + Duration::from_millis(2)
+        } else {
+            start
+                + Duration::from_nanos(media::video_due_ns(vi).min(media::audio_due_ns(ai)) / speed)
+        };
         tokio::select! {
             _ = tokio::time::sleep_until(next_due) => {}
             w = write_some(&mut wr, &pending), if !pending.is_empty() => {

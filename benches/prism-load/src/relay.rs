@@ -176,13 +176,19 @@ pub fn start(
                 .with_context(|| format!("spawning {}", paths.nginx_bin.display()))?
         }
     };
-    let mut relay = RelayProcess {
+    let relay = RelayProcess {
         kind,
         child,
         rtmp_port,
         http_port,
         dir: dir.to_owned(),
     };
+    wait_listening(relay)
+}
+
+/// Waits until the relay's RTMP port accepts connections (10 s at most).
+fn wait_listening(mut relay: RelayProcess) -> anyhow::Result<RelayProcess> {
+    let (kind, rtmp_port, dir) = (relay.kind, relay.rtmp_port, relay.dir.clone());
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
         if let Some(st) = relay.exited() {
@@ -202,6 +208,167 @@ pub fn start(
         }
         std::thread::sleep(Duration::from_millis(50));
     }
+}
+
+/// What the `hls` scenarios configure: one packaging setting for both relays.
+#[derive(Debug, Clone)]
+pub struct HlsSpec {
+    pub segment_ms: u64,
+    pub part_ms: u64,
+    pub window_segments: usize,
+    /// Prism only (nginx-rtmp keeps `window_segments`).
+    pub dvr_window_s: u64,
+    pub dvr_max_mb: u64,
+    pub dvr_dir: Option<PathBuf>,
+    /// HTTP connections the clients hold (for the relays' connection limits).
+    pub connections: usize,
+    pub streams: usize,
+}
+
+/// Starts a relay serving HLS from RTMP: Prism with `[hls]`, or nginx-rtmp with `hls on`
+/// writing into `dir/www/live`, which the same nginx (one worker) serves as static files.
+/// Returns the relay and its viewers' HTTP port.
+pub fn start_hls(
+    kind: RelayKind,
+    paths: &RelayPaths,
+    spec: &HlsSpec,
+    dir: &Path,
+) -> anyhow::Result<(RelayProcess, u16)> {
+    fs::create_dir_all(dir)?;
+    let rtmp_port = free_port()?;
+    let hls_port = free_port()?;
+    let mut http_port = None;
+    let conns = spec.connections + spec.streams + 100;
+    let child = match kind {
+        RelayKind::Prism | RelayKind::Prism1 | RelayKind::PrismM40 => {
+            let http = free_port()?;
+            http_port = Some(http);
+            let mut conf = format!(
+                "[rtmp]\nlisten = \"127.0.0.1:{rtmp_port}\"\nchunk_size = 4096\n\n\
+                 [http]\nlisten = \"127.0.0.1:{http}\"\n\n\
+                 [limits]\nmax_connections = {conns}\nmax_connections_per_ip = {conns}\n\
+                 max_streams = {}\n\n\
+                 [hls]\nlisten = \"127.0.0.1:{hls_port}\"\nsegment_ms = {}\npart_ms = {}\n\
+                 window_segments = {}\ndvr_window_s = {}\ndvr_max_mb = {}\n\
+                 max_connections = {conns}\nmax_blocking_requests = {conns}\n",
+                (spec.streams + 10).max(500),
+                spec.segment_ms,
+                spec.part_ms,
+                spec.window_segments,
+                spec.dvr_window_s,
+                spec.dvr_max_mb,
+            );
+            if let Some(d) = &spec.dvr_dir {
+                let _ = writeln!(conf, "dvr_dir = {:?}", d.display().to_string());
+            }
+            let path = dir.join("prism.toml");
+            fs::write(&path, conf)?;
+            let mut cmd = Command::new(&paths.prism_bin);
+            cmd.arg("--config").arg(&path).arg("--log").arg("info");
+            if kind == RelayKind::Prism1 {
+                cmd.env("TOKIO_WORKER_THREADS", "1");
+            }
+            cmd.stdin(Stdio::null())
+                .stdout(fs::File::create(dir.join("relay.stdout"))?)
+                .stderr(fs::File::create(dir.join("relay.stderr"))?)
+                .spawn()
+                .with_context(|| format!("spawning {}", paths.prism_bin.display()))?
+        }
+        RelayKind::Nginx => {
+            let www = dir.join("www");
+            fs::create_dir_all(www.join("live"))?;
+            let conf = nginx_hls_config(&paths.nginx_module, dir, rtmp_port, hls_port, spec);
+            let path = dir.join("nginx.conf");
+            fs::write(&path, conf)?;
+            Command::new(&paths.nginx_bin)
+                .arg("-p")
+                .arg(dir)
+                .arg("-e")
+                .arg(dir.join("error.log"))
+                .arg("-c")
+                .arg(&path)
+                .stdin(Stdio::null())
+                .stdout(fs::File::create(dir.join("relay.stdout"))?)
+                .stderr(fs::File::create(dir.join("relay.stderr"))?)
+                .spawn()
+                .with_context(|| format!("spawning {}", paths.nginx_bin.display()))?
+        }
+    };
+    let relay = wait_listening(RelayProcess {
+        kind,
+        child,
+        rtmp_port,
+        http_port,
+        dir: dir.to_owned(),
+    })?;
+    Ok((relay, hls_port))
+}
+
+/// nginx-rtmp `hls on` into `dir/www/live`, served by nginx's http module from the same
+/// (single) worker: static files with sendfile, as an nginx HLS origin is usually set up.
+fn nginx_hls_config(
+    module: &Path,
+    dir: &Path,
+    rtmp_port: u16,
+    http_port: u16,
+    spec: &HlsSpec,
+) -> String {
+    let d = dir.display();
+    let worker_connections = (spec.connections + 1024).max(8192);
+    let frag_s = spec.segment_ms as f64 / 1000.0;
+    let playlist_s = frag_s * spec.window_segments as f64;
+    format!(
+        r#"load_module {module};
+daemon off;
+master_process off;
+worker_processes 1;
+worker_rlimit_nofile {rlimit};
+pid {d}/nginx.pid;
+error_log {d}/error.log warn;
+
+events {{
+    worker_connections {worker_connections};
+}}
+
+rtmp {{
+    server {{
+        listen 127.0.0.1:{rtmp_port};
+        chunk_size 4096;
+        application live {{
+            live on;
+            hls on;
+            hls_path {d}/www/live;
+            hls_fragment {frag_ms}ms;
+            hls_playlist_length {playlist_ms}ms;
+        }}
+    }}
+}}
+
+http {{
+    access_log off;
+    sendfile on;
+    tcp_nopush on;
+    tcp_nodelay on;
+    keepalive_timeout 65;
+    keepalive_requests 1000000;
+    types {{
+        application/vnd.apple.mpegurl m3u8;
+        video/mp2t ts;
+    }}
+    server {{
+        listen 127.0.0.1:{http_port} backlog=4096;
+        location / {{
+            root {d}/www;
+            add_header Cache-Control no-cache;
+        }}
+    }}
+}}
+"#,
+        module = module.display(),
+        rlimit = worker_connections + 1024,
+        frag_ms = spec.segment_ms,
+        playlist_ms = (playlist_s * 1000.0) as u64,
+    )
 }
 
 fn prism_config(rtmp_port: u16, http_port: u16, spec: &RelaySpec, merge_ms: u32) -> String {

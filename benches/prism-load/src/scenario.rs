@@ -377,6 +377,7 @@ pub async fn run(opts: &ScenarioOpts) -> anyhow::Result<ScenarioResult> {
                 app,
                 key,
                 stream: i as u16,
+                speed: 1,
             },
             opts.bitrate_kbps,
             clock,
