@@ -333,11 +333,15 @@ pub fn dash(p: &Packager, now: SystemTime, query: &str) -> Option<String> {
             );
         }
         // Only the current init segment's segments are listed (a new timeline after a
-        // discontinuity): numbering starts with the first of them.
-        let first = t
-            .segments
-            .iter()
-            .find(|s| s.init == t.init_version() && !s.is_gap())
+        // discontinuity), and only those after the last gap (an audio dropout): `$Number$`
+        // counts timeline entries one by one, so the listed numbers must have no hole.
+        let current = || t.segments.iter().filter(|s| s.init == t.init_version());
+        let after_gap = current()
+            .filter(|s| s.is_gap())
+            .last()
+            .map_or(0, |g| g.msn + 1);
+        let first = current()
+            .find(|s| s.msn >= after_gap)
             .map_or(t.open.msn, |s| s.msn);
         let _ = writeln!(
             s,
@@ -352,11 +356,7 @@ pub fn dash(p: &Packager, now: SystemTime, query: &str) -> Option<String> {
         let ts = f64::from(t.config.timescale.max(1));
         let mut run: Option<(u64, u64, u32)> = None;
         let mut next_t: Option<u64> = None;
-        for seg in t
-            .segments
-            .iter()
-            .filter(|s| s.init == t.init_version() && !s.is_gap())
-        {
+        for seg in current().filter(|s| s.msn >= first) {
             let d = (seg.duration * ts).round() as u64;
             match &mut run {
                 Some((_, rd, r)) if *rd == d && next_t == Some(seg.start) => *r += 1,

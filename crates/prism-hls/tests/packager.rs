@@ -286,6 +286,51 @@ fn an_audio_dropout_is_a_gap_and_numbering_stays_aligned() {
     let url = format!("/live/a/audio/{}.m4s", gap.msn);
     let r = request::parse(&url, None).unwrap();
     assert_eq!(request::readiness(&f.p, &r), Readiness::NotFound);
+    // DASH numbers its timeline's entries one by one ($Number$): every number it implies
+    // names the segment of that time, on both sides of the gap.
+    let mpd = playlist::dash(&f.p, f.wall0, "").unwrap();
+    for kind in [TrackKind::Video, TrackKind::Audio] {
+        let listed = dash_numbers(&mpd, kind.as_str());
+        assert!(
+            listed.len() >= 3,
+            "{kind:?}: {listed:?}
+{mpd}"
+        );
+        let track = f.p.track(kind).unwrap();
+        for (number, t) in listed {
+            let seg = track
+                .segment(number)
+                .unwrap_or_else(|| panic!("{kind:?} {number} listed, not there\n{mpd}"));
+            assert_eq!(seg.start, t, "{kind:?} segment {number}\n{mpd}");
+            assert!(!seg.is_gap(), "{kind:?} {number} is a gap\n{mpd}");
+        }
+    }
+}
+
+/// (segment number, start time) of each entry of representation `id`'s SegmentTimeline.
+fn dash_numbers(mpd: &str, id: &str) -> Vec<(u64, u64)> {
+    let rep = &mpd[mpd.find(&format!("<Representation id=\"{id}\"")).unwrap()..];
+    let rep = &rep[..rep.find("</Representation>").unwrap()];
+    let attr = |tag: &str, name: &str| -> Option<u64> {
+        let at = tag.find(&format!(" {name}=\""))? + name.len() + 3;
+        tag[at..].split('"').next()?.parse().ok()
+    };
+    let mut number = attr(rep, "startNumber").unwrap();
+    let mut out = Vec::new();
+    let mut next_t = 0;
+    for tag in rep.split("<S ").skip(1) {
+        let tag = format!(" {}", &tag[..tag.find("/>").unwrap()]);
+        let tag = tag.as_str();
+        let (d, r) = (attr(tag, "d").unwrap(), attr(tag, "r").unwrap_or(0));
+        let mut t = attr(tag, "t").unwrap_or(next_t);
+        for _ in 0..=r {
+            out.push((number, t));
+            number += 1;
+            t += d;
+        }
+        next_t = t;
+    }
+    out
 }
 
 /// A driver's disk in virtual time: files by (track, msn), written and deleted as the
