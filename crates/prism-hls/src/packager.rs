@@ -881,6 +881,21 @@ impl Packager {
         if self.anchor.is_none() {
             self.anchor = Some((wall, timestamp));
         }
+        // A hole in the main track's timeline longer than a segment (a subscriber queue that
+        // overflowed resumes at a later keyframe, an encoder that stalled): the sample before
+        // it ends with the usual duration and a new timeline starts (`EXT-X-DISCONTINUITY`),
+        // rather than one sample spanning the hole past the target duration.
+        if track == self.main && self.is_started() && !self.resuming {
+            let jump = self
+                .last_main
+                .map_or(0, |last| timestamp.wrapping_sub(last));
+            if jump > self.cfg.segment.as_millis() as u32 && jump < u32::MAX / 2 {
+                if let Some(t) = self.tracks.iter_mut().find(|t| t.kind == track) {
+                    t.flush_pending();
+                }
+                self.restart = true;
+            }
+        }
 
         // Start (or restart with a new set of tracks) on a keyframe of the track that will
         // lead.

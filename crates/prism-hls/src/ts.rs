@@ -352,7 +352,9 @@ impl TsWindow {
         self.bytes += self.queued_bytes;
         self.queue = next;
 
-        let ms = if cut.ended {
+        // At the end, or at a new timeline (which may follow a hole), the segment lasts to
+        // the end of its last frame.
+        let ms = if cut.ended || cut.discontinuity {
             self.last_main.map_or(0, |l| {
                 l.wrapping_sub(open.start)
                     .saturating_add(self.last_interval)

@@ -4,7 +4,7 @@ use bytes::Bytes;
 use prism_hls::check::{check_delta, check_media, parse_media};
 use prism_hls::playlist::{self, MediaOptions};
 use prism_hls::request::{self, Readiness};
-use prism_hls::{DiskJob, Located, Packager, PackagerConfig, TrackKind};
+use prism_hls::{Container, DiskJob, Located, Packager, PackagerConfig, TrackKind};
 use prism_media::MediaKind;
 use std::collections::HashMap;
 use std::time::{Duration, Instant, SystemTime};
@@ -582,11 +582,11 @@ fn a_new_encoder_session_is_a_discontinuity() {
             "the gap is not in a segment: {text}"
         );
     }
-    // The same sequence headers again without a new session (a looping encoder): no
-    // discontinuity.
+    // The same sequence headers again without a new session (a looping encoder) and no
+    // hole longer than a segment in the timeline: no discontinuity.
     let mut g = Feed::new(PackagerConfig::default(), 60);
     g.run_until(9_000);
-    resend_at(&mut g, 10_000);
+    resend_at(&mut g, 9_000);
     g.run_until(20_000);
     assert!(!media(&g.p, TrackKind::Video, false).contains("#EXT-X-DISCONTINUITY\n"));
 }
@@ -673,4 +673,44 @@ fn dash_numbers_the_current_timeline_from_its_first_segment() {
         mpd.contains(&format!("<S t=\"{}\"", first_new.start)),
         "{mpd}"
     );
+}
+
+#[test]
+fn a_jump_in_the_timeline_starts_a_new_one_without_a_long_sample() {
+    // A subscriber queue that overflowed drops to the next keyframe: the frames resume 35 s
+    // later. No sample, part or segment (CMAF or MPEG-TS) may stretch over the hole.
+    let cfg = PackagerConfig {
+        container: Container::Both,
+        ..PackagerConfig::default()
+    };
+    let mut f = Feed::new(cfg, 60);
+    f.run_until(5_000);
+    f.video_n = 1200; // 40 s, a keyframe
+    f.audio_n = 40_000 * 48 / 1024;
+    f.run_until(50_000);
+    let video = f.p.track(TrackKind::Video).unwrap();
+    assert!(
+        video.max_part <= 0.2 + 1.0 / 30.0,
+        "part {}",
+        video.max_part
+    );
+    assert!(
+        video.max_segment <= 2.0 + 1e-3,
+        "segment {}",
+        video.max_segment
+    );
+    for kind in [TrackKind::Video, TrackKind::Audio] {
+        let text = media(&f.p, kind, false);
+        assert_eq!(check_media(&text), Vec::<String>::new(), "{text}");
+        assert!(text.contains("#EXT-X-TARGETDURATION:2\n"), "{text}");
+        assert_eq!(text.matches("#EXT-X-DISCONTINUITY\n").count(), 1, "{text}");
+    }
+    let ts = f.p.ts().unwrap();
+    assert!(
+        ts.max_segment <= 2.0 + 1e-3,
+        "TS segment {}",
+        ts.max_segment
+    );
+    let text = playlist::ts_media(&f.p, "").unwrap();
+    assert!(text.contains("#EXT-X-TARGETDURATION:2\n"), "{text}");
 }
