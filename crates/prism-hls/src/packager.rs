@@ -364,8 +364,10 @@ impl Track {
         u64::from(ms) * self.timescale() / 1000
     }
 
-    /// Takes a sample; the one held back before it is complete now.
-    fn push(&mut self, dts: u64, cts_offset: i32, keyframe: bool, data: Bytes) {
+    /// Takes a sample; the one held back before it is complete now. True when that closed
+    /// a part.
+    fn push(&mut self, dts: u64, cts_offset: i32, keyframe: bool, data: Bytes) -> bool {
+        let mut closed = false;
         if let Some(p) = self.pending.take() {
             // Timestamps are monotonic once the hub normalized them; a zero duration (two
             // frames on the same millisecond) is kept as is.
@@ -378,7 +380,7 @@ impl Track {
             {
                 duration = self.last_duration;
             }
-            self.complete(p, duration);
+            closed = self.complete(p, duration);
         }
         self.pending = Some(Pending {
             dts,
@@ -386,17 +388,19 @@ impl Track {
             keyframe,
             data,
         });
+        closed
     }
 
-    fn complete(&mut self, p: Pending, duration: u32) {
+    /// True when the open part closed before this sample.
+    fn complete(&mut self, p: Pending, duration: u32) -> bool {
         self.last_duration = duration;
         // Parts are cut ahead of time, guessing the next duration from the last one; when
         // a longer one proves the guess wrong, the part ends before this sample, so no part
         // outlasts the target (unless one sample alone does).
         let ticks: u64 = self.samples.iter().map(|s| u64::from(s.duration)).sum();
-        if !self.samples.is_empty() && ticks + u64::from(duration) > self.part_limit {
-            self.close_part();
-        }
+        let closed = !self.samples.is_empty()
+            && ticks + u64::from(duration) > self.part_limit
+            && self.close_part();
         if self.part_start.is_none() {
             self.part_start = Some(p.dts);
         }
@@ -407,6 +411,7 @@ impl Track {
             keyframe: p.keyframe,
             data: p.data,
         });
+        closed
     }
 
     /// Ends the stream: the held-back sample gets the last duration seen.
@@ -911,8 +916,11 @@ impl Packager {
         // end when the next sample would not fit (`Track::complete`), its segments with the
         // main track's; the main track decides whether a part and a segment end here.
         // With TS only, the CMAF tracks keep their cuts but no samples (no CMAF work).
-        if self.cfg.container.fmp4() {
-            self.tracks[ti].push(dts, cts, keyframe, data);
+        if self.cfg.container.fmp4() && self.tracks[ti].push(dts, cts, keyframe, data) {
+            // A track cut its own part (a following track's run full, or a sample longer
+            // than guessed): parked blocking reloads of its playlist wait for the version,
+            // not for the main track's next cut.
+            self.version += 1;
         }
         if track == self.main {
             self.cut_before(timestamp, keyframe, wall, now);
