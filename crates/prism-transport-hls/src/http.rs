@@ -440,7 +440,7 @@ impl Server {
         peer: SocketAddr,
     ) -> Answer {
         let query = r.token.map(|t| format!("token={t}")).unwrap_or_default();
-        let playlist = |text: Option<String>, ct: &'static str| match text {
+        let playlist = |text: Option<Bytes>, ct: &'static str| match text {
             Some(t) => Answer {
                 status: StatusCode::OK,
                 content_type: ct,
@@ -450,6 +450,12 @@ impl Server {
                 media: false,
             },
             None => Answer::status(StatusCode::NOT_FOUND),
+        };
+        // Every parked reload of a rendition wakes at the same version and wants the same
+        // text: rendered once, shared.
+        let cached = |render: &dyn Fn() -> Option<String>| {
+            let key = (r.resource, r.skip, query.as_str());
+            lock(&hs.playlists).get_or_render(p.version(), key, render)
         };
         let media_as = |data: Option<Chunks>, etag: String, ct: &'static str| match data {
             Some(body) => {
@@ -484,11 +490,11 @@ impl Server {
             },
             Resource::Multivariant => match ts_refused {
                 Some(refused) if !p.config().container.fmp4() => refused,
-                _ => playlist(playlist::multivariant(p, &query), M3U8),
+                _ => playlist(cached(&|| playlist::multivariant(p, &query)), M3U8),
             },
             Resource::TsPlaylist => match ts_refused {
                 Some(refused) => refused,
-                None => playlist(playlist::ts_media(p, &query), M3U8),
+                None => playlist(cached(&|| playlist::ts_media(p, &query)), M3U8),
             },
             Resource::TsSegment(msn) => media_as(
                 p.ts()
@@ -498,11 +504,12 @@ impl Server {
                 "video/mp2t",
             ),
             Resource::Media(kind) => playlist(
-                playlist::media(p, kind, MediaOptions { skip: r.skip }, &query),
+                cached(&|| playlist::media(p, kind, MediaOptions { skip: r.skip }, &query)),
                 M3U8,
             ),
+            // Not cached: it depends on the time of the request.
             Resource::Dash => playlist(
-                playlist::dash(p, SystemTime::now(), &query),
+                playlist::dash(p, SystemTime::now(), &query).map(Bytes::from),
                 "application/dash+xml",
             ),
             Resource::Init(kind, v) => media(
@@ -592,6 +599,49 @@ impl Server {
             h.insert(header::CONTENT_RANGE, cr);
         }
         resp
+    }
+}
+
+/// Playlists rendered at one packager version. A playlist is a function of the version,
+/// the resource, the delta option and the query carried into its URIs (a viewer's token:
+/// part of the key, so no viewer gets another's). A few entries, the current version only.
+#[derive(Default)]
+pub(crate) struct PlaylistCache {
+    version: u64,
+    entries: Vec<(Resource, bool, String, Bytes)>,
+}
+
+/// Entries kept per stream: the renditions, their delta updates, the multivariant
+/// playlist; distinct tokens beyond that take turns.
+const MAX_CACHED_PLAYLISTS: usize = 8;
+
+impl PlaylistCache {
+    /// The text for `key` at `version`, rendered by `render` unless cached; `None` (not
+    /// renderable) is not cached.
+    fn get_or_render(
+        &mut self,
+        version: u64,
+        (resource, skip, query): (Resource, bool, &str),
+        render: &dyn Fn() -> Option<String>,
+    ) -> Option<Bytes> {
+        if self.version != version {
+            self.version = version;
+            self.entries.clear();
+        }
+        let hit = self
+            .entries
+            .iter()
+            .find(|(r, s, q, _)| *r == resource && *s == skip && q == query);
+        if let Some((.., text)) = hit {
+            return Some(text.clone());
+        }
+        let text = Bytes::from(render()?);
+        if self.entries.len() >= MAX_CACHED_PLAYLISTS {
+            self.entries.remove(0);
+        }
+        self.entries
+            .push((resource, skip, query.to_owned(), text.clone()));
+        Some(text)
     }
 }
 
@@ -718,8 +768,46 @@ fn page(app: &str, key: &str, dvr_s: u64) -> String {
 
 #[cfg(test)]
 mod tests {
-    use super::{byte_range, Chunks};
+    use super::{byte_range, Chunks, PlaylistCache};
     use bytes::Bytes;
+    use prism_hls::request::Resource;
+    use prism_hls::TrackKind;
+    use std::cell::Cell;
+
+    #[test]
+    fn playlists_are_rendered_once_per_version_and_query() {
+        let mut cache = PlaylistCache::default();
+        let renders = Cell::new(0);
+        let mut get = |version, key: (Resource, bool, &str)| {
+            let text = cache.get_or_render(version, key, &|| {
+                renders.set(renders.get() + 1);
+                Some(format!("{version} {key:?}"))
+            });
+            String::from_utf8(text.unwrap().to_vec()).unwrap()
+        };
+        let video = Resource::Media(TrackKind::Video);
+        assert_eq!(get(1, (video, false, "")), "1 (Media(Video), false, \"\")");
+        assert_eq!(get(1, (video, false, "")), "1 (Media(Video), false, \"\")");
+        assert_eq!(
+            renders.get(),
+            1,
+            "the same playlist at the same version: shared"
+        );
+        // Another viewer's token, the delta update, the other rendition: their own text.
+        assert!(get(1, (video, false, "token=b")).contains("token=b"));
+        assert!(get(1, (video, false, "token=a")).contains("token=a"));
+        assert!(get(1, (video, true, "")).contains("true"));
+        assert!(get(1, (Resource::Media(TrackKind::Audio), false, "")).contains("Audio"));
+        assert_eq!(renders.get(), 5);
+        // A new version renders again; the old text is gone.
+        assert!(get(2, (video, false, "")).starts_with("2 "));
+        assert_eq!(renders.get(), 6);
+        // Bounded: many tokens take turns.
+        for i in 0..100 {
+            get(2, (video, false, &format!("token={i}")));
+        }
+        assert!(cache.entries.len() <= super::MAX_CACHED_PLAYLISTS);
+    }
 
     #[test]
     fn ranges_over_chunks() {

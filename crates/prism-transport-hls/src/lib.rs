@@ -73,6 +73,8 @@ pub(crate) struct HlsStream {
     pub(crate) version: watch::Sender<u64>,
     /// Client fingerprint → last media request.
     viewers: Mutex<HashMap<u64, Instant>>,
+    /// Playlists rendered at the packager's current version (locked inside its lock).
+    pub(crate) playlists: Mutex<http::PlaylistCache>,
     /// Its series; taken again when a new publisher continues the window (the stream's end
     /// may have removed them).
     metrics: Mutex<HlsMetrics>,
@@ -276,6 +278,7 @@ impl StreamOutput for HlsOutput {
                     packager: Mutex::new(packager),
                     version: watch::channel(0).0,
                     viewers: Mutex::new(HashMap::new()),
+                    playlists: Mutex::default(),
                     instance: base,
                     dvr: self.shared.dvr.as_ref().map(|r| Arc::new(r.window(base))),
                     publisher: AtomicU64::new(0),
