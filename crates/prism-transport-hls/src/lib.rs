@@ -109,6 +109,11 @@ impl HlsStream {
         lock(&self.metrics).clone()
     }
 
+    /// Counts media bytes sent (without cloning the series).
+    pub(crate) fn add_bytes_sent(&self, n: u64) {
+        lock(&self.metrics).bytes_sent.inc_by(n);
+    }
+
     /// The app part of the name (logs: the key is a secret).
     pub(crate) fn app(&self) -> &str {
         self.name.split('/').next().unwrap_or("")
