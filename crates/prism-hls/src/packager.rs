@@ -684,6 +684,9 @@ pub struct Packager {
     /// Bumped whenever a part or segment is added (and at the end): blocking requests wait
     /// for it.
     version: u64,
+    /// By track: `version` when that track last had something new (a part of its own, or a
+    /// change to every track), so that a track's requests need not wake for the other's.
+    track_versions: [u64; 2],
     unsupported: u64,
     /// The MPEG-TS twin of the segments (`container` "ts" or "both").
     ts: Option<TsWindow>,
@@ -722,6 +725,7 @@ impl Packager {
             anchor: None,
             ended: false,
             version: 0,
+            track_versions: [0; 2],
             unsupported: 0,
             ts: cfg.container.ts().then(TsWindow::new),
             spill_failed: false,
@@ -757,6 +761,21 @@ impl Packager {
     /// Changes whenever there is something new to fetch.
     pub fn version(&self) -> u64 {
         self.version
+    }
+
+    /// Changes whenever `kind`'s playlist or parts change (a subset of [`Packager::version`]
+    /// changes).
+    pub fn track_version(&self, kind: TrackKind) -> u64 {
+        self.track_versions[kind.index()]
+    }
+
+    /// Something new for `track`'s playlist, or for every track's (`None`).
+    fn bump(&mut self, track: Option<TrackKind>) {
+        self.version += 1;
+        match track {
+            Some(t) => self.track_versions[t.index()] = self.version,
+            None => self.track_versions = [self.version; 2],
+        }
     }
 
     /// True once the stream ended (`EXT-X-ENDLIST`).
@@ -920,7 +939,7 @@ impl Packager {
             // A track cut its own part (a following track's run full, or a sample longer
             // than guessed): parked blocking reloads of its playlist wait for the version,
             // not for the main track's next cut.
-            self.version += 1;
+            self.bump(Some(track));
         }
         if track == self.main {
             self.cut_before(timestamp, keyframe, wall, now);
@@ -957,7 +976,7 @@ impl Packager {
             self.close_segments(t, false, wall);
             self.evict(now);
         }
-        self.version += 1;
+        self.bump((!segment_due).then_some(self.main));
     }
 
     fn close_parts(&mut self) {
@@ -1104,7 +1123,7 @@ impl Packager {
         self.seg_start = t;
         self.part_start = t;
         self.last_main = None;
-        self.version += 1;
+        self.bump(None);
     }
 
     /// The stream ended: the open part and segment close, the playlists get
@@ -1131,7 +1150,7 @@ impl Packager {
             self.close_segments(t, false, wall);
             self.evict(now);
         }
-        self.version += 1;
+        self.bump(None);
     }
 
     /// A new encoder session of the live stream (a publisher that reconnected within the
@@ -1164,7 +1183,7 @@ impl Packager {
         self.resuming = true;
         // `end` left the last timestamp in `seg_start`.
         self.shift_from = Some(self.seg_start);
-        self.version += 1;
+        self.bump(None);
         true
     }
 

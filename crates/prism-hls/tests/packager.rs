@@ -630,6 +630,8 @@ fn dash_numbers_the_current_timeline_from_its_first_segment() {
     );
 }
 
+const TRACKS: [TrackKind; 2] = [TrackKind::Video, TrackKind::Audio];
+
 /// Parts of `kind` listed so far (complete segments and the open one).
 fn part_count(p: &Packager, kind: TrackKind) -> usize {
     let t = p.track(kind).unwrap();
@@ -637,7 +639,7 @@ fn part_count(p: &Packager, kind: TrackKind) -> usize {
 }
 
 #[test]
-fn an_audio_part_wakes_blocking_reloads_when_it_closes() {
+fn an_audio_part_wakes_blocking_reloads_when_it_closes_and_only_its_own() {
     // Audio parts (a run of AAC frames) close on their own, between the video cuts: the
     // version that parked blocking reloads wait for must change with each of them, or an
     // audio part goes out only with the next video part.
@@ -647,6 +649,8 @@ fn an_audio_part_wakes_blocking_reloads_when_it_closes() {
     for _ in 0..600 {
         let (parts, version) = (part_count(&f.p, TrackKind::Audio), f.p.version());
         let video = part_count(&f.p, TrackKind::Video);
+        let by_track = |p: &Packager| TRACKS.map(|k| p.track_version(k));
+        let before = by_track(&f.p);
         // The next frame (the feed interleaves by time; a video and an audio frame on the
         // same millisecond go in together).
         let v = f.video_n * 1000 / 30;
@@ -659,6 +663,17 @@ fn an_audio_part_wakes_blocking_reloads_when_it_closes() {
                 f.p.version(),
                 version,
                 "an audio part closed without a version bump"
+            );
+            let after = by_track(&f.p);
+            assert_ne!(after[1], before[1], "the audio track's version");
+            // The video rendition's requests sleep through it.
+            assert_eq!(after[0], before[0], "the video track's version");
+        }
+        if part_count(&f.p, TrackKind::Video) > video {
+            assert_ne!(
+                by_track(&f.p)[0],
+                before[0],
+                "a video part: the video version"
             );
         }
     }

@@ -358,7 +358,14 @@ impl Server {
         req: &Request<Incoming>,
         peer: SocketAddr,
     ) -> Answer {
-        let mut rx = hs.version.subscribe();
+        // A rendition's playlist and parts change with its own version: its parked requests
+        // sleep through the other rendition's parts.
+        let mut rx = match r.resource {
+            Resource::Media(kind) | Resource::Part(kind, ..) | Resource::Segment(kind, _) => {
+                hs.track_version[kind as usize].subscribe()
+            }
+            _ => hs.version.subscribe(),
+        };
         let mut parked = None;
         let mut deadline = None;
         loop {
