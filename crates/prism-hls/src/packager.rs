@@ -364,8 +364,10 @@ impl Track {
         u64::from(ms) * self.timescale() / 1000
     }
 
-    /// Takes a sample; the one held back before it is complete now.
-    fn push(&mut self, dts: u64, cts_offset: i32, keyframe: bool, data: Bytes) {
+    /// Takes a sample; the one held back before it is complete now. True when that closed
+    /// a part.
+    fn push(&mut self, dts: u64, cts_offset: i32, keyframe: bool, data: Bytes) -> bool {
+        let mut closed = false;
         if let Some(p) = self.pending.take() {
             // Timestamps are monotonic once the hub normalized them; a zero duration (two
             // frames on the same millisecond) is kept as is.
@@ -378,7 +380,7 @@ impl Track {
             {
                 duration = self.last_duration;
             }
-            self.complete(p, duration);
+            closed = self.complete(p, duration);
         }
         self.pending = Some(Pending {
             dts,
@@ -386,17 +388,19 @@ impl Track {
             keyframe,
             data,
         });
+        closed
     }
 
-    fn complete(&mut self, p: Pending, duration: u32) {
+    /// True when the open part closed before this sample.
+    fn complete(&mut self, p: Pending, duration: u32) -> bool {
         self.last_duration = duration;
         // Parts are cut ahead of time, guessing the next duration from the last one; when
         // a longer one proves the guess wrong, the part ends before this sample, so no part
         // outlasts the target (unless one sample alone does).
         let ticks: u64 = self.samples.iter().map(|s| u64::from(s.duration)).sum();
-        if !self.samples.is_empty() && ticks + u64::from(duration) > self.part_limit {
-            self.close_part();
-        }
+        let closed = !self.samples.is_empty()
+            && ticks + u64::from(duration) > self.part_limit
+            && self.close_part();
         if self.part_start.is_none() {
             self.part_start = Some(p.dts);
         }
@@ -407,6 +411,7 @@ impl Track {
             keyframe: p.keyframe,
             data: p.data,
         });
+        closed
     }
 
     /// Ends the stream: the held-back sample gets the last duration seen.
@@ -679,6 +684,9 @@ pub struct Packager {
     /// Bumped whenever a part or segment is added (and at the end): blocking requests wait
     /// for it.
     version: u64,
+    /// By track: `version` when that track last had something new (a part of its own, or a
+    /// change to every track), so that a track's requests need not wake for the other's.
+    track_versions: [u64; 2],
     unsupported: u64,
     /// The MPEG-TS twin of the segments (`container` "ts" or "both").
     ts: Option<TsWindow>,
@@ -717,6 +725,7 @@ impl Packager {
             anchor: None,
             ended: false,
             version: 0,
+            track_versions: [0; 2],
             unsupported: 0,
             ts: cfg.container.ts().then(TsWindow::new),
             spill_failed: false,
@@ -752,6 +761,21 @@ impl Packager {
     /// Changes whenever there is something new to fetch.
     pub fn version(&self) -> u64 {
         self.version
+    }
+
+    /// Changes whenever `kind`'s playlist or parts change (a subset of [`Packager::version`]
+    /// changes).
+    pub fn track_version(&self, kind: TrackKind) -> u64 {
+        self.track_versions[kind.index()]
+    }
+
+    /// Something new for `track`'s playlist, or for every track's (`None`).
+    fn bump(&mut self, track: Option<TrackKind>) {
+        self.version += 1;
+        match track {
+            Some(t) => self.track_versions[t.index()] = self.version,
+            None => self.track_versions = [self.version; 2],
+        }
     }
 
     /// True once the stream ended (`EXT-X-ENDLIST`).
@@ -926,8 +950,11 @@ impl Packager {
         // end when the next sample would not fit (`Track::complete`), its segments with the
         // main track's; the main track decides whether a part and a segment end here.
         // With TS only, the CMAF tracks keep their cuts but no samples (no CMAF work).
-        if self.cfg.container.fmp4() {
-            self.tracks[ti].push(dts, cts, keyframe, data);
+        if self.cfg.container.fmp4() && self.tracks[ti].push(dts, cts, keyframe, data) {
+            // A track cut its own part (a following track's run full, or a sample longer
+            // than guessed): parked blocking reloads of its playlist wait for the version,
+            // not for the main track's next cut.
+            self.bump(Some(track));
         }
         if track == self.main {
             self.cut_before(timestamp, keyframe, wall, now);
@@ -964,7 +991,7 @@ impl Packager {
             self.close_segments(t, false, wall);
             self.evict(now);
         }
-        self.version += 1;
+        self.bump((!segment_due).then_some(self.main));
     }
 
     fn close_parts(&mut self) {
@@ -1111,7 +1138,7 @@ impl Packager {
         self.seg_start = t;
         self.part_start = t;
         self.last_main = None;
-        self.version += 1;
+        self.bump(None);
     }
 
     /// The stream ended: the open part and segment close, the playlists get
@@ -1138,7 +1165,7 @@ impl Packager {
             self.close_segments(t, false, wall);
             self.evict(now);
         }
-        self.version += 1;
+        self.bump(None);
     }
 
     /// A new encoder session of the live stream (a publisher that reconnected within the
@@ -1171,7 +1198,7 @@ impl Packager {
         self.resuming = true;
         // `end` left the last timestamp in `seg_start`.
         self.shift_from = Some(self.seg_start);
-        self.version += 1;
+        self.bump(None);
         true
     }
 

@@ -714,3 +714,53 @@ fn a_jump_in_the_timeline_starts_a_new_one_without_a_long_sample() {
     let text = playlist::ts_media(&f.p, "").unwrap();
     assert!(text.contains("#EXT-X-TARGETDURATION:2\n"), "{text}");
 }
+
+const TRACKS: [TrackKind; 2] = [TrackKind::Video, TrackKind::Audio];
+
+/// Parts of `kind` listed so far (complete segments and the open one).
+fn part_count(p: &Packager, kind: TrackKind) -> usize {
+    let t = p.track(kind).unwrap();
+    t.segments.iter().map(|s| s.parts.len()).sum::<usize>() + t.open.parts.len()
+}
+
+#[test]
+fn an_audio_part_wakes_blocking_reloads_when_it_closes_and_only_its_own() {
+    // Audio parts (a run of AAC frames) close on their own, between the video cuts: the
+    // version that parked blocking reloads wait for must change with each of them, or an
+    // audio part goes out only with the next video part.
+    let mut f = Feed::new(PackagerConfig::default(), 60);
+    f.run_until(3_000);
+    let mut audio_cuts = 0;
+    for _ in 0..600 {
+        let (parts, version) = (part_count(&f.p, TrackKind::Audio), f.p.version());
+        let video = part_count(&f.p, TrackKind::Video);
+        let by_track = |p: &Packager| TRACKS.map(|k| p.track_version(k));
+        let before = by_track(&f.p);
+        // The next frame (the feed interleaves by time; a video and an audio frame on the
+        // same millisecond go in together).
+        let v = f.video_n * 1000 / 30;
+        let a = (u64::from(f.audio_n) * 1024 * 1000 / 48_000) as u32;
+        f.run_until(v.min(a));
+        if part_count(&f.p, TrackKind::Audio) > parts && part_count(&f.p, TrackKind::Video) == video
+        {
+            audio_cuts += 1;
+            assert_ne!(
+                f.p.version(),
+                version,
+                "an audio part closed without a version bump"
+            );
+            let after = by_track(&f.p);
+            assert_ne!(after[1], before[1], "the audio track's version");
+            // The video rendition's requests sleep through it.
+            assert_eq!(after[0], before[0], "the video track's version");
+        }
+        if part_count(&f.p, TrackKind::Video) > video {
+            assert_ne!(
+                by_track(&f.p)[0],
+                before[0],
+                "a video part: the video version"
+            );
+        }
+    }
+    assert!(audio_cuts > 10, "only {audio_cuts} audio-only part cuts");
+}

@@ -4,7 +4,6 @@
 
 use crate::{lock, HlsOutput, HlsStream, Shared};
 use bytes::Bytes;
-use http_body_util::{BodyExt, Empty, Full};
 use hyper::body::Incoming;
 use hyper::header::{self, HeaderValue};
 use hyper::service::service_fn;
@@ -16,6 +15,7 @@ use prism_hls::request::{self, BadUrl, Readiness, Resource};
 use prism_hls::{Located, TrackKind};
 use prism_relay::{ConnInfo, Relay, StreamRequest};
 use prism_transport_tls::ReloadableTls;
+use prometheus::IntCounter;
 use std::collections::hash_map::DefaultHasher;
 use std::collections::HashMap;
 use std::convert::Infallible;
@@ -28,7 +28,9 @@ use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
 use tracing::warn;
 
-type Body = http_body_util::combinators::BoxBody<Bytes, Infallible>;
+/// Every answer's body: its chunks, sent as they are (no boxing: one less allocation per
+/// request).
+type Body = StreamedChunks;
 
 /// The `transport` of viewers in logs, refusals and webhooks.
 const TRANSPORT: &str = "hls";
@@ -54,10 +56,15 @@ const HLS_JS: &str = include_str!("../assets/hls.min.js");
 struct Server {
     relay: Arc<Relay>,
     shared: Arc<Shared>,
-    /// (client ip, stream, token hash) → authorized until.
-    auth: Mutex<HashMap<(std::net::IpAddr, String, u64), Instant>>,
+    /// (client ip, hash of stream and token) → authorized until.
+    auth: Mutex<HashMap<(std::net::IpAddr, u64), Instant>>,
     /// Requests parked now (see [`Parked`]).
     parked: AtomicUsize,
+    /// `Access-Control-Allow-Origin` (built once: the config does not change).
+    allow_origin: Option<HeaderValue>,
+    /// `prism_hls_requests_total` series by (kind, status), looked up once: the registry's
+    /// lookup (label hashing, a formatted status) on every request is measurable.
+    request_counters: Mutex<Vec<(&'static str, u16, IntCounter)>>,
 }
 
 /// Serves viewers on `listener` until the process ends. `tls`: HTTPS with HTTP/2 by ALPN.
@@ -71,9 +78,11 @@ pub async fn serve(
     let slots = Arc::new(Semaphore::new(shared.config.max_connections));
     let server = Arc::new(Server {
         relay,
-        shared,
         auth: Mutex::new(HashMap::new()),
         parked: AtomicUsize::new(0),
+        allow_origin: HeaderValue::from_str(&shared.config.allow_origin).ok(),
+        request_counters: Mutex::new(Vec::new()),
+        shared,
     });
     loop {
         let (tcp, peer) = match listener.accept().await {
@@ -148,11 +157,11 @@ async fn first_request_within<F: std::future::Future>(
 }
 
 fn full(b: impl Into<Bytes>) -> Body {
-    Full::new(b.into()).boxed()
+    Chunks::one(b).boxed()
 }
 
 fn empty() -> Body {
-    Empty::new().boxed()
+    Chunks::default().boxed()
 }
 
 /// Counts a parked request in `prism_hls_blocking_requests` for as long as it lives, within
@@ -215,7 +224,6 @@ const PLAYLIST_CACHE: &str = "public, max-age=1";
 
 impl Server {
     async fn handle(&self, req: Request<Incoming>, peer: SocketAddr) -> Response<Body> {
-        let origin = self.shared.config.allow_origin.clone();
         let mut resp = match *req.method() {
             Method::GET | Method::HEAD => self.get(&req, peer).await,
             Method::OPTIONS => {
@@ -247,8 +255,8 @@ impl Server {
             }
         };
         let h = resp.headers_mut();
-        if let Ok(v) = HeaderValue::from_str(&origin) {
-            h.insert(header::ACCESS_CONTROL_ALLOW_ORIGIN, v);
+        if let Some(v) = &self.allow_origin {
+            h.insert(header::ACCESS_CONTROL_ALLOW_ORIGIN, v.clone());
         }
         h.insert(
             header::ACCESS_CONTROL_EXPOSE_HEADERS,
@@ -303,9 +311,10 @@ impl Server {
     /// Whether `peer` may play `app/key` with `token`; successes are cached for
     /// [`AUTH_TTL`].
     async fn authorized(&self, peer: SocketAddr, app: &str, key: &str, token: &str) -> bool {
+        // One hash of stream and token: no allocation for the (usual) cached case.
         let mut hasher = DefaultHasher::new();
-        token.hash(&mut hasher);
-        let entry = (peer.ip(), format!("{app}/{key}"), hasher.finish());
+        (app, key, token).hash(&mut hasher);
+        let entry = (peer.ip(), hasher.finish());
         let now = Instant::now();
         if lock(&self.auth)
             .get(&entry)
@@ -349,7 +358,14 @@ impl Server {
         req: &Request<Incoming>,
         peer: SocketAddr,
     ) -> Answer {
-        let mut rx = hs.version.subscribe();
+        // A rendition's playlist and parts change with its own version: its parked requests
+        // sleep through the other rendition's parts.
+        let mut rx = match r.resource {
+            Resource::Media(kind) | Resource::Part(kind, ..) | Resource::Segment(kind, _) => {
+                hs.track_version[kind as usize].subscribe()
+            }
+            _ => hs.version.subscribe(),
+        };
         let mut parked = None;
         let mut deadline = None;
         loop {
@@ -440,7 +456,7 @@ impl Server {
         peer: SocketAddr,
     ) -> Answer {
         let query = r.token.map(|t| format!("token={t}")).unwrap_or_default();
-        let playlist = |text: Option<String>, ct: &'static str| match text {
+        let playlist = |text: Option<Bytes>, ct: &'static str| match text {
             Some(t) => Answer {
                 status: StatusCode::OK,
                 content_type: ct,
@@ -450,6 +466,12 @@ impl Server {
                 media: false,
             },
             None => Answer::status(StatusCode::NOT_FOUND),
+        };
+        // Every parked reload of a rendition wakes at the same version and wants the same
+        // text: rendered once, shared.
+        let cached = |render: &dyn Fn() -> Option<String>| {
+            let key = (r.resource, r.skip, query.as_str());
+            lock(&hs.playlists).get_or_render(p.version(), key, render)
         };
         let media_as = |data: Option<Chunks>, etag: String, ct: &'static str| match data {
             Some(body) => {
@@ -484,11 +506,11 @@ impl Server {
             },
             Resource::Multivariant => match ts_refused {
                 Some(refused) if !p.config().container.fmp4() => refused,
-                _ => playlist(playlist::multivariant(p, &query), M3U8),
+                _ => playlist(cached(&|| playlist::multivariant(p, &query)), M3U8),
             },
             Resource::TsPlaylist => match ts_refused {
                 Some(refused) => refused,
-                None => playlist(playlist::ts_media(p, &query), M3U8),
+                None => playlist(cached(&|| playlist::ts_media(p, &query)), M3U8),
             },
             Resource::TsSegment(msn) => media_as(
                 p.ts()
@@ -498,11 +520,12 @@ impl Server {
                 "video/mp2t",
             ),
             Resource::Media(kind) => playlist(
-                playlist::media(p, kind, MediaOptions { skip: r.skip }, &query),
+                cached(&|| playlist::media(p, kind, MediaOptions { skip: r.skip }, &query)),
                 M3U8,
             ),
+            // Not cached: it depends on the time of the request.
             Resource::Dash => playlist(
-                playlist::dash(p, SystemTime::now(), &query),
+                playlist::dash(p, SystemTime::now(), &query).map(Bytes::from),
                 "application/dash+xml",
             ),
             Resource::Init(kind, v) => media(
@@ -525,6 +548,23 @@ impl Server {
                     .map(|part| Chunks::one(part.data.clone())),
                 format!("\"{}-{}-{msn}.{i}\"", hs.instance, kind.as_str()),
             ),
+        }
+    }
+
+    fn count_request(&self, kind: &'static str, status: u16) {
+        let mut counters = lock(&self.request_counters);
+        if let Some((.., c)) = counters
+            .iter()
+            .find(|(k, s, _)| *s == status && std::ptr::eq(*k, kind))
+        {
+            c.inc();
+            return;
+        }
+        let c = self.shared.metrics.hls_request(kind, status);
+        c.inc();
+        // Kinds and statuses are a small fixed set; the bound is a guard.
+        if counters.len() < 256 {
+            counters.push((kind, status, c));
         }
     }
 
@@ -566,32 +606,85 @@ impl Server {
                 }
             }
         }
-        self.shared.metrics.hls_request(kind, status.as_u16()).inc();
+        self.count_request(kind, status.as_u16());
         if let Some(hs) = hs {
             if !head && body.len() > 0 && (a.media || status.is_success()) {
-                hs.metrics().bytes_sent.inc_by(body.len() as u64);
+                hs.add_bytes_sent(body.len() as u64);
             }
         }
         let len = body.len();
         let mut resp = Response::new(if head { empty() } else { body.boxed() });
         *resp.status_mut() = status;
         let h = resp.headers_mut();
+        // Sized for every header an answer gets (no regrowth).
+        h.reserve(8);
         h.insert(
             header::CONTENT_TYPE,
             HeaderValue::from_static(a.content_type),
         );
         h.insert(header::CACHE_CONTROL, HeaderValue::from_static(a.cache));
-        h.insert(header::CONTENT_LENGTH, HeaderValue::from(len));
+        // hyper writes it from the body's exact size otherwise (without a header value
+        // to allocate); a HEAD answer has no body to tell it.
+        if head || len == 0 {
+            h.insert(header::CONTENT_LENGTH, HeaderValue::from(len));
+        }
         if a.media {
             h.insert(header::ACCEPT_RANGES, HeaderValue::from_static("bytes"));
         }
-        if let Some(etag) = a.etag.and_then(|e| HeaderValue::from_str(&e).ok()) {
+        // The formatted tag's buffer becomes the header value, not copied.
+        if let Some(etag) = a
+            .etag
+            .and_then(|e| HeaderValue::from_maybe_shared(Bytes::from(e)).ok())
+        {
             h.insert(header::ETAG, etag);
         }
         if let Some(cr) = content_range.and_then(|c| HeaderValue::from_str(&c).ok()) {
             h.insert(header::CONTENT_RANGE, cr);
         }
         resp
+    }
+}
+
+/// Playlists rendered at one packager version. A playlist is a function of the version,
+/// the resource, the delta option and the query carried into its URIs (a viewer's token:
+/// part of the key, so no viewer gets another's). A few entries, the current version only.
+#[derive(Default)]
+pub(crate) struct PlaylistCache {
+    version: u64,
+    entries: Vec<(Resource, bool, String, Bytes)>,
+}
+
+/// Entries kept per stream: the renditions, their delta updates, the multivariant
+/// playlist; distinct tokens beyond that take turns.
+const MAX_CACHED_PLAYLISTS: usize = 8;
+
+impl PlaylistCache {
+    /// The text for `key` at `version`, rendered by `render` unless cached; `None` (not
+    /// renderable) is not cached.
+    fn get_or_render(
+        &mut self,
+        version: u64,
+        (resource, skip, query): (Resource, bool, &str),
+        render: &dyn Fn() -> Option<String>,
+    ) -> Option<Bytes> {
+        if self.version != version {
+            self.version = version;
+            self.entries.clear();
+        }
+        let hit = self
+            .entries
+            .iter()
+            .find(|(r, s, q, _)| *r == resource && *s == skip && q == query);
+        if let Some((.., text)) = hit {
+            return Some(text.clone());
+        }
+        let text = Bytes::from(render()?);
+        if self.entries.len() >= MAX_CACHED_PLAYLISTS {
+            self.entries.remove(0);
+        }
+        self.entries
+            .push((resource, skip, query.to_owned(), text.clone()));
+        Some(text)
     }
 }
 
@@ -657,12 +750,12 @@ impl Chunks {
     }
 
     fn boxed(self) -> Body {
-        StreamedChunks(self.0.into()).boxed()
+        StreamedChunks(self.0.into_iter())
     }
 }
 
 /// [`Chunks`] as a hyper body: one data frame per chunk.
-struct StreamedChunks(std::collections::VecDeque<Bytes>);
+pub(crate) struct StreamedChunks(std::vec::IntoIter<Bytes>);
 
 impl hyper::body::Body for StreamedChunks {
     type Data = Bytes;
@@ -672,15 +765,15 @@ impl hyper::body::Body for StreamedChunks {
         mut self: std::pin::Pin<&mut Self>,
         _cx: &mut std::task::Context<'_>,
     ) -> std::task::Poll<Option<Result<hyper::body::Frame<Bytes>, Infallible>>> {
-        std::task::Poll::Ready(self.0.pop_front().map(|b| Ok(hyper::body::Frame::data(b))))
+        std::task::Poll::Ready(self.0.next().map(|b| Ok(hyper::body::Frame::data(b))))
     }
 
     fn is_end_stream(&self) -> bool {
-        self.0.is_empty()
+        self.0.as_slice().is_empty()
     }
 
     fn size_hint(&self) -> hyper::body::SizeHint {
-        hyper::body::SizeHint::with_exact(self.0.iter().map(|b| b.len() as u64).sum())
+        hyper::body::SizeHint::with_exact(self.0.as_slice().iter().map(|b| b.len() as u64).sum())
     }
 }
 
@@ -718,8 +811,46 @@ fn page(app: &str, key: &str, dvr_s: u64) -> String {
 
 #[cfg(test)]
 mod tests {
-    use super::{byte_range, Chunks};
+    use super::{byte_range, Chunks, PlaylistCache};
     use bytes::Bytes;
+    use prism_hls::request::Resource;
+    use prism_hls::TrackKind;
+    use std::cell::Cell;
+
+    #[test]
+    fn playlists_are_rendered_once_per_version_and_query() {
+        let mut cache = PlaylistCache::default();
+        let renders = Cell::new(0);
+        let mut get = |version, key: (Resource, bool, &str)| {
+            let text = cache.get_or_render(version, key, &|| {
+                renders.set(renders.get() + 1);
+                Some(format!("{version} {key:?}"))
+            });
+            String::from_utf8(text.unwrap().to_vec()).unwrap()
+        };
+        let video = Resource::Media(TrackKind::Video);
+        assert_eq!(get(1, (video, false, "")), "1 (Media(Video), false, \"\")");
+        assert_eq!(get(1, (video, false, "")), "1 (Media(Video), false, \"\")");
+        assert_eq!(
+            renders.get(),
+            1,
+            "the same playlist at the same version: shared"
+        );
+        // Another viewer's token, the delta update, the other rendition: their own text.
+        assert!(get(1, (video, false, "token=b")).contains("token=b"));
+        assert!(get(1, (video, false, "token=a")).contains("token=a"));
+        assert!(get(1, (video, true, "")).contains("true"));
+        assert!(get(1, (Resource::Media(TrackKind::Audio), false, "")).contains("Audio"));
+        assert_eq!(renders.get(), 5);
+        // A new version renders again; the old text is gone.
+        assert!(get(2, (video, false, "")).starts_with("2 "));
+        assert_eq!(renders.get(), 6);
+        // Bounded: many tokens take turns.
+        for i in 0..100 {
+            get(2, (video, false, &format!("token={i}")));
+        }
+        assert!(cache.entries.len() <= super::MAX_CACHED_PLAYLISTS);
+    }
 
     #[test]
     fn ranges_over_chunks() {

@@ -19,7 +19,7 @@ pub use http::serve;
 
 use bytes::BytesMut;
 use prism_config::{HlsConfig, HlsContainer};
-use prism_hls::{Container, Packager, PackagerConfig};
+use prism_hls::{Container, Packager, PackagerConfig, TrackKind};
 use prism_hub::{Frame, QueueLimits, Stream, Subscription};
 use prism_metrics::{HlsMetrics, Metrics};
 use prism_relay::{ConnError, Driver, Flow, Output, Relay, StreamOutput};
@@ -71,8 +71,13 @@ pub(crate) struct HlsStream {
     packager: Mutex<Packager>,
     /// The packager's version, for parked requests.
     pub(crate) version: watch::Sender<u64>,
+    /// Its version by track (video, audio): a request that waits for one rendition's part
+    /// is not woken by every part of the other.
+    pub(crate) track_version: [watch::Sender<u64>; 2],
     /// Client fingerprint → last media request.
     viewers: Mutex<HashMap<u64, Instant>>,
+    /// Playlists rendered at the packager's current version (locked inside its lock).
+    pub(crate) playlists: Mutex<http::PlaylistCache>,
     /// Its series; taken again when a new publisher continues the window (the stream's end
     /// may have removed them).
     metrics: Mutex<HlsMetrics>,
@@ -107,6 +112,11 @@ impl HlsStream {
         lock(&self.metrics).clone()
     }
 
+    /// Counts media bytes sent (without cloning the series).
+    pub(crate) fn add_bytes_sent(&self, n: u64) {
+        lock(&self.metrics).bytes_sent.inc_by(n);
+    }
+
     /// The app part of the name (logs: the key is a secret).
     pub(crate) fn app(&self) -> &str {
         self.name.split('/').next().unwrap_or("")
@@ -126,7 +136,10 @@ impl HlsStream {
         v.len()
     }
 
-    fn bump(&self, version: u64) {
+    fn bump(&self, (version, tracks): Versions) {
+        for (tx, v) in self.track_version.iter().zip(tracks) {
+            tx.send_if_modified(|old| std::mem::replace(old, v) != v);
+        }
         self.version.send_replace(version);
     }
 
@@ -135,7 +148,7 @@ impl HlsStream {
         let version = {
             let mut p = self.packager();
             p.end(Instant::now());
-            p.version()
+            versions(&p)
         };
         self.bump(version);
     }
@@ -148,7 +161,7 @@ impl HlsStream {
                 return;
             }
             p.end(Instant::now());
-            p.version()
+            versions(&p)
         };
         self.bump(version);
     }
@@ -164,12 +177,20 @@ impl HlsStream {
                 return None;
             }
             let publisher = self.publisher.fetch_add(1, Ordering::Relaxed) + 1;
-            (p.version(), publisher)
+            (versions(&p), publisher)
         };
         *lock(&self.metrics) = metrics.hls(&self.name);
         self.bump(version);
         Some(publisher)
     }
+}
+
+/// The packager's version and its versions by track.
+type Versions = (u64, [u64; 2]);
+
+fn versions(p: &Packager) -> Versions {
+    let by_track = [TrackKind::Video, TrackKind::Audio].map(|k| p.track_version(k));
+    (p.version(), by_track)
 }
 
 /// A sequence base unique to this window: media sequence numbers and init versions start
@@ -275,7 +296,9 @@ impl StreamOutput for HlsOutput {
                     name: name.clone(),
                     packager: Mutex::new(packager),
                     version: watch::channel(0).0,
+                    track_version: [watch::channel(0).0, watch::channel(0).0],
                     viewers: Mutex::new(HashMap::new()),
+                    playlists: Mutex::default(),
                     instance: base,
                     dvr: self.shared.dvr.as_ref().map(|r| Arc::new(r.window(base))),
                     publisher: AtomicU64::new(0),
@@ -372,7 +395,7 @@ impl Output for Packaging {
                 p.push(f.kind, f.timestamp, &f.payload, now, wall);
             }
             let refused = p.ts().and_then(|t| t.unsupported()).map(str::to_owned);
-            (p.version(), refused)
+            (versions(&p), refused)
         };
         if ts_refused.is_some() != self.ts_refused {
             self.ts_refused = ts_refused.is_some();
@@ -381,8 +404,8 @@ impl Output for Packaging {
                 None => info!(stream = %self.hs.name, "MPEG-TS segments resumed"),
             }
         }
-        if version != self.reported_version {
-            self.reported_version = version;
+        if version.0 != self.reported_version {
+            self.reported_version = version.0;
             self.hs.bump(version);
         }
     }
