@@ -33,6 +33,8 @@ pub use section::srt::{SrtConfig, SrtPassphrase};
 pub use section::stream::HubConfig;
 pub use section::target::{validate_target_name, ResolvedTarget, TargetConfig, TargetTls};
 pub use url::redact_url;
+// Pulled sources (issue 14).
+pub use section::source::{url_scheme, RtspTransport, SourceConfig, SourceOptions, SOURCE_SCHEMES};
 
 use section::auth::RawAuth;
 use section::hls::RawHls;
@@ -79,6 +81,8 @@ pub struct Config {
     pub limits: Limits,
     /// TOML table `[hls]`: LL-HLS, HLS and DASH for viewers; absent = off.
     pub hls: Option<HlsConfig>,
+    /// TOML `[[source]]`, in file order: streams Prism pulls.
+    pub sources: Vec<SourceConfig>,
 }
 
 /// A configuration that could not be read or is invalid. `Display` is the
@@ -291,6 +295,8 @@ struct RawConfig {
     auth: RawAuth,
     #[serde(default)]
     limits: RawLimits,
+    #[serde(default)]
+    source: Vec<section::source::RawSource>,
 }
 
 /// Semantic validation of the raw shape, with errors placed in the file.
@@ -350,6 +356,7 @@ impl Checker<'_> {
             .hls
             .map(|t| section::hls::resolve(self, t))
             .transpose()?;
+        let sources = self.sources(raw.source)?;
         Ok(Config {
             rtmp,
             http,
@@ -363,7 +370,20 @@ impl Checker<'_> {
             auth,
             limits,
             hls,
+            sources,
         })
+    }
+
+    /// `[[source]]` tables, in file order; a stream may have one source.
+    fn sources(
+        &self,
+        raw: Vec<section::source::RawSource>,
+    ) -> Result<Vec<SourceConfig>, ConfigError> {
+        let mut streams = HashSet::new();
+        raw.into_iter()
+            .enumerate()
+            .map(|(i, s)| section::source::resolve(self, i, s, &mut streams))
+            .collect()
     }
 }
 

@@ -762,6 +762,7 @@ fn declared_tables() -> Vec<(&'static str, Vec<&'static str>)> {
                 .collect(),
         ),
         ("route.target", names(section::target::RawTarget::KEYS)),
+        ("source", names(section::source::RawSource::KEYS)),
     ]
 }
 
@@ -830,6 +831,7 @@ fn default_toml_lists_every_key() {
         RawAuth::KEYS,
         RawRoute::KEYS,
         section::target::RawTarget::KEYS,
+        section::source::RawSource::KEYS,
     ] {
         for k in keys {
             assert!(!k.doc.trim().is_empty(), "{} has no doc line", k.name);
