@@ -63,7 +63,7 @@ impl Relay {
     /// Starts publishing `app/key` for a connection of any transport. A refusal (the key is
     /// already live) is logged and counted; the caller tells its client in its protocol.
     /// Transports call [`Relay::publish`], which checks access and limits first.
-    fn start_publish(
+    pub(crate) fn start_publish(
         self: &Arc<Self>,
         app: &str,
         key: &str,

@@ -2,6 +2,7 @@
 
 mod admin;
 mod api;
+mod sources;
 mod tunnel;
 
 use anyhow::Context;
@@ -83,6 +84,10 @@ fn main() -> ExitCode {
                         eprintln!("{}: hls.dvr_dir: {e}", path.display());
                         return ExitCode::FAILURE;
                     }
+                    if let Err(e) = sources::check(&config) {
+                        eprintln!("{}: {e}", path.display());
+                        return ExitCode::FAILURE;
+                    }
                     println!("{}: ok", path.display());
                     ExitCode::SUCCESS
                 }
@@ -129,6 +134,7 @@ fn serve(config_path: Option<&Path>) -> anyhow::Result<()> {
         Some(p) => Config::load(p)?,
         None => Config::default(),
     };
+    sources::check(&config).map_err(|e| anyhow::anyhow!("{e}"))?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -240,6 +246,7 @@ async fn run(config: Config, config_path: Option<PathBuf>) -> anyhow::Result<()>
     }
     accept_loops.extend(tunnels.spawn(&relay));
     accept_loops.push(tokio::spawn(admin::run(http, relay.clone())));
+    sources::start(&relay);
     shutdown_signal().await;
 
     // Stop accepting: dropping an accept loop closes its listening socket.

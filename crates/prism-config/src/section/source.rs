@@ -278,7 +278,7 @@ mod tests {
         );
         let a =
             super::SourceConfig::new("a/b", "rtsp://u:hunter22@h:1/x", Default::default()).unwrap();
-        assert!(!format!("{}", redact_url(&a.url)).contains("hunter22"));
+        assert!(!redact_url(&a.url).contains("hunter22"));
         let e = super::SourceConfig::new("a/b", "rtmp://u:hunter22@h:0/x/y", Default::default())
             .unwrap_err();
         assert!(e.starts_with("url:") && !e.contains("hunter22"), "{e}");
