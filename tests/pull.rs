@@ -178,3 +178,177 @@ fn srt_source_from_srt_live_transmit_survives_its_restart() {
         .unwrap_or_else(|e| panic!("{e}\n{}", origin.logs()));
     assert!(frames >= 25, "decoded {frames} frames after the restart");
 }
+
+/// Rewrites the config file and sends SIGHUP; returns the log lines of the reload.
+#[track_caller]
+fn reload(prism: &Prism, text: &str) -> String {
+    let before = prism.stderr().lines().count();
+    fs::write(&prism.config_path, text).expect("rewrite config");
+    prism.signal("HUP");
+    wait_for(Duration::from_secs(10), "prism to log the reload", || {
+        let log = prism.stderr();
+        let new: Vec<&str> = log.lines().skip(before).collect();
+        new.iter()
+            .any(|l| l.contains("config reloaded") || l.contains("config reload refused"))
+            .then(|| new.join("\n"))
+    })
+}
+
+fn source_up(prism: &Prism, stream: &str) -> Option<f64> {
+    prism.metric_value(&format!("prism_source_up{{stream=\"{stream}\"}}"))
+}
+
+#[test]
+fn sources_follow_reloads_and_the_admin_api() {
+    use common::api::{Api, OpenApi};
+    use serde_json::json;
+    let clip = make_clip(5);
+    let nginx = Nginx::start();
+    let mut origin = Publisher::start(&nginx.rtmp_url("app", "cam"), &clip, true);
+    nginx.wait_bytes_in("cam", 50_000, Duration::from_secs(15));
+    let (rtmp, http) = (free_port(), free_port());
+    let prism = Prism::start(&config(rtmp, http, &[]));
+    let api = Api::new(prism.http_addr.unwrap(), None);
+    let spec = OpenApi::load();
+    let list = |api: &Api| {
+        let r = api.call("GET", "/api/v1/sources", None);
+        assert_eq!(r.status, 200, "{}", r.body);
+        let v = r.json();
+        spec.check_response("/api/v1/sources", "get", 200, &v);
+        v["sources"].as_array().unwrap().clone()
+    };
+    assert!(list(&api).is_empty());
+
+    // SIGHUP adds a configured source (credentials in its URL never shown).
+    let nginx_port = nginx.rtmp_addr().port();
+    let with_a = config(
+        rtmp,
+        http,
+        &[(
+            "live/a",
+            &format!("rtmp://user:hunter22@127.0.0.1:{nginx_port}/app/cam"),
+        )],
+    );
+    let log = reload(&prism, &with_a);
+    assert!(
+        log.contains("sources updated") && log.contains("live/a"),
+        "{log}"
+    );
+    wait_until(Duration::from_secs(15), "live/a to pull", || {
+        source_up(&prism, "live/a") == Some(1.0)
+    });
+    let sources = list(&api);
+    assert_eq!(sources.len(), 1, "{sources:?}");
+    assert_eq!(sources[0]["stream"], "live/a");
+    assert_eq!(sources[0]["origin"], "config");
+    assert_eq!(sources[0]["state"], "up");
+    assert!(sources[0]["bytes_received"].as_u64() > Some(0));
+    assert!(!sources[0]["url"].as_str().unwrap().contains("hunter22"));
+    assert!(!prism.stderr().contains("hunter22"));
+
+    // The API adds one; the same stream again is a conflict; rtsp:// needs the RTSP client.
+    let r = api.call(
+        "POST",
+        "/api/v1/sources",
+        Some(&json!({"stream": "live/b", "url": nginx.rtmp_url("app", "cam")})),
+    );
+    assert_eq!(r.status, 201, "{}", r.body);
+    spec.check_response("/api/v1/sources", "post", 201, &r.json());
+    assert_eq!(r.header("location"), Some("/api/v1/sources/live/b"));
+    wait_until(Duration::from_secs(15), "live/b to pull", || {
+        source_up(&prism, "live/b") == Some(1.0)
+    });
+    decode_ok(&prism.rtmp_url("live", "b"), Duration::from_secs(20)).unwrap();
+    let r = api.call(
+        "POST",
+        "/api/v1/sources",
+        Some(&json!({"stream": "live/b", "url": nginx.rtmp_url("app", "cam")})),
+    );
+    assert_eq!(r.status, 409, "{}", r.body);
+    let r = api.call(
+        "POST",
+        "/api/v1/sources",
+        Some(&json!({"stream": "cams/door", "url": "rtsp://admin:hunter22@192.0.2.10/ch1"})),
+    );
+    assert_eq!(r.status, 400, "{}", r.body);
+    assert!(
+        r.body.contains("rtsp:// sources need") && !r.body.contains("hunter22"),
+        "{}",
+        r.body
+    );
+    let r = api.call(
+        "POST",
+        "/api/v1/sources",
+        Some(&json!({"stream": "nokey", "url": nginx.rtmp_url("app", "cam")})),
+    );
+    assert_eq!(r.status, 400, "{}", r.body);
+    let r = api.call("GET", "/api/v1/sources/live/b", None);
+    assert_eq!(r.status, 200);
+    spec.check_response("/api/v1/sources/{app}/{key}", "get", 200, &r.json());
+    assert_eq!(r.json()["origin"], "api");
+
+    // A reload without [[source]] stops the configured one and leaves the API's alone.
+    let log = reload(&prism, &config(rtmp, http, &[]));
+    assert!(log.contains("sources updated"), "{log}");
+    wait_until(Duration::from_secs(10), "live/a to end", || {
+        prism.metric_value("prism_streams_active") == Some(1.0)
+            && source_up(&prism, "live/a").is_none()
+    });
+    let sources = list(&api);
+    assert_eq!(sources.len(), 1, "{sources:?}");
+    assert_eq!(sources[0]["stream"], "live/b");
+
+    // DELETE stops it: its stream ends.
+    assert_eq!(
+        api.call("DELETE", "/api/v1/sources/live/b", None).status,
+        204
+    );
+    assert_eq!(
+        api.call("DELETE", "/api/v1/sources/live/b", None).status,
+        404
+    );
+    wait_until(Duration::from_secs(10), "live/b to end", || {
+        prism.metric_value("prism_streams_active") == Some(0.0)
+    });
+    assert!(list(&api).is_empty());
+
+    // A reload naming a scheme this build cannot pull is refused as a whole.
+    let log = reload(
+        &prism,
+        &config(rtmp, http, &[("cams/door", "rtsp://192.0.2.10/ch1")]),
+    );
+    assert!(
+        log.contains("config reload refused") && log.contains("rtsp:// sources need"),
+        "{log}"
+    );
+    origin.kill();
+}
+
+#[test]
+fn check_refuses_a_scheme_without_a_puller() {
+    let out = prism_check(&config(
+        free_port(),
+        free_port(),
+        &[("cams/door", "rtsp://u:hunter22@192.0.2.10/ch1")],
+    ));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(
+        err.contains("source[0] (cams/door): rtsp:// sources need"),
+        "{err}"
+    );
+    assert!(!err.contains("hunter22"), "{err}");
+    let out = prism_check(&config(
+        free_port(),
+        free_port(),
+        &[(
+            "live/x",
+            "srt://127.0.0.1:9000?streamid=#!::r=live/x,m=request",
+        )],
+    ));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}

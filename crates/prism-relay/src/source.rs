@@ -20,7 +20,7 @@ use crate::push::Backoff;
 use crate::relay::Relay;
 use bytes::Bytes;
 use prism_config::{redact_url, url_scheme, SourceConfig};
-use prism_control::ConnInfo;
+use prism_control::{plan_sources, ConnInfo, RunningSource, SourceOrigin, StreamChanges};
 use prism_hub::{Frame, FrameKind, PublishError, Stream};
 use prism_metrics::{ErrorReason, SourceMetrics};
 use std::future::Future;
@@ -172,6 +172,7 @@ impl SourceState {
 #[derive(Debug, Clone)]
 pub struct SourceSnapshot {
     pub stream: String,
+    pub origin: SourceOrigin,
     /// Redacted URL.
     pub url: String,
     pub on_demand: bool,
@@ -189,6 +190,9 @@ pub struct SourceSnapshot {
 #[derive(Debug)]
 pub(crate) struct SourceStatus {
     pub(crate) config: SourceConfig,
+    origin: SourceOrigin,
+    /// True once its supervisor has stopped (the stream is unpublished).
+    done: watch::Sender<bool>,
     metrics: SourceMetrics,
     state: Mutex<Inner>,
     reconnects: AtomicU64,
@@ -208,9 +212,11 @@ struct Inner {
 }
 
 impl SourceStatus {
-    fn new(config: SourceConfig, metrics: SourceMetrics) -> Self {
+    fn new(config: SourceConfig, origin: SourceOrigin, metrics: SourceMetrics) -> Self {
         SourceStatus {
             config,
+            origin,
+            done: watch::channel(false).0,
             metrics,
             state: Mutex::new(Inner {
                 state: SourceState::Connecting,
@@ -248,6 +254,12 @@ impl SourceStatus {
         self.cancelled.load(Ordering::Acquire)
     }
 
+    /// Resolves once the supervisor has stopped.
+    async fn finished(&self) {
+        let mut rx = self.done.subscribe();
+        let _ = rx.wait_for(|d| *d).await;
+    }
+
     pub(crate) fn snapshot(&self) -> SourceSnapshot {
         let bytes = self.metrics.bytes_received.get();
         let now = Instant::now();
@@ -266,6 +278,7 @@ impl SourceStatus {
         }
         SourceSnapshot {
             stream: self.config.stream.clone(),
+            origin: self.origin,
             url: redact_url(&self.config.url),
             on_demand: self.config.options.on_demand,
             state: st.state,
@@ -322,16 +335,25 @@ impl Relay {
     pub fn start_sources(self: &Arc<Self>) {
         for source in self.config().sources.clone() {
             let stream = source.stream.clone();
-            if let Err(e) = self.add_source(source) {
+            if let Err(e) = self.spawn_source(source, SourceOrigin::Config) {
                 warn!(stream = %stream, "source not started: {e}");
             }
         }
     }
 
-    /// Starts pulling `source`; it runs until [`Relay::remove_source`] or shutdown.
+    /// Starts pulling `source` (the admin API); it runs until [`Relay::remove_source`] or
+    /// shutdown. A config reload leaves it alone.
     pub fn add_source(
         self: &Arc<Self>,
         source: SourceConfig,
+    ) -> Result<SourceSnapshot, AddSourceError> {
+        self.spawn_source(source, SourceOrigin::Api)
+    }
+
+    fn spawn_source(
+        self: &Arc<Self>,
+        source: SourceConfig,
+        origin: SourceOrigin,
     ) -> Result<SourceSnapshot, AddSourceError> {
         let scheme = url_scheme(&source.url);
         let Some(puller) = self.puller(&scheme) else {
@@ -344,7 +366,7 @@ impl Relay {
             return Err(AddSourceError::Exists(source.stream));
         }
         let metrics = self.metrics().source(&source.stream);
-        let status = Arc::new(SourceStatus::new(source.clone(), metrics));
+        let status = Arc::new(SourceStatus::new(source.clone(), origin, metrics));
         sources.insert(source.stream.clone(), status.clone());
         drop(sources);
         info!(stream = %source.stream, url = %redact_url(&source.url), "source added");
@@ -382,6 +404,69 @@ impl Relay {
         let mut out: Vec<_> = sources.iter().map(|s| s.snapshot()).collect();
         out.sort_by(|a, b| a.stream.cmp(&b.stream));
         out
+    }
+
+    /// Applies the running config's `[[source]]` tables (after a reload): starts new ones,
+    /// stops removed ones, restarts changed ones once the old one has stopped. Sources
+    /// added through the admin API are left alone.
+    pub(crate) fn reload_sources(self: &Arc<Self>) -> StreamChanges {
+        let config = self.config();
+        let running: Vec<Arc<SourceStatus>> = self
+            .sources
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .values()
+            .cloned()
+            .collect();
+        let view: Vec<RunningSource<'_>> = running
+            .iter()
+            .map(|s| RunningSource {
+                spec: &s.config,
+                origin: s.origin,
+            })
+            .collect();
+        let plan = plan_sources(&view, &config.sources);
+        let mut changes = StreamChanges {
+            conflicts: plan.conflicts.clone(),
+            ..Default::default()
+        };
+        for stream in &plan.stop {
+            if self.remove_source(stream) {
+                changes.stopped.push(stream.clone());
+            }
+        }
+        for source in plan.start {
+            let stream = source.stream.clone();
+            match self.spawn_source(source, SourceOrigin::Config) {
+                Ok(_) => changes.started.push(stream),
+                Err(e) => warn!(stream = %stream, "source not started: {e}"),
+            }
+        }
+        for source in plan.restart {
+            let old = running
+                .iter()
+                .find(|s| s.config.stream == source.stream)
+                .cloned();
+            changes.restarted.push(source.stream.clone());
+            self.remove_source(&source.stream);
+            let relay = self.clone();
+            // The new one starts once the old one has unpublished: it would find the
+            // stream live otherwise.
+            tokio::spawn(async move {
+                if let Some(old) = old {
+                    old.finished().await;
+                }
+                // Unless yet another reload changed it meanwhile.
+                if !relay.config().sources.contains(&source) {
+                    return;
+                }
+                let stream = source.stream.clone();
+                if let Err(e) = relay.spawn_source(source, SourceOrigin::Config) {
+                    warn!(stream = %stream, "source not restarted: {e}");
+                }
+            });
+        }
+        changes
     }
 
     /// The config of the running source of `stream`.
@@ -479,6 +564,7 @@ async fn run_source(relay: Arc<Relay>, puller: Arc<dyn SourcePuller>, status: Ar
         }
     }
     status.set_state(SourceState::Down);
+    let _ = status.done.send(true);
     // A removed source's series go (unless it was added again meanwhile).
     if status.is_cancelled() && relay.source_config(&name).is_none() {
         relay.metrics().forget_source(&name);

@@ -402,6 +402,10 @@ impl Reloader {
             error!("config reload refused, the running config stays: {origin}: {e}");
             return;
         }
+        if let Err(e) = sources::check(&new) {
+            error!("config reload refused, the running config stays: {origin}: {e}");
+            return;
+        }
         let report = self.relay.reload(new);
         for section in &report.restart_needed {
             warn!(section, "{origin}: {section} changed, but only takes effect on restart; still running with the old values");
@@ -412,6 +416,7 @@ impl Reloader {
                 warn!(stream = %s.stream, targets = ?s.conflicts, "configured targets not started: an admin-API target of the same name runs");
             }
         }
+        sources::log_reload(&report.sources);
         info!(config = %origin, streams_changed = report.streams.len(), "config reloaded");
     }
 

@@ -40,3 +40,14 @@ pub(crate) fn start(relay: &Arc<Relay>) {
     }
     relay.start_sources();
 }
+
+/// Logs what a reload did to sources.
+pub(crate) fn log_reload(changes: &prism_relay::StreamChanges) {
+    let c = changes;
+    if !(c.started.is_empty() && c.stopped.is_empty() && c.restarted.is_empty()) {
+        tracing::info!(started = ?c.started, stopped = ?c.stopped, restarted = ?c.restarted, "sources updated from the new config");
+    }
+    if !c.conflicts.is_empty() {
+        tracing::warn!(streams = ?c.conflicts, "configured sources not started: an admin-API source of the same stream runs");
+    }
+}
