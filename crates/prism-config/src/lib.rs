@@ -34,6 +34,7 @@ pub use section::stream::HubConfig;
 pub use section::target::{validate_target_name, ResolvedTarget, TargetConfig, TargetTls};
 pub use url::redact_url;
 // Pulled sources (issue 14).
+pub use section::edge::EdgeConfig;
 pub use section::source::{url_scheme, RtspTransport, SourceConfig, SourceOptions, SOURCE_SCHEMES};
 
 use section::auth::RawAuth;
@@ -83,6 +84,8 @@ pub struct Config {
     pub hls: Option<HlsConfig>,
     /// TOML `[[source]]`, in file order: streams Prism pulls.
     pub sources: Vec<SourceConfig>,
+    /// TOML table `[edge]`: pull streams not live here from an origin; absent = off.
+    pub edge: Option<EdgeConfig>,
 }
 
 /// A configuration that could not be read or is invalid. `Display` is the
@@ -297,6 +300,7 @@ struct RawConfig {
     limits: RawLimits,
     #[serde(default)]
     source: Vec<section::source::RawSource>,
+    edge: Option<Spanned<section::edge::RawEdge>>,
 }
 
 /// Semantic validation of the raw shape, with errors placed in the file.
@@ -357,6 +361,10 @@ impl Checker<'_> {
             .map(|t| section::hls::resolve(self, t))
             .transpose()?;
         let sources = self.sources(raw.source)?;
+        let edge = raw
+            .edge
+            .map(|t| section::edge::resolve(self, t))
+            .transpose()?;
         Ok(Config {
             rtmp,
             http,
@@ -371,6 +379,7 @@ impl Checker<'_> {
             limits,
             hls,
             sources,
+            edge,
         })
     }
 

@@ -12,6 +12,8 @@ pub enum SourceOrigin {
     Config,
     /// The admin API.
     Api,
+    /// `[edge]`: pulled from the origin while someone wants the stream.
+    Edge,
 }
 
 impl SourceOrigin {
@@ -19,6 +21,7 @@ impl SourceOrigin {
         match self {
             SourceOrigin::Config => "config",
             SourceOrigin::Api => "api",
+            SourceOrigin::Edge => "edge",
         }
     }
 }
@@ -39,7 +42,7 @@ pub struct SourcePlan {
     pub stop: Vec<String>,
     /// Same stream, another URL or options: stop the old one, then start this.
     pub restart: Vec<SourceConfig>,
-    /// Streams the file names but an admin-API source pulls: left alone.
+    /// Streams the file names but an admin-API (or edge) source pulls: left alone.
     pub conflicts: Vec<String>,
 }
 
@@ -64,7 +67,7 @@ pub fn plan_sources(running: &[RunningSource<'_>], wanted: &[SourceConfig]) -> S
     for w in wanted {
         match running.iter().find(|r| r.spec.stream == w.stream) {
             None => plan.start.push(w.clone()),
-            Some(r) if r.origin == SourceOrigin::Api => plan.conflicts.push(w.stream.clone()),
+            Some(r) if r.origin != SourceOrigin::Config => plan.conflicts.push(w.stream.clone()),
             Some(r) if r.spec != w => plan.restart.push(w.clone()),
             Some(_) => {}
         }

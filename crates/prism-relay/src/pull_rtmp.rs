@@ -22,6 +22,9 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 const SETUP_TIMEOUT: Duration = Duration::from_secs(10);
 /// A playing remote that sends nothing for this long is gone.
 const IDLE_TIMEOUT: Duration = Duration::from_secs(10);
+/// A server that says Play.Start but sends no media within this has no such stream (Prism
+/// and nginx-rtmp answer a play of an absent stream by waiting for a publisher).
+const FIRST_MEDIA_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// The [`SourcePuller`] of `rtmp://` and `rtmps://` URLs (the dialers registered with the
 /// relay for those schemes connect).
@@ -83,6 +86,7 @@ async fn pull(source: &SourceConfig, session: &mut SourceSession) -> Result<(), 
         session,
         unread: 0,
         last_media: None,
+        first_media_by: None,
         ended: false,
     };
     driver.queue(pull.client.out());
@@ -103,6 +107,8 @@ struct RtmpPull<'a> {
     unread: usize,
     /// When media last arrived, once playing (the idle timer).
     last_media: Option<Instant>,
+    /// Play.Start came, no media yet: when to give up.
+    first_media_by: Option<Instant>,
     /// The remote ended the stream.
     ended: bool,
 }
@@ -130,15 +136,16 @@ impl Output for RtmpPull<'_> {
         // Events before the error: media that arrived before it is published.
         while let Some(ev) = self.client.poll_event() {
             match ev {
-                ClientEvent::Playing => {
-                    self.session.start(None)?;
-                    self.last_media = Some(now);
-                }
+                // The stream is published on its first media, not on Play.Start: a server
+                // without the stream says Play.Start too, then sends nothing.
+                ClientEvent::Playing => self.first_media_by = Some(now + FIRST_MEDIA_TIMEOUT),
                 ClientEvent::Media {
                     kind,
                     timestamp,
                     payload,
                 } => {
+                    self.session.start(None)?;
+                    self.first_media_by = None;
                     self.last_media = Some(now);
                     self.session.send(kind, timestamp, payload);
                 }
@@ -154,10 +161,14 @@ impl Output for RtmpPull<'_> {
     }
 
     fn poll_timeout(&self) -> Option<Instant> {
-        match (self.client.poll_timeout(), self.last_media) {
-            (Some(a), Some(m)) => Some(a.min(m + IDLE_TIMEOUT)),
-            (a, m) => a.or(m.map(|m| m + IDLE_TIMEOUT)),
-        }
+        [
+            self.client.poll_timeout(),
+            self.last_media.map(|m| m + IDLE_TIMEOUT),
+            self.first_media_by,
+        ]
+        .into_iter()
+        .flatten()
+        .min()
     }
 
     fn handle_timeout(&mut self, now: Instant) -> Result<(), ConnError> {
@@ -167,6 +178,14 @@ impl Output for RtmpPull<'_> {
                 "the source did not start playing in time",
             )
         })?;
+        if self.first_media_by.is_some_and(|t| now >= t) {
+            return Err(ConnError::new(
+                ErrorReason::NotFound,
+                format!(
+                    "the source played nothing within {FIRST_MEDIA_TIMEOUT:?} (no such stream?)"
+                ),
+            ));
+        }
         if self.last_media.is_some_and(|m| now >= m + IDLE_TIMEOUT) {
             return Err(ConnError::new(
                 ErrorReason::IdleTimeout,

@@ -32,6 +32,7 @@ pub struct Relay {
     /// Pulled sources: the pullers transports registered, and the running sources by stream.
     pub(crate) pullers: RwLock<Vec<Arc<dyn crate::source::SourcePuller>>>,
     pub(crate) sources: Mutex<HashMap<String, Arc<crate::source::SourceStatus>>>,
+    pub(crate) demand: crate::source::DemandTable,
 }
 
 /// An output that serves streams without a connection of their own per stream (HLS/DASH
@@ -82,6 +83,7 @@ impl Relay {
             outputs: RwLock::new(Vec::new()),
             pullers: RwLock::new(Vec::new()),
             sources: Mutex::new(HashMap::new()),
+            demand: Default::default(),
         })
     }
 

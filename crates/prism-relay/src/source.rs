@@ -23,6 +23,7 @@ use prism_config::{redact_url, url_scheme, SourceConfig};
 use prism_control::{plan_sources, ConnInfo, RunningSource, SourceOrigin, StreamChanges};
 use prism_hub::{Frame, FrameKind, PublishError, Stream};
 use prism_metrics::{ErrorReason, SourceMetrics};
+use std::collections::HashMap;
 use std::future::Future;
 use std::net::SocketAddr;
 use std::pin::Pin;
@@ -153,6 +154,8 @@ pub enum SourceState {
     Up,
     /// Waiting before the next attempt.
     Backoff,
+    /// On demand: nobody wants the stream, nothing is pulled.
+    Idle,
     /// Removed, or the relay is shutting down.
     Down,
 }
@@ -163,6 +166,7 @@ impl SourceState {
             SourceState::Connecting => "connecting",
             SourceState::Up => "up",
             SourceState::Backoff => "backoff",
+            SourceState::Idle => "idle",
             SourceState::Down => "down",
         }
     }
@@ -191,6 +195,8 @@ pub struct SourceSnapshot {
 pub(crate) struct SourceStatus {
     pub(crate) config: SourceConfig,
     origin: SourceOrigin,
+    /// The URLs tried in turn: the config's, or an edge's origins.
+    urls: Vec<String>,
     /// True once its supervisor has stopped (the stream is unpublished).
     done: watch::Sender<bool>,
     metrics: SourceMetrics,
@@ -214,6 +220,7 @@ struct Inner {
 impl SourceStatus {
     fn new(config: SourceConfig, origin: SourceOrigin, metrics: SourceMetrics) -> Self {
         SourceStatus {
+            urls: vec![config.url.clone()],
             config,
             origin,
             done: watch::channel(false).0,
@@ -355,22 +362,34 @@ impl Relay {
         source: SourceConfig,
         origin: SourceOrigin,
     ) -> Result<SourceSnapshot, AddSourceError> {
+        self.spawn_source_with(source, origin, Vec::new())
+    }
+
+    /// As [`Relay::spawn_source`]; `more_urls` are tried after the source's own, in turn.
+    fn spawn_source_with(
+        self: &Arc<Self>,
+        source: SourceConfig,
+        origin: SourceOrigin,
+        more_urls: Vec<String>,
+    ) -> Result<SourceSnapshot, AddSourceError> {
         let scheme = url_scheme(&source.url);
-        let Some(puller) = self.puller(&scheme) else {
+        if self.puller(&scheme).is_none() {
             return Err(AddSourceError::UnsupportedScheme(
                 unsupported_scheme_message(&scheme),
             ));
-        };
+        }
         let mut sources = self.sources.lock().unwrap_or_else(|e| e.into_inner());
         if sources.contains_key(&source.stream) {
             return Err(AddSourceError::Exists(source.stream));
         }
         let metrics = self.metrics().source(&source.stream);
-        let status = Arc::new(SourceStatus::new(source.clone(), origin, metrics));
+        let mut status = SourceStatus::new(source.clone(), origin, metrics);
+        status.urls.extend(more_urls);
+        let status = Arc::new(status);
         sources.insert(source.stream.clone(), status.clone());
         drop(sources);
         info!(stream = %source.stream, url = %redact_url(&source.url), "source added");
-        tokio::spawn(run_source(self.clone(), puller, status.clone()));
+        tokio::spawn(run_source(self.clone(), status.clone()));
         Ok(status.snapshot())
     }
 
@@ -479,33 +498,53 @@ impl Relay {
     }
 }
 
-/// The supervisor of one source: attempts with backoff until cancelled or shutdown.
-async fn run_source(relay: Arc<Relay>, puller: Arc<dyn SourcePuller>, status: Arc<SourceStatus>) {
+/// The supervisor of one source: attempts with backoff until cancelled or shutdown; an
+/// on-demand source only while its stream is wanted.
+async fn run_source(relay: Arc<Relay>, status: Arc<SourceStatus>) {
     let source = status.config.clone();
     let name = source.stream.clone();
-    let shown_url = redact_url(&source.url);
-    let scheme = url_scheme(&source.url);
-    let transport = puller
-        .schemes()
-        .iter()
-        .copied()
-        .find(|s| *s == scheme)
-        .unwrap_or("source");
     let (app, key) = source.app_key();
+    let on_demand = source.options.on_demand;
+    let mut demand = relay.demand_watch(&name);
     let mut backoff = Backoff::new(Duration::from_secs(1), Duration::from_secs(30));
     // Our own stream, while it waits out its reconnect grace between attempts.
     let mut ours: Option<Arc<Stream>> = None;
     let mut attempt = 0u64;
+    // Which URL is next, and how many failed in a row without publishing.
+    let mut next_url = 0usize;
+    let mut failed_in_row = 0usize;
     loop {
         if status.is_cancelled() || relay.is_closing() {
             break;
+        }
+        if on_demand && !relay.is_wanted(&source, &demand) {
+            if status.origin == SourceOrigin::Edge {
+                // Edge pulls exist while wanted; the next want starts a new one (and a
+                // want that came in meanwhile, while this one was still listed, does now).
+                relay.remove_source_if(&status);
+                if relay.is_wanted(&source, &demand) {
+                    relay.pull_for_edge(app, key);
+                }
+                break;
+            }
+            status.set_state(SourceState::Idle);
+            tokio::select! {
+                _ = demand.changed() => {}
+                _ = status.cancel.notified() => {}
+                _ = relay.closing() => {}
+            }
+            backoff.reset();
+            continue;
         }
         if attempt > 0 {
             status.metrics.reconnects.inc();
             status.reconnects.fetch_add(1, Ordering::Relaxed);
         }
         attempt += 1;
+        let url = status.urls[next_url % status.urls.len()].clone();
+        let shown_url = redact_url(&url);
         let started = Instant::now();
+        let mut published = false;
         let result = match relay.hub().get(app, key) {
             // Live from someone else: do not even dial.
             Some(s) if s.is_live() && !ours.as_ref().is_some_and(|o| Arc::ptr_eq(o, &s)) => {
@@ -513,34 +552,21 @@ async fn run_source(relay: Arc<Relay>, puller: Arc<dyn SourcePuller>, status: Ar
             }
             _ => {
                 status.set_state(SourceState::Connecting);
-                let mut session = SourceSession {
-                    relay: relay.clone(),
-                    status: status.clone(),
-                    transport,
-                    publisher: None,
-                };
-                let result = attempt_once(&relay, &*puller, &source, &status, &mut session).await;
-                status.metrics.up.set(0);
-                let _ = status.stream.send(None);
-                if let Some(p) = session.publisher.take() {
-                    ours = Some(p.stream().clone());
-                    match &result {
-                        // The remote ended the stream: so does Prism, at once.
-                        Ok(()) => p.unpublish(),
-                        // A lost connection: the stream waits out its grace window for
-                        // the next attempt.
-                        Err(_) => drop(p),
-                    }
-                }
-                result
+                let r = attempt_once(&relay, &status, &url, &mut ours, &mut demand).await;
+                published = r.1;
+                r.0
             }
         };
         if status.is_cancelled() || relay.is_closing() {
             break;
         }
+        if published {
+            failed_in_row = 0;
+        }
         match result {
             Ok(()) => {
-                info!(stream = %name, url = %shown_url, "source ended the stream; pulling again")
+                info!(stream = %name, url = %shown_url, "source stopped or ended the stream");
+                continue;
             }
             Err(e) => {
                 status.metrics.error(e.reason).inc();
@@ -549,7 +575,17 @@ async fn run_source(relay: Arc<Relay>, puller: Arc<dyn SourcePuller>, status: Ar
                     warn!(stream = %name, url = %shown_url, reason = e.reason.as_str(), "source refused: the stream is already live from a pushing publisher; trying again later");
                 } else {
                     warn!(stream = %name, url = %shown_url, reason = e.reason.as_str(), "source down: {}", e.detail);
+                    next_url += 1;
+                    failed_in_row += 1;
                 }
+            }
+        }
+        // An edge whose every origin failed: the players waiting for the stream are told
+        // it is not there rather than left waiting.
+        if status.origin == SourceOrigin::Edge && failed_in_row >= status.urls.len() {
+            failed_in_row = 0;
+            if relay.end_waiting(app, key) {
+                info!(stream = %name, "no origin has the stream: its waiting players were ended");
             }
         }
         if started.elapsed() > STABLE_AFTER {
@@ -566,20 +602,46 @@ async fn run_source(relay: Arc<Relay>, puller: Arc<dyn SourcePuller>, status: Ar
     status.set_state(SourceState::Down);
     let _ = status.done.send(true);
     // A removed source's series go (unless it was added again meanwhile).
-    if status.is_cancelled() && relay.source_config(&name).is_none() {
+    if (status.is_cancelled() || status.origin == SourceOrigin::Edge)
+        && relay.source_config(&name).is_none()
+    {
         relay.metrics().forget_source(&name);
     }
 }
 
-/// One attempt, ended early when the source is removed, its stream is kicked or the relay
-/// shuts down (Ok: nothing failed).
+/// One attempt on `url`, ended early when the source is removed, its stream is kicked, the
+/// relay shuts down or (on demand) nobody wanted the stream for `close_after_idle` (Ok:
+/// nothing failed). The bool: whether it published. A publisher left at the end is
+/// unpublished (Ok) or detached into its grace window (Err), and noted in `ours`.
 async fn attempt_once(
     relay: &Arc<Relay>,
-    puller: &dyn SourcePuller,
-    source: &SourceConfig,
     status: &Arc<SourceStatus>,
-    session: &mut SourceSession,
-) -> Result<(), ConnError> {
+    url: &str,
+    ours: &mut Option<Arc<Stream>>,
+    demand: &mut watch::Receiver<usize>,
+) -> (Result<(), ConnError>, bool) {
+    let scheme = url_scheme(url);
+    let Some(puller) = relay.puller(&scheme) else {
+        let e = ConnError::new(
+            ErrorReason::UnsupportedScheme,
+            unsupported_scheme_message(&scheme),
+        );
+        return (Err(e), false);
+    };
+    let transport = puller
+        .schemes()
+        .iter()
+        .copied()
+        .find(|s| *s == scheme)
+        .unwrap_or("source");
+    let mut source = status.config.clone();
+    source.url = url.to_owned();
+    let mut session = SourceSession {
+        relay: relay.clone(),
+        status: status.clone(),
+        transport,
+        publisher: None,
+    };
     let mut stream_rx = status.stream.subscribe();
     let up = async {
         // Once publishing: Up, and the stream's end (an operator's kick) ends the attempt.
@@ -595,10 +657,180 @@ async fn attempt_once(
             }
         }
     };
-    tokio::select! {
-        r = puller.pull(source, session) => r,
+    let idle = async {
+        if !status.config.options.on_demand {
+            return std::future::pending().await;
+        }
+        loop {
+            if relay.is_wanted(&status.config, demand) {
+                if demand.changed().await.is_err() {
+                    return std::future::pending().await;
+                }
+                continue;
+            }
+            tokio::select! {
+                _ = tokio::time::sleep(status.config.options.close_after_idle) => return,
+                _ = demand.changed() => {}
+            }
+        }
+    };
+    let result = tokio::select! {
+        r = puller.pull(&source, &mut session) => r,
         _ = up => Err(ConnError::new(ErrorReason::Closed, "the stream was ended (kicked)")),
+        _ = idle => {
+            info!(stream = %status.config.stream, "nobody wants the stream any more: pulling stops");
+            Ok(())
+        }
         _ = status.cancel.notified() => Ok(()),
         _ = relay.closing() => Ok(()),
+    };
+    status.metrics.up.set(0);
+    let _ = status.stream.send(None);
+    let published = session.publisher.is_some();
+    if let Some(p) = session.publisher.take() {
+        *ours = Some(p.stream().clone());
+        match &result {
+            // The remote ended the stream, or pulling stopped: so does the stream, at once.
+            Ok(()) => p.unpublish(),
+            // A lost connection: the stream waits out its grace window for the next attempt.
+            Err(_) => drop(p),
+        }
+    }
+    (result, published)
+}
+
+/// The consumers of streams (players), for on-demand sources and the edge.
+#[derive(Debug, Default)]
+pub(crate) struct DemandTable {
+    streams: Mutex<HashMap<String, watch::Sender<usize>>>,
+}
+
+/// One consumer of a stream; dropping it ends its want.
+#[derive(Debug)]
+pub(crate) struct Demand {
+    relay: Arc<Relay>,
+    stream: String,
+}
+
+impl Drop for Demand {
+    fn drop(&mut self) {
+        let mut streams = self
+            .relay
+            .demand
+            .streams
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        if let Some(tx) = streams.get(&self.stream) {
+            tx.send_modify(|n| *n = n.saturating_sub(1));
+            if *tx.borrow() == 0 && tx.receiver_count() == 0 {
+                streams.remove(&self.stream);
+            }
+        }
+    }
+}
+
+impl Relay {
+    /// A consumer (a player) wants `app/key`: counted until the [`Demand`] drops. When the
+    /// stream is not live, this is the hook that pulls it: an on-demand source of the
+    /// stream starts, or with `[edge]` the stream is pulled from the origin (one pull
+    /// however many consumers ask at once).
+    pub(crate) fn want(self: &Arc<Self>, app: &str, key: &str) -> Demand {
+        let stream = format!("{app}/{key}");
+        {
+            let mut streams = self
+                .demand
+                .streams
+                .lock()
+                .unwrap_or_else(|e| e.into_inner());
+            streams
+                .entry(stream.clone())
+                .or_insert_with(|| watch::channel(0).0)
+                .send_modify(|n| *n += 1);
+        }
+        let live = self.hub().get(app, key).is_some_and(|s| s.is_live());
+        if !live {
+            self.pull_for_edge(app, key);
+        }
+        Demand {
+            relay: self.clone(),
+            stream,
+        }
+    }
+
+    /// The consumer count of `stream`, to watch.
+    fn demand_watch(&self, stream: &str) -> watch::Receiver<usize> {
+        let mut streams = self
+            .demand
+            .streams
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        streams
+            .entry(stream.to_owned())
+            .or_insert_with(|| watch::channel(0).0)
+            .subscribe()
+    }
+
+    /// Whether an on-demand source's stream is wanted: a consumer plays it, or a route
+    /// pushes it to targets (they want it all the time).
+    fn is_wanted(&self, source: &SourceConfig, demand: &watch::Receiver<usize>) -> bool {
+        let (app, key) = source.app_key();
+        *demand.borrow() > 0 || !self.config().targets_for(app, key).is_empty()
+    }
+
+    /// With `[edge]`, starts pulling `app/key` from the origin unless a source has it.
+    fn pull_for_edge(self: &Arc<Self>, app: &str, key: &str) {
+        let config = self.config();
+        let Some(edge) = &config.edge else {
+            return;
+        };
+        let stream = format!("{app}/{key}");
+        if self
+            .sources
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .contains_key(&stream)
+        {
+            return;
+        }
+        let mut urls = edge.origins_for(app, key);
+        if urls.is_empty() {
+            return;
+        }
+        let first = urls.remove(0);
+        let source = SourceConfig {
+            stream: stream.clone(),
+            url: first,
+            options: prism_config::SourceOptions {
+                on_demand: true,
+                close_after_idle: edge.close_after_idle,
+                ..Default::default()
+            },
+        };
+        match self.spawn_source_with(source, SourceOrigin::Edge, urls) {
+            Ok(_) => info!(stream = %stream, "edge: pulling the stream from the origin"),
+            // Exists: a concurrent first request started it.
+            Err(AddSourceError::Exists(_)) => {}
+            Err(e) => warn!(stream = %stream, "edge: cannot pull the stream: {e}"),
+        }
+    }
+
+    /// Removes `status` from the sources if it is still the one there.
+    fn remove_source_if(&self, status: &Arc<SourceStatus>) {
+        let mut sources = self.sources.lock().unwrap_or_else(|e| e.into_inner());
+        if sources
+            .get(&status.config.stream)
+            .is_some_and(|s| Arc::ptr_eq(s, status))
+        {
+            sources.remove(&status.config.stream);
+        }
+    }
+
+    /// Ends the wait of the players of `app/key` when it is not live (nothing will come):
+    /// they see the end of the stream. False if there was nobody waiting.
+    fn end_waiting(&self, app: &str, key: &str) -> bool {
+        match self.hub().get(app, key) {
+            Some(s) if !s.is_live() => s.kick(),
+            _ => false,
+        }
     }
 }

@@ -17,6 +17,8 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 /// timeout is 5 s of no packets at all; this covers a peer that keeps the link alive but
 /// sends no data).
 const IDLE_TIMEOUT: Duration = Duration::from_secs(10);
+/// A listener that accepts but yields no frame within this has no such stream.
+const FIRST_FRAME_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// The [`SourcePuller`] of `srt://host:port?streamid=...&latency=...&passphrase=...`.
 #[derive(Debug, Default)]
@@ -47,30 +49,38 @@ async fn pull(source: &SourceConfig, session: &mut SourceSession) -> Result<(), 
         .await
         .map_err(|_| ConnError::new(ErrorReason::ConnectTimeout, "SRT handshake timed out"))?
         .map_err(|e| ConnError::new(ErrorReason::Connect, e))?;
-    // The listener accepted: it sends the stream from now on.
-    session.start(Some(addr))?;
     let mut demux = Demuxer::default();
+    // Published on the first demuxed frame: a listener may accept and send nothing.
+    let first_by = tokio::time::Instant::now() + FIRST_FRAME_TIMEOUT;
     loop {
-        let next = tokio::time::timeout(IDLE_TIMEOUT, socket.next())
+        let wait = match session.is_started() {
+            true => tokio::time::Instant::now() + IDLE_TIMEOUT,
+            false => first_by,
+        };
+        let next = tokio::time::timeout_at(wait, socket.next())
             .await
-            .map_err(|_| {
-                ConnError::new(
+            .map_err(|_| match session.is_started() {
+                true => ConnError::new(
                     ErrorReason::IdleTimeout,
                     format!("no data from the source for {IDLE_TIMEOUT:?}"),
-                )
+                ),
+                false => ConnError::new(
+                    ErrorReason::NotFound,
+                    format!("the source sent no stream within {FIRST_FRAME_TIMEOUT:?}"),
+                ),
             })?;
         match next {
             Some(Ok((_, datagram))) => {
                 session.received(datagram.len());
                 demux.push(&datagram);
-                drain(&mut demux, session);
+                drain(&mut demux, session, addr)?;
             }
             Some(Err(e)) => return Err(ConnError::new(ErrorReason::Io, e)),
             // The listener closed: its stream is over (a restarted listener is called
             // again after the backoff).
             None => {
                 demux.flush();
-                drain(&mut demux, session);
+                drain(&mut demux, session, addr)?;
                 return Err(ConnError::new(
                     ErrorReason::Closed,
                     "the SRT source closed the connection",
@@ -80,8 +90,15 @@ async fn pull(source: &SourceConfig, session: &mut SourceSession) -> Result<(), 
     }
 }
 
-fn drain(demux: &mut Demuxer, session: &SourceSession) {
+/// Publishes what the demuxer has; the first frame starts the publish (which may be
+/// refused).
+fn drain(
+    demux: &mut Demuxer,
+    session: &mut SourceSession,
+    peer: std::net::SocketAddr,
+) -> Result<(), ConnError> {
     while let Some(f) = demux.poll_frame() {
+        session.start(Some(peer))?;
         session.send_frame(Frame {
             kind: f.kind,
             timestamp: f.timestamp,
@@ -92,6 +109,7 @@ fn drain(demux: &mut Demuxer, session: &SourceSession) {
             wire: Default::default(),
         });
     }
+    Ok(())
 }
 
 async fn call(url: &SrtUrl, addr: std::net::SocketAddr) -> std::io::Result<SrtSocket> {

@@ -181,6 +181,7 @@ macro_rules! resolve_key {
 pub(crate) mod player;
 
 pub(crate) mod auth;
+pub(crate) mod edge;
 pub(crate) mod hls;
 pub(crate) mod http;
 pub(crate) mod limits;
