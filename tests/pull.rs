@@ -352,3 +352,68 @@ fn check_refuses_a_scheme_without_a_puller() {
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+/// The status page (headless Chromium) lists sources with their state and last error,
+/// URLs redacted.
+#[test]
+fn status_page_lists_sources() {
+    let chromium = ["/usr/bin/chromium", "/usr/bin/chromium-browser"]
+        .into_iter()
+        .find(|c| std::path::Path::new(c).is_file())
+        .expect("chromium not found (apt-get install chromium); run ./scripts/test.sh");
+    let clip = make_clip(5);
+    let nginx = Nginx::start();
+    let mut origin = Publisher::start(&nginx.rtmp_url("app", "cam"), &clip, true);
+    nginx.wait_bytes_in("cam", 50_000, Duration::from_secs(15));
+    let dead = free_port();
+    let nginx_port = nginx.rtmp_addr().port();
+    let prism = Prism::start(&config(
+        free_port(),
+        free_port(),
+        &[
+            (
+                "live/cam",
+                &format!("rtmp://u:hunter22@127.0.0.1:{nginx_port}/app/cam"),
+            ),
+            ("live/dead", &format!("rtmp://127.0.0.1:{dead}/app/x")),
+        ],
+    ));
+    wait_until(
+        Duration::from_secs(15),
+        "live/cam up, live/dead failed",
+        || {
+            source_up(&prism, "live/cam") == Some(1.0)
+                && prism.metric_value(
+                    "prism_source_errors_total{reason=\"connect\",stream=\"live/dead\"}",
+                ) >= Some(1.0)
+        },
+    );
+    let profile = TempDir::new("chromium");
+    let out = run_with_timeout(
+        Command::new(chromium)
+            .args([
+                "--headless",
+                "--no-sandbox",
+                "--disable-gpu",
+                "--no-first-run",
+                "--disable-background-networking",
+                "--disable-dev-shm-usage",
+                "--virtual-time-budget=5000",
+                "--dump-dom",
+            ])
+            .arg(format!("--user-data-dir={}", profile.path().display()))
+            .arg(format!("http://{}/", prism.http_addr.unwrap())),
+        Duration::from_secs(90),
+    )
+    .expect("chromium");
+    let dom = String::from_utf8_lossy(&out.stdout);
+    assert!(dom.contains("pulled sources"), "{dom}");
+    assert!(
+        dom.contains(r#"data-source="live/cam" data-state="up""#),
+        "{dom}"
+    );
+    assert!(dom.contains(r#"data-source="live/dead""#), "{dom}");
+    assert!(dom.contains("connect:"), "last error shown:\n{dom}");
+    assert!(!dom.contains("hunter22"), "{dom}");
+    origin.kill();
+}

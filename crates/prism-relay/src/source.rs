@@ -306,6 +306,9 @@ pub enum AddSourceError {
     /// No registered puller serves the URL's scheme.
     #[error("{0}")]
     UnsupportedScheme(String),
+    /// As many sources as `[limits] max_streams` run already.
+    #[error("{0} sources run already ([limits] max_streams)")]
+    TooMany(usize),
 }
 
 /// The message for a source whose scheme no transport of this build serves.
@@ -381,6 +384,11 @@ impl Relay {
         let mut sources = self.sources.lock().unwrap_or_else(|e| e.into_inner());
         if sources.contains_key(&source.stream) {
             return Err(AddSourceError::Exists(source.stream));
+        }
+        // Each source is a stream: the table stays as bounded as the streams are.
+        let max = self.config().limits.max_streams;
+        if sources.len() >= max {
+            return Err(AddSourceError::TooMany(max));
         }
         let metrics = self.metrics().source(&source.stream);
         let mut status = SourceStatus::new(source.clone(), origin, metrics);

@@ -174,7 +174,9 @@ pub(super) async fn add(relay: &std::sync::Arc<Relay>, req: Request<Incoming>) -
             }
             resp
         }
-        Err(e @ AddSourceError::Exists(_)) => error(StatusCode::CONFLICT, &e.to_string()),
+        Err(e @ (AddSourceError::Exists(_) | AddSourceError::TooMany(_))) => {
+            error(StatusCode::CONFLICT, &e.to_string())
+        }
         Err(e @ AddSourceError::UnsupportedScheme(_)) => {
             error(StatusCode::BAD_REQUEST, &format!("url: {e}"))
         }
