@@ -186,3 +186,47 @@ fn edge_pulls_once_for_many_players_and_lets_go() {
     eprintln!("[edge] missing stream ended after {:?}", t0.elapsed());
     publisher.kill();
 }
+
+/// `origins` are tried in order: the first one is down, the second serves the stream over
+/// SRT (`m=request` to the origin Prism's `[srt]` listener).
+#[test]
+fn edge_falls_through_to_an_srt_origin() {
+    let clip = make_clip(5);
+    let (origin_rtmp, srt) = (free_port(), free_udp_port());
+    let origin = Prism::start(&base(
+        origin_rtmp,
+        free_port(),
+        &format!("[srt]\nlisten = \"127.0.0.1:{srt}\"\n"),
+    ));
+    let mut publisher = Publisher::start(&origin.rtmp_url("live", "srtshow"), &clip, true);
+    wait_until(Duration::from_secs(10), "the origin stream", || {
+        origin.metric_value("prism_streams_active") == Some(1.0)
+    });
+    let dead = free_port();
+    let edge = Prism::start(&base(
+        free_port(),
+        free_port(),
+        &format!(
+            "[edge]\norigins = [\"rtmp://127.0.0.1:{dead}/{{app}}/{{stream}}\", \
+             \"srt://127.0.0.1:{srt}?streamid=#!::r={{app}}/{{stream}},m=request\"]\n\
+             close_after_idle_ms = 1000\n"
+        ),
+    ));
+    let frames = decode_ok(&edge.rtmp_url("live", "srtshow"), Duration::from_secs(30))
+        .unwrap_or_else(|e| panic!("{e}\n{}", edge.stderr()));
+    assert!(frames >= 25, "decoded {frames} frames");
+    let log = edge.stderr();
+    // The first origin was tried first and refused the connection.
+    assert!(
+        log.contains("source down: Connection refused")
+            && log.contains(&format!("127.0.0.1:{dead}"))
+            && log.contains("reason=\"connect\""),
+        "{log}"
+    );
+    assert!(
+        origin.metric_value("prism_connections_total{transport=\"srt\"}") >= Some(1.0),
+        "{}",
+        origin.metrics()
+    );
+    publisher.kill();
+}
