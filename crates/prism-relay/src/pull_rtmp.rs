@@ -208,3 +208,32 @@ fn play_error(e: SessionError) -> ConnError {
         _ => ConnError::new(ErrorReason::Protocol, e),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_refused_play_of_an_absent_stream_is_not_found() {
+        let refused = |code: &str| SessionError::Refused {
+            code: code.into(),
+            description: String::new(),
+        };
+        assert_eq!(
+            play_error(refused("NetStream.Play.StreamNotFound")).reason,
+            ErrorReason::NotFound
+        );
+        assert_eq!(
+            play_error(refused("NetStream.Play.Failed")).reason,
+            ErrorReason::NotFound
+        );
+        assert_eq!(
+            play_error(refused("NetConnection.Connect.Rejected")).reason,
+            ErrorReason::Refused
+        );
+        assert_eq!(
+            play_error(SessionError::CommandWithoutName).reason,
+            ErrorReason::Protocol
+        );
+    }
+}

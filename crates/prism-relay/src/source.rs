@@ -574,7 +574,11 @@ async fn run_source(relay: Arc<Relay>, status: Arc<SourceStatus>) {
         match result {
             Ok(()) => {
                 info!(stream = %name, url = %shown_url, "source stopped or ended the stream");
-                continue;
+                // Stopped for want of consumers: idle at once. A remote that ended the
+                // stream is asked again after the backoff (never in a tight loop).
+                if on_demand && !relay.is_wanted(&source, &demand) {
+                    continue;
+                }
             }
             Err(e) => {
                 status.metrics.error(e.reason).inc();
