@@ -965,3 +965,73 @@ fn systemd_unit_is_sandboxed() {
         "systemd-analyze verify complains about the unit:\n{stderr}"
     );
 }
+
+// Origin -> edge pulling (deploy/kubernetes/edge.yaml).
+#[test]
+fn kubernetes_edge_manifests_agree() {
+    let objects = k8s_objects();
+    let origin_pod = &get(&objects, "Deployment", "prism")["spec"]["template"];
+    let edge = get(&objects, "Deployment", "prism-edge");
+    let pod = &edge["spec"]["template"];
+    assert_eq!(
+        pod["metadata"]["labels"], edge["spec"]["selector"]["matchLabels"],
+        "edge pod labels vs. selector"
+    );
+    assert_ne!(
+        pod["metadata"]["labels"], origin_pod["metadata"]["labels"],
+        "edge and origin pods must not match each other's selectors"
+    );
+    let c = &pod["spec"]["containers"][0];
+    let named_port = |name: &str| {
+        c["ports"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|p| p["name"] == name)
+            .unwrap_or_else(|| panic!("no edge container port named {name}"))
+            .clone()
+    };
+    for probe in ["readinessProbe", "livenessProbe"] {
+        assert_eq!(c[probe]["httpGet"]["port"], "admin", "{probe}");
+    }
+    // Services select what they should and name real ports.
+    let selects = |svc: &Value, labels: &Value| {
+        svc["spec"]["selector"]
+            .as_object()
+            .unwrap()
+            .iter()
+            .all(|(k, v)| &labels[k] == v)
+    };
+    for name in ["prism-edge", "prism-edge-admin"] {
+        let svc = get(&objects, "Service", name);
+        assert!(selects(svc, &pod["metadata"]["labels"]), "{name} selector");
+        for p in svc["spec"]["ports"].as_array().unwrap() {
+            let target = named_port(p["targetPort"].as_str().expect("named targetPort"));
+            assert_eq!(target["protocol"], p["protocol"], "{name}: {p}");
+        }
+    }
+    let origin_svc = get(&objects, "Service", "prism-origin");
+    assert!(
+        selects(origin_svc, &origin_pod["metadata"]["labels"]),
+        "prism-origin must select the origin pods"
+    );
+    assert!(!selects(origin_svc, &pod["metadata"]["labels"]));
+    let origin_port = origin_svc["spec"]["ports"][0]["port"].as_u64().unwrap();
+    // The edge config passes `prism check` and pulls from that Service.
+    let cm_name = pod["spec"]["volumes"][0]["configMap"]["name"]
+        .as_str()
+        .unwrap();
+    let cm = get(&objects, "ConfigMap", cm_name);
+    let toml = cm["data"]["prism.toml"].as_str().expect("data.prism.toml");
+    let dir = TempDir::new("deploy-edge");
+    let path = dir.join("prism.toml");
+    fs::write(&path, toml).unwrap();
+    prism_check(&path);
+    assert!(
+        toml.contains(&format!(
+            "origin = \"rtmp://prism-origin:{origin_port}/{{app}}/{{stream}}\""
+        )),
+        "{toml}"
+    );
+    assert_eq!(admin_listen(toml), "0.0.0.0:9935");
+}

@@ -33,6 +33,9 @@ pub use section::srt::{SrtConfig, SrtPassphrase};
 pub use section::stream::HubConfig;
 pub use section::target::{validate_target_name, ResolvedTarget, TargetConfig, TargetTls};
 pub use url::redact_url;
+// Pulled sources (issue 14).
+pub use section::edge::EdgeConfig;
+pub use section::source::{url_scheme, RtspTransport, SourceConfig, SourceOptions, SOURCE_SCHEMES};
 
 use section::auth::RawAuth;
 use section::hls::RawHls;
@@ -79,6 +82,10 @@ pub struct Config {
     pub limits: Limits,
     /// TOML table `[hls]`: LL-HLS, HLS and DASH for viewers; absent = off.
     pub hls: Option<HlsConfig>,
+    /// TOML `[[source]]`, in file order: streams Prism pulls.
+    pub sources: Vec<SourceConfig>,
+    /// TOML table `[edge]`: pull streams not live here from an origin; absent = off.
+    pub edge: Option<EdgeConfig>,
 }
 
 /// A configuration that could not be read or is invalid. `Display` is the
@@ -291,6 +298,9 @@ struct RawConfig {
     auth: RawAuth,
     #[serde(default)]
     limits: RawLimits,
+    #[serde(default)]
+    source: Vec<section::source::RawSource>,
+    edge: Option<Spanned<section::edge::RawEdge>>,
 }
 
 /// Semantic validation of the raw shape, with errors placed in the file.
@@ -350,6 +360,11 @@ impl Checker<'_> {
             .hls
             .map(|t| section::hls::resolve(self, t))
             .transpose()?;
+        let sources = self.sources(raw.source)?;
+        let edge = raw
+            .edge
+            .map(|t| section::edge::resolve(self, t))
+            .transpose()?;
         Ok(Config {
             rtmp,
             http,
@@ -363,7 +378,21 @@ impl Checker<'_> {
             auth,
             limits,
             hls,
+            sources,
+            edge,
         })
+    }
+
+    /// `[[source]]` tables, in file order; a stream may have one source.
+    fn sources(
+        &self,
+        raw: Vec<section::source::RawSource>,
+    ) -> Result<Vec<SourceConfig>, ConfigError> {
+        let mut streams = HashSet::new();
+        raw.into_iter()
+            .enumerate()
+            .map(|(i, s)| section::source::resolve(self, i, s, &mut streams))
+            .collect()
     }
 }
 

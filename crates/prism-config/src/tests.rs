@@ -762,6 +762,8 @@ fn declared_tables() -> Vec<(&'static str, Vec<&'static str>)> {
                 .collect(),
         ),
         ("route.target", names(section::target::RawTarget::KEYS)),
+        ("source", names(section::source::RawSource::KEYS)),
+        ("edge", names(section::edge::RawEdge::KEYS)),
     ]
 }
 
@@ -830,6 +832,8 @@ fn default_toml_lists_every_key() {
         RawAuth::KEYS,
         RawRoute::KEYS,
         section::target::RawTarget::KEYS,
+        section::source::RawSource::KEYS,
+        section::edge::RawEdge::KEYS,
     ] {
         for k in keys {
             assert!(!k.doc.trim().is_empty(), "{} has no doc line", k.name);

@@ -130,6 +130,11 @@ pub fn redact_url(url: &str) -> String {
 /// Checks a target URL template; `Err` is a message for the config error.
 /// Messages quote the URL redacted, since config errors end up in logs.
 pub(crate) fn validate_target_url(url: &str) -> Result<(), String> {
+    validate_url(url, SCHEMES)
+}
+
+/// Checks a stream URL (target or source) whose scheme must be one of `schemes`.
+pub(crate) fn validate_url(url: &str, schemes: &[&str]) -> Result<(), String> {
     let shown = redact_url(url);
     if url.chars().any(|c| c.is_whitespace() || c.is_control()) {
         return Err(format!(
@@ -141,10 +146,12 @@ pub(crate) fn validate_target_url(url: &str) -> Result<(), String> {
             "`{shown}` is not a URL; expected rtmp://host[:port]/app/{{stream}}"
         ));
     };
-    if !SCHEMES.contains(&p.scheme) {
+    if !schemes.contains(&p.scheme) {
+        let expected: Vec<String> = schemes.iter().map(|s| format!("{s}://")).collect();
         return Err(format!(
-            "unsupported scheme `{}` (expected rtmp://, rtmps:// or srt://)",
-            p.scheme
+            "unsupported scheme `{}` (expected {})",
+            p.scheme,
+            or_list(&expected)
         ));
     }
     validate_host(p.host).map_err(|m| format!("`{shown}`: {m}"))?;
@@ -165,6 +172,15 @@ pub(crate) fn validate_target_url(url: &str) -> Result<(), String> {
         }
     }
     check_placeholders(url).map_err(|m| format!("`{shown}`: {m}"))
+}
+
+/// "a, b or c".
+fn or_list(items: &[String]) -> String {
+    match items {
+        [] => String::new(),
+        [one] => one.clone(),
+        [init @ .., last] => format!("{} or {last}", init.join(", ")),
+    }
 }
 
 fn validate_host(host: &str) -> Result<(), String> {

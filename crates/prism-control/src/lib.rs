@@ -14,6 +14,7 @@ mod limits;
 mod registry;
 mod reload;
 mod shutdown;
+mod sources;
 
 pub use access::{check, Action, Refusal, StreamRequest};
 pub use conn::ConnInfo;
@@ -27,3 +28,5 @@ pub use reload::{
     plan_targets, ReloadPlan, ReloadReport, Running, StreamChanges, StreamPlan, TargetPlan,
 };
 pub use shutdown::{InFlight, InFlightGuard, ShutdownReport};
+// Pulled sources (issue 14).
+pub use sources::{plan_sources, RunningSource, SourceOrigin, SourcePlan};

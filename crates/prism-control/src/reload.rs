@@ -84,6 +84,9 @@ pub struct ReloadReport {
     /// Config sections that changed but only take effect on restart (listeners and the
     /// like); the running values were kept for them.
     pub restart_needed: Vec<&'static str>,
+    /// Pulled sources started, stopped and restarted (by stream); `conflicts`: streams the
+    /// file names but an admin-API source pulls.
+    pub sources: StreamChanges,
 }
 
 /// The target changes a reload made to one live stream.

@@ -65,6 +65,10 @@ pub mod names {
     pub const HLS_BLOCKING_REQUESTS: &str = "prism_hls_blocking_requests";
     pub const HLS_DVR_DISK_BYTES: &str = "prism_hls_dvr_disk_bytes";
     pub const HLS_DVR_ERRORS_TOTAL: &str = "prism_hls_dvr_errors_total";
+    pub const SOURCE_UP: &str = "prism_source_up";
+    pub const SOURCE_RECONNECTS_TOTAL: &str = "prism_source_reconnects_total";
+    pub const SOURCE_BYTES_RECEIVED_TOTAL: &str = "prism_source_bytes_received_total";
+    pub const SOURCE_ERRORS_TOTAL: &str = "prism_source_errors_total";
 
     /// Every name above, in declaration order.
     pub const ALL: &[&str] = &[
@@ -98,6 +102,10 @@ pub mod names {
         HLS_BLOCKING_REQUESTS,
         HLS_DVR_DISK_BYTES,
         HLS_DVR_ERRORS_TOTAL,
+        SOURCE_UP,
+        SOURCE_RECONNECTS_TOTAL,
+        SOURCE_BYTES_RECEIVED_TOTAL,
+        SOURCE_ERRORS_TOTAL,
     ];
 }
 
@@ -174,6 +182,14 @@ pub struct Metrics {
     hls_dvr_disk_bytes: IntGaugeVec,
     /// `prism_hls_dvr_errors_total{op}`: failed DVR file operations (write, read, delete).
     hls_dvr_errors_total: IntCounterVec,
+    /// `prism_source_up{stream}`: 1 while a pulled source publishes its stream.
+    source_up: IntGaugeVec,
+    /// `prism_source_reconnects_total{stream}`: pull attempts after the first.
+    source_reconnects_total: IntCounterVec,
+    /// `prism_source_bytes_received_total{stream}`: bytes read from the source.
+    source_bytes_received_total: IntCounterVec,
+    /// `prism_source_errors_total{stream,reason}`: failed or refused pull attempts.
+    source_errors_total: IntCounterVec,
 }
 
 impl Default for Metrics {
@@ -372,6 +388,26 @@ impl Metrics {
                 "Failed DVR file operations in dvr_dir (op: write, read, delete); a failed write keeps that stream's window in memory.",
                 &["op"],
             ),
+            source_up: gauge(
+                SOURCE_UP,
+                "1 while the pulled source publishes its stream, else 0.",
+                &["stream"],
+            ),
+            source_reconnects_total: counter(
+                SOURCE_RECONNECTS_TOTAL,
+                "Pull attempts of the source after its first.",
+                &["stream"],
+            ),
+            source_bytes_received_total: counter(
+                SOURCE_BYTES_RECEIVED_TOTAL,
+                "Bytes read from the pulled source's connection.",
+                &["stream"],
+            ),
+            source_errors_total: counter(
+                SOURCE_ERRORS_TOTAL,
+                "Pull attempts of the source that failed or were refused, by reason.",
+                &["stream", "reason"],
+            ),
             registry,
         };
         m.build_info
@@ -487,7 +523,7 @@ impl Metrics {
             .collect()
     }
 
-    fn collectors(&self) -> [&dyn Collector; 30] {
+    fn collectors(&self) -> [&dyn Collector; 34] {
         [
             &self.connections_active,
             &self.connections_total,
@@ -519,6 +555,10 @@ impl Metrics {
             &self.hls_blocking_requests,
             &self.hls_dvr_disk_bytes,
             &self.hls_dvr_errors_total,
+            &self.source_up,
+            &self.source_reconnects_total,
+            &self.source_bytes_received_total,
+            &self.source_errors_total,
         ]
     }
 
@@ -591,6 +631,29 @@ impl Metrics {
             .remove_label_values(&labels);
         let _ = self.srt_packets_dropped_total.remove_label_values(&labels);
         let _ = self.srt_receive_buffer_seconds.remove_label_values(&labels);
+    }
+
+    /// The `prism_source_*` series of the source of `stream`; removed by
+    /// [`Metrics::forget_source`].
+    pub fn source(&self, stream: &str) -> SourceMetrics {
+        SourceMetrics {
+            up: self.source_up.with_label_values(&[stream]),
+            reconnects: self.source_reconnects_total.with_label_values(&[stream]),
+            bytes_received: self
+                .source_bytes_received_total
+                .with_label_values(&[stream]),
+            errors: self.source_errors_total.clone(),
+            stream: stream.to_owned(),
+        }
+    }
+
+    /// Removes the `prism_source_*` series of the source of `stream` (it was removed).
+    pub fn forget_source(&self, stream: &str) {
+        let is = |labels: &[LabelPair]| label(labels, "stream") == Some(stream);
+        remove_where(&self.source_up, is);
+        remove_where(&self.source_reconnects_total, is);
+        remove_where(&self.source_bytes_received_total, is);
+        remove_where(&self.source_errors_total, is);
     }
 
     /// Removes all label sets of one target of a stream.
@@ -670,6 +733,27 @@ impl TargetMetrics {
     pub fn disconnected(&self, reason: ErrorReason) -> IntCounter {
         self.disconnects
             .with_label_values(&[&self.stream, &self.target, reason.as_str()])
+    }
+}
+
+/// The `prism_source_*` series of one pulled source.
+#[derive(Debug, Clone)]
+pub struct SourceMetrics {
+    /// `prism_source_up`.
+    pub up: IntGauge,
+    /// `prism_source_reconnects_total`.
+    pub reconnects: IntCounter,
+    /// `prism_source_bytes_received_total`.
+    pub bytes_received: IntCounter,
+    errors: IntCounterVec,
+    stream: String,
+}
+
+impl SourceMetrics {
+    /// `prism_source_errors_total{reason}` of this source.
+    pub fn error(&self, reason: ErrorReason) -> IntCounter {
+        self.errors
+            .with_label_values(&[&self.stream, reason.as_str()])
     }
 }
 
@@ -856,6 +940,11 @@ pub enum ErrorReason {
     PlayRefused,
     /// `lost`: A publisher's connection was lost (not closed).
     Lost,
+    // Pulled sources.
+    /// `already_live`: The stream is already live from another publisher.
+    AlreadyLive,
+    /// `not_found`: The origin does not have the stream.
+    NotFound,
 }
 
 impl ErrorReason {
@@ -903,6 +992,8 @@ impl ErrorReason {
         ErrorReason::PublishRefused,
         ErrorReason::PlayRefused,
         ErrorReason::Lost,
+        ErrorReason::AlreadyLive,
+        ErrorReason::NotFound,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -949,6 +1040,8 @@ impl ErrorReason {
             ErrorReason::PublishRefused => "publish_refused",
             ErrorReason::PlayRefused => "play_refused",
             ErrorReason::Lost => "lost",
+            ErrorReason::AlreadyLive => "already_live",
+            ErrorReason::NotFound => "not_found",
         }
     }
 }
@@ -1027,6 +1120,11 @@ mod tests {
         m.hls_request("part", 200).inc();
         m.hls_blocking_requests().set(1);
         m.hls_dvr_error("write").inc();
+        let s = m.source("cams/door");
+        s.up.set(1);
+        s.reconnects.inc();
+        s.bytes_received.inc_by(100);
+        s.error(ErrorReason::AlreadyLive).inc();
         populate(&m, "live/a");
         populate(&m, "live/b");
         m

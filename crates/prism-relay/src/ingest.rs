@@ -63,7 +63,7 @@ impl Relay {
     /// Starts publishing `app/key` for a connection of any transport. A refusal (the key is
     /// already live) is logged and counted; the caller tells its client in its protocol.
     /// Transports call [`Relay::publish`], which checks access and limits first.
-    fn start_publish(
+    pub(crate) fn start_publish(
         self: &Arc<Self>,
         app: &str,
         key: &str,
@@ -117,6 +117,8 @@ impl Relay {
     /// `[player]` queue budget.
     /// Transports call [`Relay::play`], which checks access first.
     fn start_play(self: &Arc<Self>, app: &str, key: &str, info: &ConnInfo) -> Player {
+        // Before subscribing: a stream that is not live may be pulled for this player.
+        let demand = self.want(app, key);
         let q = self.config().player;
         let sub = self.hub().subscribe(
             app,
@@ -133,6 +135,7 @@ impl Relay {
         let active = self.metrics().players_active(&label);
         active.inc();
         Player {
+            _demand: demand,
             sub,
             active,
             relay: self.clone(),
@@ -240,6 +243,8 @@ impl Drop for Publisher {
 /// A player of any transport: its subscription plus the bookkeeping of its metrics.
 pub struct Player {
     pub sub: Subscription,
+    /// Counts this player as a consumer of the stream (on-demand sources, the edge).
+    _demand: crate::source::Demand,
     active: IntGauge,
     relay: Arc<Relay>,
     label: String,

@@ -20,10 +20,12 @@ mod drive;
 mod egress;
 mod handshake;
 mod ingest;
+mod pull_rtmp;
 mod push;
 mod relay;
 mod reload;
 mod server;
+mod source;
 
 pub use dial::{
     BoxedStream, ByteStream, ConnError, DialError, DialFuture, Dialer, SinkFuture, SinkReport,
@@ -40,3 +42,9 @@ pub use prism_metrics::ErrorReason;
 pub use push::{spawn_targets, Backoff};
 pub use relay::{Relay, StreamOutput};
 pub use server::serve_rtmp;
+// Pulled sources (issue 14).
+pub use pull_rtmp::RtmpPuller;
+pub use source::{
+    unsupported_scheme_message, AddSourceError, PullFuture, SourcePuller, SourceSession,
+    SourceSnapshot, SourceState,
+};

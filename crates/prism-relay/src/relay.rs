@@ -7,8 +7,9 @@ use prism_control::{
 use prism_hub::{Hub, Stream};
 use prism_metrics::{ConnectionMetrics, ErrorReason, Metrics, SrtDirection, SrtMetrics};
 use prometheus::IntCounter;
+use std::collections::HashMap;
 use std::net::SocketAddr;
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
 
 /// Everything a connection driver needs: the hub, the metrics, and the control plane
@@ -28,6 +29,10 @@ pub struct Relay {
     sinks: Vec<Arc<dyn TargetSink>>,
     /// Outputs every new stream is handed to (HLS, ...), registered at start-up.
     outputs: RwLock<Vec<Arc<dyn StreamOutput>>>,
+    /// Pulled sources: the pullers transports registered, and the running sources by stream.
+    pub(crate) pullers: RwLock<Vec<Arc<dyn crate::source::SourcePuller>>>,
+    pub(crate) sources: Mutex<HashMap<String, Arc<crate::source::SourceStatus>>>,
+    pub(crate) demand: crate::source::DemandTable,
 }
 
 /// An output that serves streams without a connection of their own per stream (HLS/DASH
@@ -76,6 +81,9 @@ impl Relay {
             dialers,
             sinks,
             outputs: RwLock::new(Vec::new()),
+            pullers: RwLock::new(Vec::new()),
+            sources: Mutex::new(HashMap::new()),
+            demand: Default::default(),
         })
     }
 

@@ -23,6 +23,7 @@ impl Relay {
             restart_needed: plan.restart_needed.clone(),
             ..Default::default()
         };
+        report.sources = self.reload_sources();
         for sp in &plan.streams {
             let (stream, targets, plan) = (&sp.stream, &sp.targets, &sp.plan);
             let mut changes = StreamChanges {

@@ -1,5 +1,5 @@
-//! SRT transport: ingest (MPEG-TS over SRT → hub), play (hub → MPEG-TS over SRT) and
-//! `srt://` push targets, with srt-tokio as the SRT engine.
+//! SRT transport: ingest (MPEG-TS over SRT → hub), play (hub → MPEG-TS over SRT),
+//! `srt://` push targets and `srt://` pulled sources, with srt-tokio as the SRT engine.
 //!
 //! Robustness comes first here: srt-tokio 0.4.4 panics inside its listener task on several
 //! caller handshakes, which would end every session on the port. So Prism owns the public
@@ -14,6 +14,7 @@
 mod front;
 pub mod handshake;
 mod media;
+mod pull;
 mod session;
 mod sink;
 mod stats;
@@ -21,6 +22,8 @@ pub mod streamid;
 
 pub use front::SrtServer;
 pub use sink::SrtSink;
+// Pulled sources (issue 14).
+pub use pull::SrtPuller;
 
 /// The `transport` metrics label of this crate's connections.
 pub const TRANSPORT: &str = "srt";

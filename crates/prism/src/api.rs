@@ -10,6 +10,8 @@
 //! The OpenAPI description of all this is `openapi.json` next to this file, served at
 //! `/api/v1/openapi.json`; the e2e tests check live responses against it.
 
+mod sources;
+
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full, Limited};
 use hyper::body::Incoming;
@@ -120,6 +122,17 @@ impl Api {
             ["api", "v1", "streams", app, key, "targets", name] => match method {
                 Method::DELETE => self.remove_target(app, key, name),
                 _ => not_allowed("DELETE"),
+            },
+            // Pulled sources (issue 14).
+            ["api", "v1", "sources"] => match method {
+                Method::GET | Method::HEAD => sources::list(&self.relay),
+                Method::POST => sources::add(&self.relay, req).await,
+                _ => not_allowed("GET, POST"),
+            },
+            ["api", "v1", "sources", app, key] => match method {
+                Method::GET | Method::HEAD => sources::one(&self.relay, app, key),
+                Method::DELETE => sources::remove(&self.relay, app, key),
+                _ => not_allowed("GET, DELETE"),
             },
             _ => error(StatusCode::NOT_FOUND, &format!("no such endpoint: {path}")),
         }

@@ -2,6 +2,7 @@
 
 mod admin;
 mod api;
+mod sources;
 mod tunnel;
 
 use anyhow::Context;
@@ -83,6 +84,10 @@ fn main() -> ExitCode {
                         eprintln!("{}: hls.dvr_dir: {e}", path.display());
                         return ExitCode::FAILURE;
                     }
+                    if let Err(e) = sources::check(&config) {
+                        eprintln!("{}: {e}", path.display());
+                        return ExitCode::FAILURE;
+                    }
                     println!("{}: ok", path.display());
                     ExitCode::SUCCESS
                 }
@@ -129,6 +134,7 @@ fn serve(config_path: Option<&Path>) -> anyhow::Result<()> {
         Some(p) => Config::load(p)?,
         None => Config::default(),
     };
+    sources::check(&config).map_err(|e| anyhow::anyhow!("{e}"))?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -240,6 +246,7 @@ async fn run(config: Config, config_path: Option<PathBuf>) -> anyhow::Result<()>
     }
     accept_loops.extend(tunnels.spawn(&relay));
     accept_loops.push(tokio::spawn(admin::run(http, relay.clone())));
+    sources::start(&relay);
     shutdown_signal().await;
 
     // Stop accepting: dropping an accept loop closes its listening socket.
@@ -395,6 +402,10 @@ impl Reloader {
             error!("config reload refused, the running config stays: {origin}: {e}");
             return;
         }
+        if let Err(e) = sources::check(&new) {
+            error!("config reload refused, the running config stays: {origin}: {e}");
+            return;
+        }
         let report = self.relay.reload(new);
         for section in &report.restart_needed {
             warn!(section, "{origin}: {section} changed, but only takes effect on restart; still running with the old values");
@@ -405,6 +416,7 @@ impl Reloader {
                 warn!(stream = %s.stream, targets = ?s.conflicts, "configured targets not started: an admin-API target of the same name runs");
             }
         }
+        sources::log_reload(&report.sources);
         info!(config = %origin, streams_changed = report.streams.len(), "config reloaded");
     }
 

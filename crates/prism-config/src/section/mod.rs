@@ -181,6 +181,7 @@ macro_rules! resolve_key {
 pub(crate) mod player;
 
 pub(crate) mod auth;
+pub(crate) mod edge;
 pub(crate) mod hls;
 pub(crate) mod http;
 pub(crate) mod limits;
@@ -189,6 +190,7 @@ pub(crate) mod rtmp;
 pub(crate) mod rtmps;
 pub(crate) mod rtmpt;
 pub(crate) mod rtmpts;
+pub(crate) mod source;
 pub(crate) mod srt;
 pub(crate) mod stream;
 pub(crate) mod target;
