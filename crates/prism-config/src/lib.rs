@@ -29,6 +29,7 @@ pub use section::route::{Route, RouteAccess, RouteOutputs};
 pub use section::rtmp::RtmpConfig;
 pub use section::rtmps::{TlsFiles, TlsListenerConfig};
 pub use section::rtmpt::TunnelConfig;
+pub use section::rtsp::RtspConfig;
 pub use section::srt::{SrtConfig, SrtPassphrase};
 pub use section::stream::HubConfig;
 pub use section::target::{validate_target_name, ResolvedTarget, TargetConfig, TargetTls};
@@ -43,6 +44,7 @@ use section::route::RawRoute;
 use section::rtmp::RawRtmp;
 use section::rtmps::RawTlsListener;
 use section::rtmpt::RawTunnel;
+use section::rtsp::RawRtsp;
 use section::srt::RawSrt;
 use section::stream::RawHub;
 use section::FromRaw;
@@ -79,6 +81,8 @@ pub struct Config {
     pub limits: Limits,
     /// TOML table `[hls]`: LL-HLS, HLS and DASH for viewers; absent = off.
     pub hls: Option<HlsConfig>,
+    /// TOML table `[rtsp]`: the RTSP server (players out); absent = off.
+    pub rtsp: Option<RtspConfig>,
 }
 
 /// A configuration that could not be read or is invalid. `Display` is the
@@ -291,6 +295,7 @@ struct RawConfig {
     auth: RawAuth,
     #[serde(default)]
     limits: RawLimits,
+    rtsp: Option<Spanned<RawRtsp>>,
 }
 
 /// Semantic validation of the raw shape, with errors placed in the file.
@@ -350,6 +355,10 @@ impl Checker<'_> {
             .hls
             .map(|t| section::hls::resolve(self, t))
             .transpose()?;
+        let rtsp = raw
+            .rtsp
+            .map(|t| RtspConfig::from_raw(&mut t.into_inner(), self, "rtsp"))
+            .transpose()?;
         Ok(Config {
             rtmp,
             http,
@@ -363,6 +372,7 @@ impl Checker<'_> {
             auth,
             limits,
             hls,
+            rtsp,
         })
     }
 }

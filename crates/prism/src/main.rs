@@ -149,6 +149,7 @@ async fn run(config: Config, config_path: Option<PathBuf>) -> anyhow::Result<()>
     let rtmps = bind_rtmps(&config).await?;
     let hls = bind_hls(&config).await?;
     let tunnels = tunnel::bind(&config).await?;
+    let rtsp = bind_rtsp(&config).await?;
     let srt = match &config.srt {
         Some(c) => Some(
             prism_transport_srt::SrtServer::bind(c)
@@ -239,6 +240,13 @@ async fn run(config: Config, config_path: Option<PathBuf>) -> anyhow::Result<()>
         )));
     }
     accept_loops.extend(tunnels.spawn(&relay));
+    if let Some((listener, c)) = rtsp {
+        accept_loops.push(tokio::spawn(prism_transport_rtsp::run(
+            listener,
+            relay.clone(),
+            c,
+        )));
+    }
     accept_loops.push(tokio::spawn(admin::run(http, relay.clone())));
     shutdown_signal().await;
 
@@ -293,6 +301,18 @@ async fn bind_rtmps(config: &Config) -> anyhow::Result<Option<Rtmps>> {
     let listener = bind_tcp(c.listen, "RTMPS", "[rtmps] listen").await?;
     info!(rtmps = %c.listen, "RTMPS listening");
     Ok(Some((listener, Arc::new(tls), c.handshake_timeout)))
+}
+
+/// Binds the `[rtsp]` listener (RTSP players), if configured.
+async fn bind_rtsp(
+    config: &Config,
+) -> anyhow::Result<Option<(tokio::net::TcpListener, prism_config::RtspConfig)>> {
+    let Some(c) = &config.rtsp else {
+        return Ok(None);
+    };
+    let listener = bind_tcp(c.listen, "RTSP", "[rtsp] listen").await?;
+    info!(rtsp = %c.listen, "RTSP listening");
+    Ok(Some((listener, c.clone())))
 }
 
 /// Loads the `[hls]` certificate, if any (offering HTTP/2 by ALPN), and binds the viewers'

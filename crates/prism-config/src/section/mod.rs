@@ -189,6 +189,7 @@ pub(crate) mod rtmp;
 pub(crate) mod rtmps;
 pub(crate) mod rtmpt;
 pub(crate) mod rtmpts;
+pub(crate) mod rtsp;
 pub(crate) mod srt;
 pub(crate) mod stream;
 pub(crate) mod target;
