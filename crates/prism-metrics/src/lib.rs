@@ -65,6 +65,7 @@ pub mod names {
     pub const HLS_BLOCKING_REQUESTS: &str = "prism_hls_blocking_requests";
     pub const HLS_DVR_DISK_BYTES: &str = "prism_hls_dvr_disk_bytes";
     pub const HLS_DVR_ERRORS_TOTAL: &str = "prism_hls_dvr_errors_total";
+    pub const RTSP_DROPPED_TOTAL: &str = "prism_rtsp_dropped_total";
 
     /// Every name above, in declaration order.
     pub const ALL: &[&str] = &[
@@ -98,6 +99,7 @@ pub mod names {
         HLS_BLOCKING_REQUESTS,
         HLS_DVR_DISK_BYTES,
         HLS_DVR_ERRORS_TOTAL,
+        RTSP_DROPPED_TOTAL,
     ];
 }
 
@@ -174,6 +176,8 @@ pub struct Metrics {
     hls_dvr_disk_bytes: IntGaugeVec,
     /// `prism_hls_dvr_errors_total{op}`: failed DVR file operations (write, read, delete).
     hls_dvr_errors_total: IntCounterVec,
+    /// `prism_rtsp_dropped_total{reason}`: media the RTSP client (cameras in) dropped.
+    rtsp_dropped_total: IntCounterVec,
 }
 
 impl Default for Metrics {
@@ -372,6 +376,11 @@ impl Metrics {
                 "Failed DVR file operations in dvr_dir (op: write, read, delete); a failed write keeps that stream's window in memory.",
                 &["op"],
             ),
+            rtsp_dropped_total: counter(
+                RTSP_DROPPED_TOTAL,
+                "Media pulled from RTSP cameras and dropped (reason: g711 and unsupported_codec count tracks not taken, once per session; malformed, lost, before_keyframe, too_large, unexpected count packets or frames).",
+                &["reason"],
+            ),
             registry,
         };
         m.build_info
@@ -487,7 +496,7 @@ impl Metrics {
             .collect()
     }
 
-    fn collectors(&self) -> [&dyn Collector; 30] {
+    fn collectors(&self) -> [&dyn Collector; 31] {
         [
             &self.connections_active,
             &self.connections_total,
@@ -519,6 +528,7 @@ impl Metrics {
             &self.hls_blocking_requests,
             &self.hls_dvr_disk_bytes,
             &self.hls_dvr_errors_total,
+            &self.rtsp_dropped_total,
         ]
     }
 
@@ -542,6 +552,11 @@ impl Metrics {
     /// `prism_hls_dvr_errors_total{op}`; `op`: write, read or delete.
     pub fn hls_dvr_error(&self, op: &'static str) -> IntCounter {
         self.hls_dvr_errors_total.with_label_values(&[op])
+    }
+
+    /// `prism_rtsp_dropped_total{reason}`.
+    pub fn rtsp_dropped(&self, reason: &'static str) -> IntCounter {
+        self.rtsp_dropped_total.with_label_values(&[reason])
     }
 
     /// `prism_hls_blocking_requests`.
@@ -1027,6 +1042,7 @@ mod tests {
         m.hls_request("part", 200).inc();
         m.hls_blocking_requests().set(1);
         m.hls_dvr_error("write").inc();
+        m.rtsp_dropped("g711").inc();
         populate(&m, "live/a");
         populate(&m, "live/b");
         m

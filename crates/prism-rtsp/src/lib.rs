@@ -8,7 +8,8 @@
 //!   SSRC changes re-anchored), a bounded reorder buffer for UDP.
 //! - [`video`], [`audio`]: H.264 (RFC 6184), H.265 (RFC 7798), AAC-hbr (RFC 3640) and Opus
 //!   (RFC 7587) packetizers and depacketizers.
-//! - [`flv`]: depacketized media → FLV-style frames (the hub's vocabulary).
+//! - [`flv`]: depacketized media → FLV-style frames (the hub's vocabulary); [`ingest`]: a
+//!   camera session's tracks, RTP/RTCP in, frames, receiver reports and drop counts out.
 //! - [`auth`]: Basic and Digest (client side); [`url`]: `rtsp://` URLs and request paths.
 //!
 //! In-house rather than `retina` (a maintained client): retina fails a session on
@@ -28,6 +29,7 @@
 pub mod audio;
 pub mod auth;
 pub mod flv;
+pub mod ingest;
 pub mod message;
 pub mod rtp;
 pub mod sdp;

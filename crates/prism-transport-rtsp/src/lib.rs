@@ -6,8 +6,11 @@
 //! player subscribes through [`prism_relay::Relay::play`] and runs on its `Driver`; a
 //! pulled camera publishes through [`prism_relay::Relay::publish`], as SRT ingest does).
 
+mod pull;
 mod server;
+mod udp;
 
+pub use pull::{pull, RtspTransport};
 pub use server::{run, serve};
 
 /// The `transport` metrics label of this crate's connections.

@@ -163,9 +163,9 @@ impl Track {
             codec,
             payload_type,
             clock_rate,
-            ssrc: random_u32(),
-            seq: random_u32() as u16,
-            ts_offset: random_u32(),
+            ssrc: crate::udp::random_u32(),
+            seq: crate::udp::random_u32() as u16,
+            ts_offset: crate::udp::random_u32(),
             dest: None,
             packets: 0,
             octets: 0,
@@ -242,20 +242,6 @@ struct Session {
     scratch: Vec<u8>,
 }
 
-fn random_u32() -> u32 {
-    use std::hash::{BuildHasher, Hasher};
-    // RandomState is seeded per process and per instance: unpredictable enough for SSRCs,
-    // sequence and timestamp origins and session ids (none of them is a secret).
-    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
-    h.write_u64(
-        SystemTime::now()
-            .duration_since(SystemTime::UNIX_EPOCH)
-            .map(|d| d.as_nanos() as u64)
-            .unwrap_or_default(),
-    );
-    h.finish() as u32
-}
-
 fn err(reason: ErrorReason, detail: impl ToString) -> ConnError {
     ConnError::new(reason, detail)
 }
@@ -286,7 +272,11 @@ impl Session {
             },
             local,
             config,
-            id: format!("{:08X}{:08X}", random_u32(), random_u32()),
+            id: format!(
+                "{:08X}{:08X}",
+                crate::udp::random_u32(),
+                crate::udp::random_u32()
+            ),
             player: None,
             stream: None,
             held: Vec::new(),
@@ -522,7 +512,9 @@ impl Session {
                 return Response::new(461, cseq);
             };
             let ip = self.info.peer.ip();
-            let Some((rtp_sock, rtcp_sock)) = bind_pair(self.local.map(|a| a.ip())).await else {
+            let Some((rtp_sock, rtcp_sock)) =
+                crate::udp::bind_pair(self.local.map(|a| a.ip())).await
+            else {
                 return Response::new(500, cseq);
             };
             let (Ok(a), Ok(b)) = (rtp_sock.local_addr(), rtcp_sock.local_addr()) else {
@@ -788,22 +780,6 @@ async fn collect_configs(
         }
     }
     (video, audio)
-}
-
-/// Binds an even/odd UDP port pair (RTP, RTCP) on `ip`.
-async fn bind_pair(ip: Option<IpAddr>) -> Option<(UdpSocket, UdpSocket)> {
-    let ip = ip.unwrap_or(IpAddr::from([0, 0, 0, 0]));
-    for _ in 0..16 {
-        let a = UdpSocket::bind((ip, 0)).await.ok()?;
-        let port = a.local_addr().ok()?.port();
-        if port % 2 != 0 || port == u16::MAX {
-            continue;
-        }
-        if let Ok(b) = UdpSocket::bind((ip, port + 1)).await {
-            return Some((a, b));
-        }
-    }
-    None
 }
 
 /// Reads a UDP player's RTCP: each packet from its address is a sign of life.
