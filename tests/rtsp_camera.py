@@ -5,7 +5,8 @@ Usage: rtsp_camera.py PORT PATH [--user U --password P] [--auth basic|digest]
        [--protocols tcp|udp|both]
 Prints "READY" once listening; runs until killed (SIGTERM/SIGINT).
 Needs /usr/bin/python3 with gi, gir1.2-gst-rtsp-server-1.0, an H.264 encoder (x264enc
-from gstreamer1.0-plugins-ugly, or openh264enc) and avenc_aac (gstreamer1.0-libav).
+from gstreamer1.0-plugins-ugly, or openh264enc), x265enc (gstreamer1.0-plugins-bad) for
+--codec h265, and avenc_aac (gstreamer1.0-libav).
 """
 import argparse
 import signal
@@ -27,15 +28,18 @@ def main():
     ap.add_argument("--password")
     ap.add_argument("--auth", choices=["basic", "digest"], default="digest")
     ap.add_argument("--protocols", choices=["tcp", "udp", "both"], default="both")
+    ap.add_argument("--codec", choices=["h264", "h265"], default="h264")
     args = ap.parse_args()
     Gst.init(None)
-    if Gst.ElementFactory.find("x264enc"):
-        enc = "x264enc tune=zerolatency speed-preset=ultrafast key-int-max=25 bitrate=800"
+    if args.codec == "h265":
+        video = "x265enc tune=zerolatency speed-preset=ultrafast key-int-max=25 bitrate=800 ! h265parse ! rtph265pay name=pay0 pt=96 config-interval=-1"
+    elif Gst.ElementFactory.find("x264enc"):
+        video = "x264enc tune=zerolatency speed-preset=ultrafast key-int-max=25 bitrate=800 ! h264parse ! rtph264pay name=pay0 pt=96 config-interval=-1"
     else:
-        enc = "openh264enc gop-size=25 bitrate=800000"
+        video = "openh264enc gop-size=25 bitrate=800000 ! h264parse ! rtph264pay name=pay0 pt=96 config-interval=-1"
     launch = (
         "( videotestsrc is-live=true pattern=ball ! video/x-raw,width=320,height=240,framerate=25/1 "
-        f"! {enc} ! h264parse ! rtph264pay name=pay0 pt=96 config-interval=-1 "
+        f"! {video} "
         "audiotestsrc is-live=true wave=sine freq=440 ! audio/x-raw,rate=44100,channels=1 "
         "! audioconvert ! avenc_aac ! aacparse ! rtpmp4gpay name=pay1 pt=97 )"
     )

@@ -151,3 +151,88 @@ fn ffmpeg_plays_over_rtsp_tcp_and_udp() {
     assert_eq!(prism.metric_value("prism_streams_active"), Some(2.0));
     eprintln!("rtsp play test took {:?}", t0.elapsed());
 }
+
+/// Reads one RTSP response (headers and body) off `s`.
+fn read_response(s: &mut TcpStream) -> String {
+    let mut buf = Vec::new();
+    let mut byte = [0u8; 1];
+    while !buf.ends_with(b"\r\n\r\n") {
+        assert_eq!(
+            s.read(&mut byte).unwrap(),
+            1,
+            "connection closed mid-response"
+        );
+        buf.push(byte[0]);
+    }
+    let head = String::from_utf8_lossy(&buf).into_owned();
+    let len = head
+        .lines()
+        .find_map(|l| l.strip_prefix("Content-Length: "))
+        .map_or(0, |v| v.trim().parse::<usize>().unwrap());
+    let mut body = vec![0u8; len];
+    s.read_exact(&mut body).unwrap();
+    head + &String::from_utf8_lossy(&body)
+}
+
+/// A TCP player that sets up and plays, then never reads again, is shed by its queue
+/// budget (`too_slow`) like an RTMP player, while an ffmpeg player decodes on.
+#[test]
+fn stalled_rtsp_tcp_player_is_shed() {
+    let clip = make_clip(5);
+    let rtsp_port = free_port();
+    let prism = Prism::start(&format!(
+        "{}\n[player]\nmax_queue_bytes = 200000\nmax_queue_ms = 1000\noverflow_disconnect_ms = 2000\n",
+        config(rtsp_port)
+    ));
+    let _publisher = Publisher::start_with_args(
+        &prism.rtmp_url("live", "slow"),
+        &clip,
+        true,
+        &HIGH_BITRATE_VIDEO,
+    );
+    wait_until(Duration::from_secs(15), "stream live", || {
+        prism.metric_value("prism_streams_active") == Some(1.0)
+    });
+    let url = format!("rtsp://127.0.0.1:{rtsp_port}/live/slow");
+    let mut s = TcpStream::connect(("127.0.0.1", rtsp_port)).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    write!(s, "DESCRIBE {url} RTSP/1.0\r\nCSeq: 1\r\n\r\n").unwrap();
+    let sdp = read_response(&mut s);
+    assert!(
+        sdp.starts_with("RTSP/1.0 200") && sdp.contains("H264/90000"),
+        "{sdp}"
+    );
+    write!(
+        s,
+        "SETUP {url}/trackID=0 RTSP/1.0\r\nCSeq: 2\r\nTransport: RTP/AVP/TCP;unicast;interleaved=0-1\r\n\r\n"
+    )
+    .unwrap();
+    let setup = read_response(&mut s);
+    let session = setup
+        .lines()
+        .find_map(|l| l.strip_prefix("Session: "))
+        .and_then(|v| v.split(';').next())
+        .unwrap_or_else(|| panic!("{setup}"))
+        .to_owned();
+    write!(
+        s,
+        "PLAY {url} RTSP/1.0\r\nCSeq: 3\r\nSession: {session}\r\n\r\n"
+    )
+    .unwrap();
+    assert!(read_response(&mut s).starts_with("RTSP/1.0 200"));
+    // Now it stalls, holding the socket open.
+    let shed = |p: &Prism| {
+        p.metric_value("prism_connection_errors_total{reason=\"too_slow\",transport=\"rtsp\"}")
+            .unwrap_or(0.0)
+    };
+    let frames = decode_rtsp(&url, "tcp").unwrap_or_else(|e| panic!("{e}\n{}", prism.stderr()));
+    assert!(frames >= 25, "{frames}");
+    wait_until(Duration::from_secs(30), "stalled RTSP player shed", || {
+        shed(&prism) >= 1.0
+    });
+    assert_eq!(
+        prism.metric_value("prism_players_active{stream=\"live/slow\"}"),
+        Some(0.0)
+    );
+    drop(s);
+}

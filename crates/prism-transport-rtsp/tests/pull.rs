@@ -242,3 +242,225 @@ async fn camera_going_away_ends_the_pull_with_an_error() {
     .unwrap_err();
     assert_eq!(e.reason.as_str(), "connect", "{e:?}");
 }
+
+/// A scripted camera for bad input: answers OPTIONS, DESCRIBE (with `describe_extra` +
+/// `sdp`), SETUP and PLAY on one connection, then writes `after_play` and holds the
+/// connection for `hold` before closing.
+async fn fake_camera(describe: Vec<u8>, after_play: Vec<u8>, hold: Duration) -> u16 {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    tokio::spawn(async move {
+        let (mut s, _) = listener.accept().await.unwrap();
+        let mut buf = Vec::new();
+        loop {
+            let mut chunk = [0u8; 4096];
+            let n = match s.read(&mut chunk).await {
+                Ok(0) | Err(_) => return,
+                Ok(n) => n,
+            };
+            buf.extend_from_slice(&chunk[..n]);
+            while let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+                let head = String::from_utf8_lossy(&buf[..end]).into_owned();
+                buf.drain(..end + 4);
+                let method = head.split(' ').next().unwrap_or_default().to_owned();
+                let cseq = head
+                    .lines()
+                    .find_map(|l| l.strip_prefix("CSeq: "))
+                    .unwrap_or("0")
+                    .to_owned();
+                let reply: Vec<u8> = match method.as_str() {
+                    "DESCRIBE" => {
+                        let mut r = format!("RTSP/1.0 200 OK\r\nCSeq: {cseq}\r\n").into_bytes();
+                        r.extend_from_slice(&describe);
+                        r
+                    }
+                    "SETUP" => format!(
+                        "RTSP/1.0 200 OK\r\nCSeq: {cseq}\r\nSession: 1234;timeout=60\r\nTransport: RTP/AVP/TCP;unicast;interleaved=0-1\r\n\r\n"
+                    )
+                    .into_bytes(),
+                    _ => format!("RTSP/1.0 200 OK\r\nCSeq: {cseq}\r\n\r\n").into_bytes(),
+                };
+                let _ = s.write_all(&reply).await;
+                if method == "PLAY" {
+                    let _ = s.write_all(&after_play).await;
+                    tokio::time::sleep(hold).await;
+                    return;
+                }
+            }
+        }
+    });
+    port
+}
+
+fn sdp_response(sdp: &str) -> Vec<u8> {
+    format!(
+        "Content-Type: application/sdp\r\nContent-Length: {}\r\n\r\n{sdp}",
+        sdp.len()
+    )
+    .into_bytes()
+}
+
+const GOOD_SDP: &str = "v=0\r\nm=video 0 RTP/AVP 96\r\na=rtpmap:96 H264/90000\r\na=control:track1\r\nm=audio 0 RTP/AVP 0\r\na=control:track2\r\n";
+
+fn rtp(seq: u16, ts: u32, payload: &[u8]) -> Vec<u8> {
+    let mut p = vec![b'$', 0, 0, 0, 0x80, 0x80 | 96];
+    p.extend_from_slice(&seq.to_be_bytes());
+    p.extend_from_slice(&ts.to_be_bytes());
+    p.extend_from_slice(&[0, 0, 0, 7]);
+    p.extend_from_slice(payload);
+    let len = (p.len() - 4) as u16;
+    p[2..4].copy_from_slice(&len.to_be_bytes());
+    p
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_cameras_end_their_session_with_a_counted_reason() {
+    let (relay, _) = relay().await;
+    let run = |port: u16, key: &'static str| {
+        let relay = relay.clone();
+        async move {
+            let url = format!("rtsp://127.0.0.1:{port}/cam");
+            tokio::time::timeout(
+                Duration::from_secs(20),
+                pull(
+                    relay,
+                    &url,
+                    RtspTransport::Tcp,
+                    "bad",
+                    key,
+                    std::future::pending(),
+                ),
+            )
+            .await
+            .expect("pull bounded in time")
+        }
+    };
+    // Absurd SDP: a payload type over 127, a clock of zero, 20 media.
+    for (i, sdp) in [
+        "v=0\r\nm=video 0 RTP/AVP 300\r\n".to_string(),
+        "v=0\r\nm=video 0 RTP/AVP 96\r\na=rtpmap:96 H264/0\r\n".to_string(),
+        "m=video 0 RTP/AVP 96\r\n".repeat(20),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let port = fake_camera(sdp_response(&sdp), vec![], Duration::ZERO).await;
+        let e = run(port, ["a", "b", "c"][i]).await.unwrap_err();
+        assert_eq!(e.reason.as_str(), "protocol", "{sdp}: {e:?}");
+    }
+    // A DESCRIBE body over the limit.
+    let port = fake_camera(
+        b"Content-Length: 999999999\r\n\r\n".to_vec(),
+        vec![],
+        Duration::ZERO,
+    )
+    .await;
+    assert_eq!(
+        run(port, "d").await.unwrap_err().reason.as_str(),
+        "protocol"
+    );
+    // Garbage after PLAY.
+    let port = fake_camera(
+        sdp_response(GOOD_SDP),
+        b"\x16\x03\x01garbage".to_vec(),
+        Duration::from_secs(5),
+    )
+    .await;
+    assert_eq!(
+        run(port, "e").await.unwrap_err().reason.as_str(),
+        "protocol"
+    );
+    // Jumping sequence numbers and a bogus interleaved length at the end: packets are
+    // dropped and counted; the session ends when the camera closes.
+    let dropped = |r: &Relay| metric(r, "prism_rtsp_dropped_total");
+    let before = dropped(&relay);
+    let mut media = Vec::new();
+    for (i, seq) in [10u16, 5000, 7, 60000, 11, 30000].into_iter().enumerate() {
+        media.extend(rtp(seq, i as u32 * 3000, &[0x41, 0x9a, 1, 2]));
+    }
+    media.extend_from_slice(b"$\x00\xff\xffshort");
+    let port = fake_camera(sdp_response(GOOD_SDP), media, Duration::from_millis(500)).await;
+    let e = run(port, "f").await.unwrap_err();
+    assert_eq!(e.reason.as_str(), "closed", "{e:?}");
+    // G.711 track (once), late packets, frames before a keyframe.
+    assert!(
+        dropped(&relay) >= before + 4.0,
+        "{}",
+        relay.render_metrics()
+    );
+    assert!(metric(&relay, "prism_rtsp_dropped_total{reason=\"g711\"}") >= 1.0);
+    assert!(
+        metric(
+            &relay,
+            "prism_connection_errors_total{reason=\"protocol\",transport=\"rtsp\"}"
+        ) >= 5.0
+    );
+}
+
+/// H.265 both ways: an H.265 camera is pulled (RFC 7798 depacketizer, hvcC sequence
+/// header from in-band VPS/SPS/PPS) and played back from the RTSP server (packetizer,
+/// sprop-vps/sps/pps): ffprobe decodes HEVC and AAC.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn h265_camera_is_pulled_and_served_over_rtsp() {
+    let cam_port = free_port();
+    let _cam = Camera::start(cam_port, &["--codec", "h265"]);
+    let (relay, _) = relay().await;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let rtsp_port = listener.local_addr().unwrap().port();
+    let config: prism_config::RtspConfig = prism_config::Config::from_toml_str(
+        &format!("[rtsp]\nlisten = \"127.0.0.1:{rtsp_port}\"\n"),
+        "test",
+    )
+    .unwrap()
+    .rtsp
+    .unwrap();
+    tokio::spawn(prism_transport_rtsp::run(listener, relay.clone(), config));
+    let url = format!("rtsp://127.0.0.1:{cam_port}/cam");
+    let r = relay.clone();
+    let _task = tokio::spawn(async move {
+        pull(
+            r,
+            &url,
+            RtspTransport::Udp,
+            "cams",
+            "hevc",
+            std::future::pending(),
+        )
+        .await
+    });
+    wait_live(&relay, "cams", "hevc").await;
+    let play = format!("rtsp://127.0.0.1:{rtsp_port}/cams/hevc");
+    let out = tokio::task::spawn_blocking(move || {
+        Command::new("timeout")
+            .args([
+                "30",
+                "ffprobe",
+                "-v",
+                "error",
+                "-rtsp_transport",
+                "tcp",
+                "-count_frames",
+            ])
+            .args([
+                "-read_intervals",
+                "%+3",
+                "-show_entries",
+                "stream=codec_name,nb_read_frames",
+            ])
+            .args(["-of", "csv=p=0", &play])
+            .output()
+            .unwrap()
+    })
+    .await
+    .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    let err = String::from_utf8_lossy(&out.stderr).into_owned();
+    let frames = |codec: &str| {
+        text.lines()
+            .find_map(|l| l.strip_prefix(&format!("{codec},")))
+            .and_then(|n| n.trim().parse::<u64>().ok())
+            .unwrap_or(0)
+    };
+    assert!(frames("hevc") >= 25 && frames("aac") >= 25, "{text}\n{err}");
+}
