@@ -600,13 +600,29 @@ impl Session {
                 prism_media::MediaKind::Audio => parse_audio(&f.payload),
                 prism_media::MediaKind::Data => continue,
             };
-            let Ok(Payload::Frame {
-                keyframe,
-                cts_ms,
-                data,
-            }) = parsed
-            else {
-                continue;
+            let (keyframe, cts_ms, data) = match parsed {
+                Ok(Payload::Frame {
+                    keyframe,
+                    cts_ms,
+                    data,
+                }) => (keyframe, cts_ms, data),
+                // A new encoder session (a publisher that came back): its parameter sets
+                // go before the next keyframes.
+                Ok(Payload::Config(c)) => {
+                    let kind = |t: &&mut Track| t.config.codec.is_video() == c.codec.is_video();
+                    if let Some(t) = self.tracks.iter_mut().find(kind) {
+                        match Track::new(c, t.payload_type) {
+                            Some(new) if new.config.codec == t.config.codec => {
+                                t.params = new.params;
+                                t.config = new.config;
+                            }
+                            // The SDP said another codec: this track stops.
+                            _ => t.dest = None,
+                        }
+                    }
+                    continue;
+                }
+                _ => continue,
             };
             let is_video = f.kind == prism_media::MediaKind::Video;
             let Some(idx) = self

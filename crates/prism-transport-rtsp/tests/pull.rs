@@ -228,19 +228,57 @@ async fn camera_going_away_ends_the_pull_with_an_error() {
         matches!(e.reason.as_str(), "closed" | "io" | "idle_timeout"),
         "{e:?}"
     );
-    // Nothing else than the pull: no connection to a camera that is not there.
+    // While it is down: a connection error, at once.
     let url = format!("rtsp://127.0.0.1:{cam_port}/cam");
     let e = pull(
         relay.clone(),
         &url,
         RtspTransport::Tcp,
         "cams",
-        "gone2",
+        "gone",
         std::future::pending(),
     )
     .await
     .unwrap_err();
     assert_eq!(e.reason.as_str(), "connect", "{e:?}");
+    // The camera restarts: the next pull (the caller's reconnect) resumes the same stream
+    // within its reconnect grace.
+    let stream = relay
+        .stream("cams", "gone")
+        .expect("stream in its reconnect grace");
+    let _cam = Camera::start(cam_port, &[]);
+    let r = relay.clone();
+    let _task = tokio::spawn(async move {
+        pull(
+            r,
+            &url,
+            RtspTransport::Tcp,
+            "cams",
+            "gone",
+            std::future::pending(),
+        )
+        .await
+    });
+    let before = metric(
+        &relay,
+        "prism_ingest_frames_total{kind=\"video\",stream=\"cams/gone\"}",
+    );
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while metric(
+        &relay,
+        "prism_ingest_frames_total{kind=\"video\",stream=\"cams/gone\"}",
+    ) < before + 10.0
+    {
+        assert!(
+            Instant::now() < deadline,
+            "no video after the camera restarted"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(
+        Arc::ptr_eq(&stream, &relay.stream("cams", "gone").unwrap()),
+        "same stream"
+    );
 }
 
 /// A scripted camera for bad input: answers OPTIONS, DESCRIBE (with `describe_extra` +
