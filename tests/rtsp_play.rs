@@ -1,6 +1,7 @@
 //! RTSP play: ffmpeg publishes H.264 + AAC over RTMP; ffmpeg and ffprobe play it from
-//! Prism's RTSP server over TCP (interleaved) and UDP, with the route's play tokens; bad
-//! RTSP input ends only its own session, counted.
+//! Prism's RTSP server over TCP (interleaved) and UDP, and over TLS (`[rtsps]`), with the
+//! route's play tokens; bad RTSP input ends only its own session, counted; a stalled TCP
+//! player is shed.
 
 mod common;
 
@@ -19,6 +20,16 @@ fn config(rtsp_port: u16) -> String {
          [[route]]\nstream = \"secure/*\"\nplay_tokens = [\"{TOKEN}\"]\n",
         free_port(),
         free_port()
+    )
+}
+
+/// `[rtsps]` with a certificate of a test CA.
+fn tls_config(rtsp_port: u16, rtsps_port: u16, leaf: &common::pki::Leaf) -> String {
+    format!(
+        "{}\n[rtsps]\nlisten = \"127.0.0.1:{rtsps_port}\"\ncert = {:?}\nkey = {:?}\n",
+        config(rtsp_port),
+        leaf.cert,
+        leaf.key
     )
 }
 
@@ -81,8 +92,9 @@ fn raw_exchange(port: u16, bytes: &[u8]) -> Vec<u8> {
 fn ffmpeg_plays_over_rtsp_tcp_and_udp() {
     let t0 = Instant::now();
     let clip = make_clip(5);
-    let rtsp_port = free_port();
-    let prism = Prism::start(&config(rtsp_port));
+    let (rtsp_port, rtsps_port) = (free_port(), free_port());
+    let pki = common::pki::Pki::new();
+    let prism = Prism::start(&tls_config(rtsp_port, rtsps_port, &pki.leaf("server")));
     let _open = Publisher::start(&prism.rtmp_url("live", "cam"), &clip, true);
     let _secure = Publisher::start(
         &prism.rtmp_url("secure", &format!("cam?token={TOKEN}")),
@@ -103,6 +115,21 @@ fn ffmpeg_plays_over_rtsp_tcp_and_udp() {
             decode_rtsp(&url, transport).unwrap_or_else(|e| panic!("{e}\n{}", prism.stderr()));
         assert!(frames >= 25, "{transport}: {frames} frames");
     }
+
+    // RTSP over TLS (interleaved: ffmpeg's rtsps is TCP only).
+    let tls_url = format!("rtsps://127.0.0.1:{rtsps_port}/live/cam");
+    let p = probe_rtsp(&tls_url, "tcp").unwrap_or_else(|e| panic!("{e}\n{}", prism.stderr()));
+    assert_eq!(p.video_codec.as_deref(), Some("h264"), "rtsps: {p:?}");
+    assert!(
+        p.video_frames_decoded >= 25 && p.audio_frames_decoded >= 25,
+        "rtsps: {p:?}"
+    );
+    assert!(
+        prism
+            .metric_value("prism_connections_total{transport=\"rtsps\"}")
+            .unwrap_or(0.0)
+            >= 1.0
+    );
 
     // Play tokens: refused without, played with.
     let secure = format!("rtsp://127.0.0.1:{rtsp_port}/secure/cam");

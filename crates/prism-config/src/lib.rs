@@ -83,6 +83,9 @@ pub struct Config {
     pub hls: Option<HlsConfig>,
     /// TOML table `[rtsp]`: the RTSP server (players out); absent = off.
     pub rtsp: Option<RtspConfig>,
+    /// TOML table `[rtsps]`: the RTSP server over TLS; absent = off. Takes the `[rtsp]`
+    /// keys plus `cert` and `key`.
+    pub rtsps: Option<(RtspConfig, TlsFiles)>,
 }
 
 /// A configuration that could not be read or is invalid. `Display` is the
@@ -168,6 +171,10 @@ impl Config {
             fix(&mut l.tls.key);
         }
         if let Some((_, tls)) = &mut self.rtmpts {
+            fix(&mut tls.cert);
+            fix(&mut tls.key);
+        }
+        if let Some((_, tls)) = &mut self.rtsps {
             fix(&mut tls.cert);
             fix(&mut tls.key);
         }
@@ -296,6 +303,7 @@ struct RawConfig {
     #[serde(default)]
     limits: RawLimits,
     rtsp: Option<Spanned<RawRtsp>>,
+    rtsps: Option<Spanned<RawRtsp>>,
 }
 
 /// Semantic validation of the raw shape, with errors placed in the file.
@@ -357,7 +365,11 @@ impl Checker<'_> {
             .transpose()?;
         let rtsp = raw
             .rtsp
-            .map(|t| RtspConfig::from_raw(&mut t.into_inner(), self, "rtsp"))
+            .map(|t| section::rtsp::resolve(self, t))
+            .transpose()?;
+        let rtsps = raw
+            .rtsps
+            .map(|t| section::rtsp::resolve_tls(self, t))
             .transpose()?;
         Ok(Config {
             rtmp,
@@ -373,6 +385,7 @@ impl Checker<'_> {
             limits,
             hls,
             rtsp,
+            rtsps,
         })
     }
 }

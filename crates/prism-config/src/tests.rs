@@ -750,7 +750,15 @@ fn declared_tables() -> Vec<(&'static str, Vec<&'static str>)> {
         // [rtmpts] takes the [rtmpt] keys; default.toml shows the ones it needs.
         ("rtmpts", vec!["listen", "cert", "key"]),
         ("srt", names(RawSrt::KEYS)),
-        ("rtsp", names(section::rtsp::RawRtsp::KEYS)),
+        (
+            "rtsp",
+            names(section::rtsp::RawRtsp::KEYS)
+                .into_iter()
+                .filter(|k| !TLS_KEYS.contains(k))
+                .collect(),
+        ),
+        // [rtsps] takes the [rtsp] keys; default.toml shows the ones it needs.
+        ("rtsps", vec!["listen", "cert", "key"]),
         ("hls", names(section::hls::RawHls::KEYS)),
         ("limits", names(RawLimits::KEYS)),
         ("auth", names(RawAuth::KEYS)),
@@ -928,4 +936,12 @@ fn rtsp_table() {
     assert!(e.contains("bogus"), "{e}");
     let e = err("[rtsp]\n");
     assert!(e.contains("listen"), "{e}");
+    let e = err("[rtsp]\nlisten = \"0.0.0.0:8554\"\ncert = \"c.pem\"\nkey = \"k.pem\"\n");
+    assert!(e.contains("[rtsps]"), "{e}");
+    let c =
+        parse("[rtsps]\nlisten = \"0.0.0.0:8322\"\ncert = \"c.pem\"\nkey = \"k.pem\"\n").unwrap();
+    let (l, tls) = c.rtsps.unwrap();
+    assert_eq!((l.listen.port(), tls.cert.to_str()), (8322, Some("c.pem")));
+    let e = err("[rtsps]\nlisten = \"0.0.0.0:8322\"\n");
+    assert!(e.contains("rtsps") && e.contains("cert"), "{e}");
 }

@@ -121,6 +121,7 @@ pub(crate) fn keep_startup_sections(old: &Config, new: &mut Config) -> Vec<&'sta
     keep!(rtmpts, "[rtmpts]");
     keep!(srt, "[srt]");
     keep!(rtsp, "[rtsp]");
+    keep!(rtsps, "[rtsps]");
     changed
 }
 

@@ -11,7 +11,9 @@ mod server;
 mod udp;
 
 pub use pull::{pull, RtspTransport};
-pub use server::{run, serve};
+pub use server::{run, run_tls, serve, TLS_HANDSHAKE_TIMEOUT};
 
 /// The `transport` metrics label of this crate's connections.
 pub const TRANSPORT: &str = "rtsp";
+/// The `transport` label of `[rtsps]` (RTSP over TLS) connections.
+pub const TRANSPORT_TLS: &str = "rtsps";

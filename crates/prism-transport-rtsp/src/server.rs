@@ -26,15 +26,16 @@ use prism_rtsp::rtp::{self, RtpHeader, HEADER_LEN};
 use prism_rtsp::sdp::{self, Codec, TrackDesc};
 use prism_rtsp::video::{self, VideoCodec};
 use prism_rtsp::{audio, auth, url};
+use prism_transport_tls::{LenientClose, ReloadableTls};
 use std::net::{IpAddr, SocketAddr};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpListener, TcpStream, UdpSocket};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::net::{TcpListener, UdpSocket};
 use tracing::{debug, info, warn};
 
-use crate::TRANSPORT;
+use crate::{TRANSPORT, TRANSPORT_TLS};
 
 /// RTP payload size: fits an Ethernet MTU with IP/UDP/RTP headers (and TCP players
 /// reassemble the same packets).
@@ -51,44 +52,92 @@ const METHODS: &str = "OPTIONS, DESCRIBE, SETUP, PLAY, TEARDOWN, GET_PARAMETER, 
 
 /// Accepts players until the task is dropped.
 pub async fn run(listener: TcpListener, relay: Arc<Relay>, config: RtspConfig) {
+    accept(listener, relay, config, None).await
+}
+
+/// `[rtsps]`: accepts players over TLS (certificates reloadable) until the task is
+/// dropped. A handshake must finish within [`TLS_HANDSHAKE_TIMEOUT`]; failures are counted
+/// in `prism_connection_errors_total{transport="rtsps"}`.
+pub async fn run_tls(
+    listener: TcpListener,
+    relay: Arc<Relay>,
+    config: RtspConfig,
+    tls: Arc<ReloadableTls>,
+) {
+    accept(listener, relay, config, Some(tls)).await
+}
+
+/// The TLS handshake of an `rtsps` player must finish within this.
+pub const TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+
+async fn accept(
+    listener: TcpListener,
+    relay: Arc<Relay>,
+    config: RtspConfig,
+    tls: Option<Arc<ReloadableTls>>,
+) {
     let config = Arc::new(config);
+    let transport = if tls.is_some() {
+        TRANSPORT_TLS
+    } else {
+        TRANSPORT
+    };
     loop {
         match listener.accept().await {
             Ok((tcp, peer)) => {
-                let Ok(permit) = relay.admit(peer, TRANSPORT) else {
+                let Ok(permit) = relay.admit(peer, transport) else {
                     continue;
                 };
                 prism_transport_rtmp::prepare_accepted(&tcp);
-                let (relay, config) = (relay.clone(), config.clone());
+                let (relay, config, tls) = (relay.clone(), config.clone(), tls.clone());
                 tokio::spawn(async move {
-                    serve(tcp, peer, relay, config).await;
+                    let local = tcp.local_addr().ok();
+                    match tls {
+                        None => serve(tcp, peer, local, relay, config, transport).await,
+                        Some(tls) => match tls.accept(tcp, TLS_HANDSHAKE_TIMEOUT).await {
+                            Ok(stream) => {
+                                let io = LenientClose(stream);
+                                serve(io, peer, local, relay, config, transport).await
+                            }
+                            Err(e) => {
+                                relay.connection_error(transport, e.reason).inc();
+                                info!(%peer, transport, reason = e.reason.as_str(), "TLS handshake failed: {}", e.detail);
+                            }
+                        },
+                    }
                     drop(permit);
                 });
             }
             Err(e) => {
-                warn!(transport = TRANSPORT, "accept failed: {e}");
+                warn!(transport, "accept failed: {e}");
                 tokio::time::sleep(Duration::from_millis(100)).await;
             }
         }
     }
 }
 
-/// Serves one RTSP connection to its end; errors are counted in
-/// `prism_connection_errors_total{transport="rtsp",reason}`.
-pub async fn serve(tcp: TcpStream, peer: SocketAddr, relay: Arc<Relay>, config: Arc<RtspConfig>) {
-    let _in_flight = relay.track(|| format!("rtsp session from {peer}"));
-    let conn = relay.connection_metrics(TRANSPORT);
+/// Serves one RTSP connection (a TCP or TLS byte stream) to its end; errors are counted
+/// in `prism_connection_errors_total{transport,reason}`.
+pub async fn serve<S: AsyncRead + AsyncWrite + Unpin>(
+    io: S,
+    peer: SocketAddr,
+    local: Option<SocketAddr>,
+    relay: Arc<Relay>,
+    config: Arc<RtspConfig>,
+    transport: &'static str,
+) {
+    let _in_flight = relay.track(|| format!("{transport} session from {peer}"));
+    let conn = relay.connection_metrics(transport);
     conn.accepted.inc();
     conn.active.inc();
-    let local = tcp.local_addr().ok();
-    let mut s = Session::new(relay.clone(), peer, local, config);
-    let end = s.run(tcp).await;
+    let mut s = Session::new(relay.clone(), peer, local, config, transport);
+    let end = s.run(io).await;
     conn.active.dec();
     match end {
-        Ok(()) => debug!(%peer, transport = TRANSPORT, "RTSP session ended"),
+        Ok(()) => debug!(%peer, transport, "RTSP session ended"),
         Err(e) => {
-            info!(%peer, transport = TRANSPORT, reason = e.reason.as_str(), "RTSP session closed: {}", e.detail);
-            relay.connection_error(TRANSPORT, e.reason).inc();
+            info!(%peer, transport, reason = e.reason.as_str(), "RTSP session closed: {}", e.detail);
+            relay.connection_error(transport, e.reason).inc();
         }
     }
 }
@@ -263,13 +312,11 @@ impl Session {
         peer: SocketAddr,
         local: Option<SocketAddr>,
         config: Arc<RtspConfig>,
+        transport: &'static str,
     ) -> Session {
         Session {
             relay,
-            info: ConnInfo {
-                peer,
-                transport: TRANSPORT,
-            },
+            info: ConnInfo { peer, transport },
             local,
             config,
             id: format!(
@@ -294,7 +341,10 @@ impl Session {
         self.activity.store(ms, Ordering::Relaxed);
     }
 
-    async fn run(&mut self, mut tcp: TcpStream) -> Result<(), ConnError> {
+    async fn run<S: AsyncRead + AsyncWrite + Unpin>(
+        &mut self,
+        mut tcp: S,
+    ) -> Result<(), ConnError> {
         let mut input = BytesMut::with_capacity(4096);
         let limits = Limits::default();
         let timeout = self.config.session_timeout;
@@ -416,7 +466,7 @@ impl Session {
                 Ok(p) => p,
                 Err(r) => {
                     self.relay
-                        .connection_error(TRANSPORT, ErrorReason::PlayRefused)
+                        .connection_error(self.info.transport, ErrorReason::PlayRefused)
                         .inc();
                     let status = match r {
                         Refusal::Unauthorized | Refusal::WebhookRefused | Refusal::WebhookError => {

@@ -150,6 +150,7 @@ async fn run(config: Config, config_path: Option<PathBuf>) -> anyhow::Result<()>
     let hls = bind_hls(&config).await?;
     let tunnels = tunnel::bind(&config).await?;
     let rtsp = bind_rtsp(&config).await?;
+    let rtsps = bind_rtsps(&config).await?;
     let srt = match &config.srt {
         Some(c) => Some(
             prism_transport_srt::SrtServer::bind(c)
@@ -169,6 +170,7 @@ async fn run(config: Config, config_path: Option<PathBuf>) -> anyhow::Result<()>
         .map(|(_, tls, _)| tls.clone())
         .chain(hls.as_ref().and_then(|(_, tls)| tls.clone()))
         .chain(tunnels.certificates())
+        .chain(rtsps.as_ref().map(|(_, _, tls)| tls.clone()))
         .collect();
     #[cfg(unix)]
     let hangup = {
@@ -247,6 +249,10 @@ async fn run(config: Config, config_path: Option<PathBuf>) -> anyhow::Result<()>
             c,
         )));
     }
+    if let Some((listener, c, tls)) = rtsps {
+        let serving = prism_transport_rtsp::run_tls(listener, relay.clone(), c, tls);
+        accept_loops.push(tokio::spawn(serving));
+    }
     accept_loops.push(tokio::spawn(admin::run(http, relay.clone())));
     shutdown_signal().await;
 
@@ -313,6 +319,23 @@ async fn bind_rtsp(
     let listener = bind_tcp(c.listen, "RTSP", "[rtsp] listen").await?;
     info!(rtsp = %c.listen, "RTSP listening");
     Ok(Some((listener, c.clone())))
+}
+
+type Rtsps = (
+    tokio::net::TcpListener,
+    prism_config::RtspConfig,
+    Arc<ReloadableTls>,
+);
+
+/// Loads the `[rtsps]` certificate and binds its listener, if configured.
+async fn bind_rtsps(config: &Config) -> anyhow::Result<Option<Rtsps>> {
+    let Some((c, files)) = &config.rtsps else {
+        return Ok(None);
+    };
+    let tls = ReloadableTls::load(files).context("loading the [rtsps] certificate")?;
+    let listener = bind_tcp(c.listen, "RTSPS", "[rtsps] listen").await?;
+    info!(rtsps = %c.listen, "RTSPS listening");
+    Ok(Some((listener, c.clone(), Arc::new(tls))))
 }
 
 /// Loads the `[hls]` certificate, if any (offering HTTP/2 by ALPN), and binds the viewers'
