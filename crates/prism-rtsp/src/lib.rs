@@ -10,6 +10,7 @@
 //!   (RFC 7587) packetizers and depacketizers.
 //! - [`flv`]: depacketized media → FLV-style frames (the hub's vocabulary); [`ingest`]: a
 //!   camera session's tracks, RTP/RTCP in, frames, receiver reports and drop counts out.
+//! - [`client`]: the client's OPTIONS/DESCRIBE/SETUP/PLAY sequence with auth retries.
 //! - [`auth`]: Basic and Digest (client side); [`url`]: `rtsp://` URLs and request paths.
 //!
 //! In-house rather than `retina` (a maintained client): retina fails a session on
@@ -28,6 +29,7 @@
 
 pub mod audio;
 pub mod auth;
+pub mod client;
 pub mod flv;
 pub mod ingest;
 pub mod message;

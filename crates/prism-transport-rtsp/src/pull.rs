@@ -9,13 +9,10 @@ use bytes::{Bytes, BytesMut};
 use prism_hub::Frame;
 use prism_metrics::ErrorReason;
 use prism_relay::{ConnError, ConnInfo, Publisher, Relay, StreamRequest};
-use prism_rtsp::auth::{self, Challenge};
+use prism_rtsp::client::{Lower, Setup, SetupError, Step};
 use prism_rtsp::ingest::{Drop as Dropped, Ingest};
-use prism_rtsp::message::{
-    self, interleaved_prefix, Limits, Message, Request, Response, Transport,
-};
+use prism_rtsp::message::{self, interleaved_prefix, Limits, Message, Request, Response};
 use prism_rtsp::rtp::Reorder;
-use prism_rtsp::sdp;
 use prism_rtsp::url::RtspUrl;
 use std::future::Future;
 use std::net::SocketAddr;
@@ -43,13 +40,11 @@ const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
 const MEDIA_TIMEOUT: Duration = Duration::from_secs(10);
 const RR_INTERVAL: Duration = Duration::from_secs(5);
 /// RTSP's default session timeout (RFC 2326 §12.37) when the camera names none.
-const DEFAULT_SESSION_TIMEOUT: u64 = 60;
 /// UDP packets held to put a track back in order (about 50 ms of a 4 Mbit/s stream).
 const REORDER_PACKETS: usize = 32;
 /// UDP packets queued between the socket readers and the session.
 const UDP_QUEUE: usize = 2048;
 const MAX_INPUT: usize = 256 * 1024;
-const USER_AGENT: &str = concat!("Prism/", env!("CARGO_PKG_VERSION"));
 
 /// Pulls `url` (an IP camera, an NVR, another RTSP server) and publishes it as
 /// `app/key` until the camera goes away, the stream is kicked, or `cancel` resolves.
@@ -105,130 +100,88 @@ async fn run(
         Err(_) => return Err(err(ErrorReason::ConnectTimeout, &shown)),
     };
     let peer = tcp.peer_addr().map_err(|e| err(ErrorReason::Connect, e))?;
-    let mut c = Client {
+    let mut c = Conn {
         tcp,
         input: BytesMut::with_capacity(16 * 1024),
-        cseq: 0,
-        user: url.user.clone(),
-        pass: url.pass.clone(),
-        challenge: None,
-        nc: 0,
-        session: None,
-        session_timeout: DEFAULT_SESSION_TIMEOUT,
         early: Vec::new(),
     };
-    let base_url = url.request_url();
-    // Some cameras want an OPTIONS first; its answer does not matter.
-    let options = c.request("OPTIONS", &base_url, &[]).await?;
-    let get_parameter = options
-        .headers
-        .get("Public")
-        .is_some_and(|p| p.to_ascii_uppercase().contains("GET_PARAMETER"));
-    let describe = c
-        .request("DESCRIBE", &base_url, &[("Accept", "application/sdp")])
-        .await?;
-    expect_ok(&describe, "DESCRIBE", &shown)?;
-    let session = sdp::parse(&describe.body)
-        .map_err(|e| err(ErrorReason::Protocol, format!("{shown}: {e}")))?;
-    let base = describe
-        .headers
-        .get("Content-Base")
-        .or_else(|| describe.headers.get("Content-Location"))
-        .map(str::to_owned)
-        .unwrap_or_else(|| base_url.clone());
-    let aggregate = sdp::resolve_control(&base, session.control.as_deref());
-    let mut ingest = Ingest::from_sdp(&session, rand_u32());
+    let lower = match transport {
+        RtspTransport::Tcp => Lower::Tcp,
+        RtspTransport::Udp => Lower::Udp,
+    };
+    let cnonce = format!("{:08x}{:08x}", rand_u32(), rand_u32());
+    let mut setup = Setup::new(url, lower, rand_u32(), cnonce);
+    let mut sockets: Vec<Option<(UdpSocket, UdpSocket)>> = Vec::new();
+    let mut step = setup.start();
     let mut reporter = DropReporter::default();
-    reporter.report(relay, &ingest);
-    if ingest.tracks.is_empty() {
-        return Err(err(
-            ErrorReason::Refused,
-            format!("{shown}: no H.264/H.265/AAC track"),
-        ));
-    }
-
-    // SETUP each track.
-    let (udp_tx, mut udp_rx) = mpsc::channel::<(usize, bool, Bytes)>(UDP_QUEUE);
-    let mut paths: Vec<Path> = Vec::new();
-    let mut readers = Readers(Vec::new());
-    for (i, t) in ingest.tracks.iter().enumerate() {
-        let media = &session.media[t.media_index];
-        let control = sdp::resolve_control(&base, media.control.as_deref());
-        let (spec, udp) = match transport {
-            RtspTransport::Tcp => (
-                Transport {
-                    tcp: true,
-                    unicast: true,
-                    interleaved: Some((2 * i as u8, 2 * i as u8 + 1)),
-                    ..Default::default()
-                },
-                None,
-            ),
-            RtspTransport::Udp => {
+    // The set-up exchange: the core says what to send; answers go back to it.
+    loop {
+        let next = match step {
+            Step::Send(req) => {
+                c.send(&req).await?;
+                let resp = match tokio::time::timeout(REQUEST_TIMEOUT, c.answer(setup.cseq())).await
+                {
+                    Ok(r) => r?,
+                    Err(_) => {
+                        let what = format!("{shown}: no answer to {}", req.method);
+                        return Err(err(ErrorReason::SetupTimeout, what));
+                    }
+                };
+                setup.handle_response(&resp)
+            }
+            Step::BindPorts(i) => {
                 let (a, b) = crate::udp::bind_pair(None)
                     .await
                     .ok_or_else(|| err(ErrorReason::Io, "cannot bind a UDP port pair"))?;
+                let port = |s: &UdpSocket| s.local_addr().map(|a| a.port());
                 let ports = (
-                    a.local_addr().map_err(|e| err(ErrorReason::Io, e))?.port(),
-                    b.local_addr().map_err(|e| err(ErrorReason::Io, e))?.port(),
+                    port(&a).map_err(|e| err(ErrorReason::Io, e))?,
+                    port(&b).map_err(|e| err(ErrorReason::Io, e))?,
                 );
-                (
-                    Transport {
-                        tcp: false,
-                        unicast: true,
-                        client_port: Some(ports),
-                        ..Default::default()
-                    },
-                    Some((Arc::new(a), Arc::new(b))),
-                )
+                sockets.resize_with(sockets.len().max(i + 1), || None);
+                sockets[i] = Some((a, b));
+                Ok(setup.set_client_ports(i, ports))
+            }
+            Step::Playing => break,
+        };
+        step = match next {
+            Ok(s) => s,
+            Err(e) => {
+                // Tracks not taken (G.711...) are counted even when none is left.
+                if let Some(ingest) = setup.take_ingest() {
+                    reporter.report(relay, &ingest);
+                }
+                let reason = match e {
+                    SetupError::Refused { .. } | SetupError::NoTracks => ErrorReason::Refused,
+                    SetupError::Sdp(_) | SetupError::NoServerPort => ErrorReason::Protocol,
+                };
+                return Err(err(reason, format!("{shown}: {e}")));
             }
         };
-        let resp = c
-            .request("SETUP", &control, &[("Transport", &spec.to_header())])
-            .await?;
-        expect_ok(&resp, "SETUP", &shown)?;
-        let got = resp
-            .headers
-            .get("Transport")
-            .and_then(Transport::parse)
-            .unwrap_or_default();
-        if let Some(s) = resp.headers.get("Session") {
-            let (id, timeout) = message::parse_session(s);
-            c.session = Some(id);
-            if let Some(t) = timeout.filter(|t| (5..=3600).contains(t)) {
-                c.session_timeout = t;
-            }
-        }
-        let path = match udp {
-            None => {
-                let (rtp_ch, rtcp_ch) = got.interleaved.or(spec.interleaved).unwrap_or_default();
-                Path::Interleaved {
-                    rtp: rtp_ch,
-                    rtcp: rtcp_ch,
-                }
-            }
-            Some((rtp_sock, rtcp_sock)) => {
-                let (srv_rtp, srv_rtcp) = got.server_port.ok_or_else(|| {
-                    err(
-                        ErrorReason::Protocol,
-                        format!("{shown}: SETUP answer without server_port"),
-                    )
-                })?;
+    }
+    let mut ingest = setup
+        .take_ingest()
+        .ok_or_else(|| err(ErrorReason::Protocol, "no session description"))?;
+    reporter.report(relay, &ingest);
+
+    // Where each track's packets come from.
+    let (udp_tx, mut udp_rx) = mpsc::channel::<(usize, bool, Bytes)>(UDP_QUEUE);
+    let mut paths: Vec<Path> = Vec::new();
+    let mut readers = Readers(Vec::new());
+    for (i, p) in setup.paths().iter().enumerate() {
+        let udp = sockets.get_mut(i).and_then(Option::take);
+        let path = match (udp, p.server_ports) {
+            (Some((rtp_sock, rtcp_sock)), Some((srv_rtp, srv_rtcp))) => {
+                let (rtp_sock, rtcp_sock) = (Arc::new(rtp_sock), Arc::new(rtcp_sock));
                 let ip = peer.ip();
-                readers.0.push(tokio::spawn(read_udp(
-                    rtp_sock.clone(),
-                    ip,
-                    i,
-                    false,
-                    udp_tx.clone(),
-                )));
-                readers.0.push(tokio::spawn(read_udp(
-                    rtcp_sock.clone(),
-                    ip,
-                    i,
-                    true,
-                    udp_tx.clone(),
-                )));
+                let tx = udp_tx.clone();
+                readers
+                    .0
+                    .push(tokio::spawn(read_udp(rtp_sock.clone(), ip, i, false, tx)));
+                let tx = udp_tx.clone();
+                readers
+                    .0
+                    .push(tokio::spawn(read_udp(rtcp_sock.clone(), ip, i, true, tx)));
                 // Open the NAT/firewall path towards the camera's ports.
                 let _ = rtp_sock.send_to(&[0x80, 0, 0, 0], (ip, srv_rtp)).await;
                 Path::Udp {
@@ -237,14 +190,14 @@ async fn run(
                     reorder: Reorder::new(REORDER_PACKETS),
                 }
             }
+            _ => Path::Interleaved {
+                rtp: p.interleaved.0,
+                rtcp: p.interleaved.1,
+            },
         };
         paths.push(path);
     }
     drop(udp_tx);
-    let play = c
-        .request("PLAY", &aggregate, &[("Range", "npt=0.000-")])
-        .await?;
-    expect_ok(&play, "PLAY", &shown)?;
 
     let info = ConnInfo {
         peer,
@@ -265,7 +218,7 @@ async fn run(
     // Playing.
     let started = Instant::now();
     let now_ms = || started.elapsed().as_millis() as i64;
-    let keepalive_every = Duration::from_secs(c.session_timeout.max(2) / 2);
+    let keepalive_every = (setup.session_timeout() / 2).max(Duration::from_secs(1));
     let mut keepalive = tokio::time::interval_at(
         tokio::time::Instant::now() + keepalive_every,
         keepalive_every,
@@ -329,8 +282,7 @@ async fn run(
                 }
             }
             _ = keepalive.tick() => {
-                let method = if get_parameter { "GET_PARAMETER" } else { "OPTIONS" };
-                if let Err(e) = c.send(method, &aggregate, &[]).await {
+                if let Err(e) = c.send(&setup.keepalive()).await {
                     break Err(e);
                 }
             }
@@ -344,7 +296,8 @@ async fn run(
             }
             _ = publisher.kicked() => break Ok(()),
             _ = &mut cancel => {
-                let _ = tokio::time::timeout(Duration::from_secs(1), c.send("TEARDOWN", &aggregate, &[])).await;
+                let bye = setup.teardown();
+                let _ = tokio::time::timeout(Duration::from_secs(1), c.send(&bye)).await;
                 break Ok(());
             }
         }
@@ -364,21 +317,6 @@ async fn run(
         }
     }
     end
-}
-
-fn expect_ok(resp: &Response, what: &str, shown: &str) -> Result<(), ConnError> {
-    if resp.status == 200 {
-        return Ok(());
-    }
-    let reason = if resp.status == 401 {
-        "unauthorized (credentials missing or refused)"
-    } else {
-        resp.reason.as_str()
-    };
-    Err(err(
-        ErrorReason::Refused,
-        format!("{shown}: {what} answered {} {reason}", resp.status),
-    ))
 }
 
 /// Where a track's packets come from.
@@ -444,7 +382,7 @@ fn publish(publisher: &Publisher, frames: &mut Vec<prism_rtsp::flv::FlvFrame>) {
 }
 
 async fn send_reports(
-    c: &mut Client,
+    c: &mut Conn,
     ingest: &mut Ingest,
     paths: &[Path],
     now_ms: i64,
@@ -518,45 +456,15 @@ fn rand_u32() -> u32 {
     crate::udp::random_u32()
 }
 
-/// The RTSP connection to the camera during set-up (and keep-alives after).
-struct Client {
+/// The RTSP connection to the camera.
+struct Conn {
     tcp: TcpStream,
     input: BytesMut,
-    cseq: u32,
-    user: Option<String>,
-    pass: Option<String>,
-    challenge: Option<Challenge>,
-    nc: u32,
-    session: Option<String>,
-    session_timeout: u64,
     /// Interleaved packets that arrived while waiting for an answer.
     early: Vec<(u8, Bytes)>,
 }
 
-impl Client {
-    fn build(&mut self, method: &str, uri: &str, headers: &[(&str, &str)]) -> Request {
-        self.cseq += 1;
-        let mut req = Request::new(method, uri)
-            .header("CSeq", self.cseq.to_string())
-            .header("User-Agent", USER_AGENT);
-        for (n, v) in headers {
-            req = req.header(n, *v);
-        }
-        if let (Some(ch), Some(user)) = (&self.challenge, &self.user) {
-            self.nc += 1;
-            let cnonce = format!("{:08x}", rand_u32());
-            let pass = self.pass.as_deref().unwrap_or_default();
-            req = req.header(
-                "Authorization",
-                auth::authorization(ch, user, pass, method, uri, self.nc, &cnonce),
-            );
-        }
-        if let Some(s) = &self.session {
-            req = req.header("Session", s.clone());
-        }
-        req
-    }
-
+impl Conn {
     async fn write(&mut self, bytes: &[u8]) -> Result<(), ConnError> {
         match tokio::time::timeout(REQUEST_TIMEOUT, self.tcp.write_all(bytes)).await {
             Ok(Ok(())) => Ok(()),
@@ -565,54 +473,13 @@ impl Client {
         }
     }
 
-    /// Sends a request without waiting for its answer (keep-alives, TEARDOWN).
-    async fn send(
-        &mut self,
-        method: &str,
-        uri: &str,
-        headers: &[(&str, &str)],
-    ) -> Result<(), ConnError> {
-        let req = self.build(method, uri, headers);
+    async fn send(&mut self, req: &Request) -> Result<(), ConnError> {
         let mut b = BytesMut::new();
         req.encode(&mut b);
         self.write(&b).await
     }
 
-    /// Sends a request and waits for its answer, answering one auth challenge.
-    async fn request(
-        &mut self,
-        method: &str,
-        uri: &str,
-        headers: &[(&str, &str)],
-    ) -> Result<Response, ConnError> {
-        let mut retried = false;
-        loop {
-            let req = self.build(method, uri, headers);
-            let cseq = self.cseq;
-            let mut b = BytesMut::new();
-            req.encode(&mut b);
-            self.write(&b).await?;
-            let resp = match tokio::time::timeout(REQUEST_TIMEOUT, self.answer(cseq)).await {
-                Ok(r) => r?,
-                Err(_) => {
-                    return Err(err(
-                        ErrorReason::SetupTimeout,
-                        format!("no answer to {method}"),
-                    ))
-                }
-            };
-            if resp.status == 401 && !retried && self.user.is_some() {
-                if let Some(ch) = auth::pick_challenge(resp.headers.get_all("WWW-Authenticate")) {
-                    self.challenge = Some(ch);
-                    self.nc = 0;
-                    retried = true;
-                    continue;
-                }
-            }
-            return Ok(resp);
-        }
-    }
-
+    /// Reads until the answer with CSeq `cseq` (or none) arrives.
     async fn answer(&mut self, cseq: u32) -> Result<Response, ConnError> {
         let limits = Limits::default();
         loop {
