@@ -29,16 +29,18 @@ def main():
     ap.add_argument("--auth", choices=["basic", "digest"], default="digest")
     ap.add_argument("--protocols", choices=["tcp", "udp", "both"], default="both")
     ap.add_argument("--codec", choices=["h264", "h265"], default="h264")
+    ap.add_argument("--kbps", type=int, default=800, help="video bitrate")
+    ap.add_argument("--pattern", default="ball", help="videotestsrc pattern (snow: full bitrate)")
     args = ap.parse_args()
     Gst.init(None)
     if args.codec == "h265":
-        video = "x265enc tune=zerolatency speed-preset=ultrafast key-int-max=25 bitrate=800 ! h265parse ! rtph265pay name=pay0 pt=96 config-interval=-1"
+        video = f"x265enc tune=zerolatency speed-preset=ultrafast key-int-max=25 bitrate={args.kbps} ! h265parse ! rtph265pay name=pay0 pt=96 config-interval=-1"
     elif Gst.ElementFactory.find("x264enc"):
-        video = "x264enc tune=zerolatency speed-preset=ultrafast key-int-max=25 bitrate=800 ! h264parse ! rtph264pay name=pay0 pt=96 config-interval=-1"
+        video = f"x264enc tune=zerolatency speed-preset=ultrafast key-int-max=25 bitrate={args.kbps} ! h264parse ! rtph264pay name=pay0 pt=96 config-interval=-1"
     else:
-        video = "openh264enc gop-size=25 bitrate=800000 ! h264parse ! rtph264pay name=pay0 pt=96 config-interval=-1"
+        video = f"openh264enc gop-size=25 bitrate={args.kbps * 1000} ! h264parse ! rtph264pay name=pay0 pt=96 config-interval=-1"
     launch = (
-        "( videotestsrc is-live=true pattern=ball ! video/x-raw,width=320,height=240,framerate=25/1 "
+        f"( videotestsrc is-live=true pattern={args.pattern} ! video/x-raw,width=320,height=240,framerate=25/1 "
         f"! {video} "
         "audiotestsrc is-live=true wave=sine freq=440 ! audio/x-raw,rate=44100,channels=1 "
         "! audioconvert ! avenc_aac ! aacparse ! rtpmp4gpay name=pay1 pt=97 )"

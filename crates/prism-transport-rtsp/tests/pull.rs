@@ -502,3 +502,140 @@ async fn h265_camera_is_pulled_and_served_over_rtsp() {
     };
     assert!(frames("hevc") >= 25 && frames("aac") >= 25, "{text}\n{err}");
 }
+
+/// CPU seconds (user + system) of process `pid` ("self" for this one).
+fn cpu_seconds(pid: &str) -> f64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    let fields: Vec<&str> = stat
+        .rsplit_once(')')
+        .map(|(_, r)| r.split_whitespace().collect())
+        .unwrap_or_default();
+    let ticks = |i: usize| {
+        fields
+            .get(i)
+            .and_then(|v| v.parse::<f64>().ok())
+            .unwrap_or(0.0)
+    };
+    // USER_HZ is 100 on Linux.
+    (ticks(11) + ticks(12)) / 100.0
+}
+
+/// Benchmark (ignored; `cargo test --release -p prism-transport-rtsp --test pull -- --ignored
+/// --nocapture`): `PULLS` (default 20) pulls of one camera for 10 s, Prism's CPU per pull
+/// against as many `ffmpeg -rtsp_transport tcp -i URL -c copy -f flv /dev/null`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore]
+async fn bench_pulls_against_ffmpeg_copy() {
+    let n: usize = std::env::var("PULLS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(20);
+    let kbps = std::env::var("KBPS").unwrap_or_else(|_| "2000".into());
+    let cam_port = free_port();
+    let cam = Camera::start(cam_port, &["--kbps", &kbps, "--pattern", "snow"]);
+    let url = format!("rtsp://127.0.0.1:{cam_port}/cam");
+    let (relay, _) = relay().await;
+    let mut pulls = Vec::new();
+    for i in 0..n {
+        let (r, u) = (relay.clone(), url.clone());
+        pulls.push(tokio::spawn(async move {
+            let key = format!("cam{i}");
+            let end = pull(
+                r,
+                &u,
+                RtspTransport::Tcp,
+                "bench",
+                &key,
+                std::future::pending(),
+            )
+            .await;
+            eprintln!("pull {key} ended: {end:?}");
+        }));
+        // The simulator sets clients up one by one: do not queue them all at once.
+        if i % 10 == 9 {
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+    for i in 0..n {
+        wait_live(&relay, "bench", &format!("cam{i}")).await;
+    }
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let bytes = |r: &Relay| metric(r, "prism_ingest_bytes_total");
+    let (c0, b0, t0) = (cpu_seconds("self"), bytes(&relay), Instant::now());
+    tokio::time::sleep(Duration::from_secs(10)).await;
+    let (c1, b1, secs) = (
+        cpu_seconds("self"),
+        bytes(&relay),
+        t0.elapsed().as_secs_f64(),
+    );
+    let mbps = (b1 - b0) * 8.0 / secs / 1e6 / n as f64;
+    let prism = (c1 - c0) / secs;
+    let rss_kb = std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find_map(|l| l.strip_prefix("VmRSS:"))
+                .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<f64>().ok())
+        })
+        .unwrap_or(0.0);
+    eprintln!(
+        "prism: {n} pulls at {mbps:.2} Mbit/s each: {prism:.3} cores, {:.2} ms CPU per pull-second, process RSS {:.1} MB ({:.2} MB per pull, upper bound)",
+        prism * 1000.0 / n as f64,
+        rss_kb / 1024.0,
+        rss_kb / 1024.0 / n as f64
+    );
+
+    // A fresh camera for ffmpeg: the simulator serves one side at a time.
+    for p in pulls {
+        p.abort();
+    }
+    drop(cam);
+    let cam_port = free_port();
+    let _cam = Camera::start(cam_port, &["--kbps", &kbps, "--pattern", "snow"]);
+    let url = format!("rtsp://127.0.0.1:{cam_port}/cam");
+    let mut children: Vec<Child> = (0..n)
+        .map(|i| {
+            if i % 10 == 9 {
+                std::thread::sleep(Duration::from_millis(200));
+            }
+            Command::new("ffmpeg")
+                .args([
+                    "-nostdin",
+                    "-loglevel",
+                    "error",
+                    "-rtsp_transport",
+                    "tcp",
+                    "-i",
+                    &url,
+                ])
+                .args(["-c", "copy", "-f", "flv", "-y", "/dev/null"])
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .unwrap()
+        })
+        .collect();
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    let cpu = |cs: &[Child]| -> f64 { cs.iter().map(|c| cpu_seconds(&c.id().to_string())).sum() };
+    let (f0, t0) = (cpu(&children), Instant::now());
+    tokio::time::sleep(Duration::from_secs(10)).await;
+    let ffmpeg = (cpu(&children) - f0) / t0.elapsed().as_secs_f64();
+    let rss: f64 = children
+        .iter()
+        .filter_map(|c| std::fs::read_to_string(format!("/proc/{}/status", c.id())).ok())
+        .filter_map(|s| {
+            s.lines()
+                .find_map(|l| l.strip_prefix("VmRSS:"))
+                .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<f64>().ok())
+        })
+        .sum();
+    eprintln!(
+        "ffmpeg -c copy: {n} processes: {ffmpeg:.3} cores, {:.2} ms CPU per pull-second, RSS {:.1} MB per process",
+        ffmpeg * 1000.0 / n as f64,
+        rss / 1024.0 / n as f64
+    );
+    for c in &mut children {
+        let _ = c.kill();
+        let _ = c.wait();
+    }
+}
