@@ -42,6 +42,9 @@ use crate::{TRANSPORT, TRANSPORT_TLS};
 const MTU: usize = 1400;
 /// How long DESCRIBE waits for the stream's sequence headers and first frame.
 const DESCRIBE_WAIT: Duration = Duration::from_secs(5);
+/// How long DESCRIBE waits, after the first media frame, for a track's missing sequence
+/// header.
+const DESCRIBE_SETTLE: Duration = Duration::from_secs(2);
 /// Most frames DESCRIBE keeps for PLAY (the GOP cache's head; the rest stays queued).
 const MAX_HELD_FRAMES: usize = 256;
 /// Sender reports per track at most this often.
@@ -804,45 +807,45 @@ fn split_nals(data: &[u8], size: usize) -> impl Iterator<Item = &[u8]> {
     .filter(|n| !n.is_empty())
 }
 
-/// Takes the subscription's head (metadata, sequence headers, the GOP cache) until the
-/// first media frame, within [`DESCRIBE_WAIT`]: the track configurations, and the frames
-/// taken (kept for PLAY).
+/// Takes the subscription's head (metadata, sequence headers, the GOP cache), within
+/// [`DESCRIBE_WAIT`]: the track configurations, and the frames taken (kept for PLAY; the
+/// rest stays in the subscription's queue). It stops at the first media frame once both
+/// configurations are known; with one missing it waits up to [`DESCRIBE_SETTLE`] more, as
+/// a stream that just started (a camera pull) may send audio before its first keyframe.
 async fn collect_configs(
     sub: &mut Subscription,
     held: &mut Vec<Arc<Frame>>,
 ) -> (Option<TrackConfig>, Option<TrackConfig>) {
     let (mut video, mut audio) = (None, None);
     let deadline = tokio::time::Instant::now() + DESCRIBE_WAIT;
+    let mut settle: Option<tokio::time::Instant> = None;
     let mut batch = Vec::new();
-    'outer: while held.len() < MAX_HELD_FRAMES {
+    while held.len() < MAX_HELD_FRAMES {
+        if settle.is_some() && video.is_some() && audio.is_some() {
+            break;
+        }
         batch.clear();
-        let got = tokio::time::timeout_at(deadline, sub.recv(&mut batch, 256 * 1024)).await;
+        let until = settle.map_or(deadline, |s| s.min(deadline));
+        let got = tokio::time::timeout_at(until, sub.recv(&mut batch, 256 * 1024)).await;
         if !matches!(got, Ok(prism_hub::RecvStatus::Frames)) {
             break;
         }
+        // The whole batch is kept: frames after the first are the GOP's.
         for f in batch.drain(..) {
             let media = match f.kind {
                 prism_media::MediaKind::Video => Some(parse_video(&f.payload)),
                 prism_media::MediaKind::Audio => Some(parse_audio(&f.payload)),
                 prism_media::MediaKind::Data => None,
             };
-            let stop = match media {
-                Some(Ok(Payload::Config(c))) if c.codec.is_video() => {
-                    video = Some(c);
-                    false
+            match media {
+                Some(Ok(Payload::Config(c))) if c.codec.is_video() => video = Some(c),
+                Some(Ok(Payload::Config(c))) => audio = Some(c),
+                Some(Ok(Payload::Frame { .. })) => {
+                    settle.get_or_insert_with(|| tokio::time::Instant::now() + DESCRIBE_SETTLE);
                 }
-                Some(Ok(Payload::Config(c))) => {
-                    audio = Some(c);
-                    false
-                }
-                Some(Ok(Payload::Frame { .. })) => true,
-                _ => false,
-            };
-            held.push(f);
-            if stop {
-                // The rest stays in the subscription's queue.
-                break 'outer;
+                _ => {}
             }
+            held.push(f);
         }
     }
     (video, audio)

@@ -639,3 +639,129 @@ async fn bench_pulls_against_ffmpeg_copy() {
         let _ = c.wait();
     }
 }
+
+/// Prism pulling from Prism: a camera pulled into `cams/a`, served by the RTSP server
+/// (session timeout 5 s), pulled back over UDP into `cams/b`. The client's receiver
+/// reports and keep-alives hold the server's UDP session open past its timeout; a UDP
+/// player that goes silent (no RTCP, no request) is closed after it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn prism_pulls_prism_over_udp_past_the_session_timeout() {
+    let cam_port = free_port();
+    let _cam = Camera::start(cam_port, &[]);
+    let (relay, _) = relay().await;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let rtsp_port = listener.local_addr().unwrap().port();
+    let config: prism_config::RtspConfig = prism_config::Config::from_toml_str(
+        &format!("[rtsp]\nlisten = \"127.0.0.1:{rtsp_port}\"\nsession_timeout_ms = 5000\n"),
+        "test",
+    )
+    .unwrap()
+    .rtsp
+    .unwrap();
+    tokio::spawn(prism_transport_rtsp::run(listener, relay.clone(), config));
+    let r = relay.clone();
+    let cam = format!("rtsp://127.0.0.1:{cam_port}/cam");
+    tokio::spawn(async move {
+        pull(
+            r,
+            &cam,
+            RtspTransport::Tcp,
+            "cams",
+            "a",
+            std::future::pending(),
+        )
+        .await
+    });
+    wait_live(&relay, "cams", "a").await;
+    let r = relay.clone();
+    let own = format!("rtsp://127.0.0.1:{rtsp_port}/cams/a");
+    let task = tokio::spawn(async move {
+        pull(
+            r,
+            &own,
+            RtspTransport::Udp,
+            "cams",
+            "b",
+            std::future::pending(),
+        )
+        .await
+    });
+    wait_live(&relay, "cams", "b").await;
+    let frames = |r: &Relay| {
+        metric(
+            r,
+            "prism_ingest_frames_total{kind=\"video\",stream=\"cams/b\"}",
+        )
+    };
+    // Past the 5 s session timeout: kept alive by RTCP receiver reports and keep-alives.
+    tokio::time::sleep(Duration::from_secs(8)).await;
+    let before = frames(&relay);
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert!(frames(&relay) >= before + 10.0, "cams/b stalled");
+    assert!(!task.is_finished(), "{:?}", task.await);
+    let timeouts = |r: &Relay| {
+        metric(
+            r,
+            "prism_connection_errors_total{reason=\"session_timeout\",transport=\"rtsp\"}",
+        )
+    };
+    assert_eq!(timeouts(&relay), 0.0);
+
+    // A silent UDP player: SETUP and PLAY over a held-open TCP connection, then nothing.
+    use tokio::io::AsyncReadExt;
+    let mut s = tokio::net::TcpStream::connect(("127.0.0.1", rtsp_port))
+        .await
+        .unwrap();
+    let rtp = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    let port = rtp.local_addr().unwrap().port();
+    let url = format!("rtsp://127.0.0.1:{rtsp_port}/cams/a");
+    exchange(
+        &mut s,
+        format!("DESCRIBE {url} RTSP/1.0\r\nCSeq: 1\r\n\r\n"),
+    )
+    .await;
+    let setup = exchange(
+        &mut s,
+        format!(
+        "SETUP {url}/trackID=0 RTSP/1.0\r\nCSeq: 2\r\nTransport: RTP/AVP;unicast;client_port={port}-{}\r\n\r\n",
+            port + 1
+        ),
+    )
+    .await;
+    let session = setup
+        .lines()
+        .find_map(|l| l.strip_prefix("Session: "))
+        .and_then(|v| v.split(';').next())
+        .unwrap_or_else(|| panic!("{setup}"))
+        .to_owned();
+    let play = exchange(
+        &mut s,
+        format!("PLAY {url} RTSP/1.0\r\nCSeq: 3\r\nSession: {session}\r\n\r\n"),
+    )
+    .await;
+    assert!(play.starts_with("RTSP/1.0 200"), "{play}");
+    let n = tokio::time::timeout(Duration::from_secs(5), rtp.recv(&mut [0u8; 2048])).await;
+    assert!(matches!(n, Ok(Ok(len)) if len > 12), "RTP over UDP arrives");
+    // Closed by the server within its timeout (+ slack), counted.
+    let mut rest = [0u8; 1024];
+    let closed = tokio::time::timeout(Duration::from_secs(10), async {
+        loop {
+            match s.read(&mut rest).await {
+                Ok(0) | Err(_) => break,
+                Ok(_) => {}
+            }
+        }
+    })
+    .await;
+    assert!(closed.is_ok(), "silent UDP player not closed");
+    assert_eq!(timeouts(&relay), 1.0);
+}
+
+/// Writes a request and reads what comes back in one read (small answers on loopback).
+async fn exchange(s: &mut tokio::net::TcpStream, req: String) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    s.write_all(req.as_bytes()).await.unwrap();
+    let mut buf = vec![0u8; 65536];
+    let n = s.read(&mut buf).await.unwrap();
+    String::from_utf8_lossy(&buf[..n]).into_owned()
+}
