@@ -160,6 +160,28 @@ async fn pulls_a_camera_over_tcp_and_udp_with_digest_auth() {
             .unwrap();
         assert!(end.is_ok(), "{end:?}");
     }
+    // Basic auth (a camera that offers only Basic).
+    let basic_port = free_port();
+    let _basic = Camera::start(
+        basic_port,
+        &["--user", "viewer", "--password", "pw", "--auth", "basic"],
+    );
+    let url = format!("rtsp://viewer:pw@127.0.0.1:{basic_port}/cam");
+    let r = relay.clone();
+    let _task = tokio::spawn(async move {
+        pull(
+            r,
+            &url,
+            RtspTransport::Tcp,
+            "cams",
+            "basic",
+            std::future::pending(),
+        )
+        .await
+    });
+    wait_live(&relay, "cams", "basic").await;
+    let (v, vf, _, af) = probe_rtmp(rtmp_port, "cams/basic").await;
+    assert!(v == "h264" && vf >= 25 && af >= 25, "basic: {v} {vf} {af}");
     // The credentials never reach the metrics.
     assert!(!relay.render_metrics().contains("s3cr"));
     // Wrong password: refused, counted, no stream.
