@@ -1,8 +1,10 @@
-//! `rtsp://[user[:pass]@]host[:port]/path[?query]` URLs: split, credentials taken out
+//! `rtsp://` and `rtsps://` `[user[:pass]@]host[:port]/path[?query]` URLs: split, credentials taken out
 //! (percent-decoded), and a redacted form for logs.
 
 #[derive(Clone, PartialEq, Eq)]
 pub struct RtspUrl {
+    /// `rtsps://`: RTSP over TLS (default port 322).
+    pub tls: bool,
     pub host: String,
     pub port: u16,
     /// Path and query as written, starting with `/`.
@@ -19,10 +21,18 @@ impl std::fmt::Debug for RtspUrl {
 
 impl RtspUrl {
     pub fn parse(url: &str) -> Result<RtspUrl, &'static str> {
-        let rest = url
-            .strip_prefix("rtsp://")
-            .or_else(|| url.strip_prefix("RTSP://"))
-            .ok_or("not an rtsp:// URL")?;
+        let scheme = |p: &str| {
+            url.get(..p.len())
+                .filter(|h| h.eq_ignore_ascii_case(p))
+                .and_then(|_| url.get(p.len()..))
+        };
+        let (tls, rest) = if let Some(rest) = scheme("rtsp://") {
+            (false, rest)
+        } else if let Some(rest) = scheme("rtsps://") {
+            (true, rest)
+        } else {
+            return Err("not an rtsp:// or rtsps:// URL");
+        };
         let (authority, path) = match rest.find('/') {
             Some(i) => (&rest[..i], &rest[i..]),
             None => (rest, "/"),
@@ -45,6 +55,7 @@ impl RtspUrl {
         }
         let port = match port {
             Some(p) => p.parse().map_err(|_| "bad port")?,
+            None if tls => 322,
             None => 554,
         };
         let (user, pass) = match userinfo {
@@ -58,6 +69,7 @@ impl RtspUrl {
             None => (None, None),
         };
         Ok(RtspUrl {
+            tls,
             host: host.to_owned(),
             port,
             path: path.to_owned(),
@@ -76,7 +88,15 @@ impl RtspUrl {
 
     /// The URL without credentials: what goes on the wire in requests.
     pub fn request_url(&self) -> String {
-        format!("rtsp://{}{}", self.host_port(), self.path)
+        format!("{}://{}{}", self.scheme(), self.host_port(), self.path)
+    }
+
+    fn scheme(&self) -> &'static str {
+        if self.tls {
+            "rtsps"
+        } else {
+            "rtsp"
+        }
     }
 
     /// For logs: no credentials, and no query (it may carry a token).
@@ -87,7 +107,7 @@ impl RtspUrl {
         } else {
             ""
         };
-        format!("rtsp://{creds}{}{path}", self.host_port())
+        format!("{}://{creds}{}{path}", self.scheme(), self.host_port())
     }
 }
 
@@ -167,6 +187,9 @@ mod tests {
         let u = RtspUrl::parse("rtsp://[::1]/a").unwrap();
         assert_eq!((u.host.as_str(), u.port), ("::1", 554));
         assert!(RtspUrl::parse("http://x/").is_err());
+        let u = RtspUrl::parse("RTSPS://u:p@cam/x").unwrap();
+        assert!(u.tls && u.port == 322);
+        assert_eq!(u.redacted(), "rtsps://<redacted>@cam:322/x");
         assert!(RtspUrl::parse("rtsp://h:99999/").is_err());
     }
 

@@ -10,7 +10,7 @@ mod pull;
 mod server;
 mod udp;
 
-pub use pull::{pull, RtspTransport};
+pub use pull::{pull, pull_with, PullOptions, RtspTransport};
 pub use server::{run, run_tls, serve, TLS_HANDSHAKE_TIMEOUT};
 
 /// The `transport` metrics label of this crate's connections.

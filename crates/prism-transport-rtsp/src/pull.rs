@@ -6,9 +6,10 @@
 
 use crate::TRANSPORT;
 use bytes::{Bytes, BytesMut};
+use prism_config::TargetTls;
 use prism_hub::Frame;
 use prism_metrics::ErrorReason;
-use prism_relay::{ConnError, ConnInfo, Publisher, Relay, StreamRequest};
+use prism_relay::{BoxedStream, ConnError, ConnInfo, Publisher, Relay, StreamRequest};
 use prism_rtsp::client::{Lower, Setup, SetupError, Step};
 use prism_rtsp::ingest::{Drop as Dropped, Ingest};
 use prism_rtsp::message::{self, interleaved_prefix, Limits, Message, Request, Response};
@@ -19,7 +20,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpStream, UdpSocket};
+use tokio::net::UdpSocket;
 use tokio::sync::mpsc;
 use tracing::{info, warn};
 
@@ -39,7 +40,6 @@ const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
 /// A camera that sends no RTP for this long is gone.
 const MEDIA_TIMEOUT: Duration = Duration::from_secs(10);
 const RR_INTERVAL: Duration = Duration::from_secs(5);
-/// RTSP's default session timeout (RFC 2326 §12.37) when the camera names none.
 /// UDP packets held to put a track back in order (about 50 ms of a 4 Mbit/s stream).
 const REORDER_PACKETS: usize = 32;
 /// UDP packets queued between the socket readers and the session.
@@ -68,7 +68,34 @@ pub async fn pull(
     key: &str,
     cancel: impl Future<Output = ()>,
 ) -> Result<(), ConnError> {
-    let r = run(&relay, url, transport, app, key, cancel).await;
+    let options = PullOptions {
+        transport,
+        ..Default::default()
+    };
+    pull_with(relay, url, &options, app, key, cancel).await
+}
+
+/// How a source is pulled, beyond its URL.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct PullOptions {
+    /// `rtsp_transport`: TCP (interleaved, the default) or UDP.
+    pub transport: RtspTransport,
+    /// `rtsps://` only: the CA file to trust instead of the webpki roots, and whether to
+    /// verify at all (cameras often have self-signed certificates), as `rtmps://` targets.
+    pub tls: TargetTls,
+}
+
+/// [`pull`] with every option; `rtsps://` URLs connect over TLS as `options.tls` says
+/// (failures counted as `tls_verify`, `tls_handshake` or `tls_config`).
+pub async fn pull_with(
+    relay: Arc<Relay>,
+    url: &str,
+    options: &PullOptions,
+    app: &str,
+    key: &str,
+    cancel: impl Future<Output = ()>,
+) -> Result<(), ConnError> {
+    let r = run(&relay, url, options, app, key, cancel).await;
     if let Err(e) = &r {
         relay.connection_error(TRANSPORT, e.reason).inc();
     }
@@ -82,24 +109,32 @@ fn err(reason: ErrorReason, detail: impl ToString) -> ConnError {
 async fn run(
     relay: &Arc<Relay>,
     url: &str,
-    transport: RtspTransport,
+    options: &PullOptions,
     app: &str,
     key: &str,
     cancel: impl Future<Output = ()>,
 ) -> Result<(), ConnError> {
     let url = RtspUrl::parse(url).map_err(|e| err(ErrorReason::BadUrl, e))?;
     let shown = url.redacted();
-    let tcp = match tokio::time::timeout(
-        CONNECT_TIMEOUT,
-        prism_transport_rtmp::connect(&url.host, url.port),
-    )
-    .await
-    {
-        Ok(Ok(t)) => t,
-        Ok(Err(e)) => return Err(err(ErrorReason::Connect, format!("{shown}: {e}"))),
+    let transport = options.transport;
+    let connect = async {
+        let tcp = prism_transport_rtmp::connect(&url.host, url.port)
+            .await
+            .map_err(|e| err(ErrorReason::Connect, format!("{shown}: {e}")))?;
+        let peer = tcp.peer_addr().map_err(|e| err(ErrorReason::Connect, e))?;
+        let io: BoxedStream = if url.tls {
+            prism_transport_tls::connect_client(tcp, &url.host, &options.tls)
+                .await
+                .map_err(|e| err(e.reason, format!("{shown}: {}", e.detail)))?
+        } else {
+            Box::new(tcp)
+        };
+        Ok::<_, ConnError>((io, peer))
+    };
+    let (tcp, peer) = match tokio::time::timeout(CONNECT_TIMEOUT, connect).await {
+        Ok(r) => r?,
         Err(_) => return Err(err(ErrorReason::ConnectTimeout, &shown)),
     };
-    let peer = tcp.peer_addr().map_err(|e| err(ErrorReason::Connect, e))?;
     let mut c = Conn {
         tcp,
         input: BytesMut::with_capacity(16 * 1024),
@@ -458,7 +493,7 @@ fn rand_u32() -> u32 {
 
 /// The RTSP connection to the camera.
 struct Conn {
-    tcp: TcpStream,
+    tcp: BoxedStream,
     input: BytesMut,
     /// Interleaved packets that arrived while waiting for an answer.
     early: Vec<(u8, Bytes)>,

@@ -787,3 +787,100 @@ async fn exchange(s: &mut tokio::net::TcpStream, req: String) -> String {
     let n = s.read(&mut buf).await.unwrap();
     String::from_utf8_lossy(&buf[..n]).into_owned()
 }
+
+/// rtsps:// pulls: Prism's `[rtsps]` server with a certificate of a test CA; a pull that
+/// trusts that CA (`ca`) plays, one on the default roots is refused as `tls_verify`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rtsps_pull_verifies_the_certificate() {
+    use rcgen::{BasicConstraints, CertificateParams, CertifiedIssuer, IsCa, KeyPair};
+    let dir = std::env::temp_dir().join(format!("prism-rtsps-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let mut ca_params = CertificateParams::new(Vec::<String>::new()).unwrap();
+    ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    let ca = CertifiedIssuer::self_signed(ca_params, KeyPair::generate().unwrap()).unwrap();
+    let key = KeyPair::generate().unwrap();
+    let leaf = CertificateParams::new(vec!["127.0.0.1".to_string()])
+        .unwrap()
+        .signed_by(&key, &ca)
+        .unwrap();
+    let write = |name: &str, text: String| {
+        let p = dir.join(name);
+        std::fs::write(&p, text).unwrap();
+        p
+    };
+    let files = prism_config::TlsFiles {
+        cert: write("cert.pem", leaf.pem()),
+        key: write("key.pem", key.serialize_pem()),
+    };
+    let ca_pem = write("ca.pem", ca.pem());
+
+    let cam_port = free_port();
+    let _cam = Camera::start(cam_port, &[]);
+    let (relay, _) = relay().await;
+    let r = relay.clone();
+    let cam = format!("rtsp://127.0.0.1:{cam_port}/cam");
+    tokio::spawn(async move {
+        pull(
+            r,
+            &cam,
+            RtspTransport::Tcp,
+            "cams",
+            "a",
+            std::future::pending(),
+        )
+        .await
+    });
+    wait_live(&relay, "cams", "a").await;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let config = prism_config::Config::from_toml_str(
+        &format!("[rtsp]\nlisten = \"127.0.0.1:{port}\"\n"),
+        "test",
+    )
+    .unwrap()
+    .rtsp
+    .unwrap();
+    let tls = Arc::new(prism_transport_tls::ReloadableTls::load(&files).unwrap());
+    tokio::spawn(prism_transport_rtsp::run_tls(
+        listener,
+        relay.clone(),
+        config,
+        tls,
+    ));
+
+    let url = format!("rtsps://127.0.0.1:{port}/cams/a");
+    let e = pull(
+        relay.clone(),
+        &url,
+        RtspTransport::Tcp,
+        "cams",
+        "untrusted",
+        std::future::pending(),
+    )
+    .await
+    .unwrap_err();
+    assert_eq!(e.reason.as_str(), "tls_verify", "{e:?}");
+    let options = prism_transport_rtsp::PullOptions {
+        tls: prism_config::TargetTls {
+            ca: Some(ca_pem),
+            verify: true,
+        },
+        ..Default::default()
+    };
+    let r = relay.clone();
+    let _task = tokio::spawn(async move {
+        prism_transport_rtsp::pull_with(r, &url, &options, "cams", "tls", std::future::pending())
+            .await
+    });
+    wait_live(&relay, "cams", "tls").await;
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while metric(
+        &relay,
+        "prism_ingest_frames_total{kind=\"video\",stream=\"cams/tls\"}",
+    ) < 25.0
+    {
+        assert!(Instant::now() < deadline, "no video over rtsps");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}
