@@ -307,19 +307,29 @@ impl Setup {
     /// SETUP of track `i` (after its ports, for UDP).
     fn setup(&mut self, i: usize) -> Step {
         self.stage = Stage::Setup(i);
-        let ch = (2 * i as u8, 2 * i as u8 + 1);
+        // At most two tracks are taken: no wrap in practice.
+        let even = (i as u8).wrapping_mul(2);
+        let ch = (even, even.wrapping_add(1));
+        let (Some(path), Some(uri)) = (self.paths.get(i), self.controls.get(i)) else {
+            // Only a driver asking for a track that was never offered gets here.
+            self.stage = Stage::Play;
+            let uri = self.aggregate.clone();
+            return self.send("PLAY", uri, vec![("Range", "npt=0.000-".into())]);
+        };
+        let (client_ports, uri) = (path.client_ports, uri.clone());
         match self.lower {
-            Lower::Udp if self.paths[i].client_ports.is_none() => Step::BindPorts(i),
+            Lower::Udp if client_ports.is_none() => Step::BindPorts(i),
             lower => {
                 let spec = Transport {
                     tcp: lower == Lower::Tcp,
                     unicast: true,
                     interleaved: (lower == Lower::Tcp).then_some(ch),
-                    client_port: self.paths[i].client_ports,
+                    client_port: client_ports,
                     ..Default::default()
                 };
-                self.paths[i].interleaved = ch;
-                let uri = self.controls[i].clone();
+                if let Some(p) = self.paths.get_mut(i) {
+                    p.interleaved = ch;
+                }
                 self.send("SETUP", uri, vec![("Transport", spec.to_header())])
             }
         }

@@ -47,6 +47,8 @@ const DESCRIBE_WAIT: Duration = Duration::from_secs(5);
 const DESCRIBE_SETTLE: Duration = Duration::from_secs(2);
 /// Most frames DESCRIBE keeps for PLAY (the GOP cache's head; the rest stays queued).
 const MAX_HELD_FRAMES: usize = 256;
+/// Largest audio frame sent (AAC-hbr sizes are 13-bit).
+const MAX_AUDIO_FRAME: usize = 0x1FFF;
 /// Sender reports per track at most this often.
 const SR_INTERVAL: Duration = Duration::from_secs(5);
 /// Most bytes of input kept while a message is incomplete (headers + body + slack).
@@ -557,7 +559,8 @@ impl Session {
             ..Default::default()
         };
         let dest = if t.tcp {
-            let (a, b) = t.interleaved.unwrap_or((2 * idx as u8, 2 * idx as u8 + 1));
+            let even = (idx as u8).wrapping_mul(2);
+            let (a, b) = t.interleaved.unwrap_or((even, even.wrapping_add(1)));
             reply.interleaved = Some((a, b));
             Dest::Interleaved { rtp: a, rtcp: b }
         } else {
@@ -781,11 +784,13 @@ impl Session {
                 video::packetize(vc, nals, MTU, |parts, marker| emit(t, parts, marker));
                 t.params = params;
             }
-            Codec::Aac => {
+            // An audio frame goes in one packet (a 13-bit AAC-hbr size; a 16-bit
+            // interleaved length): a publisher's absurd frame is skipped, not mangled.
+            Codec::Aac if data.len() <= MAX_AUDIO_FRAME => {
                 let h = audio::aac_au_header(data.len());
                 emit(t, &[&h, data], true);
             }
-            Codec::Opus => emit(t, &[data], true),
+            Codec::Opus if data.len() <= MAX_AUDIO_FRAME => emit(t, &[data], true),
             _ => {}
         }
         self.scratch = scratch;
