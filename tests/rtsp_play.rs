@@ -167,6 +167,32 @@ fn ffmpeg_plays_over_rtsp_tcp_and_udp() {
         String::from_utf8_lossy(&reply).starts_with("RTSP/1.0 200 OK\r\nCSeq: 7\r\n"),
         "{reply:?}"
     );
+    // Seeded random bytes, and valid requests with random bytes flipped.
+    let mut x: u32 = 0x9e37_79b9;
+    let mut next = || {
+        x ^= x << 13;
+        x ^= x >> 17;
+        x ^= x << 5;
+        x
+    };
+    for i in 0..40 {
+        let mut v: Vec<u8> = if i % 2 == 0 {
+            (0..(next() % 3000)).map(|_| next() as u8).collect()
+        } else {
+            format!(
+                "SETUP rtsp://127.0.0.1:{rtsp_port}/live/cam/trackID=0 RTSP/1.0\r\nCSeq: 2\r\n\
+                 Transport: RTP/AVP/TCP;unicast;interleaved=0-1\r\nSession: x\r\n\r\n"
+            )
+            .into_bytes()
+        };
+        for _ in 0..(next() % 8) {
+            let n = v.len().max(1);
+            if let Some(b) = v.get_mut(next() as usize % n) {
+                *b = next() as u8;
+            }
+        }
+        raw_exchange(rtsp_port, &v);
+    }
     wait_until(Duration::from_secs(5), "bad input counted", || {
         errors("protocol") >= 1.0
             && errors("header_too_large") >= 1.0
