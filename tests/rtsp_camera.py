@@ -1,5 +1,5 @@
 #!/usr/bin/python3
-"""A simulated IP camera: GStreamer's RTSP server serving an H.264 + AAC test pattern.
+"""A simulated IP camera: GStreamer's RTSP server serving an H.264 (or H.265) + AAC (or Opus) test pattern.
 
 Usage: rtsp_camera.py PORT PATH [--user U --password P] [--auth basic|digest]
        [--protocols tcp|udp|both]
@@ -30,6 +30,7 @@ def main():
     ap.add_argument("--protocols", choices=["tcp", "udp", "both"], default="both")
     ap.add_argument("--codec", choices=["h264", "h265"], default="h264")
     ap.add_argument("--kbps", type=int, default=800, help="video bitrate")
+    ap.add_argument("--audio", choices=["aac", "opus"], default="aac")
     ap.add_argument("--pattern", default="ball", help="videotestsrc pattern (snow: full bitrate)")
     args = ap.parse_args()
     Gst.init(None)
@@ -39,11 +40,17 @@ def main():
         video = f"x264enc tune=zerolatency speed-preset=ultrafast key-int-max=25 bitrate={args.kbps} ! h264parse ! rtph264pay name=pay0 pt=96 config-interval=-1"
     else:
         video = f"openh264enc gop-size=25 bitrate={args.kbps * 1000} ! h264parse ! rtph264pay name=pay0 pt=96 config-interval=-1"
+    if args.audio == "opus":
+        audio = "audio/x-raw,rate=48000,channels=2 ! audioconvert ! opusenc ! rtpopuspay name=pay1 pt=97"
+    else:
+        audio = (
+            "audio/x-raw,rate=44100,channels=1 ! audioconvert ! avenc_aac ! aacparse "
+            "! rtpmp4gpay name=pay1 pt=97"
+        )
     launch = (
         f"( videotestsrc is-live=true pattern={args.pattern} ! video/x-raw,width=320,height=240,framerate=25/1 "
         f"! {video} "
-        "audiotestsrc is-live=true wave=sine freq=440 ! audio/x-raw,rate=44100,channels=1 "
-        "! audioconvert ! avenc_aac ! aacparse ! rtpmp4gpay name=pay1 pt=97 )"
+        f"audiotestsrc is-live=true wave=sine freq=440 ! {audio} )"
     )
     server = GstRtspServer.RTSPServer()
     server.set_address("127.0.0.1")

@@ -46,7 +46,7 @@ pub enum SetupError {
     },
     /// The DESCRIBE answer's SDP does not parse.
     Sdp(SdpError),
-    /// No H.264/H.265 or AAC track offered.
+    /// No H.264/H.265, AAC or Opus track offered.
     NoTracks,
     /// A UDP SETUP answer without `server_port`.
     NoServerPort,
@@ -66,7 +66,7 @@ impl std::fmt::Display for SetupError {
                 reason,
             } => write!(f, "{what} answered {status} {reason}"),
             SetupError::Sdp(e) => write!(f, "{e}"),
-            SetupError::NoTracks => f.write_str("no H.264/H.265/AAC track"),
+            SetupError::NoTracks => f.write_str("no H.264/H.265/AAC/Opus track"),
             SetupError::NoServerPort => f.write_str("SETUP answer without server_port"),
         }
     }

@@ -1,6 +1,7 @@
 //! Depacketized media → FLV-style frames (what the hub carries): AVC and Enhanced RTMP
 //! HEVC frames with sequence headers built from the SDP's `sprop-*` parameter sets or
-//! in-band ones, and AAC with its AudioSpecificConfig from the SDP `config=`.
+//! in-band ones, AAC with its AudioSpecificConfig from the SDP `config=`, and Enhanced RTMP
+//! Opus with an OpusHead for the SDP's channel count.
 //!
 //! RTP carries presentation times only. With B-frames they go backwards in decode
 //! order; instead of failing (retina's "Timestamp jumped", #61/#64), the decode time is
@@ -245,6 +246,59 @@ impl AacToFlv {
     }
 }
 
+/// Opus packets → Enhanced RTMP audio frames (`Opus` FourCC): an OpusHead sequence
+/// header once, then one packet per frame.
+#[derive(Debug)]
+pub struct OpusToFlv {
+    head: Bytes,
+    sent: bool,
+}
+
+/// Enhanced RTMP audio: SoundFormat 9 (ExHeader) with the packet type in the low nibble.
+const EX_AUDIO_SEQUENCE_START: u8 = 0x90;
+const EX_AUDIO_CODED_FRAMES: u8 = 0x91;
+
+impl OpusToFlv {
+    pub fn new(channels: u8) -> Self {
+        // RFC 7845 §5.1: version 1, channels, pre-skip 312 (6.5 ms, libopus's default),
+        // input rate 48 kHz, gain 0, mapping family 0 (mono or stereo).
+        let mut head = BytesMut::with_capacity(19);
+        head.put_slice(b"OpusHead");
+        head.put_u8(1);
+        head.put_u8(channels.clamp(1, 2));
+        head.put_u16_le(312);
+        head.put_u32_le(48_000);
+        head.put_u16_le(0);
+        head.put_u8(0);
+        OpusToFlv {
+            head: head.freeze(),
+            sent: false,
+        }
+    }
+
+    pub fn push(&mut self, packet: &Bytes, ms: i64, out: &mut Vec<FlvFrame>) {
+        let ts = ms.max(0) as u32;
+        let frame = |first: u8, body: &[u8], sequence_header: bool| {
+            let mut p = BytesMut::with_capacity(5 + body.len());
+            p.put_u8(first);
+            p.put_slice(b"Opus");
+            p.put_slice(body);
+            FlvFrame {
+                kind: MediaKind::Audio,
+                timestamp: ts,
+                payload: p.freeze(),
+                keyframe: false,
+                sequence_header,
+            }
+        };
+        if !self.sent {
+            self.sent = true;
+            out.push(frame(EX_AUDIO_SEQUENCE_START, &self.head, true));
+        }
+        out.push(frame(EX_AUDIO_CODED_FRAMES, packet, false));
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -307,6 +361,17 @@ mod tests {
         v.push(&au(&[&[0x09, 0x10], &[0x65, 1]]), 40, &mut out)
             .unwrap();
         assert_eq!(out.len(), 2);
+    }
+
+    #[test]
+    fn opus() {
+        let mut o = OpusToFlv::new(2);
+        let mut out = vec![];
+        o.push(&Bytes::from_static(&[0xfc, 1]), 5, &mut out);
+        assert_eq!(out.len(), 2);
+        assert!(out[0].sequence_header);
+        assert_eq!(&out[0].payload[..13], b"\x90OpusOpusHead");
+        assert_eq!(&out[1].payload[..], b"\x91Opus\xfc\x01");
     }
 
     #[test]

@@ -3,7 +3,7 @@
 //! loss detection, receiver report statistics and counted drop reasons.
 
 use crate::audio::{asc_rate_channels, parse_hex, AacDepacketizer, AacParams};
-use crate::flv::{sprop_nals, AacToFlv, FlvFrame, VideoSkip, VideoToFlv};
+use crate::flv::{sprop_nals, AacToFlv, FlvFrame, OpusToFlv, VideoSkip, VideoToFlv};
 use crate::rtp::{self, Clock, ReceptionStats, RtpHeader, SeqStats};
 use crate::sdp::{Codec, Media, Session};
 use crate::video::{DepackLimits, Depacketizer, VideoCodec};
@@ -14,7 +14,8 @@ use bytes::Bytes;
 pub enum Drop {
     /// A G.711 track (RTMP targets cannot carry it): counted once per session.
     G711,
-    /// Another codec Prism does not ingest (Opus, MJPEG, metadata...): once per session.
+    /// Another codec Prism does not ingest (MJPEG, metadata, a second audio...): once per
+    /// session.
     UnsupportedCodec,
     /// A packet that is not RTP, or a payload the depacketizer refused.
     Malformed,
@@ -56,6 +57,7 @@ impl Drop {
 enum TrackMedia {
     Video(Box<(Depacketizer, VideoToFlv)>),
     Aac(AacDepacketizer, AacToFlv),
+    Opus(OpusToFlv),
 }
 
 /// One track set up with the camera.
@@ -83,7 +85,7 @@ pub struct Ingest {
 
 impl Ingest {
     /// Picks the tracks to set up from a camera's SDP: the first H.264/H.265 video and
-    /// the first AAC audio that can be configured. Everything else is counted as dropped
+    /// the first AAC or Opus audio that can be configured. Everything else is counted as dropped
     /// (once) and not set up. `ssrc`: ours, for receiver reports.
     pub fn from_sdp(session: &Session, ssrc: u32) -> Ingest {
         let mut ing = Ingest {
@@ -97,6 +99,11 @@ impl Ingest {
             let media = match codec {
                 Codec::H264 | Codec::H265 if !video => video_track(m, codec),
                 Codec::Aac if !audio => aac_track(m),
+                Codec::Opus if !audio => {
+                    // RFC 7587: the rtpmap always says 2 channels; sprop-stereo says what is sent.
+                    let stereo = !matches!(m.fmtp("sprop-stereo"), Some(v) if v.trim() == "0");
+                    Some(TrackMedia::Opus(OpusToFlv::new(if stereo { 2 } else { 1 })))
+                }
                 Codec::G711 => {
                     ing.count(Drop::G711, 1);
                     None
@@ -111,7 +118,7 @@ impl Ingest {
             };
             match media {
                 TrackMedia::Video(..) => video = true,
-                TrackMedia::Aac(..) => audio = true,
+                TrackMedia::Aac(..) | TrackMedia::Opus(..) => audio = true,
             }
             ing.tracks.push(Track {
                 media_index: i,
@@ -201,6 +208,15 @@ impl Ingest {
                             drops.push((Drop::BeforeKeyframe, 1))
                         }
                     }
+                }
+            }
+            TrackMedia::Opus(flv) => {
+                if gap {
+                    drops.push((Drop::Lost, 1));
+                }
+                if !payload.is_empty() {
+                    let ms = track.clock.to_ms(hdr.ssrc, hdr.timestamp, now_ms);
+                    flv.push(&payload, ms, out);
                 }
             }
             TrackMedia::Aac(depack, flv) => {

@@ -458,13 +458,13 @@ async fn bad_cameras_end_their_session_with_a_counted_reason() {
     );
 }
 
-/// H.265 both ways: an H.265 camera is pulled (RFC 7798 depacketizer, hvcC sequence
-/// header from in-band VPS/SPS/PPS) and played back from the RTSP server (packetizer,
-/// sprop-vps/sps/pps): ffprobe decodes HEVC and AAC.
+/// H.265 and Opus both ways: an H.265 + Opus camera is pulled (RFC 7798 depacketizer,
+/// hvcC sequence header from in-band VPS/SPS/PPS; Opus as Enhanced RTMP) and played back
+/// from the RTSP server (packetizers, sprop-vps/sps/pps): ffprobe decodes HEVC and Opus.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn h265_camera_is_pulled_and_served_over_rtsp() {
     let cam_port = free_port();
-    let _cam = Camera::start(cam_port, &["--codec", "h265"]);
+    let _cam = Camera::start(cam_port, &["--codec", "h265", "--audio", "opus"]);
     let (relay, _) = relay().await;
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let rtsp_port = listener.local_addr().unwrap().port();
@@ -522,7 +522,10 @@ async fn h265_camera_is_pulled_and_served_over_rtsp() {
             .and_then(|n| n.trim().parse::<u64>().ok())
             .unwrap_or(0)
     };
-    assert!(frames("hevc") >= 25 && frames("aac") >= 25, "{text}\n{err}");
+    assert!(
+        frames("hevc") >= 25 && frames("opus") >= 25,
+        "{text}\n{err}"
+    );
 }
 
 /// CPU seconds (user + system) of process `pid` ("self" for this one).
