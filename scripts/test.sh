@@ -44,6 +44,11 @@ if have gst-inspect-1.0; then
 else
   missing+=(gstreamer1.0-plugins-base gstreamer1.0-plugins-good gstreamer1.0-plugins-bad gstreamer1.0-libav)
 fi
+# crates/prism-transport-rtsp/tests/pull.rs simulates an IP camera with GStreamer's RTSP
+# server (tests/rtsp_camera.py, run by /usr/bin/python3 with gi) encoding with x264enc.
+/usr/bin/python3 -c 'import gi; gi.require_version("GstRtspServer", "1.0")' 2>/dev/null ||
+  missing+=(gir1.2-gst-rtsp-server-1.0 python3-gi python3-gst-1.0)
+gst-inspect-1.0 x264enc >/dev/null 2>&1 || missing+=(gstreamer1.0-plugins-ugly)
 
 if [ "${#missing[@]}" -gt 0 ]; then
   if [ "${SKIP_APT:-0}" = 1 ]; then

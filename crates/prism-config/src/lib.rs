@@ -29,6 +29,7 @@ pub use section::route::{Route, RouteAccess, RouteOutputs};
 pub use section::rtmp::RtmpConfig;
 pub use section::rtmps::{TlsFiles, TlsListenerConfig};
 pub use section::rtmpt::TunnelConfig;
+pub use section::rtsp::RtspConfig;
 pub use section::srt::{SrtConfig, SrtPassphrase};
 pub use section::stream::HubConfig;
 pub use section::target::{validate_target_name, ResolvedTarget, TargetConfig, TargetTls};
@@ -46,6 +47,7 @@ use section::route::RawRoute;
 use section::rtmp::RawRtmp;
 use section::rtmps::RawTlsListener;
 use section::rtmpt::RawTunnel;
+use section::rtsp::RawRtsp;
 use section::srt::RawSrt;
 use section::stream::RawHub;
 use section::FromRaw;
@@ -86,6 +88,11 @@ pub struct Config {
     pub sources: Vec<SourceConfig>,
     /// TOML table `[edge]`: pull streams not live here from an origin; absent = off.
     pub edge: Option<EdgeConfig>,
+    /// TOML table `[rtsp]`: the RTSP server (players out); absent = off.
+    pub rtsp: Option<RtspConfig>,
+    /// TOML table `[rtsps]`: the RTSP server over TLS; absent = off. Takes the `[rtsp]`
+    /// keys plus `cert` and `key`.
+    pub rtsps: Option<(RtspConfig, TlsFiles)>,
 }
 
 /// A configuration that could not be read or is invalid. `Display` is the
@@ -171,6 +178,10 @@ impl Config {
             fix(&mut l.tls.key);
         }
         if let Some((_, tls)) = &mut self.rtmpts {
+            fix(&mut tls.cert);
+            fix(&mut tls.key);
+        }
+        if let Some((_, tls)) = &mut self.rtsps {
             fix(&mut tls.cert);
             fix(&mut tls.key);
         }
@@ -301,6 +312,8 @@ struct RawConfig {
     #[serde(default)]
     source: Vec<section::source::RawSource>,
     edge: Option<Spanned<section::edge::RawEdge>>,
+    rtsp: Option<Spanned<RawRtsp>>,
+    rtsps: Option<Spanned<RawRtsp>>,
 }
 
 /// Semantic validation of the raw shape, with errors placed in the file.
@@ -365,6 +378,14 @@ impl Checker<'_> {
             .edge
             .map(|t| section::edge::resolve(self, t))
             .transpose()?;
+        let rtsp = raw
+            .rtsp
+            .map(|t| section::rtsp::resolve(self, t))
+            .transpose()?;
+        let rtsps = raw
+            .rtsps
+            .map(|t| section::rtsp::resolve_tls(self, t))
+            .transpose()?;
         Ok(Config {
             rtmp,
             http,
@@ -380,6 +401,8 @@ impl Checker<'_> {
             hls,
             sources,
             edge,
+            rtsp,
+            rtsps,
         })
     }
 

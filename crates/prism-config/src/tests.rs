@@ -750,6 +750,15 @@ fn declared_tables() -> Vec<(&'static str, Vec<&'static str>)> {
         // [rtmpts] takes the [rtmpt] keys; default.toml shows the ones it needs.
         ("rtmpts", vec!["listen", "cert", "key"]),
         ("srt", names(RawSrt::KEYS)),
+        (
+            "rtsp",
+            names(section::rtsp::RawRtsp::KEYS)
+                .into_iter()
+                .filter(|k| !TLS_KEYS.contains(k))
+                .collect(),
+        ),
+        // [rtsps] takes the [rtsp] keys; default.toml shows the ones it needs.
+        ("rtsps", vec!["listen", "cert", "key"]),
         ("hls", names(section::hls::RawHls::KEYS)),
         ("limits", names(RawLimits::KEYS)),
         ("auth", names(RawAuth::KEYS)),
@@ -827,6 +836,7 @@ fn default_toml_lists_every_key() {
         RawQueue::KEYS,
         section::rtmpt::RawTunnel::KEYS,
         RawSrt::KEYS,
+        section::rtsp::RawRtsp::KEYS,
         section::hls::RawHls::KEYS,
         RawLimits::KEYS,
         RawAuth::KEYS,
@@ -913,4 +923,29 @@ fn hls_container_global_and_per_route() {
         e.contains("config.toml:3:") && e.contains("route[0].container"),
         "{e}"
     );
+}
+
+#[test]
+fn rtsp_table() {
+    assert!(parse("").unwrap().rtsp.is_none());
+    let c = parse("[rtsp]\nlisten = \"0.0.0.0:8554\"\n")
+        .unwrap()
+        .rtsp
+        .unwrap();
+    assert_eq!(c.listen.port(), 8554);
+    assert_eq!(c.session_timeout, std::time::Duration::from_secs(60));
+    let e = err("[rtsp]\nlisten = \"0.0.0.0:8554\"\nsession_timeout_ms = 10\n");
+    assert!(e.contains("rtsp.session_timeout_ms"), "{e}");
+    let e = err("[rtsp]\nlisten = \"0.0.0.0:8554\"\nbogus = 1\n");
+    assert!(e.contains("bogus"), "{e}");
+    let e = err("[rtsp]\n");
+    assert!(e.contains("listen"), "{e}");
+    let e = err("[rtsp]\nlisten = \"0.0.0.0:8554\"\ncert = \"c.pem\"\nkey = \"k.pem\"\n");
+    assert!(e.contains("[rtsps]"), "{e}");
+    let c =
+        parse("[rtsps]\nlisten = \"0.0.0.0:8322\"\ncert = \"c.pem\"\nkey = \"k.pem\"\n").unwrap();
+    let (l, tls) = c.rtsps.unwrap();
+    assert_eq!((l.listen.port(), tls.cert.to_str()), (8322, Some("c.pem")));
+    let e = err("[rtsps]\nlisten = \"0.0.0.0:8322\"\n");
+    assert!(e.contains("rtsps") && e.contains("cert"), "{e}");
 }

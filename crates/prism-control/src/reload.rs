@@ -123,6 +123,8 @@ pub(crate) fn keep_startup_sections(old: &Config, new: &mut Config) -> Vec<&'sta
     keep!(rtmpt, "[rtmpt]");
     keep!(rtmpts, "[rtmpts]");
     keep!(srt, "[srt]");
+    keep!(rtsp, "[rtsp]");
+    keep!(rtsps, "[rtsps]");
     changed
 }
 

@@ -69,6 +69,7 @@ pub mod names {
     pub const SOURCE_RECONNECTS_TOTAL: &str = "prism_source_reconnects_total";
     pub const SOURCE_BYTES_RECEIVED_TOTAL: &str = "prism_source_bytes_received_total";
     pub const SOURCE_ERRORS_TOTAL: &str = "prism_source_errors_total";
+    pub const RTSP_DROPPED_TOTAL: &str = "prism_rtsp_dropped_total";
 
     /// Every name above, in declaration order.
     pub const ALL: &[&str] = &[
@@ -106,6 +107,7 @@ pub mod names {
         SOURCE_RECONNECTS_TOTAL,
         SOURCE_BYTES_RECEIVED_TOTAL,
         SOURCE_ERRORS_TOTAL,
+        RTSP_DROPPED_TOTAL,
     ];
 }
 
@@ -190,6 +192,8 @@ pub struct Metrics {
     source_bytes_received_total: IntCounterVec,
     /// `prism_source_errors_total{stream,reason}`: failed or refused pull attempts.
     source_errors_total: IntCounterVec,
+    /// `prism_rtsp_dropped_total{reason}`: media the RTSP client (cameras in) dropped.
+    rtsp_dropped_total: IntCounterVec,
 }
 
 impl Default for Metrics {
@@ -408,6 +412,11 @@ impl Metrics {
                 "Pull attempts of the source that failed or were refused, by reason.",
                 &["stream", "reason"],
             ),
+            rtsp_dropped_total: counter(
+                RTSP_DROPPED_TOTAL,
+                "Media pulled from RTSP cameras and dropped (reason: g711 and unsupported_codec count tracks not taken, once per session; malformed, lost, before_keyframe, too_large, unexpected count packets or frames).",
+                &["reason"],
+            ),
             registry,
         };
         m.build_info
@@ -523,7 +532,7 @@ impl Metrics {
             .collect()
     }
 
-    fn collectors(&self) -> [&dyn Collector; 34] {
+    fn collectors(&self) -> [&dyn Collector; 35] {
         [
             &self.connections_active,
             &self.connections_total,
@@ -559,6 +568,7 @@ impl Metrics {
             &self.source_reconnects_total,
             &self.source_bytes_received_total,
             &self.source_errors_total,
+            &self.rtsp_dropped_total,
         ]
     }
 
@@ -582,6 +592,11 @@ impl Metrics {
     /// `prism_hls_dvr_errors_total{op}`; `op`: write, read or delete.
     pub fn hls_dvr_error(&self, op: &'static str) -> IntCounter {
         self.hls_dvr_errors_total.with_label_values(&[op])
+    }
+
+    /// `prism_rtsp_dropped_total{reason}`.
+    pub fn rtsp_dropped(&self, reason: &'static str) -> IntCounter {
+        self.rtsp_dropped_total.with_label_values(&[reason])
     }
 
     /// `prism_hls_blocking_requests`.
@@ -1125,6 +1140,7 @@ mod tests {
         s.reconnects.inc();
         s.bytes_received.inc_by(100);
         s.error(ErrorReason::AlreadyLive).inc();
+        m.rtsp_dropped("g711").inc();
         populate(&m, "live/a");
         populate(&m, "live/b");
         m

@@ -176,6 +176,11 @@ impl Relay {
         self.metrics.srt(stream, direction, target)
     }
 
+    /// `prism_rtsp_dropped_total{reason}`: media an RTSP pull dropped.
+    pub fn rtsp_dropped(&self, reason: &'static str) -> IntCounter {
+        self.metrics.rtsp_dropped(reason)
+    }
+
     /// Removes the `prism_srt_*` series of one SRT connection.
     pub fn forget_srt(&self, stream: &str, direction: SrtDirection, target: &str) {
         self.metrics.forget_srt(stream, direction, target)

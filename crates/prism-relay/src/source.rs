@@ -313,12 +313,7 @@ pub enum AddSourceError {
 
 /// The message for a source whose scheme no transport of this build serves.
 pub fn unsupported_scheme_message(scheme: &str) -> String {
-    match scheme {
-        "rtsp" | "rtsps" => format!(
-            "{scheme}:// sources need the RTSP client, which this build of Prism does not have yet"
-        ),
-        _ => format!("{scheme}:// sources are not supported by this build of Prism"),
-    }
+    format!("{scheme}:// sources are not supported by this build of Prism")
 }
 
 impl Relay {

@@ -117,6 +117,28 @@ impl Dialer for TlsDialer {
     }
 }
 
+/// Wraps a connected TCP stream in TLS as a client of `host`, verifying as `tls` says:
+/// for pulls over TLS (`rtsps://` sources). The client config is built per call (pulls
+/// connect rarely; targets use [`TlsDialer`]'s cache).
+pub async fn connect_client(
+    tcp: tokio::net::TcpStream,
+    host: &str,
+    tls: &TargetTls,
+) -> Result<BoxedStream, DialError> {
+    let config = Arc::new(build(tls).map_err(|e| DialError::new(ErrorReason::TlsConfig, e))?);
+    let name = ServerName::try_from(host.to_owned()).map_err(|_| {
+        DialError::new(
+            ErrorReason::TlsConfig,
+            format!("{host:?} is not a valid TLS server name"),
+        )
+    })?;
+    let stream = TlsConnector::from(config)
+        .connect(name, tcp)
+        .await
+        .map_err(classify)?;
+    Ok(Box::new(crate::LenientClose(stream)) as BoxedStream)
+}
+
 /// `tls_verify` when the destination's certificate was refused (untrusted, expired, wrong
 /// name, ...), `tls_handshake` for any other failure.
 fn classify(e: std::io::Error) -> DialError {

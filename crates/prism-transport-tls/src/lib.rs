@@ -22,7 +22,7 @@ mod eof;
 mod files;
 mod server;
 
-pub use client::TlsDialer;
+pub use client::{connect_client, TlsDialer};
 pub use eof::LenientClose;
 pub use files::TlsError;
 pub use server::{HandshakeError, ReloadableTls};

@@ -155,6 +155,8 @@ async fn run(config: Config, config_path: Option<PathBuf>) -> anyhow::Result<()>
     let rtmps = bind_rtmps(&config).await?;
     let hls = bind_hls(&config).await?;
     let tunnels = tunnel::bind(&config).await?;
+    let rtsp = bind_rtsp(&config).await?;
+    let rtsps = bind_rtsps(&config).await?;
     let srt = match &config.srt {
         Some(c) => Some(
             prism_transport_srt::SrtServer::bind(c)
@@ -174,6 +176,7 @@ async fn run(config: Config, config_path: Option<PathBuf>) -> anyhow::Result<()>
         .map(|(_, tls, _)| tls.clone())
         .chain(hls.as_ref().and_then(|(_, tls)| tls.clone()))
         .chain(tunnels.certificates())
+        .chain(rtsps.as_ref().map(|(_, _, tls)| tls.clone()))
         .collect();
     #[cfg(unix)]
     let hangup = {
@@ -245,6 +248,17 @@ async fn run(config: Config, config_path: Option<PathBuf>) -> anyhow::Result<()>
         )));
     }
     accept_loops.extend(tunnels.spawn(&relay));
+    if let Some((listener, c)) = rtsp {
+        accept_loops.push(tokio::spawn(prism_transport_rtsp::run(
+            listener,
+            relay.clone(),
+            c,
+        )));
+    }
+    if let Some((listener, c, tls)) = rtsps {
+        let serving = prism_transport_rtsp::run_tls(listener, relay.clone(), c, tls);
+        accept_loops.push(tokio::spawn(serving));
+    }
     accept_loops.push(tokio::spawn(admin::run(http, relay.clone())));
     sources::start(&relay);
     shutdown_signal().await;
@@ -300,6 +314,35 @@ async fn bind_rtmps(config: &Config) -> anyhow::Result<Option<Rtmps>> {
     let listener = bind_tcp(c.listen, "RTMPS", "[rtmps] listen").await?;
     info!(rtmps = %c.listen, "RTMPS listening");
     Ok(Some((listener, Arc::new(tls), c.handshake_timeout)))
+}
+
+/// Binds the `[rtsp]` listener (RTSP players), if configured.
+async fn bind_rtsp(
+    config: &Config,
+) -> anyhow::Result<Option<(tokio::net::TcpListener, prism_config::RtspConfig)>> {
+    let Some(c) = &config.rtsp else {
+        return Ok(None);
+    };
+    let listener = bind_tcp(c.listen, "RTSP", "[rtsp] listen").await?;
+    info!(rtsp = %c.listen, "RTSP listening");
+    Ok(Some((listener, c.clone())))
+}
+
+type Rtsps = (
+    tokio::net::TcpListener,
+    prism_config::RtspConfig,
+    Arc<ReloadableTls>,
+);
+
+/// Loads the `[rtsps]` certificate and binds its listener, if configured.
+async fn bind_rtsps(config: &Config) -> anyhow::Result<Option<Rtsps>> {
+    let Some((c, files)) = &config.rtsps else {
+        return Ok(None);
+    };
+    let tls = ReloadableTls::load(files).context("loading the [rtsps] certificate")?;
+    let listener = bind_tcp(c.listen, "RTSPS", "[rtsps] listen").await?;
+    info!(rtsps = %c.listen, "RTSPS listening");
+    Ok(Some((listener, c.clone(), Arc::new(tls))))
 }
 
 /// Loads the `[hls]` certificate, if any (offering HTTP/2 by ALPN), and binds the viewers'

@@ -11,6 +11,7 @@ pub(crate) fn pullers() -> Vec<Arc<dyn SourcePuller>> {
     vec![
         Arc::new(prism_relay::RtmpPuller),
         Arc::new(prism_transport_srt::SrtPuller),
+        Arc::new(prism_transport_rtsp::RtspPuller),
     ]
 }
 

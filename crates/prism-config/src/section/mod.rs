@@ -190,6 +190,7 @@ pub(crate) mod rtmp;
 pub(crate) mod rtmps;
 pub(crate) mod rtmpt;
 pub(crate) mod rtmpts;
+pub(crate) mod rtsp;
 pub(crate) mod source;
 pub(crate) mod srt;
 pub(crate) mod stream;
