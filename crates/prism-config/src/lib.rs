@@ -32,6 +32,7 @@ pub use section::rtmpt::TunnelConfig;
 pub use section::srt::{SrtConfig, SrtPassphrase};
 pub use section::stream::HubConfig;
 pub use section::target::{validate_target_name, ResolvedTarget, TargetConfig, TargetTls};
+pub use section::webrtc::{WebrtcConfig, WebrtcKeys};
 pub use url::redact_url;
 
 use section::auth::RawAuth;
@@ -79,6 +80,8 @@ pub struct Config {
     pub limits: Limits,
     /// TOML table `[hls]`: LL-HLS, HLS and DASH for viewers; absent = off.
     pub hls: Option<HlsConfig>,
+    /// TOML table `[webrtc]`: WHIP ingest and WHEP playback; absent = off.
+    pub webrtc: Option<WebrtcConfig>,
 }
 
 /// A configuration that could not be read or is invalid. `Display` is the
@@ -175,6 +178,10 @@ impl Config {
             if let Some(dir) = &mut hls.keys.dvr_dir {
                 fix(dir);
             }
+        }
+        if let Some(tls) = self.webrtc.as_mut().and_then(|w| w.tls.as_mut()) {
+            fix(&mut tls.cert);
+            fix(&mut tls.key);
         }
         for r in &mut self.routes {
             for t in &mut r.targets {
@@ -287,6 +294,7 @@ struct RawConfig {
     rtmpts: Option<Spanned<RawTunnel>>,
     srt: Option<Spanned<RawSrt>>,
     hls: Option<Spanned<RawHls>>,
+    webrtc: Option<Spanned<section::webrtc::RawWebrtc>>,
     #[serde(default)]
     auth: RawAuth,
     #[serde(default)]
@@ -350,6 +358,10 @@ impl Checker<'_> {
             .hls
             .map(|t| section::hls::resolve(self, t))
             .transpose()?;
+        let webrtc = raw
+            .webrtc
+            .map(|t| section::webrtc::resolve(self, t))
+            .transpose()?;
         Ok(Config {
             rtmp,
             http,
@@ -363,6 +375,7 @@ impl Checker<'_> {
             auth,
             limits,
             hls,
+            webrtc,
         })
     }
 }
