@@ -38,7 +38,6 @@ type Body = FullBody<Bytes>;
 
 pub(crate) struct Server {
     relay: Arc<Relay>,
-    config: WebrtcConfig,
     table: Arc<Table>,
     socket: Arc<UdpSocket>,
     candidates: Vec<SocketAddr>,
@@ -49,7 +48,7 @@ pub(crate) struct Server {
 impl Server {
     pub fn new(
         relay: Arc<Relay>,
-        config: WebrtcConfig,
+        config: &WebrtcConfig,
         table: Arc<Table>,
         socket: Arc<UdpSocket>,
         candidates: Vec<SocketAddr>,
@@ -62,7 +61,6 @@ impl Server {
             .collect();
         Server {
             relay,
-            config,
             table,
             socket,
             candidates,
@@ -110,7 +108,10 @@ pub(crate) async fn serve(
                 .timer(TokioTimer::new())
                 .header_read_timeout(HEADER_TIMEOUT)
                 .max_buf_size(64 * 1024);
-            builder.http2().timer(TokioTimer::new()).max_concurrent_streams(64);
+            builder
+                .http2()
+                .timer(TokioTimer::new())
+                .max_concurrent_streams(64);
             // A connection that sends nothing is closed (hyper's header timeout starts
             // only with the first request on HTTP/1).
             let idle = Duration::from_secs(120);
@@ -281,11 +282,19 @@ impl Server {
             self.refused(ErrorReason::BadRequest);
             return text(StatusCode::NOT_ACCEPTABLE, &e.to_string());
         }
+        // A viewer of a stream that is not live gets told so, rather than an answer
+        // whose media never comes.
+        if direction == Direction::Whep && self.relay.stream(app, key).is_none() {
+            return text(StatusCode::NOT_FOUND, "stream not live");
+        }
         let sdp_offer = match SdpOffer::from_sdp_string(sdp_text) {
             Ok(o) => o,
             Err(e) => {
                 self.refused(ErrorReason::BadRequest);
-                return text(StatusCode::BAD_REQUEST, &format!("malformed SDP offer: {e}"));
+                return text(
+                    StatusCode::BAD_REQUEST,
+                    &format!("malformed SDP offer: {e}"),
+                );
             }
         };
         let mut slot = match self.table.reserve(peer.ip()) {
@@ -312,20 +321,13 @@ impl Server {
             query: &query,
         };
         let role = match direction {
-            Direction::Whep => {
-                // A viewer of a stream that is not live gets told so, rather than an
-                // answer whose media never comes.
-                if self.relay.stream(app, key).is_none() {
-                    return text(StatusCode::NOT_FOUND, "stream not live");
+            Direction::Whep => match self.relay.play(request, &info).await {
+                Ok(p) => Role::Play(p),
+                Err(r) => {
+                    self.refused(ErrorReason::PlayRefused);
+                    return refusal(&r);
                 }
-                match self.relay.play(request, &info).await {
-                    Ok(p) => Role::Play(p),
-                    Err(r) => {
-                        self.refused(ErrorReason::PlayRefused);
-                        return refusal(&r);
-                    }
-                }
-            }
+            },
             Direction::Whip => match self.relay.publish(request, &info).await {
                 Ok(p) => Role::Publish(p),
                 Err(r) => {
@@ -357,7 +359,10 @@ impl Server {
                 if let Role::Publish(p) = role {
                     p.unpublish();
                 }
-                return text(StatusCode::NOT_ACCEPTABLE, &format!("offer not accepted: {e}"));
+                return text(
+                    StatusCode::NOT_ACCEPTABLE,
+                    &format!("offer not accepted: {e}"),
+                );
             }
         };
         // The session id is the resource URL's secret part: 128+ random bits.
@@ -381,6 +386,7 @@ impl Server {
             slot,
             role,
             relay: self.relay.clone(),
+            table: self.table.clone(),
             label,
         };
         tokio::spawn(session.run());
@@ -396,7 +402,6 @@ impl Server {
             h.insert(header::LOCATION, v);
         }
         self.add_links(&mut r);
-        let _ = &self.config;
         r
     }
 }

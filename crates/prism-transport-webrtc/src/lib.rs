@@ -49,10 +49,11 @@ impl WebrtcServer {
     /// bad `[webrtc]` fails at start.
     pub async fn bind(config: &WebrtcConfig) -> Result<WebrtcServer, String> {
         let tls = match &config.tls {
-            Some(files) => Some(Arc::new(
-                ReloadableTls::load(files)
-                    .map_err(|e| format!("loading the [webrtc] certificate: {e}"))?,
-            )),
+            Some(files) => {
+                Some(Arc::new(ReloadableTls::load(files).map_err(|e| {
+                    format!("loading the [webrtc] certificate: {e}")
+                })?))
+            }
             None => None,
         };
         let http = TcpListener::bind(config.listen)
@@ -96,7 +97,7 @@ impl WebrtcServer {
         ));
         let server = Arc::new(http::Server::new(
             relay.clone(),
-            self.config,
+            &self.config,
             table.clone(),
             self.udp.clone(),
             self.candidates,

@@ -19,7 +19,7 @@
 //! [`CONSENT_TIMEOUT`] (ICE consent freshness, RFC 7675: browsers check every ~5 s), when
 //! ICE does not complete within [`CONNECT_TIMEOUT`], or when its stream ends.
 
-use crate::table::{Datagram, Entry, Slot};
+use crate::table::{Datagram, Entry, Slot, Table};
 use prism_hub::{FrameKind, RecvStatus};
 use prism_relay::{Player, Publisher, Relay};
 use prism_webrtc::clock::{to_rtp, TrackClock, Unwrap32};
@@ -42,6 +42,9 @@ pub(crate) const CONSENT_TIMEOUT: Duration = Duration::from_secs(30);
 pub(crate) const CONNECT_TIMEOUT: Duration = Duration::from_secs(15);
 /// How often a WHIP publisher is asked for a keyframe while none has arrived.
 const KEYFRAME_REQUEST_EVERY: Duration = Duration::from_millis(500);
+/// Browsers send a keyframe only at start and on request: a WHIP publisher is asked for
+/// one this often, so HLS can cut segments and RTMP players joining get a short GOP.
+const KEYFRAME_INTERVAL: Duration = Duration::from_secs(2);
 /// Hub frames taken per wake-up (bytes).
 const BATCH_BYTES: usize = 256 * 1024;
 
@@ -78,6 +81,7 @@ pub(crate) struct Session {
     pub slot: Slot,
     pub role: Role,
     pub relay: Arc<Relay>,
+    pub table: Arc<Table>,
     pub label: String,
 }
 
@@ -92,6 +96,8 @@ enum End {
     TooSlow,
     Kicked,
     ShuttingDown,
+    // Read through `Debug`, in the session's end log line.
+    #[allow(dead_code)]
     Rtc(String),
 }
 
@@ -108,6 +114,8 @@ struct PlayState {
     base: Option<(Instant, u64)>,
     waiting_keyframe: bool,
     non_opus_audio: u64,
+    b_frames_logged: bool,
+    asked_keyframe: bool,
     bridge: Box<dyn AudioAdapter>,
     frames: Vec<Arc<prism_hub::Frame>>,
 }
@@ -118,6 +126,8 @@ struct PublishState {
     audio_clock: TrackClock,
     audio_header_sent: bool,
     last_keyframe_request: Option<Instant>,
+    /// A viewer asked for a keyframe since the last request.
+    force_keyframe: bool,
 }
 
 impl Session {
@@ -140,6 +150,8 @@ impl Session {
             base: None,
             waiting_keyframe: true,
             non_opus_audio: 0,
+            b_frames_logged: false,
+            asked_keyframe: false,
             bridge: Box::new(NoBridge),
             frames: Vec::new(),
         };
@@ -149,8 +161,13 @@ impl Session {
             audio_clock: TrackClock::new(opus::RTP_RATE),
             audio_header_sent: false,
             last_keyframe_request: None,
+            force_keyframe: false,
         };
         let mut last_rx = start;
+        let wanted = match &self.role {
+            Role::Publish(_) => Some(self.table.register_publisher(&self.label)),
+            Role::Play(_) => None,
+        };
         let end = loop {
             let deadline = match self.drain(&mut media, &mut publish, start) {
                 Ok(d) => d,
@@ -196,8 +213,16 @@ impl Session {
                     }
                 }
                 _ = kicked(&self.role) => break End::Kicked,
+                _ = keyframe_wanted(wanted.as_deref()) => {
+                    // A viewer is waiting: ask now, whatever the interval.
+                    publish.last_keyframe_request = None;
+                    publish.force_keyframe = true;
+                }
             }
         };
+        if let Some(n) = &wanted {
+            self.table.forget_publisher(&self.label, n);
+        }
         conn.active.dec();
         let Session {
             mut rtc,
@@ -315,7 +340,9 @@ impl Session {
                 }
             }
             Event::KeyframeRequest(_) => {
-                debug!(stream = %self.label, "keyframe request: answered by the next keyframe");
+                // Answered by the source's next keyframe (sooner if it is a WHIP publisher,
+                // which is asked for one).
+                self.table.want_keyframe(&self.label);
             }
             Event::MediaData(d) => {
                 let Role::Publish(publisher) = &self.role else {
@@ -368,15 +395,21 @@ impl Session {
     }
 
     fn request_keyframe(&mut self, media: &Media, publish: &mut PublishState, now: Instant) {
-        if !media.connected || !publish.avc.needs_keyframe() {
+        if !media.connected {
             return;
         }
+        let every = if publish.avc.needs_keyframe() || publish.force_keyframe {
+            KEYFRAME_REQUEST_EVERY
+        } else {
+            KEYFRAME_INTERVAL
+        };
         if publish
             .last_keyframe_request
-            .is_some_and(|t| now.duration_since(t) < KEYFRAME_REQUEST_EVERY)
+            .is_some_and(|t| now.duration_since(t) < every)
         {
             return;
         }
+        publish.force_keyframe = false;
         let Some((mid, _)) = media.video else { return };
         if let Some(mut w) = self.rtc.writer(mid) {
             if w.is_request_keyframe_possible(KeyframeRequestKind::Pli) {
@@ -396,11 +429,24 @@ impl Session {
                         continue;
                     };
                     if play.waiting_keyframe && !au.keyframe {
+                        if !play.asked_keyframe {
+                            self.table.want_keyframe(&self.label);
+                            play.asked_keyframe = true;
+                        }
                         continue;
                     }
                     play.waiting_keyframe = false;
+                    if au.cts_ms != 0 && !play.b_frames_logged {
+                        // Measured with Chromium 1xx: its H.264 receiver decodes only the
+                        // keyframes of a stream with B-frames (and sends PLIs), whether RTP
+                        // time is PTS or DTS. Nothing here can fix that short of transcoding.
+                        info!(stream = %self.label, "source video has B-frames: browsers decode only its keyframes over WebRTC; publish without B-frames (x264 bframes=0) for WHEP");
+                        play.b_frames_logged = true;
+                    }
                     let pts = dts.saturating_add_signed(i64::from(au.cts_ms));
-                    let Some((mid, pt)) = media.video else { continue };
+                    let Some((mid, pt)) = media.video else {
+                        continue;
+                    };
                     let wall = wallclock(&mut play.base, pts);
                     let time = MediaTime::new(to_rtp(pts, 90_000), Frequency::NINETY_KHZ);
                     if let Some(w) = self.rtc.writer(mid) {
@@ -410,12 +456,16 @@ impl Session {
                     }
                 }
                 FrameKind::Audio => {
-                    let Some((mid, pt)) = media.audio else { continue };
+                    let Some((mid, pt)) = media.audio else {
+                        continue;
+                    };
                     if play.waiting_keyframe {
                         continue;
                     }
                     let packets = match opus::classify(&f.payload) {
-                        opus::Audio::OpusPacket(p) => vec![(to_rtp(dts, opus::RTP_RATE), p.to_vec())],
+                        opus::Audio::OpusPacket(p) => {
+                            vec![(to_rtp(dts, opus::RTP_RATE), p.to_vec())]
+                        }
                         opus::Audio::OpusHeader => continue,
                         opus::Audio::Other => {
                             if play.non_opus_audio == 0 {
@@ -461,6 +511,13 @@ async fn recv_frames(role: &Role, out: &mut Vec<Arc<prism_hub::Frame>>) -> RecvS
     match role {
         Role::Play(p) => p.sub.recv(out, BATCH_BYTES).await,
         Role::Publish(_) => std::future::pending().await,
+    }
+}
+
+async fn keyframe_wanted(n: Option<&tokio::sync::Notify>) {
+    match n {
+        Some(n) => n.notified().await,
+        None => std::future::pending().await,
     }
 }
 

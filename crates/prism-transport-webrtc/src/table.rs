@@ -44,6 +44,9 @@ struct Inner {
 
 pub(crate) struct Table {
     inner: Mutex<Inner>,
+    /// Stream name → the WHIP session publishing it, woken when a viewer needs a keyframe
+    /// (the hub has no such hook; WHEP viewers and WHIP publishers both live here).
+    keyframes: Mutex<HashMap<String, Arc<Notify>>>,
     max: usize,
     max_per_ip: usize,
 }
@@ -66,6 +69,7 @@ impl Table {
     pub fn new(max: usize, max_per_ip: usize) -> Table {
         Table {
             inner: Mutex::new(Inner::default()),
+            keyframes: Mutex::new(HashMap::new()),
             max,
             max_per_ip,
         }
@@ -170,10 +174,36 @@ impl Table {
         }
     }
 
+    /// Registers the WHIP publisher of `stream`; keyframe wishes for it wake the returned
+    /// notifier until [`Table::forget_publisher`].
+    pub fn register_publisher(&self, stream: &str) -> Arc<Notify> {
+        let n = Arc::new(Notify::new());
+        lock(&self.keyframes).insert(stream.to_owned(), n.clone());
+        n
+    }
+
+    pub fn forget_publisher(&self, stream: &str, n: &Arc<Notify>) {
+        let mut k = lock(&self.keyframes);
+        if k.get(stream).is_some_and(|o| Arc::ptr_eq(o, n)) {
+            k.remove(stream);
+        }
+    }
+
+    /// A viewer of `stream` needs a keyframe: its WHIP publisher, if any, asks for one.
+    pub fn want_keyframe(&self, stream: &str) {
+        if let Some(n) = lock(&self.keyframes).get(stream) {
+            n.notify_one();
+        }
+    }
+
     #[cfg(test)]
     fn sessions(&self) -> usize {
         self.lock().total
     }
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 impl Drop for Slot {

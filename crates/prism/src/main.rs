@@ -149,6 +149,7 @@ async fn run(config: Config, config_path: Option<PathBuf>) -> anyhow::Result<()>
     let rtmps = bind_rtmps(&config).await?;
     let hls = bind_hls(&config).await?;
     let tunnels = tunnel::bind(&config).await?;
+    let webrtc = bind_webrtc(&config).await?;
     let srt = match &config.srt {
         Some(c) => Some(
             prism_transport_srt::SrtServer::bind(c)
@@ -168,6 +169,7 @@ async fn run(config: Config, config_path: Option<PathBuf>) -> anyhow::Result<()>
         .map(|(_, tls, _)| tls.clone())
         .chain(hls.as_ref().and_then(|(_, tls)| tls.clone()))
         .chain(tunnels.certificates())
+        .chain(webrtc.as_ref().and_then(|w| w.tls()))
         .collect();
     #[cfg(unix)]
     let hangup = {
@@ -239,6 +241,9 @@ async fn run(config: Config, config_path: Option<PathBuf>) -> anyhow::Result<()>
         )));
     }
     accept_loops.extend(tunnels.spawn(&relay));
+    if let Some(w) = webrtc {
+        accept_loops.push(tokio::spawn(w.run(relay.clone())));
+    }
     accept_loops.push(tokio::spawn(admin::run(http, relay.clone())));
     shutdown_signal().await;
 
@@ -313,6 +318,20 @@ async fn bind_hls(
     let listener = bind_tcp(c.listen, "HLS", "[hls] listen").await?;
     info!(hls = %c.listen, tls = tls.is_some(), "HLS/DASH listening");
     Ok(Some((listener, tls)))
+}
+
+/// Binds `[webrtc]` (signalling listener, media UDP socket, certificate), if configured.
+async fn bind_webrtc(
+    config: &Config,
+) -> anyhow::Result<Option<prism_transport_webrtc::WebrtcServer>> {
+    let Some(c) = &config.webrtc else {
+        return Ok(None);
+    };
+    let server = prism_transport_webrtc::WebrtcServer::bind(c)
+        .await
+        .map_err(|e| anyhow::anyhow!(e))?;
+    info!(webrtc = %c.listen, udp = %c.udp, tls = c.tls.is_some(), "WHIP/WHEP listening");
+    Ok(Some(server))
 }
 
 /// Pending connections the kernel keeps per listener (capped by net.core.somaxconn). The
