@@ -175,7 +175,7 @@ fn whep_plays_rtmp_h264_high_in_chromium() {
     eprintln!("[webrtc] WHEP of RTMP H.264 High: {f1} frames decoded, {fps:.1} fps after the first second: {v}");
     // The source is 25 fps; the first sample already holds the cached GOP's burst.
     assert!(fps > 15.0, "framesDecoded did not keep rising: {v}");
-    assert!(span(&v, "keyFramesDecoded").0 >= 1.0, "{v}");
+    assert!(span(&v, "keyFramesDecoded").1 >= 1.0, "{v}");
     // AAC audio is not sent (no audio bridge yet) and said so once.
     assert!(s.prism.stderr().contains("source audio is not Opus"));
 
@@ -199,6 +199,17 @@ fn whep_plays_rtmp_h264_high_in_chromium() {
     );
     assert!(b1 > b0, "framesDecoded did not rise with B-frames: {v}");
     assert!(s.prism.stderr().contains("source video has B-frames"));
+    // The viewer's PLIs reached the metrics; the sessions are gone after their DELETE.
+    let plis = s
+        .prism
+        .metric_value("prism_webrtc_pli_total{direction=\"whep\",stream=\"live/bframes\"}")
+        .unwrap_or(0.0);
+    assert!(plis >= 1.0, "{}", s.prism.metrics());
+    wait_until(Duration::from_secs(10), "WHEP sessions to close", || {
+        s.prism
+            .metric_value("prism_webrtc_sessions{direction=\"whep\"}")
+            == Some(0.0)
+    });
 }
 
 #[test]
@@ -215,6 +226,11 @@ fn whip_from_chromium_reaches_rtmp_targets_and_whep_viewers() {
     let secs = 14;
     let publisher = browser("whip", &whip, secs, TOKEN);
     wait_live(&s.prism, "in/webcam");
+    wait_until(Duration::from_secs(10), "the WHIP session gauge", || {
+        s.prism
+            .metric_value("prism_webrtc_sessions{direction=\"whip\"}")
+            == Some(1.0)
+    });
     nginx.wait_bytes_in("fromwhip", 50_000, Duration::from_secs(20));
     // A WHEP viewer of the WHIP stream gets video and the publisher's Opus audio.
     let v = report(

@@ -9,8 +9,8 @@
 //! spells a label name or puts a label value in the wrong position.
 //!
 //! Label values, by convention:
-//! - `transport`: `rtmp`, `rtmps`, `rtmpt`, `rtmpts`, `srt`.
-//! - `direction` (SRT): `ingest`, `play` or `push`.
+//! - `transport`: `rtmp`, `rtmps`, `rtmpt`, `rtmpts`, `srt`, `webrtc`.
+//! - `direction` (SRT): `ingest`, `play` or `push`; (WebRTC): `whip` or `whep`.
 //! - `stream`: the stream's display name chosen by the caller. Never put a
 //!   secret stream key here: /metrics output is scraped and stored.
 //! - `target`: the configured target name (already `[A-Za-z0-9_.-]+`).
@@ -20,6 +20,9 @@
 //!   error types elsewhere map their own variants to one of these.
 
 use std::collections::HashMap;
+
+mod webrtc;
+pub use webrtc::WebrtcMetrics;
 
 use prometheus::core::Desc;
 use prometheus::{Gauge, IntCounter};
@@ -65,6 +68,11 @@ pub mod names {
     pub const HLS_BLOCKING_REQUESTS: &str = "prism_hls_blocking_requests";
     pub const HLS_DVR_DISK_BYTES: &str = "prism_hls_dvr_disk_bytes";
     pub const HLS_DVR_ERRORS_TOTAL: &str = "prism_hls_dvr_errors_total";
+    pub const WEBRTC_SESSIONS: &str = "prism_webrtc_sessions";
+    pub const WEBRTC_RTT_SECONDS: &str = "prism_webrtc_rtt_seconds";
+    pub const WEBRTC_NACK_TOTAL: &str = "prism_webrtc_nack_total";
+    pub const WEBRTC_PLI_TOTAL: &str = "prism_webrtc_pli_total";
+    pub const WEBRTC_PACKETS_LOST_TOTAL: &str = "prism_webrtc_packets_lost_total";
 
     /// Every name above, in declaration order.
     pub const ALL: &[&str] = &[
@@ -98,6 +106,11 @@ pub mod names {
         HLS_BLOCKING_REQUESTS,
         HLS_DVR_DISK_BYTES,
         HLS_DVR_ERRORS_TOTAL,
+        WEBRTC_SESSIONS,
+        WEBRTC_RTT_SECONDS,
+        WEBRTC_NACK_TOTAL,
+        WEBRTC_PLI_TOTAL,
+        WEBRTC_PACKETS_LOST_TOTAL,
     ];
 }
 
@@ -174,6 +187,8 @@ pub struct Metrics {
     hls_dvr_disk_bytes: IntGaugeVec,
     /// `prism_hls_dvr_errors_total{op}`: failed DVR file operations (write, read, delete).
     hls_dvr_errors_total: IntCounterVec,
+    /// The `prism_webrtc_*` families.
+    webrtc: webrtc::Families,
 }
 
 impl Default for Metrics {
@@ -372,6 +387,7 @@ impl Metrics {
                 "Failed DVR file operations in dvr_dir (op: write, read, delete); a failed write keeps that stream's window in memory.",
                 &["op"],
             ),
+            webrtc: webrtc::Families::new(&registry),
             registry,
         };
         m.build_info
@@ -483,6 +499,7 @@ impl Metrics {
     pub fn descs(&self) -> Vec<&Desc> {
         self.collectors()
             .into_iter()
+            .chain(self.webrtc.collectors())
             .flat_map(|c| c.desc())
             .collect()
     }
@@ -579,6 +596,12 @@ impl Metrics {
         remove_where(&self.srt_packets_dropped_total, is);
         remove_where(&self.srt_receive_buffer_seconds, is);
         self.forget_hls(stream);
+        self.webrtc.forget_stream(stream);
+    }
+
+    /// The `prism_webrtc_*` series of one stream and direction (`whip` or `whep`).
+    pub fn webrtc(&self, stream: &str, direction: &'static str) -> WebrtcMetrics {
+        self.webrtc.series(stream, direction)
     }
 
     /// Removes the SRT label sets of one connection's `(stream, direction, target)`.
@@ -1012,6 +1035,12 @@ mod tests {
         hls.dvr_bytes.set(100_000);
         hls.viewers.set(3);
         hls.dvr_disk_bytes.set(90_000);
+        let w = m.webrtc(stream, "whep");
+        w.sessions.inc();
+        w.rtt_seconds.set(0.01);
+        w.nacks.inc();
+        w.plis.inc();
+        w.packets_lost.inc();
     }
 
     fn full() -> Metrics {

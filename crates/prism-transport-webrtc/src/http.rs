@@ -388,6 +388,7 @@ impl Server {
             relay: self.relay.clone(),
             table: self.table.clone(),
             label,
+            direction,
         };
         tokio::spawn(session.run());
         let mut r = Response::new(Body::new(Bytes::from(answer.to_sdp_string())));

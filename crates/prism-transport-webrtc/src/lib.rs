@@ -59,8 +59,7 @@ impl WebrtcServer {
         let http = TcpListener::bind(config.listen)
             .await
             .map_err(|e| format!("binding [webrtc] listen {}: {e}", config.listen))?;
-        let udp = UdpSocket::bind(config.udp)
-            .await
+        let udp = bind_udp(config.udp)
             .map_err(|e| format!("binding [webrtc] udp {}: {e}", config.udp))?;
         let port = udp.local_addr().map_err(|e| e.to_string())?.port();
         let candidates = candidates(config, port);
@@ -127,6 +126,21 @@ impl WebrtcServer {
             }
         }
     }
+}
+
+/// Kernel buffers of the media socket: every session's media goes through it, and a
+/// burst (keyframes of many viewers' NACKs, a flood) must not overflow the default.
+const SOCKET_BUFFER: usize = 4 * 1024 * 1024;
+
+fn bind_udp(addr: SocketAddr) -> std::io::Result<UdpSocket> {
+    use socket2::{Domain, Protocol, Socket, Type};
+    let socket = Socket::new(Domain::for_address(addr), Type::DGRAM, Some(Protocol::UDP))?;
+    // Best effort: capped by net.core.{r,w}mem_max.
+    let _ = socket.set_recv_buffer_size(SOCKET_BUFFER);
+    let _ = socket.set_send_buffer_size(SOCKET_BUFFER);
+    socket.set_nonblocking(true)?;
+    socket.bind(&addr.into())?;
+    UdpSocket::from_std(socket.into())
 }
 
 /// The host candidates: `public_ips`, else the `udp` address, else (unspecified) the

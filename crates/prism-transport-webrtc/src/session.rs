@@ -83,6 +83,16 @@ pub(crate) struct Session {
     pub relay: Arc<Relay>,
     pub table: Arc<Table>,
     pub label: String,
+    pub direction: prism_webrtc::signal::Direction,
+}
+
+/// Cumulative RTCP counters of one media as last seen, to export deltas.
+#[derive(Default)]
+struct Seen {
+    plis: u64,
+    nacks: u64,
+    lost: u64,
+    packets: u64,
 }
 
 /// Why a session ended.
@@ -164,12 +174,17 @@ impl Session {
             force_keyframe: false,
         };
         let mut last_rx = start;
+        let metrics = self
+            .relay
+            .webrtc_metrics(&self.label, self.direction.as_str());
+        metrics.sessions.inc();
+        let mut seen: std::collections::HashMap<Mid, Seen> = Default::default();
         let wanted = match &self.role {
             Role::Publish(_) => Some(self.table.register_publisher(&self.label)),
             Role::Play(_) => None,
         };
         let end = loop {
-            let deadline = match self.drain(&mut media, &mut publish, start) {
+            let deadline = match self.drain(&mut media, &mut publish, start, &mut seen, &metrics) {
                 Ok(d) => d,
                 Err(e) => break e,
             };
@@ -224,6 +239,7 @@ impl Session {
             self.table.forget_publisher(&self.label, n);
         }
         conn.active.dec();
+        metrics.sessions.dec();
         let Session {
             mut rtc,
             socket,
@@ -294,6 +310,8 @@ impl Session {
         media: &mut Media,
         publish: &mut PublishState,
         start: Instant,
+        seen: &mut std::collections::HashMap<Mid, Seen>,
+        metrics: &prism_metrics::WebrtcMetrics,
     ) -> Result<Instant, End> {
         loop {
             let out = self
@@ -305,6 +323,45 @@ impl Session {
                 Output::Transmit(t) => {
                     // A full socket buffer drops the datagram, as the network would.
                     let _ = self.socket.try_send_to(&t.contents, t.destination);
+                }
+                Output::Event(Event::MediaEgressStats(st)) => {
+                    // Viewers' reports of what Prism sent (WHEP).
+                    let s = seen.entry(st.mid).or_default();
+                    metrics.plis.inc_by(st.plis.saturating_sub(s.plis));
+                    metrics.nacks.inc_by(st.nacks.saturating_sub(s.nacks));
+                    if let Some(r) = &st.remote {
+                        metrics
+                            .packets_lost
+                            .inc_by(r.packets_lost.saturating_sub(s.lost));
+                        s.lost = s.lost.max(r.packets_lost);
+                    }
+                    (s.plis, s.nacks) = (s.plis.max(st.plis), s.nacks.max(st.nacks));
+                    if let Some(rtt) = st.rtt {
+                        metrics.rtt_seconds.set(rtt.as_secs_f64());
+                    }
+                }
+                Output::Event(Event::MediaIngressStats(st)) => {
+                    // What Prism asked of the publisher (WHIP); losses are estimated from
+                    // the loss fraction of its receiver reports.
+                    let s = seen.entry(st.mid).or_default();
+                    metrics.plis.inc_by(st.plis.saturating_sub(s.plis));
+                    metrics.nacks.inc_by(st.nacks.saturating_sub(s.nacks));
+                    let fresh = st.packets.saturating_sub(s.packets);
+                    if let Some(loss) = st.loss {
+                        metrics
+                            .packets_lost
+                            .inc_by((f64::from(loss.clamp(0.0, 1.0)) * fresh as f64).round() as u64);
+                    }
+                    (s.plis, s.nacks) = (s.plis.max(st.plis), s.nacks.max(st.nacks));
+                    s.packets = s.packets.max(st.packets);
+                    if let Some(rtt) = st.rtt {
+                        metrics.rtt_seconds.set(rtt.as_secs_f64());
+                    }
+                }
+                Output::Event(Event::PeerStats(st)) => {
+                    if let Some(rtt) = st.rtt {
+                        metrics.rtt_seconds.set(rtt.as_secs_f64());
+                    }
                 }
                 Output::Event(e) => self.event(e, media, publish, start)?,
             }
