@@ -42,9 +42,13 @@ fn start(extra: &str) -> Setup {
 
 /// Runs tests/js/webrtc.mjs in the background.
 fn browser(mode: &str, url: &str, seconds: u32, token: &str) -> Child {
+    browser_with(mode, url, seconds, token, "")
+}
+
+fn browser_with(mode: &str, url: &str, seconds: u32, token: &str, extra: &str) -> Child {
     Command::new("node")
         .arg(workspace_dir().join("tests/js/webrtc.mjs"))
-        .args([mode, url, &seconds.to_string(), token])
+        .args([mode, url, &seconds.to_string(), token, extra])
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
@@ -441,4 +445,72 @@ fn ffmpeg8_whip_muxer_publishes_to_rtmp_targets() {
     let (codec, frames) = probe.split_once(',').unwrap_or(("", "0"));
     assert_eq!(codec, "h264", "{probe}");
     assert!(frames.parse::<u64>().unwrap_or(0) > 100, "{probe}");
+}
+
+/// Kills and reaps a child on drop.
+struct Reaped(Child);
+
+impl Drop for Reaped {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// RTMP -> WHEP glass-to-glass latency on loopback, measured (reported, not asserted):
+/// ffmpeg draws the wall clock into each frame as it makes it (x264 zerolatency, no
+/// B-frames, 1 s GOP), Chromium reads it back from each presented frame.
+#[test]
+fn rtmp_to_whep_latency_is_measured() {
+    let s = start("");
+    let clock = "geq=lum='if(lt(Y\\,40)\\,255*mod(floor(mod(time(0)*1000\\,65536)/pow(2\\,floor(X/20)))\\,2)\\,128)':cb=128:cr=128";
+    let _ffmpeg = Reaped(
+        Command::new("ffmpeg")
+            .args(["-nostdin", "-hide_banner", "-v", "error", "-re"])
+            .args(["-f", "lavfi", "-i", "color=black:size=320x240:rate=25"])
+            .args(["-vf", clock])
+            .args([
+                "-c:v",
+                "libx264",
+                "-preset",
+                "ultrafast",
+                "-tune",
+                "zerolatency",
+            ])
+            .args(["-g", "25", "-bf", "0", "-pix_fmt", "yuv420p", "-f", "flv"])
+            .arg(s.prism.rtmp_url("live", "clock"))
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("ffmpeg"),
+    );
+    wait_live(&s.prism, "live/clock");
+    let v = report(
+        browser_with(
+            "whep",
+            &format!("http://{}/live/clock/whep", s.signal),
+            6,
+            "",
+            "latency",
+        ),
+        6,
+    );
+    let mut lat: Vec<f64> = v["latencyMs"]
+        .as_array()
+        .map(|a| a.iter().filter_map(|x| x.as_f64()).collect())
+        .unwrap_or_default();
+    // The first second holds the cached GOP's burst: old frames by design.
+    let skip = lat.len() / 4;
+    lat.drain(..skip);
+    lat.sort_by(|a, b| a.total_cmp(b));
+    assert!(lat.len() > 50, "no frames read back: {v}");
+    let p = |q: f64| lat[((lat.len() - 1) as f64 * q) as usize];
+    eprintln!(
+        "[webrtc] RTMP -> WHEP glass-to-glass on loopback: p50 {} ms, p90 {} ms, min {} ms ({} frames)",
+        p(0.5),
+        p(0.9),
+        lat[0],
+        lat.len()
+    );
 }

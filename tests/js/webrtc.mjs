@@ -1,5 +1,8 @@
 // WHIP/WHEP client in headless Chromium (playwright-core).
-//   node webrtc.mjs whep|whip URL SECONDS [TOKEN]
+//   node webrtc.mjs whep|whip URL SECONDS [TOKEN] [latency]
+// latency (whep): the source draws the wall clock (ms mod 65536) as 16 bits in its top
+//       rows (tests/webrtc.rs); each presented frame is read back from a canvas and
+//       compared with the clock now: glass-to-glass latency samples in `latencyMs`.
 // whep: plays URL and samples getStats() every second (video framesDecoded, audio
 //       totalSamplesReceived); whip: publishes the fake camera and microphone (H.264
 //       forced, Opus) and samples framesEncoded / packetsSent.
@@ -7,7 +10,7 @@
 import { existsSync } from "fs";
 import { chromium } from "playwright-core";
 
-const [mode, url, seconds = "8", token = ""] = process.argv.slice(2);
+const [mode, url, seconds = "8", token = "", measure = ""] = process.argv.slice(2);
 const executablePath = ["/usr/bin/chromium", "/usr/bin/chromium-browser"].find((p) => existsSync(p)) || "/usr/bin/chromium";
 const browser = await chromium.launch({
   executablePath,
@@ -26,7 +29,7 @@ try {
   page.on("pageerror", (e) => logs.push("pageerror: " + e.message));
   // getUserMedia needs a secure context: http://127.0.0.1 is one, about:blank is not.
   await page.goto(new URL(url).origin + "/", { timeout: 20000 }).catch(() => {});
-  const result = await page.evaluate(async ({ mode, url, seconds, token }) => {
+  const result = await page.evaluate(async ({ mode, url, seconds, token, measure }) => {
     const out = { samples: [] };
     const pc = new RTCPeerConnection();
     if (mode === "whep") {
@@ -36,7 +39,30 @@ try {
       video.muted = true;
       video.autoplay = true;
       document.body.appendChild(video);
-      pc.ontrack = (e) => { video.srcObject = e.streams[0] || new MediaStream([e.track]); };
+      pc.ontrack = (e) => {
+        video.srcObject = e.streams[0] || new MediaStream([e.track]);
+        video.play().catch(() => {});
+      };
+      if (measure === "latency") {
+        out.latencyMs = [];
+        const canvas = new OffscreenCanvas(320, 240);
+        const ctx = canvas.getContext("2d", { willReadFrequently: true });
+        // Every decoded frame (MediaStreamTrackProcessor), as it leaves the decoder.
+        const read = async (track) => {
+          const reader = new MediaStreamTrackProcessor({ track }).readable.getReader();
+          for (;;) {
+            const { value: frame, done } = await reader.read();
+            if (done) return;
+            ctx.drawImage(frame, 0, 0, 320, 240);
+            frame.close();
+            const row = ctx.getImageData(0, 20, 320, 1).data;
+            let v = 0;
+            for (let i = 0; i < 16; i++) if (row[(10 + 20 * i) * 4] > 128) v |= 1 << i;
+            if (out.latencyMs.length < 2000) out.latencyMs.push((Date.now() % 65536 - v + 65536) % 65536);
+          }
+        };
+        pc.addEventListener("track", (e) => { if (e.track.kind === "video") read(e.track); });
+      }
     } else {
       const media = await navigator.mediaDevices.getUserMedia({ video: { width: 320, height: 240 }, audio: true });
       for (const track of media.getTracks()) {
@@ -92,7 +118,7 @@ try {
     }
     pc.close();
     return out;
-  }, { mode, url, seconds: Number(seconds), token });
+  }, { mode, url, seconds: Number(seconds), token, measure });
   result.logs = logs.slice(-20);
   console.log(JSON.stringify(result));
 } finally {
