@@ -120,6 +120,7 @@ pub(crate) fn keep_startup_sections(old: &Config, new: &mut Config) -> Vec<&'sta
     keep!(rtmpt, "[rtmpt]");
     keep!(rtmpts, "[rtmpts]");
     keep!(srt, "[srt]");
+    keep!(webrtc, "[webrtc]");
     changed
 }
 
