@@ -23,11 +23,16 @@ struct Setup {
 }
 
 fn start(extra: &str) -> Setup {
+    start_with("", extra)
+}
+
+/// `webrtc` goes into `[webrtc]`, `route` into the `in/*` route.
+fn start_with(webrtc: &str, extra: &str) -> Setup {
     let (sig, udp) = (free_port(), free_udp_port());
     let config = format!(
         "[rtmp]\nlisten = \"127.0.0.1:{}\"\n[http]\nlisten = \"127.0.0.1:{}\"\n\
          [webrtc]\nlisten = \"127.0.0.1:{sig}\"\nudp = \"127.0.0.1:{udp}\"\n\
-         ice_servers = [\"stun:stun.example.org:3478\"]\n\
+         ice_servers = [\"stun:stun.example.org:3478\"]\n{webrtc}\n\
          [[route]]\nstream = \"in/*\"\npublish_tokens = [\"{TOKEN}\"]\n{extra}\n",
         free_port(),
         free_port()
@@ -293,7 +298,7 @@ fn whip_from_chromium_reaches_rtmp_targets_and_whep_viewers() {
 
 #[test]
 fn bad_signalling_and_udp_garbage_leave_a_playing_session_unharmed() {
-    let s = start("");
+    let s = start_with("max_sessions_per_ip = 1", "");
     let _pub = rtmp_publish(&s.prism, "cam", "0");
     wait_live(&s.prism, "live/cam");
     let secs = 8;
@@ -330,6 +335,23 @@ fn bad_signalling_and_udp_garbage_leave_a_playing_session_unharmed() {
         b"v=0\r\nm=video 9 X 96\r\na=rtpmap:96 H264/90000\r\na=fmtp:96 packetization-mode=1\r\n",
     );
     assert_eq!(st, 404, "{b}");
+    // A second session from the same address while the first plays: over the bound.
+    wait_until(Duration::from_secs(20), "the first WHEP session", || {
+        s.prism
+            .metric_value("prism_webrtc_sessions{direction=\"whep\"}")
+            == Some(1.0)
+    });
+    let second = report(
+        browser("whep", &format!("http://{}/live/cam/whep", s.signal), 1, ""),
+        1,
+    );
+    assert_eq!(second["status"], 429, "{second}");
+    assert_eq!(
+        s.prism.metric_value(
+            "prism_connection_errors_total{reason=\"too_many_per_ip\",transport=\"webrtc\"}"
+        ),
+        Some(1.0)
+    );
     // Garbage, fake DTLS and a STUN flood naming no session, from another socket.
     let junk = UdpSocket::bind("127.0.0.1:0").unwrap();
     let mut stun = vec![0x00, 0x01, 0x00, 0x0c, 0x21, 0x12, 0xA4, 0x42];
