@@ -94,10 +94,20 @@ fn span(v: &serde_json::Value, field: &str) -> (f64, f64) {
 
 /// POSTs an offer (or anything) to the signalling endpoint: (status, body).
 fn post(addr: SocketAddr, path: &str, content_type: &str, body: &[u8]) -> (u16, String) {
+    request(addr, "POST", path, content_type, body)
+}
+
+fn request(
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    content_type: &str,
+    body: &[u8],
+) -> (u16, String) {
     let mut s = TcpStream::connect(addr).expect("connect signalling");
     s.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
     let head = format!(
-        "POST {path} HTTP/1.1\r\nHost: x\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+        "{method} {path} HTTP/1.1\r\nHost: x\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
         body.len()
     );
     s.write_all(head.as_bytes()).unwrap();
@@ -308,6 +318,26 @@ fn bad_signalling_and_udp_garbage_leave_a_playing_session_unharmed() {
         secs,
         "",
     );
+    // OPTIONS (RFC 9725 §4.6: ICE servers in Link), unknown sessions, other methods.
+    let (st, b) = request(s.signal, "OPTIONS", "/live/cam/whep", "text/plain", b"");
+    assert_eq!(st, 204, "{b}");
+    let b = b.to_ascii_lowercase();
+    assert!(
+        b.contains("accept-post: application/sdp") && b.contains("rel=\"ice-server\""),
+        "{b}"
+    );
+    for method in ["DELETE", "PATCH"] {
+        let (st, b) = request(
+            s.signal,
+            method,
+            "/live/cam/whep/nosuchsession",
+            "application/trickle-ice-sdpfrag",
+            b"",
+        );
+        assert_eq!(st, 404, "{method}: {b}");
+    }
+    let (st, b) = request(s.signal, "GET", "/live/cam/whep", "text/plain", b"");
+    assert_eq!(st, 405, "{b}");
     // Refusals, each with its status.
     let (st, b) = post(s.signal, "/live/cam/whep", "text/plain", b"v=0");
     assert_eq!(st, 415, "{b}");

@@ -132,6 +132,13 @@ pub(crate) async fn serve(
     }
 }
 
+/// An answer without a body (204).
+fn empty(status: StatusCode) -> Response<Body> {
+    let mut r = Response::new(Body::new(Bytes::new()));
+    *r.status_mut() = status;
+    r
+}
+
 fn text(status: StatusCode, msg: &str) -> Response<Body> {
     let mut r = Response::new(Body::new(Bytes::from(format!("{msg}\n"))));
     *r.status_mut() = status;
@@ -147,8 +154,7 @@ impl Server {
         let path = req.uri().path().to_owned();
         let mut resp = match (req.method().clone(), signal::parse_path(&path)) {
             (Method::OPTIONS, Some(_)) => {
-                let mut r = text(StatusCode::NO_CONTENT, "");
-                *r.body_mut() = Body::new(Bytes::new());
+                let mut r = empty(StatusCode::NO_CONTENT);
                 let h = r.headers_mut();
                 h.insert(
                     header::ALLOW,
@@ -179,11 +185,7 @@ impl Server {
             // ICE-lite with every candidate in the answer: trickled client candidates are
             // not needed (the client's checks reach us), so they are accepted and ignored.
             (Method::PATCH, Some(Target::Session { id, .. })) => match self.table.get(id) {
-                Some(_) => {
-                    let mut r = text(StatusCode::NO_CONTENT, "");
-                    *r.body_mut() = Body::new(Bytes::new());
-                    r
-                }
+                Some(_) => empty(StatusCode::NO_CONTENT),
                 None => text(StatusCode::NOT_FOUND, "no such session"),
             },
             (_, Some(_)) => {
