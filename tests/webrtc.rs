@@ -444,20 +444,14 @@ fn ffmpeg8_whip_muxer_publishes_to_rtmp_targets() {
     ));
     // A P-256 DTLS certificate: FFmpeg's GnuTLS build would make a secp224r1 one.
     let dir = TempDir::new("whip-cert");
-    let key = rcgen::KeyPair::generate().expect("key");
-    let cert = rcgen::CertificateParams::new(vec!["ffmpeg".to_string()])
-        .expect("params")
-        .self_signed(&key)
-        .expect("cert");
-    std::fs::write(dir.join("cert.pem"), cert.pem()).unwrap();
-    std::fs::write(dir.join("key.pem"), key.serialize_pem()).unwrap();
+    let (cert, key) = p256_cert(&dir);
     let secs = 8;
     let mut child = Command::new(&python)
         .arg(workspace_dir().join("tests/py/pyav_whip.py"))
         .arg(format!("http://{}/in/ffmpeg/whip", s.signal))
         .args([TOKEN, &secs.to_string()])
-        .arg(dir.join("cert.pem"))
-        .arg(dir.join("key.pem"))
+        .arg(&cert)
+        .arg(&key)
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
@@ -565,4 +559,53 @@ fn rtmp_to_whep_latency_is_measured() {
         lat[0],
         lat.len()
     );
+}
+
+/// A P-256 DTLS certificate and key for FFmpeg's whip muxer, in `dir`.
+fn p256_cert(dir: &TempDir) -> (std::path::PathBuf, std::path::PathBuf) {
+    let key = rcgen::KeyPair::generate().expect("key");
+    let cert = rcgen::CertificateParams::new(vec!["ffmpeg".to_string()])
+        .expect("params")
+        .self_signed(&key)
+        .expect("cert");
+    std::fs::write(dir.join("cert.pem"), cert.pem()).unwrap();
+    std::fs::write(dir.join("key.pem"), key.serialize_pem()).unwrap();
+    (dir.join("cert.pem"), dir.join("key.pem"))
+}
+
+fn pyav_whip(url: &str, seconds: u32, cert: &(std::path::PathBuf, std::path::PathBuf)) -> Reaped {
+    Reaped(
+        Command::new(pyav_python())
+            .arg(workspace_dir().join("tests/py/pyav_whip.py"))
+            .args([url, TOKEN, &seconds.to_string()])
+            .arg(&cert.0)
+            .arg(&cert.1)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("python pyav_whip.py"),
+    )
+}
+
+/// A WHIP publisher that vanishes (no DELETE) is noticed within the publisher idle bound;
+/// its stream keeps its reconnect grace, and the publisher coming back resumes it.
+#[test]
+fn lost_whip_publisher_resumes_within_the_grace_window() {
+    let s = start("");
+    let dir = TempDir::new("whip-cert");
+    let cert = p256_cert(&dir);
+    let url = format!("http://{}/in/lossy/whip", s.signal);
+    let first = pyav_whip(&url, 60, &cert);
+    wait_live(&s.prism, "in/lossy");
+    drop(first); // SIGKILL: no DELETE, no DTLS close
+    wait_until(
+        Duration::from_secs(20),
+        "the lost WHIP session to end",
+        || s.prism.stderr().contains("WHIP session ended"),
+    );
+    let _second = pyav_whip(&url, 10, &cert);
+    wait_until(Duration::from_secs(20), "the publisher to resume", || {
+        s.prism.stderr().contains("resumed=true")
+    });
 }

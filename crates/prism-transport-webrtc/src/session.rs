@@ -16,7 +16,8 @@
 //! [`KEYFRAME_REQUEST_EVERY`].
 //!
 //! The session ends on `DELETE`, when the peer closes DTLS, when no datagram came for
-//! [`CONSENT_TIMEOUT`] (ICE consent freshness, RFC 7675: browsers check every ~5 s), when
+//! [`CONSENT_TIMEOUT`] (ICE consent freshness, RFC 7675: browsers check every ~5 s; a
+//! publisher, whose media flows all the time, after [`PUBLISHER_IDLE_TIMEOUT`]), when
 //! ICE does not complete within [`CONNECT_TIMEOUT`], or when its stream ends.
 
 use crate::table::{Datagram, Entry, Slot, Table};
@@ -38,6 +39,10 @@ use tracing::{debug, info};
 
 /// No datagram at all for this long: the peer is gone (consent expired).
 pub(crate) const CONSENT_TIMEOUT: Duration = Duration::from_secs(30);
+/// A WHIP publisher sends media continuously: this long without a datagram, it is gone.
+/// Shorter than the consent bound so that its stream's reconnect grace starts soon and a
+/// publisher coming back is not refused as a duplicate for long.
+pub(crate) const PUBLISHER_IDLE_TIMEOUT: Duration = Duration::from_secs(10);
 /// ICE and DTLS must complete within this after the answer.
 pub(crate) const CONNECT_TIMEOUT: Duration = Duration::from_secs(15);
 /// How often a WHIP publisher is asked for a keyframe while none has arrived.
@@ -183,6 +188,10 @@ impl Session {
             Role::Publish(_) => Some(self.table.register_publisher(&self.label)),
             Role::Play(_) => None,
         };
+        let idle_timeout = match self.role {
+            Role::Publish(_) => PUBLISHER_IDLE_TIMEOUT,
+            Role::Play(_) => CONSENT_TIMEOUT,
+        };
         let end = loop {
             let deadline = match self.drain(&mut media, &mut publish, start, &mut seen, &metrics) {
                 Ok(d) => d,
@@ -192,14 +201,14 @@ impl Session {
             if !media.connected && now.duration_since(start) > CONNECT_TIMEOUT {
                 break End::ConnectTimeout;
             }
-            if now.duration_since(last_rx) > CONSENT_TIMEOUT {
+            if now.duration_since(last_rx) > idle_timeout {
                 break End::ConsentExpired;
             }
             if let Role::Publish(_) = &self.role {
                 self.request_keyframe(&media, &mut publish, now);
             }
             let wake = deadline
-                .min(last_rx + CONSENT_TIMEOUT)
+                .min(last_rx + idle_timeout)
                 .min(now + KEYFRAME_REQUEST_EVERY);
             let pull = media.connected && media.video.is_some();
             tokio::select! {
