@@ -97,6 +97,14 @@ if [ ! -d tests/js/node_modules/playwright-core ] || [ ! -d tests/js/node_module
   npm ci --prefix tests/js --no-audit --no-fund
 fi
 
+# --- FFmpeg 8 as a WHIP publisher (tests/webrtc.rs): PyAV bundles it with its `whip` muxer
+pyav_venv="${CARGO_TARGET_DIR:-target}/pyav-venv"
+if [ ! -x "$pyav_venv/bin/python" ] || ! "$pyav_venv/bin/python" -c 'import av' 2>/dev/null; then
+  log "PyAV venv ($pyav_venv)"
+  python3 -m venv "$pyav_venv"
+  "$pyav_venv/bin/pip" install -q 'av>=18,<19'
+fi
+
 log "cargo build --workspace --bins"
 cargo build --workspace --bins
 

@@ -33,6 +33,7 @@ pub use section::rtsp::RtspConfig;
 pub use section::srt::{SrtConfig, SrtPassphrase};
 pub use section::stream::HubConfig;
 pub use section::target::{validate_target_name, ResolvedTarget, TargetConfig, TargetTls};
+pub use section::webrtc::{WebrtcConfig, WebrtcKeys};
 pub use url::redact_url;
 // Pulled sources (issue 14).
 pub use section::edge::EdgeConfig;
@@ -93,6 +94,8 @@ pub struct Config {
     /// TOML table `[rtsps]`: the RTSP server over TLS; absent = off. Takes the `[rtsp]`
     /// keys plus `cert` and `key`.
     pub rtsps: Option<(RtspConfig, TlsFiles)>,
+    /// TOML table `[webrtc]`: WHIP ingest and WHEP playback; absent = off.
+    pub webrtc: Option<WebrtcConfig>,
 }
 
 /// A configuration that could not be read or is invalid. `Display` is the
@@ -193,6 +196,10 @@ impl Config {
             if let Some(dir) = &mut hls.keys.dvr_dir {
                 fix(dir);
             }
+        }
+        if let Some(tls) = self.webrtc.as_mut().and_then(|w| w.tls.as_mut()) {
+            fix(&mut tls.cert);
+            fix(&mut tls.key);
         }
         for r in &mut self.routes {
             for t in &mut r.targets {
@@ -305,6 +312,7 @@ struct RawConfig {
     rtmpts: Option<Spanned<RawTunnel>>,
     srt: Option<Spanned<RawSrt>>,
     hls: Option<Spanned<RawHls>>,
+    webrtc: Option<Spanned<section::webrtc::RawWebrtc>>,
     #[serde(default)]
     auth: RawAuth,
     #[serde(default)]
@@ -386,6 +394,10 @@ impl Checker<'_> {
             .rtsps
             .map(|t| section::rtsp::resolve_tls(self, t))
             .transpose()?;
+        let webrtc = raw
+            .webrtc
+            .map(|t| section::webrtc::resolve(self, t))
+            .transpose()?;
         Ok(Config {
             rtmp,
             http,
@@ -403,6 +415,7 @@ impl Checker<'_> {
             edge,
             rtsp,
             rtsps,
+            webrtc,
         })
     }
 

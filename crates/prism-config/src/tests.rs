@@ -760,6 +760,7 @@ fn declared_tables() -> Vec<(&'static str, Vec<&'static str>)> {
         // [rtsps] takes the [rtsp] keys; default.toml shows the ones it needs.
         ("rtsps", vec!["listen", "cert", "key"]),
         ("hls", names(section::hls::RawHls::KEYS)),
+        ("webrtc", names(section::webrtc::RawWebrtc::KEYS)),
         ("limits", names(RawLimits::KEYS)),
         ("auth", names(RawAuth::KEYS)),
         // `target` is the [[route.target]] sub-table, not a key.
@@ -838,6 +839,7 @@ fn default_toml_lists_every_key() {
         RawSrt::KEYS,
         section::rtsp::RawRtsp::KEYS,
         section::hls::RawHls::KEYS,
+        section::webrtc::RawWebrtc::KEYS,
         RawLimits::KEYS,
         RawAuth::KEYS,
         RawRoute::KEYS,
@@ -948,4 +950,36 @@ fn rtsp_table() {
     assert_eq!((l.listen.port(), tls.cert.to_str()), (8322, Some("c.pem")));
     let e = err("[rtsps]\nlisten = \"0.0.0.0:8322\"\n");
     assert!(e.contains("rtsps") && e.contains("cert"), "{e}");
+}
+
+#[test]
+fn webrtc_table() {
+    let c = parse(
+        "[webrtc]\nlisten = \"0.0.0.0:8889\"\nudp = \"0.0.0.0:8189\"\npublic_ips = [\"203.0.113.7\"]\nice_servers = [\"stun:stun.example.org:3478\"]\n",
+    )
+    .unwrap();
+    let w = c.webrtc.unwrap();
+    assert_eq!(w.udp, "0.0.0.0:8189".parse().unwrap());
+    assert_eq!(
+        w.public_ips,
+        vec!["203.0.113.7".parse::<std::net::IpAddr>().unwrap()]
+    );
+    assert_eq!(
+        w.ice_servers,
+        vec!["stun:stun.example.org:3478".to_string()]
+    );
+    assert_eq!((w.max_sessions, w.max_sessions_per_ip), (1000, 20));
+    assert!(w.tls.is_none());
+    assert!(parse("").unwrap().webrtc.is_none());
+    let base = "[webrtc]\nlisten = \"127.0.0.1:8889\"\nudp = \"127.0.0.1:8189\"\n";
+    let e = err(&format!("{base}public_ips = [\"0.0.0.0\"]\n"));
+    assert!(e.contains("webrtc.public_ips"), "{e}");
+    let e = err(&format!("{base}ice_servers = [\"http://x\"]\n"));
+    assert!(e.contains("webrtc.ice_servers"), "{e}");
+    let e = err(&format!("{base}cert = \"c.pem\"\n"));
+    assert!(e.contains("webrtc") && e.contains("key"), "{e}");
+    let e = err(&format!("{base}tcp = true\n"));
+    assert!(e.contains("tcp"), "{e}");
+    let e = err("[webrtc]\nlisten = \"127.0.0.1:8889\"\n");
+    assert!(e.contains("udp"), "{e}");
 }

@@ -125,6 +125,7 @@ pub(crate) fn keep_startup_sections(old: &Config, new: &mut Config) -> Vec<&'sta
     keep!(srt, "[srt]");
     keep!(rtsp, "[rtsp]");
     keep!(rtsps, "[rtsps]");
+    keep!(webrtc, "[webrtc]");
     changed
 }
 

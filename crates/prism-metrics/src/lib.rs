@@ -9,8 +9,8 @@
 //! spells a label name or puts a label value in the wrong position.
 //!
 //! Label values, by convention:
-//! - `transport`: `rtmp`, `rtmps`, `rtmpt`, `rtmpts`, `srt`.
-//! - `direction` (SRT): `ingest`, `play` or `push`.
+//! - `transport`: `rtmp`, `rtmps`, `rtmpt`, `rtmpts`, `srt`, `webrtc`.
+//! - `direction` (SRT): `ingest`, `play` or `push`; (WebRTC): `whip` or `whep`.
 //! - `stream`: the stream's display name chosen by the caller. Never put a
 //!   secret stream key here: /metrics output is scraped and stored.
 //! - `target`: the configured target name (already `[A-Za-z0-9_.-]+`).
@@ -20,6 +20,9 @@
 //!   error types elsewhere map their own variants to one of these.
 
 use std::collections::HashMap;
+
+mod webrtc;
+pub use webrtc::WebrtcMetrics;
 
 use prometheus::core::Desc;
 use prometheus::{Gauge, IntCounter};
@@ -70,6 +73,11 @@ pub mod names {
     pub const SOURCE_BYTES_RECEIVED_TOTAL: &str = "prism_source_bytes_received_total";
     pub const SOURCE_ERRORS_TOTAL: &str = "prism_source_errors_total";
     pub const RTSP_DROPPED_TOTAL: &str = "prism_rtsp_dropped_total";
+    pub const WEBRTC_SESSIONS: &str = "prism_webrtc_sessions";
+    pub const WEBRTC_RTT_SECONDS: &str = "prism_webrtc_rtt_seconds";
+    pub const WEBRTC_NACK_TOTAL: &str = "prism_webrtc_nack_total";
+    pub const WEBRTC_PLI_TOTAL: &str = "prism_webrtc_pli_total";
+    pub const WEBRTC_PACKETS_LOST_TOTAL: &str = "prism_webrtc_packets_lost_total";
 
     /// Every name above, in declaration order.
     pub const ALL: &[&str] = &[
@@ -108,6 +116,11 @@ pub mod names {
         SOURCE_BYTES_RECEIVED_TOTAL,
         SOURCE_ERRORS_TOTAL,
         RTSP_DROPPED_TOTAL,
+        WEBRTC_SESSIONS,
+        WEBRTC_RTT_SECONDS,
+        WEBRTC_NACK_TOTAL,
+        WEBRTC_PLI_TOTAL,
+        WEBRTC_PACKETS_LOST_TOTAL,
     ];
 }
 
@@ -194,6 +207,8 @@ pub struct Metrics {
     source_errors_total: IntCounterVec,
     /// `prism_rtsp_dropped_total{reason}`: media the RTSP client (cameras in) dropped.
     rtsp_dropped_total: IntCounterVec,
+    /// The `prism_webrtc_*` families.
+    webrtc: webrtc::Families,
 }
 
 impl Default for Metrics {
@@ -417,6 +432,7 @@ impl Metrics {
                 "Media pulled from RTSP cameras and dropped (reason: g711 and unsupported_codec count tracks not taken, once per session; malformed, lost, before_keyframe, too_large, unexpected count packets or frames).",
                 &["reason"],
             ),
+            webrtc: webrtc::Families::new(&registry),
             registry,
         };
         m.build_info
@@ -528,6 +544,7 @@ impl Metrics {
     pub fn descs(&self) -> Vec<&Desc> {
         self.collectors()
             .into_iter()
+            .chain(self.webrtc.collectors())
             .flat_map(|c| c.desc())
             .collect()
     }
@@ -634,6 +651,12 @@ impl Metrics {
         remove_where(&self.srt_packets_dropped_total, is);
         remove_where(&self.srt_receive_buffer_seconds, is);
         self.forget_hls(stream);
+        self.webrtc.forget_stream(stream);
+    }
+
+    /// The `prism_webrtc_*` series of one stream and direction (`whip` or `whep`).
+    pub fn webrtc(&self, stream: &str, direction: &'static str) -> WebrtcMetrics {
+        self.webrtc.series(stream, direction)
     }
 
     /// Removes the SRT label sets of one connection's `(stream, direction, target)`.
@@ -1120,6 +1143,12 @@ mod tests {
         hls.dvr_bytes.set(100_000);
         hls.viewers.set(3);
         hls.dvr_disk_bytes.set(90_000);
+        let w = m.webrtc(stream, "whep");
+        w.sessions.inc();
+        w.rtt_seconds.set(0.01);
+        w.nacks.inc();
+        w.plis.inc();
+        w.packets_lost.inc();
     }
 
     fn full() -> Metrics {

@@ -5,7 +5,9 @@ use prism_control::{
     RemoveTargetError, ShutdownReport, StreamRequest, StreamSnapshot,
 };
 use prism_hub::{Hub, Stream};
-use prism_metrics::{ConnectionMetrics, ErrorReason, Metrics, SrtDirection, SrtMetrics};
+use prism_metrics::{
+    ConnectionMetrics, ErrorReason, Metrics, SrtDirection, SrtMetrics, WebrtcMetrics,
+};
 use prometheus::IntCounter;
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -184,6 +186,12 @@ impl Relay {
     /// Removes the `prism_srt_*` series of one SRT connection.
     pub fn forget_srt(&self, stream: &str, direction: SrtDirection, target: &str) {
         self.metrics.forget_srt(stream, direction, target)
+    }
+
+    /// The `prism_webrtc_*` series of a stream (`direction`: `whip` or `whep`); they go
+    /// with the stream's other series when it ends.
+    pub fn webrtc_metrics(&self, stream: &str, direction: &'static str) -> WebrtcMetrics {
+        self.metrics.webrtc(stream, direction)
     }
 
     /// The Prometheus text exposition of every metric, gauges refreshed first.

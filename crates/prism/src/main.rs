@@ -157,6 +157,7 @@ async fn run(config: Config, config_path: Option<PathBuf>) -> anyhow::Result<()>
     let tunnels = tunnel::bind(&config).await?;
     let rtsp = bind_rtsp(&config).await?;
     let rtsps = bind_rtsps(&config).await?;
+    let webrtc = bind_webrtc(&config).await?;
     let srt = match &config.srt {
         Some(c) => Some(
             prism_transport_srt::SrtServer::bind(c)
@@ -177,6 +178,7 @@ async fn run(config: Config, config_path: Option<PathBuf>) -> anyhow::Result<()>
         .chain(hls.as_ref().and_then(|(_, tls)| tls.clone()))
         .chain(tunnels.certificates())
         .chain(rtsps.as_ref().map(|(_, _, tls)| tls.clone()))
+        .chain(webrtc.as_ref().and_then(|w| w.tls()))
         .collect();
     #[cfg(unix)]
     let hangup = {
@@ -258,6 +260,9 @@ async fn run(config: Config, config_path: Option<PathBuf>) -> anyhow::Result<()>
     if let Some((listener, c, tls)) = rtsps {
         let serving = prism_transport_rtsp::run_tls(listener, relay.clone(), c, tls);
         accept_loops.push(tokio::spawn(serving));
+    }
+    if let Some(w) = webrtc {
+        accept_loops.push(tokio::spawn(w.run(relay.clone())));
     }
     accept_loops.push(tokio::spawn(admin::run(http, relay.clone())));
     sources::start(&relay);
@@ -363,6 +368,20 @@ async fn bind_hls(
     let listener = bind_tcp(c.listen, "HLS", "[hls] listen").await?;
     info!(hls = %c.listen, tls = tls.is_some(), "HLS/DASH listening");
     Ok(Some((listener, tls)))
+}
+
+/// Binds `[webrtc]` (signalling listener, media UDP socket, certificate), if configured.
+async fn bind_webrtc(
+    config: &Config,
+) -> anyhow::Result<Option<prism_transport_webrtc::WebrtcServer>> {
+    let Some(c) = &config.webrtc else {
+        return Ok(None);
+    };
+    let server = prism_transport_webrtc::WebrtcServer::bind(c)
+        .await
+        .map_err(|e| anyhow::anyhow!(e))?;
+    info!(webrtc = %c.listen, udp = %c.udp, tls = c.tls.is_some(), "WHIP/WHEP listening");
+    Ok(Some(server))
 }
 
 /// Pending connections the kernel keeps per listener (capped by net.core.somaxconn). The

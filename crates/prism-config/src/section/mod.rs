@@ -195,6 +195,7 @@ pub(crate) mod source;
 pub(crate) mod srt;
 pub(crate) mod stream;
 pub(crate) mod target;
+pub(crate) mod webrtc;
 
 /// The checks keys share. Each takes the raw value and returns the resolved one or a message
 /// for the operator (the caller adds place and key).

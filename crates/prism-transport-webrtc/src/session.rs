@@ -1,0 +1,595 @@
+//! One WebRTC session: a tokio task that owns its `str0m::Rtc`, feeds it the datagrams the
+//! front routed here and its timeouts, sends what it outputs on the shared UDP socket, and
+//! moves media between it and the hub.
+//!
+//! WHEP (play): frames from the subscription (which starts with the cached GOP, so the
+//! viewer starts on a keyframe at once) go out as H.264 access units, RTP timestamp = PTS
+//! (DTS + composition offset; frames stay in decode order, which is what browsers' H.264
+//! receivers expect with B-frames), and Opus packets when the source's audio is Opus.
+//! A PLI/FIR from the viewer is counted and answered by the next keyframe of the source:
+//! resending the cached keyframe out of order would break the reference chain of the
+//! frames in flight, and the hub's GOP cache already bounds the wait to one GOP.
+//!
+//! WHIP (publish): depacketized H.264 access units become AVCC frames (a sequence header
+//! from SPS/PPS first), Opus packets E-RTMP Opus, timestamped by prism-webrtc's track
+//! clocks. Until the first keyframe, the publisher is asked for one (PLI) every
+//! [`KEYFRAME_REQUEST_EVERY`].
+//!
+//! The session ends on `DELETE`, when the peer closes DTLS, when no datagram came for
+//! [`CONSENT_TIMEOUT`] (ICE consent freshness, RFC 7675: browsers check every ~5 s; a
+//! publisher, whose media flows all the time, after [`PUBLISHER_IDLE_TIMEOUT`]), when
+//! ICE does not complete within [`CONNECT_TIMEOUT`], or when its stream ends.
+
+use crate::table::{Datagram, Entry, Slot, Table};
+use prism_hub::{FrameKind, RecvStatus};
+use prism_relay::{Player, Publisher, Relay};
+use prism_webrtc::clock::{to_rtp, TrackClock, Unwrap32};
+use prism_webrtc::h264::{AvcEgress, AvcIngest};
+use prism_webrtc::opus;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use str0m::format::Codec;
+use str0m::media::{Frequency, KeyframeRequestKind, MediaKind, MediaTime, Mid, Pt};
+use str0m::net::{Protocol, Receive};
+use str0m::{Event, IceConnectionState, Input, Output, Rtc};
+use tokio::net::UdpSocket;
+use tokio::sync::mpsc;
+use tracing::{debug, info};
+
+/// No datagram at all for this long: the peer is gone (consent expired).
+pub(crate) const CONSENT_TIMEOUT: Duration = Duration::from_secs(30);
+/// A WHIP publisher sends media continuously: this long without a datagram, it is gone.
+/// Shorter than the consent bound so that its stream's reconnect grace starts soon and a
+/// publisher coming back is not refused as a duplicate for long.
+pub(crate) const PUBLISHER_IDLE_TIMEOUT: Duration = Duration::from_secs(10);
+/// ICE and DTLS must complete within this after the answer.
+pub(crate) const CONNECT_TIMEOUT: Duration = Duration::from_secs(15);
+/// How often a WHIP publisher is asked for a keyframe while none has arrived.
+const KEYFRAME_REQUEST_EVERY: Duration = Duration::from_millis(500);
+/// Browsers send a keyframe only at start and on request: a WHIP publisher is asked for
+/// one this often, so HLS can cut segments and RTMP players joining get a short GOP.
+const KEYFRAME_INTERVAL: Duration = Duration::from_secs(2);
+/// Hub frames taken per wake-up (bytes).
+const BATCH_BYTES: usize = 256 * 1024;
+
+/// Where the audio bridge (prism-audio, AAC↔Opus) plugs in: WHEP hands it every non-Opus
+/// audio frame of the source and sends the Opus packets it returns; WHIP would hand it
+/// the Opus packets to publish AAC beside/instead. Until it lands, non-Opus audio is
+/// skipped (counted, logged once per session).
+pub(crate) trait AudioAdapter: Send {
+    /// Opus packets (48 kHz RTP ticks, payload) for one FLV audio tag body of the source.
+    fn to_opus(&mut self, timestamp_ms: u64, flv_audio: &[u8]) -> Vec<(u64, Vec<u8>)>;
+}
+
+/// Skips non-Opus audio.
+pub(crate) struct NoBridge;
+
+impl AudioAdapter for NoBridge {
+    fn to_opus(&mut self, _: u64, _: &[u8]) -> Vec<(u64, Vec<u8>)> {
+        Vec::new()
+    }
+}
+
+pub(crate) enum Role {
+    Play(Player),
+    Publish(Publisher),
+}
+
+pub(crate) struct Session {
+    pub rtc: Rtc,
+    pub socket: Arc<UdpSocket>,
+    /// The candidate address datagrams are taken to have arrived at.
+    pub local: SocketAddr,
+    pub rx: mpsc::Receiver<Datagram>,
+    pub entry: Arc<Entry>,
+    pub slot: Slot,
+    pub role: Role,
+    pub relay: Arc<Relay>,
+    pub table: Arc<Table>,
+    pub label: String,
+    pub direction: prism_webrtc::signal::Direction,
+}
+
+/// Cumulative RTCP counters of one media as last seen, to export deltas.
+#[derive(Default)]
+struct Seen {
+    plis: u64,
+    nacks: u64,
+    lost: u64,
+    packets: u64,
+}
+
+/// Why a session ended.
+#[derive(Debug)]
+enum End {
+    Deleted,
+    PeerClosed,
+    ConsentExpired,
+    ConnectTimeout,
+    StreamEnded,
+    TooSlow,
+    Kicked,
+    ShuttingDown,
+    // Read through `Debug`, in the session's end log line.
+    #[allow(dead_code)]
+    Rtc(String),
+}
+
+struct Media {
+    video: Option<(Mid, Pt)>,
+    audio: Option<(Mid, Pt)>,
+    connected: bool,
+}
+
+struct PlayState {
+    avc: AvcEgress,
+    ts: Unwrap32,
+    /// Session start: hub time `base.1` ms was sent at wall-clock `base.0`.
+    base: Option<(Instant, u64)>,
+    waiting_keyframe: bool,
+    non_opus_audio: u64,
+    b_frames_logged: bool,
+    asked_keyframe: bool,
+    bridge: Box<dyn AudioAdapter>,
+    frames: Vec<Arc<prism_hub::Frame>>,
+}
+
+struct PublishState {
+    avc: AvcIngest,
+    video_clock: TrackClock,
+    audio_clock: TrackClock,
+    audio_header_sent: bool,
+    last_keyframe_request: Option<Instant>,
+    /// A viewer asked for a keyframe since the last request.
+    force_keyframe: bool,
+}
+
+impl Session {
+    pub async fn run(mut self) {
+        let start = Instant::now();
+        let _in_flight = self
+            .relay
+            .track(|| format!("webrtc session {}", self.label));
+        let conn = self.relay.connection_metrics(crate::TRANSPORT);
+        conn.accepted.inc();
+        conn.active.inc();
+        let mut media = Media {
+            video: None,
+            audio: None,
+            connected: false,
+        };
+        let mut play = PlayState {
+            avc: AvcEgress::new(),
+            ts: Unwrap32::new(),
+            base: None,
+            waiting_keyframe: true,
+            non_opus_audio: 0,
+            b_frames_logged: false,
+            asked_keyframe: false,
+            bridge: Box::new(NoBridge),
+            frames: Vec::new(),
+        };
+        let mut publish = PublishState {
+            avc: AvcIngest::new(),
+            video_clock: TrackClock::new(90_000),
+            audio_clock: TrackClock::new(opus::RTP_RATE),
+            audio_header_sent: false,
+            last_keyframe_request: None,
+            force_keyframe: false,
+        };
+        let mut last_rx = start;
+        let metrics = self
+            .relay
+            .webrtc_metrics(&self.label, self.direction.as_str());
+        metrics.sessions.inc();
+        let mut seen: std::collections::HashMap<Mid, Seen> = Default::default();
+        let wanted = match &self.role {
+            Role::Publish(_) => Some(self.table.register_publisher(&self.label)),
+            Role::Play(_) => None,
+        };
+        let idle_timeout = match self.role {
+            Role::Publish(_) => PUBLISHER_IDLE_TIMEOUT,
+            Role::Play(_) => CONSENT_TIMEOUT,
+        };
+        let end = loop {
+            let deadline = match self.drain(&mut media, &mut publish, start, &mut seen, &metrics) {
+                Ok(d) => d,
+                Err(e) => break e,
+            };
+            let now = Instant::now();
+            if !media.connected && now.duration_since(start) > CONNECT_TIMEOUT {
+                break End::ConnectTimeout;
+            }
+            if now.duration_since(last_rx) > idle_timeout {
+                break End::ConsentExpired;
+            }
+            if let Role::Publish(_) = &self.role {
+                self.request_keyframe(&media, &mut publish, now);
+            }
+            let wake = deadline
+                .min(last_rx + idle_timeout)
+                .min(now + KEYFRAME_REQUEST_EVERY);
+            let pull = media.connected && media.video.is_some();
+            tokio::select! {
+                _ = self.entry.close.notified() => break End::Deleted,
+                _ = self.relay.closing() => break End::ShuttingDown,
+                d = self.rx.recv() => {
+                    let Some(d) = d else { break End::Deleted };
+                    last_rx = d.at;
+                    self.input(d);
+                    // Take whatever else is queued before polling output again.
+                    while let Ok(d) = self.rx.try_recv() {
+                        last_rx = d.at;
+                        self.input(d);
+                    }
+                }
+                _ = tokio::time::sleep_until(wake.into()) => {
+                    if let Err(e) = self.rtc.handle_input(Input::Timeout(Instant::now())) {
+                        break End::Rtc(e.to_string());
+                    }
+                }
+                status = recv_frames(&self.role, &mut play.frames), if pull => {
+                    match status {
+                        RecvStatus::Frames => self.send_frames(&media, &mut play),
+                        RecvStatus::Ended => break End::StreamEnded,
+                        RecvStatus::TooSlow => break End::TooSlow,
+                    }
+                }
+                _ = kicked(&self.role) => break End::Kicked,
+                _ = keyframe_wanted(wanted.as_deref()) => {
+                    // A viewer is waiting: ask now, whatever the interval.
+                    publish.last_keyframe_request = None;
+                    publish.force_keyframe = true;
+                }
+            }
+        };
+        if let Some(n) = &wanted {
+            self.table.forget_publisher(&self.label, n);
+        }
+        conn.active.dec();
+        metrics.sessions.dec();
+        let Session {
+            mut rtc,
+            socket,
+            role,
+            label,
+            relay,
+            entry,
+            slot,
+            ..
+        } = self;
+        // Tell the peer (DTLS close_notify, RTCP BYE) when it may still listen.
+        if !matches!(end, End::PeerClosed | End::ConsentExpired | End::Rtc(_)) {
+            rtc.disconnect();
+            while let Ok(Output::Transmit(t)) = rtc.poll_output() {
+                let _ = socket.try_send_to(&t.contents, t.destination);
+            }
+        }
+        match &end {
+            End::ConsentExpired | End::ConnectTimeout => relay
+                .connection_error(crate::TRANSPORT, prism_metrics::ErrorReason::SessionTimeout)
+                .inc(),
+            End::TooSlow => relay
+                .connection_error(crate::TRANSPORT, prism_metrics::ErrorReason::TooSlow)
+                .inc(),
+            _ => {}
+        }
+        match role {
+            Role::Play(mut player) => {
+                player.report_drops();
+                info!(transport = crate::TRANSPORT, stream = %label, ?end, skipped_audio = play.non_opus_audio, "WHEP session ended");
+            }
+            Role::Publish(publisher) => {
+                info!(transport = crate::TRANSPORT, stream = %label, ?end, "WHIP session ended");
+                match end {
+                    // The publisher said it is done: end the stream now. Otherwise the
+                    // stream's reconnect grace window starts (dropping the publisher).
+                    End::Deleted | End::PeerClosed | End::ShuttingDown => publisher.unpublish(),
+                    _ => drop(publisher),
+                }
+            }
+        }
+        drop(entry);
+        drop(slot);
+    }
+
+    fn input(&mut self, d: Datagram) {
+        let Ok(contents) = d.data.as_slice().try_into() else {
+            return;
+        };
+        let input = Input::Receive(
+            d.at,
+            Receive {
+                proto: Protocol::Udp,
+                source: d.from,
+                destination: self.local,
+                contents,
+            },
+        );
+        // Garbage from a known address is the peer's problem, not a reason to end.
+        if let Err(e) = self.rtc.handle_input(input) {
+            debug!(stream = %self.label, "webrtc input refused: {e}");
+        }
+    }
+
+    /// Sends what the Rtc wants sent and handles its events, until it asks to be woken.
+    fn drain(
+        &mut self,
+        media: &mut Media,
+        publish: &mut PublishState,
+        start: Instant,
+        seen: &mut std::collections::HashMap<Mid, Seen>,
+        metrics: &prism_metrics::WebrtcMetrics,
+    ) -> Result<Instant, End> {
+        loop {
+            let out = self
+                .rtc
+                .poll_output()
+                .map_err(|e| End::Rtc(e.to_string()))?;
+            match out {
+                Output::Timeout(t) => return Ok(t),
+                Output::Transmit(t) => {
+                    // A full socket buffer drops the datagram, as the network would.
+                    let _ = self.socket.try_send_to(&t.contents, t.destination);
+                }
+                Output::Event(Event::MediaEgressStats(st)) => {
+                    // Viewers' reports of what Prism sent (WHEP).
+                    let s = seen.entry(st.mid).or_default();
+                    metrics.plis.inc_by(st.plis.saturating_sub(s.plis));
+                    metrics.nacks.inc_by(st.nacks.saturating_sub(s.nacks));
+                    if let Some(r) = &st.remote {
+                        metrics
+                            .packets_lost
+                            .inc_by(r.packets_lost.saturating_sub(s.lost));
+                        s.lost = s.lost.max(r.packets_lost);
+                    }
+                    (s.plis, s.nacks) = (s.plis.max(st.plis), s.nacks.max(st.nacks));
+                    if let Some(rtt) = st.rtt {
+                        metrics.rtt_seconds.set(rtt.as_secs_f64());
+                    }
+                }
+                Output::Event(Event::MediaIngressStats(st)) => {
+                    // What Prism asked of the publisher (WHIP); losses are estimated from
+                    // the loss fraction of its receiver reports.
+                    let s = seen.entry(st.mid).or_default();
+                    metrics.plis.inc_by(st.plis.saturating_sub(s.plis));
+                    metrics.nacks.inc_by(st.nacks.saturating_sub(s.nacks));
+                    let fresh = st.packets.saturating_sub(s.packets);
+                    if let Some(loss) = st.loss {
+                        metrics
+                            .packets_lost
+                            .inc_by((f64::from(loss.clamp(0.0, 1.0)) * fresh as f64).round() as u64);
+                    }
+                    (s.plis, s.nacks) = (s.plis.max(st.plis), s.nacks.max(st.nacks));
+                    s.packets = s.packets.max(st.packets);
+                    if let Some(rtt) = st.rtt {
+                        metrics.rtt_seconds.set(rtt.as_secs_f64());
+                    }
+                }
+                Output::Event(Event::PeerStats(st)) => {
+                    if let Some(rtt) = st.rtt {
+                        metrics.rtt_seconds.set(rtt.as_secs_f64());
+                    }
+                }
+                Output::Event(e) => self.event(e, media, publish, start)?,
+            }
+        }
+    }
+
+    fn event(
+        &mut self,
+        e: Event,
+        media: &mut Media,
+        publish: &mut PublishState,
+        start: Instant,
+    ) -> Result<(), End> {
+        match e {
+            Event::Connected => {
+                media.connected = true;
+                debug!(stream = %self.label, "webrtc connected");
+            }
+            Event::IceConnectionStateChange(IceConnectionState::Disconnected) => {
+                return Err(End::ConsentExpired)
+            }
+            Event::Closed => return Err(End::PeerClosed),
+            Event::MediaAdded(m) => {
+                let pt = self.pick_pt(m.mid, m.kind);
+                match (m.kind, pt) {
+                    (MediaKind::Video, Some(pt)) if media.video.is_none() => {
+                        media.video = Some((m.mid, pt))
+                    }
+                    (MediaKind::Audio, Some(pt)) if media.audio.is_none() => {
+                        media.audio = Some((m.mid, pt))
+                    }
+                    _ => {}
+                }
+            }
+            Event::KeyframeRequest(_) => {
+                // Answered by the source's next keyframe (sooner if it is a WHIP publisher,
+                // which is asked for one).
+                self.table.want_keyframe(&self.label);
+            }
+            Event::MediaData(d) => {
+                let Role::Publish(publisher) = &self.role else {
+                    return Ok(());
+                };
+                let arrival = d.network_time.saturating_duration_since(start).as_millis() as u64;
+                let rtp = d.time.numer() as u32;
+                if media.video.is_some_and(|(mid, _)| mid == d.mid) {
+                    let ts = publish.video_clock.map(rtp, arrival) as u32;
+                    let out = publish.avc.push(&d.data);
+                    if let Some(h) = out.header {
+                        publisher.send(FrameKind::Video, ts, h.into());
+                    }
+                    if let Some((f, _)) = out.frame {
+                        publisher.send(FrameKind::Video, ts, f.into());
+                    }
+                } else if media.audio.is_some_and(|(mid, _)| mid == d.mid) {
+                    let ts = publish.audio_clock.map(rtp, arrival) as u32;
+                    if !publish.audio_header_sent {
+                        publisher.send(FrameKind::Audio, ts, opus::sequence_header(2).into());
+                        publish.audio_header_sent = true;
+                    }
+                    if let Some(f) = opus::frame(&d.data) {
+                        publisher.send(FrameKind::Audio, ts, f.into());
+                    }
+                }
+            }
+            _ => {}
+        }
+        Ok(())
+    }
+
+    /// The payload type to send (or expect) for a media: H.264 packetization-mode 1, or
+    /// Opus.
+    fn pick_pt(&mut self, mid: Mid, kind: MediaKind) -> Option<Pt> {
+        let writer = self.rtc.writer(mid)?;
+        let pt = writer
+            .payload_params()
+            .find(|p| {
+                let spec = p.spec();
+                match kind {
+                    MediaKind::Video => {
+                        spec.codec == Codec::H264 && spec.format.packetization_mode == Some(1)
+                    }
+                    MediaKind::Audio => spec.codec == Codec::Opus,
+                }
+            })
+            .map(|p| p.pt());
+        pt
+    }
+
+    fn request_keyframe(&mut self, media: &Media, publish: &mut PublishState, now: Instant) {
+        if !media.connected {
+            return;
+        }
+        let every = if publish.avc.needs_keyframe() || publish.force_keyframe {
+            KEYFRAME_REQUEST_EVERY
+        } else {
+            KEYFRAME_INTERVAL
+        };
+        if publish
+            .last_keyframe_request
+            .is_some_and(|t| now.duration_since(t) < every)
+        {
+            return;
+        }
+        publish.force_keyframe = false;
+        let Some((mid, _)) = media.video else { return };
+        if let Some(mut w) = self.rtc.writer(mid) {
+            if w.is_request_keyframe_possible(KeyframeRequestKind::Pli) {
+                let _ = w.request_keyframe(None, KeyframeRequestKind::Pli);
+                publish.last_keyframe_request = Some(now);
+            }
+        }
+    }
+
+    fn send_frames(&mut self, media: &Media, play: &mut PlayState) {
+        let frames = std::mem::take(&mut play.frames);
+        for f in &frames {
+            let dts = play.ts.unwrap(f.timestamp);
+            match f.kind {
+                FrameKind::Video => {
+                    let Some(au) = play.avc.push(&f.payload) else {
+                        continue;
+                    };
+                    if play.waiting_keyframe && !au.keyframe {
+                        if !play.asked_keyframe {
+                            self.table.want_keyframe(&self.label);
+                            play.asked_keyframe = true;
+                        }
+                        continue;
+                    }
+                    play.waiting_keyframe = false;
+                    if au.cts_ms != 0 && !play.b_frames_logged {
+                        // Measured with Chromium 1xx: its H.264 receiver decodes only the
+                        // keyframes of a stream with B-frames (and sends PLIs), whether RTP
+                        // time is PTS or DTS. Nothing here can fix that short of transcoding.
+                        info!(stream = %self.label, "source video has B-frames: browsers decode only its keyframes over WebRTC; publish without B-frames (x264 bframes=0) for WHEP");
+                        play.b_frames_logged = true;
+                    }
+                    let pts = dts.saturating_add_signed(i64::from(au.cts_ms));
+                    let Some((mid, pt)) = media.video else {
+                        continue;
+                    };
+                    let wall = wallclock(&mut play.base, pts);
+                    let time = MediaTime::new(to_rtp(pts, 90_000), Frequency::NINETY_KHZ);
+                    if let Some(w) = self.rtc.writer(mid) {
+                        if let Err(e) = w.write(pt, wall, time, au.data) {
+                            debug!(stream = %self.label, "video write: {e}");
+                        }
+                    }
+                }
+                FrameKind::Audio => {
+                    let Some((mid, pt)) = media.audio else {
+                        continue;
+                    };
+                    if play.waiting_keyframe {
+                        continue;
+                    }
+                    let packets = match opus::classify(&f.payload) {
+                        opus::Audio::OpusPacket(p) => {
+                            vec![(to_rtp(dts, opus::RTP_RATE), p.to_vec())]
+                        }
+                        opus::Audio::OpusHeader => continue,
+                        opus::Audio::Other => {
+                            if play.non_opus_audio == 0 {
+                                info!(stream = %self.label, "source audio is not Opus: WHEP plays video only until the audio bridge converts it");
+                            }
+                            play.non_opus_audio += 1;
+                            play.bridge.to_opus(dts, &f.payload)
+                        }
+                    };
+                    for (ticks, p) in packets {
+                        let wall = wallclock(&mut play.base, dts);
+                        let time = MediaTime::new(ticks, Frequency::FORTY_EIGHT_KHZ);
+                        if let Some(w) = self.rtc.writer(mid) {
+                            if let Err(e) = w.write(pt, wall, time, p) {
+                                debug!(stream = %self.label, "audio write: {e}");
+                            }
+                        }
+                    }
+                }
+                FrameKind::Data => {}
+            }
+        }
+        play.frames = frames;
+        play.frames.clear();
+        if let Role::Play(p) = &mut self.role {
+            p.report_drops();
+        }
+    }
+}
+
+/// The wall-clock instant of hub time `ms` (for RTCP sender reports): the first frame sent
+/// anchors hub time to now.
+fn wallclock(base: &mut Option<(Instant, u64)>, ms: u64) -> Instant {
+    let (at, t0) = *base.get_or_insert((Instant::now(), ms));
+    if ms >= t0 {
+        at + Duration::from_millis(ms - t0)
+    } else {
+        at.checked_sub(Duration::from_millis(t0 - ms)).unwrap_or(at)
+    }
+}
+
+async fn recv_frames(role: &Role, out: &mut Vec<Arc<prism_hub::Frame>>) -> RecvStatus {
+    match role {
+        Role::Play(p) => p.sub.recv(out, BATCH_BYTES).await,
+        Role::Publish(_) => std::future::pending().await,
+    }
+}
+
+async fn keyframe_wanted(n: Option<&tokio::sync::Notify>) {
+    match n {
+        Some(n) => n.notified().await,
+        None => std::future::pending().await,
+    }
+}
+
+async fn kicked(role: &Role) {
+    match role {
+        Role::Publish(p) => p.kicked().await,
+        Role::Play(_) => std::future::pending().await,
+    }
+}

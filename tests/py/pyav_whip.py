@@ -1,0 +1,53 @@
+"""FFmpeg 8's `whip` muxer (through PyAV) as a WHIP publisher.
+
+    python pyav_whip.py URL TOKEN SECONDS [CERT KEY]
+
+Publishes a 320x240 25 fps test pattern (libx264 baseline, no B-frames) and a 440 Hz
+tone (libopus) in real time for SECONDS, then ends the session (DELETE). CERT/KEY: the
+DTLS certificate to use (PEM). PyAV's wheels build FFmpeg with GnuTLS, whose generated
+DTLS certificate is ECDSA on secp224r1 (gnutls_sec_param_to_pk_bits(ECDSA, MEDIUM) is 224
+bits there), a curve WebRTC stacks do not accept; a P-256 one works.
+"""
+import fractions
+import sys
+import time
+
+import av
+
+url, token, seconds = sys.argv[1], sys.argv[2], float(sys.argv[3])
+opts = {"authorization": token}
+if len(sys.argv) > 5:
+    opts.update(cert_file=sys.argv[4], key_file=sys.argv[5])
+video_in = av.open("testsrc2=size=320x240:rate=25", format="lavfi")
+audio_in = av.open("sine=frequency=440:sample_rate=48000", format="lavfi")
+out = av.open(url, mode="w", format="whip", options=opts)
+v = out.add_stream(
+    "libx264",
+    rate=25,
+    options={"preset": "ultrafast", "tune": "zerolatency", "bf": "0", "g": "25", "profile": "baseline"},
+)
+v.width, v.height, v.pix_fmt = 320, 240, "yuv420p"
+a = out.add_stream("libopus", rate=48000, layout="stereo")
+a.bit_rate = 96000
+resampler = av.AudioResampler(format="s16", layout="stereo", rate=48000)
+tone = audio_in.decode(audio=0)
+t0 = time.time()
+n = 0
+for frame in video_in.decode(video=0):
+    if time.time() - t0 > seconds:
+        break
+    frame.pts, frame.time_base = n, fractions.Fraction(1, 25)
+    n += 1
+    for p in v.encode(frame):
+        out.mux(p)
+    samples = 0
+    while samples < 1920:  # 40 ms of audio per video frame
+        for r in resampler.resample(next(tone)):
+            samples += r.samples
+            for p in a.encode(r):
+                out.mux(p)
+    ahead = t0 + n / 25 - time.time()
+    if ahead > 0:
+        time.sleep(ahead)
+out.close()
+print(f"published {n} frames")
