@@ -30,6 +30,7 @@ pub use section::rtmp::RtmpConfig;
 pub use section::rtmps::{TlsFiles, TlsListenerConfig};
 pub use section::rtmpt::TunnelConfig;
 pub use section::srt::{SrtConfig, SrtPassphrase};
+pub use section::state::StateConfig;
 pub use section::stream::HubConfig;
 pub use section::target::{validate_target_name, ResolvedTarget, TargetConfig, TargetTls};
 pub use url::redact_url;
@@ -44,6 +45,7 @@ use section::rtmp::RawRtmp;
 use section::rtmps::RawTlsListener;
 use section::rtmpt::RawTunnel;
 use section::srt::RawSrt;
+use section::state::RawState;
 use section::stream::RawHub;
 use section::FromRaw;
 
@@ -79,6 +81,8 @@ pub struct Config {
     pub limits: Limits,
     /// TOML table `[hls]`: LL-HLS, HLS and DASH for viewers; absent = off.
     pub hls: Option<HlsConfig>,
+    /// TOML table `[state]`: where admin-API destinations are persisted.
+    pub state: StateConfig,
 }
 
 /// A configuration that could not be read or is invalid. `Display` is the
@@ -175,6 +179,9 @@ impl Config {
             if let Some(dir) = &mut hls.keys.dvr_dir {
                 fix(dir);
             }
+        }
+        if let Some(p) = &mut self.state.path {
+            fix(p);
         }
         for r in &mut self.routes {
             for t in &mut r.targets {
@@ -291,6 +298,8 @@ struct RawConfig {
     auth: RawAuth,
     #[serde(default)]
     limits: RawLimits,
+    #[serde(default)]
+    state: RawState,
 }
 
 /// Semantic validation of the raw shape, with errors placed in the file.
@@ -350,6 +359,7 @@ impl Checker<'_> {
             .hls
             .map(|t| section::hls::resolve(self, t))
             .transpose()?;
+        let state = StateConfig::from_raw(&mut raw.state, self, "state")?;
         Ok(Config {
             rtmp,
             http,
@@ -363,6 +373,7 @@ impl Checker<'_> {
             auth,
             limits,
             hls,
+            state,
         })
     }
 }

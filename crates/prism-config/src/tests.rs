@@ -762,6 +762,7 @@ fn declared_tables() -> Vec<(&'static str, Vec<&'static str>)> {
                 .collect(),
         ),
         ("route.target", names(section::target::RawTarget::KEYS)),
+        ("state", names(section::state::RawState::KEYS)),
     ]
 }
 
@@ -828,6 +829,7 @@ fn default_toml_lists_every_key() {
         section::hls::RawHls::KEYS,
         RawLimits::KEYS,
         RawAuth::KEYS,
+        section::state::RawState::KEYS,
         RawRoute::KEYS,
         section::target::RawTarget::KEYS,
     ] {

@@ -15,12 +15,13 @@ use tokio::net::TcpListener;
 use tracing::warn;
 
 use crate::api::{self, Api};
+use crate::state::StateStore;
 
-pub async fn run(listener: TcpListener, relay: Arc<Relay>) {
+pub async fn run(listener: TcpListener, relay: Arc<Relay>, store: Arc<StateStore>) {
     let listen = listener
         .local_addr()
         .unwrap_or_else(|_| relay.config().http.listen);
-    let api = Arc::new(Api::new(relay.clone(), listen));
+    let api = Arc::new(Api::new(relay.clone(), listen, store));
     loop {
         let (tcp, _) = match listener.accept().await {
             Ok(c) => c,

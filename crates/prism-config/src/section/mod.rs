@@ -190,6 +190,7 @@ pub(crate) mod rtmps;
 pub(crate) mod rtmpt;
 pub(crate) mod rtmpts;
 pub(crate) mod srt;
+pub(crate) mod state;
 pub(crate) mod stream;
 pub(crate) mod target;
 
