@@ -264,3 +264,126 @@ fn corrupt_state_file_stops_start_up_naming_it() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains(&state.display().to_string()), "{err}");
 }
+
+/// Destinations are checked as the config checks targets; a name the config file uses is
+/// refused when added, and reported (API and log) when the config file gained it later.
+#[test]
+fn destinations_are_checked_and_conflicts_reported() {
+    let spec = OpenApi::load();
+    let dir = TempDir::new("console-checks");
+    let state = dir.join("state.json");
+    // A state file from before the config file named a target "youtube" too.
+    std::fs::write(
+        &state,
+        br#"{"version": 1, "destinations": [
+              {"name": "youtube", "stream": "live/*", "url": "rtmp://127.0.0.1:1/app/state-key-0123456789"}]}"#,
+    )
+    .unwrap();
+    let cfg = format!(
+        "{}[[route]]\nstream = \"live/*\"\n[[route.target]]\nname = \"youtube\"\nurl = \"rtmp://127.0.0.1:1/app/{{stream}}\"\n\
+         [[route.target]]\nname = \"fb\"\nurl = \"rtmp://127.0.0.1:1/fb/{{stream}}\"\n",
+        config(free_port(), free_port(), &state)
+    );
+    let prism = Prism::start(&cfg);
+    let api = Api::new(prism.http_addr.unwrap(), Some(TOKEN));
+    let list = api.call("GET", "/api/v1/destinations", None).json();
+    spec.check_response("/api/v1/destinations", "get", 200, &list);
+    let d = &list["destinations"][0];
+    assert_eq!(d["applied"], false, "{d}");
+    assert!(
+        d["conflict"]
+            .as_str()
+            .is_some_and(|c| c.contains("config file declares a target named youtube")),
+        "{d}"
+    );
+    assert!(
+        prism.stderr().contains("state destination not applied"),
+        "{}",
+        prism.stderr()
+    );
+
+    let post = |body: serde_json::Value| api.call("POST", "/api/v1/destinations", Some(&body));
+    let ok = json!({"name": "tw", "stream": "live/main", "url": "rtmp://127.0.0.1:1/app/tw-key-0123456789"});
+    let r = post(ok.clone());
+    assert_eq!(r.status, 201, "{}", r.body);
+    spec.check_response("/api/v1/destinations", "post", 201, &r.json());
+    assert_eq!(r.header("location"), Some("/api/v1/destinations/tw"));
+    for (body, status, says) in [
+        (ok.clone(), 409, "exists"),
+        (
+            json!({"name": "fb", "stream": "live/main", "url": "rtmp://h/app/k"}),
+            409,
+            "config file declares a target named fb",
+        ),
+        (
+            json!({"name": "a b", "stream": "live/main", "url": "rtmp://h/app/k"}),
+            400,
+            "name:",
+        ),
+        (
+            json!({"name": "x", "stream": "nope", "url": "rtmp://h/app/k"}),
+            400,
+            "stream:",
+        ),
+        (
+            json!({"name": "x", "stream": "live/main", "url": "http://h/app/k"}),
+            400,
+            "url:",
+        ),
+        (
+            json!({"name": "x", "stream": "live/main", "url": "rtmp://h/app/k", "queue": {"write_merge_ms": 1001}}),
+            400,
+            "write_merge_ms",
+        ),
+        (
+            json!({"name": "x", "stream": "live/main", "url": "rtmp://h/app/k", "extra": 1}),
+            400,
+            "unknown field",
+        ),
+    ] {
+        let r = post(body.clone());
+        assert_eq!(r.status, status, "{body}: {}", r.body);
+        assert!(
+            r.json()["error"].as_str().unwrap().contains(says),
+            "{body}: {}",
+            r.body
+        );
+        assert!(
+            !r.body.contains("/app/k\""),
+            "URL echoed unredacted: {}",
+            r.body
+        );
+    }
+    let r = api.call(
+        "PATCH",
+        "/api/v1/destinations/tw",
+        Some(&json!({"enabled": false, "queue": {"write_merge_ms": 50}})),
+    );
+    assert_eq!(r.status, 200, "{}", r.body);
+    spec.check_response("/api/v1/destinations/{name}", "patch", 200, &r.json());
+    assert_eq!(r.json()["enabled"], false);
+    assert_eq!(r.json()["queue"]["write_merge_ms"], 50);
+    let r = api.call(
+        "PATCH",
+        "/api/v1/destinations/nope",
+        Some(&json!({"enabled": true})),
+    );
+    assert_eq!(r.status, 404, "{}", r.body);
+    let r = api.call(
+        "PATCH",
+        "/api/v1/destinations/tw",
+        Some(&json!({"url": "rtmp://h"})),
+    );
+    assert_eq!(r.status, 400, "{}", r.body);
+    let r = api.call("DELETE", "/api/v1/destinations/tw", None);
+    assert_eq!(r.status, 204, "{}", r.body);
+    let r = api.call("DELETE", "/api/v1/destinations/tw", None);
+    assert_eq!(r.status, 404, "{}", r.body);
+    // Every answer above came through the token; without it the list is refused.
+    assert_eq!(
+        Api::new(prism.http_addr.unwrap(), None)
+            .call("GET", "/api/v1/destinations", None)
+            .status,
+        401
+    );
+}
