@@ -405,9 +405,11 @@ impl Reloader {
             error!("config reload refused, the running config stays: {origin}: {e}");
             return;
         }
-        let new = self.store.set_base(new);
+        let (report, state_changed) = self.store.set_base(new, |c| self.relay.reload(c));
+        if state_changed {
+            warn!("{origin}: [state] changed, but only takes effect on restart; still saving to the old state file");
+        }
         log_state_conflicts(&self.store);
-        let report = self.relay.reload(new);
         for section in &report.restart_needed {
             warn!(section, "{origin}: {section} changed, but only takes effect on restart; still running with the old values");
         }

@@ -352,13 +352,16 @@ impl StateStore {
             .collect()
     }
 
-    /// A re-read config file (SIGHUP): the new effective config. The state file stays
-    /// the one opened at start.
-    pub fn set_base(&self, mut base: Config) -> Config {
+    /// A re-read config file (SIGHUP): `apply`s the new effective config under the store's
+    /// lock, so it cannot overtake (or be overtaken by) a destination change. The state
+    /// file stays the one opened at start; the second value says whether `[state]` changed
+    /// (it takes effect on restart).
+    pub fn set_base<R>(&self, mut base: Config, apply: impl FnOnce(Config) -> R) -> (R, bool) {
         let mut inner = lock(&self.inner);
+        let state_changed = base.state != inner.base.state;
         base.state = inner.base.state.clone();
         inner.base = base;
-        effective(&inner)
+        (apply(effective(&inner)), state_changed)
     }
 
     pub fn list(&self) -> Vec<DestinationView> {
