@@ -121,6 +121,24 @@ fn console_adds_toggles_removes_and_destinations_persist() {
     });
     assert_eq!(target(&s, "youtube").unwrap()["origin"], "state");
     nginx.wait_bytes_in(key, 100_000, Duration::from_secs(15));
+    // Prism samples bitrates on its own (the console's charts start from them).
+    let h = wait_for(Duration::from_secs(15), "3 samples of youtube", || {
+        let h = api.call("GET", "/api/v1/history", None).json();
+        let points = h["streams"]
+            .as_array()?
+            .iter()
+            .find(|s| s["name"] == "live/main")?["points"]
+            .as_array()?
+            .clone();
+        let with_yt = points
+            .iter()
+            .filter(|p| {
+                p["targets"][0]["name"] == "youtube" && p["targets"][0]["bps"].as_u64() > Some(0)
+            })
+            .count();
+        (with_yt >= 3).then_some(h)
+    });
+    spec.check_response("/api/v1/history", "get", 200, &h);
     eprintln!("[console] sink bytes before restart publish: {before}");
 
     // SIGHUP re-reads the config and keeps the state's destinations running.

@@ -46,6 +46,8 @@ pub struct Api {
     rates: Mutex<HashMap<RateKey, RateSample>>,
     /// Destinations added through the API (persisted with `[state] path`).
     store: Arc<StateStore>,
+    /// Bitrates of the last minutes, for the console's charts.
+    history: Mutex<HashMap<String, StreamHistory>>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -76,6 +78,7 @@ impl Api {
             loopback: listen.ip().is_loopback(),
             rates: Mutex::new(HashMap::new()),
             store,
+            history: Mutex::new(HashMap::new()),
         }
     }
 
@@ -125,6 +128,10 @@ impl Api {
             ["api", "v1", "streams", app, key, "targets", name] => match method {
                 Method::DELETE => self.remove_target(app, key, name),
                 _ => not_allowed("DELETE"),
+            },
+            ["api", "v1", "history"] => match method {
+                Method::GET | Method::HEAD => self.history(),
+                _ => not_allowed("GET"),
             },
             ["api", "v1", "destinations"] => match method {
                 Method::GET | Method::HEAD => self.destinations(),
@@ -496,6 +503,115 @@ impl Api {
             Ok(Err(e)) => state_error(e),
             Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, &e.to_string()),
         }
+    }
+}
+
+/// How often [`Api::sample`] is to be called, and how many samples are kept: 5 minutes.
+pub const HISTORY_INTERVAL: Duration = Duration::from_secs(2);
+const HISTORY_LEN: usize = 150;
+
+/// One live stream's bitrate samples, oldest first (bounded: [`HISTORY_LEN`]).
+struct StreamHistory {
+    /// Identity of the stream (its `Arc`): a new stream of the same name starts afresh.
+    stream: usize,
+    samples: std::collections::VecDeque<(Instant, HistoryPoint)>,
+}
+
+#[derive(Clone, Serialize)]
+struct HistoryPoint {
+    ingest_bps: u64,
+    targets: Vec<TargetRate>,
+}
+
+#[derive(Clone, Serialize)]
+struct TargetRate {
+    name: String,
+    bps: u64,
+}
+
+/// Bitrate history: sampled every [`HISTORY_INTERVAL`] whether or not anyone watches, so a
+/// console opened now shows the last minutes.
+impl Api {
+    pub fn sample(&self) {
+        let snapshots = self.relay.live_status();
+        let rendered = self.render(&snapshots);
+        let now = Instant::now();
+        let mut history = self.history.lock().unwrap_or_else(|e| e.into_inner());
+        history.retain(|name, _| rendered.iter().any(|s| &s.name == name));
+        for (s, snap) in rendered.iter().zip(&snapshots) {
+            let id = Arc::as_ptr(&snap.stream) as usize;
+            let h = history
+                .entry(s.name.clone())
+                .or_insert_with(|| StreamHistory {
+                    stream: id,
+                    samples: Default::default(),
+                });
+            if h.stream != id {
+                h.stream = id;
+                h.samples.clear();
+            }
+            if h.samples.len() >= HISTORY_LEN {
+                h.samples.pop_front();
+            }
+            h.samples.push_back((
+                now,
+                HistoryPoint {
+                    ingest_bps: s.bitrate_bps,
+                    targets: s
+                        .targets
+                        .iter()
+                        .map(|t| TargetRate {
+                            name: t.name.clone(),
+                            bps: t.bitrate_bps,
+                        })
+                        .collect(),
+                },
+            ));
+        }
+    }
+
+    fn history(&self) -> Resp {
+        #[derive(Serialize)]
+        struct Point {
+            age_seconds: f64,
+            #[serde(flatten)]
+            point: HistoryPoint,
+        }
+        #[derive(Serialize)]
+        struct Stream {
+            name: String,
+            points: Vec<Point>,
+        }
+        #[derive(Serialize)]
+        struct History {
+            interval_seconds: f64,
+            streams: Vec<Stream>,
+        }
+        let now = Instant::now();
+        let history = self.history.lock().unwrap_or_else(|e| e.into_inner());
+        let mut streams: Vec<Stream> = history
+            .iter()
+            .map(|(name, h)| Stream {
+                name: name.clone(),
+                points: h
+                    .samples
+                    .iter()
+                    .map(|(at, p)| Point {
+                        age_seconds: secs(now.saturating_duration_since(*at)),
+                        point: p.clone(),
+                    })
+                    .collect(),
+            })
+            .collect();
+        drop(history);
+        streams.sort_by(|a, b| a.name.cmp(&b.name));
+        json(
+            StatusCode::OK,
+            &History {
+                interval_seconds: HISTORY_INTERVAL.as_secs_f64(),
+                streams,
+            },
+        )
     }
 }
 
@@ -926,6 +1042,7 @@ mod tests {
             "/api/v1/openapi.json",
             "/api/v1/destinations",
             "/api/v1/destinations/{name}",
+            "/api/v1/history",
         ] {
             assert!(paths.contains_key(p), "{p} missing");
         }
