@@ -101,6 +101,10 @@ impl Destination {
     /// the operator (URL redacted).
     pub fn check(&self) -> Result<(), String> {
         validate_target_name(&self.name).map_err(|m| format!("name: {m}"))?;
+        // Bounds the state file (it is rewritten whole on every change).
+        if self.stream.len() > 256 || self.url.len() > 4096 {
+            return Err("stream (256) or url (4096 bytes) too long".into());
+        }
         StreamPattern::new(&self.stream).map_err(|m| format!("stream: {m}"))?;
         validate_target_url(&self.url).map_err(|m| format!("url: {m}"))?;
         self.queue.resolve()?;
