@@ -150,7 +150,7 @@ fn access_needs_the_token_and_metrics_stay_open() {
     assert_eq!(prism.http_get("/healthz").unwrap().0, 200);
     let (code, page) = prism.http_get("/").unwrap();
     assert_eq!(code, 200);
-    assert!(page.contains("<title>Prism status</title>"));
+    assert!(page.contains("<title>Prism console</title>"));
     // The token never shows in the logs.
     assert!(!prism.stderr().contains(TOKEN));
 }

@@ -137,8 +137,10 @@ fn page_with_a_token_asks_for_it_then_uses_it() {
     let dom = headless(&base, &["--dump-dom"]);
     // (The script's own text is in the dump too: look at the rendered elements.)
     assert!(
-        dom.contains(r#"<div id="banner" class="banner">This server needs its API token: open this page once as /?token="#),
-        "page explains how to pass the token:\n{dom}"
+        dom.contains(
+            r#"<div id="banner" class="banner">Sign in with the admin API token ([http] token)"#
+        ) && dom.contains(r#"<section id="signin" class="card">"#),
+        "page asks for the token:\n{dom}"
     );
     let dom = headless(&format!("{base}?token={token}"), &["--dump-dom"]);
     assert!(

@@ -31,6 +31,7 @@ pub use section::rtmps::{TlsFiles, TlsListenerConfig};
 pub use section::rtmpt::TunnelConfig;
 pub use section::rtsp::RtspConfig;
 pub use section::srt::{SrtConfig, SrtPassphrase};
+pub use section::state::StateConfig;
 pub use section::stream::HubConfig;
 pub use section::target::{validate_target_name, ResolvedTarget, TargetConfig, TargetTls};
 pub use section::webrtc::{WebrtcConfig, WebrtcKeys};
@@ -50,6 +51,7 @@ use section::rtmps::RawTlsListener;
 use section::rtmpt::RawTunnel;
 use section::rtsp::RawRtsp;
 use section::srt::RawSrt;
+use section::state::RawState;
 use section::stream::RawHub;
 use section::FromRaw;
 
@@ -96,6 +98,8 @@ pub struct Config {
     pub rtsps: Option<(RtspConfig, TlsFiles)>,
     /// TOML table `[webrtc]`: WHIP ingest and WHEP playback; absent = off.
     pub webrtc: Option<WebrtcConfig>,
+    /// TOML table `[state]`: where admin-API destinations are persisted.
+    pub state: StateConfig,
 }
 
 /// A configuration that could not be read or is invalid. `Display` is the
@@ -200,6 +204,9 @@ impl Config {
         if let Some(tls) = self.webrtc.as_mut().and_then(|w| w.tls.as_mut()) {
             fix(&mut tls.cert);
             fix(&mut tls.key);
+        }
+        if let Some(p) = &mut self.state.path {
+            fix(p);
         }
         for r in &mut self.routes {
             for t in &mut r.targets {
@@ -322,6 +329,8 @@ struct RawConfig {
     edge: Option<Spanned<section::edge::RawEdge>>,
     rtsp: Option<Spanned<RawRtsp>>,
     rtsps: Option<Spanned<RawRtsp>>,
+    #[serde(default)]
+    state: RawState,
 }
 
 /// Semantic validation of the raw shape, with errors placed in the file.
@@ -398,6 +407,7 @@ impl Checker<'_> {
             .webrtc
             .map(|t| section::webrtc::resolve(self, t))
             .transpose()?;
+        let state = StateConfig::from_raw(&mut raw.state, self, "state")?;
         Ok(Config {
             rtmp,
             http,
@@ -416,6 +426,7 @@ impl Checker<'_> {
             rtsp,
             rtsps,
             webrtc,
+            state,
         })
     }
 

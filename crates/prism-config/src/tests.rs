@@ -774,6 +774,7 @@ fn declared_tables() -> Vec<(&'static str, Vec<&'static str>)> {
         ("route.target", names(section::target::RawTarget::KEYS)),
         ("source", names(section::source::RawSource::KEYS)),
         ("edge", names(section::edge::RawEdge::KEYS)),
+        ("state", names(section::state::RawState::KEYS)),
     ]
 }
 
@@ -842,6 +843,7 @@ fn default_toml_lists_every_key() {
         section::webrtc::RawWebrtc::KEYS,
         RawLimits::KEYS,
         RawAuth::KEYS,
+        section::state::RawState::KEYS,
         RawRoute::KEYS,
         section::target::RawTarget::KEYS,
         section::source::RawSource::KEYS,

@@ -15,12 +15,25 @@ use tokio::net::TcpListener;
 use tracing::warn;
 
 use crate::api::{self, Api};
+use crate::state::StateStore;
 
-pub async fn run(listener: TcpListener, relay: Arc<Relay>) {
+pub async fn run(listener: TcpListener, relay: Arc<Relay>, store: Arc<StateStore>) {
     let listen = listener
         .local_addr()
         .unwrap_or_else(|_| relay.config().http.listen);
-    let api = Arc::new(Api::new(relay.clone(), listen));
+    let api = Arc::new(Api::new(relay.clone(), listen, store));
+    // Bitrate history for the console's charts; ends with this task (aborted at shutdown).
+    let _sampler = AbortOnDrop(tokio::spawn({
+        let api = api.clone();
+        async move {
+            let mut tick = tokio::time::interval(api::HISTORY_INTERVAL);
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                tick.tick().await;
+                api.sample();
+            }
+        }
+    }));
     loop {
         let (tcp, _) = match listener.accept().await {
             Ok(c) => c,
@@ -73,4 +86,13 @@ fn respond(status: StatusCode, content_type: &str, body: String) -> Response<Ful
         resp.headers_mut().insert(hyper::header::CONTENT_TYPE, v);
     }
     resp
+}
+
+/// Aborts a task when dropped.
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
 }

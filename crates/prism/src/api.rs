@@ -26,6 +26,8 @@ use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use crate::state::{Destination, QueueJson, StateError, StateStore};
+
 /// Largest request body accepted.
 const MAX_BODY_BYTES: usize = 64 * 1024;
 /// Bitrates are measured over at least this long (callers polling faster get the last one).
@@ -44,6 +46,10 @@ pub struct Api {
     token: Option<[u8; 32]>,
     loopback: bool,
     rates: Mutex<HashMap<RateKey, RateSample>>,
+    /// Destinations added through the API (persisted with `[state] path`).
+    store: Arc<StateStore>,
+    /// Bitrates of the last minutes, for the console's charts.
+    history: Mutex<HashMap<String, StreamHistory>>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -61,7 +67,7 @@ struct RateSample {
 }
 
 impl Api {
-    pub fn new(relay: Arc<Relay>, listen: SocketAddr) -> Api {
+    pub fn new(relay: Arc<Relay>, listen: SocketAddr, store: Arc<StateStore>) -> Api {
         let token = relay
             .config()
             .http
@@ -73,6 +79,8 @@ impl Api {
             token,
             loopback: listen.ip().is_loopback(),
             rates: Mutex::new(HashMap::new()),
+            store,
+            history: Mutex::new(HashMap::new()),
         }
     }
 
@@ -133,6 +141,26 @@ impl Api {
                 Method::GET | Method::HEAD => sources::one(&self.relay, app, key),
                 Method::DELETE => sources::remove(&self.relay, app, key),
                 _ => not_allowed("GET, DELETE"),
+            },
+            ["api", "v1", "history"] => match method {
+                Method::GET | Method::HEAD => self.history(),
+                _ => not_allowed("GET"),
+            },
+            ["api", "v1", "destinations"] => match method {
+                Method::GET | Method::HEAD => self.destinations(),
+                Method::POST => self.add_destination(req).await,
+                _ => not_allowed("GET, POST"),
+            },
+            ["api", "v1", "destinations", name] => match method {
+                Method::PATCH => {
+                    let name = name.to_string();
+                    self.change_destination(&name, req).await
+                }
+                Method::DELETE => {
+                    let name = name.to_string();
+                    self.remove_destination(name).await
+                }
+                _ => not_allowed("PATCH, DELETE"),
             },
             _ => error(StatusCode::NOT_FOUND, &format!("no such endpoint: {path}")),
         }
@@ -240,7 +268,11 @@ impl Api {
                         };
                         let bps = rate(&mut rates, &k, t.bytes_sent, t.uptime, now);
                         seen.push(k);
-                        TargetJson::new(t, bps)
+                        let mut j = TargetJson::new(t, bps);
+                        if j.origin == "config" && self.store.is_applied(&t.name) {
+                            j.origin = "state";
+                        }
+                        j
                     })
                     .collect();
                 let (video, audio) = s.stream.codecs();
@@ -374,6 +406,309 @@ impl Api {
             }
         }
     }
+}
+
+/// Destinations: the operator's state (see [`crate::state`]).
+impl Api {
+    fn destinations(&self) -> Resp {
+        json(
+            StatusCode::OK,
+            &DestinationList {
+                persisted: self.store.persisted(),
+                destinations: self.store.list(),
+            },
+        )
+    }
+
+    /// A URL's scheme must be one a transport of this build pushes to.
+    fn scheme_refusal(&self, url: &str) -> Option<Resp> {
+        let scheme = url
+            .split_once("://")
+            .map(|(s, _)| s.to_ascii_lowercase())
+            .unwrap_or_default();
+        (self.relay.dialer(&scheme).is_none() && self.relay.sink(&scheme).is_none()).then(|| {
+            error(
+                StatusCode::BAD_REQUEST,
+                &format!("url: no transport of this build pushes to {scheme}:// targets"),
+            )
+        })
+    }
+
+    async fn add_destination(&self, req: Request<Incoming>) -> Resp {
+        let d: Destination = match read_json(req, "{\"name\", \"stream\", \"url\", ...}").await {
+            Ok(d) => d,
+            Err(r) => return *r,
+        };
+        if let Err(m) = d.check() {
+            return error(StatusCode::BAD_REQUEST, &m);
+        }
+        if let Some(r) = self.scheme_refusal(&d.url) {
+            return r;
+        }
+        let name = d.name.clone();
+        let (store, relay) = (self.store.clone(), self.relay.clone());
+        let done = tokio::task::spawn_blocking(move || store.add(d, |c| apply(&relay, c))).await;
+        match done {
+            Ok(Ok(view)) => {
+                tracing::info!(destination = %name, "destination added");
+                let mut resp = json(StatusCode::CREATED, &view);
+                let location = format!("/api/v1/destinations/{}", percent_encode(&name));
+                if let Ok(v) = HeaderValue::from_str(&location) {
+                    resp.headers_mut().insert(header::LOCATION, v);
+                }
+                resp
+            }
+            Ok(Err(e)) => state_error(e),
+            Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, &e.to_string()),
+        }
+    }
+
+    async fn change_destination(&self, name: &str, req: Request<Incoming>) -> Resp {
+        let patch: DestinationPatch = match read_json(
+            req,
+            "{\"enabled\": true|false, \"url\", \"stream\", \"queue\"}",
+        )
+        .await
+        {
+            Ok(p) => p,
+            Err(r) => return *r,
+        };
+        if let Some(url) = &patch.url {
+            if let Some(r) = self.scheme_refusal(url) {
+                return r;
+            }
+        }
+        let (store, relay, name) = (self.store.clone(), self.relay.clone(), name.to_owned());
+        let done = tokio::task::spawn_blocking(move || {
+            store.update(
+                &name,
+                |d| {
+                    if let Some(v) = patch.enabled {
+                        d.enabled = v;
+                    }
+                    if let Some(v) = patch.url {
+                        d.url = v;
+                    }
+                    if let Some(v) = patch.stream {
+                        d.stream = v;
+                    }
+                    if let Some(v) = patch.queue {
+                        d.queue = v;
+                    }
+                },
+                |c| apply(&relay, c),
+            )
+        })
+        .await;
+        match done {
+            Ok(Ok(view)) => json(StatusCode::OK, &view),
+            Ok(Err(e)) => state_error(e),
+            Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, &e.to_string()),
+        }
+    }
+
+    async fn remove_destination(&self, name: String) -> Resp {
+        let (store, relay) = (self.store.clone(), self.relay.clone());
+        let done =
+            tokio::task::spawn_blocking(move || store.remove(&name, |c| apply(&relay, c))).await;
+        match done {
+            Ok(Ok(())) => no_content(),
+            Ok(Err(e)) => state_error(e),
+            Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, &e.to_string()),
+        }
+    }
+}
+
+/// How often [`Api::sample`] is to be called, and how many samples are kept: 5 minutes.
+pub const HISTORY_INTERVAL: Duration = Duration::from_secs(2);
+const HISTORY_LEN: usize = 150;
+
+/// One live stream's bitrate samples, oldest first (bounded: [`HISTORY_LEN`]).
+struct StreamHistory {
+    /// Identity of the stream (its `Arc`): a new stream of the same name starts afresh.
+    stream: usize,
+    samples: std::collections::VecDeque<(Instant, HistoryPoint)>,
+}
+
+#[derive(Clone, Serialize)]
+struct HistoryPoint {
+    ingest_bps: u64,
+    targets: Vec<TargetRate>,
+}
+
+#[derive(Clone, Serialize)]
+struct TargetRate {
+    name: String,
+    bps: u64,
+}
+
+/// Bitrate history: sampled every [`HISTORY_INTERVAL`] whether or not anyone watches, so a
+/// console opened now shows the last minutes.
+impl Api {
+    pub fn sample(&self) {
+        let snapshots = self.relay.live_status();
+        let rendered = self.render(&snapshots);
+        let now = Instant::now();
+        let mut history = self.history.lock().unwrap_or_else(|e| e.into_inner());
+        history.retain(|name, _| rendered.iter().any(|s| &s.name == name));
+        for (s, snap) in rendered.iter().zip(&snapshots) {
+            let id = Arc::as_ptr(&snap.stream) as usize;
+            let h = history
+                .entry(s.name.clone())
+                .or_insert_with(|| StreamHistory {
+                    stream: id,
+                    samples: Default::default(),
+                });
+            if h.stream != id {
+                h.stream = id;
+                h.samples.clear();
+            }
+            if h.samples.len() >= HISTORY_LEN {
+                h.samples.pop_front();
+            }
+            h.samples.push_back((
+                now,
+                HistoryPoint {
+                    ingest_bps: s.bitrate_bps,
+                    targets: s
+                        .targets
+                        .iter()
+                        .map(|t| TargetRate {
+                            name: t.name.clone(),
+                            bps: t.bitrate_bps,
+                        })
+                        .collect(),
+                },
+            ));
+        }
+    }
+
+    fn history(&self) -> Resp {
+        #[derive(Serialize)]
+        struct Point {
+            age_seconds: f64,
+            #[serde(flatten)]
+            point: HistoryPoint,
+        }
+        #[derive(Serialize)]
+        struct Stream {
+            name: String,
+            points: Vec<Point>,
+        }
+        #[derive(Serialize)]
+        struct History {
+            interval_seconds: f64,
+            streams: Vec<Stream>,
+        }
+        let now = Instant::now();
+        let history = self.history.lock().unwrap_or_else(|e| e.into_inner());
+        let mut streams: Vec<Stream> = history
+            .iter()
+            .map(|(name, h)| Stream {
+                name: name.clone(),
+                points: h
+                    .samples
+                    .iter()
+                    .map(|(at, p)| Point {
+                        age_seconds: secs(now.saturating_duration_since(*at)),
+                        point: p.clone(),
+                    })
+                    .collect(),
+            })
+            .collect();
+        drop(history);
+        streams.sort_by(|a, b| a.name.cmp(&b.name));
+        json(
+            StatusCode::OK,
+            &History {
+                interval_seconds: HISTORY_INTERVAL.as_secs_f64(),
+                streams,
+            },
+        )
+    }
+}
+
+/// Applies a config with the state merged in to the live streams (a reload: targets
+/// start, stop, restart as for SIGHUP).
+fn apply(relay: &Arc<Relay>, config: prism_config::Config) {
+    let report = relay.reload(config);
+    for s in &report.streams {
+        tracing::info!(stream = %s.stream, started = ?s.started, stopped = ?s.stopped, restarted = ?s.restarted, "targets updated from the destinations");
+        if !s.conflicts.is_empty() {
+            tracing::warn!(stream = %s.stream, targets = ?s.conflicts, "destinations not started on this stream: a target of the same name added to the live stream runs");
+        }
+    }
+}
+
+fn state_error(e: StateError) -> Resp {
+    match e {
+        StateError::Invalid(m) => error(StatusCode::BAD_REQUEST, &m),
+        StateError::Conflict(m) => error(StatusCode::CONFLICT, &m),
+        StateError::NotFound(m) => error(StatusCode::NOT_FOUND, &m),
+        StateError::Save(m) => {
+            tracing::error!("{m}");
+            error(StatusCode::INTERNAL_SERVER_ERROR, &m)
+        }
+    }
+}
+
+/// The JSON body of a request (`Content-Type: application/json`, at most
+/// [`MAX_BODY_BYTES`]); `Err` is the answer to give.
+async fn read_json<T: serde::de::DeserializeOwned>(
+    req: Request<Incoming>,
+    expected: &str,
+) -> Result<T, Box<Resp>> {
+    let is_json = req
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split(';').next())
+        .is_some_and(|v| v.trim().eq_ignore_ascii_case("application/json"));
+    if !is_json {
+        return Err(Box::new(error(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "the body must be JSON (Content-Type: application/json)",
+        )));
+    }
+    let body = match Limited::new(req.into_body(), MAX_BODY_BYTES)
+        .collect()
+        .await
+    {
+        Ok(b) => b.to_bytes(),
+        Err(e) if e.is::<http_body_util::LengthLimitError>() => {
+            return Err(Box::new(error(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                &format!("the body is larger than {MAX_BODY_BYTES} bytes"),
+            )))
+        }
+        Err(e) => {
+            return Err(Box::new(error(
+                StatusCode::BAD_REQUEST,
+                &format!("reading the body: {e}"),
+            )))
+        }
+    };
+    serde_json::from_slice(&body).map_err(|e| {
+        Box::new(error(
+            StatusCode::BAD_REQUEST,
+            &format!("expected {expected}: {e}"),
+        ))
+    })
+}
+
+#[derive(Serialize)]
+struct DestinationList {
+    persisted: bool,
+    destinations: Vec<crate::state::DestinationView>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct DestinationPatch {
+    enabled: Option<bool>,
+    url: Option<String>,
+    stream: Option<String>,
+    queue: Option<QueueJson>,
 }
 
 /// `GET /`: the self-refreshing status page (static; its data comes from the API).
@@ -718,6 +1053,9 @@ mod tests {
             "/api/v1/streams/{app}/{key}/targets",
             "/api/v1/streams/{app}/{key}/targets/{name}",
             "/api/v1/openapi.json",
+            "/api/v1/destinations",
+            "/api/v1/destinations/{name}",
+            "/api/v1/history",
         ] {
             assert!(paths.contains_key(p), "{p} missing");
         }

@@ -3,6 +3,7 @@
 mod admin;
 mod api;
 mod sources;
+mod state;
 mod tunnel;
 
 use anyhow::Context;
@@ -88,6 +89,10 @@ fn main() -> ExitCode {
                         eprintln!("{}: {e}", path.display());
                         return ExitCode::FAILURE;
                     }
+                    if let Err(e) = state::read(&config) {
+                        eprintln!("{e}");
+                        return ExitCode::FAILURE;
+                    }
                     println!("{}: ok", path.display());
                     ExitCode::SUCCESS
                 }
@@ -135,17 +140,19 @@ fn serve(config_path: Option<&Path>) -> anyhow::Result<()> {
         None => Config::default(),
     };
     sources::check(&config).map_err(|e| anyhow::anyhow!("{e}"))?;
+    let store = Arc::new(state::StateStore::open(config).map_err(|e| anyhow::anyhow!(e))?);
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
         .context("starting the async runtime")?;
-    let result = runtime.block_on(run(config, config_path.map(Path::to_path_buf)));
+    let result = runtime.block_on(run(store, config_path.map(Path::to_path_buf)));
     // A DNS lookup of a push target runs on a blocking thread and may outlive the bound.
     runtime.shutdown_timeout(std::time::Duration::from_millis(500));
     result
 }
 
-async fn run(config: Config, config_path: Option<PathBuf>) -> anyhow::Result<()> {
+async fn run(store: Arc<state::StateStore>, config_path: Option<PathBuf>) -> anyhow::Result<()> {
+    let config = state_config(&store);
     // Bind every listener before serving anything: a bad config never starts half a server.
     let rtmp = bind_tcp(config.rtmp.listen, "RTMP", "[rtmp] listen").await?;
     let http = bind_tcp(config.http.listen, "admin HTTP", "[http] listen").await?;
@@ -220,6 +227,7 @@ async fn run(config: Config, config_path: Option<PathBuf>) -> anyhow::Result<()>
             relay: relay.clone(),
             tls_dialer,
             certificates,
+            store: store.clone(),
         },
     ));
     #[cfg(not(unix))]
@@ -264,7 +272,7 @@ async fn run(config: Config, config_path: Option<PathBuf>) -> anyhow::Result<()>
     if let Some(w) = webrtc {
         accept_loops.push(tokio::spawn(w.run(relay.clone())));
     }
-    accept_loops.push(tokio::spawn(admin::run(http, relay.clone())));
+    accept_loops.push(tokio::spawn(admin::run(http, relay.clone(), store)));
     sources::start(&relay);
     shutdown_signal().await;
 
@@ -440,6 +448,8 @@ struct Reloader {
     relay: Arc<Relay>,
     tls_dialer: Arc<TlsDialer>,
     certificates: Vec<Arc<ReloadableTls>>,
+    /// Destinations added through the API, merged into every re-read config.
+    store: Arc<state::StateStore>,
 }
 
 impl Reloader {
@@ -468,7 +478,11 @@ impl Reloader {
             error!("config reload refused, the running config stays: {origin}: {e}");
             return;
         }
-        let report = self.relay.reload(new);
+        let (report, state_changed) = self.store.set_base(new, |c| self.relay.reload(c));
+        if state_changed {
+            warn!("{origin}: [state] changed, but only takes effect on restart; still saving to the old state file");
+        }
+        log_state_conflicts(&self.store);
         for section in &report.restart_needed {
             warn!(section, "{origin}: {section} changed, but only takes effect on restart; still running with the old values");
         }
@@ -520,4 +534,26 @@ async fn shutdown_signal() {
         }
     }
     let _ = tokio::signal::ctrl_c().await;
+}
+
+/// The running config at start: the file's, with the `[state]` destinations merged in.
+fn state_config(store: &state::StateStore) -> Config {
+    let config = store.effective();
+    match &config.state.path {
+        Some(p) => {
+            info!(state = %p.display(), destinations = store.list().len(), "state file read")
+        }
+        None => {
+            info!("no [state] path: destinations added through the API are kept in memory only")
+        }
+    }
+    log_state_conflicts(store);
+    config
+}
+
+/// A destination whose name the config file uses too is not applied: said, not hidden.
+fn log_state_conflicts(store: &state::StateStore) {
+    for (name, why) in store.conflicts() {
+        warn!(destination = %name, "state destination not applied: {why}");
+    }
 }

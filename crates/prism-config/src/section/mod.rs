@@ -193,6 +193,7 @@ pub(crate) mod rtmpts;
 pub(crate) mod rtsp;
 pub(crate) mod source;
 pub(crate) mod srt;
+pub(crate) mod state;
 pub(crate) mod stream;
 pub(crate) mod target;
 pub(crate) mod webrtc;
