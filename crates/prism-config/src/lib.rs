@@ -32,6 +32,7 @@ pub use section::rtmpt::TunnelConfig;
 pub use section::srt::{SrtConfig, SrtPassphrase};
 pub use section::stream::HubConfig;
 pub use section::target::{validate_target_name, ResolvedTarget, TargetConfig, TargetTls};
+pub use section::transcode::{AudioRendition, Rendition, TranscodeConfig, VideoRendition};
 pub use url::redact_url;
 
 use section::auth::RawAuth;
@@ -79,6 +80,8 @@ pub struct Config {
     pub limits: Limits,
     /// TOML table `[hls]`: LL-HLS, HLS and DASH for viewers; absent = off.
     pub hls: Option<HlsConfig>,
+    /// TOML `[[transcode]]`: ABR ladders, in file order (the first matching one applies).
+    pub transcode: Vec<TranscodeConfig>,
 }
 
 /// A configuration that could not be read or is invalid. `Display` is the
@@ -254,6 +257,13 @@ impl Config {
     }
 }
 
+impl Config {
+    /// The ABR ladder of stream `app`/`key`: the first `[[transcode]]` whose pattern matches.
+    pub fn transcode_for(&self, app: &str, key: &str) -> Option<&TranscodeConfig> {
+        self.transcode.iter().find(|t| t.stream.matches(app, key))
+    }
+}
+
 /// 1-based line and column (in characters) of a byte offset.
 fn line_col(text: &str, offset: usize) -> (usize, usize) {
     let mut offset = offset.min(text.len());
@@ -291,6 +301,8 @@ struct RawConfig {
     auth: RawAuth,
     #[serde(default)]
     limits: RawLimits,
+    #[serde(default)]
+    transcode: Vec<section::transcode::RawTranscode>,
 }
 
 /// Semantic validation of the raw shape, with errors placed in the file.
@@ -350,6 +362,12 @@ impl Checker<'_> {
             .hls
             .map(|t| section::hls::resolve(self, t))
             .transpose()?;
+        let transcode = raw
+            .transcode
+            .into_iter()
+            .enumerate()
+            .map(|(i, t)| section::transcode::resolve(self, i, t))
+            .collect::<Result<_, _>>()?;
         Ok(Config {
             rtmp,
             http,
@@ -363,6 +381,7 @@ impl Checker<'_> {
             auth,
             limits,
             hls,
+            transcode,
         })
     }
 }

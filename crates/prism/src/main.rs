@@ -83,6 +83,11 @@ fn main() -> ExitCode {
                         eprintln!("{}: hls.dvr_dir: {e}", path.display());
                         return ExitCode::FAILURE;
                     }
+                    // ffmpeg runs and has every encoder a ladder names.
+                    if let Err(e) = prism_transcode::check(&config.transcode) {
+                        eprintln!("{}: {e}", path.display());
+                        return ExitCode::FAILURE;
+                    }
                     println!("{}: ok", path.display());
                     ExitCode::SUCCESS
                 }
@@ -184,6 +189,11 @@ async fn run(config: Config, config_path: Option<PathBuf>) -> anyhow::Result<()>
             .context("preparing [hls] dvr_dir")?
             .map_err(|e| anyhow::anyhow!("[hls] dvr_dir: {e}"))?;
     }
+    let ladders = config.transcode.clone();
+    tokio::task::spawn_blocking(move || prism_transcode::check(&ladders))
+        .await
+        .context("checking [[transcode]] ffmpeg")?
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
     let hls_output = config
         .hls
         .as_ref()

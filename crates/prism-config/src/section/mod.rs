@@ -192,6 +192,7 @@ pub(crate) mod rtmpts;
 pub(crate) mod srt;
 pub(crate) mod stream;
 pub(crate) mod target;
+pub(crate) mod transcode;
 
 /// The checks keys share. Each takes the raw value and returns the resolved one or a message
 /// for the operator (the caller adds place and key).
