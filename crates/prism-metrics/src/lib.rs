@@ -22,7 +22,7 @@
 use std::collections::HashMap;
 
 use prometheus::core::Desc;
-use prometheus::{Gauge, IntCounter};
+use prometheus::{Counter, CounterVec, Gauge, IntCounter};
 
 use prometheus::core::{Collector, MetricVec, MetricVecBuilder};
 use prometheus::proto::LabelPair;
@@ -65,6 +65,11 @@ pub mod names {
     pub const HLS_BLOCKING_REQUESTS: &str = "prism_hls_blocking_requests";
     pub const HLS_DVR_DISK_BYTES: &str = "prism_hls_dvr_disk_bytes";
     pub const HLS_DVR_ERRORS_TOTAL: &str = "prism_hls_dvr_errors_total";
+    pub const TRANSCODE_WORKERS: &str = "prism_transcode_workers";
+    pub const TRANSCODE_RESTARTS_TOTAL: &str = "prism_transcode_restarts_total";
+    pub const TRANSCODE_SPEED: &str = "prism_transcode_speed";
+    pub const TRANSCODE_CPU_SECONDS_TOTAL: &str = "prism_transcode_cpu_seconds_total";
+    pub const TRANSCODE_REFUSED_TOTAL: &str = "prism_transcode_refused_total";
 
     /// Every name above, in declaration order.
     pub const ALL: &[&str] = &[
@@ -98,6 +103,11 @@ pub mod names {
         HLS_BLOCKING_REQUESTS,
         HLS_DVR_DISK_BYTES,
         HLS_DVR_ERRORS_TOTAL,
+        TRANSCODE_WORKERS,
+        TRANSCODE_RESTARTS_TOTAL,
+        TRANSCODE_SPEED,
+        TRANSCODE_CPU_SECONDS_TOTAL,
+        TRANSCODE_REFUSED_TOTAL,
     ];
 }
 
@@ -174,6 +184,17 @@ pub struct Metrics {
     hls_dvr_disk_bytes: IntGaugeVec,
     /// `prism_hls_dvr_errors_total{op}`: failed DVR file operations (write, read, delete).
     hls_dvr_errors_total: IntCounterVec,
+    /// `prism_transcode_workers`: ABR ladder workers (ffmpeg processes) running now.
+    transcode_workers: IntGauge,
+    /// `prism_transcode_restarts_total{stream,reason}`: worker restarts (`exited`,
+    /// `stalled`, `slow`, `spawn_failed`, `bad_output`).
+    transcode_restarts_total: IntCounterVec,
+    /// `prism_transcode_speed{stream}`: the worker's speed (1.0 = real time).
+    transcode_speed: GaugeVec,
+    /// `prism_transcode_cpu_seconds_total{stream}`: CPU time of the stream's workers.
+    transcode_cpu_seconds_total: CounterVec,
+    /// `prism_transcode_refused_total`: streams relayed without their ladder (max_transcodes).
+    transcode_refused_total: IntCounter,
 }
 
 impl Default for Metrics {
@@ -372,6 +393,53 @@ impl Metrics {
                 "Failed DVR file operations in dvr_dir (op: write, read, delete); a failed write keeps that stream's window in memory.",
                 &["op"],
             ),
+            transcode_workers: {
+                let g = IntGauge::new(
+                    TRANSCODE_WORKERS,
+                    "ABR ladder workers (ffmpeg processes) running now.",
+                )
+                .expect("valid gauge");
+                registry.register(Box::new(g.clone())).expect("unique name");
+                g
+            },
+            transcode_restarts_total: counter(
+                TRANSCODE_RESTARTS_TOTAL,
+                "ABR ladder worker restarts, by reason (exited, stalled, slow, spawn_failed, bad_output).",
+                &["stream", "reason"],
+            ),
+            transcode_speed: {
+                let m = GaugeVec::new(
+                    Opts::new(
+                        TRANSCODE_SPEED,
+                        "Speed of the stream's ABR ladder worker (1.0 = real time), as ffmpeg reports it.",
+                    ),
+                    &["stream"],
+                )
+                .expect("valid gauge");
+                registry.register(Box::new(m.clone())).expect("unique name");
+                m
+            },
+            transcode_cpu_seconds_total: {
+                let m = CounterVec::new(
+                    Opts::new(
+                        TRANSCODE_CPU_SECONDS_TOTAL,
+                        "CPU time (user + system) used by the stream's ABR ladder workers.",
+                    ),
+                    &["stream"],
+                )
+                .expect("valid counter");
+                registry.register(Box::new(m.clone())).expect("unique name");
+                m
+            },
+            transcode_refused_total: {
+                let c = IntCounter::new(
+                    TRANSCODE_REFUSED_TOTAL,
+                    "Streams relayed without their ABR ladder because [limits] max_transcodes workers were running.",
+                )
+                .expect("valid counter");
+                registry.register(Box::new(c.clone())).expect("unique name");
+                c
+            },
             registry,
         };
         m.build_info
@@ -487,7 +555,7 @@ impl Metrics {
             .collect()
     }
 
-    fn collectors(&self) -> [&dyn Collector; 30] {
+    fn collectors(&self) -> [&dyn Collector; 35] {
         [
             &self.connections_active,
             &self.connections_total,
@@ -519,7 +587,39 @@ impl Metrics {
             &self.hls_blocking_requests,
             &self.hls_dvr_disk_bytes,
             &self.hls_dvr_errors_total,
+            &self.transcode_workers,
+            &self.transcode_restarts_total,
+            &self.transcode_speed,
+            &self.transcode_cpu_seconds_total,
+            &self.transcode_refused_total,
         ]
+    }
+
+    /// `prism_transcode_workers`.
+    pub fn transcode_workers(&self) -> &IntGauge {
+        &self.transcode_workers
+    }
+
+    /// `prism_transcode_restarts_total{stream,reason}`; `reason` a fixed snake_case word.
+    pub fn transcode_restarts(&self, stream: &str, reason: &'static str) -> IntCounter {
+        self.transcode_restarts_total
+            .with_label_values(&[stream, reason])
+    }
+
+    /// `prism_transcode_speed{stream}`.
+    pub fn transcode_speed(&self, stream: &str) -> Gauge {
+        self.transcode_speed.with_label_values(&[stream])
+    }
+
+    /// `prism_transcode_cpu_seconds_total{stream}`.
+    pub fn transcode_cpu_seconds(&self, stream: &str) -> Counter {
+        self.transcode_cpu_seconds_total
+            .with_label_values(&[stream])
+    }
+
+    /// `prism_transcode_refused_total`.
+    pub fn transcode_refused(&self) -> &IntCounter {
+        &self.transcode_refused_total
     }
 
     /// `prism_hls_requests_total{kind,status}`.
@@ -579,6 +679,9 @@ impl Metrics {
         remove_where(&self.srt_packets_dropped_total, is);
         remove_where(&self.srt_receive_buffer_seconds, is);
         self.forget_hls(stream);
+        remove_where(&self.transcode_restarts_total, is);
+        remove_where(&self.transcode_speed, is);
+        remove_where(&self.transcode_cpu_seconds_total, is);
     }
 
     /// Removes the SRT label sets of one connection's `(stream, direction, target)`.
@@ -1012,6 +1115,9 @@ mod tests {
         hls.dvr_bytes.set(100_000);
         hls.viewers.set(3);
         hls.dvr_disk_bytes.set(90_000);
+        m.transcode_restarts(stream, "exited").inc();
+        m.transcode_speed(stream).set(1.0);
+        m.transcode_cpu_seconds(stream).inc_by(0.5);
     }
 
     fn full() -> Metrics {
@@ -1027,6 +1133,8 @@ mod tests {
         m.hls_request("part", 200).inc();
         m.hls_blocking_requests().set(1);
         m.hls_dvr_error("write").inc();
+        m.transcode_workers().set(1);
+        m.transcode_refused().inc();
         populate(&m, "live/a");
         populate(&m, "live/b");
         m

@@ -198,6 +198,7 @@ async fn run(config: Config, config_path: Option<PathBuf>) -> anyhow::Result<()>
         .hls
         .as_ref()
         .map(|c| prism_transport_hls::HlsOutput::new(c.clone(), metrics.clone()));
+    let transcoder = prism_transcode::Transcoder::new(metrics.clone());
     let relay = Relay::new(
         config,
         metrics,
@@ -211,6 +212,8 @@ async fn run(config: Config, config_path: Option<PathBuf>) -> anyhow::Result<()>
     if let Some(o) = &hls_output {
         relay.add_output(o.clone());
     }
+    // Always registered: a reload may add [[transcode]] ladders.
+    relay.add_output(transcoder.clone());
     #[cfg(unix)]
     tokio::spawn(reload_on_hangup(
         hangup,

@@ -1,0 +1,261 @@
+//! ABR ladders (`[[transcode]]`): a real ffmpeg publishes a 640x360 test pattern; Prism's
+//! supervised ffmpeg worker makes a 320x180 and an audio-only rendition; ffprobe reads
+//! both over RTMP (resolution, codecs, bitrate within 20% of the ladder's). Killing the
+//! worker restarts it and the rendition plays again; ending the stream leaves no ffmpeg;
+//! SIGKILL of Prism leaves no ffmpeg; a stream beyond `max_transcodes` is refused and
+//! counted; `prism check` names an encoder that cannot run.
+
+mod common;
+
+use common::*;
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::OnceLock;
+use std::time::Duration;
+
+/// A cached 640x360@25 (GOP 2 s) + AAC clip: the source.
+fn clip() -> &'static Path {
+    static P: OnceLock<PathBuf> = OnceLock::new();
+    P.get_or_init(|| {
+        let dir = target_dir().join("test-assets");
+        fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("clip-360p-6s.flv");
+        if !path.is_file() {
+            let tmp = dir.join(format!("clip-360p.{}.tmp.flv", std::process::id()));
+            let out = run_with_timeout(
+                Command::new("ffmpeg")
+                    .args(
+                        "-nostdin -hide_banner -v error -y \
+                         -f lavfi -i testsrc2=size=640x360:rate=25 \
+                         -f lavfi -i sine=frequency=440:sample_rate=44100 \
+                         -c:v libx264 -preset ultrafast -g 50 -pix_fmt yuv420p \
+                         -c:a aac -b:a 96k -t 6 -f flv"
+                            .split_whitespace(),
+                    )
+                    .arg(&tmp),
+                Duration::from_secs(60),
+            )
+            .unwrap();
+            assert!(
+                out.status.success(),
+                "{}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+            fs::rename(&tmp, &path).unwrap();
+        }
+        path
+    })
+}
+
+fn config(rtmp: u16, http: u16, max_transcodes: usize) -> String {
+    format!(
+        r#"[rtmp]
+listen = "127.0.0.1:{rtmp}"
+[http]
+listen = "127.0.0.1:{http}"
+[stream]
+reconnect_grace_ms = 10000
+[limits]
+max_transcodes = {max_transcodes}
+[[transcode]]
+stream = "live/*"
+  [[transcode.rendition]]
+  name = "180p"
+  video = {{ codec = "h264", width = 320, height = 180, bitrate_kbps = 300, preset = "veryfast" }}
+  audio = {{ codec = "aac", bitrate_kbps = 64 }}
+  [[transcode.rendition]]
+  name = "audio"
+  video = "none"
+  audio = {{ bitrate_kbps = 48 }}
+"#
+    )
+}
+
+/// Pids of the ffmpeg processes whose parent is `pid`.
+fn ffmpeg_children(pid: u32) -> Vec<u32> {
+    let mut out = Vec::new();
+    let Ok(tasks) = fs::read_dir(format!("/proc/{pid}/task")) else {
+        return out;
+    };
+    for t in tasks.flatten() {
+        let children = fs::read_to_string(t.path().join("children")).unwrap_or_default();
+        for c in children.split_whitespace().filter_map(|c| c.parse().ok()) {
+            if fs::read_to_string(format!("/proc/{c}/comm")).is_ok_and(|n| n.trim() == "ffmpeg") {
+                out.push(c);
+            }
+        }
+    }
+    out
+}
+
+/// True while `pid` exists and is not a zombie (a zombie has exited).
+fn running(pid: u32) -> bool {
+    fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|s| {
+        s.rsplit(')')
+            .next()
+            .is_some_and(|r| !r.trim_start().starts_with('Z'))
+    })
+}
+
+/// Video size and the bitrate (kb/s) of `select` (`v:0` or `a:0`) over ~4 s of a live
+/// RTMP stream, from packet sizes and timestamps.
+fn probe_rate(url: &str, select: &str) -> (Option<(u32, u32)>, f64) {
+    let out = run_with_timeout(
+        Command::new("ffprobe")
+            .args(["-v", "error", "-rw_timeout", "10000000"])
+            .args(["-read_intervals", "%+6", "-select_streams", select])
+            .args(["-show_entries", "stream=width,height:packet=size,dts_time"])
+            .args(["-of", "json"])
+            .arg(url),
+        Duration::from_secs(30),
+    )
+    .unwrap_or_else(|e| panic!("ffprobe {url}: {e}"));
+    assert!(
+        out.status.success(),
+        "ffprobe {url}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let size = v["streams"][0]["width"]
+        .as_u64()
+        .zip(v["streams"][0]["height"].as_u64())
+        .map(|(w, h)| (w as u32, h as u32));
+    let mut packets: Vec<(f64, u64)> = v["packets"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|p| {
+            let t = p["dts_time"].as_str()?.parse().ok()?;
+            let s = p["size"].as_str()?.parse().ok()?;
+            Some((t, s))
+        })
+        .collect();
+    // The first GOP comes from the cache in a burst: rate over timestamps, not wall time.
+    packets.sort_by(|a, b| a.0.total_cmp(&b.0));
+    assert!(packets.len() > 20, "{url}: too few packets: {v}");
+    let span = packets.last().unwrap().0 - packets[0].0;
+    let bytes: u64 = packets[..packets.len() - 1].iter().map(|p| p.1).sum();
+    (size, bytes as f64 * 8.0 / span / 1000.0)
+}
+
+#[track_caller]
+fn assert_within(what: &str, got: f64, want: f64, tolerance: f64) {
+    eprintln!("{what}: {got:.0} kb/s (configured {want:.0})");
+    assert!(
+        (got - want).abs() <= want * tolerance,
+        "{what}: {got:.0} kb/s, configured {want:.0} kb/s (±{:.0}%)",
+        tolerance * 100.0
+    );
+}
+
+#[test]
+fn ladder_renditions_restart_and_leave_no_process() {
+    let (rtmp, http) = (free_port(), free_port());
+    let mut prism = Prism::start(&config(rtmp, http, 1));
+    let mut publisher = Publisher::start(&prism.rtmp_url("live", "cam"), clip(), true);
+    let worker = wait_for(Duration::from_secs(15), "a transcode worker", || {
+        ffmpeg_children(prism.pid()).first().copied()
+    });
+
+    // Each rendition plays over RTMP as configured.
+    let (size, kbps) = probe_rate(&prism.rtmp_url("live", "cam_180p"), "v:0");
+    assert_eq!(size, Some((320, 180)));
+    assert_within("180p video", kbps, 300.0, 0.2);
+    let (size, kbps) = probe_rate(&prism.rtmp_url("live", "cam_audio"), "a:0");
+    assert_eq!(size, None);
+    assert_within("audio-only rendition", kbps, 48.0, 0.2);
+    let p = probe(prism.rtmp_url("live", "cam_audio"), Duration::from_secs(30)).unwrap();
+    assert_eq!(
+        (p.video_codec.as_deref(), p.audio_ok),
+        (None, true),
+        "{p:?}"
+    );
+
+    // Metrics: one worker, its speed and CPU.
+    wait_until(
+        Duration::from_secs(10),
+        "worker speed and CPU in /metrics",
+        || {
+            prism
+                .metric_value("prism_transcode_speed{stream=\"live/cam\"}")
+                .is_some_and(|s| s > 0.5)
+                && prism
+                    .metric_value("prism_transcode_cpu_seconds_total{stream=\"live/cam\"}")
+                    .is_some_and(|c| c > 0.0)
+        },
+    );
+    assert_eq!(prism.metric_value("prism_transcode_workers"), Some(1.0));
+
+    // Beyond max_transcodes (1): relayed without a ladder, refusal counted.
+    let mut second = Publisher::start(&prism.rtmp_url("live", "two"), clip(), true);
+    wait_until(Duration::from_secs(10), "the refusal counted", || {
+        prism.metric_value("prism_transcode_refused_total") == Some(1.0)
+    });
+    assert!(
+        prism.stderr().contains("transcode refused"),
+        "{}",
+        prism.stderr()
+    );
+    second.stop();
+    assert_eq!(ffmpeg_children(prism.pid()), [worker]);
+
+    // A killed worker is restarted and the rendition plays again.
+    signal(worker, "KILL");
+    wait_until(Duration::from_secs(10), "the restart counted", || {
+        prism.metric_value("prism_transcode_restarts_total{reason=\"exited\",stream=\"live/cam\"}")
+            == Some(1.0)
+    });
+    let restarted = wait_for(Duration::from_secs(10), "a new worker", || {
+        ffmpeg_children(prism.pid())
+            .into_iter()
+            .find(|p| *p != worker)
+    });
+    let p = probe(prism.rtmp_url("live", "cam_180p"), Duration::from_secs(30)).unwrap();
+    assert_eq!((p.width, p.height), (Some(320), Some(180)), "{p:?}");
+    assert!(p.video_frames_decoded > 25, "{p:?}");
+
+    // The source ends: the worker goes, within the supervisor's bound (2 s + 2 s + ...).
+    publisher.stop();
+    wait_until(
+        Duration::from_secs(10),
+        "no ffmpeg left after the stream ended",
+        || !running(restarted) && ffmpeg_children(prism.pid()).is_empty(),
+    );
+    assert_eq!(prism.metric_value("prism_transcode_workers"), Some(0.0));
+
+    // SIGKILL of Prism: the worker dies with it (PR_SET_PDEATHSIG).
+    let mut publisher = Publisher::start(&prism.rtmp_url("live", "cam"), clip(), true);
+    let worker = wait_for(
+        Duration::from_secs(15),
+        "a worker for the new stream",
+        || ffmpeg_children(prism.pid()).first().copied(),
+    );
+    prism.kill();
+    wait_until(Duration::from_secs(5), "the worker gone with Prism", || {
+        !running(worker)
+    });
+    publisher.kill();
+}
+
+#[test]
+fn check_names_an_encoder_that_cannot_run() {
+    let out = prism_check(
+        "[[transcode]]\nstream = \"live/*\"\n[[transcode.rendition]]\nname = \"480p\"\nvideo = { width = 854, height = 480, bitrate_kbps = 1000 }\nencoder = \"h264_nonexistent\"\n",
+    );
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(
+        err.contains("transcode[0].rendition[0] (480p): encoder `h264_nonexistent` is not available in ffmpeg"),
+        "{err}"
+    );
+    let out = prism_check(
+        "[[transcode]]\nstream = \"live/*\"\nffmpeg = \"/nonexistent/ffmpeg\"\n[[transcode.rendition]]\nname = \"a\"\nvideo = \"none\"\n",
+    );
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(
+        err.contains("transcode[0].ffmpeg: cannot run `/nonexistent/ffmpeg`"),
+        "{err}"
+    );
+}
