@@ -34,6 +34,49 @@ pub fn part_target(p: &Packager) -> f64 {
 /// The multivariant playlist: one variant (video + its audio group, or audio only). `query`
 /// (a playback token) is appended to every URI.
 pub fn multivariant(p: &Packager, query: &str) -> Option<String> {
+    multivariant_with(p, query, &[])
+}
+
+/// Another stream listed as a variant of this one (an ABR rendition of it), from its own
+/// packager: see [`variant`].
+#[derive(Debug, Clone, PartialEq)]
+pub struct Variant {
+    /// Where its playlists are, relative to this stream's (`../cam_480p/`).
+    pub path: String,
+    pub bandwidth: u64,
+    /// Video codec string, if it has video.
+    pub video: Option<String>,
+    /// Audio codec string, if it has audio.
+    pub audio: Option<String>,
+    pub resolution: Option<(u16, u16)>,
+    pub frame_rate: Option<f64>,
+}
+
+/// `p` (another stream's packager) as a variant at `path`; None before it has a track.
+pub fn variant(p: &Packager, path: String, frame_rate: Option<f64>) -> Option<Variant> {
+    if !p.config().container.fmp4() {
+        return None;
+    }
+    let video = p.track(TrackKind::Video);
+    let audio = p.track(TrackKind::Audio);
+    if video.is_none() && audio.is_none() {
+        return None;
+    }
+    Some(Variant {
+        path,
+        bandwidth: video.map_or(0, bitrate) + audio.map_or(0, bitrate),
+        video: video.map(|v| v.config.codec_string()),
+        audio: audio.map(|a| a.config.codec_string()),
+        resolution: video
+            .filter(|v| v.config.width > 0 && v.config.height > 0)
+            .map(|v| (v.config.width, v.config.height)),
+        frame_rate: frame_rate.filter(|_| video.is_some()),
+    })
+}
+
+/// The multivariant playlist listing this stream and, after it, `variants` (other streams:
+/// its ABR renditions), each with its own audio group.
+pub fn multivariant_with(p: &Packager, query: &str, variants: &[Variant]) -> Option<String> {
     if !p.config().container.fmp4() {
         return ts_multivariant(p, query);
     }
@@ -82,7 +125,55 @@ pub fn multivariant(p: &Packager, query: &str) -> Option<String> {
             );
         }
     }
+    for (i, v) in variants.iter().enumerate() {
+        write_variant(&mut s, v, i, &q);
+    }
     Some(s)
+}
+
+/// One [`Variant`]'s lines: its audio group (`audio-N`) and its `EXT-X-STREAM-INF`.
+fn write_variant(s: &mut String, v: &Variant, i: usize, q: &str) {
+    let codecs: Vec<&str> = v
+        .video
+        .iter()
+        .chain(v.audio.iter())
+        .map(String::as_str)
+        .collect();
+    let path = &v.path;
+    match &v.video {
+        Some(_) => {
+            if v.audio.is_some() {
+                let _ = writeln!(
+                    s,
+                    "#EXT-X-MEDIA:TYPE=AUDIO,GROUP-ID=\"audio-{i}\",NAME=\"audio\",DEFAULT=YES,AUTOSELECT=YES,URI=\"{path}audio.m3u8{q}\""
+                );
+            }
+            let _ = write!(
+                s,
+                "#EXT-X-STREAM-INF:BANDWIDTH={},CODECS=\"{}\"",
+                v.bandwidth,
+                codecs.join(",")
+            );
+            if let Some((w, h)) = v.resolution {
+                let _ = write!(s, ",RESOLUTION={w}x{h}");
+            }
+            if let Some(f) = v.frame_rate {
+                let _ = write!(s, ",FRAME-RATE={f:.3}");
+            }
+            if v.audio.is_some() {
+                let _ = write!(s, ",AUDIO=\"audio-{i}\"");
+            }
+            let _ = writeln!(s, "\n{path}video.m3u8{q}");
+        }
+        None => {
+            let _ = writeln!(
+                s,
+                "#EXT-X-STREAM-INF:BANDWIDTH={},CODECS=\"{}\"\n{path}audio.m3u8{q}",
+                v.bandwidth,
+                codecs.join(",")
+            );
+        }
+    }
 }
 
 /// The multivariant playlist of a TS-only stream: one muxed variant, `ts.m3u8`.

@@ -74,6 +74,11 @@ fn rendition(r: &Rendition, fd: i32, a: &mut Vec<String>) {
                 // Millisecond time base (FLV's): source timestamps pass unrounded.
                 "-enc_time_base:v",
                 "-1",
+                // Frames keep their source timestamps: FLV output would otherwise get
+                // constant-rate ones (ffmpeg's default for it), drifting from the source's
+                // keyframe times.
+                "-fps_mode:v",
+                "passthrough",
             ]);
             if enc == "libx264" {
                 push(&[

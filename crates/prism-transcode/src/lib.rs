@@ -225,11 +225,16 @@ async fn supervise(
 ) {
     let name = source.name();
     let mut backoff = BACKOFF_FIRST;
-    // Each run publishes the renditions anew; a restart drops the previous run's
-    // publishers, and the hub's reconnect grace keeps the renditions' players meanwhile.
+    // The renditions' publishers stay over restarts: their players and targets wait
+    // (as for a publisher that pauses), and the timeline goes on from where it was.
+    let mut outs: Vec<RenditionOut> = ladder
+        .renditions
+        .iter()
+        .map(|_| RenditionOut::default())
+        .collect();
     loop {
         let started = Instant::now();
-        let end = run_once(shared, relay, source, ladder, worker).await;
+        let end = run_once(shared, relay, source, ladder, worker, &mut outs).await;
         let reason = match end {
             End::SourceEnded => break,
             End::Restart(r) => r,
@@ -256,6 +261,11 @@ async fn supervise(
         backoff = (backoff * 2).min(BACKOFF_MAX);
     }
     lock(&worker.status).state = "stopping";
+    for o in outs {
+        if let Some(p) = o.publisher {
+            p.unpublish();
+        }
+    }
     info!(stream = %name, "transcode worker stopped");
 }
 
@@ -285,6 +295,7 @@ async fn run_once(
     source: &Arc<Stream>,
     ladder: &TranscodeConfig,
     worker: &Worker,
+    outs: &mut [RenditionOut],
 ) -> End {
     let name = source.name();
     let Some(sub) = source.subscribe(FEED_QUEUE, Instant::now()) else {
@@ -314,11 +325,17 @@ async fn run_once(
     });
     let stdin = child.stdin.take().expect("piped");
     let stderr = child.stderr.take().expect("piped");
-    let feeder = tokio::spawn(feed(sub, stdin));
+    let start = Arc::new(FedStart::default());
+    let feeder = tokio::spawn(feed(sub, stdin, start.clone()));
     let status: Arc<Mutex<Status>> = Arc::new(Mutex::new(Status::default()));
     let progress = tokio::spawn(read_progress(stderr, status.clone()));
     let mut readers = Vec::new();
-    for (r, pipe) in ladder.renditions.iter().zip(spawned.outputs) {
+    for ((r, pipe), o) in ladder
+        .renditions
+        .iter()
+        .zip(spawned.outputs)
+        .zip(outs.iter_mut())
+    {
         let key = format!("{}_{}", source.key(), r.name);
         readers.push(tokio::spawn(read_rendition(
             relay.clone(),
@@ -326,6 +343,9 @@ async fn run_once(
             key,
             pipe,
             live.clone(),
+            start.clone(),
+            r.video.is_some(),
+            std::mem::take(o),
         )));
     }
     let speed = shared.metrics.transcode_speed(name);
@@ -399,13 +419,12 @@ async fn run_once(
     }
     stop(&mut child, pid, end == End::SourceEnded).await;
     shared.metrics.transcode_workers().dec();
-    // The pipes are closed now: readers drain what ffmpeg flushed and end.
-    let ended = end == End::SourceEnded;
-    for r in readers {
-        match tokio::time::timeout(GRACEFUL, r).await {
-            Ok(Ok(Some(p))) if ended => p.unpublish(),
-            // Dropped: the rendition waits out its reconnect grace for the next run.
-            _ => {}
+    // The pipes are closed now: readers drain what ffmpeg flushed and end, handing back
+    // their rendition (one that does not is dropped: its stream waits out its reconnect
+    // grace for the next run).
+    for (r, o) in readers.into_iter().zip(outs.iter_mut()) {
+        if let Ok(Ok(back)) = tokio::time::timeout(GRACEFUL, r).await {
+            *o = back;
         }
     }
     progress.abort();
@@ -452,6 +471,21 @@ fn read_cpu(pid: u32) -> Option<f64> {
     command::cpu_seconds(&stat)
 }
 
+/// An AVC/HEVC FLV video body that is a keyframe with picture data (not a header).
+fn is_keyframe(body: &[u8]) -> bool {
+    body.len() > 5 && body[0] >> 4 == 1 && body[1] == 1
+}
+
+/// Presentation time of a video tag: its (decode) timestamp plus the composition offset
+/// an AVC FLV body carries (signed 24 bits); the timestamp alone for anything else.
+fn pts(body: &[u8], ts: u32) -> u32 {
+    if body.len() > 5 && body[0] & 0x0f == 7 && body[1] == 1 {
+        let cts = i32::from_be_bytes([body[2], body[3], body[4], 0]) >> 8;
+        return (ts as i64 + cts as i64).max(0) as u32;
+    }
+    ts
+}
+
 /// How feeding the worker ended.
 enum Fed {
     SourceEnded,
@@ -461,16 +495,49 @@ enum Fed {
 
 /// Source frames to the worker's stdin as FLV. Script data stays out (ffmpeg writes its
 /// own onMetaData per rendition).
-async fn feed(sub: prism_hub::Subscription, mut stdin: ChildStdin) -> Fed {
+async fn feed(sub: prism_hub::Subscription, mut stdin: ChildStdin, start: Arc<FedStart>) -> Fed {
     let mut out = BytesMut::with_capacity(CHUNK);
     flv::header(true, true, &mut out);
     let mut batch: Vec<Arc<Frame>> = Vec::new();
+    // The cached sequence headers carry the time they were sent (often 0), far before the
+    // cached GOP: ffmpeg would take the gap for a discontinuity and shift its output. They
+    // go out with the first media frame's timestamp instead.
+    let mut held: Vec<Arc<Frame>> = Vec::new();
+    let mut started = false;
     loop {
         let status = sub.recv(&mut batch, CHUNK).await;
         for f in batch.drain(..) {
-            if f.kind != FrameKind::Data {
-                flv::tag(f.kind, f.timestamp, &f.payload, &mut out);
+            if f.kind == FrameKind::Data {
+                continue;
             }
+            if !started {
+                if f.sequence_header {
+                    if held.len() < 4 {
+                        held.push(f);
+                    }
+                    continue;
+                }
+                started = true;
+                for h in held.drain(..) {
+                    flv::tag(h.kind, f.timestamp, &h.payload, &mut out);
+                }
+            }
+            // The first of each, set once.
+            let first = |slot: &AtomicU64, at: u32| {
+                let _ = slot.compare_exchange(
+                    0,
+                    u64::from(at) + 1,
+                    Ordering::Relaxed,
+                    Ordering::Relaxed,
+                );
+            };
+            match f.kind {
+                _ if f.sequence_header => {}
+                FrameKind::Video if f.keyframe => first(&start.key, pts(&f.payload, f.timestamp)),
+                FrameKind::Audio => first(&start.audio, f.timestamp),
+                _ => {}
+            }
+            flv::tag(f.kind, f.timestamp, &f.payload, &mut out);
         }
         if !out.is_empty() {
             if stdin.write_all(&out).await.is_err() {
@@ -503,25 +570,55 @@ async fn read_progress(stderr: tokio::process::ChildStderr, status: Arc<Mutex<St
     }
 }
 
+/// Where a run of the worker starts, as the source's first frames fed to it.
+#[derive(Debug, Default)]
+struct FedStart {
+    /// Presentation time of the first video keyframe fed, + 1 (0: none yet).
+    key: AtomicU64,
+    /// Timestamp of the first audio frame fed, + 1 (0: none yet).
+    audio: AtomicU64,
+}
+
+/// One rendition across the worker's runs: its publisher is kept over a restart, so its
+/// players and targets stay, and the next run goes on after the last time sent.
+#[derive(Default)]
+struct RenditionOut {
+    publisher: Option<Publisher>,
+    last_ts: Option<u32>,
+}
+
+/// Tags held until a run's timestamp offset is known (a GOP or so).
+const MAX_PENDING: usize = 1000;
+
 /// One rendition's FLV from its pipe, published as `app/key` from its first tag on.
-/// Returns the publisher (if it got that far) for the supervisor to end or drop.
+/// Returns the rendition's publisher and last time sent.
+#[allow(clippy::too_many_arguments)]
 async fn read_rendition(
     relay: Arc<Relay>,
     app: String,
     key: String,
     mut pipe: tokio::net::unix::pipe::Receiver,
     live: Arc<Liveness>,
-) -> Option<Publisher> {
+    start: Arc<FedStart>,
+    video: bool,
+    mut out: RenditionOut,
+) -> RenditionOut {
     let info = ConnInfo {
         peer: ([127, 0, 0, 1], 0).into(),
         transport: "transcode",
     };
     let mut reader = flv::Reader::default();
-    let mut publisher: Option<Publisher> = None;
+    let mut offset: Option<i64> = None;
+    let mut pending: Vec<flv::Tag> = Vec::new();
+    // A restarted run starts at the source's cached GOP, before what the last run sent:
+    // media up to there is skipped (video up to a keyframe after it), so the rendition's
+    // clock never steps back (the hub would take that for a new timeline).
+    let after = out.last_ts;
+    let mut video_on = after.is_none();
     let mut buf = vec![0u8; CHUNK];
     loop {
         let n = match pipe.read(&mut buf).await {
-            Ok(0) | Err(_) => return publisher,
+            Ok(0) | Err(_) => return out,
             Ok(n) => n,
         };
         reader.push(&buf[..n]);
@@ -531,20 +628,79 @@ async fn read_rendition(
                 Ok(None) => break,
                 Err(e) => {
                     warn!(stream = %format!("{app}/{key}"), "transcode worker output: {}", e.0);
-                    return publisher;
+                    return out;
                 }
             };
             live.touch();
-            if publisher.is_none() {
-                match relay.publish_internal(&app, &key, &info) {
-                    Ok(p) => publisher = Some(p),
-                    // Logged and counted by the relay (someone else publishes this key).
-                    Err(_) => return None,
+            // ffmpeg moves each output's timestamps away from the source's (its start
+            // time, B-frame delay, AAC priming). The first output keyframe is the first
+            // source keyframe fed (the first audio frame, for audio only): the difference
+            // is measured there and taken off, so every rendition's keyframes fall at the
+            // source's times. Tags before that wait.
+            if offset.is_none() {
+                let fed = |a: &AtomicU64| a.load(Ordering::Relaxed).checked_sub(1);
+                let is_header = is_sequence_header(&tag.body);
+                offset = match tag.kind {
+                    FrameKind::Video if video && is_keyframe(&tag.body) => {
+                        fed(&start.key).map(|k| k as i64 - pts(&tag.body, tag.timestamp) as i64)
+                    }
+                    FrameKind::Audio if !video && !is_header => {
+                        fed(&start.audio).map(|a| a as i64 - tag.timestamp as i64)
+                    }
+                    _ => None,
+                };
+                if offset.is_none() {
+                    if pending.len() >= MAX_PENDING {
+                        warn!(stream = %format!("{app}/{key}"), "transcode worker output: no keyframe to align on");
+                        return out;
+                    }
+                    pending.push(tag);
+                    continue;
                 }
             }
-            if let Some(p) = &publisher {
-                p.send(tag.kind, tag.timestamp, tag.body);
+            let off = offset.unwrap_or(0);
+            for t in pending.drain(..).chain(std::iter::once(tag)) {
+                let ts = (t.timestamp as i64 + off).clamp(0, u32::MAX as i64) as u32;
+                let header = t.kind == FrameKind::Data || is_sequence_header(&t.body);
+                if !header {
+                    if let Some(a) = after {
+                        if t.kind == FrameKind::Video && !video_on {
+                            video_on = ts > a && is_keyframe(&t.body);
+                        }
+                        let skip = match t.kind {
+                            FrameKind::Video => !video_on,
+                            _ => ts <= a,
+                        };
+                        if skip {
+                            continue;
+                        }
+                    }
+                }
+                // Headers and script data (ffmpeg writes onMetaData at time 0) go out at
+                // the rendition's current time: never a step back.
+                let ts = match (header, out.last_ts) {
+                    (true, Some(l)) => ts.max(l),
+                    _ => ts,
+                };
+                if out.publisher.is_none() {
+                    match relay.publish_internal(&app, &key, &info) {
+                        Ok(p) => out.publisher = Some(p),
+                        // Logged and counted by the relay (someone else publishes the key).
+                        Err(_) => return out,
+                    }
+                }
+                if let Some(p) = &out.publisher {
+                    p.send(t.kind, ts, t.body);
+                }
+                if !header {
+                    out.last_ts = Some(out.last_ts.map_or(ts, |l| l.max(ts)));
+                }
             }
         }
     }
+}
+
+/// An AAC or AVC FLV body that is a sequence header.
+fn is_sequence_header(body: &[u8]) -> bool {
+    body.len() > 1 && body[1] == 0 && (body[0] >> 4 == 10 || body[0] & 0x0f == 7)
 }

@@ -447,6 +447,27 @@ impl Server {
         }
     }
 
+    /// The stream's ABR renditions (`[[transcode]]`) that are packaged, as variants. Their
+    /// packagers are locked while the source's is held: only ever in that order (a
+    /// rendition's name is longer than its source's), so there is no cycle.
+    fn variants(&self, app: &str, key: &str) -> Vec<playlist::Variant> {
+        let config = self.relay.config();
+        let Some(ladder) = config.transcode_for(app, key) else {
+            return Vec::new();
+        };
+        ladder
+            .renditions
+            .iter()
+            .filter_map(|r| {
+                let name = format!("{key}_{}", r.name);
+                let hs = self.shared.stream(app, &name)?;
+                let p = hs.packager();
+                let fps = r.video.as_ref().and_then(|v| v.fps).map(f64::from);
+                playlist::variant(&p, format!("../{name}/"), fps)
+            })
+            .collect()
+    }
+
     fn render(
         &self,
         hs: &HlsStream,
@@ -506,7 +527,13 @@ impl Server {
             },
             Resource::Multivariant => match ts_refused {
                 Some(refused) if !p.config().container.fmp4() => refused,
-                _ => playlist(cached(&|| playlist::multivariant(p, &query)), M3U8),
+                _ => {
+                    let variants = self.variants(r.app, r.key);
+                    playlist(
+                        cached(&|| playlist::multivariant_with(p, &query, &variants)),
+                        M3U8,
+                    )
+                }
             },
             Resource::TsPlaylist => match ts_refused {
                 Some(refused) => refused,
