@@ -14,6 +14,8 @@ use std::process::Command;
 use std::sync::OnceLock;
 use std::time::Duration;
 
+use common::hls;
+
 /// A cached 640x360@25 (GOP 2 s) + AAC clip: the source.
 fn clip() -> &'static Path {
     static P: OnceLock<PathBuf> = OnceLock::new();
@@ -258,4 +260,142 @@ fn check_names_an_encoder_that_cannot_run() {
         err.contains("transcode[0].ffmpeg: cannot run `/nonexistent/ffmpeg`"),
         "{err}"
     );
+}
+
+/// Start PTS (seconds) of the complete video segments in `{app}/{stream}/video.m3u8`:
+/// init + segment fetched, ffprobe's first presentation time.
+fn segment_starts(hls: std::net::SocketAddr, stream: &str, dir: &TempDir) -> Vec<f64> {
+    let (code, pl) = http_get(hls, &format!("/live/{stream}/video.m3u8")).unwrap();
+    assert_eq!(code, 200, "{pl}");
+    let mut starts = Vec::new();
+    let mut init = None;
+    for l in pl.lines() {
+        if let Some(u) = l.strip_prefix("#EXT-X-MAP:URI=\"") {
+            let u = u.split('"').next().unwrap();
+            init = Some(
+                http_get_bytes(hls, &format!("/live/{stream}/{u}"))
+                    .unwrap()
+                    .1,
+            );
+        } else if !l.starts_with('#') && l.ends_with(".m4s") {
+            let (code, seg) = http_get_bytes(hls, &format!("/live/{stream}/{l}")).unwrap();
+            assert_eq!(code, 200);
+            let path = dir.join(format!("{stream}.mp4"));
+            fs::write(
+                &path,
+                [init.clone().expect("EXT-X-MAP first"), seg].concat(),
+            )
+            .unwrap();
+            let (frames, err) = hls::probe_frames(&path, "v:0");
+            assert!(err.is_empty(), "{stream}/{l}: {err}");
+            let first = frames.iter().map(|f| f.1).fold(f64::INFINITY, f64::min);
+            starts.push(first);
+        }
+    }
+    starts
+}
+
+#[test]
+fn hls_multivariant_lists_aligned_renditions() {
+    let (rtmp, http, hls_port) = (free_port(), free_port(), free_port());
+    let cfg = format!(
+        "{}[hls]\nlisten = \"127.0.0.1:{hls_port}\"\nsegment_ms = 2000\n",
+        config(rtmp, http, 4)
+    );
+    let prism = Prism::start(&cfg);
+    let hls: std::net::SocketAddr = ([127, 0, 0, 1], hls_port).into();
+    let _publisher = Publisher::start(&prism.rtmp_url("live", "cam"), clip(), true);
+
+    // The source plus both renditions, once each has packaged something.
+    let index = wait_for(
+        Duration::from_secs(20),
+        "three variants in index.m3u8",
+        || {
+            let (code, body) = http_get(hls, "/live/cam/index.m3u8").ok()?;
+            (code == 200 && body.matches("#EXT-X-STREAM-INF").count() == 3).then_some(body)
+        },
+    );
+    assert!(index.contains("RESOLUTION=640x360"), "{index}");
+    assert!(
+        index.contains("RESOLUTION=320x180,AUDIO=\"audio-0\"\n../cam_180p/video.m3u8"),
+        "{index}"
+    );
+    assert!(
+        index.contains("CODECS=\"mp4a.40.2\"\n../cam_audio/audio.m3u8"),
+        "{index}"
+    );
+
+    // ffprobe follows the multivariant playlist into every variant.
+    let out = run_with_timeout(
+        Command::new("ffprobe")
+            .args([
+                "-v",
+                "error",
+                "-show_entries",
+                "program=program_id:stream=codec_type,width,height",
+            ])
+            .args(["-of", "json"])
+            .arg(format!("http://{hls}/live/cam/index.m3u8")),
+        Duration::from_secs(30),
+    )
+    .unwrap();
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let mut sizes: Vec<Vec<String>> = v["programs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| {
+            p["streams"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|s| match s["codec_type"].as_str().unwrap() {
+                    "video" => format!("{}x{}", s["width"], s["height"]),
+                    other => other.to_owned(),
+                })
+                .collect::<Vec<_>>()
+        })
+        .map(|mut p| {
+            p.sort();
+            p
+        })
+        .collect();
+    sizes.sort();
+    assert_eq!(
+        sizes,
+        [
+            vec!["320x180", "audio"],
+            vec!["640x360", "audio"],
+            vec!["audio"]
+        ],
+        "{v}"
+    );
+
+    // Keyframe-aligned: every rendition segment inside the source's window starts at the
+    // PTS one of the source's segments starts at.
+    let dir = TempDir::new("transcode-hls");
+    wait_until(Duration::from_secs(20), "3 segments of each", || {
+        segment_starts(hls, "cam", &dir).len() >= 3
+            && segment_starts(hls, "cam_180p", &dir).len() >= 3
+    });
+    let source = segment_starts(hls, "cam", &dir);
+    let rendition = segment_starts(hls, "cam_180p", &dir);
+    let (lo, hi) = (source[0], *source.last().unwrap());
+    // Except the stream's very first keyframe: the encoder's B-frame delay would put its
+    // decode time below 0, which FLV and the hub cannot carry, so it is clamped to 0.
+    let common: Vec<f64> = rendition
+        .iter()
+        .copied()
+        .filter(|t| (lo..=hi).contains(t) && *t > 0.5)
+        .collect();
+    assert!(
+        common.len() >= 2,
+        "source {source:?}, rendition {rendition:?}"
+    );
+    for t in &common {
+        assert!(
+            source.iter().any(|s| (s - t).abs() < 0.0015),
+            "rendition segment at {t} not aligned with the source's {source:?}"
+        );
+    }
 }
