@@ -3,7 +3,8 @@
 //! both over RTMP (resolution, codecs, bitrate within 20% of the ladder's). Killing the
 //! worker restarts it and the rendition plays again; ending the stream leaves no ffmpeg;
 //! SIGKILL of Prism leaves no ffmpeg; a stream beyond `max_transcodes` is refused and
-//! counted; `prism check` names an encoder that cannot run.
+//! counted; `prism check` names an encoder that cannot run. The source's multivariant
+//! playlist lists the renditions, keyframe-aligned; a target with `rendition` gets it.
 
 mod common;
 
@@ -298,9 +299,13 @@ fn segment_starts(hls: std::net::SocketAddr, stream: &str, dir: &TempDir) -> Vec
 #[test]
 fn hls_multivariant_lists_aligned_renditions() {
     let (rtmp, http, hls_port) = (free_port(), free_port(), free_port());
+    let nginx = Nginx::start();
+    // A destination that takes the 180p rendition instead of the source.
     let cfg = format!(
-        "{}[hls]\nlisten = \"127.0.0.1:{hls_port}\"\nsegment_ms = 2000\n",
-        config(rtmp, http, 4)
+        "{}[hls]\nlisten = \"127.0.0.1:{hls_port}\"\nsegment_ms = 2000\n\
+         [[route]]\nstream = \"live/*\"\n[[route.target]]\nname = \"capped\"\nurl = \"{}\"\nrendition = \"180p\"\n",
+        config(rtmp, http, 4),
+        nginx.rtmp_url("app", "{stream}")
     );
     let prism = Prism::start(&cfg);
     let hls: std::net::SocketAddr = ([127, 0, 0, 1], hls_port).into();
@@ -370,6 +375,12 @@ fn hls_multivariant_lists_aligned_renditions() {
         ],
         "{v}"
     );
+
+    // The target got the rendition, under the source's key; nothing else was pushed.
+    let p = probe(nginx.rtmp_url("app", "cam"), Duration::from_secs(30)).unwrap();
+    assert_eq!((p.width, p.height), (Some(320), Some(180)), "{p:?}");
+    assert!(p.video_frames_decoded > 25 && p.audio_ok, "{p:?}");
+    assert!(!nginx.is_publishing("cam_180p") && !nginx.is_publishing("cam_audio"));
 
     // Keyframe-aligned: every rendition segment inside the source's window starts at the
     // PTS one of the source's segments starts at.

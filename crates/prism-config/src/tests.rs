@@ -1003,3 +1003,42 @@ fn transcode_errors_are_placed() {
         assert!(e.contains(want), "{text}\n=> {e}\nwanted {want}");
     }
 }
+
+#[test]
+fn rendition_targets_push_the_rendition() {
+    let c = parse(&format!(
+        "{LADDER}[[route]]\nstream = \"live/*\"\n[[route.target]]\nname = \"full\"\nurl = \"rtmp://h/a/{{stream}}\"\n[[route.target]]\nname = \"capped\"\nurl = \"rtmp://h/b/{{stream}}\"\nrendition = \"480p\"\n"
+    ))
+    .unwrap();
+    let names = |app, key| {
+        c.targets_for(app, key)
+            .into_iter()
+            .map(|t| (t.name, t.url))
+            .collect::<Vec<_>>()
+    };
+    // The source pushes the targets without a rendition.
+    assert_eq!(
+        names("live", "cam"),
+        [("full".into(), "rtmp://h/a/cam".into())]
+    );
+    // The rendition stream pushes its own, with {stream} = the source's key.
+    assert_eq!(
+        names("live", "cam_480p"),
+        [("capped".into(), "rtmp://h/b/cam".into())]
+    );
+    // Other renditions push nothing; a key that only looks like one is a source.
+    assert!(names("live", "cam_720p").is_empty());
+    assert_eq!(
+        c.rendition_of("live", "my_cam_480p"),
+        Some(("my_cam", "480p"))
+    );
+    assert_eq!(c.rendition_of("live", "cam_1080p"), None);
+    assert_eq!(names("live", "cam_1080p").len(), 1);
+    let e = err(&format!(
+        "{LADDER}[[route]]\nstream = \"live/*\"\n[[route.target]]\nname = \"x\"\nurl = \"rtmp://h/b/{{stream}}\"\nrendition = \"4k\"\n"
+    ));
+    assert!(
+        e.contains("route[0].target[0].rendition: no [[transcode.rendition]] is named `4k`"),
+        "{e}"
+    );
+}
