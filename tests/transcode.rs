@@ -15,7 +15,7 @@ use std::process::Command;
 use std::sync::OnceLock;
 use std::time::Duration;
 
-use common::hls;
+use common::{api, hls};
 
 /// A cached 640x360@25 (GOP 2 s) + AAC clip: the source.
 fn clip() -> &'static Path {
@@ -152,6 +152,17 @@ fn assert_within(what: &str, got: f64, want: f64, tolerance: f64) {
     );
 }
 
+/// The one worker of `GET /api/v1/transcode`, checked against openapi.json.
+#[track_caller]
+fn worker_json(prism: &Prism) -> serde_json::Value {
+    let r = api::Api::new(prism.http_addr.unwrap(), None).call("GET", "/api/v1/transcode", None);
+    assert_eq!(r.status, 200, "{}", r.body);
+    let v = r.json();
+    api::OpenApi::load().check_response("/api/v1/transcode", "get", 200, &v);
+    assert_eq!(v["workers"].as_array().map(Vec::len), Some(1), "{v}");
+    v["workers"][0].clone()
+}
+
 #[test]
 fn ladder_renditions_restart_and_leave_no_process() {
     let (rtmp, http) = (free_port(), free_port());
@@ -189,6 +200,17 @@ fn ladder_renditions_restart_and_leave_no_process() {
         },
     );
     assert_eq!(prism.metric_value("prism_transcode_workers"), Some(1.0));
+    let w = worker_json(&prism);
+    assert_eq!(w["pid"], worker);
+    assert_eq!(w["state"], "running");
+    assert_eq!(
+        w["renditions"],
+        serde_json::json!(["live/cam_180p", "live/cam_audio"])
+    );
+    assert!(
+        w["speed"].as_f64().unwrap() > 0.5 && w["cpu_seconds"].as_f64().unwrap() > 0.0,
+        "{w}"
+    );
 
     // Beyond max_transcodes (1): relayed without a ladder, refusal counted.
     let mut second = Publisher::start(&prism.rtmp_url("live", "two"), clip(), true);
@@ -217,6 +239,13 @@ fn ladder_renditions_restart_and_leave_no_process() {
     let p = probe(prism.rtmp_url("live", "cam_180p"), Duration::from_secs(30)).unwrap();
     assert_eq!((p.width, p.height), (Some(320), Some(180)), "{p:?}");
     assert!(p.video_frames_decoded > 25, "{p:?}");
+    let w = worker_json(&prism);
+    assert_eq!(
+        (w["restarts"].as_u64(), w["last_restart_reason"].as_str()),
+        (Some(1), Some("exited")),
+        "{w}"
+    );
+    assert_eq!(w["pid"], restarted);
 
     // The source ends: the worker goes, within the supervisor's bound (2 s + 2 s + ...).
     publisher.stop();

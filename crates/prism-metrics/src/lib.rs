@@ -187,7 +187,7 @@ pub struct Metrics {
     /// `prism_transcode_workers`: ABR ladder workers (ffmpeg processes) running now.
     transcode_workers: IntGauge,
     /// `prism_transcode_restarts_total{stream,reason}`: worker restarts (`exited`,
-    /// `stalled`, `slow`, `spawn_failed`, `bad_output`).
+    /// `stalled`, `slow`, `spawn_failed`).
     transcode_restarts_total: IntCounterVec,
     /// `prism_transcode_speed{stream}`: the worker's speed (1.0 = real time).
     transcode_speed: GaugeVec,
@@ -404,7 +404,7 @@ impl Metrics {
             },
             transcode_restarts_total: counter(
                 TRANSCODE_RESTARTS_TOTAL,
-                "ABR ladder worker restarts, by reason (exited, stalled, slow, spawn_failed, bad_output).",
+                "ABR ladder worker restarts, by reason (exited, stalled, slow, spawn_failed).",
                 &["stream", "reason"],
             ),
             transcode_speed: {

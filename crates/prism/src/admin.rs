@@ -16,11 +16,15 @@ use tracing::warn;
 
 use crate::api::{self, Api};
 
-pub async fn run(listener: TcpListener, relay: Arc<Relay>) {
+pub async fn run(
+    listener: TcpListener,
+    relay: Arc<Relay>,
+    transcoder: Arc<prism_transcode::Transcoder>,
+) {
     let listen = listener
         .local_addr()
         .unwrap_or_else(|_| relay.config().http.listen);
-    let api = Arc::new(Api::new(relay.clone(), listen));
+    let api = Arc::new(Api::new(relay.clone(), listen, transcoder));
     loop {
         let (tcp, _) = match listener.accept().await {
             Ok(c) => c,

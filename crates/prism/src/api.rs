@@ -42,6 +42,8 @@ pub struct Api {
     token: Option<[u8; 32]>,
     loopback: bool,
     rates: Mutex<HashMap<RateKey, RateSample>>,
+    /// ABR ladder workers, for `/api/v1/transcode`.
+    transcoder: Arc<prism_transcode::Transcoder>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -59,7 +61,11 @@ struct RateSample {
 }
 
 impl Api {
-    pub fn new(relay: Arc<Relay>, listen: SocketAddr) -> Api {
+    pub fn new(
+        relay: Arc<Relay>,
+        listen: SocketAddr,
+        transcoder: Arc<prism_transcode::Transcoder>,
+    ) -> Api {
         let token = relay
             .config()
             .http
@@ -71,6 +77,7 @@ impl Api {
             token,
             loopback: listen.ip().is_loopback(),
             rates: Mutex::new(HashMap::new()),
+            transcoder,
         }
     }
 
@@ -120,6 +127,12 @@ impl Api {
             ["api", "v1", "streams", app, key, "targets", name] => match method {
                 Method::DELETE => self.remove_target(app, key, name),
                 _ => not_allowed("DELETE"),
+            },
+            ["api", "v1", "transcode"] => match method {
+                Method::GET | Method::HEAD => {
+                    json(StatusCode::OK, &transcode_json(&self.transcoder.workers()))
+                }
+                _ => not_allowed("GET"),
             },
             _ => error(StatusCode::NOT_FOUND, &format!("no such endpoint: {path}")),
         }
@@ -364,6 +377,28 @@ impl Api {
 }
 
 /// `GET /`: the self-refreshing status page (static; its data comes from the API).
+/// `GET /api/v1/transcode`: every ABR ladder worker.
+fn transcode_json(workers: &[prism_transcode::WorkerSnapshot]) -> serde_json::Value {
+    let workers: Vec<_> = workers
+        .iter()
+        .map(|w| {
+            serde_json::json!({
+                "stream": w.stream,
+                "renditions": w.renditions,
+                "state": w.state,
+                "pid": w.pid,
+                "speed": w.speed,
+                "fps": w.fps,
+                "cpu_seconds": (w.cpu_seconds * 100.0).round() / 100.0,
+                "restarts": w.restarts,
+                "last_restart_reason": w.last_restart_reason,
+                "last_lines": w.last_lines,
+            })
+        })
+        .collect();
+    serde_json::json!({ "workers": workers })
+}
+
 pub fn status_page() -> Resp {
     let mut resp = Response::new(Full::new(Bytes::from_static(STATUS_PAGE.as_bytes())));
     let h = resp.headers_mut();
@@ -705,6 +740,7 @@ mod tests {
             "/api/v1/streams/{app}/{key}/targets",
             "/api/v1/streams/{app}/{key}/targets/{name}",
             "/api/v1/openapi.json",
+            "/api/v1/transcode",
         ] {
             assert!(paths.contains_key(p), "{p} missing");
         }

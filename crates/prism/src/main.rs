@@ -252,7 +252,11 @@ async fn run(config: Config, config_path: Option<PathBuf>) -> anyhow::Result<()>
         )));
     }
     accept_loops.extend(tunnels.spawn(&relay));
-    accept_loops.push(tokio::spawn(admin::run(http, relay.clone())));
+    accept_loops.push(tokio::spawn(admin::run(
+        http,
+        relay.clone(),
+        transcoder.clone(),
+    )));
     shutdown_signal().await;
 
     // Stop accepting: dropping an accept loop closes its listening socket.
