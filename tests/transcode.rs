@@ -438,4 +438,39 @@ fn hls_multivariant_lists_aligned_renditions() {
             "rendition segment at {t} not aligned with the source's {source:?}"
         );
     }
+
+    // Still aligned after the worker is killed and restarted (the rendition goes on from
+    // where it was, on the source's keyframes).
+    let worker = ffmpeg_children(prism.pid())[0];
+    let killed_at = segment_starts(hls, "cam", &dir).last().copied().unwrap();
+    signal(worker, "KILL");
+    wait_until(Duration::from_secs(10), "the restart counted", || {
+        prism
+            .metric_sum("prism_transcode_restarts_total")
+            .unwrap_or(0.0)
+            >= 1.0
+    });
+    let after = wait_for(
+        Duration::from_secs(30),
+        "2 rendition segments after the restart",
+        || {
+            let r: Vec<f64> = segment_starts(hls, "cam_180p", &dir)
+                .into_iter()
+                .filter(|t| *t > killed_at + 0.5)
+                .collect();
+            (r.len() >= 2).then_some(r)
+        },
+    );
+    let source = segment_starts(hls, "cam", &dir);
+    let checked: Vec<f64> = after
+        .into_iter()
+        .filter(|t| *t <= *source.last().unwrap())
+        .collect();
+    assert!(!checked.is_empty(), "source {source:?}");
+    for t in &checked {
+        assert!(
+            source.iter().any(|s| (s - t).abs() < 0.0015),
+            "after the restart: rendition segment at {t} not aligned with the source's {source:?}"
+        );
+    }
 }

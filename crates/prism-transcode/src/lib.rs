@@ -15,6 +15,7 @@
 //! source ends its stdin closes (ffmpeg flushes and exits), then SIGTERM, then SIGKILL, each
 //! after a deadline, and it is always waited on.
 
+mod align;
 mod command;
 mod flv;
 mod probe;
@@ -325,7 +326,7 @@ async fn run_once(
     });
     let stdin = child.stdin.take().expect("piped");
     let stderr = child.stderr.take().expect("piped");
-    let start = Arc::new(FedStart::default());
+    let start = Arc::new(FedAtomic::default());
     let feeder = tokio::spawn(feed(sub, stdin, start.clone()));
     let status: Arc<Mutex<Status>> = Arc::new(Mutex::new(Status::default()));
     let progress = tokio::spawn(read_progress(stderr, status.clone()));
@@ -471,21 +472,6 @@ fn read_cpu(pid: u32) -> Option<f64> {
     command::cpu_seconds(&stat)
 }
 
-/// An AVC/HEVC FLV video body that is a keyframe with picture data (not a header).
-fn is_keyframe(body: &[u8]) -> bool {
-    body.len() > 5 && body[0] >> 4 == 1 && body[1] == 1
-}
-
-/// Presentation time of a video tag: its (decode) timestamp plus the composition offset
-/// an AVC FLV body carries (signed 24 bits); the timestamp alone for anything else.
-fn pts(body: &[u8], ts: u32) -> u32 {
-    if body.len() > 5 && body[0] & 0x0f == 7 && body[1] == 1 {
-        let cts = i32::from_be_bytes([body[2], body[3], body[4], 0]) >> 8;
-        return (ts as i64 + cts as i64).max(0) as u32;
-    }
-    ts
-}
-
 /// How feeding the worker ended.
 enum Fed {
     SourceEnded,
@@ -495,7 +481,7 @@ enum Fed {
 
 /// Source frames to the worker's stdin as FLV. Script data stays out (ffmpeg writes its
 /// own onMetaData per rendition).
-async fn feed(sub: prism_hub::Subscription, mut stdin: ChildStdin, start: Arc<FedStart>) -> Fed {
+async fn feed(sub: prism_hub::Subscription, mut stdin: ChildStdin, start: Arc<FedAtomic>) -> Fed {
     let mut out = BytesMut::with_capacity(CHUNK);
     flv::header(true, true, &mut out);
     let mut batch: Vec<Arc<Frame>> = Vec::new();
@@ -533,7 +519,9 @@ async fn feed(sub: prism_hub::Subscription, mut stdin: ChildStdin, start: Arc<Fe
             };
             match f.kind {
                 _ if f.sequence_header => {}
-                FrameKind::Video if f.keyframe => first(&start.key, pts(&f.payload, f.timestamp)),
+                FrameKind::Video if f.keyframe => {
+                    first(&start.key, align::pts(&f.payload, f.timestamp))
+                }
                 FrameKind::Audio => first(&start.audio, f.timestamp),
                 _ => {}
             }
@@ -570,13 +558,21 @@ async fn read_progress(stderr: tokio::process::ChildStderr, status: Arc<Mutex<St
     }
 }
 
-/// Where a run of the worker starts, as the source's first frames fed to it.
+/// The source's first frames fed to a run, as the feeder sets them (+ 1; 0: none yet).
 #[derive(Debug, Default)]
-struct FedStart {
-    /// Presentation time of the first video keyframe fed, + 1 (0: none yet).
+struct FedAtomic {
     key: AtomicU64,
-    /// Timestamp of the first audio frame fed, + 1 (0: none yet).
     audio: AtomicU64,
+}
+
+impl FedAtomic {
+    fn get(&self) -> align::FedStart {
+        let read = |a: &AtomicU64| a.load(Ordering::Relaxed).checked_sub(1).map(|v| v as u32);
+        align::FedStart {
+            key: read(&self.key),
+            audio: read(&self.audio),
+        }
+    }
 }
 
 /// One rendition across the worker's runs: its publisher is kept over a restart, so its
@@ -587,9 +583,6 @@ struct RenditionOut {
     last_ts: Option<u32>,
 }
 
-/// Tags held until a run's timestamp offset is known (a GOP or so).
-const MAX_PENDING: usize = 1000;
-
 /// One rendition's FLV from its pipe, published as `app/key` from its first tag on.
 /// Returns the rendition's publisher and last time sent.
 #[allow(clippy::too_many_arguments)]
@@ -599,7 +592,7 @@ async fn read_rendition(
     key: String,
     mut pipe: tokio::net::unix::pipe::Receiver,
     live: Arc<Liveness>,
-    start: Arc<FedStart>,
+    fed: Arc<FedAtomic>,
     video: bool,
     mut out: RenditionOut,
 ) -> RenditionOut {
@@ -608,17 +601,12 @@ async fn read_rendition(
         transport: "transcode",
     };
     let mut reader = flv::Reader::default();
-    let mut offset: Option<i64> = None;
-    let mut pending: Vec<flv::Tag> = Vec::new();
-    // A restarted run starts at the source's cached GOP, before what the last run sent:
-    // media up to there is skipped (video up to a keyframe after it), so the rendition's
-    // clock never steps back (the hub would take that for a new timeline).
-    let after = out.last_ts;
-    let mut video_on = after.is_none();
+    let mut aligner = align::Aligner::new(video, out.last_ts);
+    let mut ready = Vec::new();
     let mut buf = vec![0u8; CHUNK];
     loop {
         let n = match pipe.read(&mut buf).await {
-            Ok(0) | Err(_) => return out,
+            Ok(0) | Err(_) => break,
             Ok(n) => n,
         };
         reader.push(&buf[..n]);
@@ -628,60 +616,16 @@ async fn read_rendition(
                 Ok(None) => break,
                 Err(e) => {
                     warn!(stream = %format!("{app}/{key}"), "transcode worker output: {}", e.0);
+                    out.last_ts = aligner.last_ts();
                     return out;
                 }
             };
             live.touch();
-            // ffmpeg moves each output's timestamps away from the source's (its start
-            // time, B-frame delay, AAC priming). The first output keyframe is the first
-            // source keyframe fed (the first audio frame, for audio only): the difference
-            // is measured there and taken off, so every rendition's keyframes fall at the
-            // source's times. Tags before that wait.
-            if offset.is_none() {
-                let fed = |a: &AtomicU64| a.load(Ordering::Relaxed).checked_sub(1);
-                let is_header = is_sequence_header(&tag.body);
-                offset = match tag.kind {
-                    FrameKind::Video if video && is_keyframe(&tag.body) => {
-                        fed(&start.key).map(|k| k as i64 - pts(&tag.body, tag.timestamp) as i64)
-                    }
-                    FrameKind::Audio if !video && !is_header => {
-                        fed(&start.audio).map(|a| a as i64 - tag.timestamp as i64)
-                    }
-                    _ => None,
-                };
-                if offset.is_none() {
-                    if pending.len() >= MAX_PENDING {
-                        warn!(stream = %format!("{app}/{key}"), "transcode worker output: no keyframe to align on");
-                        return out;
-                    }
-                    pending.push(tag);
-                    continue;
-                }
+            if aligner.push(tag, fed.get(), &mut ready).is_err() {
+                warn!(stream = %format!("{app}/{key}"), "transcode worker output: no keyframe to align on");
+                break;
             }
-            let off = offset.unwrap_or(0);
-            for t in pending.drain(..).chain(std::iter::once(tag)) {
-                let ts = (t.timestamp as i64 + off).clamp(0, u32::MAX as i64) as u32;
-                let header = t.kind == FrameKind::Data || is_sequence_header(&t.body);
-                if !header {
-                    if let Some(a) = after {
-                        if t.kind == FrameKind::Video && !video_on {
-                            video_on = ts > a && is_keyframe(&t.body);
-                        }
-                        let skip = match t.kind {
-                            FrameKind::Video => !video_on,
-                            _ => ts <= a,
-                        };
-                        if skip {
-                            continue;
-                        }
-                    }
-                }
-                // Headers and script data (ffmpeg writes onMetaData at time 0) go out at
-                // the rendition's current time: never a step back.
-                let ts = match (header, out.last_ts) {
-                    (true, Some(l)) => ts.max(l),
-                    _ => ts,
-                };
+            for (t, ts) in ready.drain(..) {
                 if out.publisher.is_none() {
                     match relay.publish_internal(&app, &key, &info) {
                         Ok(p) => out.publisher = Some(p),
@@ -692,15 +636,9 @@ async fn read_rendition(
                 if let Some(p) = &out.publisher {
                     p.send(t.kind, ts, t.body);
                 }
-                if !header {
-                    out.last_ts = Some(out.last_ts.map_or(ts, |l| l.max(ts)));
-                }
             }
         }
     }
-}
-
-/// An AAC or AVC FLV body that is a sequence header.
-fn is_sequence_header(body: &[u8]) -> bool {
-    body.len() > 1 && body[1] == 0 && (body[0] >> 4 == 10 || body[0] & 0x0f == 7)
+    out.last_ts = aligner.last_ts();
+    out
 }
