@@ -4,7 +4,8 @@
 //! worker restarts it and the rendition plays again; ending the stream leaves no ffmpeg;
 //! SIGKILL of Prism leaves no ffmpeg; a stream beyond `max_transcodes` is refused and
 //! counted; `prism check` names an encoder that cannot run. The source's multivariant
-//! playlist lists the renditions, keyframe-aligned; a target with `rendition` gets it.
+//! playlist (and DASH manifest) lists the renditions, keyframe-aligned; a target with
+//! `rendition` gets it.
 
 mod common;
 
@@ -403,6 +404,38 @@ fn hls_multivariant_lists_aligned_renditions() {
             vec!["audio"]
         ],
         "{v}"
+    );
+
+    // DASH: the renditions are more representations of the source's adaptation sets.
+    let (code, mpd) = http_get(hls, "/live/cam/manifest.mpd").unwrap();
+    assert_eq!(code, 200, "{mpd}");
+    assert!(
+        mpd.contains("width=\"320\" height=\"180\"")
+            && mpd.contains("media=\"../cam_180p/video/$Number$.m4s\""),
+        "{mpd}"
+    );
+    assert!(
+        mpd.contains("media=\"../cam_audio/audio/$Number$.m4s\""),
+        "{mpd}"
+    );
+    let out = run_with_timeout(
+        Command::new("ffprobe")
+            .args([
+                "-v",
+                "error",
+                "-show_entries",
+                "stream=width,height",
+                "-of",
+                "csv=p=0",
+            ])
+            .arg(format!("http://{hls}/live/cam/manifest.mpd")),
+        Duration::from_secs(30),
+    )
+    .unwrap();
+    let sizes = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        sizes.contains("640,360") && sizes.contains("320,180"),
+        "{sizes}"
     );
 
     // The target got the rendition, under the source's key; nothing else was pushed.

@@ -349,6 +349,18 @@ fn write_parts(s: &mut String, seg: &Segment, kind: TrackKind, q: &str) {
 /// The DASH manifest (live profile, `SegmentTemplate` with `$Number$` and a
 /// `SegmentTimeline`), one adaptation set per track, over the HLS segments.
 pub fn dash(p: &Packager, now: SystemTime, query: &str) -> Option<String> {
+    dash_with(p, now, query, &[])
+}
+
+/// [`dash`] with `variants` (other streams on the same timeline: its ABR renditions, as
+/// `(path relative to this stream, packager)`) as more representations of each adaptation
+/// set they have a track for.
+pub fn dash_with(
+    p: &Packager,
+    now: SystemTime,
+    query: &str,
+    variants: &[(&str, &Packager)],
+) -> Option<String> {
     if !p.is_started() {
         return None;
     }
@@ -398,72 +410,14 @@ pub fn dash(p: &Packager, now: SystemTime, query: &str) -> Option<String> {
             s,
             "<AdaptationSet id=\"{id}\" contentType=\"{content}\" mimeType=\"{mime}\" segmentAlignment=\"true\" startWithSAP=\"1\">"
         );
-        let _ = write!(
-            s,
-            "<Representation id=\"{}\" codecs=\"{}\" bandwidth=\"{}\"",
-            t.kind.as_str(),
-            t.config.codec_string(),
-            bitrate(t)
-        );
-        if t.kind == TrackKind::Video && t.config.width > 0 {
-            let _ = write!(
-                s,
-                " width=\"{}\" height=\"{}\"",
-                t.config.width, t.config.height
-            );
-        }
-        if t.kind == TrackKind::Audio {
-            let _ = write!(s, " audioSamplingRate=\"{}\"", t.config.sample_rate);
-        }
-        s.push_str(">\n");
-        if t.kind == TrackKind::Audio {
-            let _ = writeln!(
-                s,
-                "<AudioChannelConfiguration schemeIdUri=\"urn:mpeg:dash:23003:3:audio_channel_configuration:2011\" value=\"{}\"/>",
-                t.config.channels.max(1)
-            );
-        }
-        // Only the current init segment's segments are listed (a new timeline after a
-        // discontinuity), and only those after the last gap (an audio dropout): `$Number$`
-        // counts timeline entries one by one, so the listed numbers must have no hole.
-        let current = || t.segments.iter().filter(|s| s.init == t.init_version());
-        let after_gap = current()
-            .filter(|s| s.is_gap())
-            .last()
-            .map_or(0, |g| g.msn + 1);
-        let first = current()
-            .find(|s| s.msn >= after_gap)
-            .map_or(t.open.msn, |s| s.msn);
-        let _ = writeln!(
-            s,
-            "<SegmentTemplate timescale=\"{}\" initialization=\"{}/init{}.mp4{q}\" media=\"{}/$Number${}\" startNumber=\"{first}\">\n<SegmentTimeline>",
-            t.config.timescale,
-            t.kind.as_str(),
-            t.init_version(),
-            t.kind.as_str(),
-            xml_escape(&format!(".m4s{q}")),
-        );
-        // One run per segment; consecutive equal durations merge with `r`.
-        let ts = f64::from(t.config.timescale.max(1));
-        let mut run: Option<(u64, u64, u32)> = None;
-        let mut next_t: Option<u64> = None;
-        for seg in current().filter(|s| s.msn >= first) {
-            let d = (seg.duration * ts).round() as u64;
-            match &mut run {
-                Some((_, rd, r)) if *rd == d && next_t == Some(seg.start) => *r += 1,
-                _ => {
-                    if let Some(r) = run.take() {
-                        write_s(&mut s, r);
-                    }
-                    run = Some((seg.start, d, 0));
-                }
+        write_representation(&mut s, t, t.kind.as_str(), "", &q);
+        for (i, (path, v)) in variants.iter().enumerate() {
+            if let Some(vt) = v.track(t.kind).filter(|_| v.config().container.fmp4()) {
+                let id = format!("{}-{i}", t.kind.as_str());
+                write_representation(&mut s, vt, &id, path, &q);
             }
-            next_t = Some(seg.start + d);
         }
-        if let Some(r) = run {
-            write_s(&mut s, r);
-        }
-        s.push_str("</SegmentTimeline>\n</SegmentTemplate>\n</Representation>\n</AdaptationSet>\n");
+        s.push_str("</AdaptationSet>\n");
     }
     s.push_str("</Period>\n");
     if dynamic {
@@ -477,6 +431,76 @@ pub fn dash(p: &Packager, now: SystemTime, query: &str) -> Option<String> {
     }
     s.push_str("</MPD>\n");
     Some(s)
+}
+
+/// One `Representation` of track `t` (of this stream, or of a variant at `path`).
+fn write_representation(s: &mut String, t: &Track, id: &str, path: &str, q: &str) {
+    let _ = write!(
+        s,
+        "<Representation id=\"{id}\" codecs=\"{}\" bandwidth=\"{}\"",
+        t.config.codec_string(),
+        bitrate(t)
+    );
+    if t.kind == TrackKind::Video && t.config.width > 0 {
+        let _ = write!(
+            s,
+            " width=\"{}\" height=\"{}\"",
+            t.config.width, t.config.height
+        );
+    }
+    if t.kind == TrackKind::Audio {
+        let _ = write!(s, " audioSamplingRate=\"{}\"", t.config.sample_rate);
+    }
+    s.push_str(">\n");
+    if t.kind == TrackKind::Audio {
+        let _ = writeln!(
+            s,
+            "<AudioChannelConfiguration schemeIdUri=\"urn:mpeg:dash:23003:3:audio_channel_configuration:2011\" value=\"{}\"/>",
+            t.config.channels.max(1)
+        );
+    }
+    // Only the current init segment's segments are listed (a new timeline after a
+    // discontinuity), and only those after the last gap (an audio dropout): `$Number$`
+    // counts timeline entries one by one, so the listed numbers must have no hole.
+    let current = || t.segments.iter().filter(|s| s.init == t.init_version());
+    let after_gap = current()
+        .filter(|s| s.is_gap())
+        .last()
+        .map_or(0, |g| g.msn + 1);
+    let first = current()
+        .find(|s| s.msn >= after_gap)
+        .map_or(t.open.msn, |s| s.msn);
+    let path = xml_escape(path);
+    let _ = writeln!(
+        s,
+        "<SegmentTemplate timescale=\"{}\" initialization=\"{path}{}/init{}.mp4{q}\" media=\"{path}{}/$Number${}\" startNumber=\"{first}\">\n<SegmentTimeline>",
+        t.config.timescale,
+        t.kind.as_str(),
+        t.init_version(),
+        t.kind.as_str(),
+        xml_escape(&format!(".m4s{q}")),
+    );
+    // One run per segment; consecutive equal durations merge with `r`.
+    let ts = f64::from(t.config.timescale.max(1));
+    let mut run: Option<(u64, u64, u32)> = None;
+    let mut next_t: Option<u64> = None;
+    for seg in current().filter(|s| s.msn >= first) {
+        let d = (seg.duration * ts).round() as u64;
+        match &mut run {
+            Some((_, rd, r)) if *rd == d && next_t == Some(seg.start) => *r += 1,
+            _ => {
+                if let Some(r) = run.take() {
+                    write_s(s, r);
+                }
+                run = Some((seg.start, d, 0));
+            }
+        }
+        next_t = Some(seg.start + d);
+    }
+    if let Some(r) = run {
+        write_s(s, r);
+    }
+    s.push_str("</SegmentTimeline>\n</SegmentTemplate>\n</Representation>\n");
 }
 
 fn write_s(s: &mut String, (t, d, r): (u64, u64, u32)) {

@@ -37,6 +37,12 @@ pub struct Aligner {
     /// The previous runs' last time: media up to it is skipped.
     after: Option<u32>,
     video_on: bool,
+    /// A restarted run's sequence headers and script data, held until its first media
+    /// tag goes out: sent earlier, they would sit in the hub in front of the last run's
+    /// cached GOP, and a player joining then would decode old frames with new headers.
+    held: Vec<Tag>,
+    /// This run has published media of the kind: audio, video.
+    started: [bool; 2],
 }
 
 /// Too much output without a keyframe to align on.
@@ -54,6 +60,8 @@ impl Aligner {
             last_ts,
             after: last_ts,
             video_on: last_ts.is_none(),
+            held: Vec::new(),
+            started: [false; 2],
         }
     }
 
@@ -99,6 +107,18 @@ impl Aligner {
         let off = self.offset.unwrap_or(0);
         let ts = (t.timestamp as i64 + off).clamp(0, u32::MAX as i64) as u32;
         let header = t.kind == FrameKind::Data || is_sequence_header(&t.body);
+        let kind = usize::from(t.kind == FrameKind::Video);
+        let waiting = match t.kind {
+            FrameKind::Data => !self.started.iter().any(|s| *s),
+            _ => !self.started[kind],
+        };
+        if header && self.after.is_some() && waiting {
+            // Bounded: ffmpeg writes one of each per output.
+            if self.held.len() < 8 {
+                self.held.push(t);
+            }
+            return;
+        }
         if !header {
             if let Some(a) = self.after {
                 if t.kind == FrameKind::Video && !self.video_on {
@@ -120,6 +140,16 @@ impl Aligner {
             _ => ts,
         };
         if !header {
+            if !self.started[kind] {
+                self.started[kind] = true;
+                // The held headers of this kind (and script data), just before it.
+                let at = ts.max(self.last_ts.unwrap_or(0));
+                let (now, keep): (Vec<Tag>, Vec<Tag>) = std::mem::take(&mut self.held)
+                    .into_iter()
+                    .partition(|h| h.kind == t.kind || h.kind == FrameKind::Data);
+                self.held = keep;
+                out.extend(now.into_iter().map(|h| (h, at)));
+            }
             self.last_ts = Some(self.last_ts.map_or(ts, |l| l.max(ts)));
         }
         out.push((t, ts));
@@ -262,14 +292,17 @@ mod tests {
         a.push(audio(1600), fed, &mut out).unwrap();
         a.push(video(1600, false, 0), fed, &mut out).unwrap();
         a.push(video(2000, true, 0), fed, &mut out).unwrap();
+        // The video header waits for the first video that goes out, just before it.
         assert_eq!(
             times(&out),
             [
-                (FrameKind::Video, 61_500),
                 (FrameKind::Audio, 61_600),
+                (FrameKind::Video, 62_000),
                 (FrameKind::Video, 62_000),
             ]
         );
+        assert!(is_sequence_header(&out[1].0.body));
+        assert!(is_keyframe(&out[2].0.body));
     }
 
     #[test]

@@ -468,6 +468,22 @@ impl Server {
             .collect()
     }
 
+    /// The stream's packaged ABR renditions with their path relative to it, for DASH.
+    fn rendition_streams(&self, app: &str, key: &str) -> Vec<(String, Arc<HlsStream>)> {
+        let config = self.relay.config();
+        let Some(ladder) = config.transcode_for(app, key) else {
+            return Vec::new();
+        };
+        ladder
+            .renditions
+            .iter()
+            .filter_map(|r| {
+                let name = format!("{key}_{}", r.name);
+                Some((format!("../{name}/"), self.shared.stream(app, &name)?))
+            })
+            .collect()
+    }
+
     fn render(
         &self,
         hs: &HlsStream,
@@ -551,10 +567,22 @@ impl Server {
                 M3U8,
             ),
             // Not cached: it depends on the time of the request.
-            Resource::Dash => playlist(
-                playlist::dash(p, SystemTime::now(), &query).map(Bytes::from),
-                "application/dash+xml",
-            ),
+            Resource::Dash => {
+                // The renditions' packagers, locked after the source's (see `variants`).
+                let streams = self.rendition_streams(r.app, r.key);
+                let guards: Vec<_> = streams
+                    .iter()
+                    .map(|(path, hs)| (path, hs.packager()))
+                    .collect();
+                let variants: Vec<(&str, &prism_hls::Packager)> = guards
+                    .iter()
+                    .map(|(path, g)| (path.as_str(), &**g))
+                    .collect();
+                playlist(
+                    playlist::dash_with(p, SystemTime::now(), &query, &variants).map(Bytes::from),
+                    "application/dash+xml",
+                )
+            }
             Resource::Init(kind, v) => media(
                 p.track(kind)
                     .and_then(|t| t.init(v))
