@@ -106,6 +106,11 @@ impl Aligner {
     fn place(&mut self, t: Tag, out: &mut Vec<(Tag, u32)>) {
         let off = self.offset.unwrap_or(0);
         let ts = (t.timestamp as i64 + off).clamp(0, u32::MAX as i64) as u32;
+        // A restarted run's onMetaData says what the first run's did; sent mid-stream it
+        // makes ffmpeg's FLV demuxer (5.1) add a data stream, and ffprobe crash on it.
+        if t.kind == FrameKind::Data && self.after.is_some() {
+            return;
+        }
         let header = t.kind == FrameKind::Data || is_sequence_header(&t.body);
         let kind = usize::from(t.kind == FrameKind::Video);
         let waiting = match t.kind {
@@ -285,6 +290,12 @@ mod tests {
         };
         let mut a = Aligner::new(true, Some(61_500));
         let mut out = Vec::new();
+        let metadata = Tag {
+            kind: FrameKind::Data,
+            timestamp: 0,
+            body: Bytes::from_static(&[2, 0, 10]),
+        };
+        a.push(metadata, fed, &mut out).unwrap();
         a.push(video_header(0), fed, &mut out).unwrap();
         a.push(video(0, true, 0), fed, &mut out).unwrap();
         a.push(audio(1000), fed, &mut out).unwrap();
@@ -292,7 +303,8 @@ mod tests {
         a.push(audio(1600), fed, &mut out).unwrap();
         a.push(video(1600, false, 0), fed, &mut out).unwrap();
         a.push(video(2000, true, 0), fed, &mut out).unwrap();
-        // The video header waits for the first video that goes out, just before it.
+        // The video header waits for the first video that goes out, just before it; the
+        // metadata (the same as the first run's) is not sent again.
         assert_eq!(
             times(&out),
             [
