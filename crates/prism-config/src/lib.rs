@@ -34,6 +34,7 @@ pub use section::srt::{SrtConfig, SrtPassphrase};
 pub use section::state::StateConfig;
 pub use section::stream::HubConfig;
 pub use section::target::{validate_target_name, ResolvedTarget, TargetConfig, TargetTls};
+pub use section::transcode::{AudioRendition, Rendition, TranscodeConfig, VideoRendition};
 pub use section::webrtc::{WebrtcConfig, WebrtcKeys};
 pub use url::redact_url;
 // Pulled sources (issue 14).
@@ -100,6 +101,8 @@ pub struct Config {
     pub webrtc: Option<WebrtcConfig>,
     /// TOML table `[state]`: where admin-API destinations are persisted.
     pub state: StateConfig,
+    /// TOML `[[transcode]]`: ABR ladders, in file order (the first matching one applies).
+    pub transcode: Vec<TranscodeConfig>,
 }
 
 /// A configuration that could not be read or is invalid. `Display` is the
@@ -221,11 +224,22 @@ impl Config {
     /// file order, `{app}`/`{stream}` expanded. A name already taken by an
     /// earlier route is skipped (first wins), so names are unique per stream
     /// and can serve as metric labels.
+    ///
+    /// A rendition stream (`{key}_{name}` of a source whose `[[transcode]]` ladder has a
+    /// rendition `name`) gets the source's targets that ask for that `rendition`, with
+    /// `{stream}` the source's key; a source gets the targets that ask for none.
     pub fn targets_for(&self, app: &str, key: &str) -> Vec<ResolvedTarget> {
+        let (key, rendition) = match self.rendition_of(app, key) {
+            Some((source, name)) => (source, Some(name)),
+            None => (key, None),
+        };
         let mut seen = HashSet::new();
         let mut out = Vec::new();
         for route in self.routes.iter().filter(|r| r.stream.matches(app, key)) {
             for t in &route.targets {
+                if t.rendition.as_deref() != rendition {
+                    continue;
+                }
                 if seen.insert(t.name.as_str()) {
                     out.push(ResolvedTarget {
                         name: t.name.clone(),
@@ -286,6 +300,26 @@ impl Config {
     }
 }
 
+impl Config {
+    /// `(source key, rendition name)` if `app`/`key` is the name a `[[transcode]]` ladder
+    /// gives one of its renditions (`{key}_{name}`).
+    pub fn rendition_of<'k>(&self, app: &str, key: &'k str) -> Option<(&'k str, &str)> {
+        key.char_indices()
+            .filter(|(_, c)| *c == '_')
+            .find_map(|(i, _)| {
+                let (source, name) = (&key[..i], &key[i + 1..]);
+                let ladder = self.transcode_for(app, source)?;
+                let r = ladder.renditions.iter().find(|r| r.name == name)?;
+                Some((source, r.name.as_str()))
+            })
+    }
+
+    /// The ABR ladder of stream `app`/`key`: the first `[[transcode]]` whose pattern matches.
+    pub fn transcode_for(&self, app: &str, key: &str) -> Option<&TranscodeConfig> {
+        self.transcode.iter().find(|t| t.stream.matches(app, key))
+    }
+}
+
 /// 1-based line and column (in characters) of a byte offset.
 fn line_col(text: &str, offset: usize) -> (usize, usize) {
     let mut offset = offset.min(text.len());
@@ -331,6 +365,8 @@ struct RawConfig {
     rtsps: Option<Spanned<RawRtsp>>,
     #[serde(default)]
     state: RawState,
+    #[serde(default)]
+    transcode: Vec<section::transcode::RawTranscode>,
 }
 
 /// Semantic validation of the raw shape, with errors placed in the file.
@@ -363,11 +399,18 @@ impl Checker<'_> {
         let hub = HubConfig::from_raw(&mut raw.stream, self, "stream")?;
         let player = QueueConfig::from_raw(&mut raw.player, self, "player")?;
         let limits = Limits::from_raw(&mut raw.limits, self, "limits")?;
+        // Before the routes: a target's `rendition` must name one.
+        let transcode: Vec<TranscodeConfig> = raw
+            .transcode
+            .into_iter()
+            .enumerate()
+            .map(|(i, t)| section::transcode::resolve(self, i, t))
+            .collect::<Result<_, _>>()?;
         let routes = raw
             .route
             .into_iter()
             .enumerate()
-            .map(|(i, r)| section::route::resolve(self, i, r, &limits))
+            .map(|(i, r)| section::route::resolve(self, i, r, &limits, &transcode))
             .collect::<Result<_, _>>()?;
         let auth = AuthConfig::from_raw(&mut raw.auth, self, "auth")?;
         let rtmps = raw
@@ -427,6 +470,7 @@ impl Checker<'_> {
             rtsps,
             webrtc,
             state,
+            transcode,
         })
     }
 

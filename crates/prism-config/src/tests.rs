@@ -707,6 +707,7 @@ fn limits_table() {
             max_connections_per_ip: 2,
             max_streams: 3,
             max_targets_per_stream: 1,
+            max_transcodes: 4,
         }
     );
     assert_eq!(c.rtmp.idle_timeout, Duration::from_secs(1));
@@ -984,4 +985,135 @@ fn webrtc_table() {
     assert!(e.contains("tcp"), "{e}");
     let e = err("[webrtc]\nlisten = \"127.0.0.1:8889\"\n");
     assert!(e.contains("udp"), "{e}");
+}
+
+const LADDER: &str = r#"
+[[transcode]]
+stream = "live/*"
+  [[transcode.rendition]]
+  name = "720p"
+  video = { codec = "h264", width = 1280, height = 720, bitrate_kbps = 2500, fps = 30, preset = "veryfast" }
+  audio = { codec = "aac", bitrate_kbps = 128 }
+  [[transcode.rendition]]
+  name = "480p"
+  video = { codec = "h264", width = 854, height = 480, bitrate_kbps = 1000 }
+  encoder = "h264_nvenc"
+  [[transcode.rendition]]
+  name = "audio"
+  video = "none"
+"#;
+
+#[test]
+fn transcode_ladder_parses() {
+    let c = parse(LADDER).unwrap();
+    assert_eq!(c.limits.max_transcodes, 4);
+    let t = c.transcode_for("live", "cam").unwrap();
+    assert!(c.transcode_for("other", "cam").is_none());
+    assert_eq!(t.ffmpeg_path(), PathBuf::from("ffmpeg"));
+    let names: Vec<_> = t.renditions.iter().map(|r| r.name.as_str()).collect();
+    assert_eq!(names, ["720p", "480p", "audio"]);
+    let v = t.renditions[0].video.as_ref().unwrap();
+    assert_eq!(
+        (v.width, v.height, v.bitrate_kbps, v.fps),
+        (1280, 720, 2500, Some(30))
+    );
+    assert_eq!(t.renditions[0].video_encoder(), Some("libx264"));
+    assert_eq!(t.renditions[1].video_encoder(), Some("h264_nvenc"));
+    // Audio defaults to AAC 128 kb/s.
+    assert_eq!(t.renditions[1].audio.as_ref().unwrap().bitrate_kbps, 128);
+    assert!(t.renditions[2].video.is_none());
+    assert_eq!(t.renditions[2].video_encoder(), None);
+}
+
+#[test]
+fn transcode_errors_are_placed() {
+    let cases: &[(&str, &str)] = &[
+        (
+            "[[transcode]]\nstream = \"live/*\"\n",
+            "config.toml:2:10: transcode[0]: a ladder needs at least one [[transcode.rendition]]",
+        ),
+        (
+            "[[transcode]]\nstream = \"live/*\"\n[[transcode.rendition]]\nname = \"a b\"\nvideo = \"none\"\n",
+            "config.toml:4:8: transcode[0].rendition[0].name: `a b` must be",
+        ),
+        (
+            "[[transcode]]\nstream = \"live/*\"\n[[transcode.rendition]]\nname = \"a\"\nvideo = \"none\"\n[[transcode.rendition]]\nname = \"a\"\nvideo = \"none\"\n",
+            "config.toml:7:8: transcode[0].rendition[1].name: duplicate rendition name `a`",
+        ),
+        (
+            "[[transcode]]\nstream = \"live/*\"\n[[transcode.rendition]]\nname = \"a\"\nvideo = { width = 853, height = 480, bitrate_kbps = 900 }\n",
+            "config.toml:5:9: transcode[0].rendition[0].video: width must be an even number",
+        ),
+        (
+            "[[transcode]]\nstream = \"live/*\"\n[[transcode.rendition]]\nname = \"a\"\nvideo = { codec = \"vp9\", width = 640, height = 360, bitrate_kbps = 900 }\n",
+            "video: codec `vp9` is not supported",
+        ),
+        (
+            "[[transcode]]\nstream = \"live/*\"\n[[transcode.rendition]]\nname = \"a\"\nvideo = { width = 640, height = 360, bitrate_kbps = 900, preset = \"quick\" }\n",
+            "preset `quick` is not an x264 preset",
+        ),
+        (
+            "[[transcode]]\nstream = \"live/*\"\n[[transcode.rendition]]\nname = \"a\"\nvideo = \"nope\"\n",
+            "transcode[0].rendition[0].video: `nope`: must be a table",
+        ),
+        (
+            "[[transcode]]\nstream = \"live/*\"\n[[transcode.rendition]]\nname = \"a\"\nvideo = \"none\"\naudio = \"none\"\n",
+            "video and audio are both \"none\"",
+        ),
+        (
+            "[[transcode]]\nstream = \"live/*\"\n[[transcode.rendition]]\nname = \"a\"\n",
+            "transcode[0].rendition[0].video: missing",
+        ),
+        (
+            "[[transcode]]\nstream = \"live/*\"\n[[transcode.rendition]]\nname = \"a\"\nvideo = \"none\"\nencoder = \"h264_nvenc\"\n",
+            "encoder: only applies to a rendition with video",
+        ),
+        (
+            "[[transcode]]\nstream = \"live/*\"\nbogus = 1\n[[transcode.rendition]]\nname = \"a\"\nvideo = \"none\"\n",
+            "unknown field `bogus`",
+        ),
+    ];
+    for (text, want) in cases {
+        let e = err(text);
+        assert!(e.contains(want), "{text}\n=> {e}\nwanted {want}");
+    }
+}
+
+#[test]
+fn rendition_targets_push_the_rendition() {
+    let c = parse(&format!(
+        "{LADDER}[[route]]\nstream = \"live/*\"\n[[route.target]]\nname = \"full\"\nurl = \"rtmp://h/a/{{stream}}\"\n[[route.target]]\nname = \"capped\"\nurl = \"rtmp://h/b/{{stream}}\"\nrendition = \"480p\"\n"
+    ))
+    .unwrap();
+    let names = |app, key| {
+        c.targets_for(app, key)
+            .into_iter()
+            .map(|t| (t.name, t.url))
+            .collect::<Vec<_>>()
+    };
+    // The source pushes the targets without a rendition.
+    assert_eq!(
+        names("live", "cam"),
+        [("full".into(), "rtmp://h/a/cam".into())]
+    );
+    // The rendition stream pushes its own, with {stream} = the source's key.
+    assert_eq!(
+        names("live", "cam_480p"),
+        [("capped".into(), "rtmp://h/b/cam".into())]
+    );
+    // Other renditions push nothing; a key that only looks like one is a source.
+    assert!(names("live", "cam_720p").is_empty());
+    assert_eq!(
+        c.rendition_of("live", "my_cam_480p"),
+        Some(("my_cam", "480p"))
+    );
+    assert_eq!(c.rendition_of("live", "cam_1080p"), None);
+    assert_eq!(names("live", "cam_1080p").len(), 1);
+    let e = err(&format!(
+        "{LADDER}[[route]]\nstream = \"live/*\"\n[[route.target]]\nname = \"x\"\nurl = \"rtmp://h/b/{{stream}}\"\nrendition = \"4k\"\n"
+    ));
+    assert!(
+        e.contains("route[0].target[0].rendition: no [[transcode.rendition]] is named `4k`"),
+        "{e}"
+    );
 }

@@ -34,6 +34,49 @@ pub fn part_target(p: &Packager) -> f64 {
 /// The multivariant playlist: one variant (video + its audio group, or audio only). `query`
 /// (a playback token) is appended to every URI.
 pub fn multivariant(p: &Packager, query: &str) -> Option<String> {
+    multivariant_with(p, query, &[])
+}
+
+/// Another stream listed as a variant of this one (an ABR rendition of it), from its own
+/// packager: see [`variant`].
+#[derive(Debug, Clone, PartialEq)]
+pub struct Variant {
+    /// Where its playlists are, relative to this stream's (`../cam_480p/`).
+    pub path: String,
+    pub bandwidth: u64,
+    /// Video codec string, if it has video.
+    pub video: Option<String>,
+    /// Audio codec string, if it has audio.
+    pub audio: Option<String>,
+    pub resolution: Option<(u16, u16)>,
+    pub frame_rate: Option<f64>,
+}
+
+/// `p` (another stream's packager) as a variant at `path`; None before it has a track.
+pub fn variant(p: &Packager, path: String, frame_rate: Option<f64>) -> Option<Variant> {
+    if !p.config().container.fmp4() {
+        return None;
+    }
+    let video = p.track(TrackKind::Video);
+    let audio = p.track(TrackKind::Audio);
+    if video.is_none() && audio.is_none() {
+        return None;
+    }
+    Some(Variant {
+        path,
+        bandwidth: video.map_or(0, bitrate) + audio.map_or(0, bitrate),
+        video: video.map(|v| v.config.codec_string()),
+        audio: audio.map(|a| a.config.codec_string()),
+        resolution: video
+            .filter(|v| v.config.width > 0 && v.config.height > 0)
+            .map(|v| (v.config.width, v.config.height)),
+        frame_rate: frame_rate.filter(|_| video.is_some()),
+    })
+}
+
+/// The multivariant playlist listing this stream and, after it, `variants` (other streams:
+/// its ABR renditions), each with its own audio group.
+pub fn multivariant_with(p: &Packager, query: &str, variants: &[Variant]) -> Option<String> {
     if !p.config().container.fmp4() {
         return ts_multivariant(p, query);
     }
@@ -82,7 +125,55 @@ pub fn multivariant(p: &Packager, query: &str) -> Option<String> {
             );
         }
     }
+    for (i, v) in variants.iter().enumerate() {
+        write_variant(&mut s, v, i, &q);
+    }
     Some(s)
+}
+
+/// One [`Variant`]'s lines: its audio group (`audio-N`) and its `EXT-X-STREAM-INF`.
+fn write_variant(s: &mut String, v: &Variant, i: usize, q: &str) {
+    let codecs: Vec<&str> = v
+        .video
+        .iter()
+        .chain(v.audio.iter())
+        .map(String::as_str)
+        .collect();
+    let path = &v.path;
+    match &v.video {
+        Some(_) => {
+            if v.audio.is_some() {
+                let _ = writeln!(
+                    s,
+                    "#EXT-X-MEDIA:TYPE=AUDIO,GROUP-ID=\"audio-{i}\",NAME=\"audio\",DEFAULT=YES,AUTOSELECT=YES,URI=\"{path}audio.m3u8{q}\""
+                );
+            }
+            let _ = write!(
+                s,
+                "#EXT-X-STREAM-INF:BANDWIDTH={},CODECS=\"{}\"",
+                v.bandwidth,
+                codecs.join(",")
+            );
+            if let Some((w, h)) = v.resolution {
+                let _ = write!(s, ",RESOLUTION={w}x{h}");
+            }
+            if let Some(f) = v.frame_rate {
+                let _ = write!(s, ",FRAME-RATE={f:.3}");
+            }
+            if v.audio.is_some() {
+                let _ = write!(s, ",AUDIO=\"audio-{i}\"");
+            }
+            let _ = writeln!(s, "\n{path}video.m3u8{q}");
+        }
+        None => {
+            let _ = writeln!(
+                s,
+                "#EXT-X-STREAM-INF:BANDWIDTH={},CODECS=\"{}\"\n{path}audio.m3u8{q}",
+                v.bandwidth,
+                codecs.join(",")
+            );
+        }
+    }
 }
 
 /// The multivariant playlist of a TS-only stream: one muxed variant, `ts.m3u8`.
@@ -258,6 +349,18 @@ fn write_parts(s: &mut String, seg: &Segment, kind: TrackKind, q: &str) {
 /// The DASH manifest (live profile, `SegmentTemplate` with `$Number$` and a
 /// `SegmentTimeline`), one adaptation set per track, over the HLS segments.
 pub fn dash(p: &Packager, now: SystemTime, query: &str) -> Option<String> {
+    dash_with(p, now, query, &[])
+}
+
+/// [`dash`] with `variants` (other streams on the same timeline: its ABR renditions, as
+/// `(path relative to this stream, packager)`) as more representations of each adaptation
+/// set they have a track for.
+pub fn dash_with(
+    p: &Packager,
+    now: SystemTime,
+    query: &str,
+    variants: &[(&str, &Packager)],
+) -> Option<String> {
     if !p.is_started() {
         return None;
     }
@@ -307,72 +410,14 @@ pub fn dash(p: &Packager, now: SystemTime, query: &str) -> Option<String> {
             s,
             "<AdaptationSet id=\"{id}\" contentType=\"{content}\" mimeType=\"{mime}\" segmentAlignment=\"true\" startWithSAP=\"1\">"
         );
-        let _ = write!(
-            s,
-            "<Representation id=\"{}\" codecs=\"{}\" bandwidth=\"{}\"",
-            t.kind.as_str(),
-            t.config.codec_string(),
-            bitrate(t)
-        );
-        if t.kind == TrackKind::Video && t.config.width > 0 {
-            let _ = write!(
-                s,
-                " width=\"{}\" height=\"{}\"",
-                t.config.width, t.config.height
-            );
-        }
-        if t.kind == TrackKind::Audio {
-            let _ = write!(s, " audioSamplingRate=\"{}\"", t.config.sample_rate);
-        }
-        s.push_str(">\n");
-        if t.kind == TrackKind::Audio {
-            let _ = writeln!(
-                s,
-                "<AudioChannelConfiguration schemeIdUri=\"urn:mpeg:dash:23003:3:audio_channel_configuration:2011\" value=\"{}\"/>",
-                t.config.channels.max(1)
-            );
-        }
-        // Only the current init segment's segments are listed (a new timeline after a
-        // discontinuity), and only those after the last gap (an audio dropout): `$Number$`
-        // counts timeline entries one by one, so the listed numbers must have no hole.
-        let current = || t.segments.iter().filter(|s| s.init == t.init_version());
-        let after_gap = current()
-            .filter(|s| s.is_gap())
-            .last()
-            .map_or(0, |g| g.msn + 1);
-        let first = current()
-            .find(|s| s.msn >= after_gap)
-            .map_or(t.open.msn, |s| s.msn);
-        let _ = writeln!(
-            s,
-            "<SegmentTemplate timescale=\"{}\" initialization=\"{}/init{}.mp4{q}\" media=\"{}/$Number${}\" startNumber=\"{first}\">\n<SegmentTimeline>",
-            t.config.timescale,
-            t.kind.as_str(),
-            t.init_version(),
-            t.kind.as_str(),
-            xml_escape(&format!(".m4s{q}")),
-        );
-        // One run per segment; consecutive equal durations merge with `r`.
-        let ts = f64::from(t.config.timescale.max(1));
-        let mut run: Option<(u64, u64, u32)> = None;
-        let mut next_t: Option<u64> = None;
-        for seg in current().filter(|s| s.msn >= first) {
-            let d = (seg.duration * ts).round() as u64;
-            match &mut run {
-                Some((_, rd, r)) if *rd == d && next_t == Some(seg.start) => *r += 1,
-                _ => {
-                    if let Some(r) = run.take() {
-                        write_s(&mut s, r);
-                    }
-                    run = Some((seg.start, d, 0));
-                }
+        write_representation(&mut s, t, t.kind.as_str(), "", &q);
+        for (i, (path, v)) in variants.iter().enumerate() {
+            if let Some(vt) = v.track(t.kind).filter(|_| v.config().container.fmp4()) {
+                let id = format!("{}-{i}", t.kind.as_str());
+                write_representation(&mut s, vt, &id, path, &q);
             }
-            next_t = Some(seg.start + d);
         }
-        if let Some(r) = run {
-            write_s(&mut s, r);
-        }
-        s.push_str("</SegmentTimeline>\n</SegmentTemplate>\n</Representation>\n</AdaptationSet>\n");
+        s.push_str("</AdaptationSet>\n");
     }
     s.push_str("</Period>\n");
     if dynamic {
@@ -386,6 +431,76 @@ pub fn dash(p: &Packager, now: SystemTime, query: &str) -> Option<String> {
     }
     s.push_str("</MPD>\n");
     Some(s)
+}
+
+/// One `Representation` of track `t` (of this stream, or of a variant at `path`).
+fn write_representation(s: &mut String, t: &Track, id: &str, path: &str, q: &str) {
+    let _ = write!(
+        s,
+        "<Representation id=\"{id}\" codecs=\"{}\" bandwidth=\"{}\"",
+        t.config.codec_string(),
+        bitrate(t)
+    );
+    if t.kind == TrackKind::Video && t.config.width > 0 {
+        let _ = write!(
+            s,
+            " width=\"{}\" height=\"{}\"",
+            t.config.width, t.config.height
+        );
+    }
+    if t.kind == TrackKind::Audio {
+        let _ = write!(s, " audioSamplingRate=\"{}\"", t.config.sample_rate);
+    }
+    s.push_str(">\n");
+    if t.kind == TrackKind::Audio {
+        let _ = writeln!(
+            s,
+            "<AudioChannelConfiguration schemeIdUri=\"urn:mpeg:dash:23003:3:audio_channel_configuration:2011\" value=\"{}\"/>",
+            t.config.channels.max(1)
+        );
+    }
+    // Only the current init segment's segments are listed (a new timeline after a
+    // discontinuity), and only those after the last gap (an audio dropout): `$Number$`
+    // counts timeline entries one by one, so the listed numbers must have no hole.
+    let current = || t.segments.iter().filter(|s| s.init == t.init_version());
+    let after_gap = current()
+        .filter(|s| s.is_gap())
+        .last()
+        .map_or(0, |g| g.msn + 1);
+    let first = current()
+        .find(|s| s.msn >= after_gap)
+        .map_or(t.open.msn, |s| s.msn);
+    let path = xml_escape(path);
+    let _ = writeln!(
+        s,
+        "<SegmentTemplate timescale=\"{}\" initialization=\"{path}{}/init{}.mp4{q}\" media=\"{path}{}/$Number${}\" startNumber=\"{first}\">\n<SegmentTimeline>",
+        t.config.timescale,
+        t.kind.as_str(),
+        t.init_version(),
+        t.kind.as_str(),
+        xml_escape(&format!(".m4s{q}")),
+    );
+    // One run per segment; consecutive equal durations merge with `r`.
+    let ts = f64::from(t.config.timescale.max(1));
+    let mut run: Option<(u64, u64, u32)> = None;
+    let mut next_t: Option<u64> = None;
+    for seg in current().filter(|s| s.msn >= first) {
+        let d = (seg.duration * ts).round() as u64;
+        match &mut run {
+            Some((_, rd, r)) if *rd == d && next_t == Some(seg.start) => *r += 1,
+            _ => {
+                if let Some(r) = run.take() {
+                    write_s(s, r);
+                }
+                run = Some((seg.start, d, 0));
+            }
+        }
+        next_t = Some(seg.start + d);
+    }
+    if let Some(r) = run {
+        write_s(s, r);
+    }
+    s.push_str("</SegmentTimeline>\n</SegmentTemplate>\n</Representation>\n");
 }
 
 fn write_s(s: &mut String, (t, d, r): (u64, u64, u32)) {

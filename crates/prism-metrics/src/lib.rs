@@ -25,7 +25,7 @@ mod webrtc;
 pub use webrtc::WebrtcMetrics;
 
 use prometheus::core::Desc;
-use prometheus::{Gauge, IntCounter};
+use prometheus::{Counter, CounterVec, Gauge, IntCounter};
 
 use prometheus::core::{Collector, MetricVec, MetricVecBuilder};
 use prometheus::proto::LabelPair;
@@ -78,6 +78,11 @@ pub mod names {
     pub const WEBRTC_NACK_TOTAL: &str = "prism_webrtc_nack_total";
     pub const WEBRTC_PLI_TOTAL: &str = "prism_webrtc_pli_total";
     pub const WEBRTC_PACKETS_LOST_TOTAL: &str = "prism_webrtc_packets_lost_total";
+    pub const TRANSCODE_WORKERS: &str = "prism_transcode_workers";
+    pub const TRANSCODE_RESTARTS_TOTAL: &str = "prism_transcode_restarts_total";
+    pub const TRANSCODE_SPEED: &str = "prism_transcode_speed";
+    pub const TRANSCODE_CPU_SECONDS_TOTAL: &str = "prism_transcode_cpu_seconds_total";
+    pub const TRANSCODE_REFUSED_TOTAL: &str = "prism_transcode_refused_total";
 
     /// Every name above, in declaration order.
     pub const ALL: &[&str] = &[
@@ -116,6 +121,11 @@ pub mod names {
         SOURCE_BYTES_RECEIVED_TOTAL,
         SOURCE_ERRORS_TOTAL,
         RTSP_DROPPED_TOTAL,
+        TRANSCODE_WORKERS,
+        TRANSCODE_RESTARTS_TOTAL,
+        TRANSCODE_SPEED,
+        TRANSCODE_CPU_SECONDS_TOTAL,
+        TRANSCODE_REFUSED_TOTAL,
         WEBRTC_SESSIONS,
         WEBRTC_RTT_SECONDS,
         WEBRTC_NACK_TOTAL,
@@ -209,6 +219,17 @@ pub struct Metrics {
     rtsp_dropped_total: IntCounterVec,
     /// The `prism_webrtc_*` families.
     webrtc: webrtc::Families,
+    /// `prism_transcode_workers`: ABR ladder workers (ffmpeg processes) running now.
+    transcode_workers: IntGauge,
+    /// `prism_transcode_restarts_total{stream,reason}`: worker restarts (`exited`,
+    /// `stalled`, `slow`, `spawn_failed`).
+    transcode_restarts_total: IntCounterVec,
+    /// `prism_transcode_speed{stream}`: the worker's speed (1.0 = real time).
+    transcode_speed: GaugeVec,
+    /// `prism_transcode_cpu_seconds_total{stream}`: CPU time of the stream's workers.
+    transcode_cpu_seconds_total: CounterVec,
+    /// `prism_transcode_refused_total`: streams relayed without their ladder (max_transcodes).
+    transcode_refused_total: IntCounter,
 }
 
 impl Default for Metrics {
@@ -433,6 +454,53 @@ impl Metrics {
                 &["reason"],
             ),
             webrtc: webrtc::Families::new(&registry),
+            transcode_workers: {
+                let g = IntGauge::new(
+                    TRANSCODE_WORKERS,
+                    "ABR ladder workers (ffmpeg processes) running now.",
+                )
+                .expect("valid gauge");
+                registry.register(Box::new(g.clone())).expect("unique name");
+                g
+            },
+            transcode_restarts_total: counter(
+                TRANSCODE_RESTARTS_TOTAL,
+                "ABR ladder worker restarts, by reason (exited, stalled, slow, spawn_failed).",
+                &["stream", "reason"],
+            ),
+            transcode_speed: {
+                let m = GaugeVec::new(
+                    Opts::new(
+                        TRANSCODE_SPEED,
+                        "Speed of the stream's ABR ladder worker (1.0 = real time), as ffmpeg reports it.",
+                    ),
+                    &["stream"],
+                )
+                .expect("valid gauge");
+                registry.register(Box::new(m.clone())).expect("unique name");
+                m
+            },
+            transcode_cpu_seconds_total: {
+                let m = CounterVec::new(
+                    Opts::new(
+                        TRANSCODE_CPU_SECONDS_TOTAL,
+                        "CPU time (user + system) used by the stream's ABR ladder workers.",
+                    ),
+                    &["stream"],
+                )
+                .expect("valid counter");
+                registry.register(Box::new(m.clone())).expect("unique name");
+                m
+            },
+            transcode_refused_total: {
+                let c = IntCounter::new(
+                    TRANSCODE_REFUSED_TOTAL,
+                    "Streams relayed without their ABR ladder because [limits] max_transcodes workers were running.",
+                )
+                .expect("valid counter");
+                registry.register(Box::new(c.clone())).expect("unique name");
+                c
+            },
             registry,
         };
         m.build_info
@@ -549,7 +617,7 @@ impl Metrics {
             .collect()
     }
 
-    fn collectors(&self) -> [&dyn Collector; 35] {
+    fn collectors(&self) -> [&dyn Collector; 40] {
         [
             &self.connections_active,
             &self.connections_total,
@@ -586,7 +654,39 @@ impl Metrics {
             &self.source_bytes_received_total,
             &self.source_errors_total,
             &self.rtsp_dropped_total,
+            &self.transcode_workers,
+            &self.transcode_restarts_total,
+            &self.transcode_speed,
+            &self.transcode_cpu_seconds_total,
+            &self.transcode_refused_total,
         ]
+    }
+
+    /// `prism_transcode_workers`.
+    pub fn transcode_workers(&self) -> &IntGauge {
+        &self.transcode_workers
+    }
+
+    /// `prism_transcode_restarts_total{stream,reason}`; `reason` a fixed snake_case word.
+    pub fn transcode_restarts(&self, stream: &str, reason: &'static str) -> IntCounter {
+        self.transcode_restarts_total
+            .with_label_values(&[stream, reason])
+    }
+
+    /// `prism_transcode_speed{stream}`.
+    pub fn transcode_speed(&self, stream: &str) -> Gauge {
+        self.transcode_speed.with_label_values(&[stream])
+    }
+
+    /// `prism_transcode_cpu_seconds_total{stream}`.
+    pub fn transcode_cpu_seconds(&self, stream: &str) -> Counter {
+        self.transcode_cpu_seconds_total
+            .with_label_values(&[stream])
+    }
+
+    /// `prism_transcode_refused_total`.
+    pub fn transcode_refused(&self) -> &IntCounter {
+        &self.transcode_refused_total
     }
 
     /// `prism_hls_requests_total{kind,status}`.
@@ -650,6 +750,9 @@ impl Metrics {
         remove_where(&self.srt_packets_retransmitted_total, is);
         remove_where(&self.srt_packets_dropped_total, is);
         remove_where(&self.srt_receive_buffer_seconds, is);
+        remove_where(&self.transcode_restarts_total, is);
+        remove_where(&self.transcode_speed, is);
+        remove_where(&self.transcode_cpu_seconds_total, is);
         self.forget_hls(stream);
         self.webrtc.forget_stream(stream);
     }
@@ -1149,6 +1252,9 @@ mod tests {
         w.nacks.inc();
         w.plis.inc();
         w.packets_lost.inc();
+        m.transcode_restarts(stream, "exited").inc();
+        m.transcode_speed(stream).set(1.0);
+        m.transcode_cpu_seconds(stream).inc_by(0.5);
     }
 
     fn full() -> Metrics {
@@ -1170,6 +1276,8 @@ mod tests {
         s.bytes_received.inc_by(100);
         s.error(ErrorReason::AlreadyLive).inc();
         m.rtsp_dropped("g711").inc();
+        m.transcode_workers().set(1);
+        m.transcode_refused().inc();
         populate(&m, "live/a");
         populate(&m, "live/b");
         m

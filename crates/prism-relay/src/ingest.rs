@@ -60,6 +60,18 @@ impl Relay {
         Ok(self.start_play(req.app, req.key, info))
     }
 
+    /// Starts publishing `app/key` for Prism itself (a transcoding worker's rendition of a
+    /// stream that already passed the access rules and limits as a publish): no route rules,
+    /// webhook or `max_streams` here. Refusals (the key is live) are logged and counted.
+    pub fn publish_internal(
+        self: &Arc<Self>,
+        app: &str,
+        key: &str,
+        info: &ConnInfo,
+    ) -> Result<Publisher, PublishError> {
+        self.start_publish(app, key, info)
+    }
+
     /// Starts publishing `app/key` for a connection of any transport. A refusal (the key is
     /// already live) is logged and counted; the caller tells its client in its protocol.
     /// Transports call [`Relay::publish`], which checks access and limits first.

@@ -447,6 +447,43 @@ impl Server {
         }
     }
 
+    /// The stream's ABR renditions (`[[transcode]]`) that are packaged, as variants. Their
+    /// packagers are locked while the source's is held: only ever in that order (a
+    /// rendition's name is longer than its source's), so there is no cycle.
+    fn variants(&self, app: &str, key: &str) -> Vec<playlist::Variant> {
+        let config = self.relay.config();
+        let Some(ladder) = config.transcode_for(app, key) else {
+            return Vec::new();
+        };
+        ladder
+            .renditions
+            .iter()
+            .filter_map(|r| {
+                let name = format!("{key}_{}", r.name);
+                let hs = self.shared.stream(app, &name)?;
+                let p = hs.packager();
+                let fps = r.video.as_ref().and_then(|v| v.fps).map(f64::from);
+                playlist::variant(&p, format!("../{name}/"), fps)
+            })
+            .collect()
+    }
+
+    /// The stream's packaged ABR renditions with their path relative to it, for DASH.
+    fn rendition_streams(&self, app: &str, key: &str) -> Vec<(String, Arc<HlsStream>)> {
+        let config = self.relay.config();
+        let Some(ladder) = config.transcode_for(app, key) else {
+            return Vec::new();
+        };
+        ladder
+            .renditions
+            .iter()
+            .filter_map(|r| {
+                let name = format!("{key}_{}", r.name);
+                Some((format!("../{name}/"), self.shared.stream(app, &name)?))
+            })
+            .collect()
+    }
+
     fn render(
         &self,
         hs: &HlsStream,
@@ -506,7 +543,13 @@ impl Server {
             },
             Resource::Multivariant => match ts_refused {
                 Some(refused) if !p.config().container.fmp4() => refused,
-                _ => playlist(cached(&|| playlist::multivariant(p, &query)), M3U8),
+                _ => {
+                    let variants = self.variants(r.app, r.key);
+                    playlist(
+                        cached(&|| playlist::multivariant_with(p, &query, &variants)),
+                        M3U8,
+                    )
+                }
             },
             Resource::TsPlaylist => match ts_refused {
                 Some(refused) => refused,
@@ -524,10 +567,22 @@ impl Server {
                 M3U8,
             ),
             // Not cached: it depends on the time of the request.
-            Resource::Dash => playlist(
-                playlist::dash(p, SystemTime::now(), &query).map(Bytes::from),
-                "application/dash+xml",
-            ),
+            Resource::Dash => {
+                // The renditions' packagers, locked after the source's (see `variants`).
+                let streams = self.rendition_streams(r.app, r.key);
+                let guards: Vec<_> = streams
+                    .iter()
+                    .map(|(path, hs)| (path, hs.packager()))
+                    .collect();
+                let variants: Vec<(&str, &prism_hls::Packager)> = guards
+                    .iter()
+                    .map(|(path, g)| (path.as_str(), &**g))
+                    .collect();
+                playlist(
+                    playlist::dash_with(p, SystemTime::now(), &query, &variants).map(Bytes::from),
+                    "application/dash+xml",
+                )
+            }
             Resource::Init(kind, v) => media(
                 p.track(kind)
                     .and_then(|t| t.init(v))

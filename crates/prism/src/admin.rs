@@ -17,11 +17,16 @@ use tracing::warn;
 use crate::api::{self, Api};
 use crate::state::StateStore;
 
-pub async fn run(listener: TcpListener, relay: Arc<Relay>, store: Arc<StateStore>) {
+pub async fn run(
+    listener: TcpListener,
+    relay: Arc<Relay>,
+    store: Arc<StateStore>,
+    transcoder: Arc<prism_transcode::Transcoder>,
+) {
     let listen = listener
         .local_addr()
         .unwrap_or_else(|_| relay.config().http.listen);
-    let api = Arc::new(Api::new(relay.clone(), listen, store));
+    let api = Arc::new(Api::new(relay.clone(), listen, store, transcoder));
     // Bitrate history for the console's charts; ends with this task (aborted at shutdown).
     let _sampler = AbortOnDrop(tokio::spawn({
         let api = api.clone();

@@ -50,6 +50,8 @@ pub struct Api {
     store: Arc<StateStore>,
     /// Bitrates of the last minutes, for the console's charts.
     history: Mutex<HashMap<String, StreamHistory>>,
+    /// ABR ladder workers, for `/api/v1/transcode`.
+    transcoder: Arc<prism_transcode::Transcoder>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -67,7 +69,12 @@ struct RateSample {
 }
 
 impl Api {
-    pub fn new(relay: Arc<Relay>, listen: SocketAddr, store: Arc<StateStore>) -> Api {
+    pub fn new(
+        relay: Arc<Relay>,
+        listen: SocketAddr,
+        store: Arc<StateStore>,
+        transcoder: Arc<prism_transcode::Transcoder>,
+    ) -> Api {
         let token = relay
             .config()
             .http
@@ -81,6 +88,7 @@ impl Api {
             rates: Mutex::new(HashMap::new()),
             store,
             history: Mutex::new(HashMap::new()),
+            transcoder,
         }
     }
 
@@ -161,6 +169,12 @@ impl Api {
                     self.remove_destination(name).await
                 }
                 _ => not_allowed("PATCH, DELETE"),
+            },
+            ["api", "v1", "transcode"] => match method {
+                Method::GET | Method::HEAD => {
+                    json(StatusCode::OK, &transcode_json(&self.transcoder.workers()))
+                }
+                _ => not_allowed("GET"),
             },
             _ => error(StatusCode::NOT_FOUND, &format!("no such endpoint: {path}")),
         }
@@ -712,6 +726,28 @@ struct DestinationPatch {
 }
 
 /// `GET /`: the self-refreshing status page (static; its data comes from the API).
+/// `GET /api/v1/transcode`: every ABR ladder worker.
+fn transcode_json(workers: &[prism_transcode::WorkerSnapshot]) -> serde_json::Value {
+    let workers: Vec<_> = workers
+        .iter()
+        .map(|w| {
+            serde_json::json!({
+                "stream": w.stream,
+                "renditions": w.renditions,
+                "state": w.state,
+                "pid": w.pid,
+                "speed": w.speed,
+                "fps": w.fps,
+                "cpu_seconds": (w.cpu_seconds * 100.0).round() / 100.0,
+                "restarts": w.restarts,
+                "last_restart_reason": w.last_restart_reason,
+                "last_lines": w.last_lines,
+            })
+        })
+        .collect();
+    serde_json::json!({ "workers": workers })
+}
+
 pub fn status_page() -> Resp {
     let mut resp = Response::new(Full::new(Bytes::from_static(STATUS_PAGE.as_bytes())));
     let h = resp.headers_mut();
@@ -1056,6 +1092,7 @@ mod tests {
             "/api/v1/destinations",
             "/api/v1/destinations/{name}",
             "/api/v1/history",
+            "/api/v1/transcode",
         ] {
             assert!(paths.contains_key(p), "{p} missing");
         }

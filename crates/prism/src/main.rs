@@ -93,6 +93,11 @@ fn main() -> ExitCode {
                         eprintln!("{e}");
                         return ExitCode::FAILURE;
                     }
+                    // ffmpeg runs and has every encoder a ladder names.
+                    if let Err(e) = prism_transcode::check(&config.transcode) {
+                        eprintln!("{}: {e}", path.display());
+                        return ExitCode::FAILURE;
+                    }
                     println!("{}: ok", path.display());
                     ExitCode::SUCCESS
                 }
@@ -202,10 +207,16 @@ async fn run(store: Arc<state::StateStore>, config_path: Option<PathBuf>) -> any
             .context("preparing [hls] dvr_dir")?
             .map_err(|e| anyhow::anyhow!("[hls] dvr_dir: {e}"))?;
     }
+    let ladders = config.transcode.clone();
+    tokio::task::spawn_blocking(move || prism_transcode::check(&ladders))
+        .await
+        .context("checking [[transcode]] ffmpeg")?
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
     let hls_output = config
         .hls
         .as_ref()
         .map(|c| prism_transport_hls::HlsOutput::new(c.clone(), metrics.clone()));
+    let transcoder = prism_transcode::Transcoder::new(metrics.clone());
     let relay = Relay::new(
         config,
         metrics,
@@ -219,6 +230,8 @@ async fn run(store: Arc<state::StateStore>, config_path: Option<PathBuf>) -> any
     if let Some(o) = &hls_output {
         relay.add_output(o.clone());
     }
+    // Always registered: a reload may add [[transcode]] ladders.
+    relay.add_output(transcoder.clone());
     #[cfg(unix)]
     tokio::spawn(reload_on_hangup(
         hangup,
@@ -272,7 +285,12 @@ async fn run(store: Arc<state::StateStore>, config_path: Option<PathBuf>) -> any
     if let Some(w) = webrtc {
         accept_loops.push(tokio::spawn(w.run(relay.clone())));
     }
-    accept_loops.push(tokio::spawn(admin::run(http, relay.clone(), store)));
+    accept_loops.push(tokio::spawn(admin::run(
+        http,
+        relay.clone(),
+        store,
+        transcoder.clone(),
+    )));
     sources::start(&relay);
     shutdown_signal().await;
 

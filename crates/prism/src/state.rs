@@ -119,6 +119,7 @@ impl Destination {
                 url: self.url.clone(),
                 queue: self.queue.resolve().ok()?,
                 tls: TargetTls::default(),
+                rendition: None,
             }],
             access: RouteAccess::default(),
             outputs: RouteOutputs::default(),

@@ -19,5 +19,7 @@ section! {
         /// Push targets of one stream (config and admin API together).
         max_targets_per_stream: usize => max_targets_per_stream: usize = default(50),
             check check::positive;
+        /// ABR ladders (ffmpeg workers) running at once; a stream beyond is relayed without one.
+        max_transcodes: usize => max_transcodes: usize = default(4), check check::ok;
     }
 }

@@ -196,6 +196,7 @@ pub(crate) mod srt;
 pub(crate) mod state;
 pub(crate) mod stream;
 pub(crate) mod target;
+pub(crate) mod transcode;
 pub(crate) mod webrtc;
 
 /// The checks keys share. Each takes the raw value and returns the resolved one or a message

@@ -103,6 +103,7 @@ pub(crate) fn resolve(
     i: usize,
     mut r: RawRoute,
     limits: &Limits,
+    ladders: &[crate::TranscodeConfig],
 ) -> Result<Route, ConfigError> {
     let key = format!("route[{i}]");
     let stream = StreamPattern::new(r.stream.get_ref())
@@ -131,7 +132,7 @@ pub(crate) fn resolve(
     let targets = std::mem::take(&mut r.target)
         .into_iter()
         .enumerate()
-        .map(|(j, t)| target::resolve(cx, &format!("{key}.target[{j}]"), t, &mut names))
+        .map(|(j, t)| target::resolve(cx, &format!("{key}.target[{j}]"), t, &mut names, ladders))
         .collect::<Result<_, _>>()?;
     Ok(Route {
         stream,

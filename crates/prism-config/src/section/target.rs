@@ -14,6 +14,8 @@ queue_keys!(section! {
         name: toml::Spanned<String>;
         /// URL template (rtmp://, rtmps://, srt://); `{app}` and `{stream}` (the key) expand.
         url: toml::Spanned<String>;
+        /// Push this `[[transcode]]` rendition of the stream instead of the source.
+        rendition: Option<toml::Spanned<String>>;
     }
 } reuse {
     /// TLS options of an `rtmps://` target.
@@ -32,7 +34,24 @@ pub(crate) fn resolve(
     key: &str,
     mut t: RawTarget,
     names: &mut HashSet<String>,
+    ladders: &[crate::TranscodeConfig],
 ) -> Result<TargetConfig, ConfigError> {
+    let rendition = match t.rendition.take() {
+        Some(r) => {
+            let known = ladders
+                .iter()
+                .any(|l| l.renditions.iter().any(|x| x.name == *r.get_ref()));
+            if !known {
+                return Err(cx.err(
+                    r.span(),
+                    &format!("{key}.rendition"),
+                    format!("no [[transcode.rendition]] is named `{}`", r.get_ref()),
+                ));
+            }
+            Some(r.into_inner())
+        }
+        None => None,
+    };
     let name = t.name.get_ref();
     validate_target_name(name).map_err(|m| cx.err(t.name.span(), &format!("{key}.name"), m))?;
     if !names.insert(name.clone()) {
@@ -59,6 +78,7 @@ pub(crate) fn resolve(
     }
     let tls = TargetTls::from_raw(&mut t, cx, key)?;
     Ok(TargetConfig {
+        rendition,
         name: t.name.into_inner(),
         url: t.url.into_inner(),
         queue,
@@ -92,6 +112,8 @@ pub struct TargetConfig {
     pub url: String,
     pub queue: QueueConfig,
     pub tls: TargetTls,
+    /// `rendition`: push this `[[transcode]]` rendition instead of the source.
+    pub rendition: Option<String>,
 }
 
 /// A target for one concrete stream, URL expanded.
