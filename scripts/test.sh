@@ -45,6 +45,9 @@ else
   missing+=(gstreamer1.0-plugins-base gstreamer1.0-plugins-good gstreamer1.0-plugins-bad gstreamer1.0-libav)
 fi
 
+# crates/prism-audio: opusic-sys builds the libopus source it vendors with cmake.
+have cmake || missing+=(cmake)
+
 if [ "${#missing[@]}" -gt 0 ]; then
   if [ "${SKIP_APT:-0}" = 1 ]; then
     log "missing system packages (SKIP_APT=1, not installing): ${missing[*]}"
