@@ -436,3 +436,11 @@ fn bridge_passes_through_transcodes_or_drops() {
     assert_eq!(audio_codec(b"\x90fLaC"), Some(AudioCodec::Other));
     assert_eq!(audio_codec(b""), None);
 }
+
+#[test]
+fn bridges_move_between_threads() {
+    // Drivers hold a bridge per subscriber inside tokio tasks.
+    fn send<T: Send>() {}
+    send::<Transcoder>();
+    send::<AudioBridge>();
+}
