@@ -97,6 +97,58 @@ impl Decoder {
         })
     }
 
+    /// Whether [`Decoder::conceal`] works (Opus).
+    pub(crate) fn conceals(&self) -> bool {
+        matches!(self, Decoder::Opus { .. })
+    }
+
+    /// Fills `samples` per channel of lost audio before `next` into `out` (cleared first):
+    /// libopus loss concealment, the last frame from `next`'s in-band FEC if it has any.
+    pub(crate) fn conceal(
+        &mut self,
+        next: &[u8],
+        samples: usize,
+        out: &mut Vec<f32>,
+    ) -> Result<Pcm, CodecError> {
+        out.clear();
+        let Decoder::Opus {
+            dec, channels, pcm, ..
+        } = self
+        else {
+            return Err(CodecError);
+        };
+        let ch = *channels;
+        // libopus conceals in multiples of 2.5 ms (120 samples at 48 kHz).
+        let mut left = samples / 120 * 120;
+        let fec_len = opus::packet::get_nb_samples(next, OPUS_RATE).unwrap_or(0);
+        let fec = fec_len > 0
+            && fec_len <= left
+            && fec_len <= OPUS_MAX_SAMPLES
+            && opus::packet::parse(next).is_ok_and(|p| p.frames.len() == 1);
+        let plc = if fec { left - fec_len } else { left };
+        let mut done = 0;
+        while done < plc {
+            let n = (plc - done).min(OPUS_MAX_SAMPLES);
+            let got = dec.decode_float(&[], &mut pcm[..n * ch], false)?;
+            out.extend_from_slice(&pcm[..(got * ch).min(n * ch)]);
+            done += n;
+        }
+        left -= plc;
+        if fec && left > 0 {
+            let got = match dec.decode_float(next, &mut pcm[..left * ch], true) {
+                Ok(n) => n,
+                // No usable FEC data: conceal that frame too.
+                Err(_) => dec.decode_float(&[], &mut pcm[..left * ch], false)?,
+            };
+            out.extend_from_slice(&pcm[..(got * ch).min(left * ch)]);
+        }
+        Ok(Pcm {
+            rate: OPUS_RATE,
+            channels: ch,
+            delay: 0,
+        })
+    }
+
     /// Decodes one packet into `out` (interleaved, cleared first).
     pub(crate) fn decode(&mut self, packet: &[u8], out: &mut Vec<f32>) -> Result<Pcm, CodecError> {
         out.clear();

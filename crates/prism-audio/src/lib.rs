@@ -45,7 +45,9 @@
 //! timestamps only re-align the count: within ±40 ms they are jitter; a forward gap up to
 //! 1 s is filled with silence (one continuous timeline, e.g. packet loss); an overlap up to
 //! 1 s is trimmed; a larger jump in either direction starts a new timeline (the old one's
-//! tail is flushed first). AAC output timestamps are shifted back by the encoder delay,
+//! tail is flushed first). Opus input (WebRTC) fills gaps of 10 ms to 1 s with libopus loss
+//! concealment instead, its last frame recovered from the next packet's in-band FEC when
+//! the sender added it. AAC output timestamps are shifted back by the encoder delay,
 //! as FLV has no field for it; Opus carries it in the OpusHead pre-skip.
 //!
 //! # Latency budget (added by a bridge, on top of transport)
@@ -152,6 +154,8 @@ pub struct Stats {
     pub config_changes: u64,
     /// Forward gaps filled with silence.
     pub gaps_filled: u64,
+    /// Gaps in Opus input (lost packets) filled by loss concealment / in-band FEC.
+    pub concealed: u64,
     /// Overlaps (input timestamps behind the timeline) trimmed.
     pub overlaps_trimmed: u64,
     /// Jumps that started a new timeline.

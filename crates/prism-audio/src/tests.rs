@@ -444,3 +444,96 @@ fn bridges_move_between_threads() {
     send::<Transcoder>();
     send::<AudioBridge>();
 }
+
+#[test]
+fn he_aac_input_is_decoded_with_sbr() {
+    use fdk_aac::enc::{AudioObjectType, BitRate, ChannelMode, Encoder, EncoderParams, Transport};
+    // HE-AAC (AAC-LC core at 22.05 kHz + SBR to 44.1 kHz), as low-bitrate publishers send.
+    let enc = Encoder::new(EncoderParams {
+        bit_rate: BitRate::Cbr(64_000),
+        sample_rate: 44_100,
+        transport: Transport::Raw,
+        channels: ChannelMode::Stereo,
+        audio_object_type: AudioObjectType::Mpeg4HeAac,
+    })
+    .unwrap();
+    let info = enc.info().unwrap();
+    // AudioSpecificConfig object type 5 (SBR), or 2 with an explicit SBR extension.
+    let aot = info.confBuf[0] >> 3;
+    assert!(aot == 5 || (aot == 2 && info.confSize > 2), "aot {aot}");
+    let frame = info.frameLength as usize;
+    assert_eq!(frame, 2048, "HE-AAC frames are 2048 output samples");
+    let mut input = vec![(0u32, {
+        let mut h = vec![0xAF, 0];
+        h.extend_from_slice(&info.confBuf[..info.confSize as usize]);
+        Bytes::from(h)
+    })];
+    let pcm: Vec<i16> = signal(44_100, &[440.0, 3000.0], 2.0, 0.0)
+        .iter()
+        .map(|s| (s * 32767.0) as i16)
+        .collect();
+    let mut buf = vec![0u8; 8192];
+    let mut k = 0u64;
+    for chunk in pcm.chunks_exact(frame * 2) {
+        let r = enc.encode(chunk, &mut buf).unwrap();
+        if r.output_size > 0 {
+            let mut p = vec![0xAF, 1];
+            p.extend_from_slice(&buf[..r.output_size]);
+            input.push(((k * frame as u64 * 1000 / 44_100) as u32, Bytes::from(p)));
+            k += 1;
+        }
+    }
+    let mut t = Transcoder::aac_to_opus(OpusConfig::default());
+    let out = run(&mut t, &input);
+    assert_eq!(
+        t.stats().garbage + t.stats().unsupported,
+        0,
+        "{:?}",
+        t.stats()
+    );
+    let d = decode(&out);
+    assert_eq!(d.channels, 2);
+    // 2 s in, about 2 s out, each channel its own tone.
+    let secs = d.pcm.len() as f64 / 2.0 / 48_000.0;
+    assert!((secs - 2.0).abs() < 0.15, "{secs} s");
+    let (l, r) = (channel(&d, 0), channel(&d, 1));
+    let (l, r) = (&l[24_000..72_000], &r[24_000..72_000]);
+    assert!(tone_power(l, 48_000, 440.0) > 0.1);
+    assert!(tone_power(r, 48_000, 3000.0) > 0.1);
+    assert!(tone_power(l, 48_000, 3000.0) < 0.01);
+}
+
+#[test]
+fn lost_opus_packets_are_concealed_not_silenced() {
+    let input = opus_input(&[440.0, 440.0], 3.0, 0.0, 0);
+    // Single losses every 10th packet and a burst of three (WebRTC loss).
+    let lossy: Vec<(u32, Bytes)> = input
+        .iter()
+        .enumerate()
+        .filter(|(i, _)| *i < 2 || (i % 10 != 5 && !(100..103).contains(i)))
+        .map(|(_, f)| f.clone())
+        .collect();
+    let mut t = Transcoder::opus_to_aac(AacConfig::default());
+    let out = run(&mut t, &lossy);
+    let s = *t.stats();
+    assert!(s.concealed >= 14, "{s:?}");
+    assert_eq!(s.gaps_filled + s.resyncs, 0, "{s:?}");
+    let d = decode(&out);
+    let l = channel(&d, 0);
+    // Duration kept: 3 s in, 3 s out (within a frame or two).
+    assert!(
+        (l.len() as f64 / 48_000.0 - 3.0).abs() < 0.05,
+        "{} samples",
+        l.len()
+    );
+    // No hole: every 10 ms window of the steady part carries the tone (silence fill would
+    // leave 20-60 ms of nothing).
+    let quietest = l[4800..l.len() - 4800]
+        .chunks(480)
+        .map(|w| w.iter().map(|v| f64::from(*v).powi(2)).sum::<f64>() / w.len() as f64)
+        .fold(f64::MAX, f64::min);
+    assert!(
+        quietest > AMP * AMP / 2.0 * 0.1,
+        "quietest window power {quietest}"
+    );
+}

@@ -6,7 +6,7 @@ use std::collections::VecDeque;
 use bytes::Bytes;
 use prism_cmaf::{parse_audio, Codec, Payload};
 
-use crate::codec::{AacEncoder, CodecError, Decoder, Encode, OpusEncoder, OPUS_RATE};
+use crate::codec::{AacEncoder, CodecError, Decoder, Encode, OpusEncoder, Pcm, OPUS_RATE};
 use crate::resample::Resampler;
 use crate::{AacConfig, AudioFrame, OpusConfig, Stats};
 
@@ -154,6 +154,10 @@ impl Transcoder {
             self.stats.garbage += 1;
             return;
         };
+        if dec.conceals() {
+            self.conceal_gap(data, ts);
+        }
+        let Some(dec) = self.dec.as_mut() else { return };
         let pcm = match dec.decode(data, &mut self.pcm) {
             Ok(p) => p,
             Err(CodecError) => {
@@ -162,6 +166,36 @@ impl Transcoder {
             }
         };
         self.stats.frames_in += 1;
+        self.consume(ts, pcm);
+    }
+
+    /// Opus input (WebRTC) loses packets: a gap before `packet` up to [`MAX_FILL_MS`] is
+    /// filled by the decoder's loss concealment, its last frame recovered from `packet`'s
+    /// in-band FEC when the sender put it there, instead of silence.
+    fn conceal_gap(&mut self, packet: &[u8], ts: u32) {
+        let (Some(anchor), Some(enc), Some(dec)) =
+            (self.anchor, self.enc.as_ref(), self.dec.as_mut())
+        else {
+            return;
+        };
+        let rate = u64::from(enc.rate());
+        let expected = anchor.wrapping_add((self.written * 1000 / rate) as u32);
+        let gap = i64::from(ts.wrapping_sub(expected) as i32);
+        // Below half a 20 ms frame: timestamp rounding, not loss.
+        if !(10..=MAX_FILL_MS).contains(&gap) {
+            return;
+        }
+        match dec.conceal(packet, gap as usize * 48, &mut self.pcm) {
+            Ok(pcm) => {
+                self.stats.concealed += 1;
+                self.consume(expected, pcm);
+            }
+            Err(CodecError) => self.stats.garbage += 1,
+        }
+    }
+
+    /// Puts decoded PCM (in `self.pcm`) that starts at `ts` on the output timeline.
+    fn consume(&mut self, ts: u32, pcm: Pcm) {
         if pcm.channels == 0 || self.pcm.is_empty() {
             return;
         }

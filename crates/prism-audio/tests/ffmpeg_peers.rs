@@ -362,3 +362,55 @@ fn ffmpeg_opus_bridged_to_aac_plays_in_ffmpeg() {
     );
     assert_tones(&l, &r);
 }
+
+#[test]
+fn ffmpeg_aac_5_1_comes_out_as_stereo_opus() {
+    let dir = TempDir::new("aac51");
+    let src = dir.join("in.flv");
+    let sine = format!("sine=frequency={LEFT_HZ}:sample_rate=48000:duration=1");
+    let o = run(
+        Command::new("ffmpeg")
+            .args(["-hide_banner", "-v", "error", "-y", "-f", "lavfi", "-i", &sine])
+            .args(["-filter_complex", "[0:a]asplit=6[a][b][c][d][e][f];[a][b][c][d][e][f]join=inputs=6:channel_layout=5.1"])
+            .args(["-c:a", "aac", "-b:a", "256k", "-f", "flv"])
+            .arg(&src),
+        Duration::from_secs(60),
+    );
+    assert!(
+        o.status.success(),
+        "ffmpeg: {}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    let input = flv_audio(&std::fs::read(&src).unwrap());
+    let mut t = Transcoder::aac_to_opus(OpusConfig::default());
+    let mut out: Vec<AudioFrame> = Vec::new();
+    for (ts, p) in &input {
+        out.extend(t.push(p, *ts));
+    }
+    out.extend(t.finish());
+    assert_eq!(
+        t.stats().garbage + t.stats().unsupported,
+        0,
+        "{:?}",
+        t.stats()
+    );
+    let Ok(Payload::Config(cfg)) = parse_audio(&out[0].payload) else {
+        panic!("no Opus sequence header");
+    };
+    // Downmixed to stereo, the most WebRTC Opus carries; the tone is in both channels.
+    assert_eq!(cfg.channels, 2);
+    assert!(out.iter().filter(|f| f.sequence_header).count() == 1);
+    let mut dec = opus::Decoder::new(48_000, opus::Channels::Stereo).unwrap();
+    let mut pcm = vec![0f32; 5760 * 2];
+    let (mut l, mut r) = (Vec::new(), Vec::new());
+    for f in &out[1..] {
+        let Ok(Payload::Frame { data, .. }) = parse_audio(&f.payload) else {
+            panic!("not an Opus frame");
+        };
+        let n = dec.decode_float(&data, &mut pcm, false).unwrap();
+        l.extend(pcm[..n * 2].iter().step_by(2));
+        r.extend(pcm[..n * 2].iter().skip(1).step_by(2));
+    }
+    let (l, r) = (&l[9600..l.len() - 9600], &r[9600..r.len() - 9600]);
+    assert!(tone(l, LEFT_HZ) > 0.005 && tone(r, LEFT_HZ) > 0.005);
+}
