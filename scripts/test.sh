@@ -45,8 +45,10 @@ else
   missing+=(gstreamer1.0-plugins-base gstreamer1.0-plugins-good gstreamer1.0-plugins-bad gstreamer1.0-libav)
 fi
 
-# crates/prism-audio: opusic-sys builds the libopus source it vendors with cmake.
+# crates/prism-audio: opusic-sys builds the libopus source it vendors with cmake;
+# fdk-aac-sys compiles the FDK AAC C++ it vendors.
 have cmake || missing+=(cmake)
+have g++ || missing+=(g++)
 
 if [ "${#missing[@]}" -gt 0 ]; then
   if [ "${SKIP_APT:-0}" = 1 ]; then
