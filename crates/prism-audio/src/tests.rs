@@ -537,3 +537,55 @@ fn lost_opus_packets_are_concealed_not_silenced() {
         "quietest window power {quietest}"
     );
 }
+
+#[test]
+fn junk_packets_behind_valid_headers_are_survived() {
+    let mut seed = 0x1234_5678_9abc_def1u64;
+    let mut rnd = move || {
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        seed
+    };
+    let aac = aac_input(44_100, &[440.0, 440.0], 0.3, 0.0, 0);
+    let opus = opus_input(&[440.0, 440.0], 0.3, 0.0, 0);
+    for (mut t, good, prefix) in [
+        (
+            Transcoder::aac_to_opus(OpusConfig::default()),
+            aac,
+            &[0xAF, 0x01][..],
+        ),
+        (
+            Transcoder::opus_to_aac(AacConfig::default()),
+            opus,
+            &b"\x91Opus"[..],
+        ),
+    ] {
+        let _ = t.push(&good[0].1, 0).count();
+        let mut ts = 0u32;
+        for i in 0..400 {
+            let len = (rnd() % 1500) as usize;
+            let mut p = prefix.to_vec();
+            p.extend((0..len).map(|_| rnd() as u8));
+            // Timestamps that step, stall, jump back and leap (loss, concealment, resync).
+            ts = ts.wrapping_add(match rnd() % 8 {
+                0 => 0,
+                1 => (rnd() % 2000) as u32,
+                2 => (rnd() % 100) as u32,
+                3 => u32::MAX - (rnd() % 1500) as u32,
+                _ => 20,
+            });
+            // Good packets in between keep the decoder's state moving.
+            let p = if i % 3 == 0 {
+                good[1 + i % (good.len() - 1)].1.clone()
+            } else {
+                Bytes::from(p)
+            };
+            let out: Vec<AudioFrame> = t.push(&p, ts).collect();
+            assert!(out.len() <= 60, "one push yields at most ~1 s of frames");
+        }
+        let _ = t.finish().count();
+        let s = *t.stats();
+        assert!(s.frames_out > 1, "{s:?}");
+    }
+}
