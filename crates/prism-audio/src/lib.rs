@@ -61,8 +61,11 @@
 //! | AAC 48 kHz → Opus | 54 ms | 64 ms | as above, no resampler |
 //! | Opus → AAC-LC | 59 ms | 69 ms | FDK encoder delay 2048 samples (42.7 ms), re-framing 0–21 ms |
 //!
-//! The FDK decoder's delay buys error concealment that interpolates across a lost frame;
-//! its `fdk-aac` binding offers no switch for it. Decoding the output adds the player's
+//! The FDK decoder's delay is one frame for its default concealment (energy interpolation
+//! across a lost frame) plus its output limiter's 15 ms look-ahead. Both can be switched
+//! off (`AAC_CONCEAL_METHOD` = 1, `AAC_PCM_LIMITER_ENABLE` = 0) with `aacDecoder_SetParam`,
+//! which the `fdk-aac` binding does not expose and the workspace's `forbid(unsafe_code)`
+//! keeps this crate from calling: a ~38 ms saving left for an upstream binding change. Decoding the output adds the player's
 //! own codec delay as for any stream.
 //!
 //! CPU (same bench, release, one core of the shared 2-core box): AAC → Opus ≈ 10 ms per
