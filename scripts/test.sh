@@ -50,6 +50,11 @@ fi
   missing+=(gir1.2-gst-rtsp-server-1.0 python3-gi python3-gst-1.0)
 gst-inspect-1.0 x264enc >/dev/null 2>&1 || missing+=(gstreamer1.0-plugins-ugly)
 
+# crates/prism-audio: opusic-sys builds the libopus source it vendors with cmake;
+# fdk-aac-sys compiles the FDK AAC C++ it vendors.
+have cmake || missing+=(cmake)
+have g++ || missing+=(g++)
+
 if [ "${#missing[@]}" -gt 0 ]; then
   if [ "${SKIP_APT:-0}" = 1 ]; then
     log "missing system packages (SKIP_APT=1, not installing): ${missing[*]}"
