@@ -195,8 +195,17 @@ fn whep_plays_rtmp_h264_high_in_chromium() {
     // The source is 25 fps; the first sample already holds the cached GOP's burst.
     assert!(fps > 15.0, "framesDecoded did not keep rising: {v}");
     assert!(span(&v, "keyFramesDecoded").1 >= 1.0, "{v}");
-    // AAC audio is not sent (no audio bridge yet) and said so once.
-    assert!(s.prism.stderr().contains("source audio is not Opus"));
+    // The source's AAC is transcoded to Opus: samples arrive and decode (Chromium conceals
+    // the packets it cannot decode or that arrive late). totalAudioEnergy stays 0 here: the
+    // muted headless player renders no audio.
+    let (a0, a1) = span(&v, "totalSamplesReceived");
+    let (_, concealed) = span(&v, "concealedSamples");
+    eprintln!(
+        "[webrtc] WHEP of RTMP AAC audio as Opus: samples {a0} -> {a1}, concealed {concealed}"
+    );
+    assert!(a1 - a0 > 48_000.0, "AAC -> Opus audio did not play: {v}");
+    assert!(concealed < a1 * 0.05, "audio mostly concealed: {v}");
+    assert!(s.prism.stderr().contains("transcoded to Opus for WHEP"));
 
     // B-frames: sent in decode order, RTP time = PTS. Chromium decodes the keyframes
     // only (it asks for more with PLIs); measured and logged, not fixable without

@@ -104,6 +104,7 @@ try {
         }
         if (st.type === "inbound-rtp" && st.kind === "audio") {
           s.totalSamplesReceived = st.totalSamplesReceived; s.audioPackets = st.packetsReceived;
+          s.totalAudioEnergy = st.totalAudioEnergy; s.concealedSamples = st.concealedSamples;
         }
         if (st.type === "outbound-rtp" && st.kind === "video") {
           s.framesEncoded = st.framesEncoded; s.videoPacketsSent = st.packetsSent; s.encoder = st.encoderImplementation;

@@ -11,8 +11,9 @@
 //! - [`session`]: one tokio task per session owns its `str0m::Rtc` and moves media
 //!   between it and the hub (H.264 and Opus through prism-webrtc's converters).
 //!
-//! Audio: Opus passes through both ways; AAC sources play video-only over WHEP (the
-//! session logs it once). The AAC↔Opus bridge plugs in at [`session::AudioAdapter`].
+//! Audio: Opus passes through both ways; a WHEP viewer of an AAC source gets Opus from
+//! prism-audio's bridge ([`session::AudioAdapter`], one per viewer). WHIP's Opus goes to
+//! the hub as Enhanced RTMP Opus (no AAC for legacy RTMP targets yet).
 //!
 //! This crate knows WebRTC, UDP and HTTP signalling; policy is prism-control's (through
 //! the relay), the frame conversions are prism-webrtc's.

@@ -5,7 +5,7 @@
 //! WHEP (play): frames from the subscription (which starts with the cached GOP, so the
 //! viewer starts on a keyframe at once) go out as H.264 access units, RTP timestamp = PTS
 //! (DTS + composition offset; frames stay in decode order, which is what browsers' H.264
-//! receivers expect with B-frames), and Opus packets when the source's audio is Opus.
+//! receivers expect with B-frames), and Opus packets (the source's, or its AAC transcoded).
 //! A PLI/FIR from the viewer is counted and answered by the next keyframe of the source:
 //! resending the cached keyframe out of order would break the reference chain of the
 //! frames in flight, and the hub's GOP cache already bounds the wait to one GOP.
@@ -21,6 +21,7 @@
 //! ICE does not complete within [`CONNECT_TIMEOUT`], or when its stream ends.
 
 use crate::table::{Datagram, Entry, Slot, Table};
+use bytes::Bytes;
 use prism_hub::{FrameKind, RecvStatus};
 use prism_relay::{Player, Publisher, Relay};
 use prism_webrtc::clock::{to_rtp, TrackClock, Unwrap32};
@@ -53,21 +54,43 @@ const KEYFRAME_INTERVAL: Duration = Duration::from_secs(2);
 /// Hub frames taken per wake-up (bytes).
 const BATCH_BYTES: usize = 256 * 1024;
 
-/// Where the audio bridge (prism-audio, AAC↔Opus) plugs in: WHEP hands it every non-Opus
-/// audio frame of the source and sends the Opus packets it returns; WHIP would hand it
-/// the Opus packets to publish AAC beside/instead. Until it lands, non-Opus audio is
-/// skipped (counted, logged once per session).
+/// Where the audio bridge plugs in: WHEP hands it every non-Opus audio frame of the source
+/// and sends the Opus packets it returns. (WHIP → RTMP targets would hand it Opus to make
+/// AAC: not done yet, targets get Enhanced RTMP Opus.)
 pub(crate) trait AudioAdapter: Send {
-    /// Opus packets (48 kHz RTP ticks, payload) for one FLV audio tag body of the source.
-    fn to_opus(&mut self, timestamp_ms: u64, flv_audio: &[u8]) -> Vec<(u64, Vec<u8>)>;
+    /// Opus packets (hub time in ms, payload) for one FLV audio tag body of the source.
+    fn to_opus(&mut self, timestamp_ms: u64, flv_audio: &Bytes) -> Vec<(u64, Vec<u8>)>;
 }
 
-/// Skips non-Opus audio.
-pub(crate) struct NoBridge;
+/// AAC (what RTMP and SRT encoders send) → Opus in process with prism-audio: about 56 ms
+/// added (mostly the AAC decoder's delay) and ~1% of a core per viewer; its output is
+/// clocked by sample counts and shifted back by the codecs' delay, so it stays in sync
+/// with the video. Other codecs (MP3, ...) are dropped by the bridge.
+pub(crate) struct AacToOpus(prism_audio::AudioBridge);
 
-impl AudioAdapter for NoBridge {
-    fn to_opus(&mut self, _: u64, _: &[u8]) -> Vec<(u64, Vec<u8>)> {
-        Vec::new()
+impl AacToOpus {
+    pub(crate) fn new() -> Self {
+        AacToOpus(prism_audio::AudioBridge::new(
+            prism_audio::Want::Opus,
+            prism_audio::BridgeConfig::default(),
+        ))
+    }
+}
+
+impl AudioAdapter for AacToOpus {
+    fn to_opus(&mut self, timestamp_ms: u64, flv_audio: &Bytes) -> Vec<(u64, Vec<u8>)> {
+        // The bridge keeps 32-bit hub time (wrapping); its output is near the input.
+        self.0
+            .push(flv_audio, timestamp_ms as u32)
+            .filter(|f| !f.sequence_header)
+            .filter_map(|f| match opus::classify(&f.payload) {
+                opus::Audio::OpusPacket(p) => {
+                    let d = f.timestamp_ms.wrapping_sub(timestamp_ms as u32) as i32;
+                    Some((timestamp_ms.saturating_add_signed(i64::from(d)), p.to_vec()))
+                }
+                _ => None,
+            })
+            .collect()
     }
 }
 
@@ -167,7 +190,7 @@ impl Session {
             non_opus_audio: 0,
             b_frames_logged: false,
             asked_keyframe: false,
-            bridge: Box::new(NoBridge),
+            bridge: Box::new(AacToOpus::new()),
             frames: Vec::new(),
         };
         let mut publish = PublishState {
@@ -526,23 +549,29 @@ impl Session {
                         continue;
                     };
                     if play.waiting_keyframe {
+                        // The bridge needs the AAC configuration, which comes before the
+                        // keyframe (nothing is sent for it).
+                        if f.sequence_header {
+                            play.bridge.to_opus(dts, &f.payload);
+                        }
                         continue;
                     }
                     let packets = match opus::classify(&f.payload) {
-                        opus::Audio::OpusPacket(p) => {
-                            vec![(to_rtp(dts, opus::RTP_RATE), p.to_vec())]
-                        }
+                        opus::Audio::OpusPacket(p) => vec![(dts, p.to_vec())],
                         opus::Audio::OpusHeader => continue,
                         opus::Audio::Other => {
                             if play.non_opus_audio == 0 {
-                                info!(stream = %self.label, "source audio is not Opus: WHEP plays video only until the audio bridge converts it");
+                                info!(stream = %self.label, "source audio is not Opus: transcoded to Opus for WHEP");
                             }
                             play.non_opus_audio += 1;
                             play.bridge.to_opus(dts, &f.payload)
                         }
                     };
-                    for (ticks, p) in packets {
-                        let wall = wallclock(&mut play.base, dts);
+                    // Each packet at its own time: a transcoder releases zero or several
+                    // per input frame, shifted by its delay.
+                    for (ms, p) in packets {
+                        let wall = wallclock(&mut play.base, ms);
+                        let ticks = to_rtp(ms, opus::RTP_RATE);
                         let time = MediaTime::new(ticks, Frequency::FORTY_EIGHT_KHZ);
                         if let Some(w) = self.rtc.writer(mid) {
                             if let Err(e) = w.write(pt, wall, time, p) {
