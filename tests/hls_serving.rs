@@ -244,7 +244,10 @@ fn gstreamer_hlsdemux2_plays_the_stream() {
         "decoded video frames: {decoded}\n{}",
         tail()
     );
-    let pts = sink_pts(&log, "vsink");
+    let mut pts = sink_pts(&log, "vsink");
+    // ... and may print the same buffer's notification twice (101 lines for 100 buffers
+    // seen): a repeat of the previous line is that, not a frame.
+    pts.dedup();
     let span = pts[pts.len() - 1] - pts[0];
     assert!(
         pts.windows(2).all(|w| w[1] > w[0]) && (span - 0.04 * (frames - 1) as f64).abs() < 0.1,
