@@ -5,7 +5,8 @@
 //! SIGKILL of Prism leaves no ffmpeg; a stream beyond `max_transcodes` is refused and
 //! counted; `prism check` names an encoder that cannot run. The source's multivariant
 //! playlist (and DASH manifest) lists the renditions, keyframe-aligned; a target with
-//! `rendition` gets it.
+//! `rendition` gets it. hls.js in Chromium switches down to the rendition when the network
+//! is throttled and back up when it is not.
 
 mod common;
 
@@ -506,4 +507,75 @@ fn hls_multivariant_lists_aligned_renditions() {
             "after the restart: rendition segment at {t} not aligned with the source's {source:?}"
         );
     }
+}
+
+/// hls.js in Chromium plays the source's page, switches down to the 180p rendition when the
+/// DevTools protocol throttles the network below the source's bitrate, and back up when the
+/// throttle is lifted; playback goes on through both switches.
+#[test]
+fn hls_js_switches_down_when_throttled_and_back_up() {
+    let (rtmp, http, hls_port) = (free_port(), free_port(), free_port());
+    let cfg = format!(
+        "{}[hls]\nlisten = \"127.0.0.1:{hls_port}\"\nsegment_ms = 2000\n",
+        config(rtmp, http, 4)
+    );
+    let prism = Prism::start(&cfg);
+    let hls: std::net::SocketAddr = ([127, 0, 0, 1], hls_port).into();
+    let _publisher = Publisher::start(&prism.rtmp_url("live", "cam"), clip(), true);
+    // A variant's BANDWIDTH (a guess until its first segment completes).
+    fn bandwidth(index: &str, resolution: &str) -> Option<f64> {
+        let line = index
+            .lines()
+            .find(|l| l.contains(&format!("RESOLUTION={resolution}")))?;
+        let v = line.split("BANDWIDTH=").nth(1)?;
+        v[..v.find(',')?].parse().ok()
+    }
+    // The throttle sits between the two video variants' BANDWIDTH: the source cannot be
+    // sustained, the 180p rendition can.
+    let (high, low) = wait_for(
+        Duration::from_secs(30),
+        "index.m3u8 with the measured BANDWIDTH of both video variants",
+        || {
+            let (code, body) = http_get(hls, "/live/cam/index.m3u8").ok()?;
+            let high = bandwidth(&body, "640x360")?;
+            let low = bandwidth(&body, "320x180")?;
+            (code == 200 && high > 1.5 * low).then_some((high, low))
+        },
+    );
+    let throttle_kbps = ((high + low) / 2.0 / 1000.0) as u64;
+
+    let out = run_with_timeout(
+        Command::new("node")
+            .arg(workspace_dir().join("tests/js/abr.mjs"))
+            .arg(format!("http://{hls}/live/cam/"))
+            .args(["360", "180", &throttle_kbps.to_string(), "60"]),
+        Duration::from_secs(240),
+    )
+    .expect("node tests/js/abr.mjs (run ./scripts/test.sh to install playwright-core)");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "abr.mjs failed: {stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: serde_json::Value = serde_json::from_str(stdout.trim())
+        .unwrap_or_else(|e| panic!("abr.mjs output {stdout}: {e}"));
+    eprintln!("[transcode] hls.js ABR at {throttle_kbps} kbit/s: {v}");
+    let phases = v["phases"].as_array().unwrap();
+    assert_eq!(phases.len(), 3, "{v}");
+    for p in phases {
+        assert_eq!(p["reached"], true, "{v}");
+    }
+    // Playback went on: the playhead moved after the switch back up, and nothing was fatal.
+    let trace = v["trace"].as_array().unwrap();
+    let t_at = |i: usize| trace[i]["t"].as_f64().unwrap_or(0.0);
+    let last = trace.len() - 1;
+    assert!(t_at(last) > t_at(last - 1), "playback stopped: {v}");
+    let fatal: Vec<_> = v["errors"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|e| e.as_str().is_some_and(|e| e.ends_with(":fatal")))
+        .collect();
+    assert!(fatal.is_empty(), "hls.js fatal errors: {v}");
 }
