@@ -240,42 +240,19 @@ fn hls_js_plays_the_page_in_chromium() {
     wait_playlist(hls, "live/page");
     // tests/js/play.mjs: headless Chromium (playwright-core) opens the page, lets hls.js
     // play for 8 s and prints the page's report.
-    let script = workspace_dir().join("tests/js/play.mjs");
-    let out = run_with_timeout(
-        Command::new("node")
-            .arg(&script)
-            .arg(format!("http://{hls}/live/page/"))
-            .arg("8"),
+    let v = node_json(
+        "play.mjs",
+        &[format!("http://{hls}/live/page/"), "8".into()],
         Duration::from_secs(90),
-    )
-    .expect("node tests/js/play.mjs (run ./scripts/test.sh to install playwright-core)");
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "play.mjs failed: {stdout}\n{}",
-        String::from_utf8_lossy(&out.stderr)
     );
-    let v: serde_json::Value = serde_json::from_str(stdout.trim())
-        .unwrap_or_else(|e| panic!("play.mjs output {stdout}: {e}"));
     let r = &v["report"];
     let t = r["currentTime"].as_f64().unwrap_or(0.0);
     let latency = r["latency"].as_f64().unwrap_or(f64::MAX);
     eprintln!("[hls] hls.js in Chromium: played {t:.1} s, LL-HLS latency {latency:.2} s");
     assert!(t > 4.0, "hls.js played only {t} s: {v}");
     assert!(latency < 3.0, "LL-HLS latency {latency} s: {v}");
-    // A stall (the buffer ran dry: parts late because this 2-core box is saturated by the
-    // publisher, Chromium's software decoder and the suite's other tests) is not fatal and
-    // hls.js recovers from it, by waiting or by skipping the small hole the stall left
-    // (bufferSeekOverHole); any other error, and any fatal one, fails.
-    let errors: Vec<&str> = r["errors"]
-        .as_array()
-        .map(|a| a.iter().filter_map(|e| e.as_str()).collect())
-        .unwrap_or_default();
-    let other: Vec<&&str> = errors
-        .iter()
-        .filter(|e| {
-            **e != "mediaError:bufferStalledError" && **e != "mediaError:bufferSeekOverHole"
-        })
-        .collect();
+    // A stall on this saturated 2-core box (and the hole it leaves) is not fatal and hls.js
+    // recovers from it; any other error, and any fatal one, fails.
+    let other = common::hls::unrecovered_errors(r);
     assert!(other.is_empty(), "hls.js errors: {v}");
 }

@@ -813,22 +813,11 @@ fn the_page_scrub_bar_seeks_back_in_the_window() {
     wait_span(hls, 94.0);
     let _feed = publisher.live();
     // tests/js/dvr.mjs: headless Chromium plays the page, drags its DVR bar 60 s back.
-    let out = run_with_timeout(
-        Command::new("node")
-            .arg(workspace_dir().join("tests/js/dvr.mjs"))
-            .arg(format!("http://{hls}/live/{KEY}/"))
-            .arg("60"),
+    let v = node_json(
+        "dvr.mjs",
+        &[format!("http://{hls}/live/{KEY}/"), "60".into()],
         Duration::from_secs(90),
-    )
-    .expect("node tests/js/dvr.mjs (run ./scripts/test.sh to install playwright-core)");
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "dvr.mjs failed: {stdout}\n{}",
-        String::from_utf8_lossy(&out.stderr)
     );
-    let v: serde_json::Value = serde_json::from_str(stdout.trim())
-        .unwrap_or_else(|e| panic!("dvr.mjs output {stdout}: {e}"));
     let num = |at: &str, key: &str| v[at][key].as_f64().unwrap_or(f64::NAN);
     eprintln!("[hls_dvr] hls.js DVR seek: {v}");
     let window = num("before", "seekableEnd") - num("before", "seekableStart");

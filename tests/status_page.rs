@@ -183,39 +183,20 @@ fn preview_plays_the_stream_over_hls() {
     });
     assert!(private.get("hls").is_none(), "hls off by route: {private}");
 
-    let script = workspace_dir().join("tests/js/play.mjs");
-    let out = run_with_timeout(
-        Command::new("node")
-            .arg(&script)
-            .arg(format!("http://{}/", prism.http_addr.unwrap()))
-            .arg("8")
-            .arg(format!("button[data-preview-for=\"{STREAM}\"]")),
+    let v = node_json(
+        "play.mjs",
+        &[
+            format!("http://{}/", prism.http_addr.unwrap()),
+            "8".into(),
+            format!("button[data-preview-for=\"{STREAM}\"]"),
+        ],
         Duration::from_secs(90),
-    )
-    .expect("node tests/js/play.mjs (run ./scripts/test.sh to install playwright-core)");
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "play.mjs failed: {stdout}\n{}",
-        String::from_utf8_lossy(&out.stderr)
     );
-    let v: serde_json::Value = serde_json::from_str(stdout.trim())
-        .unwrap_or_else(|e| panic!("play.mjs output {stdout}: {e}"));
     let played = v["report"]["currentTime"].as_f64().unwrap_or(0.0);
     eprintln!("[status_page] preview played {played:.1} s");
     assert!(played > 3.0, "the preview played only {played} s: {v}");
     // A stall on a saturated 2-core box, and the hole it leaves, are recovered from (see
-    // tests/hls.rs); nothing else.
-    let others = v["report"]["errors"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .filter(|e| {
-            !matches!(
-                e.as_str(),
-                Some("mediaError:bufferStalledError" | "mediaError:bufferSeekOverHole")
-            )
-        })
-        .count();
-    assert_eq!(others, 0, "hls.js errors: {v}");
+    // tests/common/hls.rs); nothing else.
+    let others = common::hls::unrecovered_errors(&v["report"]);
+    assert!(others.is_empty(), "hls.js errors: {v}");
 }

@@ -544,22 +544,17 @@ fn hls_js_switches_down_when_throttled_and_back_up() {
     );
     let throttle_kbps = ((high + low) / 2.0 / 1000.0) as u64;
 
-    let out = run_with_timeout(
-        Command::new("node")
-            .arg(workspace_dir().join("tests/js/abr.mjs"))
-            .arg(format!("http://{hls}/live/cam/"))
-            .args(["360", "180", &throttle_kbps.to_string(), "60"]),
+    let v = node_json(
+        "abr.mjs",
+        &[
+            format!("http://{hls}/live/cam/"),
+            "360".into(),
+            "180".into(),
+            throttle_kbps.to_string(),
+            "60".into(),
+        ],
         Duration::from_secs(240),
-    )
-    .expect("node tests/js/abr.mjs (run ./scripts/test.sh to install playwright-core)");
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "abr.mjs failed: {stdout}\n{}",
-        String::from_utf8_lossy(&out.stderr)
     );
-    let v: serde_json::Value = serde_json::from_str(stdout.trim())
-        .unwrap_or_else(|e| panic!("abr.mjs output {stdout}: {e}"));
     eprintln!("[transcode] hls.js ABR at {throttle_kbps} kbit/s: {v}");
     let phases = v["phases"].as_array().unwrap();
     assert_eq!(phases.len(), 3, "{v}");

@@ -31,3 +31,22 @@ pub fn probe_frames(path: &Path, stream: &str) -> (Vec<(bool, f64)>, String) {
         .collect();
     (frames, String::from_utf8_lossy(&out.stderr).into_owned())
 }
+
+/// The hls.js errors a page reported (`report.errors`) other than those it recovers from on
+/// a saturated 2-core box: a stall (the buffer ran dry because parts came late) and skipping
+/// the small hole a stall left (bufferSeekOverHole). Any other error, fatal or not, is kept.
+pub fn unrecovered_errors(report: &serde_json::Value) -> Vec<String> {
+    report["errors"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|e| e.as_str())
+        .filter(|e| {
+            !matches!(
+                *e,
+                "mediaError:bufferStalledError" | "mediaError:bufferSeekOverHole"
+            )
+        })
+        .map(str::to_owned)
+        .collect()
+}

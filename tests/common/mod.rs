@@ -213,6 +213,27 @@ pub fn tail_file(path: &Path, max_lines: usize) -> String {
 // Processes
 // ---------------------------------------------------------------------------
 
+/// Runs `node tests/js/{script} args…` (headless Chromium through playwright-core) and
+/// parses the one JSON line it prints; panics with its output when it fails.
+pub fn node_json(script: &str, args: &[String], timeout: Duration) -> serde_json::Value {
+    let out = run_with_timeout(
+        Command::new("node")
+            .arg(workspace_dir().join("tests/js").join(script))
+            .args(args),
+        timeout,
+    )
+    .unwrap_or_else(|e| {
+        panic!("node tests/js/{script} (run ./scripts/test.sh to install playwright-core): {e}")
+    });
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{script} failed: {stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_str(stdout.trim()).unwrap_or_else(|e| panic!("{script} output {stdout}: {e}"))
+}
+
 /// Runs `cmd` to completion, capturing stdout/stderr, killing it after
 /// `timeout`. Returns `Err` (with whatever it printed) on timeout or spawn
 /// failure; a non-zero exit is *not* an error here — check `status`.
