@@ -32,9 +32,10 @@ pub fn probe_frames(path: &Path, stream: &str) -> (Vec<(bool, f64)>, String) {
     (frames, String::from_utf8_lossy(&out.stderr).into_owned())
 }
 
-/// The hls.js errors a page reported (`report.errors`) other than those it recovers from on
-/// a saturated 2-core box: a stall (the buffer ran dry because parts came late) and skipping
-/// the small hole a stall left (bufferSeekOverHole). Any other error, fatal or not, is kept.
+/// The hls.js errors a page reported (`report.errors`) other than its non-fatal stall
+/// recovery on a saturated 2-core box: the stall itself (the buffer ran dry because parts
+/// came late), nudging the playhead on (bufferNudgeOnStall) and skipping the small hole a
+/// stall left (bufferSeekOverHole). Any other error, and any fatal one, is kept.
 pub fn unrecovered_errors(report: &serde_json::Value) -> Vec<String> {
     report["errors"]
         .as_array()
@@ -44,7 +45,9 @@ pub fn unrecovered_errors(report: &serde_json::Value) -> Vec<String> {
         .filter(|e| {
             !matches!(
                 *e,
-                "mediaError:bufferStalledError" | "mediaError:bufferSeekOverHole"
+                "mediaError:bufferStalledError"
+                    | "mediaError:bufferNudgeOnStall"
+                    | "mediaError:bufferSeekOverHole"
             )
         })
         .map(str::to_owned)
