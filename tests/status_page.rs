@@ -203,17 +203,16 @@ fn preview_plays_the_stream_over_hls() {
 
 /// With `[webrtc]`, the preview is a sub-second WHEP session played in the page (muted):
 /// Chromium decodes frames of a stream ffmpeg publishes over RTMP, and closing the preview
-/// ends the session.
+/// ends the session. The stream's HLS player page offers WebRTC too.
 #[test]
 fn preview_plays_the_stream_over_whep_with_webrtc() {
     let spec = OpenApi::load();
     let clip = make_clip(5);
-    let (sig, udp) = (free_port(), free_udp_port());
+    let (sig, udp, hls) = (free_port(), free_udp_port(), free_port());
     let cfg = format!(
         "[rtmp]\nlisten = \"127.0.0.1:{}\"\n[http]\nlisten = \"127.0.0.1:{}\"\n\
-         [hls]\nlisten = \"127.0.0.1:{}\"\n\
+         [hls]\nlisten = \"127.0.0.1:{hls}\"\n\
          [webrtc]\nlisten = \"127.0.0.1:{sig}\"\nudp = \"127.0.0.1:{udp}\"\n",
-        free_port(),
         free_port(),
         free_port()
     );
@@ -257,4 +256,27 @@ fn preview_plays_the_stream_over_whep_with_webrtc() {
     wait_until(Duration::from_secs(10), "the WHEP session to end", || {
         prism.metric_value("prism_webrtc_sessions{direction=\"whep\"}") == Some(0.0)
     });
+
+    // The stream's HLS player page offers the same: its WebRTC button switches to WHEP.
+    let v = node_json(
+        "preview_whep.mjs",
+        &[
+            format!("http://127.0.0.1:{hls}/live/{KEY}/"),
+            STREAM.into(),
+            secs.to_string(),
+            "hls-page".into(),
+        ],
+        Duration::from_secs(90),
+    );
+    eprintln!("[status_page] HLS page over WebRTC: {v}");
+    assert!(v.get("error").is_none(), "{v:#}");
+    let samples = v["samples"].as_array().unwrap();
+    let frames = |i: usize| samples[i]["framesDecoded"].as_f64().unwrap_or(0.0);
+    let fps = (frames(samples.len() - 1) - frames(1)) / (samples.len() - 2) as f64;
+    eprintln!("[status_page] HLS page's WebRTC player: {fps:.1} fps");
+    assert!(fps > 10.0, "framesDecoded did not keep rising: {v:#}");
+    let end = &samples[samples.len() - 1];
+    assert_eq!(end["hls"], false, "hls.js still attached: {v:#}");
+    assert_eq!(end["status"], "playing over WebRTC", "{v:#}");
+    assert_eq!(end["videoWidth"], 320, "{v:#}");
 }

@@ -1,12 +1,14 @@
 // The status page's WebRTC preview: clicks the preview button of STREAM, then samples the
 // preview every second for SECONDS: the WHEP session's getStats() (video framesDecoded) and
 // the <video> element (currentTime, videoWidth). Then closes it.
-//   node preview_whep.mjs URL STREAM SECONDS
+// With `hls-page`, URL is the stream's HLS player page instead: its WebRTC button switches
+// the player to WHEP, sampled the same way.
+//   node preview_whep.mjs URL STREAM SECONDS [hls-page]
 // Prints one JSON line {kind, caption, samples, closed, error, logs}.
 import { existsSync } from "fs";
 import { chromium } from "playwright-core";
 
-const [url, stream, seconds] = process.argv.slice(2);
+const [url, stream, seconds, mode] = process.argv.slice(2);
 const executablePath = ["/usr/bin/chromium", "/usr/bin/chromium-browser"].find((p) => existsSync(p)) || "/usr/bin/chromium";
 const browser = await chromium.launch({
   executablePath,
@@ -18,6 +20,27 @@ try {
   page.on("pageerror", (e) => out.logs.push("pageerror: " + e.message));
   page.on("console", (m) => { if (m.type() === "error") out.logs.push("console: " + m.text()); });
   await page.goto(url, { timeout: 20000 });
+  if (mode === "hls-page") {
+    await page.waitForSelector("#webrtc:not([hidden])", { timeout: 10000 });
+    await page.click("#webrtc");
+    for (let i = 0; i < Number(seconds); i++) {
+      await page.waitForTimeout(1000);
+      out.samples.push(await page.evaluate(async () => {
+        const p = window.prismPlayer, v = p.video;
+        const s = { currentTime: v.currentTime, videoWidth: v.videoWidth, hls: !!p.hls,
+          status: document.getElementById("state").textContent };
+        if (p.pc) {
+          s.state = p.pc.connectionState;
+          (await p.pc.getStats()).forEach((st) => {
+            if (st.type === "inbound-rtp" && st.kind === "video") s.framesDecoded = st.framesDecoded;
+          });
+        }
+        return s;
+      }));
+    }
+    out.kind = "hls-page";
+    throw null;
+  }
   const button = `button[data-preview-for="${stream}"]`;
   await page.waitForSelector(button, { timeout: 15000 });
   await page.click(button);
@@ -46,7 +69,7 @@ try {
   // Let the DELETE of the WHEP session go out before the browser closes.
   await page.waitForTimeout(500);
 } catch (e) {
-  out.error = String(e && e.message || e);
+  if (e !== null) out.error = String(e && e.message || e);
 } finally {
   await browser.close();
 }
