@@ -228,16 +228,22 @@ fn preview_plays_the_stream_over_whep_with_webrtc() {
     );
 
     let secs = 6;
+    let artifacts = target_dir().join("test-artifacts");
+    std::fs::create_dir_all(&artifacts).expect("create test-artifacts");
+    let shot = artifacts.join("console-preview-webrtc.png");
     let v = node_json(
         "preview_whep.mjs",
         &[
             format!("http://{}/", prism.http_addr.unwrap()),
             STREAM.into(),
             secs.to_string(),
+            "console".into(),
+            shot.display().to_string(),
         ],
         Duration::from_secs(90),
     );
     eprintln!("[status_page] WHEP preview: {v}");
+    eprintln!("[status_page] screenshot: {}", shot.display());
     assert!(v.get("error").is_none(), "{v:#}");
     assert_eq!(v["kind"], "webrtc", "fell back from WebRTC: {v:#}");
     let samples = v["samples"].as_array().unwrap();
@@ -252,6 +258,8 @@ fn preview_plays_the_stream_over_whep_with_webrtc() {
     assert_eq!(end["muted"], true, "{v:#}");
     assert!(end["currentTime"].as_f64().unwrap_or(0.0) > 2.0, "{v:#}");
     assert_eq!(v["closed"], true, "{v:#}");
+    let png = std::fs::read(&shot).expect("preview screenshot");
+    assert!(png.starts_with(b"\x89PNG") && png.len() > 10_000, "{}", shot.display());
     // Closing the preview DELETEs the session.
     wait_until(Duration::from_secs(10), "the WHEP session to end", || {
         prism.metric_value("prism_webrtc_sessions{direction=\"whep\"}") == Some(0.0)

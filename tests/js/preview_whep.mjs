@@ -3,12 +3,13 @@
 // the <video> element (currentTime, videoWidth). Then closes it.
 // With `hls-page`, URL is the stream's HLS player page instead: its WebRTC button switches
 // the player to WHEP, sampled the same way.
-//   node preview_whep.mjs URL STREAM SECONDS [hls-page]
+// With SHOT, a screenshot of the console with the preview playing is saved there.
+//   node preview_whep.mjs URL STREAM SECONDS console|hls-page [SHOT]
 // Prints one JSON line {kind, caption, samples, closed, error, logs}.
 import { existsSync } from "fs";
 import { chromium } from "playwright-core";
 
-const [url, stream, seconds, mode] = process.argv.slice(2);
+const [url, stream, seconds, mode, shot] = process.argv.slice(2);
 const executablePath = ["/usr/bin/chromium", "/usr/bin/chromium-browser"].find((p) => existsSync(p)) || "/usr/bin/chromium";
 const browser = await chromium.launch({
   executablePath,
@@ -62,6 +63,7 @@ try {
     }));
   }
   out.kind = await page.$eval(fig, (f) => f.dataset.kind);
+  if (shot) await page.screenshot({ path: shot, fullPage: true });
   out.caption = await page.textContent(`${fig} figcaption`);
   await page.click(button);
   await page.waitForSelector(fig, { state: "detached", timeout: 5000 });
