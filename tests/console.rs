@@ -472,8 +472,7 @@ fn a_destination_pushes_the_rendition_chosen_in_the_console() {
     assert_eq!(v["options"], json!(["", "low"]), "{v}");
 
     // Saved with it; the API shows it; the sink gets the rendition, not the source.
-    let saved: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(&state).unwrap()).unwrap();
+    let saved: serde_json::Value = serde_json::from_slice(&std::fs::read(&state).unwrap()).unwrap();
     assert_eq!(saved["destinations"][0]["rendition"], "low", "{saved}");
     let d = &api.call("GET", "/api/v1/destinations", None).json()["destinations"][0];
     assert_eq!(d["rendition"], "low", "{d}");

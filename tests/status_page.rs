@@ -250,7 +250,9 @@ fn preview_plays_the_stream_over_whep_with_webrtc() {
     let frames = |i: usize| samples[i]["framesDecoded"].as_f64().unwrap_or(0.0);
     let (first, last) = (frames(1), frames(samples.len() - 1));
     let fps = (last - first) / (samples.len() - 2) as f64;
-    eprintln!("[status_page] WHEP preview decoded {last} frames, {fps:.1} fps after the first seconds");
+    eprintln!(
+        "[status_page] WHEP preview decoded {last} frames, {fps:.1} fps after the first seconds"
+    );
     // The source is 25 fps.
     assert!(fps > 10.0, "framesDecoded did not keep rising: {v:#}");
     let end = &samples[samples.len() - 1];
@@ -259,7 +261,11 @@ fn preview_plays_the_stream_over_whep_with_webrtc() {
     assert!(end["currentTime"].as_f64().unwrap_or(0.0) > 2.0, "{v:#}");
     assert_eq!(v["closed"], true, "{v:#}");
     let png = std::fs::read(&shot).expect("preview screenshot");
-    assert!(png.starts_with(b"\x89PNG") && png.len() > 10_000, "{}", shot.display());
+    assert!(
+        png.starts_with(b"\x89PNG") && png.len() > 10_000,
+        "{}",
+        shot.display()
+    );
     // Closing the preview DELETEs the session.
     wait_until(Duration::from_secs(10), "the WHEP session to end", || {
         prism.metric_value("prism_webrtc_sessions{direction=\"whep\"}") == Some(0.0)

@@ -536,10 +536,10 @@ impl Server {
             Resource::Page => Answer {
                 status: StatusCode::OK,
                 content_type: "text/html; charset=utf-8",
-                body: Chunks::one(page(r.app, r.key, p.config().dvr_window.as_secs()).replace(
-                    "{{WHEP}}",
-                    &whep_json(self.relay.config().webrtc.as_ref()),
-                )),
+                body: Chunks::one(
+                    page(r.app, r.key, p.config().dvr_window.as_secs())
+                        .replace("{{WHEP}}", &whep_json(self.relay.config().webrtc.as_ref())),
+                ),
                 cache: "no-cache",
                 etag: None,
                 media: false,

@@ -420,7 +420,8 @@ impl StateStore {
     ) -> Result<DestinationView, StateError> {
         d.check().map_err(StateError::Invalid)?;
         let mut inner = lock(&self.inner);
-        d.check_rendition(&inner.base).map_err(StateError::Invalid)?;
+        d.check_rendition(&inner.base)
+            .map_err(StateError::Invalid)?;
         if inner.destinations.iter().any(|x| x.name == d.name) {
             return Err(StateError::Conflict(format!(
                 "a destination named {} exists; change or remove it",
