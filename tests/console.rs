@@ -415,7 +415,10 @@ fn destinations_are_checked_and_conflicts_reported() {
     assert_eq!(r.status, 400, "{}", r.body);
     for (patch, says) in [
         (json!({"rendition": 5}), "a rendition name or null"),
-        (json!({"rendition": "720p"}), "no [[transcode.rendition]] is named `720p`"),
+        (
+            json!({"rendition": "720p"}),
+            "no [[transcode.rendition]] is named `720p`",
+        ),
     ] {
         let r = api.call("PATCH", "/api/v1/destinations/tw", Some(&patch));
         assert_eq!(r.status, 400, "{patch}: {}", r.body);
