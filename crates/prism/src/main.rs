@@ -89,16 +89,35 @@ fn main() -> ExitCode {
                         eprintln!("{}: {e}", path.display());
                         return ExitCode::FAILURE;
                     }
-                    if let Err(e) = state::read(&config) {
-                        eprintln!("{e}");
-                        return ExitCode::FAILURE;
+                    let destinations = match state::read(&config) {
+                        Ok(d) => d,
+                        Err(e) => {
+                            eprintln!("{e}");
+                            return ExitCode::FAILURE;
+                        }
+                    };
+                    // Reported, not fatal: the server runs with them too (those
+                    // destinations are not applied), as it logs at start.
+                    let problems = state::problems(&config, &destinations);
+                    for p in &problems {
+                        if let Some(state) = &config.state.path {
+                            eprintln!("warning: state file {}: {p}", state.display());
+                        }
                     }
                     // ffmpeg runs and has every encoder a ladder names.
                     if let Err(e) = prism_transcode::check(&config.transcode) {
                         eprintln!("{}: {e}", path.display());
                         return ExitCode::FAILURE;
                     }
-                    println!("{}: ok", path.display());
+                    if problems.is_empty() {
+                        println!("{}: ok", path.display());
+                    } else {
+                        println!(
+                            "{}: ok, with {} state file conflict(s) (see the warnings)",
+                            path.display(),
+                            problems.len()
+                        );
+                    }
                     ExitCode::SUCCESS
                 }
                 Err(e) => {
