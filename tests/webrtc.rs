@@ -281,8 +281,7 @@ fn whip_from_chromium_reaches_rtmp_targets_and_whep_viewers() {
     assert!(f1 - f0 > 40.0, "video did not play: {v}");
     assert!(a1 - a0 > 48_000.0, "Opus audio did not play: {v}");
     // The DELETE ended the stream, so the destination closed its recording: its H.264
-    // decodes. (The audio is E-RTMP Opus, which nginx-rtmp carries but ffprobe 5.1 cannot
-    // decode; AAC for RTMP platforms is the audio bridge's job.)
+    // decodes, and the publisher's Opus arrived as AAC.
     wait_until(Duration::from_secs(15), "nginx to end the stream", || {
         !nginx.is_publishing("fromwhip")
     });
@@ -305,6 +304,8 @@ fn whip_from_chromium_reaches_rtmp_targets_and_whep_viewers() {
     let (codec, frames) = probe.split_once(',').unwrap_or(("", "0"));
     assert_eq!(codec, "h264", "{probe}");
     assert!(frames.parse::<u64>().unwrap_or(0) > 100, "{probe}");
+    // WebRTC Opus is two-channel (opus/48000/2), whatever the microphone.
+    assert_aac_audio(&rec, 2, 5.0);
     assert!(
         s.prism
             .metric_sum("prism_publish_rejected_total")
@@ -500,6 +501,42 @@ fn ffmpeg8_whip_muxer_publishes_to_rtmp_targets() {
     let (codec, frames) = probe.split_once(',').unwrap_or(("", "0"));
     assert_eq!(codec, "h264", "{probe}");
     assert!(frames.parse::<u64>().unwrap_or(0) > 100, "{probe}");
+    // The Opus tone arrived as stereo AAC, transcoded once for the stream.
+    assert_aac_audio(&nginx.recording("fromffmpeg"), 2, secs as f64 - 3.0);
+}
+
+/// The recording's audio is AAC with `channels` channels, and at least `seconds` of it
+/// decode (ffprobe decodes every frame to count them).
+fn assert_aac_audio(rec: &std::path::Path, channels: u32, seconds: f64) {
+    let out = run_with_timeout(
+        Command::new("ffprobe")
+            .args(["-v", "error", "-select_streams", "a", "-count_frames"])
+            .args([
+                "-show_entries",
+                "stream=codec_name,channels,sample_rate,nb_read_frames",
+                "-of",
+                "csv=p=0",
+            ])
+            .arg(rec),
+        Duration::from_secs(30),
+    )
+    .expect("ffprobe");
+    let probe = String::from_utf8_lossy(&out.stdout).trim().to_owned();
+    eprintln!("[webrtc] recording audio: {probe}");
+    let f: Vec<&str> = probe.split(',').collect();
+    assert_eq!(f.first().copied(), Some("aac"), "{probe}");
+    assert_eq!(
+        f.get(2).and_then(|c| c.parse().ok()),
+        Some(channels),
+        "{probe}"
+    );
+    let rate: f64 = f.get(1).and_then(|r| r.parse().ok()).unwrap_or(0.0);
+    let frames: f64 = f.get(3).and_then(|n| n.parse().ok()).unwrap_or(0.0);
+    // 1024 samples per AAC frame.
+    assert!(
+        rate > 0.0 && frames * 1024.0 / rate >= seconds,
+        "{probe}: under {seconds} s of audio"
+    );
 }
 
 /// Kills and reaps a child on drop.
@@ -617,4 +654,96 @@ fn lost_whip_publisher_resumes_within_the_grace_window() {
     wait_until(Duration::from_secs(20), "the publisher to resume", || {
         s.prism.stderr().contains("resumed=true")
     });
+}
+
+/// ICE consent (RFC 7675) with `consent_timeout_ms = 5000`: a WHEP viewer that stops
+/// checking (Chromium frozen with SIGSTOP) loses its session within the bound, while a
+/// WHIP publisher, which gets no media from Prism, is not held to consent (FFmpeg 8's
+/// whip muxer checks only during ICE) and keeps publishing past it.
+#[test]
+fn whep_sessions_without_consent_expire() {
+    let s = start_with("consent_timeout_ms = 5000", "");
+    let dir = TempDir::new("whip-cert");
+    let cert = p256_cert(&dir);
+    let _publisher = pyav_whip(&format!("http://{}/in/consent/whip", s.signal), 40, &cert);
+    wait_live(&s.prism, "in/consent");
+    let gauge = |d: &str| {
+        s.prism
+            .metric_value(&format!("prism_webrtc_sessions{{direction=\"{d}\"}}"))
+            .unwrap_or(0.0)
+    };
+    let mut viewer = browser(
+        "whep",
+        &format!("http://{}/in/consent/whep", s.signal),
+        40,
+        "",
+    );
+    wait_until(Duration::from_secs(30), "the WHEP session", || {
+        gauge("whep") == 1.0
+    });
+    // Playing for a while: consent checks keep it past the bound.
+    std::thread::sleep(Duration::from_secs(7));
+    assert_eq!(gauge("whep"), 1.0, "{}", s.prism.stderr());
+    let frozen = descendants(viewer.id());
+    signal_all(&frozen, "STOP");
+    let t0 = std::time::Instant::now();
+    wait_until(
+        Duration::from_secs(20),
+        "the frozen viewer's session to end",
+        || gauge("whep") == 0.0,
+    );
+    let took = t0.elapsed();
+    signal_all(&frozen, "KILL");
+    let _ = viewer.kill();
+    let _ = viewer.wait();
+    eprintln!("[webrtc] frozen WHEP viewer's session ended {took:?} after the freeze");
+    assert!(
+        s.prism.stderr().contains("end=ConsentExpired"),
+        "{}",
+        s.prism.stderr()
+    );
+    // The publisher has run 10 s and more without consent checks: still publishing.
+    assert_eq!(gauge("whip"), 1.0, "{}", s.prism.stderr());
+    assert!(
+        !s.prism.stderr().contains("WHIP session ended"),
+        "{}",
+        s.prism.stderr()
+    );
+}
+
+/// `pid` and every process below it (from /proc), children first.
+fn descendants(pid: u32) -> Vec<u32> {
+    let mut all = vec![pid];
+    let mut i = 0;
+    while i < all.len() {
+        let parent = all[i];
+        for e in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
+            let Some(p) = e.file_name().to_str().and_then(|n| n.parse::<u32>().ok()) else {
+                continue;
+            };
+            let stat = std::fs::read_to_string(e.path().join("stat")).unwrap_or_default();
+            // pid (comm) state ppid ...: comm may hold spaces, so split after its ')'.
+            let ppid = stat
+                .rsplit_once(')')
+                .and_then(|(_, rest)| rest.split_whitespace().nth(1))
+                .and_then(|v| v.parse::<u32>().ok());
+            if ppid == Some(parent) && !all.contains(&p) {
+                all.push(p);
+            }
+        }
+        i += 1;
+    }
+    all.reverse();
+    all
+}
+
+/// Sends `sig` to each of `pids` (processes this test started).
+fn signal_all(pids: &[u32], sig: &str) {
+    for p in pids {
+        let _ = Command::new("kill")
+            .arg(format!("-{sig}"))
+            .arg(p.to_string())
+            .stderr(Stdio::null())
+            .status();
+    }
 }

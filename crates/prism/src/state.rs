@@ -120,6 +120,7 @@ impl Destination {
                 queue: self.queue.resolve().ok()?,
                 tls: TargetTls::default(),
                 rendition: None,
+                audio: Default::default(),
             }],
             access: RouteAccess::default(),
             outputs: RouteOutputs::default(),
