@@ -747,3 +747,44 @@ fn signal_all(pids: &[u32], sig: &str) {
             .status();
     }
 }
+
+/// GStreamer's webrtcbin (libnice, OpenSSL DTLS) as a second, independent WHEP player of
+/// an RTMP stream: its video and its audio (AAC transcoded to Opus) decode. See
+/// tests/py/gst_whep.py for the certificate it needs (Prism's DTLS takes ECDSA only).
+#[test]
+fn gstreamer_webrtcbin_plays_whep() {
+    let s = start("");
+    let _pub = rtmp_publish(&s.prism, "gst", "0");
+    wait_live(&s.prism, "live/gst");
+    let secs = 5;
+    let mut child = Command::new("/usr/bin/python3")
+        .arg(workspace_dir().join("tests/py/gst_whep.py"))
+        .arg(format!("http://{}/live/gst/whep", s.signal))
+        .arg(secs.to_string())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect(
+            "/usr/bin/python3 tests/py/gst_whep.py (run ./scripts/test.sh: gi, webrtcbin, libnice)",
+        );
+    let status = wait_child(&mut child, Duration::from_secs(60));
+    let (mut out, mut err) = (String::new(), String::new());
+    let _ = child.stdout.take().map(|mut o| o.read_to_string(&mut out));
+    let _ = child.stderr.take().map(|mut e| e.read_to_string(&mut err));
+    if status.is_none() {
+        let _ = child.kill();
+        let _ = child.wait();
+    }
+    let v: serde_json::Value = serde_json::from_str(out.trim())
+        .unwrap_or_else(|e| panic!("gst_whep.py output {out:?} ({e}), {status:?}: {err}"));
+    eprintln!("[webrtc] GStreamer webrtcbin WHEP: {v}");
+    assert_eq!(v["status"], 201, "{v}\n{err}");
+    assert!(v["error"].is_null(), "{v}\n{err}");
+    assert!(v["video_frames"].as_u64().unwrap_or(0) > 50, "{v}\n{err}");
+    // More than 2 s of decoded stereo audio.
+    assert!(
+        v["audio_samples"].as_u64().unwrap_or(0) > 96_000,
+        "{v}\n{err}"
+    );
+    assert_eq!(v["delete_status"], 200, "{v}");
+}

@@ -23,6 +23,12 @@ use std::sync::{Arc, Mutex, Weak};
 /// 20 ms packets, more than a hub queue holds.
 const REMEMBERED: usize = 512;
 
+/// What one Opus frame became (zero or more AAC frames).
+type Converted = Arc<[Arc<Frame>]>;
+
+/// One stream's entry in [`AacTable`]: its name, the stream, its transcoder.
+type AacEntry = (String, Weak<Stream>, Weak<SharedAac>);
+
 /// The transcoder of one stream, shared by its outputs.
 pub struct SharedAac {
     inner: Mutex<Inner>,
@@ -37,7 +43,7 @@ impl std::fmt::Debug for SharedAac {
 struct Inner {
     bridge: AudioBridge,
     /// Recent Opus frames (weak: the pointer stays unique while held) and their output.
-    done: VecDeque<(Weak<Frame>, Arc<[Arc<Frame>]>)>,
+    done: VecDeque<(Weak<Frame>, Converted)>,
     /// Hub time of the last Opus frame fed.
     last: Option<u32>,
     /// The latest AAC sequence header and its number (1, 2, ...).
@@ -67,7 +73,7 @@ impl SharedAac {
 
 impl Inner {
     /// What `f` (an Opus frame) becomes.
-    fn convert(&mut self, f: &Arc<Frame>) -> Arc<[Arc<Frame>]> {
+    fn convert(&mut self, f: &Arc<Frame>) -> Converted {
         let p = Arc::as_ptr(f);
         if let Some((_, out)) = self.done.iter().rev().find(|(w, _)| w.as_ptr() == p) {
             return out.clone();
@@ -90,7 +96,7 @@ impl Inner {
             let n = self.header.as_ref().map_or(0, |(n, _)| *n) + 1;
             self.header = Some((n, h.clone()));
         }
-        let out: Arc<[Arc<Frame>]> = out.into();
+        let out: Converted = out.into();
         if self.done.len() == REMEMBERED {
             self.done.pop_front();
         }
@@ -158,7 +164,7 @@ impl AacView {
 /// Streams' shared transcoders, by stream name; entries die with their last output.
 #[derive(Debug, Default)]
 pub(crate) struct AacTable {
-    streams: Mutex<Vec<(String, Weak<Stream>, Weak<SharedAac>)>>,
+    streams: Mutex<Vec<AacEntry>>,
 }
 
 impl AacTable {
