@@ -788,3 +788,68 @@ fn gstreamer_webrtcbin_plays_whep() {
     );
     assert_eq!(v["delete_status"], 200, "{v}");
 }
+
+/// A/V sync end to end: FFmpeg 8 publishes over WHIP a flash and a beep at the same
+/// instants every 2 s; at the nginx-rtmp destination (H.264 + AAC transcoded from the Opus)
+/// each flash and its beep are within 100 ms of each other, as they were at the source.
+#[test]
+fn whip_audio_and_video_stay_in_sync_at_rtmp_targets() {
+    let python = pyav_python();
+    let nginx = Nginx::start();
+    let target = nginx.rtmp_url("app", "sync");
+    let s = start(&format!(
+        "  [[route.target]]\n  name = \"nginx\"\n  url = \"{target}\"\n"
+    ));
+    let dir = TempDir::new("whip-cert");
+    let (cert, key) = p256_cert(&dir);
+    let script = workspace_dir().join("tests/py/pyav_whip_sync.py");
+    let mut child = Command::new(&python)
+        .arg(&script)
+        .arg("publish")
+        .arg(format!("http://{}/in/sync/whip", s.signal))
+        .args([TOKEN, "11"])
+        .arg(&cert)
+        .arg(&key)
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("python pyav_whip_sync.py");
+    let status = wait_child(&mut child, Duration::from_secs(60));
+    let mut err = String::new();
+    let _ = child.stderr.take().map(|mut e| e.read_to_string(&mut err));
+    if status.is_none() {
+        let _ = child.kill();
+        let _ = child.wait();
+    }
+    assert!(
+        status.is_some_and(|s| s.success()),
+        "publisher: {status:?}\n{err}"
+    );
+    wait_until(Duration::from_secs(15), "nginx to end the stream", || {
+        !nginx.is_publishing("sync")
+    });
+    let out = run_with_timeout(
+        Command::new(&python)
+            .arg(&script)
+            .arg("analyze")
+            .arg(nginx.recording("sync")),
+        Duration::from_secs(60),
+    )
+    .expect("pyav_whip_sync.py analyze");
+    let text = String::from_utf8_lossy(&out.stdout).trim().to_owned();
+    eprintln!("[webrtc] WHIP -> RTMP flash/beep offsets: {text}");
+    let v: serde_json::Value = serde_json::from_str(&text).unwrap_or_else(|e| {
+        panic!(
+            "analyze output {text:?} ({e}): {}",
+            String::from_utf8_lossy(&out.stderr)
+        )
+    });
+    let offsets: Vec<f64> = v["offsets_ms"]
+        .as_array()
+        .map(|a| a.iter().filter_map(|x| x.as_f64()).collect())
+        .unwrap_or_default();
+    assert!(offsets.len() >= 3, "too few flash/beep pairs: {v}");
+    for o in &offsets {
+        assert!(o.abs() <= 100.0, "audio {o} ms off the video: {v}");
+    }
+}
