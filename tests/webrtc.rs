@@ -853,3 +853,45 @@ fn whip_audio_and_video_stay_in_sync_at_rtmp_targets() {
         assert!(o.abs() <= 100.0, "audio {o} ms off the video: {v}");
     }
 }
+
+/// HLS of a WHIP stream: the Opus is packaged as AAC (every HLS player and MPEG-TS take
+/// it), stereo kept, and ffprobe decodes it from the playlist.
+#[test]
+fn whip_stream_hls_audio_is_aac() {
+    let hls_port = free_port();
+    let s = start_with(
+        &format!("[hls]\nlisten = \"127.0.0.1:{hls_port}\"\nsegment_ms = 1000\npart_ms = 200\n"),
+        "",
+    );
+    let hls: SocketAddr = ([127, 0, 0, 1], hls_port).into();
+    let dir = TempDir::new("whip-cert");
+    let cert = p256_cert(&dir);
+    let _publisher = pyav_whip(&format!("http://{}/in/hlsaudio/whip", s.signal), 20, &cert);
+    wait_live(&s.prism, "in/hlsaudio");
+    wait_until(Duration::from_secs(20), "the audio playlist", || {
+        http_get(hls, "/in/hlsaudio/index.m3u8")
+            .map(|(st, b)| st == 200 && b.contains("audio.m3u8"))
+            .unwrap_or(false)
+    });
+    let out = run_with_timeout(
+        Command::new("ffprobe")
+            .args(["-v", "error", "-select_streams", "a"])
+            .args([
+                "-show_entries",
+                "stream=codec_name,channels",
+                "-of",
+                "csv=p=0",
+            ])
+            .arg(format!("http://{hls}/in/hlsaudio/index.m3u8")),
+        Duration::from_secs(30),
+    )
+    .expect("ffprobe");
+    let probe = String::from_utf8_lossy(&out.stdout).trim().to_owned();
+    eprintln!("[webrtc] WHIP -> HLS audio: {probe}");
+    assert_eq!(
+        probe.lines().next(),
+        Some("aac,2"),
+        "{probe} {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
