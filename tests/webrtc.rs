@@ -588,6 +588,11 @@ fn rtmp_to_whep_latency_is_measured() {
         ),
         6,
     );
+    latency_report("RTMP -> WHEP", &v);
+}
+
+/// Prints the glass-to-glass figures of a latency-mode WHEP report (`label` says from what).
+fn latency_report(label: &str, v: &serde_json::Value) {
     let mut lat: Vec<f64> = v["latencyMs"]
         .as_array()
         .map(|a| a.iter().filter_map(|x| x.as_f64()).collect())
@@ -599,12 +604,48 @@ fn rtmp_to_whep_latency_is_measured() {
     assert!(lat.len() > 50, "no frames read back: {v}");
     let p = |q: f64| lat[((lat.len() - 1) as f64 * q) as usize];
     eprintln!(
-        "[webrtc] RTMP -> WHEP glass-to-glass on loopback: p50 {} ms, p90 {} ms, min {} ms ({} frames)",
+        "[webrtc] {label} glass-to-glass on loopback: p50 {} ms, p90 {} ms, min {} ms ({} frames)",
         p(0.5),
         p(0.9),
         lat[0],
         lat.len()
     );
+}
+
+/// WHIP -> WHEP glass-to-glass latency on loopback, measured (reported, not asserted):
+/// FFmpeg 8 (PyAV) draws the wall clock into each frame and publishes over WHIP, Chromium
+/// plays over WHEP and reads the clock back from each presented frame.
+#[test]
+fn whip_to_whep_latency_is_measured() {
+    let s = start("");
+    let dir = TempDir::new("whip-cert");
+    let (cert, key) = p256_cert(&dir);
+    let _publisher = Reaped(
+        Command::new(pyav_python())
+            .arg(workspace_dir().join("tests/py/pyav_whip.py"))
+            .arg(format!("http://{}/in/clock/whip", s.signal))
+            .args([TOKEN, "30"])
+            .arg(&cert)
+            .arg(&key)
+            .arg("clock")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("python pyav_whip.py"),
+    );
+    wait_live(&s.prism, "in/clock");
+    let v = report(
+        browser_with(
+            "whep",
+            &format!("http://{}/in/clock/whep", s.signal),
+            6,
+            "",
+            "latency",
+        ),
+        6,
+    );
+    latency_report("WHIP -> WHEP", &v);
 }
 
 /// A P-256 DTLS certificate and key for FFmpeg's whip muxer, in `dir`.
