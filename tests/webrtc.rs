@@ -895,10 +895,11 @@ fn whip_audio_and_video_stay_in_sync_at_rtmp_targets() {
     }
 }
 
-/// HLS of a WHIP stream: the Opus is packaged as AAC (every HLS player and MPEG-TS take
-/// it), stereo kept, and ffprobe decodes it from the playlist.
+/// HLS and RTMP players of a WHIP stream: the Opus comes as AAC (every HLS player,
+/// MPEG-TS and legacy RTMP players take it), stereo kept; ffprobe reads it from the
+/// playlist and from an RTMP play.
 #[test]
-fn whip_stream_hls_audio_is_aac() {
+fn whip_stream_hls_and_rtmp_player_audio_is_aac() {
     let hls_port = free_port();
     let s = start_with(
         &format!("[hls]\nlisten = \"127.0.0.1:{hls_port}\"\nsegment_ms = 1000\npart_ms = 200\n"),
@@ -929,6 +930,27 @@ fn whip_stream_hls_audio_is_aac() {
     .expect("ffprobe");
     let probe = String::from_utf8_lossy(&out.stdout).trim().to_owned();
     eprintln!("[webrtc] WHIP -> HLS audio: {probe}");
+    assert_eq!(
+        probe.lines().next(),
+        Some("aac,2"),
+        "{probe} {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let out = run_with_timeout(
+        Command::new("ffprobe")
+            .args(["-v", "error", "-select_streams", "a"])
+            .args([
+                "-show_entries",
+                "stream=codec_name,channels",
+                "-of",
+                "csv=p=0",
+            ])
+            .arg(s.prism.rtmp_url("in", "hlsaudio")),
+        Duration::from_secs(30),
+    )
+    .expect("ffprobe");
+    let probe = String::from_utf8_lossy(&out.stdout).trim().to_owned();
+    eprintln!("[webrtc] WHIP -> RTMP player audio: {probe}");
     assert_eq!(
         probe.lines().next(),
         Some("aac,2"),

@@ -1,4 +1,5 @@
-//! Opus → AAC for outputs that need AAC (RTMP and SRT targets, HLS), once per stream.
+//! Opus → AAC for outputs that need AAC (RTMP and SRT targets and players, HLS), once per
+//! stream.
 //!
 //! WHIP publishers send Opus; RTMP platforms and MPEG-TS take AAC. Transcoding per output
 //! would cost one decoder and one encoder per target, and give each target its own AAC
