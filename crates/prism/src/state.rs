@@ -117,10 +117,10 @@ impl Destination {
             targets: vec![TargetConfig {
                 name: self.name.clone(),
                 url: self.url.clone(),
+                audio: Default::default(),
                 queue: self.queue.resolve().ok()?,
                 tls: TargetTls::default(),
                 rendition: None,
-                audio: Default::default(),
             }],
             access: RouteAccess::default(),
             outputs: RouteOutputs::default(),
