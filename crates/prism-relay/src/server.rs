@@ -133,6 +133,11 @@ where
                     info!(peer = %info.peer, transport = info.transport, reason = r.reason().as_str(), "closing a refused connection");
                     break Ok(());
                 }
+                // A player gets Opus (WebRTC publishers) as AAC, like targets: RTMP players
+                // that predate Enhanced RTMP (most) take AAC only.
+                if let Some(p) = &conn.playing {
+                    driver.set_audio(Some(relay.aac_audio(p.player.sub.stream())));
+                }
             }
         }
     };

@@ -317,6 +317,8 @@ impl StreamOutput for HlsOutput {
         debug!(stream = %name, publisher, "hls packaging started");
         let guard = relay.track(|| format!("hls packager {name}"));
         let shared = self.shared.clone();
+        // Opus (WebRTC) is packaged as AAC: every HLS player and MPEG-TS take AAC.
+        let audio = relay.aac_audio(stream);
         tokio::spawn(async move {
             let mut out = Packaging {
                 sub,
@@ -329,6 +331,7 @@ impl StreamOutput for HlsOutput {
             // The default pacing: nothing is written, only the periodic check (which
             // exports the gauges) matters.
             let mut driver = Driver::new(NullIo, prism_egress::Config::default());
+            driver.set_audio(Some(audio));
             let exit = driver.run(&mut out).await;
             hs.end_for(publisher);
             info!(stream = %hs.name, "hls packaging ended: {}", match exit {

@@ -132,6 +132,7 @@ impl Destination {
             targets: vec![TargetConfig {
                 name: self.name.clone(),
                 url: self.url.clone(),
+                audio: Default::default(),
                 queue: self.queue.resolve().ok()?,
                 tls: TargetTls::default(),
                 rendition: self.rendition.clone(),
