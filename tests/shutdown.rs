@@ -176,34 +176,35 @@ fn sigterm_tells_publishers_and_answers_admin_requests_in_flight() {
         prism.metric_value("prism_streams_active") == Some(1.0)
     });
 
-    // An admin request whose body is still on its way when SIGTERM arrives, on a
-    // keep-alive connection that has already been served once (so it is accepted).
+    // An admin request whose body is still on its way when SIGTERM arrives. With
+    // `Expect: 100-continue`, Prism's "100 Continue" shows the handler is reading the body:
+    // the request is in flight.
     let body = br#"{"name":"late","url":"rtmp://127.0.0.1:9/app/x"}"#;
     let mut admin = std::net::TcpStream::connect(http).expect("connect to the admin port");
     admin
         .set_read_timeout(Some(Duration::from_secs(10)))
         .unwrap();
-    admin
-        .write_all(b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
-        .unwrap();
-    let mut first = [0u8; 1024];
-    let n = admin.read(&mut first).expect("the first answer");
-    assert!(
-        first[..n].starts_with(b"HTTP/1.1 200"),
-        "{:?}",
-        String::from_utf8_lossy(&first[..n])
-    );
     write!(
         admin,
         "POST /api/v1/streams/live/bye/targets HTTP/1.1\r\nHost: 127.0.0.1\r\n\
-         Content-Type: application/json\r\nContent-Length: {}\r\n\r\n",
+         Content-Type: application/json\r\nExpect: 100-continue\r\nContent-Length: {}\r\n\r\n",
         body.len()
     )
     .unwrap();
+    let mut interim = Vec::new();
+    let mut byte = [0u8; 1];
+    while !interim.ends_with(b"\r\n\r\n") {
+        let n = admin.read(&mut byte).expect("reading 100 Continue");
+        assert_eq!(n, 1, "closed before 100 Continue");
+        interim.push(byte[0]);
+    }
+    assert!(
+        interim.starts_with(b"HTTP/1.1 100"),
+        "{:?}",
+        String::from_utf8_lossy(&interim)
+    );
     admin.write_all(&body[..10]).unwrap();
     admin.flush().unwrap();
-    // Time for Prism, idle otherwise, to read the head: the request is then in flight.
-    std::thread::sleep(Duration::from_millis(300));
 
     let stop = Instant::now();
     prism.signal("TERM");
