@@ -375,14 +375,21 @@ impl Api {
             Err(e) => {
                 return error(
                     StatusCode::BAD_REQUEST,
-                    &format!("expected {{\"name\": \"...\", \"url\": \"...\"}}: {e}"),
+                    &format!(
+                        "expected {{\"name\": \"...\", \"url\": \"...\", \"queue\": {{...}}, \"tls\": {{...}}}} (queue and tls optional): {e}"
+                    ),
                 )
             }
         };
-        let target = match ResolvedTarget::for_stream(&new.name, &new.url, app, key) {
+        let mut target = match ResolvedTarget::for_stream(&new.name, &new.url, app, key) {
             Ok(t) => t,
             Err(m) => return error(StatusCode::BAD_REQUEST, &m),
         };
+        // The same queue and TLS options a [[route.target]] takes, checked the same way.
+        match (new.queue.resolve(), new.tls.resolve(&new.url)) {
+            (Ok(queue), Ok(tls)) => (target.queue, target.tls) = (queue, tls),
+            (Err(m), _) | (_, Err(m)) => return error(StatusCode::BAD_REQUEST, &m),
+        }
         let scheme = target
             .url
             .split_once("://")
@@ -931,6 +938,8 @@ struct TargetJson {
     drops: u64,
     reconnects: u64,
     last_error: Option<String>,
+    queue: crate::state::QueueView,
+    tls: TlsView,
 }
 
 impl TargetJson {
@@ -947,6 +956,16 @@ impl TargetJson {
             drops: t.drops,
             reconnects: t.reconnects,
             last_error: t.last_error.clone(),
+            queue: crate::state::QueueView {
+                max_queue_ms: t.queue.max_queue_ms,
+                max_queue_bytes: t.queue.max_queue_bytes,
+                overflow_disconnect_ms: t.queue.overflow_disconnect.as_millis() as u64,
+                write_merge_ms: t.queue.write_merge.as_millis() as u64,
+            },
+            tls: TlsView {
+                ca: t.tls.ca.as_ref().map(|p| p.display().to_string()),
+                tls_verify: t.tls.verify,
+            },
         }
     }
 }
@@ -956,6 +975,52 @@ impl TargetJson {
 struct NewTarget {
     name: String,
     url: String,
+    /// The `[[route.target]]` queue keys; absent = their defaults.
+    #[serde(default)]
+    queue: QueueJson,
+    /// `ca` and `tls_verify` of an `rtmps://` target.
+    #[serde(default)]
+    tls: TlsJson,
+}
+
+/// The `[[route.target]]` TLS keys.
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct TlsJson {
+    ca: Option<String>,
+    tls_verify: Option<bool>,
+}
+
+impl TlsJson {
+    /// Checked as the config checks them: only for rtmps:// targets. A `ca` must be a
+    /// readable PEM file now (the config finds out at start-up, when it loads it).
+    fn resolve(&self, url: &str) -> Result<prism_config::TargetTls, String> {
+        let mut tls = prism_config::TargetTls::default();
+        if self.ca.is_none() && self.tls_verify.is_none() {
+            return Ok(tls);
+        }
+        if !url.to_ascii_lowercase().starts_with("rtmps://") {
+            return Err("tls: `ca` and `tls_verify` only apply to rtmps:// targets".into());
+        }
+        if let Some(ca) = self.ca.as_deref().filter(|c| !c.is_empty()) {
+            let pem = std::fs::read_to_string(ca).map_err(|e| format!("tls.ca: {ca}: {e}"))?;
+            if !pem.contains("-----BEGIN CERTIFICATE-----") {
+                return Err(format!("tls.ca: {ca}: no PEM certificate in it"));
+            }
+            tls.ca = Some(ca.into());
+        }
+        if let Some(v) = self.tls_verify {
+            tls.verify = v;
+        }
+        Ok(tls)
+    }
+}
+
+/// A target's TLS options as the API shows them.
+#[derive(Serialize)]
+struct TlsView {
+    ca: Option<String>,
+    tls_verify: bool,
 }
 
 #[derive(Serialize)]

@@ -304,25 +304,42 @@ async fn run(store: Arc<state::StateStore>, config_path: Option<PathBuf>) -> any
     if let Some(w) = webrtc {
         accept_loops.push(tokio::spawn(w.run(relay.clone())));
     }
-    accept_loops.push(tokio::spawn(admin::run(
+    // Not an accept loop to abort: on shutdown it stops accepting but answers the
+    // requests in flight (bounded below, with the streams' goodbyes).
+    let (admin_stop, admin_stopping) = tokio::sync::watch::channel(false);
+    let admin = tokio::spawn(admin::run(
         http,
         relay.clone(),
         store,
         transcoder.clone(),
-    )));
+        admin_stopping,
+    ));
     sources::start(&relay);
     shutdown_signal().await;
 
     // Stop accepting: dropping an accept loop closes its listening socket.
-    info!("shutting down: listeners closed, ending live streams");
+    info!(
+        "shutting down: listeners closed, ending live streams, answering admin requests in flight"
+    );
+    let _ = admin_stop.send(true);
     for task in &accept_loops {
         task.abort();
     }
     for task in accept_loops {
         let _ = task.await;
     }
+    let drained = async {
+        let (report, admin) = tokio::join!(
+            relay.shutdown(SHUTDOWN_BOUND),
+            tokio::time::timeout(SHUTDOWN_BOUND, admin)
+        );
+        if admin.is_err() {
+            warn!("admin requests still open after {SHUTDOWN_BOUND:?}; closing them");
+        }
+        report
+    };
     let report = tokio::select! {
-        r = relay.shutdown(SHUTDOWN_BOUND) => Some(r),
+        r = drained => Some(r),
         // A second signal: stop now.
         _ = shutdown_signal() => None,
     };
