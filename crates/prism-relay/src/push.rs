@@ -345,15 +345,15 @@ async fn connect_and_publish(
         .map_err(|_| ConnError::new(ErrorReason::ConnectTimeout, "connect timed out"))??;
     let config = relay.config();
     let client_config = ClientConfig {
-            app: url.app.clone(),
-            tc_url: url.tc_url(),
-            key: url.key.clone(),
-            session: SessionConfig {
-                chunk_size: config.rtmp.chunk_size,
-                // The client's set-up timer: handshake, connect, createStream, publish.
-                handshake_timeout: SETUP_TIMEOUT,
-                ..SessionConfig::default()
-            },
+        app: url.app.clone(),
+        tc_url: url.tc_url(),
+        key: url.key.clone(),
+        session: SessionConfig {
+            chunk_size: config.rtmp.chunk_size,
+            // The client's set-up timer: handshake, connect, createStream, publish.
+            handshake_timeout: SETUP_TIMEOUT,
+            ..SessionConfig::default()
+        },
     };
     let session = if dialer.handshakes() {
         ClientSession::after_handshake(client_config, std::time::Instant::now())

@@ -188,7 +188,10 @@ where
                 io.write_all(&out.take_all()).await?;
             }
             if input.len() > 2 * HANDSHAKE_READ {
-                return Err(io::Error::new(io::ErrorKind::InvalidData, "handshake too long"));
+                return Err(io::Error::new(
+                    io::ErrorKind::InvalidData,
+                    "handshake too long",
+                ));
             }
             if io.read_buf(&mut input).await? == 0 {
                 return Err(io::ErrorKind::UnexpectedEof.into());
@@ -203,7 +206,10 @@ where
             ))
         }
         Ok(Err(e)) if e.kind() == io::ErrorKind::InvalidData => {
-            return Err(ConnError::new(ErrorReason::Protocol, format!("RTMPE handshake: {e}")))
+            return Err(ConnError::new(
+                ErrorReason::Protocol,
+                format!("RTMPE handshake: {e}"),
+            ))
         }
         Ok(Err(e)) => return Err(ConnError::new(ErrorReason::Io, e)),
         Ok(Ok(found)) => found,
@@ -242,7 +248,10 @@ where
                 io.write_all(&out.take_all()).await?;
             }
             if input.len() > 2 * HANDSHAKE_READ {
-                return Err(io::Error::new(io::ErrorKind::InvalidData, "handshake too long"));
+                return Err(io::Error::new(
+                    io::ErrorKind::InvalidData,
+                    "handshake too long",
+                ));
             }
             if io.read_buf(&mut input).await? == 0 {
                 return Err(io::ErrorKind::UnexpectedEof.into());

@@ -101,7 +101,10 @@ fn block_digest(block: &[u8; HANDSHAKE_SIZE], pos: usize, key: &[u8]) -> [u8; DI
 }
 
 /// Finds a valid digest in `block`, trying scheme 1 then scheme 0 (as ffmpeg does).
-pub(crate) fn find_digest(block: &[u8; HANDSHAKE_SIZE], key: &[u8]) -> Option<(Scheme, [u8; DIGEST_LEN])> {
+pub(crate) fn find_digest(
+    block: &[u8; HANDSHAKE_SIZE],
+    key: &[u8],
+) -> Option<(Scheme, [u8; DIGEST_LEN])> {
     [Scheme::One, Scheme::Zero].into_iter().find_map(|scheme| {
         let pos = scheme.digest_pos(block);
         let expected = block_digest(block, pos, key);

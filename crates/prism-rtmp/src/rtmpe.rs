@@ -24,8 +24,8 @@ use num_bigint::BigUint;
 use rc4::{consts::U16, StreamCipher};
 
 use crate::handshake::{
-    find_digest, full_key, hmac_sha256, imprint_digest, take_block, HandshakeError, Prng,
-    Scheme, DIGEST_LEN, FMS_KEY_TEXT, FP_KEY_TEXT, HANDSHAKE_SIZE, SERVER_VERSION,
+    find_digest, full_key, hmac_sha256, imprint_digest, take_block, HandshakeError, Prng, Scheme,
+    DIGEST_LEN, FMS_KEY_TEXT, FP_KEY_TEXT, HANDSHAKE_SIZE, SERVER_VERSION,
 };
 use crate::OutQueue;
 
@@ -278,9 +278,7 @@ fn encrypt_signature(version: u8, sig: &mut [u8], key: &[u8; DIGEST_LEN]) {
             }
             9 => {
                 // 24-byte keys are within Blowfish's 4..=56, so this never fails.
-                if let Ok(bf) = blowfish::BlowfishLE::new_from_slice(
-                    &BLOWFISH_KEYS[id],
-                ) {
+                if let Ok(bf) = blowfish::BlowfishLE::new_from_slice(&BLOWFISH_KEYS[id]) {
                     bf.encrypt_block(GenericArray::from_mut_slice(block));
                 }
             }
@@ -533,8 +531,7 @@ impl RtmpeClient {
             let (scheme, server_digest) =
                 find_digest(&s1, FMS_KEY_TEXT).ok_or(HandshakeError::RtmpeNoDigest)?;
             let pos = dh_pos(scheme, &s1);
-            self.server_key
-                .copy_from_slice(&s1[pos..pos + KEY_LEN]);
+            self.server_key.copy_from_slice(&s1[pos..pos + KEY_LEN]);
             self.secret = Some(self.dh.shared(&self.server_key)?);
             self.version = version;
             let c2 = signed_response(
@@ -552,12 +549,8 @@ impl RtmpeClient {
             }
             let s2 = take_block(input);
             // Recorded, not enforced, like the plain client.
-            self.s2_verified = verify_response(
-                &s2,
-                self.version,
-                &full_key(FMS_KEY_TEXT),
-                &self.c1_digest,
-            );
+            self.s2_verified =
+                verify_response(&s2, self.version, &full_key(FMS_KEY_TEXT), &self.c1_digest);
             self.state = State::Done;
             let Some(secret) = self.secret else {
                 return Ok(None);
@@ -613,7 +606,10 @@ mod tests {
         let mut one = [0u8; 128];
         one[127] = 1;
         assert_eq!(a.shared(&one), Err(HandshakeError::RtmpeBadPublicKey));
-        assert_eq!(a.shared(&PRIME_1024), Err(HandshakeError::RtmpeBadPublicKey));
+        assert_eq!(
+            a.shared(&PRIME_1024),
+            Err(HandshakeError::RtmpeBadPublicKey)
+        );
     }
 
     #[test]
@@ -720,14 +716,20 @@ mod tests {
         let mut input = drain(&mut c_out);
         let mut c1 = [0u8; HANDSHAKE_SIZE];
         c1.copy_from_slice(&input[1..]);
-        assert_eq!(find_digest(&c1, FP_KEY_TEXT).map(|(s, _)| s), Some(Scheme::One));
+        assert_eq!(
+            find_digest(&c1, FP_KEY_TEXT).map(|(s, _)| s),
+            Some(Scheme::One)
+        );
         let mut server = RtmpeServer::new([5; 32], 0);
         let mut out = OutQueue::new();
         server.handle_input(&mut input, &mut out).unwrap();
         let sent = out.take_all();
         let mut s1 = [0u8; HANDSHAKE_SIZE];
         s1.copy_from_slice(&sent[1..1 + HANDSHAKE_SIZE]);
-        assert_eq!(find_digest(&s1, FMS_KEY_TEXT).map(|(s, _)| s), Some(Scheme::Zero));
+        assert_eq!(
+            find_digest(&s1, FMS_KEY_TEXT).map(|(s, _)| s),
+            Some(Scheme::Zero)
+        );
         let pos = dh_pos(Scheme::Zero, &s1);
         assert_eq!(&s1[pos..pos + KEY_LEN], &Dh::new([5; 32]).public[..]);
     }
