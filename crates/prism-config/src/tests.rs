@@ -1134,5 +1134,9 @@ fn rtmpe_is_opt_in_and_rtmpe_targets_parse() {
         c.routes[0].targets[0].url,
         "rtmpe://legacy.example/live2/{stream}"
     );
-    assert!(err(&CONTRACT.replacen("[rtmp]\n", "[rtmp]\nrtmpe = 1\n", 1)).contains("rtmpe"));
+    let e = err(&CONTRACT.replacen("[rtmp]\n", "[rtmp]\nrtmpe = 1\n", 1));
+    assert!(
+        e.contains("config.toml:3") && e.contains("expected a boolean"),
+        "{e}"
+    );
 }
