@@ -281,3 +281,71 @@ where
         Ok(Ok(ciphers)) => Ok(CipherStream::new(io, input, Some(ciphers))),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A duplex buffer just above S0+S1+S2 (a real socket buffer is far larger) forces
+    /// partial writes of the data, so the pending-ciphertext path runs.
+    #[tokio::test]
+    async fn encrypted_both_ways_with_partial_writes() {
+        let (a, b) = tokio::io::duplex(3200);
+        let server = tokio::spawn(accept(a, true, Duration::from_secs(5)));
+        let mut client = connect(b, Duration::from_secs(5)).await.unwrap();
+        let accepted = server.await.unwrap().unwrap();
+        assert!(accepted.handshaken);
+        let mut server = accepted.stream;
+        assert!(server.is_encrypted() && client.is_encrypted());
+
+        let up: Vec<u8> = (0..200_000u32).map(|i| (i * 7 % 251) as u8).collect();
+        let down: Vec<u8> = (0..150_000u32).map(|i| (i * 13 % 253) as u8).collect();
+        let (up2, down2) = (up.clone(), down.clone());
+        let writer = tokio::spawn(async move {
+            client.write_all(&up2).await.unwrap();
+            client.flush().await.unwrap();
+            let mut got = vec![0u8; down2.len()];
+            client.read_exact(&mut got).await.unwrap();
+            got
+        });
+        let mut got = vec![0u8; up.len()];
+        server.read_exact(&mut got).await.unwrap();
+        assert!(got == up, "client -> server bytes differ");
+        server.write_all(&down).await.unwrap();
+        server.flush().await.unwrap();
+        assert!(
+            writer.await.unwrap() == down,
+            "server -> client bytes differ"
+        );
+    }
+
+    #[tokio::test]
+    async fn rtmpe_refused_when_off_and_plain_rtmp_replayed() {
+        let (a, mut b) = tokio::io::duplex(4096);
+        b.write_all(&[6; 10]).await.unwrap();
+        let e = accept(a, false, Duration::from_secs(5))
+            .await
+            .err()
+            .unwrap();
+        assert_eq!(e.reason, ErrorReason::RtmpeDisabled);
+
+        let (a, mut b) = tokio::io::duplex(4096);
+        b.write_all(&[3, 1, 2]).await.unwrap();
+        let accepted = accept(a, true, Duration::from_secs(5)).await.unwrap();
+        assert!(!accepted.handshaken && !accepted.stream.is_encrypted());
+        let mut s = accepted.stream;
+        let mut first = [0u8; 3];
+        s.read_exact(&mut first).await.unwrap();
+        assert_eq!(first, [3, 1, 2]);
+    }
+
+    #[tokio::test]
+    async fn silent_peer_times_out() {
+        let (a, _b) = tokio::io::duplex(4096);
+        let e = accept(a, true, Duration::from_millis(50))
+            .await
+            .err()
+            .unwrap();
+        assert_eq!(e.reason, ErrorReason::HandshakeTimeout);
+    }
+}
