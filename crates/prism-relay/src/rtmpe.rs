@@ -74,6 +74,10 @@ impl<S: AsyncRead> AsyncRead for CipherStream<S> {
             let n = this.read_ahead.len().min(buf.remaining());
             buf.put_slice(&this.read_ahead[..n]);
             this.read_ahead.advance(n);
+            if this.read_ahead.is_empty() {
+                // Give the handshake's read buffer back: every connection passes through here.
+                this.read_ahead = BytesMut::new();
+            }
             return Poll::Ready(Ok(()));
         }
         let before = buf.filled().len();
