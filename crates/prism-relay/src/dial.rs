@@ -58,6 +58,11 @@ pub trait Dialer: Send + Sync + 'static {
     /// Connects to `url`'s host and port; `target` carries per-target options (CA, ...).
     /// Timeouts are the caller's.
     fn dial<'a>(&'a self, url: &'a RtmpUrl, target: &'a ResolvedTarget) -> DialFuture<'a>;
+    /// Whether the streams `dial` returns did the RTMP handshake already (RTMPE does its
+    /// own): the push session then starts at `connect`.
+    fn handshakes(&self) -> bool {
+        false
+    }
 }
 
 pub type SinkFuture<'a> = Pin<Box<dyn Future<Output = Result<(), DialError>> + Send + 'a>>;

@@ -25,6 +25,7 @@ mod pull_rtmp;
 mod push;
 mod relay;
 mod reload;
+pub mod rtmpe;
 mod server;
 mod source;
 

@@ -347,22 +347,27 @@ async fn connect_and_publish(
         .await
         .map_err(|_| ConnError::new(ErrorReason::ConnectTimeout, "connect timed out"))??;
     let config = relay.config();
-    let session = ClientSession::new(
-        ClientConfig {
-            app: url.app.clone(),
-            tc_url: url.tc_url(),
-            key: url.key.clone(),
-            session: SessionConfig {
-                chunk_size: config.rtmp.chunk_size,
-                // The client's set-up timer: handshake, connect, createStream, publish.
-                handshake_timeout: SETUP_TIMEOUT,
-                ..SessionConfig::default()
-            },
+    let client_config = ClientConfig {
+        app: url.app.clone(),
+        tc_url: url.tc_url(),
+        key: url.key.clone(),
+        session: SessionConfig {
+            chunk_size: config.rtmp.chunk_size,
+            // The client's set-up timer: handshake, connect, createStream, publish.
+            handshake_timeout: SETUP_TIMEOUT,
+            ..SessionConfig::default()
         },
-        handshake_random(),
-        epoch_ms(),
-        std::time::Instant::now(),
-    );
+    };
+    let session = if dialer.handshakes() {
+        ClientSession::after_handshake(client_config, std::time::Instant::now())
+    } else {
+        ClientSession::new(
+            client_config,
+            handshake_random(),
+            epoch_ms(),
+            std::time::Instant::now(),
+        )
+    };
     let mut driver = Driver::new(io, prism_egress::Config::default());
     let mut setup = Setup(session);
     driver.queue(setup.0.out());

@@ -72,9 +72,20 @@ where
         idle_timeout: Some(config.rtmp.idle_timeout),
         ..SessionConfig::default()
     };
+    // RTMPE (C0 = 6/8/9) is told apart by its first byte; its handshake runs before the
+    // session, which then starts at `connect` over the decrypting stream.
+    let accepted =
+        crate::rtmpe::accept(io, config.rtmp.rtmpe, config.rtmp.handshake_timeout).await?;
+    let io = accepted.stream;
     let now = Instant::now();
+    let session = if accepted.handshaken {
+        debug!(peer = %info.peer, transport = info.transport, "RTMPE handshake done");
+        ServerSession::after_handshake(session_config, now)
+    } else {
+        ServerSession::new(session_config, handshake_random(), epoch_ms(), now)
+    };
     let mut conn = RtmpConn {
-        session: ServerSession::new(session_config, handshake_random(), epoch_ms(), now),
+        session,
         relay: relay.clone(),
         info,
         publishing: None,

@@ -17,18 +17,18 @@ pub const HANDSHAKE_SIZE: usize = 1536;
 /// The only protocol version supported (plain RTMP; 6 is RTMPE, which is not).
 pub const RTMP_VERSION: u8 = 3;
 
-const DIGEST_LEN: usize = 32;
+pub(crate) const DIGEST_LEN: usize = 32;
 
 /// The 32-byte constant both Adobe keys end with.
 const KEY_TAIL: [u8; 32] = [
     0xF0, 0xEE, 0xC2, 0x4A, 0x80, 0x68, 0xBE, 0xE8, 0x2E, 0x00, 0xD0, 0xD1, 0x02, 0x9E, 0x7E, 0x57,
     0x6E, 0xEC, 0x5D, 0x2D, 0x29, 0x80, 0x6F, 0xAB, 0x93, 0xB8, 0xE6, 0x36, 0xCF, 0xEB, 0x31, 0xAE,
 ];
-const FP_KEY_TEXT: &[u8; 30] = b"Genuine Adobe Flash Player 001";
-const FMS_KEY_TEXT: &[u8; 36] = b"Genuine Adobe Flash Media Server 001";
+pub(crate) const FP_KEY_TEXT: &[u8; 30] = b"Genuine Adobe Flash Player 001";
+pub(crate) const FMS_KEY_TEXT: &[u8; 36] = b"Genuine Adobe Flash Media Server 001";
 
 /// Version bytes we put in S1 (nginx-rtmp uses the same); non-zero tells the client "digest".
-const SERVER_VERSION: [u8; 4] = [0x0D, 0x0E, 0x0A, 0x0D];
+pub(crate) const SERVER_VERSION: [u8; 4] = [0x0D, 0x0E, 0x0A, 0x0D];
 /// Version bytes we put in C1: what ffmpeg sends (9.0.124.2), so servers take the digest path.
 const CLIENT_VERSION: [u8; 4] = [9, 0, 124, 2];
 
@@ -41,6 +41,13 @@ pub enum HandshakeError {
          (6 and above are RTMPE/encrypted RTMP, which is not supported)"
     )]
     UnsupportedVersion(u8),
+    /// An RTMPE C1/S1 without a valid digest: the public key's place cannot be found.
+    #[error("RTMPE: no valid digest in the peer's C1/S1")]
+    RtmpeNoDigest,
+    /// The peer's Diffie-Hellman public key is outside 2..=p-2 (a degenerate key would
+    /// make the shared secret guessable).
+    #[error("RTMPE: the peer's Diffie-Hellman public key is invalid")]
+    RtmpeBadPublicKey,
 }
 
 impl HandshakeError {
@@ -48,13 +55,15 @@ impl HandshakeError {
     pub fn reason(&self) -> &'static str {
         match self {
             HandshakeError::UnsupportedVersion(_) => "unsupported_version",
+            HandshakeError::RtmpeNoDigest => "rtmpe_no_digest",
+            HandshakeError::RtmpeBadPublicKey => "rtmpe_bad_public_key",
         }
     }
 }
 
 /// Where the 4 offset bytes and the digest window start for each digest scheme.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Scheme {
+pub(crate) enum Scheme {
     /// Offset bytes at 8..12, digest somewhere in 12..776 (Flash Player 9 / ffmpeg default).
     Zero,
     /// Offset bytes at 772..776, digest somewhere in 776..1536 (Flash Player 10+).
@@ -62,7 +71,7 @@ enum Scheme {
 }
 
 impl Scheme {
-    fn digest_pos(self, block: &[u8; HANDSHAKE_SIZE]) -> usize {
+    pub(crate) fn digest_pos(self, block: &[u8; HANDSHAKE_SIZE]) -> usize {
         let base = match self {
             Scheme::Zero => 8,
             Scheme::One => 772,
@@ -73,7 +82,7 @@ impl Scheme {
     }
 }
 
-fn hmac_sha256(key: &[u8], parts: &[&[u8]]) -> [u8; DIGEST_LEN] {
+pub(crate) fn hmac_sha256(key: &[u8], parts: &[&[u8]]) -> [u8; DIGEST_LEN] {
     let mut out = [0u8; DIGEST_LEN];
     // HMAC takes keys of any length, so this never fails; no panic path either way.
     let Ok(mut mac) = <Hmac<Sha256> as Mac>::new_from_slice(key) else {
@@ -92,7 +101,10 @@ fn block_digest(block: &[u8; HANDSHAKE_SIZE], pos: usize, key: &[u8]) -> [u8; DI
 }
 
 /// Finds a valid digest in `block`, trying scheme 1 then scheme 0 (as ffmpeg does).
-fn find_digest(block: &[u8; HANDSHAKE_SIZE], key: &[u8]) -> Option<(Scheme, [u8; DIGEST_LEN])> {
+pub(crate) fn find_digest(
+    block: &[u8; HANDSHAKE_SIZE],
+    key: &[u8],
+) -> Option<(Scheme, [u8; DIGEST_LEN])> {
     [Scheme::One, Scheme::Zero].into_iter().find_map(|scheme| {
         let pos = scheme.digest_pos(block);
         let expected = block_digest(block, pos, key);
@@ -102,7 +114,7 @@ fn find_digest(block: &[u8; HANDSHAKE_SIZE], key: &[u8]) -> Option<(Scheme, [u8;
 }
 
 /// Writes a digest into `block` at the position `scheme` derives from the block itself.
-fn imprint_digest(
+pub(crate) fn imprint_digest(
     block: &mut [u8; HANDSHAKE_SIZE],
     scheme: Scheme,
     key: &[u8],
@@ -129,7 +141,7 @@ fn signed_response(
     block
 }
 
-fn full_key(text: &[u8]) -> Vec<u8> {
+pub(crate) fn full_key(text: &[u8]) -> Vec<u8> {
     let mut key = Vec::with_capacity(text.len() + KEY_TAIL.len());
     key.extend_from_slice(text);
     key.extend_from_slice(&KEY_TAIL);
@@ -138,10 +150,10 @@ fn full_key(text: &[u8]) -> Vec<u8> {
 
 /// xoshiro256** seeded by the caller's 32 bytes: the handshake only needs unpredictable-ish
 /// filler, and the core must not pull entropy itself.
-struct Prng([u64; 4]);
+pub(crate) struct Prng([u64; 4]);
 
 impl Prng {
-    fn new(seed: [u8; 32]) -> Self {
+    pub(crate) fn new(seed: [u8; 32]) -> Self {
         let mut s = [0u64; 4];
         for (word, bytes) in s.iter_mut().zip(seed.chunks_exact(8)) {
             let mut b = [0u8; 8];
@@ -173,7 +185,7 @@ impl Prng {
         result
     }
 
-    fn fill(&mut self, buf: &mut [u8]) {
+    pub(crate) fn fill(&mut self, buf: &mut [u8]) {
         for chunk in buf.chunks_mut(8) {
             let v = self.next_u64().to_le_bytes();
             chunk.copy_from_slice(&v[..chunk.len()]);
@@ -200,7 +212,7 @@ fn take_version_and_block(
     Ok(Some(take_block(input)))
 }
 
-fn take_block(input: &mut BytesMut) -> [u8; HANDSHAKE_SIZE] {
+pub(crate) fn take_block(input: &mut BytesMut) -> [u8; HANDSHAKE_SIZE] {
     let mut block = [0u8; HANDSHAKE_SIZE];
     block.copy_from_slice(&input[..HANDSHAKE_SIZE]);
     input.advance(HANDSHAKE_SIZE);

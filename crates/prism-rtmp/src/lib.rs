@@ -16,6 +16,7 @@ pub mod handshake;
 pub mod media;
 pub mod message;
 pub mod out;
+pub mod rtmpe;
 pub mod session;
 
 pub use out::OutQueue;

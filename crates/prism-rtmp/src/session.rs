@@ -450,6 +450,8 @@ pub struct ServerSession {
     last_input: Instant,
     /// Set once an error was returned: no more timers or input.
     failed: bool,
+    /// Whether `connect` is answered with Set Chunk Size.
+    announce_chunk_size: bool,
 }
 
 impl ServerSession {
@@ -461,6 +463,7 @@ impl ServerSession {
             handshake_deadline: Some(now + config.handshake_timeout),
             last_input: now,
             failed: false,
+            announce_chunk_size: true,
             config,
             link,
             events: VecDeque::new(),
@@ -468,6 +471,18 @@ impl ServerSession {
             next_stream_id: 1,
             scratch: Vec::new(),
         }
+    }
+
+    /// A session whose handshake another layer already did (RTMPE, [`crate::rtmpe`]): it
+    /// starts by awaiting `connect`; the handshake timer (which covers `connect`) starts at
+    /// `now`. It sends at RTMP's initial chunk size of 128 and never announces another:
+    /// FFmpeg's RTMPE publisher echoes a Set Chunk Size after RC4-encrypting the packet in
+    /// place, then reads the new size from the encrypted bytes (garbage: it disconnects).
+    pub fn after_handshake(config: SessionConfig, now: Instant) -> Self {
+        let mut session = ServerSession::new(config, [0; 32], 0, now);
+        session.phase = ServerPhase::AwaitConnect;
+        session.announce_chunk_size = false;
+        session
     }
 
     /// Bytes to send to the peer.
@@ -818,9 +833,13 @@ impl ServerSession {
             size: self.config.window_ack_size,
             limit_type: 2,
         });
-        self.link
-            .encoder
-            .set_chunk_size(self.config.chunk_size, &mut self.link.out);
+        // Sessions after an RTMPE handshake stay at 128 without saying so (see
+        // `after_handshake`).
+        if self.announce_chunk_size {
+            self.link
+                .encoder
+                .set_chunk_size(self.config.chunk_size, &mut self.link.out);
+        }
         self.link.send_command(
             0,
             &[
@@ -1081,6 +1100,16 @@ impl ClientSession {
     /// server closes the connection.
     pub fn last_status(&self) -> Option<&str> {
         self.last_status.as_deref()
+    }
+
+    /// A publishing client whose handshake another layer already did (RTMPE): `connect`
+    /// is queued at once; the set-up timer starts at `now`.
+    pub fn after_handshake(config: ClientConfig, now: Instant) -> Self {
+        let mut session = Self::with_mode(ClientMode::Publish, config, [0; 32], 0, now);
+        // Drop the C0+C1 the plain handshake queued.
+        let _ = session.link.out.take_all();
+        session.start_connect();
+        session
     }
 
     pub fn out(&mut self) -> &mut OutQueue {

@@ -34,6 +34,7 @@ impl RtmpUrl {
         let default_port = match scheme.as_str() {
             "rtmp" => 1935,
             "rtmps" => 443,
+            "rtmpe" => 1935,
             _ => return Err(UrlError::Scheme),
         };
         let (authority, path) = rest.split_once('/').ok_or(UrlError::Path)?;

@@ -101,3 +101,31 @@ pub async fn connect(host: &str, port: u16) -> std::io::Result<TcpStream> {
         std::io::Error::new(std::io::ErrorKind::NotFound, "host resolved to no address")
     }))
 }
+
+/// How long an `rtmpe://` target's RTMPE handshake may take after the TCP connect.
+const RTMPE_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Dials `rtmpe://` push targets: TCP, then the RTMPE handshake; the push session then
+/// talks plain RTMP through the RC4 stream.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct RtmpeDialer;
+
+impl Dialer for RtmpeDialer {
+    fn scheme(&self) -> &'static str {
+        "rtmpe"
+    }
+
+    fn dial<'a>(&'a self, url: &'a RtmpUrl, _target: &'a ResolvedTarget) -> DialFuture<'a> {
+        Box::pin(async move {
+            let tcp = connect(&url.host, url.port)
+                .await
+                .map_err(|e| DialError::new(ErrorReason::Connect, e))?;
+            let stream = prism_relay::rtmpe::connect(tcp, RTMPE_HANDSHAKE_TIMEOUT).await?;
+            Ok(Box::new(stream) as BoxedStream)
+        })
+    }
+
+    fn handshakes(&self) -> bool {
+        true
+    }
+}

@@ -217,6 +217,9 @@ async fn run(store: Arc<state::StateStore>, config_path: Option<PathBuf>) -> any
         signal(SignalKind::hangup()).context("installing the SIGHUP handler")?
     };
     info!(rtmp = %config.rtmp.listen, http = %config.http.listen, routes = config.routes.len(), "prism listening");
+    if config.rtmp.rtmpe {
+        warn!("[rtmp] rtmpe = true: accepting RTMPE/RTMPTE, whose RC4 encryption is weak; prefer RTMPS");
+    }
     let srt_sink = Arc::new(prism_transport_srt::SrtSink::new());
     let metrics = Metrics::new();
     if let Some(dir) = config.hls.as_ref().and_then(|h| h.dvr_dir.clone()) {
@@ -242,6 +245,7 @@ async fn run(store: Arc<state::StateStore>, config_path: Option<PathBuf>) -> any
         vec![
             Arc::new(prism_transport_rtmp::TcpDialer),
             tls_dialer.clone(),
+            Arc::new(prism_transport_rtmp::RtmpeDialer),
         ],
         vec![srt_sink.clone()],
     );

@@ -30,5 +30,7 @@ section! {
         /// A publisher (or a connection that has not started playing) that sends nothing for this long is closed; players are judged by write progress instead.
         idle_timeout_ms: u64 => idle_timeout: Duration = default(Duration::from_millis(30_000)),
             check check::positive_ms;
+        /// Accept RTMPE (encrypted RTMP, C0 = 6/8/9) here and RTMPTE on `[rtmpt]`. Off by default: RC4 is weak; prefer RTMPS.
+        rtmpe: bool => rtmpe: bool = default(false), check check::ok;
     }
 }
