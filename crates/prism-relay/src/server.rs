@@ -74,8 +74,11 @@ where
     };
     // RTMPE (C0 = 6/8/9) is told apart by its first byte; its handshake runs before the
     // session, which then starts at `connect` over the decrypting stream.
-    let accepted =
-        crate::rtmpe::accept(io, config.rtmp.rtmpe, config.rtmp.handshake_timeout).await?;
+    // A connection still waiting for its first byte must not hold a shutdown up.
+    let accepted = tokio::select! {
+        accepted = crate::rtmpe::accept(io, config.rtmp.rtmpe, config.rtmp.handshake_timeout) => accepted?,
+        _ = relay.closing() => return Ok(()),
+    };
     let io = accepted.stream;
     let now = Instant::now();
     let session = if accepted.handshaken {
