@@ -126,6 +126,11 @@ pub(crate) fn keep_startup_sections(old: &Config, new: &mut Config) -> Vec<&'sta
     keep!(rtsp, "[rtsp]");
     keep!(rtsps, "[rtsps]");
     keep!(webrtc, "[webrtc]");
+    // The budget is sized once, at start (0 = automatic, resolved then).
+    if new.limits.max_memory_mb != 0 && new.limits.max_memory_mb != old.limits.max_memory_mb {
+        changed.push("[limits] max_memory_mb");
+    }
+    new.limits.max_memory_mb = old.limits.max_memory_mb;
     changed
 }
 

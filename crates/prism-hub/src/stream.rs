@@ -17,6 +17,10 @@ pub struct HubConfig {
     pub reconnect_grace: Duration,
     /// Cap on the cached GOP; a longer GOP is not cached (joiners then wait for the next keyframe).
     pub gop_cache_max_bytes: usize,
+    /// The process's media-memory budget: every published frame is charged to it (pool
+    /// `frames`) until its last holder drops it. Above its high-water mark the streams
+    /// holding more than their share shed (see [`PublishHandle::send`]). None: unaccounted.
+    pub memory: Option<Arc<prism_mem::Budget>>,
 }
 
 impl Default for HubConfig {
@@ -24,6 +28,7 @@ impl Default for HubConfig {
         HubConfig {
             reconnect_grace: Duration::from_secs(5),
             gop_cache_max_bytes: 32 * 1024 * 1024,
+            memory: None,
         }
     }
 }
@@ -226,6 +231,11 @@ impl Hub {
 
     pub fn config(&self) -> &HubConfig {
         &self.config
+    }
+
+    /// The media-memory budget, if the hub accounts one.
+    pub fn memory(&self) -> Option<&Arc<prism_mem::Budget>> {
+        self.config.memory.as_ref()
     }
 
     /// The earliest instant at which [`Hub::handle_timeout`] has something to do: the end
@@ -698,6 +708,22 @@ impl PublishHandle {
         self.stream
             .bytes_in
             .fetch_add(frame.payload.len() as u64, Ordering::Relaxed);
+        let hub = self.stream.hub.upgrade();
+        let budget = hub.as_ref().and_then(|h| h.config.memory.clone());
+        if let Some(b) = &budget {
+            frame.mem = b.charge(prism_mem::Pool::Frames, frame.payload.len());
+        }
+        // Over the high-water mark, a stream may hold (in its GOP cache, in any one queue) at
+        // most an equal share of the low-water mark: the streams holding most shed, those
+        // within their share are untouched. Frames are shared by the cache and every queue,
+        // so a stream's holding is about the larger of the two.
+        let share = match (&budget, &hub) {
+            (Some(b), Some(h)) if b.is_high() => {
+                Some(b.low_water() / lock(&h.streams).len().max(1))
+            }
+            _ => None,
+        };
+        drop(hub);
         let mut st = lock(&self.stream.state);
         st.last_now = st.last_now.max(now);
         let track = match frame.kind {
@@ -716,11 +742,17 @@ impl PublishHandle {
                 st.audio_header = Some(frame.clone());
             }
         } else {
-            cache_gop(&mut st, &frame, self.stream.gop_limit);
+            let limit = share.map_or(self.stream.gop_limit, |s| s.min(self.stream.gop_limit));
+            cache_gop(&mut st, &frame, limit);
         }
         let mut kicked = false;
         for sub in &st.subscribers {
-            let outcome = lock(&sub.queue).push(frame.clone(), now);
+            let mut q = lock(&sub.queue);
+            let outcome = q.push(frame.clone(), now);
+            if let Some(share) = share {
+                q.shed_to(share);
+            }
+            drop(q);
             if outcome == PushOutcome::Disconnect {
                 sub.kicked.store(true, Ordering::Release);
                 kicked = true;

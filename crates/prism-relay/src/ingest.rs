@@ -44,6 +44,15 @@ impl Relay {
             control.refused(Action::Publish, req, info, &r);
             return Err(r);
         }
+        // Above the memory high-water mark no new stream starts (a stream in its grace may
+        // come back: its bytes were already held).
+        if self.hub().get(req.app, req.key).is_none()
+            && self.hub().memory().is_some_and(|b| b.is_high())
+        {
+            let r = Refusal::OutOfMemory;
+            control.refused(Action::Publish, req, info, &r);
+            return Err(r);
+        }
         // The hub's own refusals are logged and counted there.
         self.start_publish(req.app, req.key, info)
             .map_err(Refusal::Hub)
@@ -174,6 +183,7 @@ impl Publisher {
             sequence_header: info.sequence_header,
             disposable: info.disposable,
             wire: Default::default(),
+            mem: Default::default(),
         };
         self.publish(frame, info.codec);
     }
