@@ -713,12 +713,12 @@ impl PublishHandle {
         if let Some(b) = &budget {
             frame.mem = b.charge(prism_mem::Pool::Frames, frame.payload.len());
         }
-        // Over the high-water mark, a stream may hold (in its GOP cache, in any one queue) at
+        // Under memory pressure (over the high-water mark, or lately), a stream may hold (in its GOP cache, in any one queue) at
         // most an equal share of the low-water mark: the streams holding most shed, those
         // within their share are untouched. Frames are shared by the cache and every queue,
         // so a stream's holding is about the larger of the two.
         let share = match (&budget, &hub) {
-            (Some(b), Some(h)) if b.is_high() => {
+            (Some(b), Some(h)) if b.under_pressure() => {
                 Some(b.low_water() / lock(&h.streams).len().max(1))
             }
             _ => None,

@@ -9,11 +9,26 @@
 //!
 //! Hysteresis: the budget turns "high" at [`Budget::high_water`] (90 % of the limit) and
 //! back to normal only below [`Budget::low_water`] (75 %), so publishes are not refused
-//! and admitted in turn by every frame around one threshold.
+//! and admitted in turn by every frame around one threshold. Shedding brings usage under
+//! the low mark within a frame or two, so the budget also stays [under
+//! pressure](Budget::under_pressure) for [`PRESSURE_HOLD`] after each crossing of the high
+//! mark: long enough for new publishes to be refused and hoarders kept small, rather than
+//! one GOP cache refilling and being shed in turn.
 
 use std::fmt;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, OnceLock};
+use std::time::{Duration, Instant};
+
+/// How long the budget stays under pressure after usage last crossed the high-water mark.
+pub const PRESSURE_HOLD: Duration = Duration::from_secs(10);
+
+/// Nanoseconds since the first call (0 is never returned: it means "never").
+fn clock_ns() -> u64 {
+    static EPOCH: OnceLock<Instant> = OnceLock::new();
+    let epoch = *EPOCH.get_or_init(Instant::now);
+    (epoch.elapsed().as_nanos() as u64).max(1)
+}
 
 /// What a charge's bytes are held for: the `pool` label of `prism_memory_bytes`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -66,6 +81,8 @@ pub struct Budget {
     pools: [AtomicUsize; Pool::ALL.len()],
     total: AtomicUsize,
     high: AtomicBool,
+    /// [`clock_ns`] of the last crossing of the high-water mark; 0 = never.
+    high_at: AtomicU64,
 }
 
 impl fmt::Debug for Budget {
@@ -86,6 +103,7 @@ impl Budget {
             pools: Default::default(),
             total: AtomicUsize::new(0),
             high: AtomicBool::new(false),
+            high_at: AtomicU64::new(0),
         })
     }
 
@@ -117,6 +135,17 @@ impl Budget {
         self.high.load(Ordering::Relaxed)
     }
 
+    /// True while [high](Budget::is_high) and for [`PRESSURE_HOLD`] after usage last
+    /// crossed the high-water mark: new publishes are refused and the streams holding more
+    /// than their share shed.
+    pub fn under_pressure(&self) -> bool {
+        if self.is_high() {
+            return true;
+        }
+        let at = self.high_at.load(Ordering::Relaxed);
+        at != 0 && clock_ns().saturating_sub(at) < PRESSURE_HOLD.as_nanos() as u64
+    }
+
     /// Charges `bytes` to `pool`; the returned guard credits them back when dropped.
     pub fn charge(self: &Arc<Self>, pool: Pool, bytes: usize) -> MemCharge {
         self.add(pool, bytes);
@@ -137,6 +166,7 @@ impl Budget {
         let total = self.total.fetch_add(bytes, Ordering::Relaxed) + bytes;
         if total > self.high_water() && !self.high.load(Ordering::Relaxed) {
             self.high.store(true, Ordering::Relaxed);
+            self.high_at.store(clock_ns(), Ordering::Relaxed);
         }
     }
 
@@ -269,6 +299,9 @@ mod tests {
         assert!(b.is_high());
         base.set(700);
         assert!(!b.is_high());
+        // Still under pressure for a while after the crossing.
+        assert!(b.under_pressure());
+        assert!(!Budget::new(1000).under_pressure());
     }
 
     #[test]

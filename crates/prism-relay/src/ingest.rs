@@ -44,10 +44,10 @@ impl Relay {
             control.refused(Action::Publish, req, info, &r);
             return Err(r);
         }
-        // Above the memory high-water mark no new stream starts (a stream in its grace may
+        // Under memory pressure (above the high-water mark, or lately) no new stream starts (a stream in its grace may
         // come back: its bytes were already held).
         if self.hub().get(req.app, req.key).is_none()
-            && self.hub().memory().is_some_and(|b| b.is_high())
+            && self.hub().memory().is_some_and(|b| b.under_pressure())
         {
             let r = Refusal::OutOfMemory;
             control.refused(Action::Publish, req, info, &r);

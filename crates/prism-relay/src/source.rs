@@ -100,11 +100,15 @@ impl SourceSession {
             ));
         }
         if self.relay.hub().get(app, key).is_none()
-            && self.relay.hub().memory().is_some_and(|b| b.is_high())
+            && self
+                .relay
+                .hub()
+                .memory()
+                .is_some_and(|b| b.under_pressure())
         {
             return Err(ConnError::new(
                 ErrorReason::PublishRefused,
-                "memory budget ([limits] max_memory_mb) above its high-water mark",
+                "memory budget ([limits] max_memory_mb) under pressure",
             ));
         }
         match self.relay.start_publish(app, key, &info) {
