@@ -17,7 +17,7 @@ const AUTO_MIN_MB: u64 = 64;
 pub fn resolve_budget(limits: &mut Limits) {
     let available = available_bytes();
     if limits.max_memory_mb == 0 {
-        let auto = available.map_or(1024, |b| b / AUTO_DIVISOR >> 20);
+        let auto = available.map_or(1024, |b| (b / AUTO_DIVISOR) >> 20);
         limits.max_memory_mb = auto.max(AUTO_MIN_MB);
         info!(
             max_memory_mb = limits.max_memory_mb,
@@ -91,7 +91,7 @@ mod tests {
         resolve_budget(&mut l);
         assert!(l.max_memory_mb >= AUTO_MIN_MB);
         if let Some(b) = available_bytes() {
-            assert_eq!(l.max_memory_mb, (b / 4 >> 20).max(AUTO_MIN_MB));
+            assert_eq!(l.max_memory_mb, ((b / 4) >> 20).max(AUTO_MIN_MB));
         }
         let mut set = Limits {
             max_memory_mb: 300,
