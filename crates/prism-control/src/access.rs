@@ -301,5 +301,11 @@ mod tests {
         assert_eq!(dup.reason().as_str(), "already_live");
         assert!(!dup.is_access_denied());
         assert!(Refusal::WebhookError.is_access_denied());
+        // Out of memory: the stream's state, not the client; it may try again later.
+        let oom = Refusal::OutOfMemory;
+        assert_eq!(oom.rtmp_publish_code(), "NetStream.Publish.Rejected");
+        assert_eq!(oom.reason().as_str(), "memory");
+        assert!(!oom.is_access_denied());
+        assert!(oom.to_string().contains("out of memory"));
     }
 }
