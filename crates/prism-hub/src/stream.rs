@@ -379,6 +379,8 @@ pub struct Stream {
     /// so the list stays as long as the number of waiters.
     end_waiters: Mutex<EndWaiters>,
     gop_limit: usize,
+    /// The hub's media-memory budget, if any (see [`HubConfig::memory`]).
+    memory: Option<Arc<prism_mem::Budget>>,
     /// Set by [`Stream::kick`]; the publisher's connection registers in `kick_waker`.
     kicked: AtomicBool,
     kick_waker: AtomicWaker,
@@ -391,8 +393,10 @@ impl Stream {
             .map_or(HubConfig::default().gop_cache_max_bytes, |h| {
                 h.config.gop_cache_max_bytes
             });
+        let memory = hub.upgrade().and_then(|h| h.config.memory.clone());
         Arc::new(Stream {
             gop_limit,
+            memory,
             name: format!("{app}/{key}"),
             app: app.to_owned(),
             key: key.to_owned(),
@@ -708,22 +712,25 @@ impl PublishHandle {
         self.stream
             .bytes_in
             .fetch_add(frame.payload.len() as u64, Ordering::Relaxed);
-        let hub = self.stream.hub.upgrade();
-        let budget = hub.as_ref().and_then(|h| h.config.memory.clone());
-        if let Some(b) = &budget {
+        let budget = self.stream.memory.as_ref();
+        if let Some(b) = budget {
             frame.mem = b.charge(prism_mem::Pool::Frames, frame.payload.len());
         }
         // Under memory pressure (over the high-water mark, or lately), a stream may hold (in its GOP cache, in any one queue) at
         // most an equal share of the low-water mark: the streams holding most shed, those
         // within their share are untouched. Frames are shared by the cache and every queue,
         // so a stream's holding is about the larger of the two.
-        let share = match (&budget, &hub) {
-            (Some(b), Some(h)) if b.under_pressure() => {
-                Some(b.low_water() / lock(&h.streams).len().max(1))
+        let share = match budget {
+            Some(b) if b.under_pressure() => {
+                let streams = self
+                    .stream
+                    .hub
+                    .upgrade()
+                    .map_or(1, |h| lock(&h.streams).len());
+                Some(b.low_water() / streams.max(1))
             }
             _ => None,
         };
-        drop(hub);
         let mut st = lock(&self.stream.state);
         st.last_now = st.last_now.max(now);
         let track = match frame.kind {
