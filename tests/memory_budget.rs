@@ -281,12 +281,12 @@ fn budget_holds_against_huge_gops_and_stalled_players() {
         idle as f64 / MIB,
         acc / MIB
     );
-    // Stated overhead: RSS stays under the budget plus 40 MiB (the idle process, about
+    // Stated overhead: RSS stays under the budget plus 48 MiB (the idle process, about
     // 23 MiB in a debug build, and what is not accounted: allocator slack, connection
-    // buffers). Measured: peak 88 MiB, the budget + 24 MiB.
+    // buffers). Measured: peak 85-96 MiB, the budget + 21-32 MiB.
     assert!(
-        peak as f64 <= (BUDGET_MB as f64 + 40.0) * MIB,
-        "peak RSS {:.1} MiB over budget {BUDGET_MB} MiB + 40 MiB\n{text}",
+        peak as f64 <= (BUDGET_MB as f64 + 48.0) * MIB,
+        "peak RSS {:.1} MiB over budget {BUDGET_MB} MiB + 48 MiB\n{text}",
         peak as f64 / MIB
     );
     assert!(acc <= BUDGET_MB as f64 * MIB, "accounted {acc} over budget");
