@@ -184,7 +184,7 @@ fn accounting_and_rss_agree_under_load() {
     );
     assert!(acc > 60.0, "the load held only {acc:.1} MiB");
     // Stated margin: RSS above idle is the accounted bytes within 10 % + 12 MiB (allocator
-    // slack, the ingest connections' read and reassembly buffers, the players' write
+    // slack, the connections' read buffers, the players' write
     // buffers: what is not media held by the hub). Measured: RSS 3-7 MiB above.
     for (acc, held) in &samples {
         assert!(
