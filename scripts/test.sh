@@ -49,6 +49,11 @@ fi
 /usr/bin/python3 -c 'import gi; gi.require_version("GstRtspServer", "1.0")' 2>/dev/null ||
   missing+=(gir1.2-gst-rtsp-server-1.0 python3-gi python3-gst-1.0)
 gst-inspect-1.0 x264enc >/dev/null 2>&1 || missing+=(gstreamer1.0-plugins-ugly)
+# tests/webrtc.rs plays WHEP with GStreamer's webrtcbin too (tests/py/gst_whep.py, run by
+# /usr/bin/python3 with gi): its ICE agent (libnice) and the GstWebRTC/GstSdp bindings.
+/usr/bin/python3 -c 'import gi; gi.require_version("GstWebRTC", "1.0"); gi.require_version("GstSdp", "1.0")' 2>/dev/null ||
+  missing+=(gir1.2-gst-plugins-bad-1.0 python3-gi python3-gst-1.0)
+gst-inspect-1.0 nicesrc >/dev/null 2>&1 || missing+=(gstreamer1.0-nice)
 
 # crates/prism-audio: opusic-sys builds the libopus source it vendors with cmake;
 # fdk-aac-sys compiles the FDK AAC C++ it vendors.

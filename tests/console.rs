@@ -319,6 +319,21 @@ fn destinations_are_checked_and_conflicts_reported() {
         "{}",
         prism.stderr()
     );
+    // `prism check` reports it too (a warning: the server runs, that destination unapplied).
+    let out = prism_check(&cfg);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{err}");
+    assert!(
+        err.contains(&state.display().to_string())
+            && err.contains("destination youtube: the config file declares a target named youtube"),
+        "{err}"
+    );
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("1 state file conflict"),
+        "{out:?}"
+    );
+    // No [[transcode]] here: no ladders, and a rendition names none.
+    assert_eq!(list["ladders"], json!([]), "{list}");
 
     let post = |body: serde_json::Value| api.call("POST", "/api/v1/destinations", Some(&body));
     let ok = json!({"name": "tw", "stream": "live/main", "url": "rtmp://127.0.0.1:1/app/tw-key-0123456789"});
@@ -358,6 +373,11 @@ fn destinations_are_checked_and_conflicts_reported() {
             400,
             "unknown field",
         ),
+        (
+            json!({"name": "x", "stream": "live/main", "url": "rtmp://h/app/k", "rendition": "720p"}),
+            400,
+            "no [[transcode.rendition]] is named `720p`",
+        ),
     ] {
         let r = post(body.clone());
         assert_eq!(r.status, status, "{body}: {}", r.body);
@@ -393,6 +413,17 @@ fn destinations_are_checked_and_conflicts_reported() {
         Some(&json!({"url": "rtmp://h"})),
     );
     assert_eq!(r.status, 400, "{}", r.body);
+    for (patch, says) in [
+        (json!({"rendition": 5}), "a rendition name or null"),
+        (
+            json!({"rendition": "720p"}),
+            "no [[transcode.rendition]] is named `720p`",
+        ),
+    ] {
+        let r = api.call("PATCH", "/api/v1/destinations/tw", Some(&patch));
+        assert_eq!(r.status, 400, "{patch}: {}", r.body);
+        assert!(r.body.contains(says), "{patch}: {}", r.body);
+    }
     let r = api.call("DELETE", "/api/v1/destinations/tw", None);
     assert_eq!(r.status, 204, "{}", r.body);
     let r = api.call("DELETE", "/api/v1/destinations/tw", None);
@@ -404,4 +435,77 @@ fn destinations_are_checked_and_conflicts_reported() {
             .status,
         401
     );
+}
+
+/// A destination may push a `[[transcode]]` rendition instead of the source: the console's
+/// form lists the stream's ladder, and the sink receives the rendition's picture size.
+#[test]
+fn a_destination_pushes_the_rendition_chosen_in_the_console() {
+    let spec = OpenApi::load();
+    let clip = make_clip(5); // 320x240
+    let nginx = Nginx::start();
+    let dir = TempDir::new("console-rendition");
+    let state = dir.join("state.json");
+    let cfg = format!(
+        "{}[[transcode]]\nstream = \"live/*\"\n[[transcode.rendition]]\nname = \"low\"\n\
+         video = {{ codec = \"h264\", width = 160, height = 120, bitrate_kbps = 200, preset = \"veryfast\" }}\n\
+         audio = {{ codec = \"aac\", bitrate_kbps = 64 }}\n",
+        config(free_port(), free_port(), &state)
+    );
+    let prism = Prism::start(&cfg);
+    let api = Api::new(prism.http_addr.unwrap(), Some(TOKEN));
+    let _publisher = Publisher::start(&prism.rtmp_url("live", "main"), &clip, true);
+    wait_for(Duration::from_secs(20), "the rendition stream live", || {
+        api.stream(&spec, "live/main_low")
+    });
+    let list = api.call("GET", "/api/v1/destinations", None).json();
+    spec.check_response("/api/v1/destinations", "get", 200, &list);
+    assert_eq!(
+        list["ladders"],
+        json!([{"stream": "live/*", "renditions": ["low"]}])
+    );
+
+    let key = "ladder-key-0123456789";
+    let v = node_json(
+        "console_rendition.mjs",
+        &[
+            format!("http://{}/", prism.http_addr.unwrap()),
+            TOKEN.into(),
+            "live/main".into(),
+            format!("rtmp://{}/app", nginx.rtmp_addr()),
+            key.into(),
+            "low".into(),
+        ],
+        Duration::from_secs(120),
+    );
+    eprintln!("[console] rendition: {v}");
+    assert_eq!(v["ok"], true, "{v:#}");
+    assert_eq!(v["options"], json!(["", "low"]), "{v}");
+
+    // Saved with it; the API shows it; the sink gets the rendition, not the source.
+    let saved: serde_json::Value = serde_json::from_slice(&std::fs::read(&state).unwrap()).unwrap();
+    assert_eq!(saved["destinations"][0]["rendition"], "low", "{saved}");
+    let d = &api.call("GET", "/api/v1/destinations", None).json()["destinations"][0];
+    assert_eq!(d["rendition"], "low", "{d}");
+    nginx.wait_bytes_in(key, 20_000, Duration::from_secs(20));
+    let p = probe(nginx.rtmp_url("app", key), Duration::from_secs(30))
+        .unwrap_or_else(|e| panic!("probe: {e}"));
+    assert_eq!((p.width, p.height), (Some(160), Some(120)), "{p:?}");
+    assert!(p.video_frames_decoded >= 10, "{p:?}");
+
+    // Back to the source (null): the sink's next session is the source's size.
+    let r = api.call(
+        "PATCH",
+        "/api/v1/destinations/ladder",
+        Some(&json!({"rendition": null})),
+    );
+    assert_eq!(r.status, 200, "{}", r.body);
+    spec.check_response("/api/v1/destinations/{name}", "patch", 200, &r.json());
+    assert_eq!(r.json()["rendition"], serde_json::Value::Null);
+    let p = wait_for(Duration::from_secs(30), "the source at the sink", || {
+        probe(nginx.rtmp_url("app", key), Duration::from_secs(20))
+            .ok()
+            .filter(|p| p.width == Some(320))
+    });
+    assert_eq!(p.height, Some(240), "{p:?}");
 }

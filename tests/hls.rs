@@ -242,13 +242,20 @@ fn hls_js_plays_the_page_in_chromium() {
     // play for 8 s and prints the page's report.
     let v = node_json(
         "play.mjs",
-        &[format!("http://{hls}/live/page/"), "8".into()],
+        // A stall on this saturated 2-core box leaves the player behind; the page then
+        // catches up at up to 1.5x, so the latency is read once it is back (within 20 s).
+        &[
+            format!("http://{hls}/live/page/"),
+            "8".into(),
+            "--max-latency=3".into(),
+        ],
         Duration::from_secs(90),
     );
     let r = &v["report"];
     let t = r["currentTime"].as_f64().unwrap_or(0.0);
     let latency = r["latency"].as_f64().unwrap_or(f64::MAX);
-    eprintln!("[hls] hls.js in Chromium: played {t:.1} s, LL-HLS latency {latency:.2} s");
+    let catch_up = r["catchUpMs"].as_f64().unwrap_or(0.0) / 1000.0;
+    eprintln!("[hls] hls.js in Chromium: played {t:.1} s, LL-HLS latency {latency:.2} s (caught up in {catch_up:.1} s more)");
     assert!(t > 4.0, "hls.js played only {t} s: {v}");
     assert!(latency < 3.0, "LL-HLS latency {latency} s: {v}");
     // A stall on this saturated 2-core box (and the hole it leaves) is not fatal and hls.js

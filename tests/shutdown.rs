@@ -152,3 +152,92 @@ fn sigterm_with_nothing_live_exits_at_once() {
     assert!(status.success(), "exit status {status}\n{}", prism.stderr());
     eprintln!("idle prism exited {:?} after SIGTERM", stop.elapsed());
 }
+
+/// On SIGTERM a raw RTMP publisher is told its publish is over (an onStatus) before the
+/// close, and an admin request still uploading its body when the signal came is answered.
+#[test]
+fn sigterm_tells_publishers_and_answers_admin_requests_in_flight() {
+    use common::rtmp::RtmpPublisher;
+    use std::io::{Read, Write};
+
+    let config = format!(
+        "[rtmp]\nlisten = \"127.0.0.1:{}\"\n\n[http]\nlisten = \"127.0.0.1:{}\"\n",
+        free_port(),
+        free_port()
+    );
+    let mut prism = Prism::start(&config);
+    let rtmp = prism.rtmp_addr.expect("rtmp listen");
+    let http = prism.http_addr.expect("http listen");
+    let mut publisher = RtmpPublisher::publish(rtmp, "live", "bye").expect("publish");
+    // An AVC sequence header and a keyframe, so the stream is a real one.
+    let header = bytes::Bytes::from_static(&[0x17, 0, 0, 0, 0, 1, 0x64, 0, 0x1f, 0xff]);
+    publisher.send(prism_rtmp::session::MediaKind::Video, 0, &header);
+    wait_until(Duration::from_secs(5), "the stream to be live", || {
+        prism.metric_value("prism_streams_active") == Some(1.0)
+    });
+
+    // An admin request whose body is still on its way when SIGTERM arrives. With
+    // `Expect: 100-continue`, Prism's "100 Continue" shows the handler is reading the body:
+    // the request is in flight.
+    let body = br#"{"name":"late","url":"rtmp://127.0.0.1:9/app/x"}"#;
+    let mut admin = std::net::TcpStream::connect(http).expect("connect to the admin port");
+    admin
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    write!(
+        admin,
+        "POST /api/v1/streams/live/bye/targets HTTP/1.1\r\nHost: 127.0.0.1\r\n\
+         Content-Type: application/json\r\nExpect: 100-continue\r\nContent-Length: {}\r\n\r\n",
+        body.len()
+    )
+    .unwrap();
+    let mut interim = Vec::new();
+    let mut byte = [0u8; 1];
+    while !interim.ends_with(b"\r\n\r\n") {
+        let n = admin.read(&mut byte).expect("reading 100 Continue");
+        assert_eq!(n, 1, "closed before 100 Continue");
+        interim.push(byte[0]);
+    }
+    assert!(
+        interim.starts_with(b"HTTP/1.1 100"),
+        "{:?}",
+        String::from_utf8_lossy(&interim)
+    );
+    admin.write_all(&body[..10]).unwrap();
+    admin.flush().unwrap();
+
+    let stop = Instant::now();
+    prism.signal("TERM");
+    publisher
+        .wait_close(Duration::from_secs(8))
+        .unwrap_or_else(|e| panic!("publisher: {e}\n{}", prism.stderr()));
+    let told = publisher.last_status().map(str::to_owned);
+    assert!(
+        matches!(
+            told.as_deref(),
+            Some("NetStream.Unpublish.Success" | "NetConnection.Connect.Closed")
+        ),
+        "the publisher was last told {told:?} before the close"
+    );
+    // A slow client: the rest of the body comes after the streams are gone.
+    std::thread::sleep(Duration::from_millis(500));
+    admin.write_all(&body[10..]).unwrap();
+    let mut answer = String::new();
+    admin
+        .read_to_string(&mut answer)
+        .unwrap_or_else(|e| panic!("reading the admin answer: {e}\n{}", prism.stderr()));
+    eprintln!(
+        "admin answered during shutdown: {:?}",
+        answer.lines().next()
+    );
+    assert!(
+        answer.starts_with("HTTP/1.1 ") && answer.contains("\r\n\r\n{"),
+        "no JSON answer to the request in flight: {answer:?}\n{}",
+        prism.stderr()
+    );
+    let status = prism
+        .wait_exit(EXIT_WITHIN)
+        .unwrap_or_else(|| panic!("prism did not exit\n{}", prism.stderr()));
+    assert!(status.success(), "exit status {status}\n{}", prism.stderr());
+    eprintln!("exited {:?} after SIGTERM", stop.elapsed());
+}

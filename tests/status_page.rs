@@ -200,3 +200,97 @@ fn preview_plays_the_stream_over_hls() {
     let others = common::hls::unrecovered_errors(&v["report"]);
     assert!(others.is_empty(), "hls.js errors: {v}");
 }
+
+/// With `[webrtc]`, the preview is a sub-second WHEP session played in the page (muted):
+/// Chromium decodes frames of a stream ffmpeg publishes over RTMP, and closing the preview
+/// ends the session. The stream's HLS player page offers WebRTC too.
+#[test]
+fn preview_plays_the_stream_over_whep_with_webrtc() {
+    let spec = OpenApi::load();
+    let clip = make_clip(5);
+    let (sig, udp, hls) = (free_port(), free_udp_port(), free_port());
+    let cfg = format!(
+        "[rtmp]\nlisten = \"127.0.0.1:{}\"\n[http]\nlisten = \"127.0.0.1:{}\"\n\
+         [hls]\nlisten = \"127.0.0.1:{hls}\"\n\
+         [webrtc]\nlisten = \"127.0.0.1:{sig}\"\nudp = \"127.0.0.1:{udp}\"\n",
+        free_port(),
+        free_port()
+    );
+    let prism = Prism::start(&cfg);
+    let api = Api::new(prism.http_addr.unwrap(), None);
+    let _publisher = Publisher::start(&prism.rtmp_url("live", KEY), &clip, true);
+    let live = wait_for(Duration::from_secs(15), "stream live", || {
+        api.stream(&spec, STREAM)
+    });
+    assert_eq!(
+        live["webrtc"],
+        serde_json::json!({ "port": sig, "tls": false, "whep": "/live/pagekey/whep" })
+    );
+
+    let secs = 6;
+    let artifacts = target_dir().join("test-artifacts");
+    std::fs::create_dir_all(&artifacts).expect("create test-artifacts");
+    let shot = artifacts.join("console-preview-webrtc.png");
+    let v = node_json(
+        "preview_whep.mjs",
+        &[
+            format!("http://{}/", prism.http_addr.unwrap()),
+            STREAM.into(),
+            secs.to_string(),
+            "console".into(),
+            shot.display().to_string(),
+        ],
+        Duration::from_secs(90),
+    );
+    eprintln!("[status_page] WHEP preview: {v}");
+    eprintln!("[status_page] screenshot: {}", shot.display());
+    assert!(v.get("error").is_none(), "{v:#}");
+    assert_eq!(v["kind"], "webrtc", "fell back from WebRTC: {v:#}");
+    let samples = v["samples"].as_array().unwrap();
+    let frames = |i: usize| samples[i]["framesDecoded"].as_f64().unwrap_or(0.0);
+    let (first, last) = (frames(1), frames(samples.len() - 1));
+    let fps = (last - first) / (samples.len() - 2) as f64;
+    eprintln!(
+        "[status_page] WHEP preview decoded {last} frames, {fps:.1} fps after the first seconds"
+    );
+    // The source is 25 fps.
+    assert!(fps > 10.0, "framesDecoded did not keep rising: {v:#}");
+    let end = &samples[samples.len() - 1];
+    assert_eq!(end["videoWidth"], 320, "{v:#}");
+    assert_eq!(end["muted"], true, "{v:#}");
+    assert!(end["currentTime"].as_f64().unwrap_or(0.0) > 2.0, "{v:#}");
+    assert_eq!(v["closed"], true, "{v:#}");
+    let png = std::fs::read(&shot).expect("preview screenshot");
+    assert!(
+        png.starts_with(b"\x89PNG") && png.len() > 10_000,
+        "{}",
+        shot.display()
+    );
+    // Closing the preview DELETEs the session.
+    wait_until(Duration::from_secs(10), "the WHEP session to end", || {
+        prism.metric_value("prism_webrtc_sessions{direction=\"whep\"}") == Some(0.0)
+    });
+
+    // The stream's HLS player page offers the same: its WebRTC button switches to WHEP.
+    let v = node_json(
+        "preview_whep.mjs",
+        &[
+            format!("http://127.0.0.1:{hls}/live/{KEY}/"),
+            STREAM.into(),
+            secs.to_string(),
+            "hls-page".into(),
+        ],
+        Duration::from_secs(90),
+    );
+    eprintln!("[status_page] HLS page over WebRTC: {v}");
+    assert!(v.get("error").is_none(), "{v:#}");
+    let samples = v["samples"].as_array().unwrap();
+    let frames = |i: usize| samples[i]["framesDecoded"].as_f64().unwrap_or(0.0);
+    let fps = (frames(samples.len() - 1) - frames(1)) / (samples.len() - 2) as f64;
+    eprintln!("[status_page] HLS page's WebRTC player: {fps:.1} fps");
+    assert!(fps > 10.0, "framesDecoded did not keep rising: {v:#}");
+    let end = &samples[samples.len() - 1];
+    assert_eq!(end["hls"], false, "hls.js still attached: {v:#}");
+    assert_eq!(end["status"], "playing over WebRTC", "{v:#}");
+    assert_eq!(end["videoWidth"], 320, "{v:#}");
+}

@@ -281,8 +281,7 @@ fn whip_from_chromium_reaches_rtmp_targets_and_whep_viewers() {
     assert!(f1 - f0 > 40.0, "video did not play: {v}");
     assert!(a1 - a0 > 48_000.0, "Opus audio did not play: {v}");
     // The DELETE ended the stream, so the destination closed its recording: its H.264
-    // decodes. (The audio is E-RTMP Opus, which nginx-rtmp carries but ffprobe 5.1 cannot
-    // decode; AAC for RTMP platforms is the audio bridge's job.)
+    // decodes, and the publisher's Opus arrived as AAC.
     wait_until(Duration::from_secs(15), "nginx to end the stream", || {
         !nginx.is_publishing("fromwhip")
     });
@@ -305,6 +304,8 @@ fn whip_from_chromium_reaches_rtmp_targets_and_whep_viewers() {
     let (codec, frames) = probe.split_once(',').unwrap_or(("", "0"));
     assert_eq!(codec, "h264", "{probe}");
     assert!(frames.parse::<u64>().unwrap_or(0) > 100, "{probe}");
+    // WebRTC Opus is two-channel (opus/48000/2), whatever the microphone.
+    assert_aac_audio(&rec, 2, 5.0);
     assert!(
         s.prism
             .metric_sum("prism_publish_rejected_total")
@@ -500,6 +501,42 @@ fn ffmpeg8_whip_muxer_publishes_to_rtmp_targets() {
     let (codec, frames) = probe.split_once(',').unwrap_or(("", "0"));
     assert_eq!(codec, "h264", "{probe}");
     assert!(frames.parse::<u64>().unwrap_or(0) > 100, "{probe}");
+    // The Opus tone arrived as stereo AAC, transcoded once for the stream.
+    assert_aac_audio(&nginx.recording("fromffmpeg"), 2, secs as f64 - 3.0);
+}
+
+/// The recording's audio is AAC with `channels` channels, and at least `seconds` of it
+/// decode (ffprobe decodes every frame to count them).
+fn assert_aac_audio(rec: &std::path::Path, channels: u32, seconds: f64) {
+    let out = run_with_timeout(
+        Command::new("ffprobe")
+            .args(["-v", "error", "-select_streams", "a", "-count_frames"])
+            .args([
+                "-show_entries",
+                "stream=codec_name,channels,sample_rate,nb_read_frames",
+                "-of",
+                "csv=p=0",
+            ])
+            .arg(rec),
+        Duration::from_secs(30),
+    )
+    .expect("ffprobe");
+    let probe = String::from_utf8_lossy(&out.stdout).trim().to_owned();
+    eprintln!("[webrtc] recording audio: {probe}");
+    let f: Vec<&str> = probe.split(',').collect();
+    assert_eq!(f.first().copied(), Some("aac"), "{probe}");
+    assert_eq!(
+        f.get(2).and_then(|c| c.parse().ok()),
+        Some(channels),
+        "{probe}"
+    );
+    let rate: f64 = f.get(1).and_then(|r| r.parse().ok()).unwrap_or(0.0);
+    let frames: f64 = f.get(3).and_then(|n| n.parse().ok()).unwrap_or(0.0);
+    // 1024 samples per AAC frame.
+    assert!(
+        rate > 0.0 && frames * 1024.0 / rate >= seconds,
+        "{probe}: under {seconds} s of audio"
+    );
 }
 
 /// Kills and reaps a child on drop.
@@ -551,6 +588,11 @@ fn rtmp_to_whep_latency_is_measured() {
         ),
         6,
     );
+    latency_report("RTMP -> WHEP", &v);
+}
+
+/// Prints the glass-to-glass figures of a latency-mode WHEP report (`label` says from what).
+fn latency_report(label: &str, v: &serde_json::Value) {
     let mut lat: Vec<f64> = v["latencyMs"]
         .as_array()
         .map(|a| a.iter().filter_map(|x| x.as_f64()).collect())
@@ -562,12 +604,48 @@ fn rtmp_to_whep_latency_is_measured() {
     assert!(lat.len() > 50, "no frames read back: {v}");
     let p = |q: f64| lat[((lat.len() - 1) as f64 * q) as usize];
     eprintln!(
-        "[webrtc] RTMP -> WHEP glass-to-glass on loopback: p50 {} ms, p90 {} ms, min {} ms ({} frames)",
+        "[webrtc] {label} glass-to-glass on loopback: p50 {} ms, p90 {} ms, min {} ms ({} frames)",
         p(0.5),
         p(0.9),
         lat[0],
         lat.len()
     );
+}
+
+/// WHIP -> WHEP glass-to-glass latency on loopback, measured (reported, not asserted):
+/// FFmpeg 8 (PyAV) draws the wall clock into each frame and publishes over WHIP, Chromium
+/// plays over WHEP and reads the clock back from each presented frame.
+#[test]
+fn whip_to_whep_latency_is_measured() {
+    let s = start("");
+    let dir = TempDir::new("whip-cert");
+    let (cert, key) = p256_cert(&dir);
+    let _publisher = Reaped(
+        Command::new(pyav_python())
+            .arg(workspace_dir().join("tests/py/pyav_whip.py"))
+            .arg(format!("http://{}/in/clock/whip", s.signal))
+            .args([TOKEN, "30"])
+            .arg(&cert)
+            .arg(&key)
+            .arg("clock")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("python pyav_whip.py"),
+    );
+    wait_live(&s.prism, "in/clock");
+    let v = report(
+        browser_with(
+            "whep",
+            &format!("http://{}/in/clock/whep", s.signal),
+            6,
+            "",
+            "latency",
+        ),
+        6,
+    );
+    latency_report("WHIP -> WHEP", &v);
 }
 
 /// A P-256 DTLS certificate and key for FFmpeg's whip muxer, in `dir`.
@@ -617,4 +695,266 @@ fn lost_whip_publisher_resumes_within_the_grace_window() {
     wait_until(Duration::from_secs(20), "the publisher to resume", || {
         s.prism.stderr().contains("resumed=true")
     });
+}
+
+/// ICE consent (RFC 7675) with `consent_timeout_ms = 5000`: a WHEP viewer that stops
+/// checking (Chromium frozen with SIGSTOP) loses its session within the bound, while a
+/// WHIP publisher, which gets no media from Prism, is not held to consent (FFmpeg 8's
+/// whip muxer checks only during ICE) and keeps publishing past it.
+#[test]
+fn whep_sessions_without_consent_expire() {
+    let s = start_with("consent_timeout_ms = 5000", "");
+    let dir = TempDir::new("whip-cert");
+    let cert = p256_cert(&dir);
+    let _publisher = pyav_whip(&format!("http://{}/in/consent/whip", s.signal), 40, &cert);
+    wait_live(&s.prism, "in/consent");
+    let gauge = |d: &str| {
+        s.prism
+            .metric_value(&format!("prism_webrtc_sessions{{direction=\"{d}\"}}"))
+            .unwrap_or(0.0)
+    };
+    let mut viewer = browser(
+        "whep",
+        &format!("http://{}/in/consent/whep", s.signal),
+        40,
+        "",
+    );
+    wait_until(Duration::from_secs(30), "the WHEP session", || {
+        gauge("whep") == 1.0
+    });
+    // Playing for a while: consent checks keep it past the bound.
+    std::thread::sleep(Duration::from_secs(7));
+    assert_eq!(gauge("whep"), 1.0, "{}", s.prism.stderr());
+    let frozen = descendants(viewer.id());
+    signal_all(&frozen, "STOP");
+    let t0 = std::time::Instant::now();
+    wait_until(
+        Duration::from_secs(20),
+        "the frozen viewer's session to end",
+        || gauge("whep") == 0.0,
+    );
+    let took = t0.elapsed();
+    signal_all(&frozen, "KILL");
+    let _ = viewer.kill();
+    let _ = viewer.wait();
+    eprintln!("[webrtc] frozen WHEP viewer's session ended {took:?} after the freeze");
+    assert!(
+        s.prism.stderr().contains("end=ConsentExpired"),
+        "{}",
+        s.prism.stderr()
+    );
+    // The publisher has run 10 s and more without consent checks: still publishing.
+    assert_eq!(gauge("whip"), 1.0, "{}", s.prism.stderr());
+    assert!(
+        !s.prism.stderr().contains("WHIP session ended"),
+        "{}",
+        s.prism.stderr()
+    );
+}
+
+/// `pid` and every process below it (from /proc), children first.
+fn descendants(pid: u32) -> Vec<u32> {
+    let mut all = vec![pid];
+    let mut i = 0;
+    while i < all.len() {
+        let parent = all[i];
+        for e in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
+            let Some(p) = e.file_name().to_str().and_then(|n| n.parse::<u32>().ok()) else {
+                continue;
+            };
+            let stat = std::fs::read_to_string(e.path().join("stat")).unwrap_or_default();
+            // pid (comm) state ppid ...: comm may hold spaces, so split after its ')'.
+            let ppid = stat
+                .rsplit_once(')')
+                .and_then(|(_, rest)| rest.split_whitespace().nth(1))
+                .and_then(|v| v.parse::<u32>().ok());
+            if ppid == Some(parent) && !all.contains(&p) {
+                all.push(p);
+            }
+        }
+        i += 1;
+    }
+    all.reverse();
+    all
+}
+
+/// Sends `sig` to each of `pids` (processes this test started).
+fn signal_all(pids: &[u32], sig: &str) {
+    for p in pids {
+        let _ = Command::new("kill")
+            .arg(format!("-{sig}"))
+            .arg(p.to_string())
+            .stderr(Stdio::null())
+            .status();
+    }
+}
+
+/// GStreamer's webrtcbin (libnice, OpenSSL DTLS) as a second, independent WHEP player of
+/// an RTMP stream: its video and its audio (AAC transcoded to Opus) decode. See
+/// tests/py/gst_whep.py for the certificate it needs (Prism's DTLS takes ECDSA only).
+#[test]
+fn gstreamer_webrtcbin_plays_whep() {
+    let s = start("");
+    let _pub = rtmp_publish(&s.prism, "gst", "0");
+    wait_live(&s.prism, "live/gst");
+    let secs = 5;
+    let mut child = Command::new("/usr/bin/python3")
+        .arg(workspace_dir().join("tests/py/gst_whep.py"))
+        .arg(format!("http://{}/live/gst/whep", s.signal))
+        .arg(secs.to_string())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect(
+            "/usr/bin/python3 tests/py/gst_whep.py (run ./scripts/test.sh: gi, webrtcbin, libnice)",
+        );
+    let status = wait_child(&mut child, Duration::from_secs(60));
+    let (mut out, mut err) = (String::new(), String::new());
+    let _ = child.stdout.take().map(|mut o| o.read_to_string(&mut out));
+    let _ = child.stderr.take().map(|mut e| e.read_to_string(&mut err));
+    if status.is_none() {
+        let _ = child.kill();
+        let _ = child.wait();
+    }
+    let v: serde_json::Value = serde_json::from_str(out.trim())
+        .unwrap_or_else(|e| panic!("gst_whep.py output {out:?} ({e}), {status:?}: {err}"));
+    eprintln!("[webrtc] GStreamer webrtcbin WHEP: {v}");
+    assert_eq!(v["status"], 201, "{v}\n{err}");
+    assert!(v["error"].is_null(), "{v}\n{err}");
+    assert!(v["video_frames"].as_u64().unwrap_or(0) > 50, "{v}\n{err}");
+    // More than 2 s of decoded stereo audio.
+    assert!(
+        v["audio_samples"].as_u64().unwrap_or(0) > 96_000,
+        "{v}\n{err}"
+    );
+    assert_eq!(v["delete_status"], 200, "{v}");
+}
+
+/// A/V sync end to end: FFmpeg 8 publishes over WHIP a flash and a beep at the same
+/// instants every 2 s; at the nginx-rtmp destination (H.264 + AAC transcoded from the Opus)
+/// each flash and its beep are within 100 ms of each other, as they were at the source.
+#[test]
+fn whip_audio_and_video_stay_in_sync_at_rtmp_targets() {
+    let python = pyav_python();
+    let nginx = Nginx::start();
+    let target = nginx.rtmp_url("app", "sync");
+    let s = start(&format!(
+        "  [[route.target]]\n  name = \"nginx\"\n  url = \"{target}\"\n"
+    ));
+    let dir = TempDir::new("whip-cert");
+    let (cert, key) = p256_cert(&dir);
+    let script = workspace_dir().join("tests/py/pyav_whip_sync.py");
+    let mut child = Command::new(&python)
+        .arg(&script)
+        .arg("publish")
+        .arg(format!("http://{}/in/sync/whip", s.signal))
+        .args([TOKEN, "11"])
+        .arg(&cert)
+        .arg(&key)
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("python pyav_whip_sync.py");
+    let status = wait_child(&mut child, Duration::from_secs(60));
+    let mut err = String::new();
+    let _ = child.stderr.take().map(|mut e| e.read_to_string(&mut err));
+    if status.is_none() {
+        let _ = child.kill();
+        let _ = child.wait();
+    }
+    assert!(
+        status.is_some_and(|s| s.success()),
+        "publisher: {status:?}\n{err}"
+    );
+    wait_until(Duration::from_secs(15), "nginx to end the stream", || {
+        !nginx.is_publishing("sync")
+    });
+    let out = run_with_timeout(
+        Command::new(&python)
+            .arg(&script)
+            .arg("analyze")
+            .arg(nginx.recording("sync")),
+        Duration::from_secs(60),
+    )
+    .expect("pyav_whip_sync.py analyze");
+    let text = String::from_utf8_lossy(&out.stdout).trim().to_owned();
+    eprintln!("[webrtc] WHIP -> RTMP flash/beep offsets: {text}");
+    let v: serde_json::Value = serde_json::from_str(&text).unwrap_or_else(|e| {
+        panic!(
+            "analyze output {text:?} ({e}): {}",
+            String::from_utf8_lossy(&out.stderr)
+        )
+    });
+    let offsets: Vec<f64> = v["offsets_ms"]
+        .as_array()
+        .map(|a| a.iter().filter_map(|x| x.as_f64()).collect())
+        .unwrap_or_default();
+    assert!(offsets.len() >= 3, "too few flash/beep pairs: {v}");
+    for o in &offsets {
+        assert!(o.abs() <= 100.0, "audio {o} ms off the video: {v}");
+    }
+}
+
+/// HLS and RTMP players of a WHIP stream: the Opus comes as AAC (every HLS player,
+/// MPEG-TS and legacy RTMP players take it), stereo kept; ffprobe reads it from the
+/// playlist and from an RTMP play.
+#[test]
+fn whip_stream_hls_and_rtmp_player_audio_is_aac() {
+    let hls_port = free_port();
+    let s = start_with(
+        &format!("[hls]\nlisten = \"127.0.0.1:{hls_port}\"\nsegment_ms = 1000\npart_ms = 200\n"),
+        "",
+    );
+    let hls: SocketAddr = ([127, 0, 0, 1], hls_port).into();
+    let dir = TempDir::new("whip-cert");
+    let cert = p256_cert(&dir);
+    let _publisher = pyav_whip(&format!("http://{}/in/hlsaudio/whip", s.signal), 20, &cert);
+    wait_live(&s.prism, "in/hlsaudio");
+    wait_until(Duration::from_secs(20), "the audio playlist", || {
+        http_get(hls, "/in/hlsaudio/index.m3u8")
+            .map(|(st, b)| st == 200 && b.contains("audio.m3u8"))
+            .unwrap_or(false)
+    });
+    let out = run_with_timeout(
+        Command::new("ffprobe")
+            .args(["-v", "error", "-select_streams", "a"])
+            .args([
+                "-show_entries",
+                "stream=codec_name,channels",
+                "-of",
+                "csv=p=0",
+            ])
+            .arg(format!("http://{hls}/in/hlsaudio/index.m3u8")),
+        Duration::from_secs(30),
+    )
+    .expect("ffprobe");
+    let probe = String::from_utf8_lossy(&out.stdout).trim().to_owned();
+    eprintln!("[webrtc] WHIP -> HLS audio: {probe}");
+    assert_eq!(
+        probe.lines().next(),
+        Some("aac,2"),
+        "{probe} {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let out = run_with_timeout(
+        Command::new("ffprobe")
+            .args(["-v", "error", "-select_streams", "a"])
+            .args([
+                "-show_entries",
+                "stream=codec_name,channels",
+                "-of",
+                "csv=p=0",
+            ])
+            .arg(s.prism.rtmp_url("in", "hlsaudio")),
+        Duration::from_secs(30),
+    )
+    .expect("ffprobe");
+    let probe = String::from_utf8_lossy(&out.stdout).trim().to_owned();
+    eprintln!("[webrtc] WHIP -> RTMP player audio: {probe}");
+    assert_eq!(
+        probe.lines().next(),
+        Some("aac,2"),
+        "{probe} {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }

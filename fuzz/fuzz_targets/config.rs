@@ -1,27 +1,8 @@
 //! `Config::from_toml_str` on arbitrary UTF-8, and route lookups on what validates.
-//!
-//! Checks: no panic or overflow anywhere in parsing, validation, error positions
-//! (line/column from byte spans) or in expanding a valid config's targets.
+//! The body (input format and checks) is `crates/prism-fuzz-check/src/config.rs`, which
+//! `cargo test -p prism-fuzz-check` also runs over `corpus/config` and `regressions/config`.
 #![no_main]
 
-use libfuzzer_sys::fuzz_target;
-use prism_config::Config;
-
-fuzz_target!(|data: &[u8]| {
-    let Ok(text) = std::str::from_utf8(data) else {
-        return;
-    };
-    match Config::from_toml_str(text, "fuzz.toml") {
-        Ok(config) => {
-            for (app, key) in [("live", "cam1"), ("", ""), ("app", "a/b?c=d")] {
-                for t in config.targets_for(app, key) {
-                    let _ = format!("{t:?}");
-                }
-            }
-            let _ = format!("{config:?}");
-        }
-        Err(e) => {
-            let _ = e.to_string();
-        }
-    }
+libfuzzer_sys::fuzz_target!(|data: &[u8]| {
+    prism_fuzz_check::config::run(data);
 });

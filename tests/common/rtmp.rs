@@ -146,3 +146,105 @@ impl RtmpPlayer {
         }
     }
 }
+
+/// One blocking RTMP publisher on prism-rtmp's `ClientSession`, for tests that watch what
+/// Prism tells a publisher (refusals, the status before a close) or open many at once.
+pub struct RtmpPublisher {
+    sock: TcpStream,
+    session: ClientSession,
+    input: BytesMut,
+}
+
+impl RtmpPublisher {
+    /// Connects to `addr` and publishes `app/key`; returns once NetStream.Publish.Start
+    /// arrived. `Err` says why not: the refusal's code and description, or the close.
+    pub fn publish(addr: SocketAddr, app: &str, key: &str) -> Result<RtmpPublisher, String> {
+        let sock = TcpStream::connect_timeout(&addr, Duration::from_secs(5))
+            .map_err(|e| format!("connect: {e}"))?;
+        sock.set_read_timeout(Some(Duration::from_secs(15)))
+            .expect("read timeout");
+        sock.set_write_timeout(Some(Duration::from_secs(10)))
+            .expect("write timeout");
+        sock.set_nodelay(true).expect("nodelay");
+        let config = ClientConfig {
+            app: app.into(),
+            tc_url: format!("rtmp://{addr}/{app}"),
+            key: key.into(),
+            session: SessionConfig::default(),
+        };
+        let mut p = RtmpPublisher {
+            sock,
+            session: ClientSession::new(config, [7; 32], 0, Instant::now()),
+            input: BytesMut::new(),
+        };
+        while !p.session.is_publishing() {
+            p.flush()?;
+            p.fill()?;
+        }
+        Ok(p)
+    }
+
+    /// The code of the last onStatus Prism sent this publisher.
+    pub fn last_status(&self) -> Option<&str> {
+        self.session.last_status()
+    }
+
+    /// Sends one media message.
+    pub fn send(&mut self, kind: MediaKind, timestamp: u32, payload: &bytes::Bytes) {
+        self.session.send_media(kind, timestamp, payload);
+        self.flush().expect("write to prism");
+    }
+
+    /// Reads until Prism closes the connection (EOF or reset), handling what arrives, so
+    /// [`RtmpPublisher::last_status`] is what was said last. `Err` if still open after
+    /// `timeout`.
+    pub fn wait_close(&mut self, timeout: Duration) -> Result<(), String> {
+        let deadline = Instant::now() + timeout;
+        self.sock
+            .set_read_timeout(Some(Duration::from_millis(200)))
+            .expect("read timeout");
+        loop {
+            match self.fill() {
+                Ok(()) => {}
+                Err(e) if e.starts_with("closed") => return Ok(()),
+                Err(e) if e.contains("timed out") || e.contains("would block") => {}
+                Err(e) if e.contains("reset") => return Ok(()),
+                Err(e) => return Err(e),
+            }
+            if Instant::now() >= deadline {
+                return Err(format!("still open {timeout:?} later"));
+            }
+        }
+    }
+
+    fn fill(&mut self) -> Result<(), String> {
+        let mut buf = [0u8; 16 * 1024];
+        let n = match self.sock.read(&mut buf) {
+            Ok(0) => return Err("closed by prism".into()),
+            Ok(n) => n,
+            Err(e) if e.kind() == ErrorKind::ConnectionReset => {
+                return Err("connection reset".into())
+            }
+            Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => {
+                return Err(format!("read timed out: {e}"))
+            }
+            Err(e) => return Err(format!("read: {e}")),
+        };
+        self.input.extend_from_slice(&buf[..n]);
+        self.session
+            .handle_input(&mut self.input, Instant::now())
+            .map_err(|e| format!("{e}"))?;
+        while self.session.poll_event().is_some() {}
+        self.flush()
+    }
+
+    fn flush(&mut self) -> Result<(), String> {
+        let bytes = self.session.out().take_all();
+        if bytes.is_empty() {
+            return Ok(());
+        }
+        self.sock
+            .write_all(&bytes)
+            .map_err(|e| format!("write: {e}"))
+    }
+}

@@ -1,12 +1,14 @@
 """FFmpeg 8's `whip` muxer (through PyAV) as a WHIP publisher.
 
-    python pyav_whip.py URL TOKEN SECONDS [CERT KEY]
+    python pyav_whip.py URL TOKEN SECONDS [CERT KEY [clock]]
 
 Publishes a 320x240 25 fps test pattern (libx264 baseline, no B-frames) and a 440 Hz
 tone (libopus) in real time for SECONDS, then ends the session (DELETE). CERT/KEY: the
 DTLS certificate to use (PEM). PyAV's wheels build FFmpeg with GnuTLS, whose generated
 DTLS certificate is ECDSA on secp224r1 (gnutls_sec_param_to_pk_bits(ECDSA, MEDIUM) is 224
 bits there), a curve WebRTC stacks do not accept; a P-256 one works.
+`clock`: the video is the wall clock drawn as bits (ms mod 65536, the pattern
+tests/js/webrtc.mjs's latency mode reads back) instead of the test pattern.
 """
 import fractions
 import sys
@@ -18,7 +20,12 @@ url, token, seconds = sys.argv[1], sys.argv[2], float(sys.argv[3])
 opts = {"authorization": token}
 if len(sys.argv) > 5:
     opts.update(cert_file=sys.argv[4], key_file=sys.argv[5])
-video_in = av.open("testsrc2=size=320x240:rate=25", format="lavfi")
+CLOCK = (
+    "color=black:size=320x240:rate=25,geq=lum='if(lt(Y\\,40)\\,255*mod(floor(mod(time(0)*1000"
+    "\\,65536)/pow(2\\,floor(X/20)))\\,2)\\,128)':cb=128:cr=128"
+)
+source = CLOCK if len(sys.argv) > 6 and sys.argv[6] == "clock" else "testsrc2=size=320x240:rate=25"
+video_in = av.open(source, format="lavfi")
 audio_in = av.open("sine=frequency=440:sample_rate=48000", format="lavfi")
 out = av.open(url, mode="w", format="whip", options=opts)
 v = out.add_stream(

@@ -33,7 +33,9 @@ pub use section::rtsp::RtspConfig;
 pub use section::srt::{SrtConfig, SrtPassphrase};
 pub use section::state::StateConfig;
 pub use section::stream::HubConfig;
-pub use section::target::{validate_target_name, ResolvedTarget, TargetConfig, TargetTls};
+pub use section::target::{
+    validate_target_name, ResolvedTarget, TargetAudio, TargetConfig, TargetTls,
+};
 pub use section::transcode::{AudioRendition, Rendition, TranscodeConfig, VideoRendition};
 pub use section::webrtc::{WebrtcConfig, WebrtcKeys};
 pub use url::redact_url;
@@ -246,6 +248,7 @@ impl Config {
                         url: url::expand(&t.url, app, key),
                         queue: t.queue,
                         tls: t.tls.clone(),
+                        audio: t.audio,
                     });
                 }
             }

@@ -1118,3 +1118,21 @@ fn rendition_targets_push_the_rendition() {
         "{e}"
     );
 }
+
+#[test]
+fn target_audio() {
+    let c = parse(
+        "[[route]]\nstream = \"live/*\"\n[[route.target]]\nname = \"a\"\nurl = \"rtmp://h/app/{stream}\"\n[[route.target]]\nname = \"b\"\nurl = \"rtmp://h/app/{stream}\"\naudio = \"copy\"\n",
+    )
+    .unwrap();
+    let t = c.targets_for("live", "k");
+    assert_eq!(t[0].audio, crate::TargetAudio::Aac);
+    assert_eq!(t[1].audio, crate::TargetAudio::Copy);
+    let e = err(
+        "[[route]]\nstream = \"live/*\"\n[[route.target]]\nname = \"a\"\nurl = \"rtmp://h/app/k\"\naudio = \"mp3\"\n",
+    );
+    assert!(
+        e.contains("config.toml:6:9: route[0].target[0].audio: `mp3` is not a target audio mode"),
+        "{e}"
+    );
+}

@@ -250,6 +250,8 @@ impl TargetStatus {
             drops: self.drops.load(Ordering::Relaxed),
             reconnects: self.reconnects.load(Ordering::Relaxed),
             last_error: lock(&self.last_error).clone(),
+            queue: self.spec.0.queue,
+            tls: self.spec.0.tls.clone(),
         }
     }
 }
@@ -271,6 +273,9 @@ pub struct TargetSnapshot {
     pub reconnects: u64,
     /// The reason the last attempt failed, if one did.
     pub last_error: Option<String>,
+    /// Its queue budget and TLS options, as configured or as the API added it.
+    pub queue: prism_config::QueueConfig,
+    pub tls: prism_config::TargetTls,
 }
 
 /// A live stream as the admin API shows it.

@@ -193,6 +193,7 @@ mod tests {
             url: url.into(),
             queue: QueueConfig::default(),
             tls: TargetTls::default(),
+            audio: Default::default(),
         }
     }
 

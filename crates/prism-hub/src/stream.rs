@@ -41,6 +41,9 @@ pub enum PublishError {
     /// The hub was [closed](Hub::close): the server is shutting down.
     #[error("the server is shutting down")]
     Closed,
+    /// [`Hub::publish_within`]: the limit of live streams is reached.
+    #[error("{0} streams are live already")]
+    TooManyStreams(usize),
 }
 
 /// Locks a mutex, recovering from poisoning: a panic elsewhere must not take the hub down.
@@ -131,12 +134,42 @@ impl Hub {
         key: &str,
         now: Instant,
     ) -> Result<PublishHandle, PublishError> {
+        self.publish_inner(app, key, now, None)
+    }
+
+    /// [`Hub::publish`], refused with [`PublishError::TooManyStreams`] when `max_streams`
+    /// streams are live and `app/key` is not one of them (its own publisher coming back
+    /// within the grace window, or a duplicate, is not a new stream). The count is taken
+    /// under the lock that registers the stream, so concurrent publishes cannot overshoot.
+    pub fn publish_within(
+        self: &Arc<Self>,
+        app: &str,
+        key: &str,
+        now: Instant,
+        max_streams: usize,
+    ) -> Result<PublishHandle, PublishError> {
+        self.publish_inner(app, key, now, Some(max_streams))
+    }
+
+    fn publish_inner(
+        self: &Arc<Self>,
+        app: &str,
+        key: &str,
+        now: Instant,
+        max_streams: Option<usize>,
+    ) -> Result<PublishHandle, PublishError> {
         self.observe(now);
         let name = format!("{app}/{key}");
         let id = self.next_publisher.fetch_add(1, Ordering::Relaxed);
         let mut streams = lock(&self.streams);
         if self.closed.load(Ordering::Acquire) {
             return Err(PublishError::Closed);
+        }
+        if let Some(max) = max_streams {
+            let known = streams.get(&name).is_some_and(|s| s.is_live());
+            if !known && streams.values().filter(|s| s.is_live()).count() >= max {
+                return Err(PublishError::TooManyStreams(max));
+            }
         }
         let mut stream = streams
             .entry(name.clone())

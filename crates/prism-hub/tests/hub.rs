@@ -242,6 +242,45 @@ fn a_closed_subscription_ends_alone() {
     assert!(!p.stream().is_ended());
 }
 
+#[test]
+fn publish_within_never_overshoots_under_concurrent_publishes() {
+    let hub = Hub::new(HubConfig::default());
+    let now = Instant::now();
+    let max = 5;
+    let handles: Vec<_> = (0..32)
+        .map(|i| {
+            let hub = hub.clone();
+            std::thread::spawn(move || hub.publish_within("live", &format!("k{i}"), now, max))
+        })
+        .collect();
+    let results: Vec<_> = handles.into_iter().map(|h| h.join().unwrap()).collect();
+    let ok = results.iter().filter(|r| r.is_ok()).count();
+    assert_eq!(ok, max);
+    for r in &results {
+        if let Err(e) = r {
+            assert_eq!(*e, PublishError::TooManyStreams(max));
+        }
+    }
+    assert_eq!(hub.live_streams().len(), max);
+
+    // A stream in its grace window comes back whatever the count; a duplicate of a live
+    // key is refused as a duplicate, not as one stream too many.
+    let mut live: Vec<_> = results.into_iter().filter_map(Result::ok).collect();
+    let back = live.pop().unwrap();
+    let name = back.stream().key().to_owned();
+    back.detach(now);
+    let back = hub
+        .publish_within("live", &name, now, max)
+        .expect("resumes");
+    assert!(back.resumed());
+    let dup = hub.publish_within("live", &name, now, max).err();
+    assert!(matches!(dup, Some(PublishError::AlreadyLive(_))), "{dup:?}");
+    // Once one ends, a new stream fits again.
+    back.unpublish();
+    hub.publish_within("live", "new", now, max)
+        .expect("room again");
+}
+
 fn big_video(ts: u32, key: bool, len: usize) -> Frame {
     Frame {
         keyframe: key,

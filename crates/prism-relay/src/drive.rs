@@ -100,6 +100,8 @@ pub struct Driver<S> {
     frames: Vec<Arc<Frame>>,
     timer: Pin<Box<tokio::time::Sleep>>,
     reads_skipped: u32,
+    /// Opus → AAC for an output that needs AAC ([`Driver::set_audio`]).
+    audio: Option<crate::audio::AacView>,
 }
 
 impl<S: AsyncRead + AsyncWrite + Unpin> Driver<S> {
@@ -113,6 +115,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Driver<S> {
             frames: Vec::new(),
             timer: Box::pin(tokio::time::sleep(Duration::ZERO)),
             reads_skipped: 0,
+            audio: None,
         }
     }
 
@@ -125,6 +128,11 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Driver<S> {
         let mut engine = Egress::new(cfg, grid_epoch(), Instant::now());
         engine.handle_queued(self.out.len(), Instant::now());
         self.engine = engine;
+    }
+
+    /// Hands the output AAC instead of Opus audio (see [`crate::audio`]).
+    pub fn set_audio(&mut self, audio: Option<crate::audio::AacView>) {
+        self.audio = audio;
     }
 
     /// Queues protocol output produced outside the loop (handshakes, replies, goodbyes).
@@ -221,6 +229,9 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Driver<S> {
                 Some((Poll::Ready(RecvStatus::Frames), finished)) => {
                     let batch: usize = self.frames.iter().map(|f| f.payload.len()).sum();
                     let before = self.out.len();
+                    if let Some(a) = &mut self.audio {
+                        a.convert(&mut self.frames);
+                    }
                     output.send_frames(&mut self.frames, &mut self.out);
                     self.frames.clear();
                     self.engine.handle_queued(self.out.len() - before, now);

@@ -39,23 +39,30 @@ impl Relay {
         let max = self.config().limits.max_streams;
         // A stream in its reconnect grace (or live) is not a new one: its own publisher may
         // come back whatever the count, and a duplicate is refused by the hub below.
-        if self.hub().get(req.app, req.key).is_none() && self.hub().live_streams().len() >= max {
+        let known = self
+            .hub()
+            .get(req.app, req.key)
+            .is_some_and(|s| s.is_live());
+        if !known && self.hub().live_streams().len() >= max {
             let r = Refusal::TooManyStreams;
             control.refused(Action::Publish, req, info, &r);
             return Err(r);
         }
-        // Under memory pressure (above the high-water mark, or lately) no new stream starts (a stream in its grace may
-        // come back: its bytes were already held).
-        if self.hub().get(req.app, req.key).is_none()
-            && self.hub().memory().is_some_and(|b| b.under_pressure())
-        {
+        // Under memory pressure (above the high-water mark, or lately) no new stream
+        // starts; a stream in its grace may come back: its bytes were already held.
+        if !known && self.hub().memory().is_some_and(|b| b.under_pressure()) {
             let r = Refusal::OutOfMemory;
             control.refused(Action::Publish, req, info, &r);
             return Err(r);
         }
-        // The hub's own refusals are logged and counted there.
-        self.start_publish(req.app, req.key, info)
-            .map_err(Refusal::Hub)
+        // The check above spares the webhook when full; this one, under the hub's lock,
+        // is what concurrent publishes cannot race past. The hub's own refusals are logged
+        // and counted in start_publish_within.
+        match self.start_publish_within(req.app, req.key, info, Some(max)) {
+            Ok(p) => Ok(p),
+            Err(PublishError::TooManyStreams(_)) => Err(Refusal::TooManyStreams),
+            Err(e) => Err(Refusal::Hub(e)),
+        }
     }
 
     /// Starts playing `req` once the route's rules and the `[auth] on_play` webhook allow it.
@@ -90,13 +97,31 @@ impl Relay {
         key: &str,
         info: &ConnInfo,
     ) -> Result<Publisher, PublishError> {
+        self.start_publish_within(app, key, info, None)
+    }
+
+    /// [`Relay::start_publish`], refused when `max_streams` streams are live
+    /// ([`prism_hub::Hub::publish_within`]).
+    fn start_publish_within(
+        self: &Arc<Self>,
+        app: &str,
+        key: &str,
+        info: &ConnInfo,
+        max_streams: Option<usize>,
+    ) -> Result<Publisher, PublishError> {
         let m = self.metrics();
-        let handle = match self.hub().publish(app, key, Instant::now()) {
+        let now = Instant::now();
+        let published = match max_streams {
+            Some(max) => self.hub().publish_within(app, key, now, max),
+            None => self.hub().publish(app, key, now),
+        };
+        let handle = match published {
             Ok(h) => h,
             Err(e) => {
                 let reason = match e {
                     PublishError::AlreadyLive(_) => RejectReason::AlreadyLive,
                     PublishError::Closed => RejectReason::ShuttingDown,
+                    PublishError::TooManyStreams(_) => RejectReason::TooManyStreams,
                     _ => RejectReason::Other,
                 };
                 warn!(peer = %info.peer, transport = info.transport, stream = %format!("{app}/{key}"), "publish refused: {e}");

@@ -15,6 +15,7 @@
 //! to the control plane); `push` (the supervisor); `ingest` (publish/play);
 //! `reload` (applies a reload plan); `server` (RTMP sessions).
 
+pub mod audio;
 mod dial;
 mod drive;
 mod egress;

@@ -60,6 +60,7 @@ async fn pull(source: &SourceConfig, session: &mut SourceSession) -> Result<(), 
         url: source.url.clone(),
         queue: Default::default(),
         tls: Default::default(),
+        audio: Default::default(),
     };
     let io = tokio::time::timeout(CONNECT_TIMEOUT, dialer.dial(&url, &target))
         .await

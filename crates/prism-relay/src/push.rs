@@ -309,6 +309,9 @@ async fn drive(
     tm.status.set_state(TargetState::Up);
     info!(stream = %tm.stream, target = %tm.target, "target publishing");
     driver.set_merge(target.queue.write_merge);
+    if target.audio == prism_config::TargetAudio::Aac {
+        driver.set_audio(Some(relay.aac_audio(sub.stream())));
+    }
     let mut push = RtmpPush {
         session,
         sub,

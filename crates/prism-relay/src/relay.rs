@@ -35,6 +35,8 @@ pub struct Relay {
     pub(crate) pullers: RwLock<Vec<Arc<dyn crate::source::SourcePuller>>>,
     pub(crate) sources: Mutex<HashMap<String, Arc<crate::source::SourceStatus>>>,
     pub(crate) demand: crate::source::DemandTable,
+    /// Streams' shared Opus → AAC transcoders.
+    aac: crate::audio::AacTable,
 }
 
 /// An output that serves streams without a connection of their own per stream (HLS/DASH
@@ -93,6 +95,7 @@ impl Relay {
             pullers: RwLock::new(Vec::new()),
             sources: Mutex::new(HashMap::new()),
             demand: Default::default(),
+            aac: Default::default(),
         })
     }
 
@@ -197,6 +200,12 @@ impl Relay {
 
     /// The `prism_webrtc_*` series of a stream (`direction`: `whip` or `whep`); they go
     /// with the stream's other series when it ends.
+    /// An output's view of `stream`'s Opus → AAC transcoder (one per stream, made by the
+    /// first output that asks).
+    pub fn aac_audio(&self, stream: &Arc<Stream>) -> crate::audio::AacView {
+        self.aac.get(stream).view()
+    }
+
     pub fn webrtc_metrics(&self, stream: &str, direction: &'static str) -> WebrtcMetrics {
         self.metrics.webrtc(stream, direction)
     }

@@ -97,7 +97,12 @@ where
             Err(e) => break Err(e),
             Ok(Exit::Closed) => break Ok(()),
             Ok(Exit::Stopped) => {
-                if conn.publishing.is_some() {
+                if let Some(p) = &conn.publishing {
+                    // Kicked or shutting down: the publisher hears that its publish is over
+                    // (NetStream.Unpublish.Success) before the close, not a bare reset.
+                    conn.session.end_publish(p.stream_id);
+                    driver.queue(conn.session.out());
+                    driver.flush(GOODBYE_FLUSH).await;
                     info!(peer = %info.peer, transport = info.transport, "closing the connection of a kicked publisher");
                 }
                 break Ok(());
@@ -136,6 +141,11 @@ where
                     driver.flush(GOODBYE_FLUSH).await;
                     info!(peer = %info.peer, transport = info.transport, reason = r.reason().as_str(), "closing a refused connection");
                     break Ok(());
+                }
+                // A player gets Opus (WebRTC publishers) as AAC, like targets: RTMP players
+                // that predate Enhanced RTMP (most) take AAC only.
+                if let Some(p) = &conn.playing {
+                    driver.set_audio(Some(relay.aac_audio(p.player.sub.stream())));
                 }
             }
         }

@@ -925,6 +925,23 @@ impl ServerSession {
         self.link.encoder.chunk_size()
     }
 
+    /// Tells a publisher its publish is over because the server ends it (shutting down, or
+    /// an operator kicked the stream): NetStream.Unpublish.Success, as after its own
+    /// FCUnpublish, so the client knows the close that follows is not a network failure.
+    /// Media it still sends for `stream_id` is then no longer reported.
+    pub fn end_publish(&mut self, stream_id: u32) {
+        if self.role(stream_id) != Some(StreamRole::Publishing) {
+            return;
+        }
+        self.link.send_status(
+            stream_id,
+            "status",
+            "NetStream.Unpublish.Success",
+            "Stop publishing: the server ends the stream",
+        );
+        self.set_role(stream_id, StreamRole::Created);
+    }
+
     /// Tells a player the stream it plays has ended. The idle timer, if it comes back on,
     /// counts from the last input (a silent player is then due at once).
     pub fn end_play(&mut self, stream_id: u32) {
@@ -1020,6 +1037,8 @@ pub struct ClientSession {
     setup_deadline: Option<Instant>,
     /// Set once an error was returned: no more timers or input.
     failed: bool,
+    /// The code of the last onStatus the server sent (see [`ClientSession::last_status`]).
+    last_status: Option<String>,
 }
 
 impl ClientSession {
@@ -1058,7 +1077,15 @@ impl ClientSession {
             link,
             stream_id: 0,
             events: VecDeque::new(),
+            last_status: None,
         }
+    }
+
+    /// The code of the last onStatus the server sent (at most 200 characters), error or
+    /// not: what a publisher was last told, such as `NetStream.Unpublish.Success` before a
+    /// server closes the connection.
+    pub fn last_status(&self) -> Option<&str> {
+        self.last_status.as_deref()
     }
 
     pub fn out(&mut self) -> &mut OutQueue {
@@ -1318,6 +1345,7 @@ impl ClientSession {
                     .and_then(|i| i.get("level"))
                     .and_then(Value::as_str)
                     .unwrap_or_default();
+                self.last_status = Some(code.chars().take(200).collect());
                 if level == "error" {
                     return Err(refused(info));
                 }

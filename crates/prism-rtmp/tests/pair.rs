@@ -1530,3 +1530,24 @@ fn encoder_output_decodes_with_chunk_encoder_too() {
     enc.write(6, &a, &mut out);
     assert_eq!(out.take_all().len(), wire_size(1000, 128, false));
 }
+
+#[test]
+fn end_publish_tells_the_publisher_before_the_server_closes() {
+    let mut p = Pair::new(4096, 4096, "cam1");
+    let sid = p.publish_live();
+    assert_eq!(p.client.last_status(), Some("NetStream.Publish.Start"));
+    p.server.end_publish(sid);
+    p.drive_ok();
+    assert_eq!(p.client.last_status(), Some("NetStream.Unpublish.Success"));
+    assert_eq!(
+        p.tap_to_client.status_codes(),
+        vec!["NetStream.Publish.Start", "NetStream.Unpublish.Success"]
+    );
+    // Media the client still sends is no longer the stream's; a second end says nothing.
+    p.client
+        .send_media(MediaKind::Audio, 20, &Bytes::from_static(&[0xAF, 1, 2]));
+    p.server.end_publish(sid);
+    p.drive_ok();
+    assert!(p.take_server_events().is_empty());
+    assert_eq!(p.tap_to_client.status_codes().len(), 2);
+}

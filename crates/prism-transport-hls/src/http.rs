@@ -536,7 +536,10 @@ impl Server {
             Resource::Page => Answer {
                 status: StatusCode::OK,
                 content_type: "text/html; charset=utf-8",
-                body: Chunks::one(page(r.app, r.key, p.config().dvr_window.as_secs())),
+                body: Chunks::one(
+                    page(r.app, r.key, p.config().dvr_window.as_secs())
+                        .replace("{{WHEP}}", &whep_json(self.relay.config().webrtc.as_ref())),
+                ),
                 cache: "no-cache",
                 etag: None,
                 media: false,
@@ -856,6 +859,20 @@ fn byte_range(v: &str, len: usize) -> Option<(usize, usize)> {
         (a, b) => (a.parse().ok()?, b.parse::<usize>().ok()?.min(len - 1)),
     };
     (start <= end && start < len).then_some((start, end))
+}
+
+/// The page's `{{WHEP}}`: the `[webrtc]` signalling port (on the host the page was loaded
+/// from; the WHEP path is the page's own plus `whep`), or `null`. With it the page offers a
+/// sub-second WebRTC button.
+fn whep_json(webrtc: Option<&prism_config::WebrtcConfig>) -> String {
+    match webrtc {
+        Some(w) => format!(
+            "{{\"port\":{},\"tls\":{}}}",
+            w.listen.port(),
+            w.tls.is_some()
+        ),
+        None => "null".into(),
+    }
 }
 
 /// The player page of `app/key`.

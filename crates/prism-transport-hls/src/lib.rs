@@ -321,6 +321,8 @@ impl StreamOutput for HlsOutput {
             .memory()
             .map(|b| b.charge(prism_mem::Pool::Hls, 0))
             .unwrap_or_default();
+        // Opus (WebRTC) is packaged as AAC: every HLS player and MPEG-TS take AAC.
+        let audio = relay.aac_audio(stream);
         tokio::spawn(async move {
             let mut out = Packaging {
                 sub,
@@ -334,6 +336,7 @@ impl StreamOutput for HlsOutput {
             // The default pacing: nothing is written, only the periodic check (which
             // exports the gauges) matters.
             let mut driver = Driver::new(NullIo, prism_egress::Config::default());
+            driver.set_audio(Some(audio));
             let exit = driver.run(&mut out).await;
             hs.end_for(publisher);
             info!(stream = %hs.name, "hls packaging ended: {}", match exit {

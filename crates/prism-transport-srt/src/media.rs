@@ -98,6 +98,7 @@ pub(crate) enum SendEnd {
 pub(crate) async fn send_stream(
     socket: &mut SrtSocket,
     sub: &Subscription,
+    audio: Option<prism_relay::audio::AacView>,
     sent: impl FnMut(usize),
     report: impl FnMut(),
 ) -> SendEnd {
@@ -109,6 +110,8 @@ pub(crate) async fn send_stream(
         report,
     };
     let mut driver = Driver::new(SrtIo(socket), prism_egress::Config::default());
+    // MPEG-TS has no Opus mapping players take: Opus (WebRTC) goes out as AAC.
+    driver.set_audio(audio);
     match driver.run(&mut out).await {
         Ok(Exit::Ended) => SendEnd::StreamEnded,
         Ok(_) => SendEnd::PeerGone,

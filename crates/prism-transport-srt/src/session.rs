@@ -105,7 +105,14 @@ pub(crate) async fn serve(
                 }
             };
             let _stats = stats::watch(&relay, &mut socket, &label, Direction::Play);
-            let end = media::send_stream(&mut socket, &player.sub, |_| {}, || {}).await;
+            let end = media::send_stream(
+                &mut socket,
+                &player.sub,
+                Some(relay.aac_audio(player.sub.stream())),
+                |_| {},
+                || {},
+            )
+            .await;
             player.report_drops();
             info!(%peer, transport = crate::TRANSPORT, stream = %label, ?end, "SRT player gone");
             if matches!(end, SendEnd::StreamEnded) {

@@ -132,9 +132,16 @@ impl TargetSink for SrtSink {
             });
             let bytes = report.bytes_sent.clone();
             // Queue depth and drops go out on the driver's periodic check.
+            let audio = self
+                .relay
+                .get()
+                .and_then(Weak::upgrade)
+                .filter(|_| target.audio == prism_config::TargetAudio::Aac)
+                .map(|relay| relay.aac_audio(sub.stream()));
             let end = media::send_stream(
                 &mut socket,
                 sub,
+                audio,
                 |n| bytes.inc_by(n as u64),
                 || report.report(sub),
             )

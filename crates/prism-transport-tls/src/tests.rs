@@ -108,6 +108,7 @@ fn target(ca: Option<&Path>, verify: bool) -> ResolvedTarget {
             ca: ca.map(Path::to_owned),
             verify,
         },
+        audio: Default::default(),
     }
 }
 

@@ -43,6 +43,8 @@ pub(crate) struct Server {
     candidates: Vec<SocketAddr>,
     crypto: Arc<str0m::config::CryptoProvider>,
     links: Vec<HeaderValue>,
+    /// `consent_timeout_ms`.
+    consent_timeout: Duration,
 }
 
 impl Server {
@@ -67,6 +69,7 @@ impl Server {
             // Explicit, per instance: nothing process-global.
             crypto: Arc::new(str0m::crypto::from_feature_flags()),
             links,
+            consent_timeout: config.consent_timeout,
         }
     }
 }
@@ -391,6 +394,7 @@ impl Server {
             table: self.table.clone(),
             label,
             direction,
+            consent_timeout: self.consent_timeout,
         };
         tokio::spawn(session.run());
         let mut r = Response::new(Body::new(Bytes::from(answer.to_sdp_string())));

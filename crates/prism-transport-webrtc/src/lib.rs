@@ -13,7 +13,9 @@
 //!
 //! Audio: Opus passes through both ways; a WHEP viewer of an AAC source gets Opus from
 //! prism-audio's bridge ([`session::AudioAdapter`], one per viewer). WHIP's Opus goes to
-//! the hub as Enhanced RTMP Opus (no AAC for legacy RTMP targets yet).
+//! the hub as Enhanced RTMP Opus; RTMP/SRT targets and HLS get it as AAC from the relay's
+//! shared transcoder (`prism_relay::audio`, once per stream; a target's `audio = "copy"`
+//! keeps the Opus).
 //!
 //! This crate knows WebRTC, UDP and HTTP signalling; policy is prism-control's (through
 //! the relay), the frame conversions are prism-webrtc's.

@@ -12,19 +12,28 @@
 //!
 //! WHIP (publish): depacketized H.264 access units become AVCC frames (a sequence header
 //! from SPS/PPS first), Opus packets E-RTMP Opus, timestamped by prism-webrtc's track
-//! clocks. Until the first keyframe, the publisher is asked for one (PLI) every
+//! clocks, lined up by the publisher's RTCP sender reports once they come. Until the first keyframe, the publisher is asked for one (PLI) every
 //! [`KEYFRAME_REQUEST_EVERY`].
 //!
-//! The session ends on `DELETE`, when the peer closes DTLS, when no datagram came for
-//! [`CONSENT_TIMEOUT`] (ICE consent freshness, RFC 7675: browsers check every ~5 s; a
-//! publisher, whose media flows all the time, after [`PUBLISHER_IDLE_TIMEOUT`]), when
-//! ICE does not complete within [`CONNECT_TIMEOUT`], or when its stream ends.
+//! The session ends on `DELETE`, when the peer closes DTLS, when a WHEP viewer's ICE
+//! consent expires (RFC 7675: `[webrtc] consent_timeout_ms`, 30 s by default, without a
+//! STUN binding request from the peer naming the session, whatever else it sends:
+//! Chromium checks every 2.5 s), when no datagram at all came for [`PUBLISHER_IDLE_TIMEOUT`] from a publisher
+//! (whose media flows all the time), when ICE does not complete within
+//! [`CONNECT_TIMEOUT`], or when its stream ends.
+//!
+//! Consent is what Prism needs to send media: WHIP publishers, to which Prism sends only
+//! RTCP, are not held to it (FFmpeg 8's whip muxer sends binding requests during ICE and
+//! never again: measured), their media is their liveness.
+//! Consent is taken from binding requests carrying the session's ufrag (which only the
+//! peer learnt, from the answer) that str0m took without error; str0m checks their
+//! MESSAGE-INTEGRITY itself and answers only good ones.
 
 use crate::table::{Datagram, Entry, Slot, Table};
 use bytes::Bytes;
 use prism_hub::{FrameKind, RecvStatus};
 use prism_relay::{Player, Publisher, Relay};
-use prism_webrtc::clock::{to_rtp, TrackClock, Unwrap32};
+use prism_webrtc::clock::{to_rtp, SyncOrigin, TrackClock, Unwrap32};
 use prism_webrtc::h264::{AvcEgress, AvcIngest};
 use prism_webrtc::opus;
 use std::net::SocketAddr;
@@ -38,8 +47,6 @@ use tokio::net::UdpSocket;
 use tokio::sync::mpsc;
 use tracing::{debug, info};
 
-/// No datagram at all for this long: the peer is gone (consent expired).
-pub(crate) const CONSENT_TIMEOUT: Duration = Duration::from_secs(30);
 /// A WHIP publisher sends media continuously: this long without a datagram, it is gone.
 /// Shorter than the consent bound so that its stream's reconnect grace starts soon and a
 /// publisher coming back is not refused as a duplicate for long.
@@ -55,8 +62,8 @@ const KEYFRAME_INTERVAL: Duration = Duration::from_secs(2);
 const BATCH_BYTES: usize = 256 * 1024;
 
 /// Where the audio bridge plugs in: WHEP hands it every non-Opus audio frame of the source
-/// and sends the Opus packets it returns. (WHIP → RTMP targets would hand it Opus to make
-/// AAC: not done yet, targets get Enhanced RTMP Opus.)
+/// and sends the Opus packets it returns. (WHIP → RTMP/SRT targets and HLS: the relay's
+/// shared Opus → AAC transcoder, `prism_relay::audio`, once per stream.)
 pub(crate) trait AudioAdapter: Send {
     /// Opus packets (hub time in ms, payload) for one FLV audio tag body of the source.
     fn to_opus(&mut self, timestamp_ms: u64, flv_audio: &Bytes) -> Vec<(u64, Vec<u8>)>;
@@ -112,6 +119,8 @@ pub(crate) struct Session {
     pub table: Arc<Table>,
     pub label: String,
     pub direction: prism_webrtc::signal::Direction,
+    /// ICE consent lifetime (`consent_timeout_ms`).
+    pub consent_timeout: Duration,
 }
 
 /// Cumulative RTCP counters of one media as last seen, to export deltas.
@@ -162,6 +171,8 @@ struct PublishState {
     avc: AvcIngest,
     video_clock: TrackClock,
     audio_clock: TrackClock,
+    /// Sender wall clock ↔ session time, from the publisher's first RTCP sender report.
+    sync: SyncOrigin,
     audio_header_sent: bool,
     last_keyframe_request: Option<Instant>,
     /// A viewer asked for a keyframe since the last request.
@@ -197,6 +208,7 @@ impl Session {
             avc: AvcIngest::new(),
             video_clock: TrackClock::new(90_000),
             audio_clock: TrackClock::new(opus::RTP_RATE),
+            sync: None,
             audio_header_sent: false,
             last_keyframe_request: None,
             force_keyframe: false,
@@ -212,9 +224,11 @@ impl Session {
             Role::Play(_) => None,
         };
         let idle_timeout = match self.role {
-            Role::Publish(_) => PUBLISHER_IDLE_TIMEOUT,
-            Role::Play(_) => CONSENT_TIMEOUT,
+            Role::Publish(_) => PUBLISHER_IDLE_TIMEOUT.min(self.consent_timeout),
+            Role::Play(_) => self.consent_timeout,
         };
+        let mut last_consent = start;
+        let needs_consent = matches!(self.role, Role::Play(_));
         let end = loop {
             let deadline = match self.drain(&mut media, &mut publish, start, &mut seen, &metrics) {
                 Ok(d) => d,
@@ -227,11 +241,18 @@ impl Session {
             if now.duration_since(last_rx) > idle_timeout {
                 break End::ConsentExpired;
             }
+            if needs_consent
+                && media.connected
+                && now.duration_since(last_consent) > self.consent_timeout
+            {
+                break End::ConsentExpired;
+            }
             if let Role::Publish(_) = &self.role {
                 self.request_keyframe(&media, &mut publish, now);
             }
             let wake = deadline
                 .min(last_rx + idle_timeout)
+                .min(last_consent + self.consent_timeout)
                 .min(now + KEYFRAME_REQUEST_EVERY);
             let pull = media.connected && media.video.is_some();
             tokio::select! {
@@ -240,11 +261,15 @@ impl Session {
                 d = self.rx.recv() => {
                     let Some(d) = d else { break End::Deleted };
                     last_rx = d.at;
-                    self.input(d);
+                    if self.input(d) {
+                        last_consent = last_rx;
+                    }
                     // Take whatever else is queued before polling output again.
                     while let Ok(d) = self.rx.try_recv() {
                         last_rx = d.at;
-                        self.input(d);
+                        if self.input(d) {
+                            last_consent = last_rx;
+                        }
                     }
                 }
                 _ = tokio::time::sleep_until(wake.into()) => {
@@ -317,9 +342,13 @@ impl Session {
         drop(slot);
     }
 
-    fn input(&mut self, d: Datagram) {
+    /// Feeds a datagram to the Rtc; true if it renews ICE consent.
+    fn input(&mut self, d: Datagram) -> bool {
+        // A binding request (type 0x0001) naming this session's ufrag.
+        let consent = d.data.get(..2) == Some(&[0, 1])
+            && prism_webrtc::demux::stun_local_ufrag(&d.data) == Some(self.entry.ufrag.as_str());
         let Ok(contents) = d.data.as_slice().try_into() else {
-            return;
+            return false;
         };
         let input = Input::Receive(
             d.at,
@@ -331,8 +360,12 @@ impl Session {
             },
         );
         // Garbage from a known address is the peer's problem, not a reason to end.
-        if let Err(e) = self.rtc.handle_input(input) {
-            debug!(stream = %self.label, "webrtc input refused: {e}");
+        match self.rtc.handle_input(input) {
+            Ok(()) => consent,
+            Err(e) => {
+                debug!(stream = %self.label, "webrtc input refused: {e}");
+                false
+            }
         }
     }
 
@@ -439,8 +472,22 @@ impl Session {
                 };
                 let arrival = d.network_time.saturating_duration_since(start).as_millis() as u64;
                 let rtp = d.time.numer() as u32;
+                // RTCP sender reports place both tracks on the publisher's wall clock.
+                let report = d.last_sender_info.map(|sr| {
+                    let wall = sr
+                        .ntp_time
+                        .duration_since(std::time::UNIX_EPOCH)
+                        .map_or(0, |t| t.as_millis() as u64);
+                    (sr.rtp_time.numer() as u32, wall)
+                });
                 if media.video.is_some_and(|(mid, _)| mid == d.mid) {
-                    let ts = publish.video_clock.map(rtp, arrival) as u32;
+                    if let Some((r, wall)) = report {
+                        publish.video_clock.sender_report(r, wall);
+                    }
+                    let ts = publish
+                        .video_clock
+                        .map_synced(rtp, arrival, &mut publish.sync)
+                        as u32;
                     let out = publish.avc.push(&d.data);
                     if let Some(h) = out.header {
                         publisher.send(FrameKind::Video, ts, h.into());
@@ -449,7 +496,13 @@ impl Session {
                         publisher.send(FrameKind::Video, ts, f.into());
                     }
                 } else if media.audio.is_some_and(|(mid, _)| mid == d.mid) {
-                    let ts = publish.audio_clock.map(rtp, arrival) as u32;
+                    if let Some((r, wall)) = report {
+                        publish.audio_clock.sender_report(r, wall);
+                    }
+                    let ts = publish
+                        .audio_clock
+                        .map_synced(rtp, arrival, &mut publish.sync)
+                        as u32;
                     if !publish.audio_header_sent {
                         publisher.send(FrameKind::Audio, ts, opus::sequence_header(2).into());
                         publish.audio_header_sent = true;

@@ -17,11 +17,15 @@ use tracing::warn;
 use crate::api::{self, Api};
 use crate::state::StateStore;
 
+/// Serves until `stop` turns true (SIGTERM): then the listener closes, requests in flight
+/// are answered (each connection closes after its current response) and `run` returns once
+/// every connection is done; the caller bounds that wait.
 pub async fn run(
     listener: TcpListener,
     relay: Arc<Relay>,
     store: Arc<StateStore>,
     transcoder: Arc<prism_transcode::Transcoder>,
+    mut stop: tokio::sync::watch::Receiver<bool>,
 ) {
     let listen = listener
         .local_addr()
@@ -39,8 +43,15 @@ pub async fn run(
             }
         }
     }));
+    let mut connections = tokio::task::JoinSet::new();
     loop {
-        let (tcp, _) = match listener.accept().await {
+        let accepted = tokio::select! {
+            a = listener.accept() => a,
+            _ = stop.wait_for(|s| *s) => break,
+            // Reap finished connections so the set stays as large as the open ones.
+            Some(_) = connections.join_next(), if !connections.is_empty() => continue,
+        };
+        let (tcp, _) = match accepted {
             Ok(c) => c,
             Err(e) => {
                 warn!("admin accept failed: {e}");
@@ -48,20 +59,30 @@ pub async fn run(
                 continue;
             }
         };
-        let (relay, api) = (relay.clone(), api.clone());
-        tokio::spawn(async move {
+        let (relay, api, mut stop) = (relay.clone(), api.clone(), stop.clone());
+        connections.spawn(async move {
             let service = service_fn(move |req| {
                 let (relay, api) = (relay.clone(), api.clone());
                 async move { Ok::<_, Infallible>(handle(req, &relay, &api).await) }
             });
-            let _ = hyper::server::conn::http1::Builder::new()
+            let conn = hyper::server::conn::http1::Builder::new()
                 // Without a timer hyper ignores the header timeout.
                 .timer(TokioTimer::new())
                 .header_read_timeout(Duration::from_secs(10))
-                .serve_connection(TokioIo::new(tcp), service)
-                .await;
+                .serve_connection(TokioIo::new(tcp), service);
+            tokio::pin!(conn);
+            tokio::select! {
+                _ = conn.as_mut() => return,
+                _ = stop.wait_for(|s| *s) => {}
+            }
+            // Shutting down: finish the request in flight, then close (an idle keep-alive
+            // connection closes at once).
+            conn.as_mut().graceful_shutdown();
+            let _ = conn.await;
         });
     }
+    drop(listener);
+    while connections.join_next().await.is_some() {}
 }
 
 async fn handle(req: Request<Incoming>, relay: &Relay, api: &Api) -> Response<Full<Bytes>> {

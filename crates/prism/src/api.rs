@@ -300,6 +300,11 @@ impl Api {
                         tls: h.tls.is_some(),
                         page: format!("/{app}/{key}/"),
                     });
+                let webrtc = config.webrtc.as_ref().map(|w| WebrtcJson {
+                    port: w.listen.port(),
+                    tls: w.tls.is_some(),
+                    whep: format!("/{app}/{key}/whep"),
+                });
                 StreamJson {
                     name: s.stream.name().to_owned(),
                     app: s.stream.app().to_owned(),
@@ -323,6 +328,7 @@ impl Api {
                     subscribers: s.stream.subscriber_count(),
                     targets,
                     hls,
+                    webrtc,
                 }
             })
             .collect();
@@ -369,14 +375,21 @@ impl Api {
             Err(e) => {
                 return error(
                     StatusCode::BAD_REQUEST,
-                    &format!("expected {{\"name\": \"...\", \"url\": \"...\"}}: {e}"),
+                    &format!(
+                        "expected {{\"name\": \"...\", \"url\": \"...\", \"queue\": {{...}}, \"tls\": {{...}}}} (queue and tls optional): {e}"
+                    ),
                 )
             }
         };
-        let target = match ResolvedTarget::for_stream(&new.name, &new.url, app, key) {
+        let mut target = match ResolvedTarget::for_stream(&new.name, &new.url, app, key) {
             Ok(t) => t,
             Err(m) => return error(StatusCode::BAD_REQUEST, &m),
         };
+        // The same queue and TLS options a [[route.target]] takes, checked the same way.
+        match (new.queue.resolve(), new.tls.resolve(&new.url)) {
+            (Ok(queue), Ok(tls)) => (target.queue, target.tls) = (queue, tls),
+            (Err(m), _) | (_, Err(m)) => return error(StatusCode::BAD_REQUEST, &m),
+        }
         let scheme = target
             .url
             .split_once("://")
@@ -430,6 +443,16 @@ impl Api {
             &DestinationList {
                 persisted: self.store.persisted(),
                 destinations: self.store.list(),
+                ladders: self
+                    .relay
+                    .config()
+                    .transcode
+                    .iter()
+                    .map(|l| LadderJson {
+                        stream: l.stream.as_str().to_owned(),
+                        renditions: l.renditions.iter().map(|r| r.name.clone()).collect(),
+                    })
+                    .collect(),
             },
         )
     }
@@ -480,7 +503,7 @@ impl Api {
     async fn change_destination(&self, name: &str, req: Request<Incoming>) -> Resp {
         let patch: DestinationPatch = match read_json(
             req,
-            "{\"enabled\": true|false, \"url\", \"stream\", \"queue\"}",
+            "{\"enabled\": true|false, \"url\", \"stream\", \"queue\", \"rendition\"}",
         )
         .await
         {
@@ -492,6 +515,18 @@ impl Api {
                 return r;
             }
         }
+        // `"rendition": null` goes back to the source; absent leaves it as it is.
+        let rendition = match patch.rendition {
+            None => None,
+            Some(serde_json::Value::Null) => Some(None),
+            Some(serde_json::Value::String(r)) => Some(Some(r)),
+            Some(_) => {
+                return error(
+                    StatusCode::BAD_REQUEST,
+                    "rendition: a rendition name or null",
+                )
+            }
+        };
         let (store, relay, name) = (self.store.clone(), self.relay.clone(), name.to_owned());
         let done = tokio::task::spawn_blocking(move || {
             store.update(
@@ -508,6 +543,9 @@ impl Api {
                     }
                     if let Some(v) = patch.queue {
                         d.queue = v;
+                    }
+                    if let Some(v) = rendition {
+                        d.rendition = v;
                     }
                 },
                 |c| apply(&relay, c),
@@ -714,6 +752,15 @@ async fn read_json<T: serde::de::DeserializeOwned>(
 struct DestinationList {
     persisted: bool,
     destinations: Vec<crate::state::DestinationView>,
+    /// The `[[transcode]]` ladders: the renditions a destination may push instead of the
+    /// source, for the streams each ladder's pattern matches.
+    ladders: Vec<LadderJson>,
+}
+
+#[derive(Serialize)]
+struct LadderJson {
+    stream: String,
+    renditions: Vec<String>,
 }
 
 #[derive(Deserialize)]
@@ -723,6 +770,14 @@ struct DestinationPatch {
     url: Option<String>,
     stream: Option<String>,
     queue: Option<QueueJson>,
+    /// A rendition name, or null for the source.
+    #[serde(default, deserialize_with = "present")]
+    rendition: Option<serde_json::Value>,
+}
+
+/// A field that is present, `null` included (plain `Option` reads `null` as absent).
+fn present<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<serde_json::Value>, D::Error> {
+    serde_json::Value::deserialize(d).map(Some)
 }
 
 /// `GET /`: the self-refreshing status page (static; its data comes from the API).
@@ -756,12 +811,13 @@ pub fn status_page() -> Resp {
         HeaderValue::from_static("text/html; charset=utf-8"),
     );
     // frame-src: stream previews frame the `[hls]` player page, another origin (port)
-    // of a host only the browser knows.
+    // of a host only the browser knows; connect-src: WebRTC previews POST their WHEP offer
+    // to the `[webrtc]` port, likewise.
     h.insert(
         header::CONTENT_SECURITY_POLICY,
         HeaderValue::from_static(
             "default-src 'none'; script-src 'unsafe-inline'; style-src 'unsafe-inline'; \
-             connect-src 'self'; img-src data:; frame-src http: https:; frame-ancestors 'none'; base-uri 'none'",
+             connect-src 'self' http: https:; img-src data:; frame-src http: https:; frame-ancestors 'none'; base-uri 'none'",
         ),
     );
     h.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
@@ -836,6 +892,17 @@ struct StreamJson {
     /// Where viewers watch it over HLS (absent: not served over HLS).
     #[serde(skip_serializing_if = "Option::is_none")]
     hls: Option<HlsJson>,
+    /// Where viewers watch it over WebRTC (WHEP; absent: no `[webrtc]`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    webrtc: Option<WebrtcJson>,
+}
+
+/// The stream's WHEP endpoint, on the `[webrtc]` port of the host the API was reached at.
+#[derive(Serialize)]
+struct WebrtcJson {
+    port: u16,
+    tls: bool,
+    whep: String,
 }
 
 /// The stream's HLS player page, on the `[hls]` port of the host the API was reached at.
@@ -871,6 +938,8 @@ struct TargetJson {
     drops: u64,
     reconnects: u64,
     last_error: Option<String>,
+    queue: crate::state::QueueView,
+    tls: TlsView,
 }
 
 impl TargetJson {
@@ -887,6 +956,16 @@ impl TargetJson {
             drops: t.drops,
             reconnects: t.reconnects,
             last_error: t.last_error.clone(),
+            queue: crate::state::QueueView {
+                max_queue_ms: t.queue.max_queue_ms,
+                max_queue_bytes: t.queue.max_queue_bytes,
+                overflow_disconnect_ms: t.queue.overflow_disconnect.as_millis() as u64,
+                write_merge_ms: t.queue.write_merge.as_millis() as u64,
+            },
+            tls: TlsView {
+                ca: t.tls.ca.as_ref().map(|p| p.display().to_string()),
+                tls_verify: t.tls.verify,
+            },
         }
     }
 }
@@ -896,6 +975,52 @@ impl TargetJson {
 struct NewTarget {
     name: String,
     url: String,
+    /// The `[[route.target]]` queue keys; absent = their defaults.
+    #[serde(default)]
+    queue: QueueJson,
+    /// `ca` and `tls_verify` of an `rtmps://` target.
+    #[serde(default)]
+    tls: TlsJson,
+}
+
+/// The `[[route.target]]` TLS keys.
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct TlsJson {
+    ca: Option<String>,
+    tls_verify: Option<bool>,
+}
+
+impl TlsJson {
+    /// Checked as the config checks them: only for rtmps:// targets. A `ca` must be a
+    /// readable PEM file now (the config finds out at start-up, when it loads it).
+    fn resolve(&self, url: &str) -> Result<prism_config::TargetTls, String> {
+        let mut tls = prism_config::TargetTls::default();
+        if self.ca.is_none() && self.tls_verify.is_none() {
+            return Ok(tls);
+        }
+        if !url.to_ascii_lowercase().starts_with("rtmps://") {
+            return Err("tls: `ca` and `tls_verify` only apply to rtmps:// targets".into());
+        }
+        if let Some(ca) = self.ca.as_deref().filter(|c| !c.is_empty()) {
+            let pem = std::fs::read_to_string(ca).map_err(|e| format!("tls.ca: {ca}: {e}"))?;
+            if !pem.contains("-----BEGIN CERTIFICATE-----") {
+                return Err(format!("tls.ca: {ca}: no PEM certificate in it"));
+            }
+            tls.ca = Some(ca.into());
+        }
+        if let Some(v) = self.tls_verify {
+            tls.verify = v;
+        }
+        Ok(tls)
+    }
+}
+
+/// A target's TLS options as the API shows them.
+#[derive(Serialize)]
+struct TlsView {
+    ca: Option<String>,
+    tls_verify: bool,
 }
 
 #[derive(Serialize)]

@@ -90,16 +90,35 @@ fn main() -> ExitCode {
                         eprintln!("{}: {e}", path.display());
                         return ExitCode::FAILURE;
                     }
-                    if let Err(e) = state::read(&config) {
-                        eprintln!("{e}");
-                        return ExitCode::FAILURE;
+                    let destinations = match state::read(&config) {
+                        Ok(d) => d,
+                        Err(e) => {
+                            eprintln!("{e}");
+                            return ExitCode::FAILURE;
+                        }
+                    };
+                    // Reported, not fatal: the server runs with them too (those
+                    // destinations are not applied), as it logs at start.
+                    let problems = state::problems(&config, &destinations);
+                    for p in &problems {
+                        if let Some(state) = &config.state.path {
+                            eprintln!("warning: state file {}: {p}", state.display());
+                        }
                     }
                     // ffmpeg runs and has every encoder a ladder names.
                     if let Err(e) = prism_transcode::check(&config.transcode) {
                         eprintln!("{}: {e}", path.display());
                         return ExitCode::FAILURE;
                     }
-                    println!("{}: ok", path.display());
+                    if problems.is_empty() {
+                        println!("{}: ok", path.display());
+                    } else {
+                        println!(
+                            "{}: ok, with {} state file conflict(s) (see the warnings)",
+                            path.display(),
+                            problems.len()
+                        );
+                    }
                     ExitCode::SUCCESS
                 }
                 Err(e) => {
@@ -287,25 +306,42 @@ async fn run(store: Arc<state::StateStore>, config_path: Option<PathBuf>) -> any
     if let Some(w) = webrtc {
         accept_loops.push(tokio::spawn(w.run(relay.clone())));
     }
-    accept_loops.push(tokio::spawn(admin::run(
+    // Not an accept loop to abort: on shutdown it stops accepting but answers the
+    // requests in flight (bounded below, with the streams' goodbyes).
+    let (admin_stop, admin_stopping) = tokio::sync::watch::channel(false);
+    let admin = tokio::spawn(admin::run(
         http,
         relay.clone(),
         store,
         transcoder.clone(),
-    )));
+        admin_stopping,
+    ));
     sources::start(&relay);
     shutdown_signal().await;
 
     // Stop accepting: dropping an accept loop closes its listening socket.
-    info!("shutting down: listeners closed, ending live streams");
+    info!(
+        "shutting down: listeners closed, ending live streams, answering admin requests in flight"
+    );
+    let _ = admin_stop.send(true);
     for task in &accept_loops {
         task.abort();
     }
     for task in accept_loops {
         let _ = task.await;
     }
+    let drained = async {
+        let (report, admin) = tokio::join!(
+            relay.shutdown(SHUTDOWN_BOUND),
+            tokio::time::timeout(SHUTDOWN_BOUND, admin)
+        );
+        if admin.is_err() {
+            warn!("admin requests still open after {SHUTDOWN_BOUND:?}; closing them");
+        }
+        report
+    };
     let report = tokio::select! {
-        r = relay.shutdown(SHUTDOWN_BOUND) => Some(r),
+        r = drained => Some(r),
         // A second signal: stop now.
         _ = shutdown_signal() => None,
     };

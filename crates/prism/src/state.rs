@@ -47,6 +47,10 @@ pub struct Destination {
     pub enabled: bool,
     #[serde(default)]
     pub queue: QueueJson,
+    /// Push this `[[transcode]]` rendition of the stream instead of the source (as a
+    /// config target's `rendition`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rendition: Option<String>,
 }
 
 fn yes() -> bool {
@@ -111,15 +115,27 @@ impl Destination {
         Ok(())
     }
 
+    /// The `rendition` must name one of the config's `[[transcode.rendition]]`s, as a
+    /// config target's must.
+    fn check_rendition(&self, base: &Config) -> Result<(), String> {
+        match &self.rendition {
+            Some(r) if !ladders_have(base, r) => Err(format!(
+                "rendition: no [[transcode.rendition]] is named `{r}`"
+            )),
+            _ => Ok(()),
+        }
+    }
+
     fn route(&self) -> Option<Route> {
         Some(Route {
             stream: StreamPattern::new(&self.stream).ok()?,
             targets: vec![TargetConfig {
                 name: self.name.clone(),
                 url: self.url.clone(),
+                audio: Default::default(),
                 queue: self.queue.resolve().ok()?,
                 tls: TargetTls::default(),
-                rendition: None,
+                rendition: self.rendition.clone(),
             }],
             access: RouteAccess::default(),
             outputs: RouteOutputs::default(),
@@ -144,6 +160,7 @@ impl Destination {
             applied: self.enabled && conflict.is_none(),
             conflict,
             persisted,
+            rendition: self.rendition.clone(),
         }
     }
 }
@@ -163,6 +180,14 @@ pub struct DestinationView {
     pub conflict: Option<String>,
     /// Saved in the `[state]` file (false: in memory only, lost on restart).
     pub persisted: bool,
+    /// The `[[transcode]]` rendition pushed instead of the source (none: the source).
+    pub rendition: Option<String>,
+}
+
+fn ladders_have(base: &Config, rendition: &str) -> bool {
+    base.transcode
+        .iter()
+        .any(|l| l.renditions.iter().any(|x| x.name == rendition))
 }
 
 #[derive(Debug, Serialize)]
@@ -396,6 +421,8 @@ impl StateStore {
     ) -> Result<DestinationView, StateError> {
         d.check().map_err(StateError::Invalid)?;
         let mut inner = lock(&self.inner);
+        d.check_rendition(&inner.base)
+            .map_err(StateError::Invalid)?;
         if inner.destinations.iter().any(|x| x.name == d.name) {
             return Err(StateError::Conflict(format!(
                 "a destination named {} exists; change or remove it",
@@ -432,6 +459,9 @@ impl StateStore {
         change(&mut next[i]);
         next[i].name = name.to_owned();
         next[i].check().map_err(StateError::Invalid)?;
+        next[i]
+            .check_rendition(&inner.base)
+            .map_err(StateError::Invalid)?;
         let view = next[i].view(conflict(&inner.base, name), self.persisted());
         self.commit(&mut inner, next, apply)?;
         Ok(view)
@@ -479,6 +509,22 @@ impl StateStore {
     }
 }
 
+/// What `prism check` reports about the state file's destinations against `config`: a
+/// name the config file also declares (that destination is not applied), a rendition no
+/// ladder has (it pushes nothing). One line each, naming the destination.
+pub fn problems(config: &Config, destinations: &[Destination]) -> Vec<String> {
+    destinations
+        .iter()
+        .flat_map(|d| {
+            let named = |m: String| format!("destination {}: {m}", d.name);
+            conflict(config, &d.name)
+                .map(named)
+                .into_iter()
+                .chain(d.check_rendition(config).err().map(named))
+        })
+        .collect()
+}
+
 fn conflict(base: &Config, name: &str) -> Option<String> {
     base.routes
         .iter()
@@ -514,6 +560,7 @@ mod tests {
             url: "rtmp://127.0.0.1/live/abcdefgh12345678".into(),
             enabled: true,
             queue: QueueJson::default(),
+            rendition: None,
         }
     }
 
@@ -560,6 +607,35 @@ mod tests {
             .unwrap()
             .list()
             .is_empty());
+    }
+
+    #[test]
+    fn a_rendition_is_checked_against_the_ladders_and_pushes_that_rendition() {
+        let dir = tempdir("rendition");
+        let ladder = "[[transcode]]\nstream = \"live/*\"\n[[transcode.rendition]]\nname = \"low\"\n\
+                      video = { codec = \"h264\", width = 640, height = 360, bitrate_kbps = 800 }\n";
+        let store = StateStore::open(config(&dir, ladder)).unwrap();
+        let mut bad = dest("yt", "live/main");
+        bad.rendition = Some("nope".into());
+        match store.add(bad, |_| {}) {
+            Err(StateError::Invalid(m)) => assert!(m.contains("rendition"), "{m}"),
+            other => panic!("unknown rendition accepted: {other:?}"),
+        }
+        let mut d = dest("yt", "live/main");
+        d.rendition = Some("low".into());
+        let mut applied = None;
+        let view = store.add(d, |c| applied = Some(c)).unwrap();
+        assert_eq!(view.rendition.as_deref(), Some("low"));
+        let c = applied.unwrap();
+        // The rendition stream gets it, the source does not.
+        assert_eq!(c.targets_for("live", "main_low").len(), 1);
+        assert!(c.targets_for("live", "main").is_empty());
+        // Saved with it.
+        let again = StateStore::open(config(&dir, ladder)).unwrap();
+        assert_eq!(again.list()[0].rendition.as_deref(), Some("low"));
+        // Back to the source.
+        store.update("yt", |d| d.rendition = None, |_| {}).unwrap();
+        assert_eq!(store.effective().targets_for("live", "main").len(), 1);
     }
 
     #[test]

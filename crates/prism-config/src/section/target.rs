@@ -16,6 +16,8 @@ queue_keys!(section! {
         url: toml::Spanned<String>;
         /// Push this `[[transcode]]` rendition of the stream instead of the source.
         rendition: Option<toml::Spanned<String>>;
+        /// `aac` (default): Opus audio (WHIP) is sent as AAC, transcoded once per stream; `copy`: the source's audio as it came (Enhanced RTMP Opus).
+        audio: Option<toml::Spanned<String>>;
     }
 } reuse {
     /// TLS options of an `rtmps://` target.
@@ -52,6 +54,11 @@ pub(crate) fn resolve(
         }
         None => None,
     };
+    let audio = match t.audio.take() {
+        Some(a) => TargetAudio::parse(a.get_ref())
+            .map_err(|m| cx.err(a.span(), &format!("{key}.audio"), m))?,
+        None => TargetAudio::default(),
+    };
     let name = t.name.get_ref();
     validate_target_name(name).map_err(|m| cx.err(t.name.span(), &format!("{key}.name"), m))?;
     if !names.insert(name.clone()) {
@@ -83,6 +90,7 @@ pub(crate) fn resolve(
         url: t.url.into_inner(),
         queue,
         tls,
+        audio,
     })
 }
 
@@ -114,6 +122,31 @@ pub struct TargetConfig {
     pub tls: TargetTls,
     /// `rendition`: push this `[[transcode]]` rendition instead of the source.
     pub rendition: Option<String>,
+    /// `audio`: what the target gets of an Opus (WebRTC) stream's audio.
+    pub audio: TargetAudio,
+}
+
+/// A target's `audio`: RTMP platforms take AAC only, so Opus (what WHIP publishers send)
+/// is transcoded unless the destination is known to take Enhanced RTMP Opus.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum TargetAudio {
+    /// Opus becomes AAC-LC (once per stream, shared by its targets); AAC passes untouched.
+    #[default]
+    Aac,
+    /// The source's audio as it came.
+    Copy,
+}
+
+impl TargetAudio {
+    pub fn parse(v: &str) -> Result<TargetAudio, String> {
+        match v {
+            "aac" => Ok(TargetAudio::Aac),
+            "copy" => Ok(TargetAudio::Copy),
+            _ => Err(format!(
+                "`{v}` is not a target audio mode: \"aac\" or \"copy\""
+            )),
+        }
+    }
 }
 
 /// A target for one concrete stream, URL expanded.
@@ -124,6 +157,7 @@ pub struct ResolvedTarget {
     pub url: String,
     pub queue: QueueConfig,
     pub tls: TargetTls,
+    pub audio: TargetAudio,
 }
 
 impl ResolvedTarget {
@@ -138,6 +172,7 @@ impl ResolvedTarget {
             url: url::expand(url, app, key),
             queue: QueueConfig::default(),
             tls: TargetTls::default(),
+            audio: TargetAudio::default(),
         })
     }
 }

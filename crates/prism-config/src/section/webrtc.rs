@@ -27,6 +27,9 @@ section! {
         /// WebRTC sessions at once from one client IP (default 20); more get 429.
         max_sessions_per_ip: usize => max_sessions_per_ip: usize = default(20),
             check check::positive;
+        /// ICE consent (RFC 7675): a session whose peer sent no STUN binding request for this long (default 30000) ends, whatever else it sends; at least 5000 (browsers check every 5 s or so).
+        consent_timeout_ms: u64 => consent_timeout: std::time::Duration =
+            default(std::time::Duration::from_secs(30)), check consent_timeout;
     }
     raw Files {
         /// Certificate chain, PEM: serve the signalling over HTTPS; re-read on SIGHUP.
@@ -50,6 +53,13 @@ fn public_ips(v: Vec<String>) -> Result<Vec<IpAddr>, String> {
             Ok(ip)
         })
         .collect()
+}
+
+fn consent_timeout(ms: u64) -> Result<std::time::Duration, String> {
+    if !(5_000..=600_000).contains(&ms) {
+        return Err("must be 5000 to 600000 (ms)".into());
+    }
+    Ok(std::time::Duration::from_millis(ms))
 }
 
 fn ice_servers(v: Vec<String>) -> Result<Vec<String>, String> {

@@ -1,5 +1,4 @@
-//! The `hls_packager` fuzz target's body, shared with `tests/fuzz_corpus.rs` (which replays
-//! the checked-in corpus under `cargo test`); the fuzz target includes this file by path.
+//! The `hls_packager` fuzz target's body.
 //!
 //! Input: records `[op:1][dt_ms:2][len:2][bytes:len]` (big-endian). `op & 3`: 0 a video and
 //! 1 an audio payload (FLV-style, timestamp advanced by `dt_ms`, as the hub delivers them:

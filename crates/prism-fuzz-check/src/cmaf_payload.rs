@@ -1,5 +1,4 @@
-//! The `cmaf_payload` fuzz target's body, shared with `tests/fuzz_corpus.rs` (which replays
-//! the checked-in corpus under `cargo test`); the fuzz target includes this file by path.
+//! The `cmaf_payload` fuzz target's body.
 //!
 //! Input: one byte whose low bit picks video (0) or audio (1), then an FLV-style payload.
 //! Checks besides "no panic": a frame's data is a zero-copy slice of the payload; whatever
