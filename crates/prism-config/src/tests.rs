@@ -697,7 +697,7 @@ fn auth_table() {
 #[test]
 fn limits_table() {
     let c = parse(
-        "[limits]\nmax_connections = 10\nmax_connections_per_ip = 2\nmax_streams = 3\nmax_targets_per_stream = 1\n[rtmp]\nidle_timeout_ms = 1000\nmax_chunk_size = 65536\n",
+        "[limits]\nmax_connections = 10\nmax_connections_per_ip = 2\nmax_streams = 3\nmax_targets_per_stream = 1\nmax_memory_mb = 256\n[rtmp]\nidle_timeout_ms = 1000\nmax_chunk_size = 65536\n",
     )
     .unwrap();
     assert_eq!(
@@ -708,6 +708,7 @@ fn limits_table() {
             max_streams: 3,
             max_targets_per_stream: 1,
             max_transcodes: 4,
+            max_memory_mb: 256,
         }
     );
     assert_eq!(c.rtmp.idle_timeout, Duration::from_secs(1));

@@ -62,6 +62,9 @@ pub enum Refusal {
     /// The hub refused (the key is already live, the server is shutting down).
     #[error("{0}")]
     Hub(PublishError),
+    /// The media-memory budget (`[limits] max_memory_mb`) is above its high-water mark.
+    #[error("Server busy: out of memory for new streams")]
+    OutOfMemory,
 }
 
 impl Refusal {
@@ -77,6 +80,7 @@ impl Refusal {
             Refusal::BadName => RejectReason::BadName,
             Refusal::Hub(PublishError::AlreadyLive(_)) => RejectReason::AlreadyLive,
             Refusal::Hub(_) => RejectReason::Other,
+            Refusal::OutOfMemory => RejectReason::Memory,
         }
     }
 
@@ -97,7 +101,10 @@ impl Refusal {
     /// connection is then closed after the refusal, so a client cannot try token after
     /// token on one connection.
     pub fn is_access_denied(&self) -> bool {
-        !matches!(self, Refusal::Hub(_) | Refusal::TooManyStreams)
+        !matches!(
+            self,
+            Refusal::Hub(_) | Refusal::TooManyStreams | Refusal::OutOfMemory
+        )
     }
 }
 
@@ -294,5 +301,11 @@ mod tests {
         assert_eq!(dup.reason().as_str(), "already_live");
         assert!(!dup.is_access_denied());
         assert!(Refusal::WebhookError.is_access_denied());
+        // Out of memory: the stream's state, not the client; it may try again later.
+        let oom = Refusal::OutOfMemory;
+        assert_eq!(oom.rtmp_publish_code(), "NetStream.Publish.Rejected");
+        assert_eq!(oom.reason().as_str(), "memory");
+        assert!(!oom.is_access_denied());
+        assert!(oom.to_string().contains("out of memory"));
     }
 }

@@ -126,6 +126,11 @@ pub(crate) fn keep_startup_sections(old: &Config, new: &mut Config) -> Vec<&'sta
     keep!(rtsp, "[rtsp]");
     keep!(rtsps, "[rtsps]");
     keep!(webrtc, "[webrtc]");
+    // The budget is sized once, at start (0 = automatic, resolved then).
+    if new.limits.max_memory_mb != 0 && new.limits.max_memory_mb != old.limits.max_memory_mb {
+        changed.push("[limits] max_memory_mb");
+    }
+    new.limits.max_memory_mb = old.limits.max_memory_mb;
     changed
 }
 
@@ -294,5 +299,23 @@ mod tests {
         assert_eq!(new.hub, old.hub);
         // Settings read per connection apply.
         assert_eq!(new.rtmp.chunk_size, 8192);
+    }
+
+    #[test]
+    fn memory_budget_is_kept_from_start() {
+        let mut old = Config::default();
+        // Resolved at start from 0 (automatic).
+        old.limits.max_memory_mb = 6000;
+        // Still automatic in the file: nothing to say, the running budget stays.
+        let mut new = Config::default();
+        assert!(keep_startup_sections(&old, &mut new).is_empty());
+        assert_eq!(new.limits.max_memory_mb, 6000);
+        // Set to another value: takes effect on restart, said so.
+        new.limits.max_memory_mb = 512;
+        assert_eq!(
+            keep_startup_sections(&old, &mut new),
+            vec!["[limits] max_memory_mb"]
+        );
+        assert_eq!(new.limits.max_memory_mb, 6000);
     }
 }

@@ -19,6 +19,9 @@ pub struct Frame {
     pub disposable: bool,
     /// Egress code's once-per-frame serialization, shared by every subscriber.
     pub wire: EgressCache,
+    /// The frame's bytes charged to the process's memory budget (by the hub when published),
+    /// credited back when the last holder drops the frame.
+    pub mem: prism_mem::MemCharge,
 }
 
 /// A slot where egress code keeps a serialized form of a frame (such as its RTMP chunks),
@@ -75,6 +78,7 @@ impl Frame {
             sequence_header: false,
             disposable: false,
             wire: EgressCache::default(),
+            mem: Default::default(),
         }
     }
 }

@@ -144,6 +144,18 @@ impl SubQueue {
         }
     }
 
+    /// Sheds, by the same GOP-aware rules as a full queue, until at most `max_bytes` are
+    /// queued (the process is short of memory). Nothing happens when already within it.
+    pub fn shed_to(&mut self, max_bytes: usize) {
+        if self.bytes <= max_bytes {
+            return;
+        }
+        let limits = self.limits;
+        self.limits.max_bytes = max_bytes.min(limits.max_bytes);
+        self.shed();
+        self.limits = limits;
+    }
+
     fn over_budget(&self) -> bool {
         self.bytes > self.limits.max_bytes || self.span_ms() > self.limits.max_ms
     }

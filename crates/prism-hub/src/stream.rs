@@ -17,6 +17,10 @@ pub struct HubConfig {
     pub reconnect_grace: Duration,
     /// Cap on the cached GOP; a longer GOP is not cached (joiners then wait for the next keyframe).
     pub gop_cache_max_bytes: usize,
+    /// The process's media-memory budget: every published frame is charged to it (pool
+    /// `frames`) until its last holder drops it. Above its high-water mark the streams
+    /// holding more than their share shed (see [`PublishHandle::send`]). None: unaccounted.
+    pub memory: Option<Arc<prism_mem::Budget>>,
 }
 
 impl Default for HubConfig {
@@ -24,6 +28,7 @@ impl Default for HubConfig {
         HubConfig {
             reconnect_grace: Duration::from_secs(5),
             gop_cache_max_bytes: 32 * 1024 * 1024,
+            memory: None,
         }
     }
 }
@@ -261,6 +266,11 @@ impl Hub {
         &self.config
     }
 
+    /// The media-memory budget, if the hub accounts one.
+    pub fn memory(&self) -> Option<&Arc<prism_mem::Budget>> {
+        self.config.memory.as_ref()
+    }
+
     /// The earliest instant at which [`Hub::handle_timeout`] has something to do: the end
     /// of the first reconnect grace window. None when no stream is waiting for its publisher.
     pub fn poll_timeout(&self) -> Option<Instant> {
@@ -402,6 +412,8 @@ pub struct Stream {
     /// so the list stays as long as the number of waiters.
     end_waiters: Mutex<EndWaiters>,
     gop_limit: usize,
+    /// The hub's media-memory budget, if any (see [`HubConfig::memory`]).
+    memory: Option<Arc<prism_mem::Budget>>,
     /// Set by [`Stream::kick`]; the publisher's connection registers in `kick_waker`.
     kicked: AtomicBool,
     kick_waker: AtomicWaker,
@@ -414,8 +426,10 @@ impl Stream {
             .map_or(HubConfig::default().gop_cache_max_bytes, |h| {
                 h.config.gop_cache_max_bytes
             });
+        let memory = hub.upgrade().and_then(|h| h.config.memory.clone());
         Arc::new(Stream {
             gop_limit,
+            memory,
             name: format!("{app}/{key}"),
             app: app.to_owned(),
             key: key.to_owned(),
@@ -731,6 +745,25 @@ impl PublishHandle {
         self.stream
             .bytes_in
             .fetch_add(frame.payload.len() as u64, Ordering::Relaxed);
+        let budget = self.stream.memory.as_ref();
+        if let Some(b) = budget {
+            frame.mem = b.charge(prism_mem::Pool::Frames, frame.payload.len());
+        }
+        // Under memory pressure (over the high-water mark, or lately), a stream may hold (in its GOP cache, in any one queue) at
+        // most an equal share of the low-water mark: the streams holding most shed, those
+        // within their share are untouched. Frames are shared by the cache and every queue,
+        // so a stream's holding is about the larger of the two.
+        let share = match budget {
+            Some(b) if b.under_pressure() => {
+                let streams = self
+                    .stream
+                    .hub
+                    .upgrade()
+                    .map_or(1, |h| lock(&h.streams).len());
+                Some(b.low_water() / streams.max(1))
+            }
+            _ => None,
+        };
         let mut st = lock(&self.stream.state);
         st.last_now = st.last_now.max(now);
         let track = match frame.kind {
@@ -749,11 +782,17 @@ impl PublishHandle {
                 st.audio_header = Some(frame.clone());
             }
         } else {
-            cache_gop(&mut st, &frame, self.stream.gop_limit);
+            let limit = share.map_or(self.stream.gop_limit, |s| s.min(self.stream.gop_limit));
+            cache_gop(&mut st, &frame, limit);
         }
         let mut kicked = false;
         for sub in &st.subscribers {
-            let outcome = lock(&sub.queue).push(frame.clone(), now);
+            let mut q = lock(&sub.queue);
+            let outcome = q.push(frame.clone(), now);
+            if let Some(share) = share {
+                q.shed_to(share);
+            }
+            drop(q);
             if outcome == PushOutcome::Disconnect {
                 sub.kicked.store(true, Ordering::Release);
                 kicked = true;

@@ -280,3 +280,81 @@ fn publish_within_never_overshoots_under_concurrent_publishes() {
     hub.publish_within("live", "new", now, max)
         .expect("room again");
 }
+
+fn big_video(ts: u32, key: bool, len: usize) -> Frame {
+    Frame {
+        keyframe: key,
+        ..Frame::media(FrameKind::Video, ts, Bytes::from(vec![7u8; len]))
+    }
+}
+
+#[test]
+fn frames_are_charged_once_while_held_and_credited_when_the_last_holder_drops_them() {
+    let t0 = Instant::now();
+    let budget = prism_mem::Budget::new(100 << 20);
+    let hub = Hub::new(HubConfig {
+        memory: Some(budget.clone()),
+        ..HubConfig::default()
+    });
+    let p = hub.publish("live", "k", t0).unwrap();
+    let a = hub.subscribe("live", "k", QueueLimits::default(), t0);
+    let b = hub.subscribe("live", "k", QueueLimits::default(), t0);
+    p.send(big_video(0, true, 10_000), t0);
+    p.send(big_video(40, false, 5_000), t0);
+    // In the GOP cache and both queues, counted once.
+    assert_eq!(budget.pool(prism_mem::Pool::Frames), 15_000);
+    let got = drain(&a);
+    drop(b);
+    // The new keyframe replaces the cached GOP: only the frames `a` still holds remain.
+    p.send(big_video(80, true, 1_000), t0);
+    assert_eq!(budget.used(), 16_000);
+    drop(got);
+    drain(&a);
+    assert_eq!(budget.used(), 1_000, "only the cached keyframe");
+    p.unpublish();
+    drop(a);
+    assert_eq!(budget.used(), 0);
+}
+
+#[test]
+fn above_high_water_the_stream_holding_most_sheds_and_the_others_are_untouched() {
+    let t0 = Instant::now();
+    // High water 900 kB, low 750 kB: two streams share 375 kB each when it is high.
+    let budget = prism_mem::Budget::new(1_000_000);
+    let hub = Hub::new(HubConfig {
+        memory: Some(budget.clone()),
+        ..HubConfig::default()
+    });
+    let small = hub.publish("live", "small", t0).unwrap();
+    let huge = hub.publish("live", "huge", t0).unwrap();
+    let big_limits = QueueLimits {
+        max_bytes: 100 << 20,
+        max_ms: 600_000,
+        overflow_disconnect: Duration::from_secs(600),
+    };
+    // A stalled player of each: nothing is read from its queue.
+    let stalled_small = hub.subscribe("live", "small", big_limits, t0);
+    let stalled_huge = hub.subscribe("live", "huge", big_limits, t0);
+    small.send(big_video(0, true, 20_000), t0);
+    for i in 0..200u32 {
+        huge.send(big_video(i * 40, i == 0, 10_000), t0);
+        if i % 10 == 0 {
+            small.send(big_video(i * 40, false, 1_000), t0);
+        }
+        assert!(
+            budget.used() <= 900_000 + 10_000,
+            "held {} at frame {i}",
+            budget.used()
+        );
+    }
+    assert!(budget.is_high() || budget.used() < 750_000);
+    // The small stream lost nothing: its player gets every frame it was sent.
+    let got = drain(&stalled_small);
+    assert_eq!(got.len(), 21, "{:?}", stalled_small.stats());
+    // The huge one shed whole GOP tails, by the usual rules (counted as queue_full).
+    assert!(stalled_huge.stats().dropped_queue_full > 0);
+    // A late joiner of the huge stream finds no over-share GOP cached.
+    let late = hub.subscribe("live", "huge", QueueLimits::default(), t0);
+    let cached: usize = drain(&late).iter().map(|f| f.payload.len()).sum();
+    assert!(cached <= 375_000, "{cached}");
+}

@@ -83,6 +83,8 @@ pub mod names {
     pub const TRANSCODE_SPEED: &str = "prism_transcode_speed";
     pub const TRANSCODE_CPU_SECONDS_TOTAL: &str = "prism_transcode_cpu_seconds_total";
     pub const TRANSCODE_REFUSED_TOTAL: &str = "prism_transcode_refused_total";
+    pub const MEMORY_BYTES: &str = "prism_memory_bytes";
+    pub const MEMORY_BUDGET_BYTES: &str = "prism_memory_budget_bytes";
 
     /// Every name above, in declaration order.
     pub const ALL: &[&str] = &[
@@ -131,6 +133,8 @@ pub mod names {
         WEBRTC_NACK_TOTAL,
         WEBRTC_PLI_TOTAL,
         WEBRTC_PACKETS_LOST_TOTAL,
+        MEMORY_BYTES,
+        MEMORY_BUDGET_BYTES,
     ];
 }
 
@@ -230,6 +234,10 @@ pub struct Metrics {
     transcode_cpu_seconds_total: CounterVec,
     /// `prism_transcode_refused_total`: streams relayed without their ladder (max_transcodes).
     transcode_refused_total: IntCounter,
+    /// `prism_memory_bytes{pool}`: media bytes held now, by pool (`[limits] max_memory_mb`).
+    memory_bytes: IntGaugeVec,
+    /// `prism_memory_budget_bytes`: the media-memory budget (`[limits] max_memory_mb`).
+    memory_budget_bytes: IntGauge,
 }
 
 impl Default for Metrics {
@@ -501,6 +509,20 @@ impl Metrics {
                 registry.register(Box::new(c.clone())).expect("unique name");
                 c
             },
+            memory_bytes: gauge(
+                MEMORY_BYTES,
+                "Media bytes held now against [limits] max_memory_mb, by pool (frames: GOP caches and player/target queues; reassembly; rtmpt; hls; other).",
+                &["pool"],
+            ),
+            memory_budget_bytes: {
+                let g = IntGauge::new(
+                    MEMORY_BUDGET_BYTES,
+                    "The media-memory budget ([limits] max_memory_mb) in bytes; new publishes are refused above 90 % of it.",
+                )
+                .expect("valid gauge");
+                registry.register(Box::new(g.clone())).expect("unique name");
+                g
+            },
             registry,
         };
         m.build_info
@@ -613,6 +635,10 @@ impl Metrics {
         self.collectors()
             .into_iter()
             .chain(self.webrtc.collectors())
+            .chain([
+                &self.memory_bytes as &dyn Collector,
+                &self.memory_budget_bytes,
+            ])
             .flat_map(|c| c.desc())
             .collect()
     }
@@ -687,6 +713,16 @@ impl Metrics {
     /// `prism_transcode_refused_total`.
     pub fn transcode_refused(&self) -> &IntCounter {
         &self.transcode_refused_total
+    }
+
+    /// `prism_memory_bytes{pool}`; `pool` a fixed snake_case word.
+    pub fn memory_bytes(&self, pool: &'static str) -> IntGauge {
+        self.memory_bytes.with_label_values(&[pool])
+    }
+
+    /// `prism_memory_budget_bytes`.
+    pub fn memory_budget_bytes(&self) -> &IntGauge {
+        &self.memory_budget_bytes
     }
 
     /// `prism_hls_requests_total{kind,status}`.
@@ -945,6 +981,8 @@ pub enum RejectReason {
     /// The connection already publishes a stream.
     BusyConnection,
     Other,
+    /// The media-memory budget is above its high-water mark.
+    Memory,
 }
 
 impl RejectReason {
@@ -961,6 +999,7 @@ impl RejectReason {
             RejectReason::ShuttingDown => "shutting_down",
             RejectReason::BusyConnection => "busy_connection",
             RejectReason::Other => "other",
+            RejectReason::Memory => "memory",
         }
     }
 }
@@ -1282,6 +1321,8 @@ mod tests {
         m.rtsp_dropped("g711").inc();
         m.transcode_workers().set(1);
         m.transcode_refused().inc();
+        m.memory_bytes("frames").set(1000);
+        m.memory_budget_bytes().set(1 << 20);
         populate(&m, "live/a");
         populate(&m, "live/b");
         m

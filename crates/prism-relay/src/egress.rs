@@ -12,7 +12,12 @@ pub(crate) fn shared_body(f: &Frame, chunk_size: u32) -> Option<&PreChunked> {
         return None;
     }
     f.wire
-        .get_or_init(|| PreChunked::new(f.kind.csid(), chunk_size, &f.payload))
+        .get_or_init(|| {
+            // A copy of the payload with its chunk headers, held as long as the frame: the
+            // frame's memory charge grows by it.
+            f.mem.grow(f.payload.len());
+            PreChunked::new(f.kind.csid(), chunk_size, &f.payload)
+        })
         .filter(|b| b.fits(f.kind.csid(), chunk_size))
 }
 

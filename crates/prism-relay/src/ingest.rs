@@ -48,6 +48,13 @@ impl Relay {
             control.refused(Action::Publish, req, info, &r);
             return Err(r);
         }
+        // Under memory pressure (above the high-water mark, or lately) no new stream
+        // starts; a stream in its grace may come back: its bytes were already held.
+        if !known && self.hub().memory().is_some_and(|b| b.under_pressure()) {
+            let r = Refusal::OutOfMemory;
+            control.refused(Action::Publish, req, info, &r);
+            return Err(r);
+        }
         // The check above spares the webhook when full; this one, under the hub's lock,
         // is what concurrent publishes cannot race past. The hub's own refusals are logged
         // and counted in start_publish_within.
@@ -201,6 +208,7 @@ impl Publisher {
             sequence_header: info.sequence_header,
             disposable: info.disposable,
             wire: Default::default(),
+            mem: Default::default(),
         };
         self.publish(frame, info.codec);
     }

@@ -74,6 +74,13 @@ impl Relay {
             } else {
                 0
             },
+            // `[limits] max_memory_mb`, resolved (0 = automatic) by the binary at start.
+            memory: match config.limits.max_memory_mb {
+                0 => None,
+                mb => Some(prism_mem::Budget::new(
+                    usize::try_from(mb.saturating_mul(1 << 20)).unwrap_or(usize::MAX),
+                )),
+            },
         });
         if let Some(rt) = runtime {
             rt.spawn(drive_hub_timers(hub.clone()));
@@ -227,6 +234,20 @@ impl Relay {
             .streams_active()
             .set(self.hub.live_streams().len() as i64);
         self.control.registry().refresh_queue_gauges();
+        if let Some(b) = self.hub.memory() {
+            for pool in prism_mem::Pool::ALL {
+                self.metrics
+                    .memory_bytes(pool.as_str())
+                    .set(b.pool(pool) as i64);
+            }
+            self.metrics.memory_budget_bytes().set(b.limit() as i64);
+        }
+    }
+
+    /// The media-memory budget (`[limits] max_memory_mb`), if one is accounted: holders of
+    /// media bytes outside the hub (reassembly, tunnels, HLS windows) charge it too.
+    pub fn memory(&self) -> Option<&Arc<prism_mem::Budget>> {
+        self.hub.memory()
     }
 
     /// Live streams (publishing or within the reconnect grace window), sorted by name,

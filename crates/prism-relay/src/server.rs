@@ -98,6 +98,10 @@ where
             let relay = relay.clone();
             async move { relay.closing().await }
         }),
+        mem: relay
+            .memory()
+            .map(|b| b.charge(prism_mem::Pool::Reassembly, 0))
+            .unwrap_or_default(),
     };
     let mut driver = Driver::new(Box::pin(io), prism_egress::Config::default());
     driver.set_merge(config.player.write_merge);
@@ -179,6 +183,9 @@ struct RtmpConn {
     /// Resolves when the relay shuts down: a connection serving no stream closes then
     /// (those that do end with their stream).
     closing: Pin<Box<dyn Future<Output = ()> + Send>>,
+    /// Received bytes not yet whole messages (partial messages and the unparsed input),
+    /// charged to the media-memory budget (pool `reassembly`).
+    mem: prism_mem::MemCharge,
 }
 
 impl RtmpConn {
@@ -287,6 +294,7 @@ impl Output for RtmpConn {
         out: &mut OutQueue,
     ) -> Result<Flow, ConnError> {
         let handled = self.session.handle_input(input, now);
+        self.mem.set(self.session.buffered_bytes() + input.len());
         let flow = match handled {
             Ok(()) => self.handle_events(),
             Err(e) => Err(ConnError::new(ErrorReason::Protocol, e)),

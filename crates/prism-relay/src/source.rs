@@ -99,6 +99,18 @@ impl SourceSession {
                 format!("[limits] max_streams ({max}) reached"),
             ));
         }
+        if self.relay.hub().get(app, key).is_none()
+            && self
+                .relay
+                .hub()
+                .memory()
+                .is_some_and(|b| b.under_pressure())
+        {
+            return Err(ConnError::new(
+                ErrorReason::PublishRefused,
+                "memory budget ([limits] max_memory_mb) under pressure",
+            ));
+        }
         match self.relay.start_publish(app, key, &info) {
             Ok(p) => {
                 let _ = self.status.stream.send(Some(p.stream().clone()));

@@ -169,6 +169,11 @@ impl ChunkDecoder {
         self.bytes_received
     }
 
+    /// Bytes held in partial messages now (what the memory budget charges as reassembly).
+    pub fn buffered(&self) -> usize {
+        self.buffered
+    }
+
     /// Parses the chunk header at the front of `input` without consuming anything.
     fn parse_header(&self, input: &[u8]) -> Result<Option<Header>, ChunkError> {
         let Some(&b0) = input.first() else {

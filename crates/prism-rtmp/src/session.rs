@@ -490,6 +490,11 @@ impl ServerSession {
         &mut self.link.out
     }
 
+    /// Bytes held in partially received messages.
+    pub fn buffered_bytes(&self) -> usize {
+        self.link.decoder.buffered()
+    }
+
     #[must_use]
     pub fn poll_event(&mut self) -> Option<ServerEvent> {
         self.events.pop_front()

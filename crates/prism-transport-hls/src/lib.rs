@@ -317,6 +317,10 @@ impl StreamOutput for HlsOutput {
         debug!(stream = %name, publisher, "hls packaging started");
         let guard = relay.track(|| format!("hls packager {name}"));
         let shared = self.shared.clone();
+        let mem = relay
+            .memory()
+            .map(|b| b.charge(prism_mem::Pool::Hls, 0))
+            .unwrap_or_default();
         // Opus (WebRTC) is packaged as AAC: every HLS player and MPEG-TS take AAC.
         let audio = relay.aac_audio(stream);
         tokio::spawn(async move {
@@ -327,6 +331,7 @@ impl StreamOutput for HlsOutput {
                 reported_version: 0,
                 ts_refused: false,
                 next_tick: Instant::now() + TICK,
+                mem,
             };
             // The default pacing: nothing is written, only the periodic check (which
             // exports the gauges) matters.
@@ -371,6 +376,8 @@ struct Packaging {
     ts_refused: bool,
     /// The next [`Output::report`] while no frame comes (the driver reports on frames).
     next_tick: Instant,
+    /// The window's bytes in memory, charged to the media-memory budget (pool `hls`).
+    mem: prism_mem::MemCharge,
 }
 
 /// How often an idle stream's window drops what its grace ended and exports its gauges.
@@ -447,6 +454,7 @@ impl Output for Packaging {
         m.segments.set(segments as i64);
         m.dvr_bytes.set(bytes as i64);
         m.dvr_disk_bytes.set(disk as i64);
+        self.mem.set(bytes.saturating_sub(disk) as usize);
         m.viewers.set(viewers as i64);
     }
 }

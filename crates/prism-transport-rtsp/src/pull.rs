@@ -93,6 +93,7 @@ impl Sink<'_> {
                 sequence_header: f.sequence_header,
                 disposable: false,
                 wire: Default::default(),
+                mem: Default::default(),
             };
             match self {
                 Sink::Own(Some(p)) => p.send_frame(frame),

@@ -75,6 +75,7 @@ fn drain(demux: &mut Demuxer, publisher: &Publisher) {
             // The demuxer only builds AVC, HEVC and AAC payloads: none is disposable.
             disposable: false,
             wire: Default::default(),
+            mem: Default::default(),
         });
     }
 }

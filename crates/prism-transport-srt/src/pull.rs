@@ -107,6 +107,7 @@ fn drain(
             sequence_header: f.sequence_header,
             disposable: false,
             wire: Default::default(),
+            mem: Default::default(),
         });
     }
     Ok(())

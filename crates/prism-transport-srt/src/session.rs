@@ -140,6 +140,7 @@ fn reject_reason(r: &Refusal) -> ServerRejectReason {
         }
         Refusal::ForbiddenAddress | Refusal::PlayDisabled => ServerRejectReason::Forbidden,
         Refusal::TooManyStreams => ServerRejectReason::Overload,
+        Refusal::OutOfMemory => ServerRejectReason::Overload,
         _ => ServerRejectReason::Unacceptable,
     }
 }

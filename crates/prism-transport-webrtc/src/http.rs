@@ -422,6 +422,7 @@ fn refusal(r: &Refusal) -> Response<Body> {
         Refusal::ForbiddenAddress | Refusal::PlayDisabled => StatusCode::FORBIDDEN,
         Refusal::Hub(PublishError::AlreadyLive(_)) => StatusCode::CONFLICT,
         Refusal::TooManyStreams => StatusCode::SERVICE_UNAVAILABLE,
+        Refusal::OutOfMemory => StatusCode::SERVICE_UNAVAILABLE,
         _ => StatusCode::FORBIDDEN,
     };
     text(status, &r.to_string())

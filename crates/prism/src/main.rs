@@ -2,6 +2,7 @@
 
 mod admin;
 mod api;
+mod memory;
 mod sources;
 mod state;
 mod tunnel;
@@ -176,7 +177,8 @@ fn serve(config_path: Option<&Path>) -> anyhow::Result<()> {
 }
 
 async fn run(store: Arc<state::StateStore>, config_path: Option<PathBuf>) -> anyhow::Result<()> {
-    let config = state_config(&store);
+    let mut config = state_config(&store);
+    memory::resolve_budget(&mut config.limits);
     // Bind every listener before serving anything: a bad config never starts half a server.
     let rtmp = bind_tcp(config.rtmp.listen, "RTMP", "[rtmp] listen").await?;
     let http = bind_tcp(config.http.listen, "admin HTTP", "[http] listen").await?;

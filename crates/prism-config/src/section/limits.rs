@@ -21,5 +21,7 @@ section! {
             check check::positive;
         /// ABR ladders (ffmpeg workers) running at once; a stream beyond is relayed without one.
         max_transcodes: usize => max_transcodes: usize = default(4), check check::ok;
+        /// Memory for media (GOP caches, player and target queues, reassembly, RTMPT and HLS buffers), in MiB; above 90 % new publishes are refused and the streams holding most shed, back to normal below 75 %. 0 = a quarter of the machine's (or the cgroup's) memory.
+        max_memory_mb: u64 => max_memory_mb: u64 = default(0), check check::ok;
     }
 }
