@@ -884,3 +884,48 @@ impl Relay {
             .is_some_and(|s| s.failed_all.load(Ordering::Acquire))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use prism_config::Config;
+    use prism_metrics::Metrics;
+
+    fn relay(toml: &str) -> Arc<Relay> {
+        let config = Config::from_toml_str(toml, "t.toml").unwrap();
+        let relay = Relay::new(config, Metrics::new(), Vec::new(), Vec::new());
+        relay.add_puller(Arc::new(crate::RtmpPuller));
+        relay
+    }
+
+    #[tokio::test]
+    async fn what_can_be_pulled() {
+        let none = relay("");
+        assert!(!none.can_pull("live", "a"));
+        assert!(!none.pull_failed("live", "a"));
+        let edge = relay("[edge]\norigin = \"rtmp://127.0.0.1:1/{app}/{stream}\"\n");
+        assert!(edge.can_pull("live", "a"));
+        let sources = relay(
+            "[[source]]\nstream = \"cams/lazy\"\nurl = \"rtmp://127.0.0.1:1/a/b\"\non_demand = true\n\n\
+             [[source]]\nstream = \"cams/always\"\nurl = \"rtmp://127.0.0.1:1/a/c\"\n",
+        );
+        sources.start_sources();
+        assert!(sources.can_pull("cams", "lazy"));
+        // Pulled all the time: a consumer's want changes nothing.
+        assert!(!sources.can_pull("cams", "always"));
+        assert!(!sources.can_pull("cams", "other"));
+    }
+
+    #[tokio::test]
+    async fn a_pull_whose_every_url_failed_is_reported() {
+        // Port 1 refuses at once: the edge's one origin fails.
+        let edge = relay("[edge]\norigin = \"rtmp://127.0.0.1:1/{app}/{stream}\"\n");
+        let _want = edge.want("live", "a");
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while !edge.pull_failed("live", "a") {
+            assert!(Instant::now() < deadline, "{:?}", edge.sources());
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        assert!(!edge.pull_failed("live", "b"));
+    }
+}
