@@ -1034,4 +1034,19 @@ fn kubernetes_edge_manifests_agree() {
         "{toml}"
     );
     assert_eq!(admin_listen(toml), "0.0.0.0:9935");
+    // HLS viewers and RTSP players pull too: the edge serves both, and its Service keeps
+    // a viewer on one pod (each pod numbers its HLS segments on its own).
+    assert!(toml.contains("[hls]") && toml.contains("[rtsp]"), "{toml}");
+    let svc = get(&objects, "Service", "prism-edge");
+    assert_eq!(svc["spec"]["sessionAffinity"], "ClientIP", "{svc}");
+    for port in ["hls", "rtsp"] {
+        assert!(
+            svc["spec"]["ports"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|p| p["targetPort"] == port),
+            "prism-edge has no {port} port: {svc}"
+        );
+    }
 }

@@ -220,6 +220,11 @@ impl Config {
                 }
             }
         }
+        for s in &mut self.sources {
+            if let Some(ca) = &mut s.options.ca {
+                fix(ca);
+            }
+        }
     }
 
     /// Targets for stream `app`/`key`: the union over all matching routes in

@@ -47,6 +47,6 @@ pub use server::serve_rtmp;
 // Pulled sources (issue 14).
 pub use pull_rtmp::RtmpPuller;
 pub use source::{
-    unsupported_scheme_message, AddSourceError, PullFuture, SourcePuller, SourceSession,
+    unsupported_scheme_message, AddSourceError, Demand, PullFuture, SourcePuller, SourceSession,
     SourceSnapshot, SourceState,
 };

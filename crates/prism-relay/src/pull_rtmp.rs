@@ -54,12 +54,12 @@ async fn pull(source: &SourceConfig, session: &mut SourceSession) -> Result<(), 
             format!("no transport dials {}://", url.scheme),
         ));
     };
-    // The dialer takes a target's options: a source has the defaults (system roots).
+    // The dialer takes a target's options: the source's `ca` / `tls_verify`.
     let target = ResolvedTarget {
         name: "source".into(),
         url: source.url.clone(),
         queue: Default::default(),
-        tls: Default::default(),
+        tls: source.options.tls(),
         audio: Default::default(),
     };
     let io = tokio::time::timeout(CONNECT_TIMEOUT, dialer.dial(&url, &target))

@@ -218,6 +218,9 @@ pub(crate) struct SourceStatus {
     stream: watch::Sender<Option<Arc<Stream>>>,
     cancel: Notify,
     cancelled: std::sync::atomic::AtomicBool,
+    /// Every URL failed since the last attempt that published (what
+    /// [`Relay::pull_failed`] tells consumers waiting for the stream).
+    failed_all: std::sync::atomic::AtomicBool,
 }
 
 #[derive(Debug)]
@@ -247,6 +250,7 @@ impl SourceStatus {
             stream: watch::channel(None).0,
             cancel: Notify::new(),
             cancelled: Default::default(),
+            failed_all: Default::default(),
         }
     }
 
@@ -577,6 +581,7 @@ async fn run_source(relay: Arc<Relay>, status: Arc<SourceStatus>) {
         }
         if published {
             failed_in_row = 0;
+            status.failed_all.store(false, Ordering::Release);
         }
         match result {
             Ok(()) => {
@@ -601,6 +606,9 @@ async fn run_source(relay: Arc<Relay>, status: Arc<SourceStatus>) {
         }
         // An edge whose every origin failed: the players waiting for the stream are told
         // it is not there rather than left waiting.
+        if failed_in_row >= status.urls.len() {
+            status.failed_all.store(true, Ordering::Release);
+        }
         if status.origin == SourceOrigin::Edge && failed_in_row >= status.urls.len() {
             failed_in_row = 0;
             if relay.end_waiting(app, key) {
@@ -726,7 +734,7 @@ pub(crate) struct DemandTable {
 
 /// One consumer of a stream; dropping it ends its want.
 #[derive(Debug)]
-pub(crate) struct Demand {
+pub struct Demand {
     relay: Arc<Relay>,
     stream: String,
 }
@@ -753,7 +761,7 @@ impl Relay {
     /// stream is not live, this is the hook that pulls it: an on-demand source of the
     /// stream starts, or with `[edge]` the stream is pulled from the origin (one pull
     /// however many consumers ask at once).
-    pub(crate) fn want(self: &Arc<Self>, app: &str, key: &str) -> Demand {
+    pub fn want(self: &Arc<Self>, app: &str, key: &str) -> Demand {
         let stream = format!("{app}/{key}");
         {
             let mut streams = self
@@ -851,5 +859,85 @@ impl Relay {
             Some(s) if !s.is_live() => s.kick(),
             _ => false,
         }
+    }
+}
+
+impl Relay {
+    /// Whether a consumer asking for `app/key` while it is not live makes this node pull it
+    /// ([`Relay::want`]): `[edge]` has an origin for it, or an on-demand source publishes it.
+    /// Outputs that otherwise answer "not found" at once (HLS, RTSP) wait for the pull then.
+    pub fn can_pull(&self, app: &str, key: &str) -> bool {
+        let stream = format!("{app}/{key}");
+        let source = self
+            .sources
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(&stream)
+            .map(|s| s.config.options.on_demand);
+        match source {
+            Some(on_demand) => on_demand,
+            None => self
+                .config()
+                .edge
+                .as_ref()
+                .is_some_and(|e| !e.origins_for(app, key).is_empty()),
+        }
+    }
+
+    /// True when the pull of `app/key` failed on every URL it has (an origin that does not
+    /// have the stream, a camera that is down) since it last published: a consumer waiting
+    /// for the stream can be told "not found" now rather than at its own deadline.
+    pub fn pull_failed(&self, app: &str, key: &str) -> bool {
+        let stream = format!("{app}/{key}");
+        self.sources
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(&stream)
+            .is_some_and(|s| s.failed_all.load(Ordering::Acquire))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use prism_config::Config;
+    use prism_metrics::Metrics;
+
+    fn relay(toml: &str) -> Arc<Relay> {
+        let config = Config::from_toml_str(toml, "t.toml").unwrap();
+        let relay = Relay::new(config, Metrics::new(), Vec::new(), Vec::new());
+        relay.add_puller(Arc::new(crate::RtmpPuller));
+        relay
+    }
+
+    #[tokio::test]
+    async fn what_can_be_pulled() {
+        let none = relay("");
+        assert!(!none.can_pull("live", "a"));
+        assert!(!none.pull_failed("live", "a"));
+        let edge = relay("[edge]\norigin = \"rtmp://127.0.0.1:1/{app}/{stream}\"\n");
+        assert!(edge.can_pull("live", "a"));
+        let sources = relay(
+            "[[source]]\nstream = \"cams/lazy\"\nurl = \"rtmp://127.0.0.1:1/a/b\"\non_demand = true\n\n\
+             [[source]]\nstream = \"cams/always\"\nurl = \"rtmp://127.0.0.1:1/a/c\"\n",
+        );
+        sources.start_sources();
+        assert!(sources.can_pull("cams", "lazy"));
+        // Pulled all the time: a consumer's want changes nothing.
+        assert!(!sources.can_pull("cams", "always"));
+        assert!(!sources.can_pull("cams", "other"));
+    }
+
+    #[tokio::test]
+    async fn a_pull_whose_every_url_failed_is_reported() {
+        // Port 1 refuses at once: the edge's one origin fails.
+        let edge = relay("[edge]\norigin = \"rtmp://127.0.0.1:1/{app}/{stream}\"\n");
+        let _want = edge.want("live", "a");
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while !edge.pull_failed("live", "a") {
+            assert!(Instant::now() < deadline, "{:?}", edge.sources());
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        assert!(!edge.pull_failed("live", "b"));
     }
 }

@@ -2,6 +2,7 @@
 //! clear, h2 by ALPN over TLS), bounded connections, header timeouts, and the LL-HLS
 //! blocking requests parked on each stream's version watch.
 
+use crate::pull::{self, Leases, Pulled};
 use crate::{lock, HlsOutput, HlsStream, Shared};
 use bytes::Bytes;
 use hyper::body::Incoming;
@@ -65,6 +66,8 @@ struct Server {
     /// `prism_hls_requests_total` series by (kind, status), looked up once: the registry's
     /// lookup (label hashing, a formatted status) on every request is measurable.
     request_counters: Mutex<Vec<(&'static str, u16, IntCounter)>>,
+    /// Viewers of pulled streams (edge, on-demand sources) keep their pull alive.
+    leases: Arc<Leases>,
 }
 
 /// Serves viewers on `listener` until the process ends. `tls`: HTTPS with HTTP/2 by ALPN.
@@ -83,7 +86,9 @@ pub async fn serve(
         allow_origin: HeaderValue::from_str(&shared.config.allow_origin).ok(),
         request_counters: Mutex::new(Vec::new()),
         shared,
+        leases: Arc::default(),
     });
+    tokio::spawn(pull::run_sweeper(server.leases.clone()));
     loop {
         let (tcp, peer) = match listener.accept().await {
             Ok(c) => c,
@@ -296,14 +301,34 @@ impl Server {
             }
         };
         let kind = parsed.resource.kind();
-        let Some(hs) = self.shared.stream(parsed.app, parsed.key) else {
+        let (app, key) = (parsed.app, parsed.key);
+        let mut hs = self.shared.stream(app, key);
+        // Not live here (no window, or an ended one) but pulled on demand (an edge, an
+        // on-demand source): this request starts the pull and waits for it.
+        let pull = (hs.is_none() || !self.relay.stream(app, key).is_some_and(|s| s.is_live()))
+            && self.relay.can_pull(app, key);
+        if hs.is_none() && !pull {
             return self.respond(req, Answer::status(StatusCode::NOT_FOUND), None, kind, head);
-        };
+        }
         // Access: the route's play rules and the on_play webhook, cached per client.
         let token = parsed.token.unwrap_or("");
-        if !self.authorized(peer, parsed.app, parsed.key, token).await {
+        if !self.authorized(peer, app, key, token).await {
             return self.respond(req, Answer::status(StatusCode::FORBIDDEN), None, kind, head);
         }
+        // Every request for a pulled stream renews its viewers' lease (a no-op otherwise).
+        let leased = self.leases.renew(&self.relay, app, key);
+        if pull {
+            let Some(_parked) = leased.then(|| Parked::enter(self)).flatten() else {
+                return self.respond(req, Answer::status(StatusCode::NOT_FOUND), None, kind, head);
+            };
+            hs = match pull::wait_live(&self.relay, app, key).await {
+                Pulled::Live => self.shared.stream(app, key),
+                Pulled::NotFound => None,
+            };
+        }
+        let Some(hs) = hs else {
+            return self.respond(req, Answer::status(StatusCode::NOT_FOUND), None, kind, head);
+        };
         let answer = self.answer(&hs, &parsed, req, peer).await;
         self.respond(req, answer, Some(&hs), kind, head)
     }

@@ -13,6 +13,7 @@
 
 mod dvr;
 mod http;
+mod pull;
 
 pub use dvr::{check_dir as check_dvr_dir, prepare as prepare_dvr_dir};
 pub use http::serve;

@@ -52,7 +52,7 @@ impl SourcePuller for RtspPuller {
             let relay = session.relay().clone();
             let options = PullOptions {
                 transport: source.options.rtsp_transport,
-                ..Default::default()
+                tls: source.options.tls(),
             };
             let (app, key) = source.app_key();
             let sink = Sink::Source(session);

@@ -40,6 +40,8 @@ use crate::{TRANSPORT, TRANSPORT_TLS};
 /// RTP payload size: fits an Ethernet MTU with IP/UDP/RTP headers (and TCP players
 /// reassemble the same packets).
 const MTU: usize = 1400;
+/// How long DESCRIBE waits for a stream this node pulls on demand to go live.
+const PULL_WAIT: Duration = Duration::from_secs(10);
 /// How long DESCRIBE waits for the stream's sequence headers and first frame.
 const DESCRIBE_WAIT: Duration = Duration::from_secs(5);
 /// How long DESCRIBE waits, after the first media frame, for a track's missing sequence
@@ -458,8 +460,11 @@ impl Session {
             }
         }
         if self.player.is_none() {
-            // Not live: an RTSP player expects a 404 now, not an open wait.
-            if self.relay.stream(&app, &key).is_none() {
+            // Not live: an RTSP player expects a 404 now, not an open wait; unless this node
+            // pulls the stream on demand (an edge, an on-demand source): then the player's
+            // want below starts the pull, and DESCRIBE waits for it within a bound.
+            let pulled = self.relay.stream(&app, &key).is_none();
+            if pulled && !self.relay.can_pull(&app, &key) {
                 return Response::new(404, cseq);
             }
             let want = StreamRequest {
@@ -484,6 +489,10 @@ impl Session {
                     return Response::new(status, cseq);
                 }
             };
+            if pulled && !wait_pulled(&self.relay, &app, &key).await {
+                // The origin does not have it (or it did not come in time).
+                return Response::new(404, cseq);
+            }
             let (video, audio) = collect_configs(&mut player.sub, &mut self.held).await;
             self.tracks.clear();
             for c in [video, audio].into_iter().flatten() {
@@ -813,6 +822,21 @@ fn split_nals(data: &[u8], size: usize) -> impl Iterator<Item = &[u8]> {
 }
 
 /// Takes the subscription's head (metadata, sequence headers, the GOP cache), within
+/// Waits, for at most [`PULL_WAIT`], until a pulled stream is live; false when the pull
+/// failed on every origin or the wait ran out.
+async fn wait_pulled(relay: &Relay, app: &str, key: &str) -> bool {
+    let deadline = tokio::time::Instant::now() + PULL_WAIT;
+    loop {
+        if relay.stream(app, key).is_some_and(|s| s.is_live()) {
+            return true;
+        }
+        if relay.pull_failed(app, key) || tokio::time::Instant::now() >= deadline {
+            return false;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
 /// [`DESCRIBE_WAIT`]: the track configurations, and the frames taken (kept for PLAY; the
 /// rest stays in the subscription's queue). It stops at the first media frame once both
 /// configurations are known; with one missing it waits up to [`DESCRIBE_SETTLE`] more, as

@@ -2,6 +2,7 @@
 //! publishes into the hub under `stream`, like any publisher.
 
 use std::collections::HashSet;
+use std::path::PathBuf;
 use std::time::Duration;
 
 use toml::Spanned;
@@ -31,6 +32,21 @@ section! {
         /// With `on_demand`: stop pulling this long after the last consumer left (default 10000).
         close_after_idle_ms: u64 => close_after_idle: Duration = default(Duration::from_secs(10)),
             check check::positive_ms;
+        /// rtmps:// and rtsps:// only: PEM file of CA certificates to trust instead of the system roots (private CAs).
+        ca: String => ca: Option<PathBuf> = default(None),
+            check |c: String| Ok((!c.is_empty()).then(|| PathBuf::from(c)));
+        /// rtmps:// and rtsps:// only: false skips certificate verification (self-signed cameras; logged loudly).
+        tls_verify: bool => tls_verify: bool = default(true), check check::ok;
+    }
+}
+
+impl SourceOptions {
+    /// The TLS options of an rtmps:// or rtsps:// source, as a target's.
+    pub fn tls(&self) -> crate::TargetTls {
+        crate::TargetTls {
+            ca: self.ca.clone(),
+            verify: self.tls_verify,
+        }
     }
 }
 
@@ -125,6 +141,16 @@ fn check_options(s: &SourceConfig, idle_set: bool) -> Result<(), (&'static str, 
             "only applies to rtsp:// and rtsps:// sources".into(),
         ));
     }
+    let tls_scheme = matches!(url_scheme(&s.url).as_str(), "rtmps" | "rtsps");
+    if s.options.ca.is_some() && !tls_scheme {
+        return Err(("ca", "only applies to rtmps:// and rtsps:// sources".into()));
+    }
+    if !s.options.tls_verify && !tls_scheme {
+        return Err((
+            "tls_verify",
+            "only applies to rtmps:// and rtsps:// sources".into(),
+        ));
+    }
     if idle_set && !s.options.on_demand {
         return Err((
             "close_after_idle_ms",
@@ -175,6 +201,8 @@ pub(crate) fn resolve(
     // Spans of the options, before resolving takes them.
     let transport_span = raw.rtsp_transport.as_ref().map(|v| v.span());
     let idle_span = raw.close_after_idle_ms.as_ref().map(|v| v.span());
+    let ca_span = raw.ca.as_ref().map(|v| v.span());
+    let verify_span = raw.tls_verify.as_ref().map(|v| v.span());
     let options = SourceOptions::from_raw(&mut raw, cx, &key)?;
     let (app, k) = stream.split_once('/').unwrap_or_default();
     let source = SourceConfig {
@@ -185,6 +213,8 @@ pub(crate) fn resolve(
     if let Err((name, m)) = check_options(&source, idle_span.is_some()) {
         let span = match name {
             "rtsp_transport" => transport_span,
+            "ca" => ca_span,
+            "tls_verify" => verify_span,
             _ => idle_span,
         }
         .unwrap_or_else(|| raw.url.span());
@@ -224,6 +254,26 @@ mod tests {
         assert_eq!(b.options.close_after_idle, Duration::from_millis(2500));
         assert_eq!(s.options.close_after_idle, Duration::from_secs(10));
         assert_eq!(s.scheme(), "srt");
+        assert_eq!(a.options.tls(), crate::TargetTls::default());
+    }
+
+    #[test]
+    fn tls_sources_take_a_ca_relative_to_the_config() {
+        let dir = std::env::temp_dir().join(format!("prism-source-ca-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let file = dir.join("prism.toml");
+        std::fs::write(
+            &file,
+            "[[source]]\nstream = \"a/b\"\nurl = \"rtmps://h/a/b\"\nca = \"ca.pem\"\n\n\
+             [[source]]\nstream = \"a/c\"\nurl = \"rtsps://h/c\"\ntls_verify = false\n",
+        )
+        .unwrap();
+        let c = Config::load(&file).unwrap();
+        assert_eq!(c.sources[0].options.tls().ca, Some(dir.join("ca.pem")));
+        assert!(c.sources[0].options.tls().verify);
+        assert!(!c.sources[1].options.tls().verify);
+        assert_eq!(c.sources[1].options.tls().ca, None);
+        let _ = std::fs::remove_dir_all(&dir);
     }
 
     #[test]
@@ -241,6 +291,14 @@ mod tests {
             (
                 "stream = \"a/b\"\nurl = \"rtsp://h/a\"\nrtsp_transport = \"quic\"",
                 "not `tcp` or `udp`",
+            ),
+            (
+                "stream = \"a/b\"\nurl = \"rtmp://h/a/b\"\nca = \"ca.pem\"",
+                "source[0].ca: only applies to rtmps:// and rtsps://",
+            ),
+            (
+                "stream = \"a/b\"\nurl = \"rtsp://h/a\"\ntls_verify = false",
+                "source[0].tls_verify: only applies to rtmps:// and rtsps://",
             ),
             (
                 "stream = \"a/b\"\nurl = \"rtmp://h/a/b\"\nclose_after_idle_ms = 10000",
