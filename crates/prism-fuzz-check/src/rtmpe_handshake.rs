@@ -13,15 +13,18 @@ use prism_rtmp::OutQueue;
 
 const FULL: usize = 1 + 2 * HANDSHAKE_SIZE;
 
+/// 16 bytes of each direction's keystream.
+type Keystreams = (Vec<u8>, Vec<u8>);
+
 #[derive(Debug, PartialEq)]
 struct Outcome {
     /// Ok(Some(keystreams)) once done: 16 bytes of each direction's keystream.
-    result: Result<Option<(Vec<u8>, Vec<u8>)>, HandshakeError>,
+    result: Result<Option<Keystreams>, HandshakeError>,
     sent: Vec<u8>,
     left: Vec<u8>,
 }
 
-fn keystreams(mut c: RtmpeCiphers) -> (Vec<u8>, Vec<u8>) {
+fn keystreams(mut c: RtmpeCiphers) -> Keystreams {
     let mut a = vec![0u8; 16];
     let mut b = vec![0u8; 16];
     c.encrypt.apply(&mut a);
