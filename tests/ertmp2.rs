@@ -1,0 +1,164 @@
+//! Enhanced RTMP v2 multitrack: a publisher sends two renditions in one connection (video
+//! and audio tracks 0 and 1, ManyTracks messages as the v2 document lays them out) and
+//! each of two nginx-rtmp targets, given `video_track` / `audio_track`, receives its own
+//! track as a plain stream that ffprobe decodes at that track's resolution.
+//!
+//! No encoder here writes multitrack video, so the messages are built from two real
+//! ffmpeg clips (H.264 + AAC) re-signalled as E-RTMP `avc1` / `mp4a` tracks.
+
+mod common;
+
+use bytes::Bytes;
+use common::rtmp::RtmpPublisher;
+use common::*;
+use prism_rtmp::multitrack::{build, MultitrackType};
+use prism_rtmp::session::MediaKind;
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+/// One FLV tag: type (8 audio, 9 video), timestamp, body.
+struct Tag {
+    kind: u8,
+    ts: u32,
+    body: Vec<u8>,
+}
+
+fn flv_tags(path: &Path) -> Vec<Tag> {
+    let b = fs::read(path).expect("read flv");
+    assert_eq!(&b[..3], b"FLV");
+    let mut i = 9 + 4;
+    let mut out = Vec::new();
+    while i + 11 <= b.len() {
+        let kind = b[i];
+        let size = u32::from_be_bytes([0, b[i + 1], b[i + 2], b[i + 3]]) as usize;
+        let ts = u32::from_be_bytes([b[i + 7], b[i + 4], b[i + 5], b[i + 6]]);
+        let body = b[i + 11..(i + 11 + size).min(b.len())].to_vec();
+        out.push(Tag { kind, ts, body });
+        i += 11 + size + 4;
+    }
+    out
+}
+
+/// A 4 s H.264 (GOP 25, no B-frames, so two clips' frames pair up) + AAC clip.
+fn clip(size: &str, freq: u32) -> PathBuf {
+    let dir = target_dir().join("test-assets");
+    fs::create_dir_all(&dir).expect("create test-assets");
+    let path = dir.join(format!("mt-{size}-{freq}.flv"));
+    if path.is_file() {
+        return path;
+    }
+    let tmp = dir.join(format!("mt-{size}-{freq}.{}.tmp.flv", std::process::id()));
+    let out = run_with_timeout(
+        Command::new("ffmpeg")
+            .args(["-nostdin", "-hide_banner", "-v", "error", "-y", "-f", "lavfi", "-i"])
+            .arg(format!("testsrc2=size={size}:rate=25"))
+            .args(["-f", "lavfi", "-i"])
+            .arg(format!("sine=frequency={freq}:sample_rate=44100"))
+            .args("-c:v libx264 -preset ultrafast -g 25 -keyint_min 25 -sc_threshold 0 -bf 0 -pix_fmt yuv420p -c:a aac -b:a 64k -t 4 -f flv".split_whitespace())
+            .arg(&tmp),
+        Duration::from_secs(120),
+    )
+    .unwrap_or_else(|e| panic!("ffmpeg: {e}"));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    fs::rename(&tmp, &path).expect("rename clip");
+    path
+}
+
+/// Legacy AVC tag body -> (frame type, E-RTMP packet type, E-RTMP body).
+fn avc_to_ex(body: &[u8]) -> (u8, u8, Vec<u8>) {
+    let ft = body[0] >> 4;
+    match body[1] {
+        0 => (ft, 0, body[5..].to_vec()), // SequenceStart: the record, no cts
+        1 => (ft, 1, body[2..].to_vec()), // CodedFrames: SI24 cts + NALUs
+        _ => (ft, 2, Vec::new()),
+    }
+}
+
+/// Interleaves two clips' tags into multitrack messages (video track i and audio track i
+/// from clip i), as (kind, timestamp, payload).
+fn multitrack_messages(a: &[Tag], b: &[Tag]) -> Vec<(MediaKind, u32, Bytes)> {
+    fn pick(tags: &[Tag], k: u8) -> Vec<&Tag> {
+        tags.iter().filter(|t| t.kind == k).collect()
+    }
+    let (va, vb) = (pick(a, 9), pick(b, 9));
+    let (aa, ab) = (pick(a, 8), pick(b, 8));
+    let mut out = Vec::new();
+    for (x, y) in va.iter().zip(&vb) {
+        let (fx, px, bx) = avc_to_ex(&x.body);
+        let (fy, py, by) = avc_to_ex(&y.body);
+        assert_eq!((fx, px), (fy, py), "clips' frames pair up at {}", x.ts);
+        let p = build::multitrack(
+            0x80 | (fx << 4),
+            6,
+            MultitrackType::ManyTracks,
+            px,
+            &[(0, *b"avc1", &bx), (1, *b"avc1", &by)],
+        );
+        out.push((MediaKind::Video, x.ts, Bytes::from(p)));
+    }
+    for (x, y) in aa.iter().zip(&ab) {
+        assert_eq!(x.body[1], y.body[1]);
+        let p = build::multitrack(
+            0x90,
+            5,
+            MultitrackType::ManyTracks,
+            x.body[1], // AACPacketType 0/1 = SequenceStart/CodedFrames
+            &[(0, *b"mp4a", &x.body[2..]), (1, *b"mp4a", &y.body[2..])],
+        );
+        out.push((MediaKind::Audio, x.ts, Bytes::from(p)));
+    }
+    // Sequence headers first, then by time.
+    out.sort_by_key(|(_, ts, p)| (*ts, p[1] & 0x0F != 0));
+    out
+}
+
+#[test]
+fn multitrack_fans_out_one_track_per_target() {
+    let tags0 = flv_tags(&clip("320x240", 440));
+    let tags1 = flv_tags(&clip("160x120", 880));
+    let messages = multitrack_messages(&tags0, &tags1);
+    assert!(messages.len() > 150, "{} messages", messages.len());
+
+    let nginx = Nginx::start();
+    let mut config = simple_config(free_port(), free_port(), &[]);
+    for (name, track) in [("big", 0), ("small", 1)] {
+        config.push_str(&format!(
+            "\n  [[route.target]]\n  name = \"{name}\"\n  url = \"{}\"\n  video_track = {track}\n  audio_track = {track}\n",
+            nginx.rtmp_url("app", &format!("{{stream}}_{name}"))
+        ));
+    }
+    let prism = Prism::start(&config);
+    let addr = prism.rtmp_addr.expect("rtmp addr");
+    let mut publisher = RtmpPublisher::publish(addr, "live", "mt").expect("publish");
+    // In real time, so the targets' queue budgets see a live stream.
+    let start = Instant::now();
+    for (kind, ts, payload) in &messages {
+        let due = start + Duration::from_millis(u64::from(*ts));
+        if let Some(wait) = due.checked_duration_since(Instant::now()) {
+            std::thread::sleep(wait);
+        }
+        publisher.send(*kind, *ts, payload);
+    }
+    nginx.wait_bytes_in("mt_big", 50_000, Duration::from_secs(10));
+    nginx.wait_bytes_in("mt_small", 10_000, Duration::from_secs(10));
+    drop(publisher);
+    // The targets unpublish when the stream ends; nginx then closes the recordings.
+    wait_until(Duration::from_secs(20), "targets to unpublish", || {
+        !nginx.is_publishing("mt_big") && !nginx.is_publishing("mt_small")
+    });
+    for (name, w, h) in [("mt_big", 320, 240), ("mt_small", 160, 120)] {
+        let p = probe(nginx.recording(name), Duration::from_secs(30))
+            .unwrap_or_else(|e| panic!("{name}: {e}\n{}", prism.stderr()));
+        assert_eq!(p.video_codec.as_deref(), Some("h264"), "{name}: {p:?}");
+        assert_eq!((p.width, p.height), (Some(w), Some(h)), "{name}: {p:?}");
+        assert!(p.video_frames_decoded >= 50, "{name}: {p:?}");
+        assert_eq!(p.audio_codec.as_deref(), Some("aac"), "{name}: {p:?}");
+        assert!(p.audio_ok, "{name}: {p:?}");
+    }
+}
