@@ -9,10 +9,11 @@
 mod common;
 
 use bytes::Bytes;
+use common::api::http_request;
 use common::rtmp::RtmpPublisher;
 use common::*;
 use prism_rtmp::multitrack::{build, MultitrackType};
-use prism_rtmp::session::MediaKind;
+use prism_rtmp::session::{caps_ex, MediaKind};
 use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -161,4 +162,102 @@ fn multitrack_fans_out_one_track_per_target() {
         assert_eq!(p.audio_codec.as_deref(), Some("aac"), "{name}: {p:?}");
         assert!(p.audio_ok, "{name}: {p:?}");
     }
+}
+
+/// RTMP and HTTP listeners, no routes; `[rtmp] reconnect_url` if given.
+fn bare_config(reconnect_url: Option<&str>) -> String {
+    let mut c = format!("[rtmp]\nlisten = \"127.0.0.1:{}\"\n", free_port());
+    if let Some(u) = reconnect_url {
+        c.push_str(&format!("reconnect_url = \"{u}\"\n"));
+    }
+    c.push_str(&format!(
+        "\n[http]\nlisten = \"127.0.0.1:{}\"\n",
+        free_port()
+    ));
+    c
+}
+
+/// A keyframe and an AAC frame, so the stream is live with media.
+fn send_some_media(p: &mut RtmpPublisher) {
+    let video = Bytes::from_static(&[0x17, 1, 0, 0, 0, 0, 0, 0, 1, 0x65]);
+    let audio = Bytes::from_static(&[0xAF, 1, 0x21, 0x10]);
+    p.send(MediaKind::Video, 0, &video);
+    p.send(MediaKind::Audio, 0, &audio);
+}
+
+#[test]
+fn drain_asks_v2_publishers_to_reconnect_to_the_other_node() {
+    let config = bare_config(Some("rtmp://node-b.example:1935/live"));
+    let prism = Prism::start(&config);
+    let addr = prism.rtmp_addr.expect("rtmp addr");
+    let mut v2 = RtmpPublisher::publish_with_caps(
+        addr,
+        "live",
+        "v2",
+        Some(caps_ex::RECONNECT | caps_ex::MULTITRACK),
+    )
+    .expect("publish v2");
+    let mut legacy = RtmpPublisher::publish(addr, "live", "legacy").expect("publish legacy");
+    send_some_media(&mut v2);
+    send_some_media(&mut legacy);
+
+    let r = http_request(
+        prism.http_addr.expect("http addr"),
+        "POST",
+        "/api/v1/drain",
+        &[],
+        None,
+    )
+    .expect("POST /api/v1/drain");
+    assert_eq!(r.status, 202, "{r:?}");
+    let body = r.json();
+    assert_eq!(body["draining"], true);
+    assert_eq!(body["reconnect_url_set"], true);
+    common::api::OpenApi::load().check_response("/api/v1/drain", "post", 202, &body);
+
+    v2.wait_close(Duration::from_secs(10))
+        .unwrap_or_else(|e| panic!("v2 publisher: {e}\n{}", prism.stderr()));
+    assert_eq!(
+        v2.reconnect_request(),
+        Some(Some("rtmp://node-b.example:1935/live".to_owned())),
+        "{}",
+        prism.stderr()
+    );
+    assert_eq!(v2.last_status(), Some("NetStream.Unpublish.Success"));
+    // The publisher that did not announce capsEx is neither asked nor closed.
+    assert!(legacy.wait_close(Duration::from_secs(1)).is_err());
+    assert_eq!(legacy.reconnect_request(), None);
+    send_some_media(&mut legacy);
+}
+
+#[test]
+fn sigterm_sends_v2_publishers_a_reconnect_request() {
+    let mut prism = Prism::start(&bare_config(None));
+    let addr = prism.rtmp_addr.expect("rtmp addr");
+    let mut v2 = RtmpPublisher::publish_with_caps(addr, "live", "v2", Some(caps_ex::RECONNECT))
+        .expect("publish v2");
+    // capsEx without the reconnect bit: not asked.
+    let mut other = RtmpPublisher::publish_with_caps(addr, "live", "mt", Some(caps_ex::MULTITRACK))
+        .expect("publish");
+    send_some_media(&mut v2);
+    send_some_media(&mut other);
+    prism.signal("TERM");
+    v2.wait_close(Duration::from_secs(10))
+        .unwrap_or_else(|e| panic!("v2 publisher: {e}\n{}", prism.stderr()));
+    // No reconnect_url: reconnect to the URL it used (no tcUrl in the request).
+    assert_eq!(v2.reconnect_request(), Some(None), "{}", prism.stderr());
+    assert_eq!(v2.last_status(), Some("NetStream.Unpublish.Success"));
+    other
+        .wait_close(Duration::from_secs(10))
+        .unwrap_or_else(|e| panic!("other publisher: {e}"));
+    assert_eq!(other.reconnect_request(), None);
+    let status = prism
+        .wait_exit(Duration::from_secs(10))
+        .expect("prism exits");
+    assert!(status.success(), "{status:?}\n{}", prism.stderr());
+    assert!(
+        prism.stderr().contains("reconnect request sent"),
+        "{}",
+        prism.stderr()
+    );
 }

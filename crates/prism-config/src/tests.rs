@@ -1207,3 +1207,18 @@ fn target_tracks() {
         "{e}"
     );
 }
+
+#[test]
+fn rtmp_reconnect_url() {
+    assert_eq!(Config::default().rtmp.reconnect_url, None);
+    let c = parse("[rtmp]\nreconnect_url = \"rtmp://b.example/live\"\n").unwrap();
+    assert_eq!(
+        c.rtmp.reconnect_url.as_deref(),
+        Some("rtmp://b.example/live")
+    );
+    let e = err("[rtmp]\nreconnect_url = \"http://b.example/live\"\n");
+    assert!(
+        e.contains("config.toml:2:17: rtmp.reconnect_url: `http://b.example/live` is not an rtmp:// or rtmps:// URL"),
+        "{e}"
+    );
+}
