@@ -261,3 +261,74 @@ fn sigterm_sends_v2_publishers_a_reconnect_request() {
         prism.stderr()
     );
 }
+
+/// The PyAV venv's python (FFmpeg 8; `./scripts/test.sh` installs it).
+fn pyav_python() -> PathBuf {
+    let p = target_dir().join("pyav-venv/bin/python");
+    assert!(
+        p.is_file(),
+        "{} missing (./scripts/test.sh installs PyAV)",
+        p.display()
+    );
+    p
+}
+
+/// FFmpeg 8 publishes each Enhanced RTMP codec pairing through Prism and an FFmpeg 8
+/// player decodes both tracks. Opus reaches RTMP players as AAC (legacy players take AAC
+/// only; see the WebRTC section), every other codec as it was sent.
+#[test]
+fn ffmpeg8_publishes_enhanced_rtmp_codecs_and_a_player_decodes_them() {
+    let prism = Prism::start(&bare_config(None));
+    let addr = prism.rtmp_addr.expect("rtmp addr");
+    let python = pyav_python();
+    let script = workspace_dir().join("tests/py/pyav_ertmp.py");
+    for (i, (vcodec, acodec, want_v, want_a)) in [
+        ("libx265", "libopus", "hevc", "aac"),
+        ("libsvtav1", "flac", "libdav1d", "flac"),
+        ("libx264", "ac3", "h264", "ac3"),
+        ("libx264", "eac3", "h264", "eac3"),
+        ("libx264", "libmp3lame", "h264", "mp3float"),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let url = format!("rtmp://{addr}/live/c{i}");
+        let mut publisher = Command::new(&python)
+            .arg(&script)
+            .args(["publish", &url, vcodec, acodec, "6"])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .expect("python pyav_ertmp.py publish");
+        let live = format!("prism_ingest_frames_total{{kind=\"video\",stream=\"live/c{i}\"}}");
+        wait_until(Duration::from_secs(20), "publish to start", || {
+            prism.metric_value(&live).is_some_and(|n| n > 0.0)
+        });
+        let out = run_with_timeout(
+            Command::new(&python).arg(&script).args(["play", &url, "3"]),
+            Duration::from_secs(30),
+        )
+        .unwrap_or_else(|e| panic!("player: {e}"));
+        let _ = stop_child_quiet(&mut publisher);
+        let text = String::from_utf8_lossy(&out.stdout);
+        let v: serde_json::Value = serde_json::from_str(text.trim()).unwrap_or_else(|e| {
+            panic!(
+                "{vcodec}+{acodec}: player said {text:?} ({e}): {}\n{}",
+                String::from_utf8_lossy(&out.stderr),
+                prism.stderr()
+            )
+        });
+        let what = format!("{vcodec}+{acodec}: {v}");
+        assert_eq!(v["video_codec"], want_v, "{what}");
+        assert_eq!(v["audio_codec"], want_a, "{what}");
+        assert_eq!(v["width"], 320, "{what}");
+        assert!(v["video_frames"].as_u64() >= Some(25), "{what}");
+        assert!(v["audio_frames"].as_u64() >= Some(20), "{what}");
+    }
+}
+
+/// Kills a child that may still run and reaps it.
+fn stop_child_quiet(child: &mut std::process::Child) -> Option<std::process::ExitStatus> {
+    let _ = child.kill();
+    child.wait().ok()
+}
