@@ -119,11 +119,65 @@ fn multitrack_messages(a: &[Tag], b: &[Tag]) -> Vec<(MediaKind, u32, Bytes)> {
     out
 }
 
+/// OBS's layout: track 0 as plain (legacy FLV) messages, track 1 in OneTrack multitrack
+/// messages of its own, so each track's sequence start is a message of its own.
+fn obs_style_messages(a: &[Tag], b: &[Tag]) -> Vec<(MediaKind, u32, Bytes)> {
+    let mut out = Vec::new();
+    for t in a.iter().filter(|t| t.kind == 8 || t.kind == 9) {
+        let kind = if t.kind == 9 {
+            MediaKind::Video
+        } else {
+            MediaKind::Audio
+        };
+        out.push((kind, t.ts, Bytes::from(t.body.clone())));
+    }
+    for t in b.iter().filter(|t| t.kind == 8 || t.kind == 9) {
+        let p = if t.kind == 9 {
+            let (ft, pt, body) = avc_to_ex(&t.body);
+            build::multitrack(
+                0x80 | (ft << 4),
+                6,
+                MultitrackType::OneTrack,
+                pt,
+                &[(1, *b"avc1", &body)],
+            )
+        } else {
+            build::multitrack(
+                0x90,
+                5,
+                MultitrackType::OneTrack,
+                t.body[1],
+                &[(1, *b"mp4a", &t.body[2..])],
+            )
+        };
+        let kind = if t.kind == 9 {
+            MediaKind::Video
+        } else {
+            MediaKind::Audio
+        };
+        out.push((kind, t.ts, Bytes::from(p)));
+    }
+    // By time, track 0 before track 1 at the same time (sequence headers first).
+    out.sort_by_key(|(_, ts, _)| *ts);
+    out
+}
+
 #[test]
 fn multitrack_fans_out_one_track_per_target() {
     let tags0 = flv_tags(&clip("320x240", 440));
     let tags1 = flv_tags(&clip("160x120", 880));
-    let messages = multitrack_messages(&tags0, &tags1);
+    fan_out(multitrack_messages(&tags0, &tags1));
+}
+
+/// Tracks' sequence starts in separate messages (OBS): the targets still get their own.
+#[test]
+fn obs_style_tracks_fan_out_one_track_per_target() {
+    let tags0 = flv_tags(&clip("320x240", 440));
+    let tags1 = flv_tags(&clip("160x120", 880));
+    fan_out(obs_style_messages(&tags0, &tags1));
+}
+
+fn fan_out(messages: Vec<(MediaKind, u32, Bytes)>) {
     assert!(messages.len() > 150, "{} messages", messages.len());
 
     let nginx = Nginx::start();
@@ -139,12 +193,29 @@ fn multitrack_fans_out_one_track_per_target() {
     let mut publisher = RtmpPublisher::publish(addr, "live", "mt").expect("publish");
     // In real time, so the targets' queue budgets see a live stream.
     let start = Instant::now();
+    let mut late_joiner_checked = false;
     for (kind, ts, payload) in &messages {
         let due = start + Duration::from_millis(u64::from(*ts));
         if let Some(wait) = due.checked_duration_since(Instant::now()) {
             std::thread::sleep(wait);
         }
         publisher.send(*kind, *ts, payload);
+        if *ts >= 1500 && !late_joiner_checked {
+            // A player joining now gets one sequence header carrying both tracks.
+            late_joiner_checked = true;
+            let mut player = rtmp_player(addr, "live", "mt");
+            for (k, video) in [(MediaKind::Video, true), (MediaKind::Audio, false)] {
+                let m = player.wait_media(k);
+                let parsed = if video {
+                    prism_rtmp::multitrack::parse_video(&m.payload)
+                } else {
+                    prism_rtmp::multitrack::parse_audio(&m.payload)
+                }
+                .unwrap_or_else(|e| panic!("late joiner's first {k:?}: {e}"));
+                let ids: Vec<u8> = parsed.tracks.iter().map(|t| t.id).collect();
+                assert_eq!((parsed.packet_type, ids), (0, vec![0, 1]), "{k:?} header");
+            }
+        }
     }
     nginx.wait_bytes_in("mt_big", 50_000, Duration::from_secs(10));
     nginx.wait_bytes_in("mt_small", 10_000, Duration::from_secs(10));

@@ -317,6 +317,84 @@ fn extract_audio(msg: &ExMessage<'_>, t: &Track<'_>) -> Option<Vec<u8>> {
     Some(out)
 }
 
+/// Most tracks per kind whose sequence start [`HeaderMerge`] keeps.
+pub const MAX_TRACKS: usize = 16;
+
+/// A track's sequence start: (track id, FourCC, body).
+type KeptHeader = (u8, [u8; 4], Vec<u8>);
+/// A track of a message being merged: (track id, FourCC, body).
+type HeaderRef<'a> = (u8, [u8; 4], &'a [u8]);
+
+/// Keeps every track's last sequence start of a publish, so that one cached sequence header
+/// serves late joiners of every track. Encoders (OBS) send each track's sequence start in a
+/// message of its own (track 0 often as a plain message); a cache that keeps the last
+/// sequence header would then hold one track's only.
+#[derive(Debug, Default)]
+pub struct HeaderMerge {
+    /// video, audio: (track id, FourCC, sequence start body), by id.
+    tracks: [Vec<KeptHeader>; 2],
+    multitrack_seen: [bool; 2],
+}
+
+impl HeaderMerge {
+    /// Records a sequence-start `payload` and, once the stream is multitrack and the
+    /// message does not carry every known track, returns a ManyTracks(ManyCodecs) sequence
+    /// start of all of them to publish in its place. `None`: publish it as it is.
+    pub fn sequence_start(&mut self, video: bool, payload: &[u8]) -> Option<Vec<u8>> {
+        let k = usize::from(!video);
+        let (tracks, multitrack): (Vec<HeaderRef<'_>>, bool) = match if video {
+            parse_video(payload)
+        } else {
+            parse_audio(payload)
+        } {
+            Ok(m) if m.packet_type == 0 && m.command.is_none() => (
+                m.tracks.iter().map(|t| (t.id, t.fourcc, t.body)).collect(),
+                m.multitrack.is_some(),
+            ),
+            Ok(_) => return None,
+            // Legacy AVC / AAC sequence headers are track 0.
+            Err(ParseError::NotExtended) if video => match payload {
+                [b0, 0, _, _, _, rest @ ..] if b0 & 0x0F == 7 => (vec![(0, *b"avc1", rest)], false),
+                _ => return None,
+            },
+            Err(ParseError::NotExtended) => match payload {
+                [b0, 0, rest @ ..] if b0 >> 4 == 10 => (vec![(0, *b"mp4a", rest)], false),
+                _ => return None,
+            },
+            Err(_) => return None,
+        };
+        let known = &mut self.tracks[k];
+        for (id, cc, body) in &tracks {
+            if let Some(t) = known.iter_mut().find(|t| t.0 == *id) {
+                t.1 = *cc;
+                t.2 = body.to_vec();
+            } else if known.len() < MAX_TRACKS {
+                known.push((*id, *cc, body.to_vec()));
+            }
+        }
+        known.sort_by_key(|t| t.0);
+        self.multitrack_seen[k] |= multitrack;
+        let all_here = known
+            .iter()
+            .all(|t| tracks.iter().any(|(id, _, _)| *id == t.0));
+        if !self.multitrack_seen[k] || all_here {
+            return None;
+        }
+        let same_codec = known.iter().all(|t| t.1 == known[0].1);
+        let mt = if same_codec {
+            MultitrackType::ManyTracks
+        } else {
+            MultitrackType::ManyTracksManyCodecs
+        };
+        let list: Vec<HeaderRef<'_>> = known.iter().map(|t| (t.0, t.1, t.2.as_slice())).collect();
+        Some(if video {
+            build::multitrack(0x90, video_packet::MULTITRACK, mt, 0, &list)
+        } else {
+            build::multitrack(0x90, audio_packet::MULTITRACK, mt, 0, &list)
+        })
+    }
+}
+
 /// Builders for multitrack messages (test fixtures, and a v2 sender).
 pub mod build {
     use super::MultitrackType;
@@ -561,6 +639,83 @@ mod tests {
         let m = parse_video(&p).unwrap();
         assert_eq!(m.nano_offset, None);
         assert_eq!(&m.tracks[0].fourcc, b"vp09");
+    }
+
+    #[test]
+    fn header_merge_keeps_every_tracks_sequence_start() {
+        let mut h = HeaderMerge::default();
+        // Track 0 as a legacy AVC sequence header: a plain stream so far, untouched.
+        assert_eq!(h.sequence_start(true, &[0x17, 0, 0, 0, 0, 1, 0x64]), None);
+        // Track 1 alone in a OneTrack message: both tracks come out in one message.
+        let t1 = multitrack(
+            0x90,
+            6,
+            MultitrackType::OneTrack,
+            0,
+            &[(1, *b"avc1", &[1, 0x42])],
+        );
+        let merged = h.sequence_start(true, &t1).expect("merged");
+        let m = parse_video(&merged).unwrap();
+        assert_eq!(m.multitrack, Some(MultitrackType::ManyTracks));
+        assert_eq!(m.packet_type, 0);
+        assert_eq!(
+            m.tracks,
+            [
+                Track {
+                    id: 0,
+                    fourcc: *b"avc1",
+                    body: &[1, 0x64]
+                },
+                Track {
+                    id: 1,
+                    fourcc: *b"avc1",
+                    body: &[1, 0x42]
+                }
+            ]
+        );
+        // Each track extracts to its own header.
+        assert_eq!(
+            extract_track(&m, true, 0).unwrap(),
+            [0x17, 0, 0, 0, 0, 1, 0x64]
+        );
+        // A message already carrying every track is left alone; coded frames are not looked at.
+        let both = multitrack(
+            0x90,
+            6,
+            MultitrackType::ManyTracks,
+            0,
+            &[(0, *b"avc1", &[1]), (1, *b"avc1", &[2])],
+        );
+        assert_eq!(h.sequence_start(true, &both), None);
+        assert_eq!(
+            h.sequence_start(true, &[0x93, b'h', b'v', b'c', b'1']),
+            None
+        );
+        // Audio of two codecs: ManyTracksManyCodecs.
+        assert_eq!(h.sequence_start(false, &[0xAF, 0, 0x12, 0x10]), None);
+        let opus = multitrack(
+            0x90,
+            5,
+            MultitrackType::OneTrack,
+            0,
+            &[(1, *b"Opus", b"OpusHead")],
+        );
+        let merged = h.sequence_start(false, &opus).expect("merged audio");
+        let m = parse_audio(&merged).unwrap();
+        assert_eq!(m.multitrack, Some(MultitrackType::ManyTracksManyCodecs));
+        assert_eq!(m.tracks.len(), 2);
+        // Bounded: no more than MAX_TRACKS tracks are kept.
+        for id in 0..=255u8 {
+            let p = multitrack(
+                0x90,
+                6,
+                MultitrackType::OneTrack,
+                0,
+                &[(id, *b"av01", &[id])],
+            );
+            let _ = h.sequence_start(true, &p);
+        }
+        assert_eq!(h.tracks[0].len(), MAX_TRACKS);
     }
 
     #[test]
