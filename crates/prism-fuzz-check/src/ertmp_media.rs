@@ -4,10 +4,11 @@
 //! Input: `[selector] ++ body`; the selector's low bit picks video (1) or audio (0), the
 //! rest is the track id to extract. Checks: no panic; every track body lies inside the
 //! input; the inspect functions agree with the parser on the sequence-header flag; a
-//! rebuilt E-RTMP track parses back as one track with the same FourCC and body.
+//! rebuilt E-RTMP track parses back as one track with the same FourCC and body; a merged
+//! sequence header (HeaderMerge) parses as a multitrack sequence start.
 
 use prism_rtmp::media::{inspect_audio, inspect_video};
-use prism_rtmp::multitrack::{extract_track, parse_audio, parse_video};
+use prism_rtmp::multitrack::{extract_track, parse_audio, parse_video, HeaderMerge};
 
 pub fn run(data: &[u8]) {
     let Some((&sel, body)) = data.split_first() else {
@@ -25,6 +26,20 @@ pub fn run(data: &[u8]) {
     } else {
         inspect_audio(body)
     };
+    // Twice: the second time the merge knows the tracks of the first.
+    let mut merge = HeaderMerge::default();
+    for _ in 0..2 {
+        if let Some(merged) = merge.sequence_start(video, body) {
+            let back = if video {
+                parse_video(&merged)
+            } else {
+                parse_audio(&merged)
+            }
+            .expect("merged header parses");
+            assert_eq!(back.packet_type, 0);
+            assert!(back.multitrack.is_some());
+        }
+    }
     let Ok(m) = parsed else {
         return;
     };
