@@ -159,6 +159,16 @@ impl RtmpPublisher {
     /// Connects to `addr` and publishes `app/key`; returns once NetStream.Publish.Start
     /// arrived. `Err` says why not: the refusal's code and description, or the close.
     pub fn publish(addr: SocketAddr, app: &str, key: &str) -> Result<RtmpPublisher, String> {
+        RtmpPublisher::publish_with_caps(addr, app, key, None)
+    }
+
+    /// [`RtmpPublisher::publish`] announcing Enhanced RTMP v2 `capsEx` in connect.
+    pub fn publish_with_caps(
+        addr: SocketAddr,
+        app: &str,
+        key: &str,
+        caps_ex: Option<u32>,
+    ) -> Result<RtmpPublisher, String> {
         let sock = TcpStream::connect_timeout(&addr, Duration::from_secs(5))
             .map_err(|e| format!("connect: {e}"))?;
         sock.set_read_timeout(Some(Duration::from_secs(15)))
@@ -177,6 +187,9 @@ impl RtmpPublisher {
             session: ClientSession::new(config, [7; 32], 0, Instant::now()),
             input: BytesMut::new(),
         };
+        if let Some(caps) = caps_ex {
+            p.session.announce_caps_ex(caps);
+        }
         while !p.session.is_publishing() {
             p.flush()?;
             p.fill()?;
@@ -187,6 +200,14 @@ impl RtmpPublisher {
     /// The code of the last onStatus Prism sent this publisher.
     pub fn last_status(&self) -> Option<&str> {
         self.session.last_status()
+    }
+
+    /// The `tcUrl` of a `NetConnection.Connect.ReconnectRequest` Prism sent (`Some(None)`:
+    /// one without a tcUrl); `None` if none came.
+    pub fn reconnect_request(&self) -> Option<Option<String>> {
+        self.session
+            .reconnect_request()
+            .map(|u| u.map(str::to_owned))
     }
 
     /// Sends one media message.

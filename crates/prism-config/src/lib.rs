@@ -34,7 +34,7 @@ pub use section::srt::{SrtConfig, SrtPassphrase};
 pub use section::state::StateConfig;
 pub use section::stream::HubConfig;
 pub use section::target::{
-    validate_target_name, ResolvedTarget, TargetAudio, TargetConfig, TargetTls,
+    validate_target_name, ResolvedTarget, TargetAudio, TargetConfig, TargetTls, TargetTracks,
 };
 pub use section::transcode::{AudioRendition, Rendition, TranscodeConfig, VideoRendition};
 pub use section::webrtc::{WebrtcConfig, WebrtcKeys};
@@ -254,6 +254,7 @@ impl Config {
                         queue: t.queue,
                         tls: t.tls.clone(),
                         audio: t.audio,
+                        tracks: t.tracks,
                     });
                 }
             }

@@ -1159,3 +1159,66 @@ fn rtmpe_is_opt_in_and_rtmpe_targets_parse() {
         "{e}"
     );
 }
+
+#[test]
+fn target_tracks() {
+    let c = parse(
+        "[[route]]\nstream = \"live/*\"\n[[route.target]]\nname = \"a\"\nurl = \"rtmp://h/app/{stream}\"\nvideo_track = 0\naudio_track = 0\n[[route.target]]\nname = \"b\"\nurl = \"rtmp://h/app/{stream}\"\nvideo_track = 1\n[[route.target]]\nname = \"c\"\nurl = \"rtmp://h/app/{stream}\"\n",
+    )
+    .unwrap();
+    let t = c.targets_for("live", "k");
+    assert_eq!(
+        t[0].tracks,
+        crate::TargetTracks {
+            video: Some(0),
+            audio: Some(0)
+        }
+    );
+    assert_eq!(
+        t[1].tracks,
+        crate::TargetTracks {
+            video: Some(1),
+            audio: None
+        }
+    );
+    assert_eq!(t[2].tracks, crate::TargetTracks::default());
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../config");
+    let m = Config::load(&dir.join("multitrack.toml")).unwrap();
+    let picks: Vec<_> = m
+        .targets_for("live", "k")
+        .iter()
+        .map(|t| t.tracks.video)
+        .collect();
+    assert_eq!(picks, [Some(0), Some(1)]);
+    let e = err(
+        "[[route]]\nstream = \"live/*\"\n[[route.target]]\nname = \"a\"\nurl = \"rtmp://h/app/k\"\nvideo_track = 256\n",
+    );
+    assert!(
+        e.contains(
+            "config.toml:6:15: route[0].target[0].video_track: `256` is not a track id: 0 to 255"
+        ),
+        "{e}"
+    );
+    let e = err(
+        "[[route]]\nstream = \"live/*\"\n[[route.target]]\nname = \"a\"\nurl = \"rtmp://h/app/k\"\naudio_track = \"1\"\n",
+    );
+    assert!(
+        e.contains("config.toml:6:15") && e.contains("expected i64"),
+        "{e}"
+    );
+}
+
+#[test]
+fn rtmp_reconnect_url() {
+    assert_eq!(Config::default().rtmp.reconnect_url, None);
+    let c = parse("[rtmp]\nreconnect_url = \"rtmp://b.example/live\"\n").unwrap();
+    assert_eq!(
+        c.rtmp.reconnect_url.as_deref(),
+        Some("rtmp://b.example/live")
+    );
+    let e = err("[rtmp]\nreconnect_url = \"http://b.example/live\"\n");
+    assert!(
+        e.contains("config.toml:2:17: rtmp.reconnect_url: `http://b.example/live` is not an rtmp:// or rtmps:// URL"),
+        "{e}"
+    );
+}

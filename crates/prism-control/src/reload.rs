@@ -194,6 +194,7 @@ mod tests {
             queue: QueueConfig::default(),
             tls: TargetTls::default(),
             audio: Default::default(),
+            tracks: Default::default(),
         }
     }
 

@@ -16,6 +16,7 @@
 pub mod amf0;
 pub mod cmaf_payload;
 pub mod config;
+pub mod ertmp_media;
 pub mod hls_packager;
 pub mod mpegts_demux;
 pub mod rtmp_chunk;
@@ -79,6 +80,7 @@ pub const TARGETS: &[Target] = &[
     target("rtmpe_handshake", rtmpe_handshake::run, true),
     target("rtmpt_request", rtmpt_request::run, false),
     target("srt_handshake", srt_handshake::run, false),
+    target("ertmp_media", ertmp_media::run, false),
 ];
 
 /// Splits a fuzz input into the stream and its slicing byte (0 = one piece).

@@ -102,6 +102,8 @@ pub struct Driver<S> {
     reads_skipped: u32,
     /// Opus → AAC for an output that needs AAC ([`Driver::set_audio`]).
     audio: Option<crate::audio::AacView>,
+    /// One track of multitrack streams ([`Driver::set_tracks`]).
+    tracks: prism_config::TargetTracks,
 }
 
 impl<S: AsyncRead + AsyncWrite + Unpin> Driver<S> {
@@ -116,6 +118,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Driver<S> {
             timer: Box::pin(tokio::time::sleep(Duration::ZERO)),
             reads_skipped: 0,
             audio: None,
+            tracks: Default::default(),
         }
     }
 
@@ -133,6 +136,11 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Driver<S> {
     /// Hands the output AAC instead of Opus audio (see [`crate::audio`]).
     pub fn set_audio(&mut self, audio: Option<crate::audio::AacView>) {
         self.audio = audio;
+    }
+
+    /// Hands the output one track of Enhanced RTMP multitrack streams (see [`crate::tracks`]).
+    pub fn set_tracks(&mut self, tracks: prism_config::TargetTracks) {
+        self.tracks = tracks;
     }
 
     /// Queues protocol output produced outside the loop (handshakes, replies, goodbyes).
@@ -229,6 +237,8 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Driver<S> {
                 Some((Poll::Ready(RecvStatus::Frames), finished)) => {
                     let batch: usize = self.frames.iter().map(|f| f.payload.len()).sum();
                     let before = self.out.len();
+                    // The chosen track first: an Opus track then becomes AAC too.
+                    crate::tracks::select(&mut self.frames, self.tracks);
                     if let Some(a) = &mut self.audio {
                         a.convert(&mut self.frames);
                     }

@@ -22,6 +22,8 @@ pub struct Publisher {
     bytes: IntCounter,
     /// audio, video, data
     frames: [IntCounter; 3],
+    /// Every multitrack track's sequence start, merged into the one the hub caches.
+    headers: std::sync::Mutex<prism_rtmp::multitrack::HeaderMerge>,
 }
 
 impl Relay {
@@ -156,6 +158,7 @@ impl Relay {
             frames: [series.audio_frames, series.video_frames, series.data_frames],
             stream: handle.stream().clone(),
             handle: Some(handle),
+            headers: Default::default(),
         })
     }
 
@@ -200,6 +203,18 @@ impl Publisher {
     /// carry); keyframes and sequence headers are recognized here.
     pub fn send(&self, kind: FrameKind, timestamp: u32, payload: Bytes) {
         let info = inspect(kind, &payload);
+        // Enhanced RTMP v2 multitrack: tracks' sequence starts come one message each; the
+        // hub caches one sequence header, so it gets all tracks' in one message.
+        let payload = if info.sequence_header && kind != FrameKind::Data {
+            let merged = self
+                .headers
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .sequence_start(kind == FrameKind::Video, &payload);
+            merged.map_or(payload, Bytes::from)
+        } else {
+            payload
+        };
         let frame = Frame {
             kind,
             timestamp,

@@ -28,6 +28,7 @@ mod reload;
 pub mod rtmpe;
 mod server;
 mod source;
+mod tracks;
 
 pub use dial::{
     BoxedStream, ByteStream, ConnError, DialError, DialFuture, Dialer, SinkFuture, SinkReport,

@@ -61,6 +61,7 @@ async fn pull(source: &SourceConfig, session: &mut SourceSession) -> Result<(), 
         queue: Default::default(),
         tls: source.options.tls(),
         audio: Default::default(),
+        tracks: Default::default(),
     };
     let io = tokio::time::timeout(CONNECT_TIMEOUT, dialer.dial(&url, &target))
         .await

@@ -312,6 +312,7 @@ async fn drive(
     if target.audio == prism_config::TargetAudio::Aac {
         driver.set_audio(Some(relay.aac_audio(sub.stream())));
     }
+    driver.set_tracks(target.tracks);
     let mut push = RtmpPush {
         session,
         sub,

@@ -37,6 +37,8 @@ pub struct Relay {
     pub(crate) demand: crate::source::DemandTable,
     /// Streams' shared Opus → AAC transcoders.
     aac: crate::audio::AacTable,
+    /// Drain requests (`POST /api/v1/drain`): how many so far, and who waits for the next.
+    drains: (std::sync::atomic::AtomicU64, tokio::sync::Notify),
 }
 
 /// An output that serves streams without a connection of their own per stream (HLS/DASH
@@ -96,6 +98,7 @@ impl Relay {
             sources: Mutex::new(HashMap::new()),
             demand: Default::default(),
             aac: Default::default(),
+            drains: Default::default(),
         })
     }
 
@@ -295,6 +298,34 @@ impl Relay {
     /// then (those that do end with their stream).
     pub async fn closing(&self) {
         self.control.closing().await
+    }
+
+    /// Asks the Enhanced RTMP v2 publishers connected now to reconnect elsewhere
+    /// (`NetConnection.Connect.ReconnectRequest`, `[rtmp] reconnect_url`), then closes
+    /// their connections; other connections are untouched. The admin API's drain.
+    pub fn drain(&self) {
+        self.drains
+            .0
+            .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        self.drains.1.notify_waiters();
+    }
+
+    /// How many drains were requested so far (see [`Relay::drained_after`]).
+    pub fn drain_count(&self) -> u64 {
+        self.drains.0.load(std::sync::atomic::Ordering::SeqCst)
+    }
+
+    /// Resolves once a drain is requested after the `seen`-th.
+    pub async fn drained_after(&self, seen: u64) {
+        loop {
+            let notified = self.drains.1.notified();
+            let mut notified = std::pin::pin!(notified);
+            notified.as_mut().enable();
+            if self.drain_count() > seen {
+                return;
+            }
+            notified.await;
+        }
     }
 
     /// Ends every stream as an unpublish does (targets send FCUnpublish and deleteStream

@@ -98,6 +98,12 @@ where
             let relay = relay.clone();
             async move { relay.closing().await }
         }),
+        draining: Some(Box::pin({
+            let relay = relay.clone();
+            let seen = relay.drain_count();
+            async move { relay.drained_after(seen).await }
+        })),
+        drained: false,
         mem: relay
             .memory()
             .map(|b| b.charge(prism_mem::Pool::Reassembly, 0))
@@ -112,6 +118,17 @@ where
             Ok(Exit::Closed) => break Ok(()),
             Ok(Exit::Stopped) => {
                 if let Some(p) = &conn.publishing {
+                    // Shutting down or draining: an Enhanced RTMP v2 publisher that said it
+                    // can is asked to reconnect (to `[rtmp] reconnect_url` if set) first.
+                    if conn.drained || relay.is_closing() {
+                        let url = relay.config().rtmp.reconnect_url.clone();
+                        if conn
+                            .session
+                            .request_reconnect(url.as_deref(), "Prism is draining this node")
+                        {
+                            info!(peer = %info.peer, transport = info.transport, to_other_node = url.is_some(), "reconnect request sent to an Enhanced RTMP v2 publisher");
+                        }
+                    }
                     // Kicked or shutting down: the publisher hears that its publish is over
                     // (NetStream.Unpublish.Success) before the close, not a bare reset.
                     conn.session.end_publish(p.stream_id);
@@ -183,6 +200,10 @@ struct RtmpConn {
     /// Resolves when the relay shuts down: a connection serving no stream closes then
     /// (those that do end with their stream).
     closing: Pin<Box<dyn Future<Output = ()> + Send>>,
+    /// Resolves at the next drain request (`POST /api/v1/drain`); taken once it did.
+    draining: Option<Pin<Box<dyn Future<Output = ()> + Send>>>,
+    /// A drain request stopped this (v2) publisher's connection.
+    drained: bool,
     /// Received bytes not yet whole messages (partial messages and the unparsed input),
     /// charged to the media-memory budget (pool `reassembly`).
     mem: prism_mem::MemCharge,
@@ -312,7 +333,23 @@ impl Output for RtmpConn {
     fn poll_stop(&mut self, cx: &mut Context<'_>) -> Poll<()> {
         match (&self.publishing, &self.playing) {
             // An operator kicked the stream (admin API): it has ended; close the connection.
-            (Some(p), _) => p.publisher.poll_kicked(cx),
+            (Some(p), _) => {
+                if p.publisher.poll_kicked(cx).is_ready() {
+                    return Poll::Ready(());
+                }
+                // A drain stops only publishers that can be asked to reconnect.
+                if !self.session.supports_reconnect() {
+                    return Poll::Pending;
+                }
+                match self.draining.as_mut().map(|d| d.as_mut().poll(cx)) {
+                    Some(Poll::Ready(())) => {
+                        self.draining = None;
+                        self.drained = true;
+                        Poll::Ready(())
+                    }
+                    _ => Poll::Pending,
+                }
+            }
             (None, None) => self.closing.as_mut().poll(cx),
             (None, Some(_)) => Poll::Pending,
         }

@@ -15,6 +15,7 @@ pub mod control;
 pub mod handshake;
 pub mod media;
 pub mod message;
+pub mod multitrack;
 pub mod out;
 pub mod rtmpe;
 pub mod session;

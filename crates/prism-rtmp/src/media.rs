@@ -30,7 +30,7 @@ const FOURCCS: &[(&[u8; 4], &str)] = &[
     (b"mp4a", "aac"),
 ];
 
-fn fourcc_name(b: &[u8]) -> &'static str {
+pub(crate) fn fourcc_name(b: &[u8]) -> &'static str {
     FOURCCS
         .iter()
         .find(|(cc, _)| b.len() >= 4 && &b[..4] == *cc)
@@ -44,17 +44,28 @@ pub fn inspect_video(p: &[u8]) -> MediaInfo {
         return MediaInfo::default();
     };
     if b0 & 0x80 != 0 {
-        // Enhanced RTMP: [IsExHeader:1][FrameType:3][PacketType:4][FourCC:4]
+        // Enhanced RTMP: [IsExHeader:1][FrameType:3][PacketType:4], then ModEx prefixes,
+        // Multitrack or a FourCC (see crate::multitrack).
         let frame_type = (b0 >> 4) & 0x07;
-        let packet_type = b0 & 0x0F;
-        // 5 = command frame; 6 = multitrack, whose tracks are not inspected here.
-        let codec = fourcc_name(p.get(1..5).unwrap_or(&[]));
+        let Ok(m) = crate::multitrack::parse_video(p) else {
+            // Malformed: routed as an opaque frame of an unknown codec.
+            return MediaInfo {
+                disposable: frame_type == 3,
+                codec: "unknown",
+                ..MediaInfo::default()
+            };
+        };
+        // A multitrack message is as much a keyframe / sequence header as its shared
+        // packet type says (it applies to every track); the codec is the first track's.
+        let seq = m.packet_type == 0 || m.packet_type == 5;
         return MediaInfo {
-            // PacketTypeSequenceStart = 0, MPEG2TSSequenceStart = 5
-            sequence_header: packet_type == 0 || packet_type == 5,
-            keyframe: frame_type == 1 && packet_type != 0 && packet_type != 5,
+            sequence_header: seq && m.command.is_none(),
+            keyframe: frame_type == 1 && !seq && m.command.is_none() && m.packet_type != 4,
             disposable: frame_type == 3,
-            codec,
+            codec: m
+                .tracks
+                .first()
+                .map_or("unknown", |t| fourcc_name(&t.fourcc)),
         };
     }
     let frame_type = b0 >> 4;
@@ -87,11 +98,20 @@ pub fn inspect_audio(p: &[u8]) -> MediaInfo {
     };
     let format = b0 >> 4;
     if format == 9 {
-        // Enhanced RTMP audio: [SoundFormat=9:4][AudioPacketType:4][FourCC:4]
-        let packet_type = b0 & 0x0F;
+        // Enhanced RTMP audio: [SoundFormat=9:4][AudioPacketType:4], then ModEx prefixes,
+        // Multitrack or a FourCC (see crate::multitrack).
+        let Ok(m) = crate::multitrack::parse_audio(p) else {
+            return MediaInfo {
+                codec: "unknown",
+                ..MediaInfo::default()
+            };
+        };
         return MediaInfo {
-            sequence_header: packet_type == 0,
-            codec: fourcc_name(p.get(1..5).unwrap_or(&[])),
+            sequence_header: m.packet_type == 0,
+            codec: m
+                .tracks
+                .first()
+                .map_or("unknown", |t| fourcc_name(&t.fourcc)),
             ..MediaInfo::default()
         };
     }
@@ -153,6 +173,47 @@ mod tests {
         let opus = inspect_audio(&[0x90, b'O', b'p', b'u', b's']);
         assert!(opus.sequence_header);
         assert_eq!(opus.codec, "opus");
+    }
+
+    #[test]
+    fn multitrack_and_mod_ex() {
+        use crate::multitrack::{build, MultitrackType};
+        let seq = build::multitrack(
+            0x90,
+            6,
+            MultitrackType::ManyTracks,
+            0,
+            &[(0, *b"avc1", &[1]), (1, *b"avc1", &[2])],
+        );
+        let i = inspect_video(&seq);
+        assert!(i.sequence_header && !i.keyframe);
+        assert_eq!(i.codec, "h264");
+        let key = build::multitrack(
+            0x90,
+            6,
+            MultitrackType::OneTrack,
+            1,
+            &[(2, *b"hvc1", &[0; 4])],
+        );
+        let i = inspect_video(&key);
+        assert!(i.keyframe && !i.sequence_header);
+        assert_eq!(i.codec, "hevc");
+        let mut modex = vec![0x97];
+        modex.extend(build::nano_prefix(1000, 3));
+        modex.extend_from_slice(b"av01");
+        let i = inspect_video(&modex);
+        assert!(i.keyframe);
+        assert_eq!(i.codec, "av1");
+        let audio = build::multitrack(
+            0x90,
+            5,
+            MultitrackType::ManyTracksManyCodecs,
+            0,
+            &[(0, *b"fLaC", &[1])],
+        );
+        let i = inspect_audio(&audio);
+        assert!(i.sequence_header);
+        assert_eq!(i.codec, "flac");
     }
 
     #[test]

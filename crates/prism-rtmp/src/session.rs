@@ -452,7 +452,26 @@ pub struct ServerSession {
     failed: bool,
     /// Whether `connect` is answered with Set Chunk Size.
     announce_chunk_size: bool,
+    /// Enhanced RTMP v2 `capsEx` the client announced in `connect` (see [`caps_ex`]).
+    peer_caps_ex: Option<u32>,
 }
+
+/// Enhanced RTMP v2 `capsEx` bits (connect command object, both ways).
+pub mod caps_ex {
+    /// The client handles `NetConnection.Connect.ReconnectRequest`.
+    pub const RECONNECT: u32 = 0x01;
+    pub const MULTITRACK: u32 = 0x02;
+    pub const MODEX: u32 = 0x04;
+    pub const TIMESTAMP_NANO_OFFSET: u32 = 0x08;
+    /// What Prism announces: it relays multitrack and ModEx (nano offset kept) and sends
+    /// reconnect requests.
+    pub const PRISM: u32 = RECONNECT | MULTITRACK | MODEX | TIMESTAMP_NANO_OFFSET;
+}
+
+/// The FourCCs Prism relays, announced as `fourCcList` to v2 clients.
+pub const FORWARDED_FOURCCS: &[&str] = &[
+    "avc1", "hvc1", "av01", "vp09", "vp08", "mp4a", "Opus", "fLaC", "ac-3", "ec-3", ".mp3",
+];
 
 impl ServerSession {
     /// A session for a connection accepted at `now`; the handshake timer starts then.
@@ -464,6 +483,7 @@ impl ServerSession {
             last_input: now,
             failed: false,
             announce_chunk_size: true,
+            peer_caps_ex: None,
             config,
             link,
             events: VecDeque::new(),
@@ -832,6 +852,15 @@ impl ServerSession {
             .and_then(|o| o.get("objectEncoding"))
             .and_then(Value::as_f64)
             .unwrap_or(0.0);
+        // Enhanced RTMP v2 negotiation: a client that announces capsEx or a fourCcList
+        // gets Prism's in the _result, so it enables only what will get through.
+        let caps = obj
+            .and_then(|o| o.get("capsEx"))
+            .and_then(Value::as_f64)
+            .filter(|c| c.is_finite() && *c >= 0.0)
+            .map(|c| c.min(f64::from(u32::MAX)) as u32);
+        let v2 = caps.is_some() || obj.and_then(|o| o.get("fourCcList")).is_some();
+        self.peer_caps_ex = caps;
         self.link
             .send_control(Control::WindowAckSize(self.config.window_ack_size));
         self.link.send_control(Control::SetPeerBandwidth {
@@ -850,10 +879,21 @@ impl ServerSession {
             &[
                 Value::String("_result".into()),
                 Value::Number(cmd.txn),
-                Value::object([
-                    ("fmsVer", Value::String("FMS/3,0,1,123".into())),
-                    ("capabilities", Value::Number(31.0)),
-                ]),
+                {
+                    let mut props = vec![
+                        ("fmsVer", Value::String("FMS/3,0,1,123".into())),
+                        ("capabilities", Value::Number(31.0)),
+                    ];
+                    if v2 {
+                        props.push(("capsEx", Value::Number(f64::from(caps_ex::PRISM))));
+                        let list = FORWARDED_FOURCCS
+                            .iter()
+                            .map(|c| Value::String((*c).into()))
+                            .collect();
+                        props.push(("fourCcList", Value::StrictArray(list)));
+                    }
+                    Value::object(props)
+                },
                 Value::object([
                     ("level", Value::String("status".into())),
                     (
@@ -961,6 +1001,47 @@ impl ServerSession {
         self.set_role(stream_id, StreamRole::Created);
     }
 
+    /// The `capsEx` the client announced in `connect` (Enhanced RTMP v2), if any.
+    pub fn peer_caps_ex(&self) -> Option<u32> {
+        self.peer_caps_ex
+    }
+
+    /// Whether the client said it handles a reconnect request (`capsEx` bit 0x01).
+    pub fn supports_reconnect(&self) -> bool {
+        self.peer_caps_ex
+            .is_some_and(|c| c & caps_ex::RECONNECT != 0)
+    }
+
+    /// Asks an Enhanced RTMP v2 client to reconnect (`NetConnection.Connect.ReconnectRequest`
+    /// on the NetConnection), to `tc_url` if given, else to the URL it used. Sent only to
+    /// clients that announced it ([`ServerSession::supports_reconnect`]); false otherwise.
+    pub fn request_reconnect(&mut self, tc_url: Option<&str>, description: &str) -> bool {
+        if !self.supports_reconnect() {
+            return false;
+        }
+        let mut info = vec![
+            ("level", Value::String("status".into())),
+            (
+                "code",
+                Value::String("NetConnection.Connect.ReconnectRequest".into()),
+            ),
+            ("description", Value::String(description.into())),
+        ];
+        if let Some(url) = tc_url {
+            info.push(("tcUrl", Value::String(url.into())));
+        }
+        self.link.send_command(
+            0,
+            &[
+                Value::String("onStatus".into()),
+                Value::Number(0.0),
+                Value::Null,
+                Value::object(info),
+            ],
+        );
+        true
+    }
+
     /// Tells a player the stream it plays has ended. The idle timer, if it comes back on,
     /// counts from the last input (a silent player is then due at once).
     pub fn end_play(&mut self, stream_id: u32) {
@@ -1058,6 +1139,10 @@ pub struct ClientSession {
     failed: bool,
     /// The code of the last onStatus the server sent (see [`ClientSession::last_status`]).
     last_status: Option<String>,
+    /// `capsEx` to announce in `connect` ([`ClientSession::announce_caps_ex`]).
+    caps_ex: Option<u32>,
+    /// A `NetConnection.Connect.ReconnectRequest` arrived: its `tcUrl`, if any.
+    reconnect_request: Option<Option<String>>,
 }
 
 impl ClientSession {
@@ -1097,6 +1182,8 @@ impl ClientSession {
             stream_id: 0,
             events: VecDeque::new(),
             last_status: None,
+            caps_ex: None,
+            reconnect_request: None,
         }
     }
 
@@ -1244,6 +1331,18 @@ impl ClientSession {
         }
     }
 
+    /// Announces Enhanced RTMP v2 `capsEx` (see [`caps_ex`]) in the `connect` this session
+    /// sends; call before the handshake completes.
+    pub fn announce_caps_ex(&mut self, caps: u32) {
+        self.caps_ex = Some(caps);
+    }
+
+    /// `Some(tc_url)` once the server sent `NetConnection.Connect.ReconnectRequest`
+    /// (`tc_url`: where it asks the client to go; `None`: reconnect to the same URL).
+    pub fn reconnect_request(&self) -> Option<Option<&str>> {
+        self.reconnect_request.as_ref().map(|u| u.as_deref())
+    }
+
     fn start_connect(&mut self) {
         self.phase = ClientPhase::Connecting;
         self.link
@@ -1272,6 +1371,13 @@ impl ClientSession {
                 ("videoCodecs", Value::Number(252.0)),
                 ("videoFunction", Value::Number(1.0)),
             ]),
+        };
+        let properties = match (self.caps_ex, properties) {
+            (Some(caps), Value::Object(mut props)) => {
+                props.push(("capsEx".into(), Value::Number(f64::from(caps))));
+                Value::Object(props)
+            }
+            (_, p) => p,
         };
         self.link.send_command(
             0,
@@ -1375,6 +1481,13 @@ impl ClientSession {
                     .and_then(Value::as_str)
                     .unwrap_or_default();
                 self.last_status = Some(code.chars().take(200).collect());
+                if code == "NetConnection.Connect.ReconnectRequest" {
+                    let url = info
+                        .and_then(|i| i.get("tcUrl"))
+                        .and_then(Value::as_str)
+                        .map(|u| u.chars().take(2048).collect());
+                    self.reconnect_request = Some(url);
+                }
                 if level == "error" {
                     return Err(refused(info));
                 }

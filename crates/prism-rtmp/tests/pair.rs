@@ -1551,3 +1551,69 @@ fn end_publish_tells_the_publisher_before_the_server_closes() {
     assert!(p.take_server_events().is_empty());
     assert_eq!(p.tap_to_client.status_codes().len(), 2);
 }
+
+#[test]
+fn enhanced_rtmp_v2_caps_and_reconnect_request() {
+    use prism_rtmp::session::caps_ex;
+    // A v2 client announcing capsEx (reconnect + multitrack) gets Prism's capsEx and
+    // fourCcList in the connect _result, and a reconnect request with the other node's URL.
+    let mut p = Pair::new(4096, 4096, "cam1");
+    p.client
+        .announce_caps_ex(caps_ex::RECONNECT | caps_ex::MULTITRACK);
+    let sid = p.publish_live();
+    assert_eq!(
+        p.server.peer_caps_ex(),
+        Some(caps_ex::RECONNECT | caps_ex::MULTITRACK)
+    );
+    assert!(p.server.supports_reconnect());
+    let result = p
+        .tap_to_client
+        .commands()
+        .into_iter()
+        .find(|(n, _)| n == "_result")
+        .expect("connect _result");
+    let props = &result.1[2];
+    assert_eq!(
+        props.get("capsEx").and_then(Value::as_f64),
+        Some(f64::from(caps_ex::PRISM))
+    );
+    match props.get("fourCcList") {
+        Some(Value::StrictArray(l)) => {
+            assert!(l.contains(&Value::String("hvc1".into())));
+            assert!(l.contains(&Value::String("Opus".into())));
+        }
+        other => panic!("fourCcList {other:?}"),
+    }
+    assert!(p
+        .server
+        .request_reconnect(Some("rtmp://node-b:1935/live"), "server is draining"));
+    p.server.end_publish(sid);
+    p.drive_ok();
+    assert_eq!(
+        p.client.reconnect_request(),
+        Some(Some("rtmp://node-b:1935/live"))
+    );
+    assert_eq!(
+        p.tap_to_client.status_codes(),
+        vec![
+            "NetStream.Publish.Start",
+            "NetConnection.Connect.ReconnectRequest",
+            "NetStream.Unpublish.Success"
+        ]
+    );
+
+    // A client that announced nothing is not asked, and its _result is as before.
+    let mut p = Pair::new(4096, 4096, "cam2");
+    p.publish_live();
+    assert_eq!(p.server.peer_caps_ex(), None);
+    assert!(!p.server.request_reconnect(None, "draining"));
+    p.drive_ok();
+    assert_eq!(p.client.reconnect_request(), None);
+    let result = p
+        .tap_to_client
+        .commands()
+        .into_iter()
+        .find(|(n, _)| n == "_result")
+        .expect("connect _result");
+    assert_eq!(result.1[2].get("capsEx"), None);
+}

@@ -109,6 +109,7 @@ fn target(ca: Option<&Path>, verify: bool) -> ResolvedTarget {
             verify,
         },
         audio: Default::default(),
+        tracks: Default::default(),
     }
 }
 

@@ -176,6 +176,18 @@ impl Api {
                 }
                 _ => not_allowed("GET"),
             },
+            ["api", "v1", "drain"] => match method {
+                Method::POST => {
+                    self.relay.drain();
+                    let url_set = self.relay.config().rtmp.reconnect_url.is_some();
+                    tracing::info!(reconnect_url_set = url_set, "drain requested (admin API)");
+                    json(
+                        StatusCode::ACCEPTED,
+                        &serde_json::json!({ "draining": true, "reconnect_url_set": url_set }),
+                    )
+                }
+                _ => not_allowed("POST"),
+            },
             _ => error(StatusCode::NOT_FOUND, &format!("no such endpoint: {path}")),
         }
     }
@@ -1218,6 +1230,7 @@ mod tests {
             "/api/v1/destinations/{name}",
             "/api/v1/history",
             "/api/v1/transcode",
+            "/api/v1/drain",
         ] {
             assert!(paths.contains_key(p), "{p} missing");
         }

@@ -133,6 +133,7 @@ impl Destination {
                 name: self.name.clone(),
                 url: self.url.clone(),
                 audio: Default::default(),
+                tracks: Default::default(),
                 queue: self.queue.resolve().ok()?,
                 tls: TargetTls::default(),
                 rendition: self.rendition.clone(),

@@ -32,5 +32,15 @@ section! {
             check check::positive_ms;
         /// Accept RTMPE (encrypted RTMP, C0 = 6/8/9) here and RTMPTE on `[rtmpt]`. Off by default: RC4 is weak; prefer RTMPS.
         rtmpe: bool => rtmpe: bool = default(false), check check::ok;
+        /// Enhanced RTMP v2: the tcUrl sent with `NetConnection.Connect.ReconnectRequest` (another node) on shutdown or drain; unset: clients reconnect to the URL they used.
+        reconnect_url: String => reconnect_url: Option<String> = default(None),
+            check |u: String| {
+                let l = u.to_ascii_lowercase();
+                if l.starts_with("rtmp://") || l.starts_with("rtmps://") {
+                    Ok(Some(u))
+                } else {
+                    Err(format!("`{u}` is not an rtmp:// or rtmps:// URL"))
+                }
+            };
     }
 }

@@ -18,6 +18,10 @@ queue_keys!(section! {
         rendition: Option<toml::Spanned<String>>;
         /// `aac` (default): Opus audio (WHIP) is sent as AAC, transcoded once per stream; `copy`: the source's audio as it came (Enhanced RTMP Opus).
         audio: Option<toml::Spanned<String>>;
+        /// Enhanced RTMP v2 multitrack: which video track this target gets, as a plain single-track stream.
+        video_track: Option<toml::Spanned<i64>>;
+        /// Enhanced RTMP v2 multitrack: which audio track this target gets, as a plain single-track stream.
+        audio_track: Option<toml::Spanned<i64>>;
     }
 } reuse {
     /// TLS options of an `rtmps://` target.
@@ -59,6 +63,20 @@ pub(crate) fn resolve(
             .map_err(|m| cx.err(a.span(), &format!("{key}.audio"), m))?,
         None => TargetAudio::default(),
     };
+    let track = |v: Option<toml::Spanned<i64>>, what: &str| match v {
+        Some(v) => u8::try_from(*v.get_ref()).map(Some).map_err(|_| {
+            cx.err(
+                v.span(),
+                &format!("{key}.{what}"),
+                format!("`{}` is not a track id: 0 to 255", v.get_ref()),
+            )
+        }),
+        None => Ok(None),
+    };
+    let tracks = TargetTracks {
+        video: track(t.video_track.take(), "video_track")?,
+        audio: track(t.audio_track.take(), "audio_track")?,
+    };
     let name = t.name.get_ref();
     validate_target_name(name).map_err(|m| cx.err(t.name.span(), &format!("{key}.name"), m))?;
     if !names.insert(name.clone()) {
@@ -91,6 +109,7 @@ pub(crate) fn resolve(
         queue,
         tls,
         audio,
+        tracks,
     })
 }
 
@@ -124,6 +143,17 @@ pub struct TargetConfig {
     pub rendition: Option<String>,
     /// `audio`: what the target gets of an Opus (WebRTC) stream's audio.
     pub audio: TargetAudio,
+    /// `video_track` / `audio_track`: Enhanced RTMP v2 multitrack choice.
+    pub tracks: TargetTracks,
+}
+
+/// A target's `video_track` / `audio_track`: the one track of an Enhanced RTMP v2
+/// multitrack stream it gets, rebuilt as a plain single-track stream (own sequence header).
+/// `None`: every track as it came. Single-track messages count as track 0.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct TargetTracks {
+    pub video: Option<u8>,
+    pub audio: Option<u8>,
 }
 
 /// A target's `audio`: RTMP platforms take AAC only, so Opus (what WHIP publishers send)
@@ -158,6 +188,7 @@ pub struct ResolvedTarget {
     pub queue: QueueConfig,
     pub tls: TargetTls,
     pub audio: TargetAudio,
+    pub tracks: TargetTracks,
 }
 
 impl ResolvedTarget {
@@ -173,6 +204,7 @@ impl ResolvedTarget {
             queue: QueueConfig::default(),
             tls: TargetTls::default(),
             audio: TargetAudio::default(),
+            tracks: TargetTracks::default(),
         })
     }
 }

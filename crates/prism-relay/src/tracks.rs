@@ -1,0 +1,138 @@
+//! A target's `video_track` / `audio_track`: keeps one track of Enhanced RTMP v2 multitrack
+//! messages and rebuilds it as a plain single-track message (see
+//! [`prism_rtmp::multitrack::extract_track`]), so a destination that knows nothing of
+//! multitrack gets an ordinary stream with its own sequence header.
+
+use std::sync::Arc;
+
+use prism_config::TargetTracks;
+use prism_hub::{Frame, FrameKind};
+use prism_rtmp::multitrack::{extract_track, is_ex_audio, is_ex_video, parse_audio, parse_video};
+
+/// What to do with one frame.
+enum Pick {
+    Keep,
+    Drop,
+    Replace(Vec<u8>),
+}
+
+fn pick(frame: &Frame, tracks: TargetTracks) -> Pick {
+    let (video, id) = match (frame.kind, tracks.video, tracks.audio) {
+        (FrameKind::Video, Some(id), _) => (true, id),
+        (FrameKind::Audio, _, Some(id)) => (false, id),
+        _ => return Pick::Keep,
+    };
+    let p = &frame.payload[..];
+    let ex = if video {
+        is_ex_video(p)
+    } else {
+        is_ex_audio(p)
+    };
+    let parsed = if !ex {
+        None
+    } else if video {
+        parse_video(p).ok()
+    } else {
+        parse_audio(p).ok()
+    };
+    match parsed {
+        Some(m) if m.multitrack.is_some() => match extract_track(&m, video, id) {
+            Some(b) => Pick::Replace(b),
+            None => Pick::Drop,
+        },
+        // Legacy, single-track or malformed messages are track 0.
+        _ if id == 0 => Pick::Keep,
+        _ => Pick::Drop,
+    }
+}
+
+/// Keeps only the chosen tracks of `frames`, rebuilt as single-track messages.
+pub fn select(frames: &mut Vec<Arc<Frame>>, tracks: TargetTracks) {
+    if tracks == TargetTracks::default() {
+        return;
+    }
+    let input = std::mem::take(frames);
+    for f in input {
+        match pick(&f, tracks) {
+            Pick::Keep => frames.push(f),
+            Pick::Drop => {}
+            Pick::Replace(b) => frames.push(Arc::new(Frame {
+                keyframe: f.keyframe,
+                sequence_header: f.sequence_header,
+                disposable: f.disposable,
+                ..Frame::media(f.kind, f.timestamp, b.into())
+            })),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use bytes::Bytes;
+    use prism_rtmp::multitrack::{build, MultitrackType};
+
+    fn frame(kind: FrameKind, p: Vec<u8>, seq: bool) -> Arc<Frame> {
+        Arc::new(Frame {
+            sequence_header: seq,
+            ..Frame::media(kind, 40, Bytes::from(p))
+        })
+    }
+
+    #[test]
+    fn picks_one_track_and_passes_the_rest() {
+        let seq = build::multitrack(
+            0x90,
+            6,
+            MultitrackType::ManyTracks,
+            0,
+            &[(0, *b"avc1", &[1, 0x64]), (1, *b"avc1", &[1, 0x42])],
+        );
+        let aud = build::multitrack(
+            0x90,
+            5,
+            MultitrackType::ManyTracksManyCodecs,
+            1,
+            &[(0, *b"mp4a", &[0x21]), (1, *b"Opus", &[0xfc])],
+        );
+        let data = frame(FrameKind::Data, vec![2, 0, 1], false);
+        let mut frames = vec![
+            data.clone(),
+            frame(FrameKind::Video, seq, true),
+            frame(FrameKind::Audio, aud, false),
+            // A legacy AVC frame is track 0: dropped for a target of track 1.
+            frame(FrameKind::Video, vec![0x27, 1, 0, 0, 0], false),
+        ];
+        select(
+            &mut frames,
+            TargetTracks {
+                video: Some(1),
+                audio: Some(1),
+            },
+        );
+        assert_eq!(frames.len(), 3);
+        assert!(Arc::ptr_eq(&frames[0], &data));
+        assert_eq!(&frames[1].payload[..], [0x17, 0, 0, 0, 0, 1, 0x42]);
+        assert!(frames[1].sequence_header);
+        assert_eq!(frames[1].timestamp, 40);
+        assert_eq!(&frames[2].payload[..], [0x91, b'O', b'p', b'u', b's', 0xfc]);
+    }
+
+    #[test]
+    fn no_choice_is_untouched() {
+        let seq = build::multitrack(0x90, 6, MultitrackType::OneTrack, 0, &[(3, *b"hvc1", &[1])]);
+        let f = frame(FrameKind::Video, seq, true);
+        let mut frames = vec![f.clone()];
+        select(&mut frames, TargetTracks::default());
+        assert!(Arc::ptr_eq(&frames[0], &f));
+        // Track 2 asked, only track 3 present: nothing.
+        select(
+            &mut frames,
+            TargetTracks {
+                video: Some(2),
+                audio: None,
+            },
+        );
+        assert!(frames.is_empty());
+    }
+}
