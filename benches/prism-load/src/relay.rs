@@ -22,6 +22,9 @@ pub enum RelayKind {
     PrismM40,
     /// nginx-rtmp, one worker process (master_process off).
     Nginx,
+    /// Node-Media-Server 4 (benches/nms/launch.js on node): players, and push through its
+    /// in-process RTMP relay client (one connection per destination, no process spawned).
+    Nms,
 }
 
 impl RelayKind {
@@ -31,7 +34,8 @@ impl RelayKind {
             "prism1" => RelayKind::Prism1,
             "prism-m40" => RelayKind::PrismM40,
             "nginx" => RelayKind::Nginx,
-            _ => bail!("unknown relay {s:?} (prism, prism1, prism-m40, nginx)"),
+            "nms" => RelayKind::Nms,
+            _ => bail!("unknown relay {s:?} (prism, prism1, prism-m40, nginx, nms)"),
         })
     }
     pub fn name(self) -> &'static str {
@@ -40,6 +44,7 @@ impl RelayKind {
             RelayKind::Prism1 => "prism1",
             RelayKind::PrismM40 => "prism-m40",
             RelayKind::Nginx => "nginx",
+            RelayKind::Nms => "nms",
         }
     }
 }
@@ -49,6 +54,9 @@ pub struct RelayPaths {
     pub prism_bin: PathBuf,
     pub nginx_bin: PathBuf,
     pub nginx_module: PathBuf,
+    pub node_bin: PathBuf,
+    /// benches/nms: launch.js and its node_modules (`npm ci` there).
+    pub nms_dir: PathBuf,
 }
 
 /// What the relay is configured for.
@@ -104,6 +112,7 @@ impl RelayProcess {
     pub fn log_tail(&self, lines: usize) -> String {
         let file = match self.kind {
             RelayKind::Nginx => "error.log",
+            RelayKind::Nms => "relay.stdout",
             _ => "relay.stderr",
         };
         let text = fs::read_to_string(self.dir.join(file)).unwrap_or_default();
@@ -174,6 +183,34 @@ pub fn start(
                 .stderr(fs::File::create(dir.join("relay.stderr"))?)
                 .spawn()
                 .with_context(|| format!("spawning {}", paths.nginx_bin.display()))?
+        }
+        RelayKind::Nms => {
+            let launcher = paths.nms_dir.join("launch.js");
+            if !paths.nms_dir.join("node_modules/node-media-server").is_dir() {
+                bail!(
+                    "node-media-server is not installed: run `npm ci` in {}",
+                    paths.nms_dir.display()
+                );
+            }
+            let mut cmd = Command::new(&paths.node_bin);
+            cmd.arg(&launcher)
+                .arg("--rtmp-port")
+                .arg(rtmp_port.to_string())
+                .arg("--dir")
+                .arg(dir);
+            if spec.scenario != Scenario::Players {
+                cmd.arg("--sink-port")
+                    .arg(spec.sink_port.to_string())
+                    .arg("--targets")
+                    .arg(spec.targets_per_stream.to_string())
+                    .arg("--scenario")
+                    .arg(spec.scenario.name());
+            }
+            cmd.stdin(Stdio::null())
+                .stdout(fs::File::create(dir.join("relay.stdout"))?)
+                .stderr(fs::File::create(dir.join("relay.stderr"))?)
+                .spawn()
+                .with_context(|| format!("spawning {}", paths.node_bin.display()))?
         }
     };
     let relay = RelayProcess {
@@ -274,6 +311,7 @@ pub fn start_hls(
                 .spawn()
                 .with_context(|| format!("spawning {}", paths.prism_bin.display()))?
         }
+        RelayKind::Nms => bail!("nms: the hls scenarios run Prism and nginx-rtmp only"),
         RelayKind::Nginx => {
             let www = dir.join("www");
             fs::create_dir_all(www.join("live"))?;
