@@ -22,6 +22,10 @@ pub enum RelayKind {
     PrismM40,
     /// nginx-rtmp, one worker process (master_process off).
     Nginx,
+    /// Prism in low-latency mode: `write_merge_ms = 0` on every target and player (every
+    /// frame written as it arrives; the default before targets merged on a 40 ms grid).
+    #[serde(rename = "prism-ll")]
+    PrismLl,
     /// Node-Media-Server 4 (benches/nms/launch.js on node): players, and push through its
     /// in-process RTMP relay client (one connection per destination, no process spawned).
     Nms,
@@ -33,9 +37,10 @@ impl RelayKind {
             "prism" => RelayKind::Prism,
             "prism1" => RelayKind::Prism1,
             "prism-m40" => RelayKind::PrismM40,
+            "prism-ll" => RelayKind::PrismLl,
             "nginx" => RelayKind::Nginx,
             "nms" => RelayKind::Nms,
-            _ => bail!("unknown relay {s:?} (prism, prism1, prism-m40, nginx, nms)"),
+            _ => bail!("unknown relay {s:?} (prism, prism1, prism-m40, prism-ll, nginx, nms)"),
         })
     }
     pub fn name(self) -> &'static str {
@@ -43,6 +48,7 @@ impl RelayKind {
             RelayKind::Prism => "prism",
             RelayKind::Prism1 => "prism1",
             RelayKind::PrismM40 => "prism-m40",
+            RelayKind::PrismLl => "prism-ll",
             RelayKind::Nginx => "nginx",
             RelayKind::Nms => "nms",
         }
@@ -149,10 +155,15 @@ pub fn start(
     let rtmp_port = free_port()?;
     let mut http_port = None;
     let child = match kind {
-        RelayKind::Prism | RelayKind::Prism1 | RelayKind::PrismM40 => {
+        RelayKind::Prism | RelayKind::Prism1 | RelayKind::PrismM40 | RelayKind::PrismLl => {
             let http = free_port()?;
             http_port = Some(http);
-            let merge_ms = if kind == RelayKind::PrismM40 { 40 } else { 0 };
+            // `prism` and `prism1` run the defaults (no write_merge_ms key).
+            let merge_ms = match kind {
+                RelayKind::PrismM40 => Some(40),
+                RelayKind::PrismLl => Some(0),
+                _ => None,
+            };
             let conf = prism_config(rtmp_port, http, spec, merge_ms);
             let path = dir.join("prism.toml");
             fs::write(&path, conf)?;
@@ -277,7 +288,7 @@ pub fn start_hls(
     let mut http_port = None;
     let conns = spec.connections + spec.streams + 100;
     let child = match kind {
-        RelayKind::Prism | RelayKind::Prism1 | RelayKind::PrismM40 => {
+        RelayKind::Prism | RelayKind::Prism1 | RelayKind::PrismM40 | RelayKind::PrismLl => {
             let http = free_port()?;
             http_port = Some(http);
             let mut conf = format!(
@@ -409,7 +420,13 @@ http {{
     )
 }
 
-fn prism_config(rtmp_port: u16, http_port: u16, spec: &RelaySpec, merge_ms: u32) -> String {
+fn prism_config(
+    rtmp_port: u16,
+    http_port: u16,
+    spec: &RelaySpec,
+    merge_ms: Option<u32>,
+) -> String {
+    let merge = merge_ms.map_or(String::new(), |ms| format!("write_merge_ms = {ms}\n"));
     let sink_port = spec.sink_port;
     let max_conns = spec.connections() + 100;
     let mut s = format!(
@@ -429,7 +446,7 @@ fn prism_config(rtmp_port: u16, http_port: u16, spec: &RelaySpec, merge_ms: u32)
                 "\n[player]\nmax_queue_ms = 10000\nmax_queue_bytes = 67108864\n\
                  overflow_disconnect_ms = 60000\n",
             );
-            let _ = writeln!(s, "write_merge_ms = {merge_ms}");
+            s.push_str(&merge);
         }
         Scenario::Fanout | Scenario::Multi => {
             s.push_str("\n[[route]]\nstream = \"live/*\"\n");
@@ -445,8 +462,7 @@ fn prism_config(rtmp_port: u16, http_port: u16, spec: &RelaySpec, merge_ms: u32)
                 let _ = write!(
                     s,
                     "\n  [[route.target]]\n  name = \"t{i}\"\n  url = \"rtmp://127.0.0.1:{sink_port}/sink/{key}\"\n  \
-                     max_queue_ms = 10000\n  max_queue_bytes = 67108864\n  overflow_disconnect_ms = 60000\n  \
-                     write_merge_ms = {merge_ms}\n"
+                     max_queue_ms = 10000\n  max_queue_bytes = 67108864\n  overflow_disconnect_ms = 60000\n  {merge}"
                 );
             }
         }

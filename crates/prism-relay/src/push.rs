@@ -308,7 +308,7 @@ async fn drive(
     tm.series.up.set(1);
     tm.status.set_state(TargetState::Up);
     info!(stream = %tm.stream, target = %tm.target, "target publishing");
-    driver.set_merge(target.queue.write_merge);
+    driver.set_merge(target.queue.target_write_merge());
     if target.audio == prism_config::TargetAudio::Aac {
         driver.set_audio(Some(relay.aac_audio(sub.stream())));
     }

@@ -104,7 +104,7 @@ where
             .unwrap_or_default(),
     };
     let mut driver = Driver::new(Box::pin(io), prism_egress::Config::default());
-    driver.set_merge(config.player.write_merge);
+    driver.set_merge(config.player.player_write_merge());
     let result = loop {
         driver.queue(conn.session.out());
         match driver.run(&mut conn).await {
