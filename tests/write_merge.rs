@@ -1,8 +1,9 @@
 //! `write_merge_ms` (issue 6): output held for a span goes out in one write. A real encoder
 //! (ffmpeg, 25 fps + AAC) publishes to Prism, which pushes the stream to two targets on an
 //! in-test RTMP sink: one with `write_merge_ms = 200`, one with 0, and one without the key
-//! (a push target's default, 40 ms). All must receive every frame, in order; the merged one
-//! in bursts at most every ~200 ms, the default one at most every ~40 ms, the plain one in
+//! (a push target's default: no grid, audio waits up to 40 ms for the next video frame). All
+//! must receive every frame, in order; the merged one in bursts at most every ~200 ms, the
+//! default one at most about once per video frame, the plain one in
 //! many more (the control: the same sink and measure must see the difference). A player
 //! with `[player] write_merge_ms = 200` must decode the stream.
 mod common;
@@ -155,7 +156,7 @@ fn merged_writes_deliver_every_frame_in_fewer_writes() {
         wait_for(Duration::from_secs(15), "all targets publishing", || {
             Some((get("merged")?, get("plain")?, get("default")?))
         });
-    // The API reports each target's effective merge: a push target's default is 40 ms.
+    // The API reports each target's effective merge grid: none by default.
     let (status, body) = prism
         .http_get("/api/v1/streams/live/cam")
         .expect("GET stream");
@@ -167,7 +168,7 @@ fn merged_writes_deliver_every_frame_in_fewer_writes() {
             .and_then(|ts| ts.iter().find(|t| t["name"] == name))
             .map(|t| t["queue"]["write_merge_ms"].clone())
     };
-    assert_eq!(merge_of("default"), Some(40.into()), "{stream}");
+    assert_eq!(merge_of("default"), Some(0.into()), "{stream}");
     assert_eq!(merge_of("plain"), Some(0.into()), "{stream}");
     assert_eq!(merge_of("merged"), Some(MERGE_MS.into()), "{stream}");
     // A player with merged output, while the stream is live.
@@ -202,8 +203,14 @@ fn merged_writes_deliver_every_frame_in_fewer_writes() {
         "video messages differ between targets"
     );
     assert_eq!(m.audio, p.audio, "audio message counts differ");
-    assert_eq!(d.video_ts, p.video_ts, "default target: video messages differ");
-    assert_eq!(d.audio, p.audio, "default target: audio message counts differ");
+    assert_eq!(
+        d.video_ts, p.video_ts,
+        "default target: video messages differ"
+    );
+    assert_eq!(
+        d.audio, p.audio,
+        "default target: audio message counts differ"
+    );
     assert!(m.video_ts.windows(2).all(|w| w[0] <= w[1]));
 
     // Steady state: the middle of the stream, away from the GOP burst at the start and the
@@ -226,9 +233,10 @@ fn merged_writes_deliver_every_frame_in_fewer_writes() {
         pb >= 3 * mb,
         "plain target: {pb} writes in 3 s vs {mb} merged: merging made no difference?"
     );
-    // The default (40 ms) target: at most one write per tick (75 in 3 s, + edges and slack).
-    // ffmpeg sends a video frame and its audio together, so the plain target sees about as
-    // many bursts here; the load tool's paced audio shows the saving (benches/README.md).
+    // The default target: audio rides with video, so about one write per video frame (75 in
+    // 3 s, + edges and slack). ffmpeg sends a video frame and its audio together, so the
+    // plain target sees about as many bursts here; the load tool's paced audio shows the
+    // saving (benches/README.md); crates/prism-egress/tests/engine.rs checks the ride.
     assert!(db <= 80, "default target: {db} writes in 3 s, want ≤ 80");
     drop(rt);
 }

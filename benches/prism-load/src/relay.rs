@@ -197,7 +197,11 @@ pub fn start(
         }
         RelayKind::Nms => {
             let launcher = paths.nms_dir.join("launch.js");
-            if !paths.nms_dir.join("node_modules/node-media-server").is_dir() {
+            if !paths
+                .nms_dir
+                .join("node_modules/node-media-server")
+                .is_dir()
+            {
                 bail!(
                     "node-media-server is not installed: run `npm ci` in {}",
                     paths.nms_dir.display()
@@ -420,12 +424,7 @@ http {{
     )
 }
 
-fn prism_config(
-    rtmp_port: u16,
-    http_port: u16,
-    spec: &RelaySpec,
-    merge_ms: Option<u32>,
-) -> String {
+fn prism_config(rtmp_port: u16, http_port: u16, spec: &RelaySpec, merge_ms: Option<u32>) -> String {
     let merge = merge_ms.map_or(String::new(), |ms| format!("write_merge_ms = {ms}\n"));
     let sink_port = spec.sink_port;
     let max_conns = spec.connections() + 100;

@@ -309,6 +309,7 @@ async fn drive(
     tm.status.set_state(TargetState::Up);
     info!(stream = %tm.stream, target = %tm.target, "target publishing");
     driver.set_merge(target.queue.target_write_merge());
+    driver.set_audio_ride(target.queue.target_audio_ride());
     if target.audio == prism_config::TargetAudio::Aac {
         driver.set_audio(Some(relay.aac_audio(sub.stream())));
     }
