@@ -112,6 +112,12 @@ struct Common {
     nginx_bin: PathBuf,
     #[arg(long, default_value = "/usr/lib/nginx/modules/ngx_rtmp_module.so")]
     nginx_module: PathBuf,
+    /// node, for the `nms` relay (Node-Media-Server).
+    #[arg(long, default_value = "node")]
+    node_bin: PathBuf,
+    /// Where `nms` finds launch.js and node_modules (`npm ci` there first).
+    #[arg(long, default_value = concat!(env!("CARGO_MANIFEST_DIR"), "/../nms"))]
+    nms_dir: PathBuf,
     /// Keep the relays' temp dirs (configs, logs) under $TMPDIR/prism-load/.
     #[arg(long)]
     keep_tmp: bool,
@@ -219,6 +225,8 @@ impl Common {
                 prism_bin,
                 nginx_bin: self.nginx_bin.clone(),
                 nginx_module: self.nginx_module.clone(),
+                node_bin: self.node_bin.clone(),
+                nms_dir: self.nms_dir.clone(),
             },
             keep_tmp: self.keep_tmp,
         })

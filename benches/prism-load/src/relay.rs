@@ -22,6 +22,13 @@ pub enum RelayKind {
     PrismM40,
     /// nginx-rtmp, one worker process (master_process off).
     Nginx,
+    /// Prism in low-latency mode: `write_merge_ms = 0` on every target and player (every
+    /// frame written as it arrives; the default before targets merged on a 40 ms grid).
+    #[serde(rename = "prism-ll")]
+    PrismLl,
+    /// Node-Media-Server 4 (benches/nms/launch.js on node): players, and push through its
+    /// in-process RTMP relay client (one connection per destination, no process spawned).
+    Nms,
 }
 
 impl RelayKind {
@@ -30,8 +37,10 @@ impl RelayKind {
             "prism" => RelayKind::Prism,
             "prism1" => RelayKind::Prism1,
             "prism-m40" => RelayKind::PrismM40,
+            "prism-ll" => RelayKind::PrismLl,
             "nginx" => RelayKind::Nginx,
-            _ => bail!("unknown relay {s:?} (prism, prism1, prism-m40, nginx)"),
+            "nms" => RelayKind::Nms,
+            _ => bail!("unknown relay {s:?} (prism, prism1, prism-m40, prism-ll, nginx, nms)"),
         })
     }
     pub fn name(self) -> &'static str {
@@ -39,7 +48,9 @@ impl RelayKind {
             RelayKind::Prism => "prism",
             RelayKind::Prism1 => "prism1",
             RelayKind::PrismM40 => "prism-m40",
+            RelayKind::PrismLl => "prism-ll",
             RelayKind::Nginx => "nginx",
+            RelayKind::Nms => "nms",
         }
     }
 }
@@ -49,6 +60,9 @@ pub struct RelayPaths {
     pub prism_bin: PathBuf,
     pub nginx_bin: PathBuf,
     pub nginx_module: PathBuf,
+    pub node_bin: PathBuf,
+    /// benches/nms: launch.js and its node_modules (`npm ci` there).
+    pub nms_dir: PathBuf,
 }
 
 /// What the relay is configured for.
@@ -104,6 +118,7 @@ impl RelayProcess {
     pub fn log_tail(&self, lines: usize) -> String {
         let file = match self.kind {
             RelayKind::Nginx => "error.log",
+            RelayKind::Nms => "relay.stdout",
             _ => "relay.stderr",
         };
         let text = fs::read_to_string(self.dir.join(file)).unwrap_or_default();
@@ -140,10 +155,15 @@ pub fn start(
     let rtmp_port = free_port()?;
     let mut http_port = None;
     let child = match kind {
-        RelayKind::Prism | RelayKind::Prism1 | RelayKind::PrismM40 => {
+        RelayKind::Prism | RelayKind::Prism1 | RelayKind::PrismM40 | RelayKind::PrismLl => {
             let http = free_port()?;
             http_port = Some(http);
-            let merge_ms = if kind == RelayKind::PrismM40 { 40 } else { 0 };
+            // `prism` and `prism1` run the defaults (no write_merge_ms key).
+            let merge_ms = match kind {
+                RelayKind::PrismM40 => Some(40),
+                RelayKind::PrismLl => Some(0),
+                _ => None,
+            };
             let conf = prism_config(rtmp_port, http, spec, merge_ms);
             let path = dir.join("prism.toml");
             fs::write(&path, conf)?;
@@ -174,6 +194,38 @@ pub fn start(
                 .stderr(fs::File::create(dir.join("relay.stderr"))?)
                 .spawn()
                 .with_context(|| format!("spawning {}", paths.nginx_bin.display()))?
+        }
+        RelayKind::Nms => {
+            let launcher = paths.nms_dir.join("launch.js");
+            if !paths
+                .nms_dir
+                .join("node_modules/node-media-server")
+                .is_dir()
+            {
+                bail!(
+                    "node-media-server is not installed: run `npm ci` in {}",
+                    paths.nms_dir.display()
+                );
+            }
+            let mut cmd = Command::new(&paths.node_bin);
+            cmd.arg(&launcher)
+                .arg("--rtmp-port")
+                .arg(rtmp_port.to_string())
+                .arg("--dir")
+                .arg(dir);
+            if spec.scenario != Scenario::Players {
+                cmd.arg("--sink-port")
+                    .arg(spec.sink_port.to_string())
+                    .arg("--targets")
+                    .arg(spec.targets_per_stream.to_string())
+                    .arg("--scenario")
+                    .arg(spec.scenario.name());
+            }
+            cmd.stdin(Stdio::null())
+                .stdout(fs::File::create(dir.join("relay.stdout"))?)
+                .stderr(fs::File::create(dir.join("relay.stderr"))?)
+                .spawn()
+                .with_context(|| format!("spawning {}", paths.node_bin.display()))?
         }
     };
     let relay = RelayProcess {
@@ -240,7 +292,7 @@ pub fn start_hls(
     let mut http_port = None;
     let conns = spec.connections + spec.streams + 100;
     let child = match kind {
-        RelayKind::Prism | RelayKind::Prism1 | RelayKind::PrismM40 => {
+        RelayKind::Prism | RelayKind::Prism1 | RelayKind::PrismM40 | RelayKind::PrismLl => {
             let http = free_port()?;
             http_port = Some(http);
             let mut conf = format!(
@@ -274,6 +326,7 @@ pub fn start_hls(
                 .spawn()
                 .with_context(|| format!("spawning {}", paths.prism_bin.display()))?
         }
+        RelayKind::Nms => bail!("nms: the hls scenarios run Prism and nginx-rtmp only"),
         RelayKind::Nginx => {
             let www = dir.join("www");
             fs::create_dir_all(www.join("live"))?;
@@ -371,7 +424,8 @@ http {{
     )
 }
 
-fn prism_config(rtmp_port: u16, http_port: u16, spec: &RelaySpec, merge_ms: u32) -> String {
+fn prism_config(rtmp_port: u16, http_port: u16, spec: &RelaySpec, merge_ms: Option<u32>) -> String {
+    let merge = merge_ms.map_or(String::new(), |ms| format!("write_merge_ms = {ms}\n"));
     let sink_port = spec.sink_port;
     let max_conns = spec.connections() + 100;
     let mut s = format!(
@@ -391,7 +445,7 @@ fn prism_config(rtmp_port: u16, http_port: u16, spec: &RelaySpec, merge_ms: u32)
                 "\n[player]\nmax_queue_ms = 10000\nmax_queue_bytes = 67108864\n\
                  overflow_disconnect_ms = 60000\n",
             );
-            let _ = writeln!(s, "write_merge_ms = {merge_ms}");
+            s.push_str(&merge);
         }
         Scenario::Fanout | Scenario::Multi => {
             s.push_str("\n[[route]]\nstream = \"live/*\"\n");
@@ -407,8 +461,7 @@ fn prism_config(rtmp_port: u16, http_port: u16, spec: &RelaySpec, merge_ms: u32)
                 let _ = write!(
                     s,
                     "\n  [[route.target]]\n  name = \"t{i}\"\n  url = \"rtmp://127.0.0.1:{sink_port}/sink/{key}\"\n  \
-                     max_queue_ms = 10000\n  max_queue_bytes = 67108864\n  overflow_disconnect_ms = 60000\n  \
-                     write_merge_ms = {merge_ms}\n"
+                     max_queue_ms = 10000\n  max_queue_bytes = 67108864\n  overflow_disconnect_ms = 60000\n  {merge}"
                 );
             }
         }

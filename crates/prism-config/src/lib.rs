@@ -24,7 +24,7 @@ pub use section::auth::AuthConfig;
 pub use section::hls::{HlsConfig, HlsContainer, HlsKeys};
 pub use section::http::{ApiToken, HttpConfig};
 pub use section::limits::Limits;
-pub use section::player::QueueConfig;
+pub use section::player::{QueueConfig, DEFAULT_PLAYER_WRITE_MERGE, DEFAULT_TARGET_AUDIO_RIDE};
 pub use section::route::{Route, RouteAccess, RouteOutputs};
 pub use section::rtmp::RtmpConfig;
 pub use section::rtmps::{TlsFiles, TlsListenerConfig};

@@ -82,7 +82,7 @@ stream = "*"
             max_queue_ms: 1,
             max_queue_bytes: 2,
             overflow_disconnect: Duration::from_millis(3),
-            write_merge: Duration::from_millis(7),
+            write_merge: Some(Duration::from_millis(7)),
         }
     );
     assert_eq!(
@@ -91,7 +91,7 @@ stream = "*"
             max_queue_ms: 4,
             max_queue_bytes: 5,
             overflow_disconnect: Duration::ZERO,
-            write_merge: Duration::ZERO,
+            write_merge: None,
         }
     );
 }

@@ -186,3 +186,45 @@ fn drops_are_exported_once() {
     assert_eq!(d.delta(2, 1), 1);
     assert_eq!(d.delta(3, 9), 0);
 }
+
+#[test]
+fn audio_waits_for_the_next_video_frame_at_most_the_ride() {
+    let t0 = Instant::now();
+    let cfg = Config {
+        audio_ride: ms(40),
+        ..Config::default()
+    };
+    let mut e = Egress::new(cfg, t0, t0);
+    // Audio alone is held, with a timer for the end of the ride.
+    e.handle_queued(300, t0);
+    e.handle_took(true, t0);
+    e.handle_took_media(true, t0);
+    assert!(!e.poll_transmit(t0));
+    assert_eq!(e.poll_timeout(t0), Some(t0 + ms(40)));
+    // More audio does not extend the ride.
+    let t1 = t0 + ms(23);
+    e.handle_queued(300, t1);
+    e.handle_took_media(true, t1);
+    assert!(!e.poll_transmit(t1));
+    assert_eq!(e.poll_timeout(t1), Some(t0 + ms(40)));
+    // A video frame: everything goes out in one write, at once.
+    let t2 = t0 + ms(30);
+    e.handle_queued(5000, t2);
+    e.handle_took_media(false, t2);
+    assert!(e.poll_transmit(t2));
+    e.handle_written(5600, t2);
+    assert!(!e.poll_transmit(t2));
+    // Audio with no video after it goes out when the ride ends.
+    let t3 = t0 + ms(50);
+    e.handle_queued(300, t3);
+    e.handle_took_media(true, t3);
+    assert!(!e.poll_transmit(t3 + ms(39)));
+    let t4 = t3 + ms(40);
+    assert_eq!(events(&mut e, t4), vec![]);
+    assert!(e.poll_transmit(t4));
+    // Off by default: audio is written at once.
+    let mut plain = Egress::new(Config::default(), t0, t0);
+    plain.handle_queued(300, t0);
+    plain.handle_took_media(true, t0);
+    assert!(plain.poll_transmit(t0));
+}

@@ -194,7 +194,7 @@ fn subscribers_share_one_frame_and_its_egress_cache() {
             computed += 1;
             42u32
         });
-        assert_eq!(v, Some(&42));
+        assert_eq!(v.as_deref(), Some(&42));
     }
     assert_eq!(computed, 1);
 }
@@ -357,4 +357,36 @@ fn above_high_water_the_stream_holding_most_sheds_and_the_others_are_untouched()
     let late = hub.subscribe("live", "huge", QueueLimits::default(), t0);
     let cached: usize = drain(&late).iter().map(|f| f.payload.len()).sum();
     assert!(cached <= 375_000, "{cached}");
+}
+
+#[test]
+fn gop_cache_frames_past_the_live_edge_drop_their_egress_cache() {
+    let t0 = Instant::now();
+    let hub = Hub::new(HubConfig::default());
+    let p = hub.publish("live", "cold", t0).unwrap();
+    let a = hub.subscribe("live", "cold", QueueLimits::default(), t0);
+    p.send(video(0, true), t0);
+    p.send(video(100, false), t0);
+    let frames = drain(&a);
+    let mut computed = 0;
+    let mut serialize = |f: &Frame| {
+        f.wire.get_or_init(|| {
+            computed += 1;
+            7u8
+        });
+    };
+    for f in &frames {
+        serialize(f);
+    }
+    // A frame at 300 ms: the keyframe (300 ms old, past the 250 ms live edge) loses its
+    // serialization, the frame of 100 ms (200 ms old) keeps it.
+    p.send(video(300, false), t0);
+    for f in &frames {
+        serialize(f);
+    }
+    assert_eq!(computed, 3, "only the old keyframe was serialized again");
+    // The GOP cache still replays every frame to a late joiner.
+    let b = hub.subscribe("live", "cold", QueueLimits::default(), t0);
+    let ts: Vec<u32> = drain(&b).iter().map(|f| f.timestamp).collect();
+    assert_eq!(ts, vec![0, 100, 300]);
 }

@@ -308,7 +308,8 @@ async fn drive(
     tm.series.up.set(1);
     tm.status.set_state(TargetState::Up);
     info!(stream = %tm.stream, target = %tm.target, "target publishing");
-    driver.set_merge(target.queue.write_merge);
+    driver.set_merge(target.queue.target_write_merge());
+    driver.set_audio_ride(target.queue.target_audio_ride());
     if target.audio == prism_config::TargetAudio::Aac {
         driver.set_audio(Some(relay.aac_audio(sub.stream())));
     }
@@ -456,7 +457,7 @@ impl Output for RtmpPush<'_> {
             match shared_body(&f, chunk_size) {
                 Some(body) => self
                     .session
-                    .send_media_shared(kind, f.timestamp, &f.payload, body),
+                    .send_media_shared(kind, f.timestamp, &f.payload, &body),
                 None => self.session.send_media(kind, f.timestamp, &f.payload),
             }
         }

@@ -110,7 +110,7 @@ where
             .unwrap_or_default(),
     };
     let mut driver = Driver::new(Box::pin(io), prism_egress::Config::default());
-    driver.set_merge(config.player.write_merge);
+    driver.set_merge(config.player.player_write_merge());
     let result = loop {
         driver.queue(conn.session.out());
         match driver.run(&mut conn).await {
@@ -298,7 +298,7 @@ impl Output for RtmpConn {
             match shared_body(&f, chunk_size) {
                 Some(body) => {
                     self.session
-                        .send_media_shared(stream_id, kind, f.timestamp, &f.payload, body)
+                        .send_media_shared(stream_id, kind, f.timestamp, &f.payload, &body)
                 }
                 None => self
                     .session

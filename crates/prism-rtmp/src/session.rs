@@ -640,6 +640,20 @@ impl ServerSession {
     fn emit_media(&mut self, stream_id: u32, kind: MediaKind, timestamp: u32, payload: Bytes) {
         // Media on a stream that is not publishing is ignored (clients send it before the
         // Publish.Start arrives, and after a rejection).
+        // Node-Media-Server's relay push sends its media on message stream 0; like
+        // nginx-rtmp, take it as the connection's only publishing stream.
+        let stream_id = if stream_id == 0 {
+            let mut publishing = self
+                .streams
+                .iter()
+                .filter(|(_, r)| *r == StreamRole::Publishing);
+            match (publishing.next(), publishing.next()) {
+                (Some((id, _)), None) => *id,
+                _ => 0,
+            }
+        } else {
+            stream_id
+        };
         if self.role(stream_id) == Some(StreamRole::Publishing) {
             self.events.push_back(ServerEvent::Media {
                 stream_id,

@@ -1617,3 +1617,29 @@ fn enhanced_rtmp_v2_caps_and_reconnect_request() {
         .expect("connect _result");
     assert_eq!(result.1[2].get("capsEx"), None);
 }
+
+#[test]
+fn media_on_message_stream_0_goes_to_the_only_publishing_stream() {
+    // Node-Media-Server's relay push sends its media on message stream 0, not on the stream
+    // it published; nginx-rtmp takes it, so the server takes it as its one publishing stream.
+    let mut p = Pair::new(4096, 4096, "cam1");
+    let sid = p.publish_live();
+    assert_ne!(sid, 0);
+    let payload = [0x17u8, 1, 0, 0, 0, 7, 7];
+    let mut b = Vec::new();
+    chunk0(&mut b, 6, 40, 9, 0, &payload, 4096);
+    p.to_server.extend_from_slice(&b);
+    p.drive_ok();
+    match p.take_server_events().as_slice() {
+        [ServerEvent::Media {
+            stream_id,
+            kind: MediaKind::Video,
+            timestamp: 40,
+            payload: got,
+        }] => {
+            assert_eq!(*stream_id, sid);
+            assert_eq!(&got[..], &payload[..]);
+        }
+        other => panic!("unexpected server events {other:?}"),
+    }
+}

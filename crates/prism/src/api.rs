@@ -972,7 +972,7 @@ impl TargetJson {
                 max_queue_ms: t.queue.max_queue_ms,
                 max_queue_bytes: t.queue.max_queue_bytes,
                 overflow_disconnect_ms: t.queue.overflow_disconnect.as_millis() as u64,
-                write_merge_ms: t.queue.write_merge.as_millis() as u64,
+                write_merge_ms: t.queue.target_write_merge().as_millis() as u64,
             },
             tls: TlsView {
                 ca: t.tls.ca.as_ref().map(|p| p.display().to_string()),

@@ -94,7 +94,7 @@ impl QueueJson {
             if v > 1000 {
                 return Err("queue.write_merge_ms: must be at most 1000".into());
             }
-            q.write_merge = Duration::from_millis(v.into());
+            q.write_merge = Some(Duration::from_millis(v.into()));
         }
         Ok(q)
     }
@@ -156,7 +156,7 @@ impl Destination {
                 max_queue_ms: q.max_queue_ms,
                 max_queue_bytes: q.max_queue_bytes,
                 overflow_disconnect_ms: q.overflow_disconnect.as_millis() as u64,
-                write_merge_ms: q.write_merge.as_millis() as u64,
+                write_merge_ms: q.target_write_merge().as_millis() as u64,
             },
             applied: self.enabled && conflict.is_none(),
             conflict,
