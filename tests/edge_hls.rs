@@ -55,7 +55,8 @@ fn edge_config(origin_rtmp: u16, hls: u16) -> String {
 }
 
 fn get_bytes(addr: SocketAddr, path: &str) -> Vec<u8> {
-    match http_get_bytes(addr, path) {
+    // The first request starts the pull and waits for it (up to 10 s on Prism's side).
+    match http_get_bytes_within(addr, path, Duration::from_secs(15)) {
         Ok((200, body)) => body,
         other => panic!("GET {path}: {other:?}"),
     }

@@ -329,7 +329,16 @@ pub fn http_get(addr: SocketAddr, path: &str) -> io::Result<(u16, String)> {
 
 /// [`http_get`] for binary bodies (media segments).
 pub fn http_get_bytes(addr: SocketAddr, path: &str) -> io::Result<(u16, Vec<u8>)> {
-    let timeout = Duration::from_secs(5);
+    http_get_bytes_within(addr, path, Duration::from_secs(5))
+}
+
+/// [`http_get_bytes`] waiting up to `timeout` for the answer (a request that first
+/// starts an edge pull is answered only once the pull came up or failed).
+pub fn http_get_bytes_within(
+    addr: SocketAddr,
+    path: &str,
+    timeout: Duration,
+) -> io::Result<(u16, Vec<u8>)> {
     let mut s = TcpStream::connect_timeout(&addr, timeout)?;
     s.set_read_timeout(Some(timeout))?;
     s.set_write_timeout(Some(timeout))?;
