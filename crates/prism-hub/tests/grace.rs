@@ -269,7 +269,10 @@ fn the_end_leaves_the_registry_before_waking_anyone() {
             p.unpublish();
         }
         let found = lw.found.lock().unwrap().clone();
-        assert!(found.len() >= 2, "subscriber and end waiter woken: {found:?}");
+        assert!(
+            found.len() >= 2,
+            "subscriber and end waiter woken: {found:?}"
+        );
         assert!(
             found.iter().all(|f| !f),
             "woken while the ended stream was still registered: {found:?}"
