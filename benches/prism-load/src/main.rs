@@ -14,6 +14,8 @@ mod relay;
 mod report;
 mod scenario;
 mod sink;
+mod soak;
+mod soak_report;
 
 use anyhow::Context;
 use clap::{Args, Parser, Subcommand};
@@ -70,6 +72,53 @@ enum Cmd {
     },
     /// Draws the chart of an `hls` results file again (FILE.json → FILE.svg).
     HlsSvg { json: PathBuf },
+    /// A long run of one Prism with publishers, push targets and players of every
+    /// transport joining and leaving, faulty destinations and malformed input; samples RSS,
+    /// fds, threads, tokio tasks and metric series; writes
+    /// benches/results/<date>-soak.{csv,json,md,svg}. See benches/README.md, "Soak".
+    Soak(SoakArgs),
+}
+
+#[derive(Args, Debug, Clone)]
+struct SoakArgs {
+    /// Length of the run.
+    #[arg(long, default_value_t = 60.0)]
+    minutes: f64,
+    /// Sample Prism every this many seconds.
+    #[arg(long, default_value_t = 5)]
+    sample_secs: u64,
+    /// Synthetic RTMP publishers live for the whole run.
+    #[arg(long, default_value_t = 2)]
+    stable_publishers: usize,
+    /// In-process RTMP players for the whole run.
+    #[arg(long, default_value_t = 4)]
+    stable_players: usize,
+    /// One joiner (publisher, player or viewer of some transport) every this many ms.
+    #[arg(long, default_value_t = 2000)]
+    churn_ms: u64,
+    /// One piece of malformed input every this many ms.
+    #[arg(long, default_value_t = 1000)]
+    bad_ms: u64,
+    /// External clients (ffmpeg, GStreamer) at once, at most.
+    #[arg(long, default_value_t = 6)]
+    max_external: usize,
+    /// Bitrate of the synthetic publishers.
+    #[arg(long, default_value_t = 1000)]
+    bitrate_kbps: u64,
+    /// Length of each phase of the faulty target (pass, stall, pass, kill, pass, refuse).
+    #[arg(long, default_value_t = 20)]
+    fault_phase_secs: u64,
+    /// Seed of the churn and bad-input choices.
+    #[arg(long, default_value_t = 1)]
+    seed: u64,
+    /// The prism binary (default: next to prism-load).
+    #[arg(long)]
+    prism_bin: Option<PathBuf>,
+    #[arg(long)]
+    out_dir: Option<PathBuf>,
+    /// Keep the temp dir (config, Prism's stderr).
+    #[arg(long)]
+    keep_tmp: bool,
 }
 
 #[derive(Args, Debug, Clone)]
@@ -332,6 +381,35 @@ const HLS_KBPS: u64 = 4500;
 async fn async_main(cli: Cli) -> anyhow::Result<()> {
     let common = match &cli.command {
         Cmd::Run { common, .. } | Cmd::Bench { common, .. } => common,
+        Cmd::Soak(a) => {
+            let prism_bin = match &a.prism_bin {
+                Some(p) => p.clone(),
+                None => std::env::current_exe()?
+                    .parent()
+                    .context("current exe has no parent")?
+                    .join("prism"),
+            };
+            eprintln!("[prism-load] {}", prism_provenance(&prism_bin));
+            eprintln!("[prism-load] {}", fdlimit::raise_nofile(8192));
+            return soak::run(&soak::SoakOpts {
+                minutes: a.minutes,
+                sample_secs: a.sample_secs,
+                stable_publishers: a.stable_publishers.max(1),
+                stable_players: a.stable_players,
+                churn_ms: a.churn_ms,
+                bad_ms: a.bad_ms,
+                max_external: a.max_external,
+                kbps: a.bitrate_kbps,
+                fault_phase_secs: a.fault_phase_secs.max(1),
+                prism_bin,
+                out_dir: a.out_dir.clone().unwrap_or_else(|| {
+                    PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../results"))
+                }),
+                keep_tmp: a.keep_tmp,
+                seed: a.seed,
+            })
+            .await;
+        }
         Cmd::HlsSvg { json } => {
             let raw: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(json)?)?;
             let results: Vec<hls::HlsResult> = serde_json::from_value(raw["results"].clone())?;
@@ -483,7 +561,7 @@ async fn async_main(cli: Cli) -> anyhow::Result<()> {
             Ok(())
         }
         // Handled above.
-        Cmd::HlsSvg { .. } => Ok(()),
+        Cmd::HlsSvg { .. } | Cmd::Soak(_) => Ok(()),
     }
 }
 
@@ -509,7 +587,7 @@ async fn hls_main(cli: Cli) -> anyhow::Result<()> {
             common,
             out_dir,
         } => (relays, targets, common, None, out_dir, true),
-        Cmd::HlsSvg { .. } => return Ok(()),
+        Cmd::HlsSvg { .. } | Cmd::Soak(_) => return Ok(()),
     };
     let memory = common.hls() == Some(true);
     let counts = counts.unwrap_or(if memory {

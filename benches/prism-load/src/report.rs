@@ -185,7 +185,7 @@ pub fn markdown(results: &[ScenarioResult], header: &str) -> String {
 
 /// An SVG chart's opening: size, white background, title and the horizontal grid with
 /// its CPU-s/Gbit labels (plot left edge `l`, width `pw`, `y` maps a value to a row).
-fn svg_head(
+pub(crate) fn svg_head(
     w: f64,
     h: f64,
     l: f64,
@@ -380,7 +380,7 @@ fn svg_bars(results: &[ScenarioResult], title: &str) -> String {
     s
 }
 
-fn nice_ceil(v: f64) -> f64 {
+pub(crate) fn nice_ceil(v: f64) -> f64 {
     let mag = 10f64.powf(v.log10().floor());
     for m in [1.0, 2.0, 2.5, 5.0, 10.0] {
         if v <= m * mag {
@@ -390,12 +390,12 @@ fn nice_ceil(v: f64) -> f64 {
     10.0 * mag
 }
 
-fn trim_num(v: f64) -> String {
+pub(crate) fn trim_num(v: f64) -> String {
     let s = format!("{v:.3}");
     s.trim_end_matches('0').trim_end_matches('.').to_owned()
 }
 
-fn xml_escape(s: &str) -> String {
+pub(crate) fn xml_escape(s: &str) -> String {
     s.replace('&', "&amp;")
         .replace('<', "&lt;")
         .replace('>', "&gt;")

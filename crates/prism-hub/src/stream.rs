@@ -607,6 +607,15 @@ impl Stream {
             st.live = false;
             (std::mem::take(&mut st.subscribers), st.detached.take())
         };
+        // Out of the registry before anyone is woken: a woken task (a push target, the
+        // metrics' per-stream series) that looks the stream up must not find it still there,
+        // or it keeps what it should drop (the soak saw metric series grow this way).
+        if let Some(hub) = self.hub.upgrade() {
+            if let Some(d) = detached {
+                hub.disarm(&d);
+            }
+            hub.remove_if_same(self);
+        }
         for s in subs {
             s.ended.store(true, Ordering::Release);
             s.waker.wake();
@@ -614,12 +623,6 @@ impl Stream {
         let waiters = std::mem::take(&mut lock(&self.end_waiters).list);
         for (_, w) in waiters {
             w.wake();
-        }
-        if let Some(hub) = self.hub.upgrade() {
-            if let Some(d) = detached {
-                hub.disarm(&d);
-            }
-            hub.remove_if_same(self);
         }
     }
 

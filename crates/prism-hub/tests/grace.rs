@@ -226,3 +226,57 @@ fn wait_ended_and_poll_ended_wake_on_the_end() {
     assert!(waiter.as_mut().poll(&mut cx).is_ready());
     assert!(stream.poll_ended(&mut cx).is_ready());
 }
+
+/// Records, when woken, whether the stream was still in the hub's registry.
+struct LookupWaker {
+    hub: Arc<Hub>,
+    found: std::sync::Mutex<Vec<bool>>,
+}
+
+impl std::task::Wake for LookupWaker {
+    fn wake(self: Arc<Self>) {
+        self.wake_by_ref();
+    }
+    fn wake_by_ref(self: &Arc<Self>) {
+        let found = self.hub.get("live", "k").is_some();
+        self.found.lock().unwrap().push(found);
+    }
+}
+
+#[test]
+fn the_end_leaves_the_registry_before_waking_anyone() {
+    for via_grace in [false, true] {
+        let t0 = Instant::now();
+        let hub = hub(GRACE);
+        let p = hub.publish("live", "k", t0).unwrap();
+        let stream = p.stream().clone();
+        let sub = hub.subscribe("live", "k", QueueLimits::default(), t0);
+        let lw = Arc::new(LookupWaker {
+            hub: hub.clone(),
+            found: std::sync::Mutex::new(Vec::new()),
+        });
+        let waker = Waker::from(lw.clone());
+        let mut cx = Context::from_waker(&waker);
+        let mut waiter = pin!(stream.wait_ended());
+        assert!(waiter.as_mut().poll(&mut cx).is_pending());
+        let mut out = Vec::new();
+        assert!(sub.poll_recv(&mut cx, &mut out, usize::MAX).is_pending());
+
+        if via_grace {
+            p.detach(t0);
+            hub.handle_timeout(t0 + GRACE);
+        } else {
+            p.unpublish();
+        }
+        let found = lw.found.lock().unwrap().clone();
+        assert!(
+            found.len() >= 2,
+            "subscriber and end waiter woken: {found:?}"
+        );
+        assert!(
+            found.iter().all(|f| !f),
+            "woken while the ended stream was still registered: {found:?}"
+        );
+        assert!(hub.get("live", "k").is_none());
+    }
+}

@@ -85,6 +85,7 @@ pub mod names {
     pub const TRANSCODE_REFUSED_TOTAL: &str = "prism_transcode_refused_total";
     pub const MEMORY_BYTES: &str = "prism_memory_bytes";
     pub const MEMORY_BUDGET_BYTES: &str = "prism_memory_budget_bytes";
+    pub const RUNTIME_ALIVE_TASKS: &str = "prism_runtime_alive_tasks";
 
     /// Every name above, in declaration order.
     pub const ALL: &[&str] = &[
@@ -135,6 +136,7 @@ pub mod names {
         WEBRTC_PACKETS_LOST_TOTAL,
         MEMORY_BYTES,
         MEMORY_BUDGET_BYTES,
+        RUNTIME_ALIVE_TASKS,
     ];
 }
 
@@ -238,6 +240,8 @@ pub struct Metrics {
     memory_bytes: IntGaugeVec,
     /// `prism_memory_budget_bytes`: the media-memory budget (`[limits] max_memory_mb`).
     memory_budget_bytes: IntGauge,
+    /// `prism_runtime_alive_tasks`: tokio tasks alive now (a leak shows as a steady climb).
+    runtime_alive_tasks: IntGauge,
 }
 
 impl Default for Metrics {
@@ -523,6 +527,15 @@ impl Metrics {
                 registry.register(Box::new(g.clone())).expect("unique name");
                 g
             },
+            runtime_alive_tasks: {
+                let g = IntGauge::new(
+                    RUNTIME_ALIVE_TASKS,
+                    "Tokio tasks alive now (spawned and not yet finished) in Prism's runtime.",
+                )
+                .expect("valid gauge");
+                registry.register(Box::new(g.clone())).expect("unique name");
+                g
+            },
             registry,
         };
         m.build_info
@@ -638,6 +651,7 @@ impl Metrics {
             .chain([
                 &self.memory_bytes as &dyn Collector,
                 &self.memory_budget_bytes,
+                &self.runtime_alive_tasks,
             ])
             .flat_map(|c| c.desc())
             .collect()
@@ -723,6 +737,11 @@ impl Metrics {
     /// `prism_memory_budget_bytes`.
     pub fn memory_budget_bytes(&self) -> &IntGauge {
         &self.memory_budget_bytes
+    }
+
+    /// `prism_runtime_alive_tasks`.
+    pub fn runtime_alive_tasks(&self) -> &IntGauge {
+        &self.runtime_alive_tasks
     }
 
     /// `prism_hls_requests_total{kind,status}`.
@@ -1323,6 +1342,7 @@ mod tests {
         m.transcode_refused().inc();
         m.memory_bytes("frames").set(1000);
         m.memory_budget_bytes().set(1 << 20);
+        m.runtime_alive_tasks().set(12);
         populate(&m, "live/a");
         populate(&m, "live/b");
         m

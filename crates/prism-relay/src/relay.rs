@@ -245,6 +245,12 @@ impl Relay {
             }
             self.metrics.memory_budget_bytes().set(b.limit() as i64);
         }
+        // Outside a runtime (tests rendering directly) there is nothing to count.
+        if let Ok(rt) = tokio::runtime::Handle::try_current() {
+            self.metrics
+                .runtime_alive_tasks()
+                .set(rt.metrics().num_alive_tasks() as i64);
+        }
     }
 
     /// The media-memory budget (`[limits] max_memory_mb`), if one is accounted: holders of
