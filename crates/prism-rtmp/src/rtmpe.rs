@@ -392,17 +392,9 @@ impl RtmpeServer {
         out: &mut OutQueue,
     ) -> Result<Option<RtmpeCiphers>, HandshakeError> {
         if self.state == State::AwaitHello {
-            let Some(&version) = input.first() else {
+            let Some((version, c1)) = take_hello(input)? else {
                 return Ok(None);
             };
-            if !is_rtmpe_version(version) {
-                return Err(HandshakeError::UnsupportedVersion(version));
-            }
-            if input.len() < 1 + HANDSHAKE_SIZE {
-                return Ok(None);
-            }
-            input.advance(1);
-            let c1 = take_block(input);
             self.version = version;
             self.respond(&c1, out)?;
             self.state = State::AwaitFinal;
@@ -516,18 +508,10 @@ impl RtmpeClient {
         out: &mut OutQueue,
     ) -> Result<Option<RtmpeCiphers>, HandshakeError> {
         if self.state == State::AwaitHello {
-            let Some(&version) = input.first() else {
+            // A server answering 3 declined encryption: not what this target asked for.
+            let Some((version, s1)) = take_hello(input)? else {
                 return Ok(None);
             };
-            // A server answering 3 declined encryption: not what this target asked for.
-            if !is_rtmpe_version(version) {
-                return Err(HandshakeError::UnsupportedVersion(version));
-            }
-            if input.len() < 1 + HANDSHAKE_SIZE {
-                return Ok(None);
-            }
-            input.advance(1);
-            let s1 = take_block(input);
             let (scheme, server_digest) =
                 find_digest(&s1, FMS_KEY_TEXT).ok_or(HandshakeError::RtmpeNoDigest)?;
             let pos = dh_pos(scheme, &s1);
@@ -572,6 +556,22 @@ impl RtmpeClient {
     pub fn server_signed(&self) -> bool {
         self.s2_verified
     }
+}
+
+/// Takes the version byte and the 1536-byte block after it (C0+C1 or S0+S1) from the front
+/// of `input` once both are in; refuses a version other than RTMPE's at once.
+fn take_hello(input: &mut BytesMut) -> Result<Option<(u8, [u8; HANDSHAKE_SIZE])>, HandshakeError> {
+    let Some(&version) = input.first() else {
+        return Ok(None);
+    };
+    if !is_rtmpe_version(version) {
+        return Err(HandshakeError::UnsupportedVersion(version));
+    }
+    if input.len() < 1 + HANDSHAKE_SIZE {
+        return Ok(None);
+    }
+    input.advance(1);
+    Ok(Some((version, take_block(input))))
 }
 
 #[cfg(test)]
