@@ -7,50 +7,7 @@ mod common;
 
 use common::api::Api;
 use common::*;
-use std::fs;
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
-
-/// An `ffmpeg -i URL -f null -` player that keeps playing until killed (on drop).
-struct Player {
-    child: Child,
-    log: TempDir,
-}
-
-impl Player {
-    fn start(url: &str) -> Player {
-        let log = TempDir::new("player");
-        let child = Command::new("ffmpeg")
-            .args([
-                "-nostdin",
-                "-hide_banner",
-                "-v",
-                "error",
-                "-i",
-                url,
-                "-f",
-                "null",
-                "-",
-            ])
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(fs::File::create(log.join("ffmpeg.stderr")).unwrap())
-            .spawn()
-            .expect("spawn ffmpeg player");
-        Player { child, log }
-    }
-
-    fn stderr(&self) -> String {
-        tail_file(&self.log.join("ffmpeg.stderr"), 20)
-    }
-}
-
-impl Drop for Player {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
 
 fn base(rtmp: u16, http: u16, extra: &str) -> String {
     format!(
@@ -127,7 +84,7 @@ fn edge_pulls_once_for_many_players_and_lets_go() {
 
     // Three players at once: one pull.
     let url = edge.rtmp_url("live", "show");
-    let players: Vec<Player> = (0..3).map(|_| Player::start(&url)).collect();
+    let players: Vec<NullPlayer> = (0..3).map(|_| NullPlayer::start(&url)).collect();
     wait_until(Duration::from_secs(20), "three edge players", || {
         edge.metric_value("prism_players_active{stream=\"live/show\"}") == Some(3.0)
     });

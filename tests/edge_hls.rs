@@ -8,40 +8,7 @@ use common::api::Api;
 use common::*;
 use std::fs;
 use std::net::SocketAddr;
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
-
-/// An `ffmpeg -i URL -f null -` HLS viewer that keeps reloading until killed (on drop).
-struct Viewer {
-    child: Child,
-    log: TempDir,
-}
-
-impl Viewer {
-    fn start(url: &str) -> Viewer {
-        let log = TempDir::new("hls-viewer");
-        let child = Command::new("ffmpeg")
-            .args(["-nostdin", "-hide_banner", "-v", "error", "-i", url])
-            .args(["-f", "null", "-"])
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(fs::File::create(log.join("ffmpeg.stderr")).unwrap())
-            .spawn()
-            .expect("spawn ffmpeg viewer");
-        Viewer { child, log }
-    }
-
-    fn stderr(&self) -> String {
-        tail_file(&self.log.join("ffmpeg.stderr"), 20)
-    }
-}
-
-impl Drop for Viewer {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
 
 fn edge_config(origin_rtmp: u16, hls: u16) -> String {
     format!(
@@ -84,7 +51,7 @@ fn hls_viewers_on_an_edge_cause_one_pull_and_let_go() {
 
     // Three viewers at once: one pull.
     let url = format!("http://{hls}/live/show/index.m3u8");
-    let viewers: Vec<Viewer> = (0..3).map(|_| Viewer::start(&url)).collect();
+    let viewers: Vec<NullPlayer> = (0..3).map(|_| NullPlayer::start(&url)).collect();
     wait_until(Duration::from_secs(20), "the edge to pull", || {
         edge.metric_value("prism_source_up{stream=\"live/show\"}") == Some(1.0)
     });

@@ -1209,6 +1209,39 @@ impl Drop for Publisher {
     }
 }
 
+/// An `ffmpeg -i URL -f null -` player (RTMP, HLS, ...) that keeps playing until killed
+/// (on drop); what it printed is in [`NullPlayer::stderr`].
+pub struct NullPlayer {
+    child: std::process::Child,
+    log: TempDir,
+}
+
+impl NullPlayer {
+    pub fn start(url: &str) -> NullPlayer {
+        let log = TempDir::new("player");
+        let child = Command::new("ffmpeg")
+            .args(["-nostdin", "-hide_banner", "-v", "error", "-i", url])
+            .args(["-f", "null", "-"])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(log.join("ffmpeg.stderr")).unwrap())
+            .spawn()
+            .expect("spawn ffmpeg player");
+        NullPlayer { child, log }
+    }
+
+    pub fn stderr(&self) -> String {
+        tail_file(&self.log.join("ffmpeg.stderr"), 20)
+    }
+}
+
+impl Drop for NullPlayer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
 /// What ffprobe found in a file or stream.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct ProbeResult {
