@@ -843,18 +843,17 @@ fn whip_audio_and_video_stay_in_sync_at_rtmp_targets() {
     ));
     let dir = TempDir::new("whip-cert");
     let (cert, key) = p256_cert(&dir);
-    let script = workspace_dir().join("tests/py/pyav_whip_sync.py");
     let mut child = Command::new(&python)
-        .arg(&script)
-        .arg("publish")
+        .arg(workspace_dir().join("tests/py/pyav_whip.py"))
         .arg(format!("http://{}/in/sync/whip", s.signal))
         .args([TOKEN, "11"])
         .arg(&cert)
         .arg(&key)
+        .arg("sync")
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
         .spawn()
-        .expect("python pyav_whip_sync.py");
+        .expect("python pyav_whip.py");
     let status = wait_child(&mut child, Duration::from_secs(60));
     let mut err = String::new();
     let _ = child.stderr.take().map(|mut e| e.read_to_string(&mut err));
@@ -871,12 +870,11 @@ fn whip_audio_and_video_stay_in_sync_at_rtmp_targets() {
     });
     let out = run_with_timeout(
         Command::new(&python)
-            .arg(&script)
-            .arg("analyze")
+            .arg(workspace_dir().join("tests/py/pyav_whip_sync.py"))
             .arg(nginx.recording("sync")),
         Duration::from_secs(60),
     )
-    .expect("pyav_whip_sync.py analyze");
+    .expect("pyav_whip_sync.py");
     let text = String::from_utf8_lossy(&out.stdout).trim().to_owned();
     eprintln!("[webrtc] WHIP -> RTMP flash/beep offsets: {text}");
     let v: serde_json::Value = serde_json::from_str(&text).unwrap_or_else(|e| {
