@@ -49,16 +49,19 @@ struct Inner {
     last: Option<u32>,
     /// The latest AAC sequence header and its number (1, 2, ...).
     header: Option<(u64, Arc<Frame>)>,
+    /// The process's media budget: AAC frames are charged like published ones.
+    budget: Option<Arc<prism_mem::Budget>>,
 }
 
 impl SharedAac {
-    pub fn new() -> Arc<SharedAac> {
+    pub fn new(budget: Option<Arc<prism_mem::Budget>>) -> Arc<SharedAac> {
         Arc::new(SharedAac {
             inner: Mutex::new(Inner {
                 bridge: AudioBridge::new(Want::Aac, BridgeConfig::default()),
                 done: VecDeque::new(),
                 last: None,
                 header: None,
+                budget,
             }),
         })
     }
@@ -91,6 +94,9 @@ impl Inner {
         for a in self.bridge.push(&f.payload, f.timestamp) {
             let mut frame = Frame::media(FrameKind::Audio, a.timestamp_ms, a.payload);
             frame.sequence_header = a.sequence_header;
+            if let Some(b) = &self.budget {
+                frame.mem = b.charge(prism_mem::Pool::Frames, frame.payload.len());
+            }
             out.push(Arc::new(frame));
         }
         for h in out.iter().filter(|o| o.sequence_header) {
@@ -171,7 +177,11 @@ pub(crate) struct AacTable {
 impl AacTable {
     /// The transcoder of `stream`, made by its first output. A new stream under the same
     /// name (not a resumed one: that is the same `Stream`) gets a new one.
-    pub(crate) fn get(&self, stream: &Arc<Stream>) -> Arc<SharedAac> {
+    pub(crate) fn get(
+        &self,
+        stream: &Arc<Stream>,
+        budget: Option<&Arc<prism_mem::Budget>>,
+    ) -> Arc<SharedAac> {
         let mut streams = self.streams.lock().unwrap_or_else(|e| e.into_inner());
         streams.retain(|(_, s, a)| s.strong_count() > 0 && a.strong_count() > 0);
         let found = streams
@@ -181,7 +191,7 @@ impl AacTable {
         if let Some(a) = found {
             return a;
         }
-        let a = SharedAac::new();
+        let a = SharedAac::new(budget.cloned());
         streams.push((
             stream.name().to_owned(),
             Arc::downgrade(stream),
@@ -230,8 +240,23 @@ mod tests {
     }
 
     #[test]
+    fn aac_frames_are_charged_to_the_memory_budget_until_dropped() {
+        let budget = prism_mem::Budget::new(64 << 20);
+        let shared = SharedAac::new(Some(budget.clone()));
+        let mut frames = opus_frames(50);
+        shared.view().convert(&mut frames);
+        let aac: usize = frames.iter().map(|f| f.payload.len()).sum();
+        assert!(aac > 0);
+        // The transcoder remembers recent output too; what it holds is charged, no more.
+        assert!(budget.pool(prism_mem::Pool::Frames) >= aac);
+        drop(frames);
+        drop(shared);
+        assert_eq!(budget.used(), 0);
+    }
+
+    #[test]
     fn outputs_share_one_transcode_and_late_ones_get_the_header() {
-        let shared = SharedAac::new();
+        let shared = SharedAac::new(None);
         let input = opus_frames(100);
         let video = Arc::new(Frame::media(
             FrameKind::Video,
@@ -290,7 +315,7 @@ mod tests {
 
     #[test]
     fn aac_passes_untouched_and_old_frames_are_not_transcoded_again() {
-        let shared = SharedAac::new();
+        let shared = SharedAac::new(None);
         let aac = Arc::new(Frame::media(
             FrameKind::Audio,
             0,

@@ -201,14 +201,14 @@ impl Relay {
         self.metrics.forget_srt(stream, direction, target)
     }
 
-    /// The `prism_webrtc_*` series of a stream (`direction`: `whip` or `whep`); they go
-    /// with the stream's other series when it ends.
     /// An output's view of `stream`'s Opus → AAC transcoder (one per stream, made by the
     /// first output that asks).
     pub fn aac_audio(&self, stream: &Arc<Stream>) -> crate::audio::AacView {
-        self.aac.get(stream).view()
+        self.aac.get(stream, self.hub.memory()).view()
     }
 
+    /// The `prism_webrtc_*` series of a stream (`direction`: `whip` or `whep`); they go
+    /// with the stream's other series when it ends.
     pub fn webrtc_metrics(&self, stream: &str, direction: &'static str) -> WebrtcMetrics {
         self.metrics.webrtc(stream, direction)
     }
