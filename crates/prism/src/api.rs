@@ -1011,8 +1011,10 @@ impl TlsJson {
         if self.ca.is_none() && self.tls_verify.is_none() {
             return Ok(tls);
         }
-        if !url.to_ascii_lowercase().starts_with("rtmps://") {
-            return Err("tls: `ca` and `tls_verify` only apply to rtmps:// targets".into());
+        if !prism_config::is_tls_target_url(url) {
+            return Err(
+                "tls: `ca` and `tls_verify` only apply to rtmps:// and rtmpts:// targets".into(),
+            );
         }
         if let Some(ca) = self.ca.as_deref().filter(|c| !c.is_empty()) {
             let pem = std::fs::read_to_string(ca).map_err(|e| format!("tls.ca: {ca}: {e}"))?;
