@@ -463,3 +463,94 @@ fn v2_targets_get_every_track_legacy_targets_track_0() {
     assert_eq!(p.audio_codec.as_deref(), Some("aac"), "{p:?}");
     assert!(p.audio_ok, "{p:?}");
 }
+
+/// `DELETE /api/v1/streams/{app}/{key}?reconnect_url=...` moves a stream: a v2 publisher is
+/// sent `NetConnection.Connect.ReconnectRequest` with that tcUrl, then the end of its
+/// publish and the close; a legacy publisher is just kicked; a bad URL is a 400 and
+/// kicks nobody.
+#[test]
+fn moving_a_stream_asks_its_v2_publisher_to_reconnect_there() {
+    let prism = Prism::start(&bare_config(Some("rtmp://drain-target.example/live")));
+    let addr = prism.rtmp_addr.expect("rtmp addr");
+    let http = prism.http_addr.expect("http addr");
+    let mut v2 = RtmpPublisher::publish_with_caps(addr, "live", "v2", Some(caps_ex::RECONNECT))
+        .expect("publish v2");
+    let mut legacy = RtmpPublisher::publish(addr, "live", "legacy").expect("publish legacy");
+    send_some_media(&mut v2);
+    send_some_media(&mut legacy);
+    wait_until(Duration::from_secs(10), "both streams live", || {
+        prism.metric_value("prism_streams_active") == Some(2.0)
+    });
+
+    for bad in [
+        "http%3A%2F%2Fnode-b%2Flive",
+        "rtmp%3A%2F%2Fnode-b",
+        "rtmp%3A%2F%2Fnode-b%2Flive%0A",
+    ] {
+        let r = http_request(
+            http,
+            "DELETE",
+            &format!("/api/v1/streams/live/v2?reconnect_url={bad}"),
+            &[],
+            None,
+        )
+        .expect("DELETE");
+        assert_eq!(r.status, 400, "{bad}: {r:?}");
+        common::api::OpenApi::load().check_response(
+            "/api/v1/streams/{app}/{key}",
+            "delete",
+            400,
+            &r.json(),
+        );
+    }
+    assert!(
+        v2.wait_close(Duration::from_millis(500)).is_err(),
+        "kicked by a 400"
+    );
+
+    let r = http_request(
+        http,
+        "DELETE",
+        "/api/v1/streams/live/v2?reconnect_url=rtmp%3A%2F%2Fnode-b.example%3A1935%2Flive",
+        &[],
+        None,
+    )
+    .expect("DELETE");
+    assert_eq!(r.status, 204, "{r:?}");
+    v2.wait_close(Duration::from_secs(10))
+        .unwrap_or_else(|e| panic!("v2 publisher: {e}\n{}", prism.stderr()));
+    // The URL of the move, not the drain's `[rtmp] reconnect_url`.
+    assert_eq!(
+        v2.reconnect_request(),
+        Some(Some("rtmp://node-b.example:1935/live".to_owned())),
+        "{}",
+        prism.stderr()
+    );
+    assert_eq!(v2.last_status(), Some("NetStream.Unpublish.Success"));
+
+    // A legacy publisher given the same is kicked without a request.
+    let r = http_request(
+        http,
+        "DELETE",
+        "/api/v1/streams/live/legacy?reconnect_url=rtmp%3A%2F%2Fnode-b.example%2Flive",
+        &[],
+        None,
+    )
+    .expect("DELETE");
+    assert_eq!(r.status, 204, "{r:?}");
+    legacy
+        .wait_close(Duration::from_secs(10))
+        .unwrap_or_else(|e| panic!("legacy publisher: {e}"));
+    assert_eq!(legacy.reconnect_request(), None);
+    assert_eq!(legacy.last_status(), Some("NetStream.Unpublish.Success"));
+    // Not live any more: 404, whatever the query.
+    let r = http_request(
+        http,
+        "DELETE",
+        "/api/v1/streams/live/v2?reconnect_url=rtmp%3A%2F%2Fnode-b%2Flive",
+        &[],
+        None,
+    )
+    .expect("DELETE");
+    assert_eq!(r.status, 404, "{r:?}");
+}
