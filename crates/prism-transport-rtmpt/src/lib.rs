@@ -656,3 +656,6 @@ pub use client::RtmptDialer;
 
 #[cfg(test)]
 mod tests;
+
+#[cfg(test)]
+mod client_tests;
