@@ -36,7 +36,7 @@ pub enum Pool {
     /// Media frames the hub holds (GOP caches, subscriber queues) with their once-per-frame
     /// egress serialization. A frame shared by the cache and every queue counts once.
     Frames,
-    /// Protocol reassembly: messages arriving in pieces (RTMP chunks, MPEG-TS PES).
+    /// Protocol reassembly: messages arriving in pieces (RTMP chunks, over TCP or a tunnel).
     Reassembly,
     /// RTMPT (HTTP tunnel) sessions' buffered bytes.
     Rtmpt,
