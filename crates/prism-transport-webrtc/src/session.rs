@@ -739,3 +739,29 @@ async fn kicked(role: &Role) {
         Role::Play(_) => std::future::pending().await,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn str0m_estimate_is_capped_by_its_packet_counts() {
+        let mut e = MemEstimate::default();
+        assert_eq!(e.str0m_bytes(), 0);
+        // WHEP: 100 KB of video and 10 Opus packets of 120 bytes so far: all of it.
+        e.video_bytes = 100_000;
+        (e.audio_packets, e.audio_bytes) = (10, 1200);
+        assert_eq!(e.str0m_bytes(), 100_000 + 1200);
+        // An hour later: only what the send buffers keep.
+        e.video_bytes = 10_000_000_000;
+        (e.audio_packets, e.audio_bytes) = (180_000, 180_000 * 120);
+        assert_eq!(
+            e.str0m_bytes(),
+            SEND_BUFFER_VIDEO * RTP_PAYLOAD + SEND_BUFFER_AUDIO * 120
+        );
+        // WHIP: the reorder buffers, at the mean datagram size.
+        let mut w = MemEstimate::default();
+        (w.rx_packets, w.rx_bytes) = (10_000, 10_000 * 1000);
+        assert_eq!(w.str0m_bytes(), (REORDER_VIDEO + REORDER_AUDIO) * 1000);
+    }
+}
