@@ -9,7 +9,8 @@
 //! - `rtsp`: Prism pulls the GStreamer camera of tests/rtsp_camera.py over interleaved TCP,
 //!   then the camera dies;
 //! - `webrtc`: FFmpeg 8's whip muxer publishes (datagram queue and str0m's reorder buffers,
-//!   estimated), then ends the session;
+//!   estimated), then Chromium plays it over WHEP (str0m's send buffer, estimated), then
+//!   both go;
 //! - `transcode`: a one-rendition ladder's ffmpeg worker (its pipe buffers), until the
 //!   source stops.
 
@@ -132,7 +133,7 @@ fn rtsp_pool_follows_a_pulled_camera() {
 }
 
 #[test]
-fn webrtc_pool_follows_a_whip_publisher() {
+fn webrtc_pool_follows_whip_and_whep_sessions() {
     let python = common::webrtc::pyav_python();
     assert!(
         python.exists(),
@@ -142,6 +143,7 @@ fn webrtc_pool_follows_a_whip_publisher() {
     let (sig, udp) = (free_port(), free_udp_port());
     let prism = Prism::start(&format!(
         "{}[webrtc]\nlisten = \"127.0.0.1:{sig}\"\nudp = \"127.0.0.1:{udp}\"\n\
+         consent_timeout_ms = 5000\n\
          [[route]]\nstream = \"in/*\"\npublish_tokens = [\"mem-token-1234\"]\n",
         base_config()
     ));
@@ -158,9 +160,36 @@ fn webrtc_pool_follows_a_whip_publisher() {
         "the WHIP stream to be live",
         || prism.metric_value("prism_streams_active") == Some(1.0),
     );
-    let peak = live_peak(&prism, "webrtc", Duration::from_secs(3));
+    let whip = live_peak(&prism, "webrtc", Duration::from_secs(3));
     // 512 queued datagrams and 45 reordered packets, each at most 64 KiB.
-    assert!(peak <= (557 * 65_536) as f64, "{peak}");
+    assert!(whip <= (557 * 65_536) as f64, "{whip}");
+    // A WHEP viewer (Chromium, tests/js/webrtc.mjs) for 10 s: str0m's send buffer grows
+    // with the video sent, up to 1000 packets.
+    let seconds: u32 = 10;
+    let mut viewer = common::webrtc::Reaped(
+        std::process::Command::new("node")
+            .arg(workspace_dir().join("tests/js/webrtc.mjs"))
+            .args(["whep", &format!("http://127.0.0.1:{sig}/in/mem/whep")])
+            .args([&seconds.to_string(), "", ""])
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("node tests/js/webrtc.mjs (run ./scripts/test.sh)"),
+    );
+    wait_until(Duration::from_secs(30), "the WHEP viewer's bytes", || {
+        pool(&prism, "webrtc") > whip + 32.0 * 1024.0
+    });
+    let both = live_peak(&prism, "webrtc", Duration::from_secs(2));
+    // Two sessions: the above, plus 1000 video packets, 50 audio ones and the queue.
+    assert!(
+        both <= whip + (1000 * 1200 + 50 * 1500 + 557 * 65_536) as f64,
+        "{both}"
+    );
+    assert!(
+        wait_child(&mut viewer.0, Duration::from_secs(u64::from(seconds) + 60)).is_some(),
+        "the viewer did not finish"
+    );
     // SIGKILL: no DELETE, no DTLS close: the session ends on the publisher idle bound.
     drop(publisher);
     drained(&prism, "webrtc", Duration::from_secs(30));
