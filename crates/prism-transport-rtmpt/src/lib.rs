@@ -16,8 +16,9 @@
 //!
 //! What the two pipes hold is charged to the memory budget's `rtmpt` pool (`[limits]
 //! max_memory_mb`), per request and per read of the RTMP session, not per byte; the RTMP
-//! session's own reassembly is charged by prism-relay like any RTMP connection's. A reply
-//! buffer (at most [`MAX_REPLY_BYTES`] + 1) leaves the account when it is handed to hyper.
+//! session's own reassembly is charged by prism-relay like any RTMP connection's. Bytes
+//! taken into a reply (at most [`MAX_REPLY_BYTES`]) stay charged until the session's next
+//! reply, by which time the client has had them (a client polls after each answer).
 //!
 //! A full inbound buffer (the RTMP session has not taken the client's earlier bytes) closes
 //! the session: a `/send` that finds no room within [`SEND_WAIT`] is answered 503 and the
@@ -130,6 +131,8 @@ struct Reader {
     interval: PollInterval,
     /// The RTMP session has closed its end and everything it wrote has been sent.
     ended: bool,
+    /// Bytes of the last reply, still charged (see the crate docs).
+    in_reply: usize,
 }
 
 impl std::fmt::Debug for Tunnel {
@@ -396,6 +399,7 @@ impl Tunnel {
                 io: reader,
                 interval: PollInterval::new(),
                 ended: false,
+                in_reply: 0,
             }),
             mem,
         });
@@ -483,7 +487,10 @@ impl Tunnel {
         out.put_u8(PollInterval::CLOSING);
         let ended = drain(&mut reader.io, &mut out, 1 + MAX_REPLY_BYTES, linger).await;
         let data = out.len() - 1;
-        session.mem.add(-(data as i64));
+        // The new reply's bytes move from the pipe into the reply: still charged. The last
+        // reply's go.
+        session.mem.add(-(reader.in_reply as i64));
+        reader.in_reply = data;
         if ended {
             reader.ended = true;
         }
