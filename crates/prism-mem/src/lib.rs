@@ -44,7 +44,8 @@ pub enum Pool {
     Hls,
     /// Anything else holding media.
     Other,
-    /// SRT ingest: the MPEG-TS demuxer's input, PSI and PES reassembly buffers.
+    /// SRT ingest: the MPEG-TS demuxer's input, PSI and PES reassembly buffers, and an
+    /// estimate of srt-tokio's receive buffer (receive rate × latency).
     Srt,
     /// RTSP ingest (pulled cameras): interleaved-TCP input, UDP reorder buffers and the
     /// depacketizers' partial access units.
