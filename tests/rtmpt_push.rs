@@ -58,7 +58,6 @@ fn destination(extra: &str, rtmpe: bool) -> Prism {
 fn push_arrives(dest: &Prism, target: &str, transport: &str, extra_target_keys: &str) {
     let mut config = simple_config(free_port(), free_port(), &[("far", target)]);
     config.push_str(extra_target_keys);
-    // wait_port's probe of a TLS port counts as a failed handshake: only new errors count.
     let errors_before = tunnel_errors(dest, transport);
     let source = Prism::start(&config);
     let clip = make_clip(5);
@@ -168,10 +167,8 @@ fn prism_pushes_rtmpts_to_prism_verifying_its_certificate() {
         ),
         false,
     );
-    wait_port(
-        SocketAddr::from(([127, 0, 0, 1], port)),
-        Duration::from_secs(5),
-    );
+    // Bound before /healthz answers (Prism::start waits for that); a wait_port probe here
+    // would count as a failed TLS handshake some time later.
     push_arrives(
         &dest,
         &format!("rtmpts://127.0.0.1:{port}/live/{{stream}}"),
@@ -195,10 +192,8 @@ fn rtmpts_target_refuses_an_untrusted_certificate() {
         ),
         false,
     );
-    wait_port(
-        SocketAddr::from(([127, 0, 0, 1], port)),
-        Duration::from_secs(5),
-    );
+    // Bound before /healthz answers (Prism::start waits for that); a wait_port probe here
+    // would count as a failed TLS handshake some time later.
     let target = format!("rtmpts://127.0.0.1:{port}/live/{{stream}}");
     let source = Prism::start(&simple_config(
         free_port(),
