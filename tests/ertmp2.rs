@@ -578,3 +578,154 @@ fn stop_child_quiet(child: &mut std::process::Child) -> Option<std::process::Exi
     let _ = child.kill();
     child.wait().ok()
 }
+
+/// Targets without `video_track` / `audio_track`: the push announces Enhanced RTMP v2
+/// (`capsEx`, `fourCcList`, `videoFourCcInfoMap`) in its `connect`; a v2 destination (a
+/// second Prism) confirms multitrack in its `_result` and gets every track, a legacy one
+/// (nginx-rtmp, no `capsEx`) gets track 0 as a plain stream that decodes.
+#[test]
+fn v2_targets_get_every_track_legacy_targets_track_0() {
+    let tags0 = flv_tags(&clip("320x240", 440));
+    let tags1 = flv_tags(&clip("160x120", 880));
+    let messages = multitrack_messages(&tags0, &tags1);
+    let nginx = Nginx::start();
+    let dest = Prism::start(&simple_config(free_port(), free_port(), &[]).replacen(
+        "stream = \"live/*\"\n",
+        "stream = \"live/*\"\nplay = true\n",
+        1,
+    ));
+    let dest_addr = dest.rtmp_addr.expect("rtmp addr");
+    let v2 = format!("rtmp://{dest_addr}/live/{{stream}}");
+    let prism = Prism::start(&simple_config(
+        free_port(),
+        free_port(),
+        &[("legacy", &nginx.rtmp_url("app", "{stream}")), ("v2", &v2)],
+    ));
+    let mut publisher =
+        RtmpPublisher::publish(prism.rtmp_addr.expect("rtmp addr"), "live", "mt").expect("publish");
+    let start = Instant::now();
+    let mut checked = false;
+    for (kind, ts, payload) in &messages {
+        let due = start + Duration::from_millis(u64::from(*ts));
+        if let Some(wait) = due.checked_duration_since(Instant::now()) {
+            std::thread::sleep(wait);
+        }
+        publisher.send(*kind, *ts, payload);
+        if *ts >= 1500 && !checked {
+            // Both tracks reached the v2 destination: a player there gets them.
+            checked = true;
+            let mut player = rtmp_player(dest_addr, "live", "mt");
+            let m = player.wait_media(MediaKind::Video);
+            let parsed = prism_rtmp::multitrack::parse_video(&m.payload)
+                .unwrap_or_else(|e| panic!("v2 destination's first video: {e}"));
+            let ids: Vec<u8> = parsed.tracks.iter().map(|t| t.id).collect();
+            assert_eq!(ids, vec![0, 1], "{}", prism.stderr());
+        }
+    }
+    assert!(checked);
+    nginx.wait_bytes_in("mt", 50_000, Duration::from_secs(10));
+    drop(publisher);
+    wait_until(
+        Duration::from_secs(20),
+        "the legacy target to unpublish",
+        || !nginx.is_publishing("mt"),
+    );
+    let p = probe(nginx.recording("mt"), Duration::from_secs(30))
+        .unwrap_or_else(|e| panic!("{e}\n{}", prism.stderr()));
+    assert_eq!(p.video_codec.as_deref(), Some("h264"), "{p:?}");
+    assert_eq!((p.width, p.height), (Some(320), Some(240)), "{p:?}");
+    assert!(p.video_frames_decoded >= 50, "{p:?}");
+    assert_eq!(p.audio_codec.as_deref(), Some("aac"), "{p:?}");
+    assert!(p.audio_ok, "{p:?}");
+}
+
+/// `DELETE /api/v1/streams/{app}/{key}?reconnect_url=...` moves a stream: a v2 publisher is
+/// sent `NetConnection.Connect.ReconnectRequest` with that tcUrl, then the end of its
+/// publish and the close; a legacy publisher is just kicked; a bad URL is a 400 and
+/// kicks nobody.
+#[test]
+fn moving_a_stream_asks_its_v2_publisher_to_reconnect_there() {
+    let prism = Prism::start(&bare_config(Some("rtmp://drain-target.example/live")));
+    let addr = prism.rtmp_addr.expect("rtmp addr");
+    let http = prism.http_addr.expect("http addr");
+    let mut v2 = RtmpPublisher::publish_with_caps(addr, "live", "v2", Some(caps_ex::RECONNECT))
+        .expect("publish v2");
+    let mut legacy = RtmpPublisher::publish(addr, "live", "legacy").expect("publish legacy");
+    send_some_media(&mut v2);
+    send_some_media(&mut legacy);
+    wait_until(Duration::from_secs(10), "both streams live", || {
+        prism.metric_value("prism_streams_active") == Some(2.0)
+    });
+
+    for bad in [
+        "http%3A%2F%2Fnode-b%2Flive",
+        "rtmp%3A%2F%2Fnode-b",
+        "rtmp%3A%2F%2Fnode-b%2Flive%0A",
+    ] {
+        let r = http_request(
+            http,
+            "DELETE",
+            &format!("/api/v1/streams/live/v2?reconnect_url={bad}"),
+            &[],
+            None,
+        )
+        .expect("DELETE");
+        assert_eq!(r.status, 400, "{bad}: {r:?}");
+        common::api::OpenApi::load().check_response(
+            "/api/v1/streams/{app}/{key}",
+            "delete",
+            400,
+            &r.json(),
+        );
+    }
+    assert!(
+        v2.wait_close(Duration::from_millis(500)).is_err(),
+        "kicked by a 400"
+    );
+
+    let r = http_request(
+        http,
+        "DELETE",
+        "/api/v1/streams/live/v2?reconnect_url=rtmp%3A%2F%2Fnode-b.example%3A1935%2Flive",
+        &[],
+        None,
+    )
+    .expect("DELETE");
+    assert_eq!(r.status, 204, "{r:?}");
+    v2.wait_close(Duration::from_secs(10))
+        .unwrap_or_else(|e| panic!("v2 publisher: {e}\n{}", prism.stderr()));
+    // The URL of the move, not the drain's `[rtmp] reconnect_url`.
+    assert_eq!(
+        v2.reconnect_request(),
+        Some(Some("rtmp://node-b.example:1935/live".to_owned())),
+        "{}",
+        prism.stderr()
+    );
+    assert_eq!(v2.last_status(), Some("NetStream.Unpublish.Success"));
+
+    // A legacy publisher given the same is kicked without a request.
+    let r = http_request(
+        http,
+        "DELETE",
+        "/api/v1/streams/live/legacy?reconnect_url=rtmp%3A%2F%2Fnode-b.example%2Flive",
+        &[],
+        None,
+    )
+    .expect("DELETE");
+    assert_eq!(r.status, 204, "{r:?}");
+    legacy
+        .wait_close(Duration::from_secs(10))
+        .unwrap_or_else(|e| panic!("legacy publisher: {e}"));
+    assert_eq!(legacy.reconnect_request(), None);
+    assert_eq!(legacy.last_status(), Some("NetStream.Unpublish.Success"));
+    // Not live any more: 404, whatever the query.
+    let r = http_request(
+        http,
+        "DELETE",
+        "/api/v1/streams/live/v2?reconnect_url=rtmp%3A%2F%2Fnode-b%2Flive",
+        &[],
+        None,
+    )
+    .expect("DELETE");
+    assert_eq!(r.status, 404, "{r:?}");
+}

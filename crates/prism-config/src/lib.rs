@@ -39,7 +39,7 @@ pub use section::target::{
 };
 pub use section::transcode::{AudioRendition, Rendition, TranscodeConfig, VideoRendition};
 pub use section::webrtc::{WebrtcConfig, WebrtcKeys};
-pub use url::redact_url;
+pub use url::{is_tls_target_url, redact_url, TLS_TARGET_SCHEMES};
 // Pulled sources (issue 14).
 pub use section::edge::EdgeConfig;
 pub use section::source::{url_scheme, RtspTransport, SourceConfig, SourceOptions, SOURCE_SCHEMES};

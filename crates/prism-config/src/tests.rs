@@ -491,6 +491,34 @@ fn transport_table_mistakes() {
         "[[route]]\nstream = \"live/*\"\n[[route.target]]\nname = \"a\"\nurl = \"rtmp://h/app/k\"\ntls_verify = false\n",
     );
     assert!(e.contains("rtmps://"), "{e}");
+    // rtmpte:// is RTMPE in plain HTTP: no TLS options either.
+    let e = err(
+        "[[route]]\nstream = \"live/*\"\n[[route.target]]\nname = \"a\"\nurl = \"rtmpte://h/app/k\"\nca = \"ca.pem\"\n",
+    );
+    assert!(
+        e.contains("only apply to rtmps:// and rtmpts:// targets"),
+        "{e}"
+    );
+}
+
+#[test]
+fn tunnelled_targets_parse_and_rtmpts_takes_tls_options() {
+    let c = parse(
+        "[[route]]\nstream = \"live/*\"\n\
+         [[route.target]]\nname = \"t\"\nurl = \"rtmpt://proxy.example/live/{stream}\"\n\
+         [[route.target]]\nname = \"te\"\nurl = \"rtmpte://proxy.example:8080/live/{stream}\"\n\
+         [[route.target]]\nname = \"ts\"\nurl = \"rtmpts://proxy.example/live/{stream}\"\nca = \"ca.pem\"\ntls_verify = false\n",
+    )
+    .unwrap();
+    let t = c.targets_for("live", "k");
+    assert_eq!(t[0].url, "rtmpt://proxy.example/live/k");
+    assert_eq!(t[1].url, "rtmpte://proxy.example:8080/live/k");
+    assert_eq!(t[2].tls.ca, Some(PathBuf::from("ca.pem")));
+    assert!(!t[2].tls.verify);
+    assert!(crate::is_tls_target_url("rtmpts://h/a/b"));
+    assert!(crate::is_tls_target_url("RTMPS://h/a/b"));
+    assert!(!crate::is_tls_target_url("rtmpt://h/a/b"));
+    assert!(!crate::is_tls_target_url("rtmpsx://h/a/b"));
 }
 
 #[test]

@@ -6,7 +6,16 @@
 
 /// Schemes a target may use. rtmps:// and srt:// are accepted now so configs
 /// written today keep loading once those transports land.
-pub(crate) const SCHEMES: &[&str] = &["rtmp", "rtmps", "srt", "rtmpe"];
+pub(crate) const SCHEMES: &[&str] = &["rtmp", "rtmps", "srt", "rtmpe", "rtmpt", "rtmpte", "rtmpts"];
+
+/// Target schemes that run over TLS, to which `ca` and `tls_verify` apply.
+pub const TLS_TARGET_SCHEMES: &[&str] = &["rtmps", "rtmpts"];
+
+/// Whether `url`'s scheme is one of [`TLS_TARGET_SCHEMES`] (any case).
+pub fn is_tls_target_url(url: &str) -> bool {
+    url.split_once("://")
+        .is_some_and(|(s, _)| TLS_TARGET_SCHEMES.iter().any(|t| s.eq_ignore_ascii_case(t)))
+}
 
 const REDACTED: &str = "<redacted>";
 

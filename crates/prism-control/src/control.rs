@@ -147,10 +147,16 @@ impl Control {
     /// Ends the live stream `app/key` and closes its publisher's connection. False if it
     /// is not live.
     pub fn kick(&self, app: &str, key: &str) -> bool {
+        self.kick_to(app, key, None)
+    }
+
+    /// [`kick`](Self::kick), asking an Enhanced RTMP v2 publisher to reconnect to
+    /// `reconnect_url` (the stream moves to another node) before its connection closes.
+    pub fn kick_to(&self, app: &str, key: &str, reconnect_url: Option<String>) -> bool {
         let Some((stream, _)) = self.registry.find_live(app, key) else {
             return false;
         };
-        let kicked = stream.kick();
+        let kicked = stream.kick_to(reconnect_url);
         if kicked {
             info!(stream = %stream.name(), "stream kicked: publisher disconnected");
         }

@@ -24,6 +24,7 @@ pub mod rtmp_client_session;
 pub mod rtmp_handshake;
 pub mod rtmp_session;
 pub mod rtmpe_handshake;
+pub mod rtmpt_client;
 pub mod rtmpt_request;
 pub mod srt_handshake;
 
@@ -78,6 +79,7 @@ pub const TARGETS: &[Target] = &[
     target("rtmp_handshake", rtmp_handshake::run, true),
     target("rtmp_session", rtmp_session::run, true),
     target("rtmpe_handshake", rtmpe_handshake::run, true),
+    target("rtmpt_client", rtmpt_client::run, false),
     target("rtmpt_request", rtmpt_request::run, false),
     target("srt_handshake", srt_handshake::run, false),
     target("ertmp_media", ertmp_media::run, false),

@@ -420,6 +420,8 @@ pub struct Stream {
     /// Set by [`Stream::kick`]; the publisher's connection registers in `kick_waker`.
     kicked: AtomicBool,
     kick_waker: AtomicWaker,
+    /// Where the kick asked the publisher to reconnect ([`Stream::kick_to`]).
+    moved_to: Mutex<Option<String>>,
 }
 
 impl Stream {
@@ -442,6 +444,7 @@ impl Stream {
             end_waiters: Mutex::new(EndWaiters::default()),
             kicked: AtomicBool::new(false),
             kick_waker: AtomicWaker::new(),
+            moved_to: Mutex::new(None),
             state: Mutex::new(StreamState {
                 publisher: None,
                 live: false,
@@ -580,6 +583,19 @@ impl Stream {
         self.end();
         self.kick_waker.wake();
         true
+    }
+
+    /// [`Stream::kick`], telling the publisher's connection where the stream moves
+    /// ([`Stream::moved_to`]): an Enhanced RTMP v2 publisher is asked to reconnect there.
+    pub fn kick_to(self: &Arc<Self>, reconnect_url: Option<String>) -> bool {
+        // Set before the kick wakes the connection, which reads it then.
+        *lock(&self.moved_to) = reconnect_url;
+        self.kick()
+    }
+
+    /// The reconnect URL of a [`Stream::kick_to`], if any.
+    pub fn moved_to(&self) -> Option<String> {
+        lock(&self.moved_to).clone()
     }
 
     /// Ready once the stream was [kicked](Stream::kick). For the publisher's connection

@@ -269,6 +269,11 @@ impl Publisher {
         self.stream.poll_kicked(cx)
     }
 
+    /// Where the operator's kick moved the stream ([`Relay::kick_to`](crate::Relay::kick_to)).
+    pub fn moved_to(&self) -> Option<String> {
+        self.stream.moved_to()
+    }
+
     /// Resolves once an operator kicked this stream; see [`Publisher::poll_kicked`].
     pub async fn kicked(&self) {
         std::future::poll_fn(|cx| self.poll_kicked(cx)).await

@@ -7,7 +7,7 @@ use crate::egress::shared_body;
 use crate::handshake::{epoch_ms, handshake_random};
 use crate::relay::Relay;
 use bytes::BytesMut;
-use prism_config::{redact_url, ResolvedTarget};
+use prism_config::{redact_url, ResolvedTarget, TargetTracks};
 use prism_control::{AddTargetError, TargetOrigin, TargetSnapshot, TargetState, TargetStatus};
 use prism_egress::Deltas;
 use prism_hub::{DropReason, Frame, QueueLimits, Stream, Subscription};
@@ -313,7 +313,7 @@ async fn drive(
     if target.audio == prism_config::TargetAudio::Aac {
         driver.set_audio(Some(relay.aac_audio(sub.stream())));
     }
-    driver.set_tracks(target.tracks);
+    driver.set_tracks(target_tracks(target.tracks, session.peer_multitrack()));
     let mut push = RtmpPush {
         session,
         sub,
@@ -338,6 +338,24 @@ async fn drive(
     Ok(())
 }
 
+/// The `capsEx` a push announces in `connect`.
+const PUSH_CAPS_EX: u32 = prism_rtmp::session::caps_ex::MULTITRACK
+    | prism_rtmp::session::caps_ex::MODEX
+    | prism_rtmp::session::caps_ex::TIMESTAMP_NANO_OFFSET;
+
+/// The tracks a target gets: its `video_track` / `audio_track` if set; else all of them if
+/// its connect `_result` confirmed multitrack, and track 0 as a plain stream if not (a
+/// legacy destination would misread multitrack messages).
+fn target_tracks(configured: TargetTracks, peer_multitrack: bool) -> TargetTracks {
+    if configured != TargetTracks::default() || peer_multitrack {
+        return configured;
+    }
+    TargetTracks {
+        video: Some(0),
+        audio: Some(0),
+    }
+}
+
 /// Dials, handshakes and publishes (connect, releaseStream, FCPublish, createStream, publish).
 async fn connect_and_publish(
     relay: &Arc<Relay>,
@@ -360,15 +378,23 @@ async fn connect_and_publish(
             ..SessionConfig::default()
         },
     };
+    // Enhanced RTMP v2: say what Prism forwards, so a v2 destination can confirm multitrack
+    // (see `target_tracks`). Not RECONNECT: a push does not follow reconnect requests.
     let session = if dialer.handshakes() {
-        ClientSession::after_handshake(client_config, std::time::Instant::now())
+        ClientSession::after_handshake_announcing(
+            client_config,
+            Some(PUSH_CAPS_EX),
+            std::time::Instant::now(),
+        )
     } else {
-        ClientSession::new(
+        let mut session = ClientSession::new(
             client_config,
             handshake_random(),
             epoch_ms(),
             std::time::Instant::now(),
-        )
+        );
+        session.announce_caps_ex(PUSH_CAPS_EX);
+        session
     };
     let mut driver = Driver::new(io, prism_egress::Config::default());
     let mut setup = Setup(session);
@@ -496,5 +522,28 @@ fn report_stats(tm: &TargetMetrics, sub: &Subscription, reported: &mut Deltas<3>
                 .dropped(crate::egress::drop_reason(*reason))
                 .inc_by(new);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn targets_that_did_not_confirm_multitrack_get_track_0() {
+        let all = TargetTracks::default();
+        let zero = TargetTracks {
+            video: Some(0),
+            audio: Some(0),
+        };
+        let chosen = TargetTracks {
+            video: Some(1),
+            audio: None,
+        };
+        assert_eq!(target_tracks(all, true), all, "v2 destination: every track");
+        assert_eq!(target_tracks(all, false), zero, "legacy: track 0, plain");
+        // The configured choice wins either way.
+        assert_eq!(target_tracks(chosen, true), chosen);
+        assert_eq!(target_tracks(chosen, false), chosen);
     }
 }

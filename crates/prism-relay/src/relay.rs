@@ -277,6 +277,13 @@ impl Relay {
         self.control.kick(app, key)
     }
 
+    /// [`kick`](Self::kick), first asking an Enhanced RTMP v2 publisher that handles it to
+    /// reconnect to `reconnect_url` (`NetConnection.Connect.ReconnectRequest`): the stream
+    /// moves to another node. Legacy publishers are just disconnected.
+    pub fn kick_to(&self, app: &str, key: &str, reconnect_url: Option<String>) -> bool {
+        self.control.kick_to(app, key, reconnect_url)
+    }
+
     /// Admits a new connection from `peer` on `transport` under `[limits]`, or refuses it:
     /// then it is counted in `prism_connection_errors_total{transport,reason}` and logged
     /// (rate-limited), and the caller closes it. Hold the permit while the connection lives.

@@ -120,7 +120,16 @@ where
                 if let Some(p) = &conn.publishing {
                     // Shutting down or draining: an Enhanced RTMP v2 publisher that said it
                     // can is asked to reconnect (to `[rtmp] reconnect_url` if set) first.
-                    if conn.drained || relay.is_closing() {
+                    let moved_to = p.publisher.moved_to();
+                    if let Some(url) = moved_to.as_deref() {
+                        // Kicked by `DELETE /api/v1/streams/..?reconnect_url=`: the stream moves.
+                        if conn
+                            .session
+                            .request_reconnect(Some(url), "the stream moved to another node")
+                        {
+                            info!(peer = %info.peer, transport = info.transport, "reconnect request sent to an Enhanced RTMP v2 publisher: its stream moved");
+                        }
+                    } else if conn.drained || relay.is_closing() {
                         let url = relay.config().rtmp.reconnect_url.clone();
                         if conn
                             .session

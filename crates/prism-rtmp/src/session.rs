@@ -473,6 +473,13 @@ pub const FORWARDED_FOURCCS: &[&str] = &[
     "avc1", "hvc1", "av01", "vp09", "vp08", "mp4a", "Opus", "fLaC", "ac-3", "ec-3", ".mp3",
 ];
 
+/// `FourCcInfoMask` "can forward" of the v2 `*FourCcInfoMap`s (0x01 decode, 0x02 encode).
+pub const FOURCC_CAN_FORWARD: u32 = 0x04;
+
+fn is_video_fourcc(c: &str) -> bool {
+    matches!(c, "avc1" | "hvc1" | "av01" | "vp09" | "vp08")
+}
+
 impl ServerSession {
     /// A session for a connection accepted at `now`; the handshake timer starts then.
     pub fn new(config: SessionConfig, random: [u8; 32], epoch_ms: u32, now: Instant) -> Self {
@@ -1157,6 +1164,8 @@ pub struct ClientSession {
     caps_ex: Option<u32>,
     /// A `NetConnection.Connect.ReconnectRequest` arrived: its `tcUrl`, if any.
     reconnect_request: Option<Option<String>>,
+    /// The `capsEx` of the server's connect `_result` (Enhanced RTMP v2), if it sent one.
+    peer_caps_ex: Option<u32>,
 }
 
 impl ClientSession {
@@ -1198,6 +1207,7 @@ impl ClientSession {
             last_status: None,
             caps_ex: None,
             reconnect_request: None,
+            peer_caps_ex: None,
         }
     }
 
@@ -1211,7 +1221,19 @@ impl ClientSession {
     /// A publishing client whose handshake another layer already did (RTMPE): `connect`
     /// is queued at once; the set-up timer starts at `now`.
     pub fn after_handshake(config: ClientConfig, now: Instant) -> Self {
+        Self::after_handshake_announcing(config, None, now)
+    }
+
+    /// [`after_handshake`](Self::after_handshake) with a `capsEx` to announce (see
+    /// [`announce_caps_ex`](Self::announce_caps_ex)): the `connect` is queued at once, so
+    /// it cannot be announced later.
+    pub fn after_handshake_announcing(
+        config: ClientConfig,
+        caps_ex: Option<u32>,
+        now: Instant,
+    ) -> Self {
         let mut session = Self::with_mode(ClientMode::Publish, config, [0; 32], 0, now);
+        session.caps_ex = caps_ex;
         // Drop the C0+C1 the plain handshake queued.
         let _ = session.link.out.take_all();
         session.start_connect();
@@ -1346,9 +1368,24 @@ impl ClientSession {
     }
 
     /// Announces Enhanced RTMP v2 `capsEx` (see [`caps_ex`]) in the `connect` this session
-    /// sends; call before the handshake completes.
+    /// sends, with the `fourCcList` and `videoFourCcInfoMap` / `audioFourCcInfoMap` of
+    /// [`FORWARDED_FOURCCS`] (each "can forward": Prism relays, it does not decode); call
+    /// before the handshake completes.
     pub fn announce_caps_ex(&mut self, caps: u32) {
         self.caps_ex = Some(caps);
+    }
+
+    /// The `capsEx` the server answered in its connect `_result` (Enhanced RTMP v2): `None`
+    /// from a legacy server, or before the `_result`.
+    pub fn peer_caps_ex(&self) -> Option<u32> {
+        self.peer_caps_ex
+    }
+
+    /// Whether the server confirmed multitrack (`capsEx` bit 0x02) in its connect `_result`:
+    /// without it, multitrack messages are not for it.
+    pub fn peer_multitrack(&self) -> bool {
+        self.peer_caps_ex
+            .is_some_and(|c| c & caps_ex::MULTITRACK != 0)
     }
 
     /// `Some(tc_url)` once the server sent `NetConnection.Connect.ReconnectRequest`
@@ -1389,6 +1426,24 @@ impl ClientSession {
         let properties = match (self.caps_ex, properties) {
             (Some(caps), Value::Object(mut props)) => {
                 props.push(("capsEx".into(), Value::Number(f64::from(caps))));
+                let list = FORWARDED_FOURCCS
+                    .iter()
+                    .map(|c| Value::String((*c).into()))
+                    .collect();
+                props.push(("fourCcList".into(), Value::StrictArray(list)));
+                for (key, video) in [("videoFourCcInfoMap", true), ("audioFourCcInfoMap", false)] {
+                    let map = FORWARDED_FOURCCS
+                        .iter()
+                        .filter(|c| is_video_fourcc(c) == video)
+                        .map(|c| {
+                            (
+                                (*c).to_owned(),
+                                Value::Number(f64::from(FOURCC_CAN_FORWARD)),
+                            )
+                        })
+                        .collect();
+                    props.push((key.into(), Value::Object(map)));
+                }
                 Value::Object(props)
             }
             (_, p) => p,
@@ -1406,6 +1461,14 @@ impl ClientSession {
     fn handle_command(&mut self, cmd: Command) -> Result<(), SessionError> {
         match cmd.name.as_str() {
             "_result" if cmd.txn == TXN_CONNECT && self.phase == ClientPhase::Connecting => {
+                // A v2 server says what it takes in the properties (first argument).
+                self.peer_caps_ex = cmd
+                    .args
+                    .first()
+                    .and_then(|p| p.get("capsEx"))
+                    .and_then(Value::as_f64)
+                    .filter(|c| c.is_finite() && *c >= 0.0)
+                    .map(|c| c.min(f64::from(u32::MAX)) as u32);
                 self.link
                     .send_control(Control::WindowAckSize(self.config.session.window_ack_size));
                 if self.mode == ClientMode::Publish {

@@ -5,7 +5,7 @@ use thiserror::Error;
 #[derive(Debug, Error, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum UrlError {
-    #[error("unsupported scheme (expected rtmp:// or rtmps://)")]
+    #[error("unsupported scheme (expected rtmp://, rtmps://, rtmpe://, rtmpt://, rtmpte:// or rtmpts://)")]
     Scheme,
     #[error("missing host")]
     Host,
@@ -35,6 +35,9 @@ impl RtmpUrl {
             "rtmp" => 1935,
             "rtmps" => 443,
             "rtmpe" => 1935,
+            // RTMP tunnelled over HTTP(S): the HTTP ports, as ffmpeg and librtmp default.
+            "rtmpt" | "rtmpte" => 80,
+            "rtmpts" => 443,
             _ => return Err(UrlError::Scheme),
         };
         let (authority, path) = rest.split_once('/').ok_or(UrlError::Path)?;
@@ -113,6 +116,21 @@ mod tests {
         assert_eq!((u.app.as_str(), u.key.as_str()), ("app/inst", "key"));
         let u = RtmpUrl::parse("rtmp://[::1]:19350/live/k").unwrap();
         assert_eq!((u.host.as_str(), u.port), ("::1", 19350));
+    }
+
+    #[test]
+    fn tunnelled_schemes_default_to_http_ports() {
+        for (url, port) in [
+            ("rtmpt://h/live/k", 80),
+            ("rtmpte://h/live/k", 80),
+            ("rtmpts://h/live/k", 443),
+            ("rtmpt://h:8080/live/k", 8080),
+        ] {
+            let u = RtmpUrl::parse(url).unwrap();
+            assert_eq!(u.port, port, "{url}");
+        }
+        let u = RtmpUrl::parse("rtmpte://h/live/k").unwrap();
+        assert_eq!(u.tc_url(), "rtmpte://h:80/live");
     }
 
     #[test]

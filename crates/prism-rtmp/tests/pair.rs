@@ -1619,6 +1619,97 @@ fn enhanced_rtmp_v2_caps_and_reconnect_request() {
 }
 
 #[test]
+fn v2_push_announces_what_it_forwards_and_reads_the_servers_caps() {
+    use prism_rtmp::session::{caps_ex, FORWARDED_FOURCCS, FOURCC_CAN_FORWARD};
+    // A push announcing capsEx sends fourCcList and the info maps in its connect, and reads
+    // the capsEx of the server's _result: Prism's confirms multitrack.
+    let mut p = Pair::new(4096, 4096, "cam1");
+    p.client
+        .announce_caps_ex(caps_ex::MULTITRACK | caps_ex::MODEX);
+    assert_eq!(p.client.peer_caps_ex(), None, "nothing before the _result");
+    p.publish_live();
+    assert_eq!(p.client.peer_caps_ex(), Some(caps_ex::PRISM));
+    assert!(p.client.peer_multitrack());
+    let connect = p
+        .tap_to_server
+        .commands()
+        .into_iter()
+        .find(|(n, _)| n == "connect")
+        .expect("connect");
+    let props = &connect.1[2];
+    assert_eq!(
+        props.get("capsEx").and_then(Value::as_f64),
+        Some(f64::from(caps_ex::MULTITRACK | caps_ex::MODEX))
+    );
+    match props.get("fourCcList") {
+        Some(Value::StrictArray(l)) => assert_eq!(l.len(), FORWARDED_FOURCCS.len()),
+        other => panic!("fourCcList {other:?}"),
+    }
+    let forward = Some(f64::from(FOURCC_CAN_FORWARD));
+    let video = props.get("videoFourCcInfoMap").expect("videoFourCcInfoMap");
+    assert_eq!(video.get("hvc1").and_then(Value::as_f64), forward);
+    assert_eq!(video.get("av01").and_then(Value::as_f64), forward);
+    assert_eq!(video.get("Opus"), None, "audio is in the audio map");
+    let audio = props.get("audioFourCcInfoMap").expect("audioFourCcInfoMap");
+    assert_eq!(audio.get("Opus").and_then(Value::as_f64), forward);
+
+    // A client that announces nothing gets a legacy _result: no capsEx, no multitrack.
+    let mut p = Pair::new(4096, 4096, "cam2");
+    p.publish_live();
+    assert_eq!(p.client.peer_caps_ex(), None);
+    assert!(!p.client.peer_multitrack());
+}
+
+#[test]
+fn v2_push_without_multitrack_in_the_servers_caps() {
+    use prism_rtmp::session::caps_ex;
+    // A server answering a capsEx without the multitrack bit (or a non-number) has not
+    // confirmed multitrack.
+    for (caps, want) in [
+        (
+            Value::Number(f64::from(caps_ex::MODEX)),
+            Some(caps_ex::MODEX),
+        ),
+        (Value::String("2".into()), None),
+        (Value::Number(-1.0), None),
+    ] {
+        let mut client = ClientSession::after_handshake_announcing(
+            client_config("k", 128),
+            Some(caps_ex::MULTITRACK),
+            Instant::now(),
+        );
+        // The connect went out at once, with the capsEx.
+        let mut dec = ChunkDecoder::new(DecoderLimits::default());
+        let mut sent = BytesMut::from(&client.out().take_all()[..]);
+        let mut connect_caps = None;
+        while let Ok(Some(m)) = dec.decode(&mut sent) {
+            if m.type_id == MessageType::COMMAND_AMF0 {
+                let v = prism_amf0::decode_all(&m.payload).expect("amf0");
+                connect_caps = v
+                    .get(2)
+                    .and_then(|p| p.get("capsEx"))
+                    .and_then(Value::as_f64);
+            }
+        }
+        assert_eq!(connect_caps, Some(f64::from(caps_ex::MULTITRACK)));
+        let mut result = Vec::new();
+        let body = amf(&[
+            s("_result"),
+            Value::Number(1.0),
+            Value::object([("capsEx", caps)]),
+            Value::object([("code", s("NetConnection.Connect.Success"))]),
+        ]);
+        chunk0(&mut result, 3, 0, 20, 0, &body, 128);
+        let mut input = BytesMut::from(&result[..]);
+        client
+            .handle_input(&mut input, Instant::now())
+            .expect("a _result");
+        assert_eq!(client.peer_caps_ex(), want);
+        assert!(!client.peer_multitrack());
+    }
+}
+
+#[test]
 fn media_on_message_stream_0_goes_to_the_only_publishing_stream() {
     // Node-Media-Server's relay push sends its media on message stream 0, not on the stream
     // it published; nginx-rtmp takes it, so the server takes it as its one publishing stream.

@@ -12,14 +12,19 @@
 //! | `/idle/<id>/<seq>` | ignored | interval byte + pending server bytes |
 //! | `/close/<id>/<seq>` | ignored | the byte `0` |
 //!
+//! The client side ([`TunnelClient`]) sequences those requests for Prism's `rtmpt://` push
+//! targets.
+//!
 //! This crate must not know sockets, HTTP libraries, the clock or RTMP: the transport crate
 //! (prism-transport-rtmpt) parses HTTP, passes `now` in, and moves the session's bytes, which
 //! are opaque here.
 
+pub mod client;
 mod poll;
 mod request;
 mod table;
 
+pub use client::{ClientError, ClientLimits, ClientRequest, RequestKind, TunnelClient};
 pub use poll::PollInterval;
 pub use request::{parse, Command, RequestError, Target};
 pub use table::{SessionId, SessionTable, TableFull, TableLimits};

@@ -8,6 +8,8 @@
 //! know TLS beyond accepting it: RTMPTS ([`Tunnel::run_tls`]) uses prism-transport-tls's
 //! reloadable certificate and serves the decrypted stream like a plain one.
 //!
+//! It also dials `rtmpt://`, `rtmpte://` and `rtmpts://` push targets ([`RtmptDialer`]).
+//!
 //! Bounds, per session: `max_buffer_bytes` client→server, and the smaller of it and
 //! [`OUT_BUFFER_BYTES`] server→client (the in-memory pipes between the requests and the RTMP
 //! session), plus the RTMP session's own output queue and, for a player, its hub queue with
@@ -711,5 +713,11 @@ fn respond(status: StatusCode, content_type: &'static str, body: Bytes) -> Respo
     resp
 }
 
+mod client;
+pub use client::RtmptDialer;
+
 #[cfg(test)]
 mod tests;
+
+#[cfg(test)]
+mod client_tests;

@@ -36,12 +36,12 @@ impl TlsDialer {
         Self::default()
     }
 
-    /// Builds the client config of every `rtmps://` target in `config` now, so that an
+    /// Builds the client config of every `rtmps://` and `rtmpts://` target in `config` now, so that an
     /// unreadable or invalid `ca` file is a start-up error, and warns about each target
     /// that has verification off.
     pub fn prepare(&self, config: &Config) -> Result<(), TlsError> {
         for target in config.routes.iter().flat_map(|r| &r.targets) {
-            if !target.url.to_ascii_lowercase().starts_with("rtmps://") {
+            if !prism_config::is_tls_target_url(&target.url) {
                 continue;
             }
             self.client_config(&target.tls)?;

@@ -125,7 +125,10 @@ impl Api {
             },
             ["api", "v1", "streams", app, key] => match method {
                 Method::GET | Method::HEAD => self.one(app, key),
-                Method::DELETE => self.kick(app, key),
+                Method::DELETE => match reconnect_url_param(req.uri().query().unwrap_or("")) {
+                    Ok(url) => self.kick(app, key, url),
+                    Err(m) => error(StatusCode::BAD_REQUEST, &m),
+                },
                 _ => not_allowed("GET, DELETE"),
             },
             ["api", "v1", "streams", app, key, "targets"] => match method {
@@ -354,8 +357,13 @@ impl Api {
         out
     }
 
-    fn kick(&self, app: &str, key: &str) -> Resp {
-        if self.relay.kick(app, key) {
+    /// Ends the stream; with `reconnect_url`, v2 publishers are asked to go there first.
+    fn kick(&self, app: &str, key: &str, reconnect_url: Option<String>) -> Resp {
+        let moved = reconnect_url.is_some();
+        if self.relay.kick_to(app, key, reconnect_url) {
+            if moved {
+                tracing::info!(stream = %format!("{app}/{key}"), "stream moved (admin API): its publisher is asked to reconnect elsewhere");
+            }
             no_content()
         } else {
             not_live(app, key)
@@ -1053,8 +1061,10 @@ impl TlsJson {
         if self.ca.is_none() && self.tls_verify.is_none() {
             return Ok(tls);
         }
-        if !url.to_ascii_lowercase().starts_with("rtmps://") {
-            return Err("tls: `ca` and `tls_verify` only apply to rtmps:// targets".into());
+        if !prism_config::is_tls_target_url(url) {
+            return Err(
+                "tls: `ca` and `tls_verify` only apply to rtmps:// and rtmpts:// targets".into(),
+            );
         }
         if let Some(ca) = self.ca.as_deref().filter(|c| !c.is_empty()) {
             let pem = std::fs::read_to_string(ca).map_err(|e| format!("tls.ca: {ca}: {e}"))?;
@@ -1156,6 +1166,56 @@ fn is_loopback_host(host: &str) -> bool {
 }
 
 /// Decodes `%XX` escapes of a path segment; None if malformed or not UTF-8.
+/// Longest `reconnect_url` taken (a tcUrl: scheme, host, port and application).
+const MAX_RECONNECT_URL: usize = 1024;
+
+/// The `reconnect_url` query parameter of a stream's DELETE: absent, or an `rtmp://` /
+/// `rtmps://` URL with a host and an application (the tcUrl v2 publishers reconnect to).
+/// `Err` is the message of the 400.
+fn reconnect_url_param(query: &str) -> Result<Option<String>, String> {
+    let mut found = None;
+    for pair in query.split('&') {
+        let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
+        if k != "reconnect_url" {
+            continue;
+        }
+        if found.is_some() {
+            return Err("reconnect_url: given twice".into());
+        }
+        let url = percent_decode(v).ok_or("reconnect_url: malformed percent-encoding")?;
+        found = Some(check_reconnect_url(url)?);
+    }
+    Ok(found)
+}
+
+fn check_reconnect_url(url: String) -> Result<String, String> {
+    if url.len() > MAX_RECONNECT_URL {
+        return Err(format!(
+            "reconnect_url: longer than {MAX_RECONNECT_URL} bytes"
+        ));
+    }
+    if url.chars().any(|c| c.is_whitespace() || c.is_control()) {
+        return Err("reconnect_url: whitespace or control characters".into());
+    }
+    let rest = match url.split_once("://") {
+        Some((scheme, rest))
+            if scheme.eq_ignore_ascii_case("rtmp") || scheme.eq_ignore_ascii_case("rtmps") =>
+        {
+            rest
+        }
+        _ => return Err("reconnect_url: not an rtmp:// or rtmps:// URL".into()),
+    };
+    let (authority, app) = rest.split_once('/').unwrap_or((rest, ""));
+    let host = authority.rsplit_once('@').map_or(authority, |(_, h)| h);
+    if host.is_empty() || host.starts_with(':') {
+        return Err("reconnect_url: no host".into());
+    }
+    if app.trim_matches('/').is_empty() {
+        return Err("reconnect_url: no application (rtmp://host[:port]/app)".into());
+    }
+    Ok(url)
+}
+
 fn percent_decode(s: &str) -> Option<String> {
     let bytes = s.as_bytes();
     let mut out = Vec::with_capacity(bytes.len());
@@ -1187,6 +1247,37 @@ fn percent_encode(s: &str) -> String {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn reconnect_url_is_checked() {
+        use super::reconnect_url_param as p;
+        assert_eq!(p(""), Ok(None));
+        assert_eq!(p("other=1"), Ok(None));
+        assert_eq!(
+            p("reconnect_url=rtmp%3A%2F%2Fnode-b%3A1935%2Flive"),
+            Ok(Some("rtmp://node-b:1935/live".into()))
+        );
+        assert_eq!(
+            p("x=y&reconnect_url=rtmps://edge.example/app/inst"),
+            Ok(Some("rtmps://edge.example/app/inst".into()))
+        );
+        for bad in [
+            "reconnect_url=",
+            "reconnect_url=http://h/live",
+            "reconnect_url=rtmp://h",
+            "reconnect_url=rtmp://h/",
+            "reconnect_url=rtmp:///live",
+            "reconnect_url=rtmp://:1935/live",
+            "reconnect_url=rtmp://h/live%0A",
+            "reconnect_url=rtmp://h/a%20b",
+            "reconnect_url=rtmp://h/live%zz",
+            "reconnect_url=rtmp://a/b&reconnect_url=rtmp://c/d",
+        ] {
+            assert!(p(bad).is_err(), "{bad}");
+        }
+        let long = format!("reconnect_url=rtmp://h/{}", "a".repeat(1100));
+        assert!(p(&long).is_err());
+    }
+
     use super::*;
 
     #[test]

@@ -248,6 +248,11 @@ async fn run(store: Arc<state::StateStore>, config_path: Option<PathBuf>) -> any
             Arc::new(prism_transport_rtmp::TcpDialer),
             tls_dialer.clone(),
             Arc::new(prism_transport_rtmp::RtmpeDialer),
+            Arc::new(prism_transport_rtmpt::RtmptDialer::rtmpt()),
+            Arc::new(prism_transport_rtmpt::RtmptDialer::rtmpte()),
+            Arc::new(prism_transport_rtmpt::RtmptDialer::rtmpts(
+                tls_dialer.clone(),
+            )),
         ],
         vec![srt_sink.clone()],
     );

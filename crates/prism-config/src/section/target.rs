@@ -12,7 +12,7 @@ queue_keys!(section! {
     raw Head {
         /// Used in logs and as the `target` metric label: `[A-Za-z0-9_.-]+`, unique in the route.
         name: toml::Spanned<String>;
-        /// URL template (rtmp://, rtmps://, srt://); `{app}` and `{stream}` (the key) expand.
+        /// URL template (rtmp://, rtmps://, rtmpe://, rtmpt://, rtmpte://, rtmpts://, srt://); `{app}` and `{stream}` (the key) expand.
         url: toml::Spanned<String>;
         /// Push this `[[transcode]]` rendition of the stream instead of the source.
         rendition: Option<toml::Spanned<String>>;
@@ -24,7 +24,7 @@ queue_keys!(section! {
         audio_track: Option<toml::Spanned<i64>>;
     }
 } reuse {
-    /// TLS options of an `rtmps://` target.
+    /// TLS options of an `rtmps://` or `rtmpts://` target.
     define TargetTls {
         /// PEM file of CA certificates to trust instead of the system roots (private CAs).
         ca: String => ca: Option<PathBuf> = default(None),
@@ -88,12 +88,12 @@ pub(crate) fn resolve(
     // Before resolving: an empty `ca` resolves to none but still asks for TLS options.
     let verify_off = t.tls_verify.as_ref().is_some_and(|v| !*v.get_ref());
     if verify_off || t.ca.is_some() {
-        let scheme_ok = t.url.get_ref().to_ascii_lowercase().starts_with("rtmps://");
+        let scheme_ok = url::is_tls_target_url(t.url.get_ref());
         if !scheme_ok {
             return Err(cx.err(
                 t.url.span(),
                 &format!("{key}.url"),
-                "`ca` and `tls_verify` only apply to rtmps:// targets",
+                "`ca` and `tls_verify` only apply to rtmps:// and rtmpts:// targets",
             ));
         }
     }
