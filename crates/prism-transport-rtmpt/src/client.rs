@@ -5,7 +5,9 @@
 //! one end of an in-memory byte stream; a task ([`pump`]) moves its bytes through
 //! prism-rtmpt's [`TunnelClient`] as HTTP POSTs over one keep-alive connection (re-dialled
 //! if the server closes it between requests). Dropping the push's end sends `/close` and ends
-//! the task; the tunnel ending ends the push's stream.
+//! the task; the tunnel ending ends the push's stream. What the task holds (the bytes waiting
+//! for a `/send` and the last reply) is charged to the memory budget's `rtmpt` pool once
+//! [`RtmptDialer::attach_memory`] gave it the budget.
 
 use bytes::{Bytes, BytesMut};
 use http_body_util::{BodyExt, Full, Limited};
@@ -18,7 +20,7 @@ use prism_relay::{BoxedStream, DialError, DialFuture, Dialer, ErrorReason};
 use prism_rtmp::url::RtmpUrl;
 use prism_rtmpt::{ClientLimits, ClientRequest, TunnelClient};
 use prism_transport_tls::TlsDialer;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 use tokio::io::{AsyncReadExt, AsyncWriteExt, DuplexStream};
 use tokio::task::JoinHandle;
@@ -48,6 +50,9 @@ pub struct RtmptDialer {
     kind: Kind,
     tls: Option<Arc<TlsDialer>>,
     limits: ClientLimits,
+    /// The budget tunnels charge their buffers to; set once the relay (which owns it)
+    /// exists, after the dialers were handed to it.
+    memory: OnceLock<Arc<prism_mem::Budget>>,
 }
 
 impl RtmptDialer {
@@ -71,6 +76,15 @@ impl RtmptDialer {
             kind,
             tls,
             limits: ClientLimits::default(),
+            memory: OnceLock::new(),
+        }
+    }
+
+    /// Charges what this dialer's tunnels buffer to `budget`'s `rtmpt` pool (no budget: not
+    /// charged). Only the first call counts.
+    pub fn attach_memory(&self, budget: Option<&Arc<prism_mem::Budget>>) {
+        if let Some(b) = budget {
+            let _ = self.memory.set(b.clone());
         }
     }
 }
@@ -105,8 +119,13 @@ impl Dialer for RtmptDialer {
             let (ours, theirs) = tokio::io::duplex(PIPE_BYTES);
             let scheme = self.scheme();
             let limits = self.limits;
+            let charge = self
+                .memory
+                .get()
+                .map(|b| b.charge(prism_mem::Pool::Rtmpt, 0))
+                .unwrap_or_default();
             tokio::spawn(async move {
-                if let Err(e) = pump(client, http, ours, limits).await {
+                if let Err(e) = pump(client, http, ours, limits, charge).await {
                     debug!(scheme, "RTMPT tunnel ended: {}", e.detail);
                 }
             });
@@ -231,6 +250,7 @@ async fn pump(
     mut http: Http,
     mut local: DuplexStream,
     limits: ClientLimits,
+    charge: prism_mem::MemCharge,
 ) -> Result<(), DialError> {
     let mut staged = BytesMut::new();
     let mut local_open = true;
@@ -240,6 +260,7 @@ async fn pump(
         if local_open && client.room() > 0 {
             let ended = read_available(&mut local, &mut staged, client.room()).await;
             client.write(&staged);
+            charge.track(client.pending());
             staged.clear();
             if ended {
                 local_open = false;
@@ -247,6 +268,8 @@ async fn pump(
             }
         }
         if let Some(req) = client.poll_request(Instant::now()) {
+            // The body in flight is still held until the reply comes.
+            charge.track(client.pending() + req.body.len());
             let (status, body) = match http.request(req, limits).await {
                 Ok(r) => r,
                 Err(e) => {
@@ -254,6 +277,8 @@ async fn pump(
                     return Err(e);
                 }
             };
+            // Waiting bytes plus the reply being handed on (dropped with the task).
+            charge.track(client.pending() + body.len());
             let data = client
                 .on_reply(Instant::now(), status, &body)
                 .map_err(|e| DialError::new(ErrorReason::Io, e))?;
@@ -281,6 +306,7 @@ async fn pump(
                     }
                     Ok(n) => {
                         client.write(&scratch[..n]);
+                        charge.track(client.pending());
                     }
                 }
             }

@@ -126,3 +126,41 @@ async fn a_server_that_is_not_rtmpt_is_a_dial_error() {
         Ok(_) => panic!("opened a tunnel on a plain HTTP server"),
     }
 }
+
+#[tokio::test]
+async fn what_a_tunnel_holds_is_charged_until_it_ends() {
+    // A server that opens a session, then never answers the /send: the body in flight and
+    // what the push writes meanwhile stay held (and charged) until the request times out.
+    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    tokio::spawn(async move {
+        while let Ok((mut tcp, _)) = listener.accept().await {
+            tokio::spawn(async move {
+                let mut buf = vec![0u8; 64 * 1024];
+                let _ = tcp.read(&mut buf).await;
+                let _ = tcp
+                    .write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 4\r\n\r\nab1\n")
+                    .await;
+                // Read and hold everything after the /open, answering nothing.
+                while matches!(tcp.read(&mut buf).await, Ok(n) if n > 0) {}
+            });
+        }
+    });
+    let budget = prism_mem::Budget::new(64 << 20);
+    let dialer = RtmptDialer::rtmpt();
+    dialer.attach_memory(Some(&budget));
+    let (url, target) = target(addr);
+    let mut stream = dialer.dial(&url, &target).await.expect("dial");
+    stream.write_all(&[7u8; 100_000]).await.expect("write");
+    wait_for("the held bytes charged", || {
+        budget.pool(prism_mem::Pool::Rtmpt) >= 100_000
+    })
+    .await;
+    drop(stream);
+    // The /send times out (10 s), the task ends and its charge goes with it.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while budget.pool(prism_mem::Pool::Rtmpt) != 0 {
+        assert!(Instant::now() < deadline, "charge not released");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}

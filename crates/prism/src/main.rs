@@ -241,6 +241,13 @@ async fn run(store: Arc<state::StateStore>, config_path: Option<PathBuf>) -> any
         .as_ref()
         .map(|c| prism_transport_hls::HlsOutput::new(c.clone(), metrics.clone()));
     let transcoder = prism_transcode::Transcoder::new(metrics.clone());
+    let tunnel_dialers = [
+        Arc::new(prism_transport_rtmpt::RtmptDialer::rtmpt()),
+        Arc::new(prism_transport_rtmpt::RtmptDialer::rtmpte()),
+        Arc::new(prism_transport_rtmpt::RtmptDialer::rtmpts(
+            tls_dialer.clone(),
+        )),
+    ];
     let relay = Relay::new(
         config,
         metrics,
@@ -248,15 +255,16 @@ async fn run(store: Arc<state::StateStore>, config_path: Option<PathBuf>) -> any
             Arc::new(prism_transport_rtmp::TcpDialer),
             tls_dialer.clone(),
             Arc::new(prism_transport_rtmp::RtmpeDialer),
-            Arc::new(prism_transport_rtmpt::RtmptDialer::rtmpt()),
-            Arc::new(prism_transport_rtmpt::RtmptDialer::rtmpte()),
-            Arc::new(prism_transport_rtmpt::RtmptDialer::rtmpts(
-                tls_dialer.clone(),
-            )),
+            tunnel_dialers[0].clone(),
+            tunnel_dialers[1].clone(),
+            tunnel_dialers[2].clone(),
         ],
         vec![srt_sink.clone()],
     );
     srt_sink.attach(&relay);
+    for d in &tunnel_dialers {
+        d.attach_memory(relay.memory());
+    }
     if let Some(o) = &hls_output {
         relay.add_output(o.clone());
     }
