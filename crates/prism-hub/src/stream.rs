@@ -392,7 +392,8 @@ struct StreamState {
     gop: Vec<Arc<Frame>>,
     gop_bytes: usize,
     gop_valid: bool,
-    /// GOP-cache frames before this index had their egress caches dropped.
+    /// GOP-cache frames before this index are past the live edge (cold copies where their
+    /// egress cache was set).
     gop_cold: usize,
     ts: TimestampNormalizer,
     subscribers: Vec<Arc<SubShared>>,
@@ -880,7 +881,8 @@ impl PublishHandle {
 /// How long a GOP-cache frame keeps its egress cache (its RTMP chunks, shared by every
 /// subscriber): live subscribers take a frame well within this (a push target's audio
 /// rides ≤ 40 ms); a late joiner's replay, a lagging subscriber or one merging writes over
-/// longer spans serializes again (per connection: more iovecs, no copy). 250 ms against
+/// longer spans serializes again (per connection: more iovecs, no copy). Past it, the cache
+/// holds a cold copy of the frame ([`Frame::cold_copy`]). 250 ms against
 /// 1000: 72 against 81 MB RSS at 50 streams × 2 Mbit/s. Without the drop the cache doubled the GOP
 /// cache's memory (benches/README.md, "Memory at 50 streams").
 const EGRESS_CACHE_MS: u32 = 250;
@@ -904,11 +906,15 @@ fn cache_gop(st: &mut StreamState, frame: &Arc<Frame>, max_bytes: usize) {
         return;
     }
     st.gop.push(frame.clone());
-    while let Some(old) = st.gop.get(st.gop_cold) {
+    while let Some(old) = st.gop.get_mut(st.gop_cold) {
         if frame.timestamp.saturating_sub(old.timestamp) <= EGRESS_CACHE_MS {
             break;
         }
-        old.drop_egress_cache();
+        // Subscribers still holding the old frame keep its serialization until they drop
+        // it; the cache keeps a copy without one (and so does a late joiner).
+        if old.wire.is_set() {
+            *old = Arc::new(old.cold_copy());
+        }
         st.gop_cold += 1;
     }
 }

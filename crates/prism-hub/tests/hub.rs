@@ -194,7 +194,7 @@ fn subscribers_share_one_frame_and_its_egress_cache() {
             computed += 1;
             42u32
         });
-        assert_eq!(v.as_deref(), Some(&42));
+        assert_eq!(v, Some(&42));
     }
     assert_eq!(computed, 1);
 }
@@ -360,33 +360,64 @@ fn above_high_water_the_stream_holding_most_sheds_and_the_others_are_untouched()
 }
 
 #[test]
-fn gop_cache_frames_past_the_live_edge_drop_their_egress_cache() {
+fn gop_cache_frames_past_the_live_edge_are_cold_copies_without_egress_cache() {
     let t0 = Instant::now();
-    let hub = Hub::new(HubConfig::default());
+    let budget = prism_mem::Budget::new(100 << 20);
+    let hub = Hub::new(HubConfig {
+        memory: Some(budget.clone()),
+        ..HubConfig::default()
+    });
     let p = hub.publish("live", "cold", t0).unwrap();
     let a = hub.subscribe("live", "cold", QueueLimits::default(), t0);
-    p.send(video(0, true), t0);
-    p.send(video(100, false), t0);
+    p.send(big_video(0, true, 10_000), t0);
+    p.send(big_video(100, false, 1_000), t0);
     let frames = drain(&a);
     let mut computed = 0;
+    // What egress code does: a serialization as big as the payload, charged to the frame.
     let mut serialize = |f: &Frame| {
         f.wire.get_or_init(|| {
             computed += 1;
+            f.mem.grow(f.payload.len());
             7u8
         });
     };
     for f in &frames {
         serialize(f);
     }
-    // A frame at 300 ms: the keyframe (300 ms old, past the 250 ms live edge) loses its
-    // serialization, the frame of 100 ms (200 ms old) keeps it.
-    p.send(video(300, false), t0);
+    assert_eq!(budget.used(), 22_000);
+    // A frame at 300 ms: the keyframe (300 ms old, past the 250 ms live edge) is replaced
+    // in the GOP cache by a cold copy; the frame of 100 ms (200 ms old) stays as it is.
+    p.send(big_video(300, false, 500), t0);
+    // The subscriber's frames keep their serialization, computed once.
     for f in &frames {
         serialize(f);
     }
-    assert_eq!(computed, 3, "only the old keyframe was serialized again");
-    // The GOP cache still replays every frame to a late joiner.
+    assert_eq!(computed, 2);
+    assert_eq!(
+        budget.used(),
+        22_500,
+        "the payload charge moved, nothing counted twice"
+    );
+    // A late joiner replays every frame; the keyframe is the cold copy (same payload, no
+    // serialization yet), the 100 ms frame the shared one.
     let b = hub.subscribe("live", "cold", QueueLimits::default(), t0);
-    let ts: Vec<u32> = drain(&b).iter().map(|f| f.timestamp).collect();
+    let replay = drain(&b);
+    let ts: Vec<u32> = replay.iter().map(|f| f.timestamp).collect();
     assert_eq!(ts, vec![0, 100, 300]);
+    assert!(!Arc::ptr_eq(&replay[0], &frames[0]));
+    assert!(
+        replay[0].payload.as_ptr() == frames[0].payload.as_ptr(),
+        "payload not copied"
+    );
+    assert!(!replay[0].wire.is_set() && replay[1].wire.is_set());
+    assert!(Arc::ptr_eq(&replay[1], &frames[1]));
+    // The subscribers drop the original keyframe: its serialization is credited back, the
+    // cache's copy still holds the payload.
+    drop(frames);
+    drain(&a);
+    assert_eq!(budget.used(), 12_500);
+    drop(replay);
+    p.unpublish();
+    drop((a, b));
+    assert_eq!(budget.used(), 0);
 }

@@ -457,7 +457,7 @@ impl Output for RtmpPush<'_> {
             match shared_body(&f, chunk_size) {
                 Some(body) => self
                     .session
-                    .send_media_shared(kind, f.timestamp, &f.payload, &body),
+                    .send_media_shared(kind, f.timestamp, &f.payload, body),
                 None => self.session.send_media(kind, f.timestamp, &f.payload),
             }
         }
