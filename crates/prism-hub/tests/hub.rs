@@ -421,3 +421,81 @@ fn gop_cache_frames_past_the_live_edge_are_cold_copies_without_egress_cache() {
     drop((a, b));
     assert_eq!(budget.used(), 0);
 }
+
+fn audio(ts: u32) -> Frame {
+    Frame::media(FrameKind::Audio, ts, Bytes::from(vec![5u8; 300]))
+}
+
+fn ms(n: u64) -> Duration {
+    Duration::from_millis(n)
+}
+
+/// Registers `w` as the subscription's task (as a driver's poll does); frames queued
+/// meanwhile are taken.
+fn arm(sub: &prism_hub::Subscription, w: &Arc<CountingWaker>) -> Vec<Arc<Frame>> {
+    let waker = Waker::from(w.clone());
+    let mut out = Vec::new();
+    let _ = sub.poll_recv(&mut Context::from_waker(&waker), &mut out, usize::MAX);
+    out
+}
+
+#[test]
+fn riding_audio_wakes_its_subscriber_with_the_next_video_frame_or_at_the_ride() {
+    let t0 = Instant::now();
+    let hub = Hub::new(HubConfig::default());
+    let p = hub.publish("live", "ride", t0).unwrap();
+    let rider = hub.subscribe("live", "ride", QueueLimits::default(), t0);
+    rider.set_audio_ride(ms(40));
+    let plain = hub.subscribe("live", "ride", QueueLimits::default(), t0);
+    let (wr, wp) = (
+        Arc::new(CountingWaker::default()),
+        Arc::new(CountingWaker::default()),
+    );
+    arm(&rider, &wr);
+    arm(&plain, &wp);
+    p.send(video(0, true), t0);
+    assert_eq!((wr.count(), wp.count()), (1, 1), "video wakes everyone");
+    arm(&rider, &wr);
+    arm(&plain, &wp);
+    // Audio alone does not wake the rider; the hub's timer is armed for the end of its ride.
+    let t1 = t0 + ms(5);
+    p.send(audio(5), t1);
+    assert_eq!(
+        (wr.count(), wp.count()),
+        (1, 2),
+        "audio wakes the plain one"
+    );
+    assert_eq!(hub.poll_timeout(), Some(t1 + ms(40)));
+    // More audio neither wakes it nor extends the ride.
+    p.send(audio(28), t0 + ms(28));
+    assert_eq!(wr.count(), 1);
+    assert_eq!(hub.poll_timeout(), Some(t1 + ms(40)));
+    // The next video frame wakes it once; it takes the audio with the video.
+    p.send(video(40, false), t0 + ms(40));
+    assert_eq!(wr.count(), 2);
+    let ts: Vec<u32> = arm(&rider, &wr).iter().map(|f| f.timestamp).collect();
+    assert_eq!(ts, vec![5, 28, 40]);
+    // The timer entry left behind finds nothing due and wakes nobody.
+    hub.handle_timeout(t1 + ms(40));
+    assert_eq!((wr.count(), hub.poll_timeout()), (2, None));
+    // Audio with no video after it: woken by the hub's timer, at most RIDE_SLACK (10 ms)
+    // before the ride is over.
+    let t3 = t0 + ms(60);
+    p.send(audio(60), t3);
+    assert_eq!(hub.poll_timeout(), Some(t3 + ms(40)));
+    hub.handle_timeout(t3 + ms(29));
+    assert_eq!(wr.count(), 2, "not yet");
+    assert!(hub.poll_timeout().is_some(), "still armed");
+    hub.handle_timeout(t3 + ms(30));
+    assert_eq!(wr.count(), 3);
+    assert_eq!(hub.poll_timeout(), None);
+    assert_eq!(arm(&rider, &wr).len(), 1);
+    // An audio frame arriving after the ride is over wakes it by itself (a late timer).
+    p.send(audio(100), t0 + ms(100));
+    assert_eq!(wr.count(), 3);
+    p.send(audio(141), t0 + ms(141));
+    assert_eq!(wr.count(), 4);
+    assert_eq!(arm(&rider, &wr).len(), 2);
+    // The plain subscriber got every frame.
+    assert_eq!(drain(&plain).len(), 6);
+}
