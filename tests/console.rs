@@ -378,6 +378,21 @@ fn destinations_are_checked_and_conflicts_reported() {
             400,
             "no [[transcode.rendition]] is named `720p`",
         ),
+        (
+            json!({"name": "x", "stream": "live/main", "url": "rtmp://h/app/k", "video_track": 256}),
+            400,
+            "video_track: `256` is not a track id: 0 to 255",
+        ),
+        (
+            json!({"name": "x", "stream": "live/main", "url": "rtmp://h/app/k", "audio_track": -1}),
+            400,
+            "audio_track: `-1` is not a track id: 0 to 255",
+        ),
+        (
+            json!({"name": "x", "stream": "live/main", "url": "rtmp://h/app/k", "video_track": "1"}),
+            400,
+            "video_track: a track id (0 to 255)",
+        ),
     ] {
         let r = post(body.clone());
         assert_eq!(r.status, status, "{body}: {}", r.body);
@@ -419,11 +434,60 @@ fn destinations_are_checked_and_conflicts_reported() {
             json!({"rendition": "720p"}),
             "no [[transcode.rendition]] is named `720p`",
         ),
+        (
+            json!({"video_track": 300}),
+            "video_track: `300` is not a track id: 0 to 255",
+        ),
+        (
+            json!({"audio_track": 1.5}),
+            "audio_track: a track id (0 to 255) or null",
+        ),
     ] {
         let r = api.call("PATCH", "/api/v1/destinations/tw", Some(&patch));
         assert_eq!(r.status, 400, "{patch}: {}", r.body);
         assert!(r.body.contains(says), "{patch}: {}", r.body);
     }
+    // Tracks: set, shown, one cleared with null (back to every track), the other kept.
+    let r = api.call(
+        "PATCH",
+        "/api/v1/destinations/tw",
+        Some(&json!({"video_track": 1, "audio_track": 0})),
+    );
+    assert_eq!(r.status, 200, "{}", r.body);
+    spec.check_response("/api/v1/destinations/{name}", "patch", 200, &r.json());
+    assert_eq!(
+        (
+            r.json()["video_track"].clone(),
+            r.json()["audio_track"].clone()
+        ),
+        (json!(1), json!(0))
+    );
+    let r = api.call(
+        "PATCH",
+        "/api/v1/destinations/tw",
+        Some(&json!({"video_track": null})),
+    );
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert_eq!(
+        (
+            r.json()["video_track"].clone(),
+            r.json()["audio_track"].clone()
+        ),
+        (json!(null), json!(0))
+    );
+    let list = api.call("GET", "/api/v1/destinations", None).json();
+    spec.check_response("/api/v1/destinations", "get", 200, &list);
+    let tw = list["destinations"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|d| d["name"] == "tw")
+        .unwrap();
+    assert_eq!(
+        (tw["video_track"].clone(), tw["audio_track"].clone()),
+        (json!(null), json!(0)),
+        "{tw}"
+    );
     let r = api.call("DELETE", "/api/v1/destinations/tw", None);
     assert_eq!(r.status, 204, "{}", r.body);
     let r = api.call("DELETE", "/api/v1/destinations/tw", None);

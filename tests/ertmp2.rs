@@ -235,6 +235,181 @@ fn fan_out(messages: Vec<(MediaKind, u32, Bytes)>) {
     }
 }
 
+/// Publishes `messages` (one clip's worth) in a loop, in real time, timestamps running on,
+/// until dropped; sequence headers go in the first round only.
+struct LoopingPublisher {
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl LoopingPublisher {
+    fn start(
+        addr: std::net::SocketAddr,
+        key: &str,
+        messages: std::sync::Arc<Vec<(MediaKind, u32, Bytes)>>,
+    ) -> LoopingPublisher {
+        use std::sync::atomic::{AtomicBool, Ordering};
+        let mut publisher = RtmpPublisher::publish(addr, "live", key).expect("publish");
+        let stop = std::sync::Arc::new(AtomicBool::new(false));
+        let flag = stop.clone();
+        // The clips are 4 s long; the next round starts after them.
+        let round = messages.iter().map(|m| m.1).max().unwrap_or(0) / 1000 * 1000 + 1000;
+        let thread = std::thread::spawn(move || {
+            let start = Instant::now();
+            for r in 0u32.. {
+                for (kind, ts, payload) in messages.iter() {
+                    let sequence_start = payload.get(1).is_some_and(|b| b & 0x0F == 0);
+                    if r > 0 && sequence_start {
+                        continue;
+                    }
+                    let ts = ts + r * round;
+                    let due = start + Duration::from_millis(u64::from(ts));
+                    while let Some(wait) = due.checked_duration_since(Instant::now()) {
+                        if flag.load(Ordering::Relaxed) {
+                            return;
+                        }
+                        std::thread::sleep(wait.min(Duration::from_millis(50)));
+                    }
+                    if flag.load(Ordering::Relaxed) {
+                        return;
+                    }
+                    publisher.send(*kind, ts, payload);
+                }
+            }
+        });
+        LoopingPublisher {
+            stop,
+            thread: Some(thread),
+        }
+    }
+}
+
+impl Drop for LoopingPublisher {
+    fn drop(&mut self) {
+        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+/// The console's track choice (issue 19): a destination added in the browser with
+/// `video_track` / `audio_track` 1 pushes track 1 (160x120) of the multitrack stream to an
+/// nginx-rtmp sink; after a restart it is still there and pushes track 1 on the next
+/// publish; changed to track 0 in the console's edit form, the sink gets 320x240.
+#[test]
+fn a_destination_pushes_the_track_chosen_in_the_console_and_keeps_it_over_a_restart() {
+    use common::api::{target, Api, OpenApi};
+    const TOKEN: &str = "tracks-token-0123456789abcdef";
+    let spec = OpenApi::load();
+    let tags0 = flv_tags(&clip("320x240", 440));
+    let tags1 = flv_tags(&clip("160x120", 880));
+    let messages = std::sync::Arc::new(multitrack_messages(&tags0, &tags1));
+    let nginx = Nginx::start();
+    let dir = TempDir::new("console-tracks");
+    let state = dir.join("state.json");
+    let (rtmp, http) = (free_port(), free_port());
+    let cfg = format!(
+        "[rtmp]\nlisten = \"127.0.0.1:{rtmp}\"\n[http]\nlisten = \"127.0.0.1:{http}\"\ntoken = \"{TOKEN}\"\n\
+         [state]\npath = \"{}\"\n",
+        state.display()
+    );
+    let mut prism = Prism::start(&cfg);
+    let api = Api::new(prism.http_addr.unwrap(), Some(TOKEN));
+    let publisher = LoopingPublisher::start(prism.rtmp_addr.unwrap(), "mt", messages.clone());
+    // The stream listing says which tracks the stream carries.
+    let s = wait_for(Duration::from_secs(15), "live/mt with its tracks", || {
+        api.stream(&spec, "live/mt")
+            .filter(|s| s["video_tracks"] == serde_json::json!([0, 1]))
+    });
+    assert_eq!(s["audio_tracks"], serde_json::json!([0, 1]), "{s}");
+
+    let key = "tracks-key-0123456789";
+    let server = format!("rtmp://{}/app", nginx.rtmp_addr());
+    let v = console_tracks(&prism, TOKEN, &["add", &server, key, "mt1", "1"]);
+    assert_eq!(
+        v["suggested"],
+        serde_json::json!({"video": [0, 1], "audio": [0, 1]})
+    );
+    let saved: serde_json::Value = serde_json::from_slice(&fs::read(&state).unwrap()).unwrap();
+    let d = &saved["destinations"][0];
+    assert_eq!(
+        (&d["video_track"], &d["audio_track"]),
+        (&1.into(), &1.into()),
+        "{saved}"
+    );
+    let size_at_sink = |what: &str, w: u32, h: u32| {
+        nginx.wait_bytes_in(key, 10_000, Duration::from_secs(20));
+        let p = wait_for(Duration::from_secs(40), what, || {
+            probe(nginx.rtmp_url("app", key), Duration::from_secs(20))
+                .ok()
+                .filter(|p| p.width == Some(w))
+        });
+        eprintln!("[tracks] {what}: {p:?}");
+        assert_eq!(
+            (p.video_codec.as_deref(), p.height),
+            (Some("h264"), Some(h)),
+            "{what}: {p:?}"
+        );
+        assert!(p.video_frames_decoded >= 10, "{what}: {p:?}");
+        assert_eq!(p.audio_codec.as_deref(), Some("aac"), "{what}: {p:?}");
+        assert!(p.audio_ok, "{what}: {p:?}");
+    };
+    size_at_sink("track 1 at the sink", 160, 120);
+
+    // Restart: still there with its tracks, and pushes track 1 on the next publish.
+    drop(publisher);
+    prism.stop(Duration::from_secs(10));
+    wait_until(Duration::from_secs(20), "the sink's session to end", || {
+        !nginx.is_publishing(key)
+    });
+    let prism = Prism::start(&cfg);
+    let api = Api::new(prism.http_addr.unwrap(), Some(TOKEN));
+    let list = api.call("GET", "/api/v1/destinations", None).json();
+    spec.check_response("/api/v1/destinations", "get", 200, &list);
+    let d = &list["destinations"][0];
+    assert_eq!(d["name"], "mt1", "{list}");
+    assert_eq!(
+        (&d["video_track"], &d["audio_track"]),
+        (&1.into(), &1.into()),
+        "{list}"
+    );
+    let _publisher = LoopingPublisher::start(prism.rtmp_addr.unwrap(), "mt", messages);
+    let s = wait_for(Duration::from_secs(20), "mt1 up after the restart", || {
+        api.stream(&spec, "live/mt")
+            .filter(|s| target(s, "mt1").is_some_and(|t| t["state"] == "up"))
+    });
+    assert_eq!(target(&s, "mt1").unwrap()["origin"], "state");
+    size_at_sink("track 1 at the sink after the restart", 160, 120);
+
+    // Track 0 from the console's edit form (a PATCH): the target restarts with it.
+    let artifacts = target_dir().join("test-artifacts");
+    let artifacts = artifacts.to_string_lossy();
+    console_tracks(&prism, TOKEN, &["edit", "mt1", "0", &artifacts]);
+    let d = &api.call("GET", "/api/v1/destinations", None).json()["destinations"][0];
+    assert_eq!(
+        (&d["video_track"], &d["audio_track"]),
+        (&0.into(), &0.into()),
+        "{d}"
+    );
+    size_at_sink("track 0 at the sink", 320, 240);
+    assert!(!prism.stderr().contains(key), "the stream key in the log");
+}
+
+/// Runs tests/js/console_tracks.mjs against `prism`'s console for stream live/mt.
+fn console_tracks(prism: &Prism, token: &str, args: &[&str]) -> serde_json::Value {
+    let mut all = vec![
+        format!("http://{}/", prism.http_addr.expect("http addr")),
+        token.to_owned(),
+        "live/mt".to_owned(),
+    ];
+    all.extend(args.iter().map(|a| a.to_string()));
+    let v = node_json("console_tracks.mjs", &all, Duration::from_secs(120));
+    eprintln!("[tracks] {v}");
+    assert_eq!(v["ok"], true, "{v:#}\n{}", prism.stderr());
+    v
+}
+
 /// RTMP and HTTP listeners, no routes; `[rtmp] reconnect_url` if given.
 fn bare_config(reconnect_url: Option<&str>) -> String {
     let mut c = format!("[rtmp]\nlisten = \"127.0.0.1:{}\"\n", free_port());

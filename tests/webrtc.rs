@@ -8,6 +8,7 @@
 
 mod common;
 
+use common::webrtc::{p256_cert, pyav_python, Reaped};
 use common::*;
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream, UdpSocket};
@@ -431,14 +432,6 @@ fn bad_signalling_and_udp_garbage_leave_a_playing_session_unharmed() {
     );
 }
 
-/// The Python with PyAV (FFmpeg 8 and its `whip` muxer): `PRISM_PYAV_PYTHON`, else the
-/// venv scripts/test.sh makes in the target directory.
-fn pyav_python() -> std::path::PathBuf {
-    std::env::var_os("PRISM_PYAV_PYTHON")
-        .map(Into::into)
-        .unwrap_or_else(|| target_dir().join("pyav-venv/bin/python"))
-}
-
 #[test]
 fn ffmpeg8_whip_muxer_publishes_to_rtmp_targets() {
     let python = pyav_python();
@@ -537,16 +530,6 @@ fn assert_aac_audio(rec: &std::path::Path, channels: u32, seconds: f64) {
         rate > 0.0 && frames * 1024.0 / rate >= seconds,
         "{probe}: under {seconds} s of audio"
     );
-}
-
-/// Kills and reaps a child on drop.
-struct Reaped(Child);
-
-impl Drop for Reaped {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
 }
 
 /// RTMP -> WHEP glass-to-glass latency on loopback, measured (reported, not asserted):
@@ -648,31 +631,9 @@ fn whip_to_whep_latency_is_measured() {
     latency_report("WHIP -> WHEP", &v);
 }
 
-/// A P-256 DTLS certificate and key for FFmpeg's whip muxer, in `dir`.
-fn p256_cert(dir: &TempDir) -> (std::path::PathBuf, std::path::PathBuf) {
-    let key = rcgen::KeyPair::generate().expect("key");
-    let cert = rcgen::CertificateParams::new(vec!["ffmpeg".to_string()])
-        .expect("params")
-        .self_signed(&key)
-        .expect("cert");
-    std::fs::write(dir.join("cert.pem"), cert.pem()).unwrap();
-    std::fs::write(dir.join("key.pem"), key.serialize_pem()).unwrap();
-    (dir.join("cert.pem"), dir.join("key.pem"))
-}
-
+/// tests/py/pyav_whip.py publishing with this file's token.
 fn pyav_whip(url: &str, seconds: u32, cert: &(std::path::PathBuf, std::path::PathBuf)) -> Reaped {
-    Reaped(
-        Command::new(pyav_python())
-            .arg(workspace_dir().join("tests/py/pyav_whip.py"))
-            .args([url, TOKEN, &seconds.to_string()])
-            .arg(&cert.0)
-            .arg(&cert.1)
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("python pyav_whip.py"),
-    )
+    common::webrtc::pyav_whip(url, TOKEN, seconds, cert)
 }
 
 /// A WHIP publisher that vanishes (no DELETE) is noticed within the publisher idle bound;

@@ -5,7 +5,7 @@
 //! The validator covers the subset of OpenAPI 3.0 schemas that description uses: `$ref`
 //! (to `#/components/...`), `type` (object, array, string, integer, number, boolean),
 //! `nullable`, `required`, `properties`, `additionalProperties: false`, `items`, `enum`,
-//! `minimum` and `pattern` (only `^[...]{m,n}$` character-class patterns). Anything else
+//! `minimum`, `maximum` and `pattern` (only `^[...]{m,n}$` character-class patterns). Anything else
 //! in a schema makes validation fail loudly, so the description cannot silently outgrow it.
 
 use serde_json::Value;
@@ -239,6 +239,7 @@ impl OpenApi {
             "items",
             "enum",
             "minimum",
+            "maximum",
             "pattern",
             "description",
             "example",
@@ -279,6 +280,11 @@ impl OpenApi {
         if let Some(min) = schema.get("minimum").and_then(Value::as_f64) {
             if value.as_f64().is_some_and(|v| v < min) {
                 errors.push(format!("{at}: {value} < minimum {min}"));
+            }
+        }
+        if let Some(max) = schema.get("maximum").and_then(Value::as_f64) {
+            if value.as_f64().is_some_and(|v| v > max) {
+                errors.push(format!("{at}: {value} > maximum {max}"));
             }
         }
         if let (Some(p), Some(s)) = (

@@ -39,7 +39,9 @@ pub mod rtmp;
 // Only some tests play; the rest include this module too.
 #[allow(unused_imports)]
 pub use rtmp::rtmp_player;
+pub mod rtsp;
 pub mod srt;
+pub mod webrtc;
 
 // ---------------------------------------------------------------------------
 // Waiting

@@ -34,7 +34,8 @@ pub use section::srt::{SrtConfig, SrtPassphrase};
 pub use section::state::StateConfig;
 pub use section::stream::HubConfig;
 pub use section::target::{
-    validate_target_name, ResolvedTarget, TargetAudio, TargetConfig, TargetTls, TargetTracks,
+    validate_target_name, validate_track_id, ResolvedTarget, TargetAudio, TargetConfig, TargetTls,
+    TargetTracks,
 };
 pub use section::transcode::{AudioRendition, Rendition, TranscodeConfig, VideoRendition};
 pub use section::webrtc::{WebrtcConfig, WebrtcKeys};

@@ -593,6 +593,12 @@ impl Stream {
         (st.video_codec, st.audio_codec)
     }
 
+    /// The cached video and audio sequence headers (what a new subscriber starts with).
+    pub fn sequence_headers(&self) -> (Option<Arc<Frame>>, Option<Arc<Frame>>) {
+        let st = lock(&self.state);
+        (st.video_header.clone(), st.audio_header.clone())
+    }
+
     /// Adds a subscriber whose queue starts with metadata, sequence headers and the cached
     /// GOP, so it can start decoding at once. None if the stream has ended.
     pub fn subscribe(self: &Arc<Self>, limits: QueueLimits, now: Instant) -> Option<Subscription> {

@@ -36,23 +36,38 @@ pub enum Pool {
     /// Media frames the hub holds (GOP caches, subscriber queues) with their once-per-frame
     /// egress serialization. A frame shared by the cache and every queue counts once.
     Frames,
-    /// Protocol reassembly: messages arriving in pieces (RTMP chunks, MPEG-TS PES).
+    /// Protocol reassembly: messages arriving in pieces (RTMP chunks, over TCP or a tunnel).
     Reassembly,
     /// RTMPT (HTTP tunnel) sessions' buffered bytes.
     Rtmpt,
     /// HLS/LL-HLS segments and parts kept for serving (including the DVR window).
     Hls,
-    /// Anything else holding media (WebRTC jitter buffers, transcoder pipes).
+    /// Anything else holding media.
     Other,
+    /// SRT ingest: the MPEG-TS demuxer's input, PSI and PES reassembly buffers, and an
+    /// estimate of srt-tokio's receive buffer (receive rate × latency).
+    Srt,
+    /// RTSP ingest (pulled cameras): interleaved-TCP input, UDP reorder buffers and the
+    /// depacketizers' partial access units.
+    Rtsp,
+    /// WebRTC sessions: datagrams queued for the session task and an estimate of what
+    /// str0m holds (receive reordering, send buffer for retransmissions).
+    Webrtc,
+    /// Transcoder workers: the buffers of the pipes to and from each ffmpeg child.
+    Transcode,
 }
 
 impl Pool {
-    pub const ALL: [Pool; 5] = [
+    pub const ALL: [Pool; 9] = [
         Pool::Frames,
         Pool::Reassembly,
         Pool::Rtmpt,
         Pool::Hls,
         Pool::Other,
+        Pool::Srt,
+        Pool::Rtsp,
+        Pool::Webrtc,
+        Pool::Transcode,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -62,6 +77,10 @@ impl Pool {
             Pool::Rtmpt => "rtmpt",
             Pool::Hls => "hls",
             Pool::Other => "other",
+            Pool::Srt => "srt",
+            Pool::Rtsp => "rtsp",
+            Pool::Webrtc => "webrtc",
+            Pool::Transcode => "transcode",
         }
     }
 
@@ -69,6 +88,9 @@ impl Pool {
         self as usize
     }
 }
+
+/// What [`MemCharge::track`] rounds to.
+pub const TRACK_GRANULE: usize = 4096;
 
 /// High-water mark, in percent of the limit.
 const HIGH_PERCENT: usize = 90;
@@ -218,6 +240,26 @@ impl MemCharge {
         }
     }
 
+    /// Takes `bytes` off the charge (the holder gave some up), never below 0.
+    pub fn shrink(&self, bytes: usize) {
+        if let Some(c) = &self.inner {
+            let mut old = c.bytes.load(Ordering::Relaxed);
+            loop {
+                let new = old.saturating_sub(bytes);
+                match c
+                    .bytes
+                    .compare_exchange_weak(old, new, Ordering::Relaxed, Ordering::Relaxed)
+                {
+                    Ok(_) => {
+                        c.budget.sub(c.pool, old - new);
+                        return;
+                    }
+                    Err(now) => old = now,
+                }
+            }
+        }
+    }
+
     /// Sets the charge to `bytes` (a buffer grew or shrank).
     pub fn set(&self, bytes: usize) {
         if let Some(c) = &self.inner {
@@ -226,6 +268,18 @@ impl MemCharge {
                 c.budget.add(c.pool, bytes - old);
             } else {
                 c.budget.sub(c.pool, old - bytes);
+            }
+        }
+    }
+
+    /// Sets the charge to `bytes` rounded up to [`TRACK_GRANULE`], touching the budget only
+    /// when that changes: for holders that re-measure their buffers as they go (per read,
+    /// per wake-up), so a buffer moving by a few bytes costs one load.
+    pub fn track(&self, bytes: usize) {
+        if let Some(c) = &self.inner {
+            let rounded = bytes.div_ceil(TRACK_GRANULE) * TRACK_GRANULE;
+            if rounded != c.bytes.load(Ordering::Relaxed) {
+                self.set(rounded);
             }
         }
     }
@@ -294,6 +348,11 @@ mod tests {
         );
         a.grow(20);
         assert_eq!((a.bytes(), b.pool(Pool::Frames)), (120, 120));
+        a.shrink(30);
+        assert_eq!((a.bytes(), b.pool(Pool::Frames)), (90, 90));
+        a.shrink(1000);
+        assert_eq!((a.bytes(), b.pool(Pool::Frames)), (0, 0), "never below 0");
+        a.grow(120);
         h.set(10);
         assert_eq!(b.used(), 130);
         drop(a);
@@ -348,10 +407,24 @@ mod tests {
     }
 
     #[test]
+    fn track_rounds_to_the_granule() {
+        let b = Budget::new(1 << 20);
+        let c = b.charge(Pool::Srt, 0);
+        c.track(1);
+        assert_eq!(b.pool(Pool::Srt), TRACK_GRANULE);
+        c.track(TRACK_GRANULE + 1);
+        assert_eq!(b.pool(Pool::Srt), 2 * TRACK_GRANULE);
+        c.track(0);
+        assert_eq!(b.used(), 0);
+    }
+
+    #[test]
     fn default_charge_is_inert() {
         let c = MemCharge::default();
         c.grow(10);
         c.set(5);
+        c.shrink(3);
+        c.track(5);
         assert_eq!(c.bytes(), 0);
         assert!(c.budget().is_none());
     }

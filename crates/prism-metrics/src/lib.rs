@@ -515,7 +515,7 @@ impl Metrics {
             },
             memory_bytes: gauge(
                 MEMORY_BYTES,
-                "Media bytes held now against [limits] max_memory_mb, by pool (frames: GOP caches and player/target queues; reassembly; rtmpt; hls; other).",
+                "Media bytes held now against [limits] max_memory_mb, by pool (frames: GOP caches and player/target queues; reassembly; rtmpt; hls; srt; rtsp; webrtc; transcode; other).",
                 &["pool"],
             ),
             memory_budget_bytes: {

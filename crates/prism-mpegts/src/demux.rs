@@ -249,6 +249,23 @@ impl Demuxer {
         }
     }
 
+    /// Bytes allocated for reassembly now: the input buffer, PSI sections, and each
+    /// elementary stream's PES buffer (its capacity: a PES buffer is reused, so it keeps the
+    /// size of the largest PES so far, at most `max_pes_bytes`) and ADTS carry. Frames
+    /// waiting in [`Demuxer::poll_frame`]'s queue are not counted: the caller takes them
+    /// after every push. Linear in the PIDs tracked (a few); for a memory budget.
+    pub fn buffered_bytes(&self) -> usize {
+        let pids: usize = self
+            .pids
+            .iter()
+            .map(|p| match &p.kind {
+                PidKind::Pat(s) | PidKind::Pmt(s) => s.buf.capacity(),
+                PidKind::Es(es) => es.pes.capacity() + es.audio.carry.capacity(),
+            })
+            .sum();
+        self.input.capacity() + pids
+    }
+
     /// All counters.
     pub fn stats(&self) -> &DemuxStats {
         &self.out.stats

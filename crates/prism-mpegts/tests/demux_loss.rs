@@ -243,3 +243,45 @@ fn output_queue_is_bounded() {
     let again: Vec<_> = std::iter::from_fn(|| demux.poll_frame()).collect();
     assert!(!again.is_empty());
 }
+
+/// What `buffered_bytes` reports (a memory budget's charge): the PES being reassembled,
+/// within `max_pes_bytes`, and nothing more after an oversize PES is dropped.
+#[test]
+fn buffered_bytes_follow_the_pes_in_reassembly() {
+    let mut ts = TsWriter::default();
+    ts.pat(0x1000);
+    ts.pmt(0x1000, 0x100, &[(0x1B, 0x100)]);
+    ts.pes(
+        0x100,
+        0xE0,
+        90_000,
+        None,
+        &avc_access_unit(true, 50_000),
+        UNBOUNDED,
+    );
+    let limits = DemuxLimits {
+        max_pes_bytes: 100_000,
+        ..DemuxLimits::default()
+    };
+    let mut demux = Demuxer::new(limits).unwrap();
+    let idle = demux.buffered_bytes();
+    assert!(idle < 4096, "{idle}");
+    // The video PES is unbounded: it stays in reassembly until the next one starts.
+    demux.push(&ts.out);
+    let held = demux.buffered_bytes();
+    assert!(held >= idle + 50_000, "{held}");
+    assert!(held <= 2 * 100_000 + 4096, "{held}");
+    // A PES over the limit is dropped before it grows past it.
+    let mut big = TsWriter::default();
+    big.pes(
+        0x100,
+        0xE0,
+        93_600,
+        None,
+        &avc_access_unit(false, 500_000),
+        UNBOUNDED,
+    );
+    demux.push(&big.out);
+    assert_eq!(demux.stats().oversize_pes, 1, "{:?}", demux.stats());
+    assert!(demux.buffered_bytes() <= 2 * 100_000 + 4096);
+}

@@ -51,3 +51,4 @@ pub use source::{
     unsupported_scheme_message, AddSourceError, Demand, PullFuture, SourcePuller, SourceSession,
     SourceSnapshot, SourceState,
 };
+pub use tracks::track_ids;

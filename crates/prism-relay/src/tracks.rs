@@ -66,6 +66,28 @@ pub fn select(frames: &mut Vec<Arc<Frame>>, tracks: TargetTracks) {
     }
 }
 
+/// The track ids a stream's cached sequence header (the merge of every track's, see
+/// [`prism_rtmp::multitrack::HeaderMerge`]) carries: what a target's `video_track` /
+/// `audio_track` can choose. A plain (legacy or single-track E-RTMP) header is track 0.
+pub fn track_ids(header: &Frame) -> Vec<u8> {
+    let p = &header.payload[..];
+    let parsed = match header.kind {
+        FrameKind::Video if is_ex_video(p) => parse_video(p).ok(),
+        FrameKind::Audio if is_ex_audio(p) => parse_audio(p).ok(),
+        FrameKind::Data => return Vec::new(),
+        _ => None,
+    };
+    match parsed {
+        Some(m) if m.multitrack.is_some() => {
+            let mut ids: Vec<u8> = m.tracks.iter().map(|t| t.id).collect();
+            ids.sort_unstable();
+            ids.dedup();
+            ids
+        }
+        _ => vec![0],
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -116,6 +138,22 @@ mod tests {
         assert!(frames[1].sequence_header);
         assert_eq!(frames[1].timestamp, 40);
         assert_eq!(&frames[2].payload[..], [0x91, b'O', b'p', b'u', b's', 0xfc]);
+    }
+
+    #[test]
+    fn track_ids_of_merged_and_plain_headers() {
+        let seq = build::multitrack(
+            0x90,
+            6,
+            MultitrackType::ManyTracks,
+            0,
+            &[(1, *b"avc1", &[1, 0x42]), (0, *b"avc1", &[1, 0x64])],
+        );
+        assert_eq!(track_ids(&frame(FrameKind::Video, seq, true)), [0, 1]);
+        let avc = frame(FrameKind::Video, vec![0x17, 0, 0, 0, 0, 1], true);
+        assert_eq!(track_ids(&avc), [0]);
+        let aac = frame(FrameKind::Audio, vec![0xAF, 0, 0x12, 0x10], true);
+        assert_eq!(track_ids(&aac), [0]);
     }
 
     #[test]

@@ -88,6 +88,11 @@ impl AacDepacketizer {
         }
     }
 
+    /// Bytes held: a frame split over packets, while it is incomplete (at most `MAX_FRAME`).
+    pub fn buffered_bytes(&self) -> usize {
+        self.fragment.as_ref().map_or(0, |(_, _, b)| b.capacity())
+    }
+
     /// Appends the frames of one payload (with their RTP timestamps) to `out`.
     pub fn push(
         &mut self,

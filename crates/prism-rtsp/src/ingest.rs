@@ -147,6 +147,22 @@ impl Ingest {
         self.drops
     }
 
+    /// Bytes the depacketizers hold (partial access units and frames), for a memory
+    /// budget. Linear in the tracks (two at most).
+    pub fn buffered_bytes(&self) -> usize {
+        self.tracks
+            .iter()
+            .map(|t| {
+                let media = match &t.media {
+                    TrackMedia::Video(v) => v.0.buffered_bytes(),
+                    TrackMedia::Aac(d, _) => d.buffered_bytes(),
+                    TrackMedia::Opus(_) => 0,
+                };
+                media + t.aac_frames.iter().map(|(_, b)| b.len()).sum::<usize>()
+            })
+            .sum()
+    }
+
     /// Times the RTP clocks were re-anchored (jumps, SSRC changes).
     pub fn rebases(&self) -> u64 {
         self.tracks.iter().map(|t| t.clock.rebases()).sum()

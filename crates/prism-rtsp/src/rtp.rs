@@ -298,6 +298,11 @@ impl<T> Reorder<T> {
         self.late
     }
 
+    /// The packets held, in order.
+    pub fn held(&self) -> impl Iterator<Item = &T> {
+        self.held.iter().map(|(_, t)| t)
+    }
+
     /// Adds a packet; then [`Reorder::pop`] until None.
     pub fn push(&mut self, seq: u16, item: T) {
         let next = *self.next.get_or_insert(seq);

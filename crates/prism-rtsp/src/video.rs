@@ -209,6 +209,18 @@ impl Depacketizer {
         self.ready.pop_front()
     }
 
+    /// Bytes held: the access unit being built (bounded by `max_access_unit`), its open
+    /// fragment, and complete units not yet popped.
+    pub fn buffered_bytes(&self) -> usize {
+        let ready: usize = self
+            .ready
+            .iter()
+            .flat_map(|au| au.nals.iter())
+            .map(Bytes::len)
+            .sum();
+        self.size + self.fragment.as_ref().map_or(0, BytesMut::capacity) + ready
+    }
+
     fn take(&mut self, payload: Bytes) -> Result<(), DepackError> {
         let hl = self.codec.header_len();
         if payload.len() <= hl {

@@ -65,6 +65,16 @@ impl Aligner {
         }
     }
 
+    /// Bytes of the tags held until the run can be aligned (at most [`MAX_PENDING`] tags)
+    /// or its first media tag goes out.
+    pub fn buffered_bytes(&self) -> usize {
+        self.pending
+            .iter()
+            .chain(&self.held)
+            .map(|t| t.body.len())
+            .sum()
+    }
+
     /// The last media time published, for the next run.
     pub fn last_ts(&self) -> Option<u32> {
         self.last_ts

@@ -58,6 +58,12 @@ pub struct Reader {
 }
 
 impl Reader {
+    /// Bytes allocated for tags not yet complete (at most one tag, [`MAX_TAG_BYTES`], plus
+    /// what one read brought).
+    pub fn buffered_bytes(&self) -> usize {
+        self.buf.capacity()
+    }
+
     pub fn push(&mut self, bytes: &[u8]) {
         self.buf.extend_from_slice(bytes);
     }

@@ -11,6 +11,13 @@
 //! need no port, no secret and no listener anyone else could reach, and their EOF tells
 //! each side the other is gone.
 //!
+//! The pipe buffers on Prism's side are charged to the memory budget's `transcode` pool
+//! (`[limits] max_memory_mb`): the feeder's FLV batch (one hub batch of [`CHUNK`] bytes, or
+//! one frame if larger) and, per rendition, the read buffer ([`CHUNK`]), the FLV reader's
+//! partial tag (at most 8 MiB) and the tags held until the output is aligned. Each is
+//! re-measured once per write or read, not per tag, and released when its task ends.
+//! (The kernel's pipe buffers are the kernel's.)
+//!
 //! Never an orphan: the worker gets SIGKILL when Prism dies (PR_SET_PDEATHSIG); when its
 //! source ends its stdin closes (ffmpeg flushes and exits), then SIGTERM, then SIGKILL, each
 //! after a deadline, and it is always waited on.
@@ -327,7 +334,13 @@ async fn run_once(
     let stdin = child.stdin.take().expect("piped");
     let stderr = child.stderr.take().expect("piped");
     let start = Arc::new(FedAtomic::default());
-    let feeder = tokio::spawn(feed(sub, stdin, start.clone()));
+    let charge = || {
+        relay
+            .memory()
+            .map(|b| b.charge(prism_mem::Pool::Transcode, 0))
+            .unwrap_or_default()
+    };
+    let feeder = tokio::spawn(feed(sub, stdin, start.clone(), charge()));
     let status: Arc<Mutex<Status>> = Arc::new(Mutex::new(Status::default()));
     let progress = tokio::spawn(read_progress(stderr, status.clone()));
     let mut readers = Vec::new();
@@ -347,6 +360,7 @@ async fn run_once(
             start.clone(),
             r.video.is_some(),
             std::mem::take(o),
+            charge(),
         )));
     }
     let speed = shared.metrics.transcode_speed(name);
@@ -481,8 +495,14 @@ enum Fed {
 
 /// Source frames to the worker's stdin as FLV. Script data stays out (ffmpeg writes its
 /// own onMetaData per rendition).
-async fn feed(sub: prism_hub::Subscription, mut stdin: ChildStdin, start: Arc<FedAtomic>) -> Fed {
+async fn feed(
+    sub: prism_hub::Subscription,
+    mut stdin: ChildStdin,
+    start: Arc<FedAtomic>,
+    mem: prism_mem::MemCharge,
+) -> Fed {
     let mut out = BytesMut::with_capacity(CHUNK);
+    mem.set(out.capacity());
     flv::header(true, true, &mut out);
     let mut batch: Vec<Arc<Frame>> = Vec::new();
     // The cached sequence headers carry the time they were sent (often 0), far before the
@@ -528,6 +548,10 @@ async fn feed(sub: prism_hub::Subscription, mut stdin: ChildStdin, start: Arc<Fe
             flv::tag(f.kind, f.timestamp, &f.payload, &mut out);
         }
         if !out.is_empty() {
+            // Grown past CHUNK only by a frame larger than it: kept, and charged, as it is.
+            if out.capacity() != mem.bytes() {
+                mem.set(out.capacity());
+            }
             if stdin.write_all(&out).await.is_err() {
                 return Fed::WriteFailed;
             }
@@ -595,6 +619,7 @@ async fn read_rendition(
     fed: Arc<FedAtomic>,
     video: bool,
     mut out: RenditionOut,
+    mem: prism_mem::MemCharge,
 ) -> RenditionOut {
     let info = ConnInfo {
         peer: ([127, 0, 0, 1], 0).into(),
@@ -605,6 +630,9 @@ async fn read_rendition(
     let mut ready = Vec::new();
     let mut buf = vec![0u8; CHUNK];
     loop {
+        // What stays between reads: tags already taken share the reader's allocation with
+        // the hub's frames, which are charged there.
+        mem.track(buf.capacity() + reader.buffered_bytes() + aligner.buffered_bytes());
         let n = match pipe.read(&mut buf).await {
             Ok(0) | Err(_) => break,
             Ok(n) => n,

@@ -14,6 +14,12 @@
 //! its drop policy; at most `max_sessions` sessions (an `/open`
 //! beyond is answered 503); request bodies above `max_body_bytes` are answered 413.
 //!
+//! What the two pipes hold is charged to the memory budget's `rtmpt` pool (`[limits]
+//! max_memory_mb`), per request and per read of the RTMP session, not per byte; the RTMP
+//! session's own reassembly is charged by prism-relay like any RTMP connection's. Bytes
+//! taken into a reply (at most [`MAX_REPLY_BYTES`]) stay charged until the session's next
+//! reply, by which time the client has had them (a client polls after each answer).
+//!
 //! A full inbound buffer (the RTMP session has not taken the client's earlier bytes) closes
 //! the session: a `/send` that finds no room within [`SEND_WAIT`] is answered 503 and the
 //! session ends. Refusing only the request would not do, since part of its body may already
@@ -97,6 +103,26 @@ struct Session {
     /// Client→server: what /send bodies go into.
     writer: tokio::sync::Mutex<DuplexStream>,
     reader: tokio::sync::Mutex<Reader>,
+    mem: Arc<PipeMem>,
+}
+
+/// Bytes in a session's two pipes, charged to the `rtmpt` pool; shared by both ends of
+/// the pipes, so the charge goes with whichever end is dropped last. Signed under a lock:
+/// the RTMP side may take bytes out before the request side has counted them in.
+struct PipeMem {
+    held: Mutex<i64>,
+    charge: prism_mem::MemCharge,
+}
+
+impl PipeMem {
+    fn add(&self, bytes: i64) {
+        if self.charge.budget().is_none() || bytes == 0 {
+            return;
+        }
+        let mut held = self.held.lock().unwrap_or_else(|e| e.into_inner());
+        *held += bytes;
+        self.charge.set((*held).max(0) as usize);
+    }
 }
 
 struct Reader {
@@ -105,6 +131,8 @@ struct Reader {
     interval: PollInterval,
     /// The RTMP session has closed its end and everything it wrote has been sent.
     ended: bool,
+    /// Bytes of the last reply, still charged (see the crate docs).
+    in_reply: usize,
 }
 
 impl std::fmt::Debug for Tunnel {
@@ -351,14 +379,29 @@ impl Tunnel {
         let (writer, inbound) = tokio::io::duplex(self.shared.max_buffer_bytes);
         let (reader, outbound) =
             tokio::io::duplex(self.shared.max_buffer_bytes.min(OUT_BUFFER_BYTES));
-        let theirs = Pipes { inbound, outbound };
+        let mem = Arc::new(PipeMem {
+            held: Mutex::new(0),
+            charge: self
+                .shared
+                .relay
+                .memory()
+                .map(|b| b.charge(prism_mem::Pool::Rtmpt, 0))
+                .unwrap_or_default(),
+        });
+        let theirs = Pipes {
+            inbound,
+            outbound,
+            mem: mem.clone(),
+        };
         let session = Arc::new(Session {
             writer: tokio::sync::Mutex::new(writer),
             reader: tokio::sync::Mutex::new(Reader {
                 io: reader,
                 interval: PollInterval::new(),
                 ended: false,
+                in_reply: 0,
             }),
+            mem,
         });
         let mut expired = Vec::new();
         let opened = self.table().open(Instant::now(), session, &mut expired);
@@ -416,7 +459,7 @@ impl Tunnel {
                 continue;
             }
             match tokio::time::timeout(SEND_WAIT, writer.write_all(&chunk)).await {
-                Ok(Ok(())) => {}
+                Ok(Ok(())) => session.mem.add(chunk.len() as i64),
                 Ok(Err(_)) => rtmp_ended = true,
                 Err(_) => {
                     self.table().remove(t.session);
@@ -444,6 +487,10 @@ impl Tunnel {
         out.put_u8(PollInterval::CLOSING);
         let ended = drain(&mut reader.io, &mut out, 1 + MAX_REPLY_BYTES, linger).await;
         let data = out.len() - 1;
+        // The new reply's bytes move from the pipe into the reply: still charged. The last
+        // reply's go.
+        session.mem.add(-(reader.in_reply as i64));
+        reader.in_reply = data;
         if ended {
             reader.ended = true;
         }
@@ -536,6 +583,7 @@ where
 struct Pipes {
     inbound: DuplexStream,
     outbound: DuplexStream,
+    mem: Arc<PipeMem>,
 }
 
 impl AsyncRead for Pipes {
@@ -544,7 +592,11 @@ impl AsyncRead for Pipes {
         cx: &mut Context<'_>,
         buf: &mut ReadBuf<'_>,
     ) -> Poll<std::io::Result<()>> {
-        Pin::new(&mut self.get_mut().inbound).poll_read(cx, buf)
+        let this = self.get_mut();
+        let before = buf.filled().len();
+        let r = Pin::new(&mut this.inbound).poll_read(cx, buf);
+        this.mem.add(-((buf.filled().len() - before) as i64));
+        r
     }
 }
 
@@ -554,7 +606,12 @@ impl AsyncWrite for Pipes {
         cx: &mut Context<'_>,
         buf: &[u8],
     ) -> Poll<std::io::Result<usize>> {
-        Pin::new(&mut self.get_mut().outbound).poll_write(cx, buf)
+        let this = self.get_mut();
+        let r = Pin::new(&mut this.outbound).poll_write(cx, buf);
+        if let Poll::Ready(Ok(n)) = r {
+            this.mem.add(n as i64);
+        }
+        r
     }
 
     fn poll_write_vectored(
@@ -562,7 +619,12 @@ impl AsyncWrite for Pipes {
         cx: &mut Context<'_>,
         bufs: &[std::io::IoSlice<'_>],
     ) -> Poll<std::io::Result<usize>> {
-        Pin::new(&mut self.get_mut().outbound).poll_write_vectored(cx, bufs)
+        let this = self.get_mut();
+        let r = Pin::new(&mut this.outbound).poll_write_vectored(cx, bufs);
+        if let Poll::Ready(Ok(n)) = r {
+            this.mem.add(n as i64);
+        }
+        r
     }
 
     fn is_write_vectored(&self) -> bool {

@@ -21,6 +21,7 @@ use prism_rtsp::rtp::Reorder;
 use prism_rtsp::url::RtspUrl;
 use std::future::Future;
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -129,6 +130,52 @@ const REORDER_PACKETS: usize = 32;
 /// UDP packets queued between the socket readers and the session.
 const UDP_QUEUE: usize = 2048;
 const MAX_INPUT: usize = 256 * 1024;
+/// Each UDP reader's receive buffer (one datagram of any size).
+const UDP_RECV_BUF: usize = 65_536;
+
+/// What a pull holds, charged to the memory budget's `rtsp` pool: the interleaved-TCP
+/// input (refused beyond [`MAX_INPUT`]), each UDP track's reorder buffer
+/// ([`REORDER_PACKETS`]), the packets queued from the UDP readers ([`UDP_QUEUE`]) and
+/// their receive buffers, and the depacketizers' partial frames (bounded by
+/// prism-rtsp's `DepackLimits`). Re-measured once per read or UDP packet, charged in
+/// 4 KiB steps; released when the pull ends (dropped with it).
+struct PullMem {
+    charge: prism_mem::MemCharge,
+    /// Bytes in the UDP queue: added by the readers, taken by the session.
+    queued: Arc<AtomicUsize>,
+}
+
+impl PullMem {
+    fn new(relay: &Relay) -> PullMem {
+        PullMem {
+            charge: relay
+                .memory()
+                .map(|b| b.charge(prism_mem::Pool::Rtsp, 0))
+                .unwrap_or_default(),
+            queued: Default::default(),
+        }
+    }
+
+    fn update(&self, c: &Conn, paths: &[Path], readers: &Readers, ingest: &Ingest) {
+        if self.charge.budget().is_none() {
+            return;
+        }
+        let reorder: usize = paths
+            .iter()
+            .map(|p| match p {
+                Path::Udp { reorder, .. } => reorder.held().map(Bytes::len).sum(),
+                Path::Interleaved { .. } => 0,
+            })
+            .sum();
+        self.charge.track(
+            c.input.capacity()
+                + reorder
+                + self.queued.load(Ordering::Relaxed)
+                + readers.0.len() * UDP_RECV_BUF
+                + ingest.buffered_bytes(),
+        );
+    }
+}
 
 /// Pulls `url` (an IP camera, an NVR, another RTSP server) and publishes it as
 /// `app/key` until the camera goes away, the stream is kicked, or `cancel` resolves.
@@ -285,6 +332,7 @@ async fn run(
     reporter.report(relay, &ingest);
 
     // Where each track's packets come from.
+    let mem = PullMem::new(relay);
     let (udp_tx, mut udp_rx) = mpsc::channel::<(usize, bool, Bytes)>(UDP_QUEUE);
     let mut paths: Vec<Path> = Vec::new();
     let mut readers = Readers(Vec::new());
@@ -295,13 +343,24 @@ async fn run(
                 let (rtp_sock, rtcp_sock) = (Arc::new(rtp_sock), Arc::new(rtcp_sock));
                 let ip = peer.ip();
                 let tx = udp_tx.clone();
-                readers
-                    .0
-                    .push(tokio::spawn(read_udp(rtp_sock.clone(), ip, i, false, tx)));
-                let tx = udp_tx.clone();
-                readers
-                    .0
-                    .push(tokio::spawn(read_udp(rtcp_sock.clone(), ip, i, true, tx)));
+                let q = mem.queued.clone();
+                readers.0.push(tokio::spawn(read_udp(
+                    rtp_sock.clone(),
+                    ip,
+                    i,
+                    false,
+                    tx,
+                    q,
+                )));
+                let (tx, q) = (udp_tx.clone(), mem.queued.clone());
+                readers.0.push(tokio::spawn(read_udp(
+                    rtcp_sock.clone(),
+                    ip,
+                    i,
+                    true,
+                    tx,
+                    q,
+                )));
                 // Open the NAT/firewall path towards the camera's ports.
                 let _ = rtp_sock.send_to(&[0x80, 0, 0, 0], (ip, srv_rtp)).await;
                 Path::Udp {
@@ -361,6 +420,7 @@ async fn run(
     let end: Result<(), ConnError> = loop {
         sink.send(&mut frames);
         reporter.report(relay, &ingest);
+        mem.update(&c, &paths, &readers, &ingest);
         tokio::select! {
             read = c.tcp.read_buf(&mut c.input) => {
                 match read {
@@ -393,6 +453,7 @@ async fn run(
                 }
             }
             Some((t, is_rtcp, payload)) = udp_rx.recv() => {
+                mem.queued.fetch_sub(payload.len(), Ordering::Relaxed);
                 let Some(Path::Udp { reorder, .. }) = paths.get_mut(t) else { continue };
                 if is_rtcp {
                     ingest.push_rtcp(t, &payload, now_ms());
@@ -551,14 +612,23 @@ async fn read_udp(
     track: usize,
     is_rtcp: bool,
     tx: mpsc::Sender<(usize, bool, Bytes)>,
+    queued: Arc<AtomicUsize>,
 ) {
-    let mut buf = vec![0u8; 65_536];
+    let mut buf = vec![0u8; UDP_RECV_BUF];
     loop {
         match sock.recv_from(&mut buf).await {
             Ok((n, from)) if from.ip() == camera => {
                 let pkt = Bytes::copy_from_slice(&buf[..n]);
-                if tx.try_send((track, is_rtcp, pkt)).is_err() && tx.is_closed() {
-                    return;
+                // Counted before it is queued, so the session never takes more than this.
+                queued.fetch_add(n, Ordering::Relaxed);
+                match tx.try_send((track, is_rtcp, pkt)) {
+                    Ok(()) => {}
+                    Err(e) => {
+                        queued.fetch_sub(n, Ordering::Relaxed);
+                        if matches!(e, mpsc::error::TrySendError::Closed(_)) {
+                            return;
+                        }
+                    }
                 }
             }
             Ok(_) => {}

@@ -29,9 +29,32 @@ pub(crate) enum IngestEnd {
     Lost,
 }
 
+/// The demuxer's reassembly buffers charged to the memory budget's `srt` pool: bounded by
+/// [`prism_mpegts::demux::DemuxLimits`] (8 MiB per PES, one per elementary stream) and
+/// released with the connection (dropped with it).
+pub(crate) fn demux_charge(relay: &prism_relay::Relay) -> prism_mem::MemCharge {
+    relay
+        .memory()
+        .map(|b| b.charge(prism_mem::Pool::Srt, 0))
+        .unwrap_or_default()
+}
+
+/// Brings `charge` to what `demux` holds; the buffers are reused, so this touches the
+/// budget only when one grows (or a flush frees it), not per datagram.
+pub(crate) fn update_charge(charge: &prism_mem::MemCharge, demux: &Demuxer) {
+    if charge.budget().is_some() {
+        charge.track(demux.buffered_bytes());
+    }
+}
+
 /// Demuxes the socket's TS datagrams into `publisher` until the connection ends; then
-/// unpublishes (clean close) or drops the publisher (lost: grace window).
-pub(crate) async fn ingest(socket: &mut SrtSocket, publisher: Publisher) -> IngestEnd {
+/// unpublishes (clean close) or drops the publisher (lost: grace window). `mem`: the
+/// charge for the demuxer's buffers ([`demux_charge`]).
+pub(crate) async fn ingest(
+    socket: &mut SrtSocket,
+    publisher: Publisher,
+    mem: prism_mem::MemCharge,
+) -> IngestEnd {
     let mut demux = Demuxer::default();
     let mut last = Instant::now();
     let end = loop {
@@ -45,6 +68,7 @@ pub(crate) async fn ingest(socket: &mut SrtSocket, publisher: Publisher) -> Inge
                 last = Instant::now();
                 demux.push(&datagram);
                 drain(&mut demux, &publisher);
+                update_charge(&mem, &demux);
             }
             Some(Err(_)) => break IngestEnd::Lost,
             None if last.elapsed() < CLEAN_CLOSE_WITHIN => break IngestEnd::Closed,

@@ -50,6 +50,7 @@ async fn pull(source: &SourceConfig, session: &mut SourceSession) -> Result<(), 
         .map_err(|_| ConnError::new(ErrorReason::ConnectTimeout, "SRT handshake timed out"))?
         .map_err(|e| ConnError::new(ErrorReason::Connect, e))?;
     let mut demux = Demuxer::default();
+    let mem = crate::media::demux_charge(session.relay());
     // Published on the first demuxed frame: a listener may accept and send nothing.
     let first_by = tokio::time::Instant::now() + FIRST_FRAME_TIMEOUT;
     loop {
@@ -74,6 +75,7 @@ async fn pull(source: &SourceConfig, session: &mut SourceSession) -> Result<(), 
                 session.received(datagram.len());
                 demux.push(&datagram);
                 drain(&mut demux, session, addr)?;
+                crate::media::update_charge(&mem, &demux);
             }
             Some(Err(e)) => return Err(ConnError::new(ErrorReason::Io, e)),
             // The listener closed: its stream is over (a restarted listener is called

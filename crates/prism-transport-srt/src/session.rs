@@ -78,7 +78,7 @@ pub(crate) async fn serve(
             };
             let label = publisher.stream().name().to_owned();
             let _stats = stats::watch(&relay, &mut socket, &label, Direction::Ingest);
-            let end = media::ingest(&mut socket, publisher).await;
+            let end = media::ingest(&mut socket, publisher, media::demux_charge(&relay)).await;
             info!(%peer, transport = crate::TRANSPORT, stream = %label, ?end, "SRT publisher gone");
             if end == IngestEnd::Lost {
                 relay

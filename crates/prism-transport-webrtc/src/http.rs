@@ -351,6 +351,11 @@ impl Server {
             .enable_h264(true)
             .enable_opus(true, false)
             .set_stats_interval(Some(Duration::from_secs(1)))
+            // str0m's defaults, set here because the memory estimate relies on them.
+            .set_send_buffer_video(crate::session::SEND_BUFFER_VIDEO)
+            .set_send_buffer_audio(crate::session::SEND_BUFFER_AUDIO)
+            .set_reordering_size_video(crate::session::REORDER_VIDEO)
+            .set_reordering_size_audio(crate::session::REORDER_AUDIO)
             .build(Instant::now());
         for a in &self.candidates {
             if let Ok(c) = Candidate::host(*a, "udp") {
@@ -378,6 +383,7 @@ impl Server {
             ufrag,
             tx,
             close: Notify::new(),
+            queued: Default::default(),
         });
         self.table.insert(&mut slot, entry.clone());
         let label = format!("{app}/{key}");
@@ -395,6 +401,11 @@ impl Server {
             label,
             direction,
             consent_timeout: self.consent_timeout,
+            mem: self
+                .relay
+                .memory()
+                .map(|b| b.charge(prism_mem::Pool::Webrtc, 0))
+                .unwrap_or_default(),
         };
         tokio::spawn(session.run());
         let mut r = Response::new(Body::new(Bytes::from(answer.to_sdp_string())));

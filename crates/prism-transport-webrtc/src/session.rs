@@ -60,6 +60,58 @@ const KEYFRAME_REQUEST_EVERY: Duration = Duration::from_millis(500);
 const KEYFRAME_INTERVAL: Duration = Duration::from_secs(2);
 /// Hub frames taken per wake-up (bytes).
 const BATCH_BYTES: usize = 256 * 1024;
+/// str0m's buffers, in packets (its defaults, set explicitly in the `RtcConfig`): RTP kept
+/// per video / audio stream for retransmission on a NACK (WHEP), and held per video / audio
+/// stream to put received packets back in order (WHIP).
+pub(crate) const SEND_BUFFER_VIDEO: usize = 1000;
+pub(crate) const SEND_BUFFER_AUDIO: usize = 50;
+pub(crate) const REORDER_VIDEO: usize = 30;
+pub(crate) const REORDER_AUDIO: usize = 15;
+/// The RTP payload str0m cuts video into (its MTU less headers, rounded up), for the
+/// estimate of its send buffer.
+const RTP_PAYLOAD: usize = 1200;
+
+/// What a session holds in media, charged to the memory budget's `webrtc` pool: the
+/// datagrams queued for the task (at most [`crate::table::QUEUE`]) and an estimate of
+/// str0m's buffers, which it does not report. The estimate counts what str0m was given
+/// and keeps at most its configured packet counts of it: for WHEP the send buffers
+/// (the last [`SEND_BUFFER_VIDEO`] video packets, estimated as that many full
+/// [`RTP_PAYLOAD`]s or all video written if less, plus the last [`SEND_BUFFER_AUDIO`] Opus
+/// packets at their mean size), for WHIP the reorder buffers ([`REORDER_VIDEO`] +
+/// [`REORDER_AUDIO`] packets at the mean size of the datagrams received, or all received
+/// if fewer). An upper bound in steady state (str0m frees a packet once it is
+/// acknowledged or pushed out), re-measured once per wake-up.
+#[derive(Default)]
+struct MemEstimate {
+    rx_packets: u64,
+    rx_bytes: u64,
+    video_bytes: u64,
+    audio_packets: u64,
+    audio_bytes: u64,
+}
+
+impl MemEstimate {
+    /// A datagram taken off the session's queue.
+    fn received(&mut self, entry: &Entry, len: usize) {
+        entry
+            .queued
+            .fetch_sub(len, std::sync::atomic::Ordering::Relaxed);
+        self.rx_packets += 1;
+        self.rx_bytes += len as u64;
+    }
+
+    fn str0m_bytes(&self) -> usize {
+        let mean = |bytes: u64, packets: u64| bytes.checked_div(packets).unwrap_or(0);
+        let video = self
+            .video_bytes
+            .min((SEND_BUFFER_VIDEO * RTP_PAYLOAD) as u64);
+        let audio = self.audio_packets.min(SEND_BUFFER_AUDIO as u64)
+            * mean(self.audio_bytes, self.audio_packets);
+        let rx = self.rx_packets.min((REORDER_VIDEO + REORDER_AUDIO) as u64)
+            * mean(self.rx_bytes, self.rx_packets);
+        usize::try_from(video + audio + rx).unwrap_or(usize::MAX)
+    }
+}
 
 /// Where the audio bridge plugs in: WHEP hands it every non-Opus audio frame of the source
 /// and sends the Opus packets it returns. (WHIP → RTMP/SRT targets and HLS: the relay's
@@ -121,6 +173,8 @@ pub(crate) struct Session {
     pub direction: prism_webrtc::signal::Direction,
     /// ICE consent lifetime (`consent_timeout_ms`).
     pub consent_timeout: Duration,
+    /// The `webrtc` pool's charge for this session (see [`MemEstimate`]).
+    pub mem: prism_mem::MemCharge,
 }
 
 /// Cumulative RTCP counters of one media as last seen, to export deltas.
@@ -229,7 +283,12 @@ impl Session {
         };
         let mut last_consent = start;
         let needs_consent = matches!(self.role, Role::Play(_));
+        let mut estimate = MemEstimate::default();
         let end = loop {
+            self.mem.track(
+                self.entry.queued.load(std::sync::atomic::Ordering::Relaxed)
+                    + estimate.str0m_bytes(),
+            );
             let deadline = match self.drain(&mut media, &mut publish, start, &mut seen, &metrics) {
                 Ok(d) => d,
                 Err(e) => break e,
@@ -261,12 +320,14 @@ impl Session {
                 d = self.rx.recv() => {
                     let Some(d) = d else { break End::Deleted };
                     last_rx = d.at;
+                    estimate.received(&self.entry, d.data.len());
                     if self.input(d) {
                         last_consent = last_rx;
                     }
                     // Take whatever else is queued before polling output again.
                     while let Ok(d) = self.rx.try_recv() {
                         last_rx = d.at;
+                        estimate.received(&self.entry, d.data.len());
                         if self.input(d) {
                             last_consent = last_rx;
                         }
@@ -279,7 +340,7 @@ impl Session {
                 }
                 status = recv_frames(&self.role, &mut play.frames), if pull => {
                     match status {
-                        RecvStatus::Frames => self.send_frames(&media, &mut play),
+                        RecvStatus::Frames => self.send_frames(&media, &mut play, &mut estimate),
                         RecvStatus::Ended => break End::StreamEnded,
                         RecvStatus::TooSlow => break End::TooSlow,
                     }
@@ -561,7 +622,7 @@ impl Session {
         }
     }
 
-    fn send_frames(&mut self, media: &Media, play: &mut PlayState) {
+    fn send_frames(&mut self, media: &Media, play: &mut PlayState, estimate: &mut MemEstimate) {
         let frames = std::mem::take(&mut play.frames);
         for f in &frames {
             let dts = play.ts.unwrap(f.timestamp);
@@ -591,6 +652,7 @@ impl Session {
                     };
                     let wall = wallclock(&mut play.base, pts);
                     let time = MediaTime::new(to_rtp(pts, 90_000), Frequency::NINETY_KHZ);
+                    estimate.video_bytes += au.data.len() as u64;
                     if let Some(w) = self.rtc.writer(mid) {
                         if let Err(e) = w.write(pt, wall, time, au.data) {
                             debug!(stream = %self.label, "video write: {e}");
@@ -626,6 +688,8 @@ impl Session {
                         let wall = wallclock(&mut play.base, ms);
                         let ticks = to_rtp(ms, opus::RTP_RATE);
                         let time = MediaTime::new(ticks, Frequency::FORTY_EIGHT_KHZ);
+                        estimate.audio_packets += 1;
+                        estimate.audio_bytes += p.len() as u64;
                         if let Some(w) = self.rtc.writer(mid) {
                             if let Err(e) = w.write(pt, wall, time, p) {
                                 debug!(stream = %self.label, "audio write: {e}");
@@ -673,5 +737,31 @@ async fn kicked(role: &Role) {
     match role {
         Role::Publish(p) => p.kicked().await,
         Role::Play(_) => std::future::pending().await,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn str0m_estimate_is_capped_by_its_packet_counts() {
+        let mut e = MemEstimate::default();
+        assert_eq!(e.str0m_bytes(), 0);
+        // WHEP: 100 KB of video and 10 Opus packets of 120 bytes so far: all of it.
+        e.video_bytes = 100_000;
+        (e.audio_packets, e.audio_bytes) = (10, 1200);
+        assert_eq!(e.str0m_bytes(), 100_000 + 1200);
+        // An hour later: only what the send buffers keep.
+        e.video_bytes = 10_000_000_000;
+        (e.audio_packets, e.audio_bytes) = (180_000, 180_000 * 120);
+        assert_eq!(
+            e.str0m_bytes(),
+            SEND_BUFFER_VIDEO * RTP_PAYLOAD + SEND_BUFFER_AUDIO * 120
+        );
+        // WHIP: the reorder buffers, at the mean datagram size.
+        let mut w = MemEstimate::default();
+        (w.rx_packets, w.rx_bytes) = (10_000, 10_000 * 1000);
+        assert_eq!(w.str0m_bytes(), (REORDER_VIDEO + REORDER_AUDIO) * 1000);
     }
 }

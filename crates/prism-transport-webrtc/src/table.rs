@@ -4,6 +4,7 @@
 use prism_webrtc::demux;
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Instant;
 use tokio::sync::{mpsc, Notify};
@@ -29,6 +30,9 @@ pub(crate) struct Entry {
     pub tx: mpsc::Sender<Datagram>,
     /// Notified by `DELETE`.
     pub close: Notify,
+    /// Bytes of the datagrams in `tx`'s queue (added here, taken by the session), for the
+    /// memory budget: at most [`QUEUE`] datagrams.
+    pub queued: AtomicUsize,
 }
 
 #[derive(Default)]
@@ -146,11 +150,19 @@ impl Table {
             }
         };
         // Full queue: dropped like a lost packet (counted by the session's loss stats).
-        let _ = entry.tx.try_send(Datagram {
-            from,
-            data: data.to_vec(),
-            at: Instant::now(),
-        });
+        // Counted before it is queued, so the session never takes more than was added.
+        entry.queued.fetch_add(data.len(), Ordering::Relaxed);
+        if entry
+            .tx
+            .try_send(Datagram {
+                from,
+                data: data.to_vec(),
+                at: Instant::now(),
+            })
+            .is_err()
+        {
+            entry.queued.fetch_sub(data.len(), Ordering::Relaxed);
+        }
         true
     }
 
@@ -246,6 +258,7 @@ mod tests {
                 ufrag: "uf1".into(),
                 tx,
                 close: Notify::new(),
+                queued: Default::default(),
             }),
         );
         let peer: SocketAddr = "10.0.0.1:5000".parse().unwrap();

@@ -302,6 +302,10 @@ impl Api {
                     })
                     .collect();
                 let (video, audio) = s.stream.codecs();
+                let (video_header, audio_header) = s.stream.sequence_headers();
+                let tracks = |h: Option<Arc<prism_hub::Frame>>| {
+                    h.map_or_else(Vec::new, |h| prism_relay::track_ids(&h))
+                };
                 let (app, key) = (s.stream.app(), s.stream.key());
                 let hls = config
                     .hls
@@ -334,6 +338,8 @@ impl Api {
                         video: (!video.is_empty()).then_some(video),
                         audio: (!audio.is_empty()).then_some(audio),
                     },
+                    video_tracks: tracks(video_header),
+                    audio_tracks: tracks(audio_header),
                     uptime_seconds: secs(s.stream.uptime(now)),
                     bytes_in,
                     bitrate_bps: bitrate,
@@ -515,7 +521,7 @@ impl Api {
     async fn change_destination(&self, name: &str, req: Request<Incoming>) -> Resp {
         let patch: DestinationPatch = match read_json(
             req,
-            "{\"enabled\": true|false, \"url\", \"stream\", \"queue\", \"rendition\"}",
+            "{\"enabled\": true|false, \"url\", \"stream\", \"queue\", \"rendition\", \"video_track\", \"audio_track\"}",
         )
         .await
         {
@@ -539,6 +545,14 @@ impl Api {
                 )
             }
         };
+        // Tracks likewise: `null` goes back to every track as it came.
+        let (video_track, audio_track) = match (
+            track_patch(patch.video_track, "video_track"),
+            track_patch(patch.audio_track, "audio_track"),
+        ) {
+            (Ok(v), Ok(a)) => (v, a),
+            (Err(m), _) | (_, Err(m)) => return error(StatusCode::BAD_REQUEST, &m),
+        };
         let (store, relay, name) = (self.store.clone(), self.relay.clone(), name.to_owned());
         let done = tokio::task::spawn_blocking(move || {
             store.update(
@@ -558,6 +572,12 @@ impl Api {
                     }
                     if let Some(v) = rendition {
                         d.rendition = v;
+                    }
+                    if let Some(v) = video_track {
+                        d.video_track = v;
+                    }
+                    if let Some(v) = audio_track {
+                        d.audio_track = v;
                     }
                 },
                 |c| apply(&relay, c),
@@ -785,6 +805,24 @@ struct DestinationPatch {
     /// A rendition name, or null for the source.
     #[serde(default, deserialize_with = "present")]
     rendition: Option<serde_json::Value>,
+    /// A track id, or null for every track.
+    #[serde(default, deserialize_with = "present")]
+    video_track: Option<serde_json::Value>,
+    #[serde(default, deserialize_with = "present")]
+    audio_track: Option<serde_json::Value>,
+}
+
+/// A PATCH's `video_track` / `audio_track`: absent leaves it, `null` clears it, an integer
+/// sets it (its range is checked with the rest of the destination).
+fn track_patch(v: Option<serde_json::Value>, what: &str) -> Result<Option<Option<i64>>, String> {
+    match v {
+        None => Ok(None),
+        Some(serde_json::Value::Null) => Ok(Some(None)),
+        Some(serde_json::Value::Number(n)) if n.is_i64() => Ok(Some(n.as_i64())),
+        Some(other) => Err(format!(
+            "{what}: a track id (0 to 255) or null, not {other}"
+        )),
+    }
 }
 
 /// A field that is present, `null` included (plain `Option` reads `null` as absent).
@@ -896,6 +934,10 @@ struct StreamJson {
     state: &'static str,
     publisher: PublisherJson,
     codecs: CodecsJson,
+    /// The Enhanced RTMP v2 track ids its sequence headers carry (`[0]` for a plain
+    /// stream): what a destination's `video_track` / `audio_track` can choose.
+    video_tracks: Vec<u8>,
+    audio_tracks: Vec<u8>,
     uptime_seconds: f64,
     bytes_in: u64,
     bitrate_bps: u64,

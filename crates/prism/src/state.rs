@@ -19,8 +19,8 @@
 //! silently would drop an operator's destinations.
 
 use prism_config::{
-    redact_url, validate_target_name, validate_target_url, Config, QueueConfig, Route, RouteAccess,
-    RouteOutputs, StreamPattern, TargetConfig, TargetTls,
+    redact_url, validate_target_name, validate_target_url, validate_track_id, Config, QueueConfig,
+    Route, RouteAccess, RouteOutputs, StreamPattern, TargetConfig, TargetTls, TargetTracks,
 };
 use serde::{Deserialize, Serialize};
 use std::io::Write;
@@ -51,10 +51,48 @@ pub struct Destination {
     /// config target's `rendition`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rendition: Option<String>,
+    /// Enhanced RTMP v2 multitrack: the one video track pushed, as a plain single-track
+    /// stream (as a config target's `video_track`); none: every track as it came.
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "video_track"
+    )]
+    pub video_track: Option<i64>,
+    /// Likewise for audio (`audio_track`).
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "audio_track"
+    )]
+    pub audio_track: Option<i64>,
 }
 
 fn yes() -> bool {
     true
+}
+
+/// A track id field: an integer (its range is checked by [`Destination::check`]) or null;
+/// anything else is refused naming the field (serde's own message would not).
+fn track_field<'de, D: serde::Deserializer<'de>>(
+    d: D,
+    what: &str,
+) -> Result<Option<i64>, D::Error> {
+    match serde_json::Value::deserialize(d)? {
+        serde_json::Value::Null => Ok(None),
+        serde_json::Value::Number(n) if n.is_i64() => Ok(n.as_i64()),
+        other => Err(serde::de::Error::custom(format!(
+            "{what}: a track id (0 to 255), not {other}"
+        ))),
+    }
+}
+
+fn video_track<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<i64>, D::Error> {
+    track_field(d, "video_track")
+}
+
+fn audio_track<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<i64>, D::Error> {
+    track_field(d, "audio_track")
 }
 
 /// The `[[route.target]]` queue keys; absent = the config's defaults.
@@ -112,7 +150,21 @@ impl Destination {
         StreamPattern::new(&self.stream).map_err(|m| format!("stream: {m}"))?;
         validate_target_url(&self.url).map_err(|m| format!("url: {m}"))?;
         self.queue.resolve()?;
+        self.tracks()?;
         Ok(())
+    }
+
+    /// `video_track` / `audio_track`, checked as the config checks them.
+    fn tracks(&self) -> Result<TargetTracks, String> {
+        let check = |v: Option<i64>, what: &str| {
+            v.map(validate_track_id)
+                .transpose()
+                .map_err(|m| format!("{what}: {m}"))
+        };
+        Ok(TargetTracks {
+            video: check(self.video_track, "video_track")?,
+            audio: check(self.audio_track, "audio_track")?,
+        })
     }
 
     /// The `rendition` must name one of the config's `[[transcode.rendition]]`s, as a
@@ -133,7 +185,7 @@ impl Destination {
                 name: self.name.clone(),
                 url: self.url.clone(),
                 audio: Default::default(),
-                tracks: Default::default(),
+                tracks: self.tracks().ok()?,
                 queue: self.queue.resolve().ok()?,
                 tls: TargetTls::default(),
                 rendition: self.rendition.clone(),
@@ -162,6 +214,8 @@ impl Destination {
             conflict,
             persisted,
             rendition: self.rendition.clone(),
+            video_track: self.video_track,
+            audio_track: self.audio_track,
         }
     }
 }
@@ -183,6 +237,9 @@ pub struct DestinationView {
     pub persisted: bool,
     /// The `[[transcode]]` rendition pushed instead of the source (none: the source).
     pub rendition: Option<String>,
+    /// The multitrack video / audio track pushed (none: every track as it came).
+    pub video_track: Option<i64>,
+    pub audio_track: Option<i64>,
 }
 
 fn ladders_have(base: &Config, rendition: &str) -> bool {
@@ -562,6 +619,8 @@ mod tests {
             enabled: true,
             queue: QueueJson::default(),
             rendition: None,
+            video_track: None,
+            audio_track: None,
         }
     }
 
@@ -637,6 +696,78 @@ mod tests {
         // Back to the source.
         store.update("yt", |d| d.rendition = None, |_| {}).unwrap();
         assert_eq!(store.effective().targets_for("live", "main").len(), 1);
+    }
+
+    #[test]
+    fn tracks_are_checked_as_the_config_and_applied_to_the_target() {
+        let dir = tempdir("tracks");
+        // A state file from before tracks existed still loads: every track, as it came.
+        std::fs::write(
+            dir.join("state.json"),
+            br#"{"version":1,"destinations":[{"name":"old","stream":"live/*","url":"rtmp://h/app/k"}]}"#,
+        )
+        .unwrap();
+        let store = StateStore::open(config(&dir, "")).unwrap();
+        assert_eq!(store.list()[0].video_track, None);
+        assert_eq!(
+            store.effective().targets_for("live", "x")[0].tracks,
+            TargetTracks::default()
+        );
+        for (video, audio, says) in [
+            (
+                Some(256),
+                None,
+                "video_track: `256` is not a track id: 0 to 255",
+            ),
+            (
+                None,
+                Some(-1),
+                "audio_track: `-1` is not a track id: 0 to 255",
+            ),
+        ] {
+            let mut bad = dest("yt", "live/main");
+            (bad.video_track, bad.audio_track) = (video, audio);
+            match store.add(bad, |_| panic!("applied")) {
+                Err(StateError::Invalid(m)) => assert_eq!(m, says),
+                other => panic!("{video:?}/{audio:?} accepted: {other:?}"),
+            }
+        }
+        let mut d = dest("yt", "live/main");
+        (d.video_track, d.audio_track) = (Some(1), Some(0));
+        let mut applied = None;
+        let view = store.add(d, |c| applied = Some(c)).unwrap();
+        assert_eq!((view.video_track, view.audio_track), (Some(1), Some(0)));
+        let want = TargetTracks {
+            video: Some(1),
+            audio: Some(0),
+        };
+        let yt = |c: &Config| {
+            c.targets_for("live", "main")
+                .into_iter()
+                .find(|t| t.name == "yt")
+                .unwrap()
+                .tracks
+        };
+        assert_eq!(yt(&applied.unwrap()), want);
+        // Saved with them; an invalid change is refused and changes nothing.
+        let again = StateStore::open(config(&dir, "")).unwrap();
+        assert_eq!(yt(&again.effective()), want);
+        assert!(matches!(
+            store.update("yt", |d| d.video_track = Some(1000), |_| panic!("applied")),
+            Err(StateError::Invalid(_))
+        ));
+        assert_eq!(yt(&store.effective()), want);
+        // Cleared: every track again.
+        store
+            .update(
+                "yt",
+                |d| (d.video_track, d.audio_track) = (None, None),
+                |_| {},
+            )
+            .unwrap();
+        assert_eq!(yt(&store.effective()), TargetTracks::default());
+        let text = std::fs::read_to_string(dir.join("state.json")).unwrap();
+        assert!(!text.contains("_track"), "{text}");
     }
 
     #[test]

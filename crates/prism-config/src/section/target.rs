@@ -64,13 +64,9 @@ pub(crate) fn resolve(
         None => TargetAudio::default(),
     };
     let track = |v: Option<toml::Spanned<i64>>, what: &str| match v {
-        Some(v) => u8::try_from(*v.get_ref()).map(Some).map_err(|_| {
-            cx.err(
-                v.span(),
-                &format!("{key}.{what}"),
-                format!("`{}` is not a track id: 0 to 255", v.get_ref()),
-            )
-        }),
+        Some(v) => validate_track_id(*v.get_ref())
+            .map(Some)
+            .map_err(|m| cx.err(v.span(), &format!("{key}.{what}"), m)),
         None => Ok(None),
     };
     let tracks = TargetTracks {
@@ -127,6 +123,12 @@ pub fn validate_target_name(name: &str) -> Result<(), String> {
         ));
     }
     Ok(())
+}
+
+/// Checks a `video_track` / `audio_track` as the config does: an Enhanced RTMP v2 track id,
+/// 0 to 255. `Err` is a message for the operator.
+pub fn validate_track_id(id: i64) -> Result<u8, String> {
+    u8::try_from(id).map_err(|_| format!("`{id}` is not a track id: 0 to 255"))
 }
 
 /// TOML `[[route.target]]`.
