@@ -83,10 +83,6 @@ pub struct Config {
     pub merge: Duration,
     /// Held output this large is written at once: the merge has paid off.
     pub merge_flush_bytes: usize,
-    /// Audio-only output may wait this long for the next video frame, so both go out in
-    /// one write (zero: off). At 25 fps + 43 AAC frames a second that is 25 writes instead
-    /// of 68, and video is never held ([`Egress::handle_took_media`]).
-    pub audio_ride: Duration,
     /// How often drops are exported and the hub's verdict is looked at.
     pub check_interval: Duration,
     /// Pending output above which the peer's input is not read. Almost every message a peer
@@ -105,7 +101,6 @@ impl Default for Config {
             write_timeout: Duration::from_secs(20),
             merge: Duration::ZERO,
             merge_flush_bytes: 64 * 1024,
-            audio_ride: Duration::ZERO,
             check_interval: Duration::from_millis(250),
             max_pending_reading: 1024 * 1024,
         }
@@ -179,8 +174,6 @@ pub struct Egress {
     /// A tick released held output: write everything pending even though the next hold has
     /// started.
     flushing: bool,
-    /// Audio-only output waits for the next video frame until then ([`Config::audio_ride`]).
-    ride_until: Option<Instant>,
     next_check: Instant,
     check_due: bool,
     finished: bool,
@@ -200,7 +193,6 @@ impl Egress {
             stalled_since: now,
             hold_until: None,
             flushing: false,
-            ride_until: None,
             next_check: now + cfg.check_interval,
             check_due: false,
             finished: false,
@@ -273,20 +265,6 @@ impl Egress {
         }
     }
 
-    /// What the take reported with [`Egress::handle_took`] held: only audio (it may wait
-    /// for the next video frame, at most [`Config::audio_ride`] from the first audio held)
-    /// or video too (everything pending goes out now).
-    pub fn handle_took_media(&mut self, audio_only: bool, now: Instant) {
-        if self.cfg.audio_ride.is_zero() {
-            return;
-        }
-        if audio_only {
-            self.ride_until.get_or_insert(now + self.cfg.audio_ride);
-        } else {
-            self.ride_until = None;
-        }
-    }
-
     /// The socket took `n` bytes of pending output.
     pub fn handle_written(&mut self, n: usize, now: Instant) {
         self.pending -= n.min(self.pending);
@@ -302,9 +280,6 @@ impl Egress {
         if now >= self.next_check {
             self.next_check = now + self.cfg.check_interval;
             self.check_due = true;
-        }
-        if self.ride_until.is_some_and(|t| now >= t) {
-            self.ride_until = None;
         }
         if self.pending > 0 && now >= self.stalled_since + self.cfg.write_timeout {
             self.failed.get_or_insert(Failure::WriteTimeout);
@@ -363,10 +338,9 @@ impl Egress {
     /// merge grid, below [`Config::merge_flush_bytes`], or when nothing is pending).
     #[must_use]
     pub fn poll_transmit(&self, now: Instant) -> bool {
-        let riding = self.ride_until.is_some_and(|t| now < t);
         self.pending > 0
             && (self.flushing
-                || (!self.is_holding(now) && !riding)
+                || !self.is_holding(now)
                 || self.pending >= self.cfg.merge_flush_bytes)
     }
 
@@ -386,9 +360,6 @@ impl Egress {
         // Only a hold still to come: an expired one is resolved by the next take, which the
         // next I/O wake-up makes (or, while blocked, the write that unblocks).
         if let Some(t) = self.hold_until.filter(|t| now < *t) {
-            at(t);
-        }
-        if let Some(t) = self.ride_until.filter(|t| now < *t && self.pending > 0) {
             at(t);
         }
         if (self.failed.is_some() || self.finished) && !self.done || self.check_due {

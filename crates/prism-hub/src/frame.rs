@@ -1,7 +1,7 @@
 use bytes::Bytes;
 use std::any::Any;
 use std::fmt;
-use std::sync::{Arc, RwLock};
+use std::sync::OnceLock;
 
 /// What a frame carries: the kind every crate shares (prism-media), under the hub's name
 /// for it, so publishers and egress code pass it through without converting.
@@ -26,45 +26,52 @@ pub struct Frame {
 
 /// A slot where egress code keeps a serialized form of a frame (such as its RTMP chunks),
 /// computed by the first subscriber that needs it and shared by the rest. The hub never
-/// looks inside; subscribers receive frames as `Arc<Frame>`, so the slot is shared. The hub
-/// empties it ([`Frame::drop_egress_cache`]) once the frame is past the live edge, so the
-/// GOP cache does not keep a second copy of every frame; a late taker computes it again.
-/// A read-write lock: every subscriber reads it, on both workers at once; only the first
-/// (and the hub's drop) write.
+/// looks inside; subscribers receive frames as `Arc<Frame>`, so the slot is shared.
+///
+/// Set once and never emptied, so every later read is a lock-free load returning a
+/// reference (no lock, no `Arc` clone per subscriber per message on the fan-out path). To
+/// keep the GOP cache from holding a second copy of every frame, the hub instead replaces a
+/// cached frame past the live edge by a [`Frame::cold_copy`] (same payload, empty slot); a
+/// late taker serializes that copy again.
 #[derive(Default)]
-pub struct EgressCache(RwLock<Option<Arc<dyn Any + Send + Sync>>>);
+pub struct EgressCache(OnceLock<Box<dyn Any + Send + Sync>>);
 
 impl EgressCache {
-    /// The cached value, computing it with `init` if the slot is empty. None if the slot
-    /// holds a value of another type.
-    pub fn get_or_init<T: Any + Send + Sync>(&self, init: impl FnOnce() -> T) -> Option<Arc<T>> {
-        let cached = self.0.read().unwrap_or_else(|e| e.into_inner()).clone();
-        let v = match cached {
-            Some(v) => v,
-            None => self.write().get_or_insert_with(|| Arc::new(init())).clone(),
-        };
-        v.downcast().ok()
+    /// The cached value, computing it with `init` if the slot is empty (concurrent callers
+    /// wait for the first one's `init`). None if the slot holds a value of another type.
+    pub fn get_or_init<T: Any + Send + Sync>(&self, init: impl FnOnce() -> T) -> Option<&T> {
+        self.0.get_or_init(|| Box::new(init())).downcast_ref()
     }
 
-    fn write(&self) -> std::sync::RwLockWriteGuard<'_, Option<Arc<dyn Any + Send + Sync>>> {
-        self.0.write().unwrap_or_else(|e| e.into_inner())
+    /// Whether a value was cached.
+    pub fn is_set(&self) -> bool {
+        self.0.get().is_some()
     }
 }
 
 impl Frame {
-    /// Empties the egress cache and gives its bytes back to the memory budget (the charge
-    /// is the payload's again). Holders of the cached value keep it until they drop it.
-    pub fn drop_egress_cache(&self) {
-        let mut slot = self.wire.write();
-        if slot.take().is_some() {
-            self.mem.set(self.payload.len());
+    /// The same frame with an empty egress cache, sharing the payload (no copy): what the
+    /// GOP cache keeps once the frame is past the live edge. The payload's memory charge
+    /// moves to the copy (the cache's longer-lived holder); this frame keeps only the
+    /// charge of its serialization, credited back when its last holder (a subscriber's
+    /// queue, an egress connection) drops it.
+    pub fn cold_copy(&self) -> Frame {
+        Frame {
+            kind: self.kind,
+            timestamp: self.timestamp,
+            payload: self.payload.clone(),
+            keyframe: self.keyframe,
+            sequence_header: self.sequence_header,
+            disposable: self.disposable,
+            wire: EgressCache::default(),
+            mem: self.mem.split_off(self.payload.len()),
         }
     }
 }
 
 impl fmt::Debug for EgressCache {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(if self.0.read().map_or(true, |v| v.is_some()) {
+        f.write_str(if self.is_set() {
             "EgressCache(set)"
         } else {
             "EgressCache"

@@ -77,6 +77,11 @@ pub struct SubQueue {
     need_keyframe: bool,
     over_since: Option<Instant>,
     dropped: [u64; 3],
+    /// How long queued audio may wait, without waking the subscriber, for the next video
+    /// frame (zero: every frame wakes it). See [`SubQueue::ride`].
+    audio_ride: Duration,
+    /// When the oldest audio frame queued without a wake-up arrived.
+    riding_since: Option<Instant>,
 }
 
 impl SubQueue {
@@ -89,6 +94,8 @@ impl SubQueue {
             need_keyframe: true,
             over_since: None,
             dropped: [0; 3],
+            audio_ride: Duration::ZERO,
+            riding_since: None,
         }
     }
 
@@ -114,6 +121,48 @@ impl SubQueue {
             return PushOutcome::Disconnect;
         }
         PushOutcome::Dropped
+    }
+
+    /// Sets how long audio may ride (see [`SubQueue::ride`]).
+    pub fn set_audio_ride(&mut self, ride: Duration) {
+        self.audio_ride = ride;
+        if ride.is_zero() {
+            self.riding_since = None;
+        }
+    }
+
+    /// Whether the frame just pushed (with `outcome`) must wake the subscriber: None = wake
+    /// it now; Some(deadline) = it rides, the subscriber is woken by the next frame that
+    /// does not (video, metadata, a sequence header) or at the deadline. Only audio media
+    /// that was queued rides, and only for [`SubQueue::set_audio_ride`] from the first
+    /// audio frame held: one write per video frame instead of one per message.
+    pub fn ride(&mut self, frame: &Frame, outcome: PushOutcome, now: Instant) -> Option<Instant> {
+        let rides = !self.audio_ride.is_zero()
+            && frame.kind == FrameKind::Audio
+            && !frame.is_config()
+            && outcome == PushOutcome::Queued;
+        if !rides {
+            self.riding_since = None;
+            return None;
+        }
+        let since = *self.riding_since.get_or_insert(now);
+        let deadline = since.checked_add(self.audio_ride).unwrap_or(since);
+        if now >= deadline {
+            self.riding_since = None;
+            return None;
+        }
+        Some(deadline)
+    }
+
+    /// When held audio is due (see [`SubQueue::ride`]), if any is held.
+    pub fn ride_deadline(&self) -> Option<Instant> {
+        let since = self.riding_since?;
+        Some(since.checked_add(self.audio_ride).unwrap_or(since))
+    }
+
+    /// Ends the ride (the subscriber is being woken).
+    pub fn end_ride(&mut self) {
+        self.riding_since = None;
     }
 
     /// Frees space: all queued video first (then wait for a keyframe), then the oldest audio.
@@ -189,6 +238,10 @@ impl SubQueue {
             if taken >= max_bytes {
                 break;
             }
+        }
+        if self.frames.is_empty() {
+            // Nothing held any more: the subscriber took the riding audio itself.
+            self.riding_since = None;
         }
         // Caught up: the overflow clock restarts.
         if self.bytes <= self.limits.max_bytes / 2 && self.span_ms() <= self.limits.max_ms / 2 {

@@ -80,7 +80,19 @@ struct Timers {
     /// The latest `now` the hub was given; what a [`PublishHandle`] dropped without
     /// [`PublishHandle::detach`] counts as its detach time (see its `Drop`).
     latest: Option<Instant>,
+    /// Streams holding riding audio for some subscriber (see [`Subscription::set_audio_ride`]),
+    /// keyed by (when it is due, the stream's address); at most one entry per stream is
+    /// current ([`StreamState::ride_timer`]), a stale one finds nothing to do.
+    rides: BTreeMap<(Instant, usize), Arc<Stream>>,
+    /// What [`Hub::poll_timeout`] last returned: the driver sleeps until then, so a ride
+    /// due later needs no wake-up.
+    sleeping_until: Option<Instant>,
 }
+
+/// Riding audio due within this of a hub timer's expiry goes out with it: the timer driver
+/// wakes at most once per this span for all streams' rides together, and audio waits
+/// between the ride less this and the ride.
+const RIDE_SLACK: Duration = Duration::from_millis(10);
 
 impl Hub {
     pub fn new(config: HubConfig) -> Arc<Hub> {
@@ -114,7 +126,11 @@ impl Hub {
                 live += 1;
             }
         }
-        lock(&self.timers).expiries.clear();
+        {
+            let mut t = lock(&self.timers);
+            t.expiries.clear();
+            t.rides.clear();
+        }
         self.signal_timer_changed();
         live
     }
@@ -273,21 +289,28 @@ impl Hub {
     }
 
     /// The earliest instant at which [`Hub::handle_timeout`] has something to do: the end
-    /// of the first reconnect grace window. None when no stream is waiting for its publisher.
+    /// of the first reconnect grace window, or audio held for riding subscribers that is
+    /// due (see [`Subscription::set_audio_ride`]). None when there is neither.
     pub fn poll_timeout(&self) -> Option<Instant> {
-        lock(&self.timers)
-            .expiries
-            .first_key_value()
-            .map(|((at, _), _)| *at)
+        let mut t = lock(&self.timers);
+        let grace = t.expiries.first_key_value().map(|((at, _), _)| *at);
+        let ride = t.rides.first_key_value().map(|((at, _), _)| *at);
+        let at = match (grace, ride) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        };
+        t.sleeping_until = at;
+        at
     }
 
     /// Ends every stream whose reconnect grace window is over at `now` (deadline <= now)
     /// and whose publisher did not come back. Subscribers get their queued frames, then
-    /// the end.
+    /// the end. Wakes riding subscribers whose held audio is due (within [`RIDE_SLACK`]).
     pub fn handle_timeout(&self, now: Instant) {
-        let due: Vec<Arc<Stream>> = {
+        let (due, rides) = {
             let mut t = lock(&self.timers);
             t.latest = t.latest.max(Some(now));
+            t.sleeping_until = None;
             let mut due = Vec::new();
             while let Some(entry) = t.expiries.first_entry() {
                 if entry.key().0 > now {
@@ -295,11 +318,43 @@ impl Hub {
                 }
                 due.push(entry.remove());
             }
-            due
+            let mut rides = Vec::new();
+            let horizon = now.checked_add(RIDE_SLACK).unwrap_or(now);
+            while let Some(entry) = t.rides.first_entry() {
+                if entry.key().0 > horizon {
+                    break;
+                }
+                let at = entry.key().0;
+                rides.push((at, entry.remove()));
+            }
+            (due, rides)
         };
         for stream in due {
             // A publisher that came back, or left again later, is judged by its own state.
             stream.expire_grace(now);
+        }
+        for (at, stream) in rides {
+            if let Some(next) = stream.release_riders(at, now) {
+                self.arm_ride(next, stream);
+            }
+        }
+    }
+
+    /// Registers `stream`'s riding audio, due `at`.
+    fn arm_ride(&self, at: Instant, stream: Arc<Stream>) {
+        let wake = {
+            let mut t = lock(&self.timers);
+            let key = (at, Arc::as_ptr(&stream) as usize);
+            t.rides.insert(key, stream);
+            // A driver sleeping until before `at` sees it when it wakes.
+            let wake = t.sleeping_until.map_or(true, |s| at < s);
+            if wake {
+                t.sleeping_until = Some(at);
+            }
+            wake
+        };
+        if wake {
+            self.signal_timer_changed();
         }
     }
 
@@ -392,7 +447,12 @@ struct StreamState {
     gop: Vec<Arc<Frame>>,
     gop_bytes: usize,
     gop_valid: bool,
-    /// GOP-cache frames before this index had their egress caches dropped.
+    /// The earliest deadline of audio held for riding subscribers; None when none is held.
+    ride_deadline: Option<Instant>,
+    /// The deadline of this stream's current entry in the hub's ride timers, if any.
+    ride_timer: Option<Instant>,
+    /// GOP-cache frames before this index are past the live edge (cold copies where their
+    /// egress cache was set).
     gop_cold: usize,
     ts: TimestampNormalizer,
     subscribers: Vec<Arc<SubShared>>,
@@ -458,6 +518,8 @@ impl Stream {
                 gop_bytes: 0,
                 gop_valid: false,
                 gop_cold: 0,
+                ride_deadline: None,
+                ride_timer: None,
                 ts: TimestampNormalizer::default(),
                 subscribers: Vec::new(),
                 video_codec: "",
@@ -655,6 +717,37 @@ impl Stream {
         });
     }
 
+    /// The hub's ride timer entry due `at` expired at `now`: wakes the subscribers whose
+    /// riding audio is due (within [`RIDE_SLACK`]). Returns when to look again, if audio is
+    /// still held and no other entry is armed for this stream.
+    fn release_riders(self: &Arc<Self>, at: Instant, now: Instant) -> Option<Instant> {
+        let mut st = lock(&self.state);
+        if st.ride_timer == Some(at) {
+            st.ride_timer = None;
+        }
+        let deadline = st.ride_deadline?;
+        let horizon = now.checked_add(RIDE_SLACK).unwrap_or(now);
+        if deadline <= horizon {
+            let mut next: Option<Instant> = None;
+            for sub in &st.subscribers {
+                let mut q = lock(&sub.queue);
+                match q.ride_deadline() {
+                    Some(d) if d <= horizon => {
+                        q.end_ride();
+                        drop(q);
+                        sub.waker.wake();
+                    }
+                    Some(d) => next = Some(next.map_or(d, |n| n.min(d))),
+                    None => {}
+                }
+            }
+            st.ride_deadline = next;
+        }
+        let next = st.ride_deadline.filter(|_| st.ride_timer.is_none());
+        st.ride_timer = st.ride_timer.or(next);
+        next
+    }
+
     /// Removes an idle entry (no publisher, never live) once its last subscriber leaves.
     fn unsubscribe(self: &Arc<Self>, sub: &Arc<SubShared>) {
         let idle = {
@@ -815,21 +908,44 @@ impl PublishHandle {
             cache_gop(&mut st, &frame, limit);
         }
         let mut kicked = false;
+        let mut ride_deadline: Option<Instant> = None;
         for sub in &st.subscribers {
             let mut q = lock(&sub.queue);
             let outcome = q.push(frame.clone(), now);
             if let Some(share) = share {
                 q.shed_to(share);
             }
+            let rides = q.ride(&frame, outcome, now);
             drop(q);
             if outcome == PushOutcome::Disconnect {
                 sub.kicked.store(true, Ordering::Release);
                 kicked = true;
             }
-            sub.waker.wake();
+            // Audio riding to the next video frame does not wake its subscriber: one wake
+            // per video frame, and its write carries the audio before it.
+            match rides {
+                Some(d) => ride_deadline = Some(ride_deadline.map_or(d, |r| r.min(d))),
+                None => sub.waker.wake(),
+            }
         }
         if kicked {
             st.subscribers.retain(|s| !s.kicked.load(Ordering::Acquire));
+        }
+        st.ride_deadline = ride_deadline;
+        // The hub's timer wakes the riders if no video comes first; one entry per stream.
+        let arm = ride_deadline.filter(|d| st.ride_timer.map_or(true, |t| *d < t));
+        if arm.is_some() {
+            st.ride_timer = arm;
+        }
+        drop(st);
+        if let Some(at) = arm {
+            match self.stream.hub.upgrade() {
+                Some(hub) => hub.arm_ride(at, self.stream.clone()),
+                // No hub to time the ride: nobody rides.
+                None => {
+                    let _ = self.stream.release_riders(at, at);
+                }
+            }
         }
     }
 
@@ -902,7 +1018,8 @@ impl PublishHandle {
 /// How long a GOP-cache frame keeps its egress cache (its RTMP chunks, shared by every
 /// subscriber): live subscribers take a frame well within this (a push target's audio
 /// rides ≤ 40 ms); a late joiner's replay, a lagging subscriber or one merging writes over
-/// longer spans serializes again (per connection: more iovecs, no copy). 250 ms against
+/// longer spans serializes again (per connection: more iovecs, no copy). Past it, the cache
+/// holds a cold copy of the frame ([`Frame::cold_copy`]). 250 ms against
 /// 1000: 72 against 81 MB RSS at 50 streams × 2 Mbit/s. Without the drop the cache doubled the GOP
 /// cache's memory (benches/README.md, "Memory at 50 streams").
 const EGRESS_CACHE_MS: u32 = 250;
@@ -926,11 +1043,15 @@ fn cache_gop(st: &mut StreamState, frame: &Arc<Frame>, max_bytes: usize) {
         return;
     }
     st.gop.push(frame.clone());
-    while let Some(old) = st.gop.get(st.gop_cold) {
+    while let Some(old) = st.gop.get_mut(st.gop_cold) {
         if frame.timestamp.saturating_sub(old.timestamp) <= EGRESS_CACHE_MS {
             break;
         }
-        old.drop_egress_cache();
+        // Subscribers still holding the old frame keep its serialization until they drop
+        // it; the cache keeps a copy without one (and so does a late joiner).
+        if old.wire.is_set() {
+            *old = Arc::new(old.cold_copy());
+        }
         st.gop_cold += 1;
     }
 }
@@ -1026,6 +1147,17 @@ impl Subscription {
             Some(status) => Poll::Ready(status),
             None => Poll::Pending,
         }
+    }
+
+    /// Lets this subscriber's audio ride with the next video frame: an audio frame queued
+    /// after the last video frame does not wake it until the next video frame (or
+    /// metadata, or a sequence header) arrives or `ride` has passed since the first such
+    /// audio frame (timed by [`Hub::poll_timeout`], up to [`RIDE_SLACK`] early). One
+    /// wake-up and one write per video frame instead of one per message, decided once per
+    /// frame here rather than by a timer per subscriber. Zero (the default): every frame
+    /// wakes it. For push targets (see `QueueConfig::target_audio_ride` in prism-config).
+    pub fn set_audio_ride(&self, ride: Duration) {
+        lock(&self.shared.queue).set_audio_ride(ride);
     }
 
     /// Non-blocking [`Subscription::recv`]: None when nothing is queued yet.

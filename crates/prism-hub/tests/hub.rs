@@ -194,7 +194,7 @@ fn subscribers_share_one_frame_and_its_egress_cache() {
             computed += 1;
             42u32
         });
-        assert_eq!(v.as_deref(), Some(&42));
+        assert_eq!(v, Some(&42));
     }
     assert_eq!(computed, 1);
 }
@@ -360,33 +360,142 @@ fn above_high_water_the_stream_holding_most_sheds_and_the_others_are_untouched()
 }
 
 #[test]
-fn gop_cache_frames_past_the_live_edge_drop_their_egress_cache() {
+fn gop_cache_frames_past_the_live_edge_are_cold_copies_without_egress_cache() {
     let t0 = Instant::now();
-    let hub = Hub::new(HubConfig::default());
+    let budget = prism_mem::Budget::new(100 << 20);
+    let hub = Hub::new(HubConfig {
+        memory: Some(budget.clone()),
+        ..HubConfig::default()
+    });
     let p = hub.publish("live", "cold", t0).unwrap();
     let a = hub.subscribe("live", "cold", QueueLimits::default(), t0);
-    p.send(video(0, true), t0);
-    p.send(video(100, false), t0);
+    p.send(big_video(0, true, 10_000), t0);
+    p.send(big_video(100, false, 1_000), t0);
     let frames = drain(&a);
     let mut computed = 0;
+    // What egress code does: a serialization as big as the payload, charged to the frame.
     let mut serialize = |f: &Frame| {
         f.wire.get_or_init(|| {
             computed += 1;
+            f.mem.grow(f.payload.len());
             7u8
         });
     };
     for f in &frames {
         serialize(f);
     }
-    // A frame at 300 ms: the keyframe (300 ms old, past the 250 ms live edge) loses its
-    // serialization, the frame of 100 ms (200 ms old) keeps it.
-    p.send(video(300, false), t0);
+    assert_eq!(budget.used(), 22_000);
+    // A frame at 300 ms: the keyframe (300 ms old, past the 250 ms live edge) is replaced
+    // in the GOP cache by a cold copy; the frame of 100 ms (200 ms old) stays as it is.
+    p.send(big_video(300, false, 500), t0);
+    // The subscriber's frames keep their serialization, computed once.
     for f in &frames {
         serialize(f);
     }
-    assert_eq!(computed, 3, "only the old keyframe was serialized again");
-    // The GOP cache still replays every frame to a late joiner.
+    assert_eq!(computed, 2);
+    assert_eq!(
+        budget.used(),
+        22_500,
+        "the payload charge moved, nothing counted twice"
+    );
+    // A late joiner replays every frame; the keyframe is the cold copy (same payload, no
+    // serialization yet), the 100 ms frame the shared one.
     let b = hub.subscribe("live", "cold", QueueLimits::default(), t0);
-    let ts: Vec<u32> = drain(&b).iter().map(|f| f.timestamp).collect();
+    let replay = drain(&b);
+    let ts: Vec<u32> = replay.iter().map(|f| f.timestamp).collect();
     assert_eq!(ts, vec![0, 100, 300]);
+    assert!(!Arc::ptr_eq(&replay[0], &frames[0]));
+    assert!(
+        replay[0].payload.as_ptr() == frames[0].payload.as_ptr(),
+        "payload not copied"
+    );
+    assert!(!replay[0].wire.is_set() && replay[1].wire.is_set());
+    assert!(Arc::ptr_eq(&replay[1], &frames[1]));
+    // The subscribers drop the original keyframe: its serialization is credited back, the
+    // cache's copy still holds the payload.
+    drop(frames);
+    drain(&a);
+    assert_eq!(budget.used(), 12_500);
+    drop(replay);
+    p.unpublish();
+    drop((a, b));
+    assert_eq!(budget.used(), 0);
+}
+
+fn audio(ts: u32) -> Frame {
+    Frame::media(FrameKind::Audio, ts, Bytes::from(vec![5u8; 300]))
+}
+
+fn ms(n: u64) -> Duration {
+    Duration::from_millis(n)
+}
+
+/// Registers `w` as the subscription's task (as a driver's poll does); frames queued
+/// meanwhile are taken.
+fn arm(sub: &prism_hub::Subscription, w: &Arc<CountingWaker>) -> Vec<Arc<Frame>> {
+    let waker = Waker::from(w.clone());
+    let mut out = Vec::new();
+    let _ = sub.poll_recv(&mut Context::from_waker(&waker), &mut out, usize::MAX);
+    out
+}
+
+#[test]
+fn riding_audio_wakes_its_subscriber_with_the_next_video_frame_or_at_the_ride() {
+    let t0 = Instant::now();
+    let hub = Hub::new(HubConfig::default());
+    let p = hub.publish("live", "ride", t0).unwrap();
+    let rider = hub.subscribe("live", "ride", QueueLimits::default(), t0);
+    rider.set_audio_ride(ms(40));
+    let plain = hub.subscribe("live", "ride", QueueLimits::default(), t0);
+    let (wr, wp) = (
+        Arc::new(CountingWaker::default()),
+        Arc::new(CountingWaker::default()),
+    );
+    arm(&rider, &wr);
+    arm(&plain, &wp);
+    p.send(video(0, true), t0);
+    assert_eq!((wr.count(), wp.count()), (1, 1), "video wakes everyone");
+    arm(&rider, &wr);
+    arm(&plain, &wp);
+    // Audio alone does not wake the rider; the hub's timer is armed for the end of its ride.
+    let t1 = t0 + ms(5);
+    p.send(audio(5), t1);
+    assert_eq!(
+        (wr.count(), wp.count()),
+        (1, 2),
+        "audio wakes the plain one"
+    );
+    assert_eq!(hub.poll_timeout(), Some(t1 + ms(40)));
+    // More audio neither wakes it nor extends the ride.
+    p.send(audio(28), t0 + ms(28));
+    assert_eq!(wr.count(), 1);
+    assert_eq!(hub.poll_timeout(), Some(t1 + ms(40)));
+    // The next video frame wakes it once; it takes the audio with the video.
+    p.send(video(40, false), t0 + ms(40));
+    assert_eq!(wr.count(), 2);
+    let ts: Vec<u32> = arm(&rider, &wr).iter().map(|f| f.timestamp).collect();
+    assert_eq!(ts, vec![5, 28, 40]);
+    // The timer entry left behind finds nothing due and wakes nobody.
+    hub.handle_timeout(t1 + ms(40));
+    assert_eq!((wr.count(), hub.poll_timeout()), (2, None));
+    // Audio with no video after it: woken by the hub's timer, at most RIDE_SLACK (10 ms)
+    // before the ride is over.
+    let t3 = t0 + ms(60);
+    p.send(audio(60), t3);
+    assert_eq!(hub.poll_timeout(), Some(t3 + ms(40)));
+    hub.handle_timeout(t3 + ms(29));
+    assert_eq!(wr.count(), 2, "not yet");
+    assert!(hub.poll_timeout().is_some(), "still armed");
+    hub.handle_timeout(t3 + ms(30));
+    assert_eq!(wr.count(), 3);
+    assert_eq!(hub.poll_timeout(), None);
+    assert_eq!(arm(&rider, &wr).len(), 1);
+    // An audio frame arriving after the ride is over wakes it by itself (a late timer).
+    p.send(audio(100), t0 + ms(100));
+    assert_eq!(wr.count(), 3);
+    p.send(audio(141), t0 + ms(141));
+    assert_eq!(wr.count(), 4);
+    assert_eq!(arm(&rider, &wr).len(), 2);
+    // The plain subscriber got every frame.
+    assert_eq!(drain(&plain).len(), 6);
 }

@@ -284,6 +284,28 @@ impl MemCharge {
         }
     }
 
+    /// Moves up to `bytes` of this charge into a new charge of the same budget and pool
+    /// (the budget's totals do not change): a holder handing part of what it holds to
+    /// another (a frame's payload to the frame's cold copy). Empty for an empty charge.
+    pub fn split_off(&self, bytes: usize) -> MemCharge {
+        let Some(c) = &self.inner else {
+            return MemCharge::default();
+        };
+        let old = c
+            .bytes
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |b| {
+                Some(b - b.min(bytes))
+            })
+            .unwrap_or_else(|b| b);
+        MemCharge {
+            inner: Some(Charged {
+                budget: c.budget.clone(),
+                pool: c.pool,
+                bytes: AtomicUsize::new(old.min(bytes)),
+            }),
+        }
+    }
+
     /// The budget charged, if any.
     pub fn budget(&self) -> Option<&Arc<Budget>> {
         self.inner.as_ref().map(|c| &c.budget)
@@ -343,6 +365,27 @@ mod tests {
         for p in Pool::ALL {
             assert_eq!(b.pool(p), 0);
         }
+    }
+
+    #[test]
+    fn split_off_moves_bytes_without_changing_the_totals() {
+        let b = Budget::new(1000);
+        let a = b.charge(Pool::Frames, 300);
+        let part = a.split_off(100);
+        assert_eq!((a.bytes(), part.bytes(), b.used()), (200, 100, 300));
+        // More than it holds: all of it, and the rest of the budget is untouched.
+        let rest = a.split_off(500);
+        assert_eq!(
+            (a.bytes(), rest.bytes(), b.pool(Pool::Frames)),
+            (0, 200, 300)
+        );
+        drop(a);
+        assert_eq!(b.used(), 300);
+        drop(part);
+        assert_eq!(b.used(), 200);
+        drop(rest);
+        assert_eq!(b.used(), 0);
+        assert_eq!(MemCharge::default().split_off(10).bytes(), 0);
     }
 
     #[test]

@@ -133,18 +133,6 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Driver<S> {
         self.engine = engine;
     }
 
-    /// Sets how long audio-only output may wait for the next video frame (see
-    /// [`prism_egress::Config::audio_ride`]).
-    pub fn set_audio_ride(&mut self, ride: Duration) {
-        let cfg = Config {
-            audio_ride: ride,
-            ..*self.engine.config()
-        };
-        let mut engine = Egress::new(cfg, grid_epoch(), Instant::now());
-        engine.handle_queued(self.out.len(), Instant::now());
-        self.engine = engine;
-    }
-
     /// Hands the output AAC instead of Opus audio (see [`crate::audio`]).
     pub fn set_audio(&mut self, audio: Option<crate::audio::AacView>) {
         self.audio = audio;
@@ -248,10 +236,6 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Driver<S> {
             match taken {
                 Some((Poll::Ready(RecvStatus::Frames), finished)) => {
                     let batch: usize = self.frames.iter().map(|f| f.payload.len()).sum();
-                    let audio_only = self
-                        .frames
-                        .iter()
-                        .all(|f| f.kind == prism_hub::FrameKind::Audio);
                     let before = self.out.len();
                     // The chosen track first: an Opus track then becomes AAC too.
                     crate::tracks::select(&mut self.frames, self.tracks);
@@ -262,7 +246,6 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Driver<S> {
                     self.frames.clear();
                     self.engine.handle_queued(self.out.len() - before, now);
                     self.engine.handle_took(true, now);
-                    self.engine.handle_took_media(audio_only, now);
                     progress = batch >= batch_max || finished;
                     got_frames = true;
                 }

@@ -3,19 +3,18 @@
 use prism_hub::Frame;
 use prism_rtmp::chunk::PreChunked;
 use prism_rtmp::session::MediaKindExt;
-use std::sync::Arc;
 
 /// The frame's payload chunked once for every connection that sends it at `chunk_size`
 /// (the first caller builds it, the rest share it). None for payloads that fit one chunk:
 /// they go out as header + payload already, with nothing to share.
-pub(crate) fn shared_body(f: &Frame, chunk_size: u32) -> Option<Arc<PreChunked>> {
+pub(crate) fn shared_body(f: &Frame, chunk_size: u32) -> Option<&PreChunked> {
     if f.payload.len() <= chunk_size as usize {
         return None;
     }
     f.wire
         .get_or_init(|| {
-            // A copy of the payload with its chunk headers, held until the hub drops it
-            // (a second past the live edge): the frame's memory charge grows by it meanwhile.
+            // A copy of the payload with its chunk headers, held as long as this frame (the
+            // GOP cache swaps it for a cold copy past the live edge): charged with it.
             f.mem.grow(f.payload.len());
             PreChunked::new(f.kind.csid(), chunk_size, &f.payload)
         })

@@ -270,6 +270,8 @@ async fn push_once(
     let Some(sub) = stream.subscribe(limits, Instant::now().into_std()) else {
         return Ok(());
     };
+    // Audio waits (in the hub, without waking this task) for the next video frame.
+    sub.set_audio_ride(target.queue.target_audio_ride());
     tm.status.set_subscription(sub.closer());
     let mut reported = Deltas::<3>::default();
     let result = drive(
@@ -309,7 +311,6 @@ async fn drive(
     tm.status.set_state(TargetState::Up);
     info!(stream = %tm.stream, target = %tm.target, "target publishing");
     driver.set_merge(target.queue.target_write_merge());
-    driver.set_audio_ride(target.queue.target_audio_ride());
     if target.audio == prism_config::TargetAudio::Aac {
         driver.set_audio(Some(relay.aac_audio(sub.stream())));
     }
@@ -483,7 +484,7 @@ impl Output for RtmpPush<'_> {
             match shared_body(&f, chunk_size) {
                 Some(body) => self
                     .session
-                    .send_media_shared(kind, f.timestamp, &f.payload, &body),
+                    .send_media_shared(kind, f.timestamp, &f.payload, body),
                 None => self.session.send_media(kind, f.timestamp, &f.payload),
             }
         }

@@ -307,7 +307,7 @@ impl Output for RtmpConn {
             match shared_body(&f, chunk_size) {
                 Some(body) => {
                     self.session
-                        .send_media_shared(stream_id, kind, f.timestamp, &f.payload, &body)
+                        .send_media_shared(stream_id, kind, f.timestamp, &f.payload, body)
                 }
                 None => self
                     .session

@@ -50,7 +50,8 @@ queue_keys!(section! {
 /// video frame, so both go out in one write: at 25 fps and 43 AAC frames a second, 25 writes
 /// instead of 68, while video is never held (a grid would hold it too). A platform's ingest
 /// buffers seconds, so the audio's wait costs nothing a viewer sees. Measured per forwarded
-/// message in benches/README.md. `write_merge_ms = 0` turns it off (a low-latency hop).
+/// message in benches/README.md. `write_merge_ms = 0` turns it off (a low-latency hop). The
+/// hub holds it (`Subscription::set_audio_ride` in prism-hub): no timer per target.
 pub const DEFAULT_TARGET_AUDIO_RIDE: std::time::Duration = std::time::Duration::from_millis(40);
 
 /// `write_merge_ms` of a player when unset: players watch live, so every frame is written
