@@ -480,6 +480,34 @@ fn is_video_fourcc(c: &str) -> bool {
     matches!(c, "avc1" | "hvc1" | "av01" | "vp09" | "vp08")
 }
 
+/// `fourCcList`, `videoFourCcInfoMap` and `audioFourCcInfoMap` of what Prism forwards: the
+/// properties a v2 peer is told, in a push's `connect` and in a publisher's `_result`.
+fn forwarded_fourcc_props() -> [(&'static str, Value); 3] {
+    let list = FORWARDED_FOURCCS
+        .iter()
+        .map(|c| Value::String((*c).into()))
+        .collect();
+    let map = |video: bool| {
+        Value::Object(
+            FORWARDED_FOURCCS
+                .iter()
+                .filter(|c| is_video_fourcc(c) == video)
+                .map(|c| {
+                    (
+                        (*c).to_owned(),
+                        Value::Number(f64::from(FOURCC_CAN_FORWARD)),
+                    )
+                })
+                .collect(),
+        )
+    };
+    [
+        ("fourCcList", Value::StrictArray(list)),
+        ("videoFourCcInfoMap", map(true)),
+        ("audioFourCcInfoMap", map(false)),
+    ]
+}
+
 impl ServerSession {
     /// A session for a connection accepted at `now`; the handshake timer starts then.
     pub fn new(config: SessionConfig, random: [u8; 32], epoch_ms: u32, now: Instant) -> Self {
@@ -873,14 +901,18 @@ impl ServerSession {
             .and_then(|o| o.get("objectEncoding"))
             .and_then(Value::as_f64)
             .unwrap_or(0.0);
-        // Enhanced RTMP v2 negotiation: a client that announces capsEx or a fourCcList
-        // gets Prism's in the _result, so it enables only what will get through.
+        // Enhanced RTMP v2 negotiation: a client that announces capsEx, a fourCcList or
+        // FourCC info maps (the spec lets a client send the maps alone) gets Prism's in the
+        // _result, so it enables only what will get through.
         let caps = obj
             .and_then(|o| o.get("capsEx"))
             .and_then(Value::as_f64)
             .filter(|c| c.is_finite() && *c >= 0.0)
             .map(|c| c.min(f64::from(u32::MAX)) as u32);
-        let v2 = caps.is_some() || obj.and_then(|o| o.get("fourCcList")).is_some();
+        let v2 = caps.is_some()
+            || ["fourCcList", "videoFourCcInfoMap", "audioFourCcInfoMap"]
+                .iter()
+                .any(|k| obj.and_then(|o| o.get(k)).is_some());
         self.peer_caps_ex = caps;
         self.link
             .send_control(Control::WindowAckSize(self.config.window_ack_size));
@@ -907,11 +939,7 @@ impl ServerSession {
                     ];
                     if v2 {
                         props.push(("capsEx", Value::Number(f64::from(caps_ex::PRISM))));
-                        let list = FORWARDED_FOURCCS
-                            .iter()
-                            .map(|c| Value::String((*c).into()))
-                            .collect();
-                        props.push(("fourCcList", Value::StrictArray(list)));
+                        props.extend(forwarded_fourcc_props());
                     }
                     Value::object(props)
                 },
@@ -1426,24 +1454,11 @@ impl ClientSession {
         let properties = match (self.caps_ex, properties) {
             (Some(caps), Value::Object(mut props)) => {
                 props.push(("capsEx".into(), Value::Number(f64::from(caps))));
-                let list = FORWARDED_FOURCCS
-                    .iter()
-                    .map(|c| Value::String((*c).into()))
-                    .collect();
-                props.push(("fourCcList".into(), Value::StrictArray(list)));
-                for (key, video) in [("videoFourCcInfoMap", true), ("audioFourCcInfoMap", false)] {
-                    let map = FORWARDED_FOURCCS
-                        .iter()
-                        .filter(|c| is_video_fourcc(c) == video)
-                        .map(|c| {
-                            (
-                                (*c).to_owned(),
-                                Value::Number(f64::from(FOURCC_CAN_FORWARD)),
-                            )
-                        })
-                        .collect();
-                    props.push((key.into(), Value::Object(map)));
-                }
+                props.extend(
+                    forwarded_fourcc_props()
+                        .into_iter()
+                        .map(|(k, v)| (k.to_owned(), v)),
+                );
                 Value::Object(props)
             }
             (_, p) => p,

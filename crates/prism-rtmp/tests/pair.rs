@@ -1619,6 +1619,62 @@ fn enhanced_rtmp_v2_caps_and_reconnect_request() {
 }
 
 #[test]
+fn a_client_announcing_only_fourcc_info_maps_gets_prisms_caps_and_maps() {
+    // The v2 spec lets a client describe its codecs with videoFourCcInfoMap /
+    // audioFourCcInfoMap alone; that is a v2 client too, and the _result answers with
+    // what Prism forwards, in the maps as well as in fourCcList.
+    let mut peer = RawPeer::new();
+    let mut b = Vec::new();
+    chunk0(
+        &mut b,
+        3,
+        0,
+        20,
+        0,
+        &amf(&[
+            s("connect"),
+            n(1.0),
+            Value::object([
+                ("app", s("live")),
+                ("type", s("nonprivate")),
+                ("tcUrl", s("rtmp://127.0.0.1:1935/live")),
+                ("videoFourCcInfoMap", Value::object([("hvc1", n(2.0))])),
+            ]),
+        ]),
+        128,
+    );
+    peer.send(&b).expect("connect");
+    assert!(peer.server.is_connected());
+    let cmds = peer.take_commands();
+    let (_, v) = cmds
+        .iter()
+        .find(|(name, _)| name == "_result")
+        .expect("connect _result");
+    let props = &v[2];
+    assert_eq!(
+        props.get("capsEx").and_then(Value::as_f64),
+        Some(f64::from(prism_rtmp::session::caps_ex::PRISM))
+    );
+    assert!(matches!(
+        props.get("fourCcList"),
+        Some(Value::StrictArray(_))
+    ));
+    let video = props.get("videoFourCcInfoMap").expect("videoFourCcInfoMap");
+    assert_eq!(
+        video.get("hvc1").and_then(Value::as_f64),
+        Some(4.0),
+        "{video:?}"
+    );
+    assert_eq!(video.get("Opus"), None, "audio is in the audio map");
+    let audio = props.get("audioFourCcInfoMap").expect("audioFourCcInfoMap");
+    assert_eq!(
+        audio.get("Opus").and_then(Value::as_f64),
+        Some(4.0),
+        "{audio:?}"
+    );
+}
+
+#[test]
 fn v2_push_announces_what_it_forwards_and_reads_the_servers_caps() {
     use prism_rtmp::session::{caps_ex, FORWARDED_FOURCCS, FOURCC_CAN_FORWARD};
     // A push announcing capsEx sends fourCcList and the info maps in its connect, and reads
