@@ -104,6 +104,10 @@ pub struct Driver<S> {
     audio: Option<crate::audio::AacView>,
     /// One track of multitrack streams ([`Driver::set_tracks`]).
     tracks: prism_config::TargetTracks,
+    /// The chosen video track waits for its own keyframe (at the start, after a drop).
+    track_wait_key: bool,
+    /// The subscription's video drops last seen (a new one sets `track_wait_key`).
+    track_drops: u64,
 }
 
 impl<S: AsyncRead + AsyncWrite + Unpin> Driver<S> {
@@ -119,6 +123,8 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Driver<S> {
             reads_skipped: 0,
             audio: None,
             tracks: Default::default(),
+            track_wait_key: true,
+            track_drops: 0,
         }
     }
 
@@ -237,8 +243,20 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Driver<S> {
                 Some((Poll::Ready(RecvStatus::Frames), finished)) => {
                     let batch: usize = self.frames.iter().map(|f| f.payload.len()).sum();
                     let before = self.out.len();
-                    // The chosen track first: an Opus track then becomes AAC too.
-                    crate::tracks::select(&mut self.frames, self.tracks);
+                    // The chosen track first: an Opus track then becomes AAC too. After a
+                    // video drop the hub resumes at a keyframe of any track: wait for one of
+                    // the chosen track's own (see `tracks::select`).
+                    if self.tracks.video.is_some() {
+                        if let Some(sub) = output.subscription() {
+                            let st = sub.stats();
+                            let drops = st.dropped_queue_full + st.dropped_waiting_keyframe;
+                            if drops != self.track_drops {
+                                self.track_drops = drops;
+                                self.track_wait_key = true;
+                            }
+                        }
+                    }
+                    crate::tracks::select(&mut self.frames, self.tracks, &mut self.track_wait_key);
                     if let Some(a) = &mut self.audio {
                         a.convert(&mut self.frames);
                     }

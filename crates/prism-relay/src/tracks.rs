@@ -47,22 +47,35 @@ fn pick(frame: &Frame, tracks: TargetTracks) -> Pick {
 }
 
 /// Keeps only the chosen tracks of `frames`, rebuilt as single-track messages.
-pub fn select(frames: &mut Vec<Arc<Frame>>, tracks: TargetTracks) {
+///
+/// The hub starts a subscriber (and resumes it after a GOP-aware drop) at a keyframe of
+/// *any* track; with `video_track` chosen and the tracks' keyframes not aligned, that can be
+/// a delta frame of the chosen one. So while `*wait_key` is set, the chosen track's video is
+/// dropped until its own keyframe (sequence headers pass): the target starts decodable.
+pub fn select(frames: &mut Vec<Arc<Frame>>, tracks: TargetTracks, wait_key: &mut bool) {
     if tracks == TargetTracks::default() {
         return;
     }
     let input = std::mem::take(frames);
     for f in input {
-        match pick(&f, tracks) {
-            Pick::Keep => frames.push(f),
-            Pick::Drop => {}
-            Pick::Replace(b) => frames.push(Arc::new(Frame {
+        let gated = tracks.video.is_some() && f.kind == FrameKind::Video && !f.is_config();
+        let out = match pick(&f, tracks) {
+            Pick::Keep => f,
+            Pick::Drop => continue,
+            Pick::Replace(b) => Arc::new(Frame {
                 keyframe: f.keyframe,
                 sequence_header: f.sequence_header,
                 disposable: f.disposable,
                 ..Frame::media(f.kind, f.timestamp, b.into())
-            })),
+            }),
+        };
+        if gated && *wait_key {
+            if !out.keyframe {
+                continue;
+            }
+            *wait_key = false;
         }
+        frames.push(out);
     }
 }
 
@@ -131,6 +144,7 @@ mod tests {
                 video: Some(1),
                 audio: Some(1),
             },
+            &mut true,
         );
         assert_eq!(frames.len(), 3);
         assert!(Arc::ptr_eq(&frames[0], &data));
@@ -161,7 +175,7 @@ mod tests {
         let seq = build::multitrack(0x90, 6, MultitrackType::OneTrack, 0, &[(3, *b"hvc1", &[1])]);
         let f = frame(FrameKind::Video, seq, true);
         let mut frames = vec![f.clone()];
-        select(&mut frames, TargetTracks::default());
+        select(&mut frames, TargetTracks::default(), &mut true);
         assert!(Arc::ptr_eq(&frames[0], &f));
         // Track 2 asked, only track 3 present: nothing.
         select(
@@ -170,7 +184,50 @@ mod tests {
                 video: Some(2),
                 audio: None,
             },
+            &mut true,
         );
+        assert!(frames.is_empty());
+    }
+
+    #[test]
+    fn the_chosen_track_starts_at_its_own_keyframe() {
+        // Keyframes not aligned across tracks: the hub starts this subscriber at track 0's
+        // keyframe; track 1's delta frames before its own keyframe are not decodable.
+        let one = |frame_type: u8, track: u8, key: bool| {
+            let p = build::multitrack(
+                0x80 | frame_type << 4,
+                6,
+                MultitrackType::OneTrack,
+                1,
+                &[(track, *b"avc1", &[0, 0, 0, 7])],
+            );
+            Arc::new(Frame {
+                keyframe: key,
+                ..Frame::media(FrameKind::Video, 40, Bytes::from(p))
+            })
+        };
+        let tracks = TargetTracks {
+            video: Some(1),
+            audio: None,
+        };
+        let mut wait = true;
+        let mut frames = vec![
+            one(1, 0, true),
+            one(2, 1, false),
+            one(1, 1, true),
+            one(2, 1, false),
+        ];
+        select(&mut frames, tracks, &mut wait);
+        assert_eq!(frames.len(), 2, "track 1 from its keyframe on");
+        assert!(frames[0].keyframe && !frames[1].keyframe);
+        assert!(!wait);
+        // Open now: delta frames pass until the driver sets the gate again (after a drop).
+        let mut frames = vec![one(2, 1, false)];
+        select(&mut frames, tracks, &mut wait);
+        assert_eq!(frames.len(), 1);
+        wait = true;
+        let mut frames = vec![one(2, 1, false)];
+        select(&mut frames, tracks, &mut wait);
         assert!(frames.is_empty());
     }
 }
