@@ -177,6 +177,36 @@ fn obs_style_tracks_fan_out_one_track_per_target() {
     fan_out(obs_style_messages(&tags0, &tags1));
 }
 
+/// Sends `messages` at their timestamps' pace from now, calling `after(ts)` after each.
+fn publish_in_real_time(
+    publisher: &mut RtmpPublisher,
+    messages: &[(MediaKind, u32, Bytes)],
+    mut after: impl FnMut(u32),
+) {
+    let start = Instant::now();
+    for (kind, ts, payload) in messages {
+        let due = start + Duration::from_millis(u64::from(*ts));
+        if let Some(wait) = due.checked_duration_since(Instant::now()) {
+            std::thread::sleep(wait);
+        }
+        publisher.send(*kind, *ts, payload);
+        after(*ts);
+    }
+}
+
+/// A recording at a destination: H.264 of `size` with ≥ 50 decoded frames, and AAC.
+fn assert_h264_aac(p: &ProbeResult, size: (u32, u32), name: &str) {
+    assert_eq!(p.video_codec.as_deref(), Some("h264"), "{name}: {p:?}");
+    assert_eq!(
+        (p.width, p.height),
+        (Some(size.0), Some(size.1)),
+        "{name}: {p:?}"
+    );
+    assert!(p.video_frames_decoded >= 50, "{name}: {p:?}");
+    assert_eq!(p.audio_codec.as_deref(), Some("aac"), "{name}: {p:?}");
+    assert!(p.audio_ok, "{name}: {p:?}");
+}
+
 fn fan_out(messages: Vec<(MediaKind, u32, Bytes)>) {
     assert!(messages.len() > 150, "{} messages", messages.len());
 
@@ -192,15 +222,9 @@ fn fan_out(messages: Vec<(MediaKind, u32, Bytes)>) {
     let addr = prism.rtmp_addr.expect("rtmp addr");
     let mut publisher = RtmpPublisher::publish(addr, "live", "mt").expect("publish");
     // In real time, so the targets' queue budgets see a live stream.
-    let start = Instant::now();
     let mut late_joiner_checked = false;
-    for (kind, ts, payload) in &messages {
-        let due = start + Duration::from_millis(u64::from(*ts));
-        if let Some(wait) = due.checked_duration_since(Instant::now()) {
-            std::thread::sleep(wait);
-        }
-        publisher.send(*kind, *ts, payload);
-        if *ts >= 1500 && !late_joiner_checked {
+    publish_in_real_time(&mut publisher, &messages, |ts| {
+        if ts >= 1500 && !late_joiner_checked {
             // A player joining now gets one sequence header carrying both tracks.
             late_joiner_checked = true;
             let mut player = rtmp_player(addr, "live", "mt");
@@ -216,7 +240,7 @@ fn fan_out(messages: Vec<(MediaKind, u32, Bytes)>) {
                 assert_eq!((parsed.packet_type, ids), (0, vec![0, 1]), "{k:?} header");
             }
         }
-    }
+    });
     nginx.wait_bytes_in("mt_big", 50_000, Duration::from_secs(10));
     nginx.wait_bytes_in("mt_small", 10_000, Duration::from_secs(10));
     drop(publisher);
@@ -227,11 +251,7 @@ fn fan_out(messages: Vec<(MediaKind, u32, Bytes)>) {
     for (name, w, h) in [("mt_big", 320, 240), ("mt_small", 160, 120)] {
         let p = probe(nginx.recording(name), Duration::from_secs(30))
             .unwrap_or_else(|e| panic!("{name}: {e}\n{}", prism.stderr()));
-        assert_eq!(p.video_codec.as_deref(), Some("h264"), "{name}: {p:?}");
-        assert_eq!((p.width, p.height), (Some(w), Some(h)), "{name}: {p:?}");
-        assert!(p.video_frames_decoded >= 50, "{name}: {p:?}");
-        assert_eq!(p.audio_codec.as_deref(), Some("aac"), "{name}: {p:?}");
-        assert!(p.audio_ok, "{name}: {p:?}");
+        assert_h264_aac(&p, (w, h), name);
     }
 }
 
@@ -603,15 +623,9 @@ fn v2_targets_get_every_track_legacy_targets_track_0() {
     ));
     let mut publisher =
         RtmpPublisher::publish(prism.rtmp_addr.expect("rtmp addr"), "live", "mt").expect("publish");
-    let start = Instant::now();
     let mut checked = false;
-    for (kind, ts, payload) in &messages {
-        let due = start + Duration::from_millis(u64::from(*ts));
-        if let Some(wait) = due.checked_duration_since(Instant::now()) {
-            std::thread::sleep(wait);
-        }
-        publisher.send(*kind, *ts, payload);
-        if *ts >= 1500 && !checked {
+    publish_in_real_time(&mut publisher, &messages, |ts| {
+        if ts >= 1500 && !checked {
             // Both tracks reached the v2 destination: a player there gets them.
             checked = true;
             let mut player = rtmp_player(dest_addr, "live", "mt");
@@ -621,7 +635,7 @@ fn v2_targets_get_every_track_legacy_targets_track_0() {
             let ids: Vec<u8> = parsed.tracks.iter().map(|t| t.id).collect();
             assert_eq!(ids, vec![0, 1], "{}", prism.stderr());
         }
-    }
+    });
     assert!(checked);
     nginx.wait_bytes_in("mt", 50_000, Duration::from_secs(10));
     drop(publisher);
@@ -632,11 +646,7 @@ fn v2_targets_get_every_track_legacy_targets_track_0() {
     );
     let p = probe(nginx.recording("mt"), Duration::from_secs(30))
         .unwrap_or_else(|e| panic!("{e}\n{}", prism.stderr()));
-    assert_eq!(p.video_codec.as_deref(), Some("h264"), "{p:?}");
-    assert_eq!((p.width, p.height), (Some(320), Some(240)), "{p:?}");
-    assert!(p.video_frames_decoded >= 50, "{p:?}");
-    assert_eq!(p.audio_codec.as_deref(), Some("aac"), "{p:?}");
-    assert!(p.audio_ok, "{p:?}");
+    assert_h264_aac(&p, (320, 240), "mt");
 }
 
 /// `DELETE /api/v1/streams/{app}/{key}?reconnect_url=...` moves a stream: a v2 publisher is

@@ -113,14 +113,6 @@ impl Drop for RtmpDump {
     }
 }
 
-fn ingest_frames(prism: &Prism, stream: &str, kind: &str) -> f64 {
-    prism
-        .metric_value(&format!(
-            "prism_ingest_frames_total{{kind=\"{kind}\",stream=\"{stream}\"}}"
-        ))
-        .unwrap_or(0.0)
-}
-
 /// Prism with an RTMPT listener on `tunnel_port` and no routes; ffmpeg
 /// publishing the looping 5 s clip to `live/KEY`.
 fn prism_with_stream(tunnel_port: u16, key: &str) -> (Prism, Publisher) {
@@ -138,8 +130,7 @@ fn prism_with_stream(tunnel_port: u16, key: &str) -> (Prism, Publisher) {
     let publisher = Publisher::start(&prism.rtmp_url("live", key), &clip, true);
     let stream = format!("live/{key}");
     wait_until(Duration::from_secs(10), "ingest of video and audio", || {
-        ingest_frames(&prism, &stream, "video") > 0.0
-            && ingest_frames(&prism, &stream, "audio") > 0.0
+        prism.ingest_frames(&stream, "video") > 0.0 && prism.ingest_frames(&stream, "audio") > 0.0
     });
     (prism, publisher)
 }

@@ -25,14 +25,6 @@ fn players(prism: &Prism) -> f64 {
         .unwrap_or(0.0)
 }
 
-fn ingest_frames(prism: &Prism, kind: &str) -> f64 {
-    prism
-        .metric_value(&format!(
-            "prism_ingest_frames_total{{kind=\"{kind}\",stream=\"{STREAM}\"}}"
-        ))
-        .unwrap_or(0.0)
-}
-
 /// `flags` of the first video packet a player receives from `url` (ffprobe
 /// stops after it). "K" in it means the player started on a keyframe.
 fn first_video_packet_flags(url: &str) -> String {
@@ -76,11 +68,11 @@ fn players_decode_from_the_first_frame() {
     wait_until(
         Duration::from_secs(10),
         "prism to ingest video and audio frames",
-        || ingest_frames(&prism, "video") > 0.0 && ingest_frames(&prism, "audio") > 0.0,
+        || prism.ingest_frames(STREAM, "video") > 0.0 && prism.ingest_frames(STREAM, "audio") > 0.0,
     );
     let (video_before, audio_before) = (
-        ingest_frames(&prism, "video"),
-        ingest_frames(&prism, "audio"),
+        prism.ingest_frames(STREAM, "video"),
+        prism.ingest_frames(STREAM, "audio"),
     );
     assert_eq!(players(&prism), 0.0, "no player yet");
 
@@ -142,8 +134,8 @@ fn players_decode_from_the_first_frame() {
         players(&prism) == 0.0
     });
     let (video_after, audio_after) = (
-        ingest_frames(&prism, "video"),
-        ingest_frames(&prism, "audio"),
+        prism.ingest_frames(STREAM, "video"),
+        prism.ingest_frames(STREAM, "audio"),
     );
     assert!(
         video_after >= video_before + 100.0,

@@ -103,14 +103,6 @@ fn static_decode(url: &str, seconds: u32) -> Result<u64, String> {
     Ok(frames)
 }
 
-fn ingest_frames(prism: &Prism, stream: &str) -> f64 {
-    prism
-        .metric_value(&format!(
-            "prism_ingest_frames_total{{kind=\"video\",stream=\"{stream}\"}}"
-        ))
-        .unwrap_or(0.0)
-}
-
 fn rtmpe_url(prism: &Prism, key: &str) -> String {
     let addr = prism.rtmp_addr.expect("rtmp listener");
     format!("rtmpe://{addr}/live/{key}")
@@ -154,7 +146,7 @@ fn ffmpeg_publishes_rtmpe_and_nginx_decodes() {
             "publisher exited: {}",
             publisher.stderr()
         );
-        ingest_frames(&prism, "live/enc") > 25.0
+        prism.ingest_frames("live/enc", "video") > 25.0
     });
     nginx.wait_bytes_in("enc", 100_000, Duration::from_secs(15));
     let frames = decode_ok(&nginx.rtmp_url("app", "enc"), Duration::from_secs(30))
@@ -182,7 +174,7 @@ fn ffmpeg_publishes_rtmpte_through_the_tunnel() {
             "publisher exited: {}",
             publisher.stderr()
         );
-        ingest_frames(&prism, "live/tun") > 25.0
+        prism.ingest_frames("live/tun", "video") > 25.0
     });
     assert_eq!(
         prism.metric_value("prism_connections_active{transport=\"rtmpt\"}"),
@@ -200,7 +192,7 @@ fn ffmpeg_and_rtmpdump_play_rtmpe() {
     let clip = make_clip(5);
     let _publisher = Publisher::start(&prism.rtmp_url("live", "pl"), &clip, true);
     wait_until(Duration::from_secs(10), "plain ingest", || {
-        ingest_frames(&prism, "live/pl") > 0.0
+        prism.ingest_frames("live/pl", "video") > 0.0
     });
     let url = rtmpe_url(&prism, "pl");
     let frames = static_decode(&url, 3).unwrap_or_else(|e| panic!("{e}"));
@@ -250,7 +242,7 @@ fn prism_pushes_rtmpe_to_prism() {
     let clip = make_clip(5);
     let _publisher = Publisher::start(&source.rtmp_url("live", "push"), &clip, true);
     wait_until(Duration::from_secs(15), "the push to arrive", || {
-        ingest_frames(&destination, "live/push") > 25.0
+        destination.ingest_frames("live/push", "video") > 25.0
     });
     assert_eq!(
         source.metric_value("prism_target_up{stream=\"live/push\",target=\"far\"}"),
@@ -329,5 +321,5 @@ fn rtmpe_is_refused_and_counted_when_off() {
             ) == Some(2.0)
         },
     );
-    assert_eq!(ingest_frames(&prism, "live/no"), 0.0);
+    assert_eq!(prism.ingest_frames("live/no", "video"), 0.0);
 }

@@ -27,14 +27,6 @@ fn rtmpt_table(port: u16) -> String {
     format!("[rtmpt]\nlisten = \"127.0.0.1:{port}\"\n")
 }
 
-fn ingest_frames(prism: &Prism, stream: &str, kind: &str) -> f64 {
-    prism
-        .metric_value(&format!(
-            "prism_ingest_frames_total{{kind=\"{kind}\",stream=\"{stream}\"}}"
-        ))
-        .unwrap_or(0.0)
-}
-
 /// A self-signed certificate for 127.0.0.1/localhost, made with the openssl CLI.
 fn self_signed(dir: &TempDir) -> (std::path::PathBuf, std::path::PathBuf) {
     let (cert, key) = (dir.join("cert.pem"), dir.join("key.pem"));
@@ -138,7 +130,7 @@ fn play_over_rtmpt_decodes() {
     ));
     let mut publisher = Publisher::start(&prism.rtmp_url("live", "watch"), &clip, true);
     wait_until(Duration::from_secs(10), "ingest", || {
-        ingest_frames(&prism, "live/watch", "video") > 0.0
+        prism.ingest_frames("live/watch", "video") > 0.0
     });
     let url = format!("rtmpt://127.0.0.1:{tunnel_port}/live/watch");
     let n = decode_ok(&url, Duration::from_secs(20)).unwrap_or_else(|e| panic!("{e}"));
@@ -171,8 +163,8 @@ fn publish_and_play_over_rtmpts() {
     let url = format!("rtmpts://127.0.0.1:{port}/live/secure");
     let mut publisher = Publisher::start(&url, &clip, true);
     wait_until(Duration::from_secs(10), "ingest over rtmpts", || {
-        ingest_frames(&prism, "live/secure", "video") > 0.0
-            && ingest_frames(&prism, "live/secure", "audio") > 0.0
+        prism.ingest_frames("live/secure", "video") > 0.0
+            && prism.ingest_frames("live/secure", "audio") > 0.0
     });
     assert_eq!(
         prism.metric_value("prism_connections_active{transport=\"rtmpts\"}"),

@@ -17,14 +17,6 @@ use common::*;
 use std::net::SocketAddr;
 use std::time::Duration;
 
-fn ingest_frames(prism: &Prism, stream: &str) -> f64 {
-    prism
-        .metric_value(&format!(
-            "prism_ingest_frames_total{{kind=\"video\",stream=\"{stream}\"}}"
-        ))
-        .unwrap_or(0.0)
-}
-
 /// `prism_connection_errors_total` of `transport` (the players of the test may break their
 /// own connections when they stop reading: those are `rtmp` ones).
 fn tunnel_errors(prism: &Prism, transport: &str) -> f64 {
@@ -63,7 +55,7 @@ fn push_arrives(dest: &Prism, target: &str, transport: &str, extra_target_keys: 
     let clip = make_clip(5);
     let publisher = Publisher::start(&source.rtmp_url("live", "push"), &clip, true);
     wait_until(Duration::from_secs(20), "the push to arrive", || {
-        ingest_frames(dest, "live/push") > 25.0
+        dest.ingest_frames("live/push", "video") > 25.0
     });
     assert_eq!(
         source.metric_value("prism_target_up{stream=\"live/push\",target=\"far\"}"),
@@ -210,7 +202,7 @@ fn rtmpts_target_refuses_an_untrusted_certificate() {
             .unwrap_or(0.0)
             >= 1.0
     });
-    assert_eq!(ingest_frames(&dest, "live/push"), 0.0);
+    assert_eq!(dest.ingest_frames("live/push", "video"), 0.0);
     assert_ne!(
         source.metric_value("prism_target_up{stream=\"live/push\",target=\"far\"}"),
         Some(1.0)

@@ -677,6 +677,14 @@ impl Prism {
     }
 
     /// First sample matching `prefix` in `/metrics` (see [`metric_value_in`]).
+    /// `prism_ingest_frames_total` of `stream` and `kind` (`video`/`audio`), 0 until counted.
+    pub fn ingest_frames(&self, stream: &str, kind: &str) -> f64 {
+        self.metric_value(&format!(
+            "prism_ingest_frames_total{{kind=\"{kind}\",stream=\"{stream}\"}}"
+        ))
+        .unwrap_or(0.0)
+    }
+
     pub fn metric_value(&self, prefix: &str) -> Option<f64> {
         metric_value_in(&self.metrics(), prefix)
     }
