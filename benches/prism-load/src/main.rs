@@ -16,6 +16,7 @@ mod scenario;
 mod sink;
 mod soak;
 mod soak_report;
+mod whep;
 
 use anyhow::Context;
 use clap::{Args, Parser, Subcommand};
@@ -372,6 +373,10 @@ fn describe(common: &Common) -> anyhow::Result<String> {
             "players: 1 publisher → N RTMP players (connecting {} at a time); {kbps} kbit/s stream",
             common.batch
         ),
+        Scenario::Whep => format!(
+            "whep: 1 RTMP publisher → N WHEP viewers (str0m, ICE/DTLS/SRTP on loopback, connecting {} at a time); {kbps} kbit/s stream",
+            common.batch
+        ),
     })
 }
 
@@ -492,7 +497,7 @@ async fn async_main(cli: Cli) -> anyhow::Result<()> {
                 media::AUDIO_KBPS.min(kbps / 4),
                 common.warmup,
                 match scenario {
-                    Scenario::Players => format!(
+                    Scenario::Players | Scenario::Whep => format!(
                         "up to {latency_sinks} players (evenly spread); every player checked for missing frames"
                     ),
                     _ => format!("up to {latency_sinks} targets"),
@@ -551,6 +556,7 @@ async fn async_main(cli: Cli) -> anyhow::Result<()> {
                     common.streams
                 ),
                 Scenario::Players => format!("RTMP players, {kbps} kbit/s stream"),
+                Scenario::Whep => format!("WHEP viewers, {kbps} kbit/s stream"),
             };
             std::fs::write(
                 stem.with_extension("svg"),
