@@ -1,7 +1,8 @@
 //! `prism-load`: pushes a synthetic real-time stream through a relay (Prism or nginx-rtmp)
 //! to N push targets served by an in-process RTMP sink (or to N RTMP players), and measures
 //! what the relay costs. Scenarios: `fanout` (1 publisher → N targets), `multi`
-//! (S publishers × N targets each), `players` (1 publisher → N players).
+//! (S publishers × N targets each), `players` (1 publisher → N players), `whep`
+//! (1 RTMP publisher → N WHEP viewers, str0m clients in the tool).
 //! See benches/README.md.
 
 mod fdlimit;
@@ -46,7 +47,7 @@ enum Cmd {
         #[arg(long, default_value = "prism")]
         relay: String,
         /// Push targets (fanout; default 10), push targets per stream (multi; 20), players
-        /// (players; 10000).
+        /// (players; 10000), WHEP viewers (whep; 100).
         #[arg(long)]
         targets: Option<usize>,
         #[command(flatten)]
@@ -125,7 +126,8 @@ struct SoakArgs {
 #[derive(Args, Debug, Clone)]
 struct Common {
     /// fanout (1 publisher → N push targets), multi (--streams publishers, each with its
-    /// own N push targets), players (1 publisher → N RTMP players), hls (1 publisher → N
+    /// own N push targets), players (1 publisher → N RTMP players), whep (1 RTMP publisher
+    /// → N WHEP viewers over loopback; Prism only), hls (1 publisher → N
     /// HLS clients; Prism LL-HLS vs nginx-rtmp `hls on` + static files) or hls-memory
     /// (Prism's RSS per stream for a live or DVR window; --targets = streams).
     #[arg(long, default_value = "fanout")]
@@ -133,14 +135,15 @@ struct Common {
     /// multi: publishers (streams live/bench0..).
     #[arg(long, default_value_t = 50)]
     streams: usize,
-    /// players: players connect this many at a time (the next batch once these play).
+    /// players, whep: players (viewers) connect this many at a time (the next batch once
+    /// these play).
     #[arg(long, default_value_t = 500)]
     batch: usize,
     /// Length of the measured window.
     #[arg(long, default_value_t = 15)]
     seconds: u64,
     /// Bitrate of each publisher (video + audio). Default: fanout 4700, multi 2000,
-    /// players 250.
+    /// players 250, whep 2000.
     #[arg(long)]
     bitrate_kbps: Option<u64>,
     /// Extra warm-up after every target receives media.
