@@ -217,6 +217,9 @@ async fn view(
                             .is_some_and(|m| m.kind() == MediaKind::Video);
                         if video {
                             frame(conn, &md.data, clock.now_ns(), window);
+                        } else if conn.index == 0 && std::env::var_os("PRISM_LOAD_TRACE").is_some()
+                        {
+                            eprintln!("[trace] whep audio {} bytes", md.data.len());
                         }
                     }
                     _ => {}
