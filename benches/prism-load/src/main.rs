@@ -1,7 +1,8 @@
 //! `prism-load`: pushes a synthetic real-time stream through a relay (Prism or nginx-rtmp)
 //! to N push targets served by an in-process RTMP sink (or to N RTMP players), and measures
 //! what the relay costs. Scenarios: `fanout` (1 publisher → N targets), `multi`
-//! (S publishers × N targets each), `players` (1 publisher → N players).
+//! (S publishers × N targets each), `players` (1 publisher → N players), `whep`
+//! (1 RTMP publisher → N WHEP viewers, str0m clients in the tool).
 //! See benches/README.md.
 
 mod fdlimit;
@@ -16,6 +17,7 @@ mod scenario;
 mod sink;
 mod soak;
 mod soak_report;
+mod whep;
 
 use anyhow::Context;
 use clap::{Args, Parser, Subcommand};
@@ -45,7 +47,7 @@ enum Cmd {
         #[arg(long, default_value = "prism")]
         relay: String,
         /// Push targets (fanout; default 10), push targets per stream (multi; 20), players
-        /// (players; 10000).
+        /// (players; 10000), WHEP viewers (whep; 100).
         #[arg(long)]
         targets: Option<usize>,
         #[command(flatten)]
@@ -124,7 +126,8 @@ struct SoakArgs {
 #[derive(Args, Debug, Clone)]
 struct Common {
     /// fanout (1 publisher → N push targets), multi (--streams publishers, each with its
-    /// own N push targets), players (1 publisher → N RTMP players), hls (1 publisher → N
+    /// own N push targets), players (1 publisher → N RTMP players), whep (1 RTMP publisher
+    /// → N WHEP viewers over loopback; Prism only), hls (1 publisher → N
     /// HLS clients; Prism LL-HLS vs nginx-rtmp `hls on` + static files) or hls-memory
     /// (Prism's RSS per stream for a live or DVR window; --targets = streams).
     #[arg(long, default_value = "fanout")]
@@ -132,14 +135,15 @@ struct Common {
     /// multi: publishers (streams live/bench0..).
     #[arg(long, default_value_t = 50)]
     streams: usize,
-    /// players: players connect this many at a time (the next batch once these play).
+    /// players, whep: players (viewers) connect this many at a time (the next batch once
+    /// these play).
     #[arg(long, default_value_t = 500)]
     batch: usize,
     /// Length of the measured window.
     #[arg(long, default_value_t = 15)]
     seconds: u64,
     /// Bitrate of each publisher (video + audio). Default: fanout 4700, multi 2000,
-    /// players 250.
+    /// players 250, whep 2000.
     #[arg(long)]
     bitrate_kbps: Option<u64>,
     /// Extra warm-up after every target receives media.
@@ -372,6 +376,10 @@ fn describe(common: &Common) -> anyhow::Result<String> {
             "players: 1 publisher → N RTMP players (connecting {} at a time); {kbps} kbit/s stream",
             common.batch
         ),
+        Scenario::Whep => format!(
+            "whep: 1 RTMP publisher → N WHEP viewers (str0m, ICE/DTLS/SRTP on loopback, connecting {} at a time); {kbps} kbit/s stream",
+            common.batch
+        ),
     })
 }
 
@@ -492,7 +500,7 @@ async fn async_main(cli: Cli) -> anyhow::Result<()> {
                 media::AUDIO_KBPS.min(kbps / 4),
                 common.warmup,
                 match scenario {
-                    Scenario::Players => format!(
+                    Scenario::Players | Scenario::Whep => format!(
                         "up to {latency_sinks} players (evenly spread); every player checked for missing frames"
                     ),
                     _ => format!("up to {latency_sinks} targets"),
@@ -551,6 +559,7 @@ async fn async_main(cli: Cli) -> anyhow::Result<()> {
                     common.streams
                 ),
                 Scenario::Players => format!("RTMP players, {kbps} kbit/s stream"),
+                Scenario::Whep => format!("WHEP viewers, {kbps} kbit/s stream"),
             };
             std::fs::write(
                 stem.with_extension("svg"),

@@ -22,8 +22,9 @@ pub const AUDIO_KBPS: u64 = 128;
 const VIDEO_MARK: usize = 10;
 /// Offset of the marker in an audio payload: 2-byte FLV AAC header.
 const AUDIO_MARK: usize = 2;
-/// MAGIC + kind + stream index (u16) + seq (u64) + send time (u64 ns).
-const MARK_LEN: usize = 4 + 1 + 2 + 8 + 8;
+/// MAGIC + kind + stream index (u16) + seq (u64) + send time (u64 ns); the numbers 7 bits
+/// a byte with the top bit set (see [`put_7bit`]).
+const MARK_LEN: usize = 4 + 1 + 3 + 10 + 10;
 
 /// Monotonic nanoseconds since the tool started: publisher and sinks share this clock.
 #[derive(Debug, Clone, Copy)]
@@ -61,6 +62,13 @@ impl Window {
     }
     pub fn close(&self, now_ns: u64) {
         self.end.store(now_ns, Ordering::SeqCst);
+    }
+    /// (start, end); `u64::MAX` while not opened / closed.
+    pub fn bounds(&self) -> (u64, u64) {
+        (
+            self.start.load(Ordering::Relaxed),
+            self.end.load(Ordering::Relaxed),
+        )
     }
     pub fn contains(&self, t_ns: u64) -> bool {
         t_ns >= self.start.load(Ordering::Relaxed) && t_ns < self.end.load(Ordering::Relaxed)
@@ -124,9 +132,25 @@ pub fn audio_frame(stream: u16, i: u64, sizes: Sizes, send_ns: u64) -> Bytes {
 fn put_mark(b: &mut BytesMut, kind: Kind, stream: u16, seq: u64, send_ns: u64) {
     b.put_slice(MAGIC);
     b.put_u8(kind as u8);
-    b.put_u16(stream);
-    b.put_u64(seq);
-    b.put_u64(send_ns);
+    put_7bit(b, u64::from(stream), 3);
+    put_7bit(b, seq, 10);
+    put_7bit(b, send_ns, 10);
+}
+
+/// `v` big-endian in `n` bytes of 7 bits, each with the top bit set: the marker never holds
+/// two zero bytes in a row, so no H.264 start code (00 00 01) appears in it and a WebRTC
+/// sender that splits Annex B access units at start codes (str0m's packetizer) keeps it
+/// whole.
+fn put_7bit(b: &mut BytesMut, v: u64, n: usize) {
+    for i in (0..n).rev() {
+        b.put_u8(0x80 | ((v >> (7 * i)) & 0x7f) as u8);
+    }
+}
+
+fn get_7bit(m: &[u8]) -> Option<u64> {
+    m.iter().try_fold(0u64, |acc, &x| {
+        (x & 0x80 != 0).then(|| (acc << 7) | u64::from(x & 0x7f))
+    })
 }
 
 /// What the marker of one of our payloads says.
@@ -146,12 +170,7 @@ pub fn parse_mark(is_video: bool, p: &[u8]) -> Option<Mark> {
     if &m[..4] != MAGIC {
         return None;
     }
-    Some(Mark {
-        kind: if m[4] == 0 { Kind::Video } else { Kind::Audio },
-        stream: u16::from_be_bytes(m[5..7].try_into().ok()?),
-        seq: u64::from_be_bytes(m[7..15].try_into().ok()?),
-        send_ns: u64::from_be_bytes(m[15..23].try_into().ok()?),
-    })
+    decode_mark(m)
 }
 
 /// The marker at the start of `m` (which starts with [`MAGIC`]), wherever it was found.
@@ -160,11 +179,16 @@ pub fn mark_at(m: &[u8]) -> Option<Mark> {
     if &m[..4] != MAGIC || m[4] > 1 {
         return None;
     }
+    decode_mark(m)
+}
+
+/// The `MARK_LEN` bytes `m` (MAGIC checked) decoded.
+fn decode_mark(m: &[u8]) -> Option<Mark> {
     Some(Mark {
         kind: if m[4] == 0 { Kind::Video } else { Kind::Audio },
-        stream: u16::from_be_bytes(m[5..7].try_into().ok()?),
-        seq: u64::from_be_bytes(m[7..15].try_into().ok()?),
-        send_ns: u64::from_be_bytes(m[15..23].try_into().ok()?),
+        stream: u16::try_from(get_7bit(&m[5..8])?).ok()?,
+        seq: get_7bit(&m[8..18])?,
+        send_ns: get_7bit(&m[18..28])?,
     })
 }
 
@@ -264,6 +288,17 @@ mod tests {
             (m.kind, m.stream, m.seq, m.send_ns),
             (Kind::Video, 3, 50, 123)
         );
+        // Large values survive the 7-bit encoding, and no start code appears in the mark.
+        let v = video_frame(65535, u64::MAX, s, 1 << 63);
+        let m = parse_mark(true, &v).unwrap();
+        assert_eq!((m.stream, m.seq, m.send_ns), (65535, u64::MAX, 1 << 63));
+        for (seq, t) in [(0, 0), (1, 1), (256, 65536), (257, 1 << 40)] {
+            let v = video_frame(0, seq, s, t);
+            let mark = &v[VIDEO_MARK..VIDEO_MARK + MARK_LEN];
+            assert!(!mark.windows(3).any(|w| w == [0, 0, 1]), "{mark:?}");
+            assert!(!mark.windows(2).any(|w| w == [0, 0]), "{mark:?}");
+            assert_eq!(parse_mark(true, &v).unwrap().seq, seq);
+        }
         let a = audio_frame(49, 7, s, 9);
         assert_eq!(&a[..2], &[0xAF, 0x01]);
         let m = parse_mark(false, &a).unwrap();

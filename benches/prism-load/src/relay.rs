@@ -99,6 +99,8 @@ pub struct RelayProcess {
     pub child: Child,
     pub rtmp_port: u16,
     pub http_port: Option<u16>,
+    /// Prism's WHIP/WHEP signalling port (scenario `whep`).
+    pub webrtc_port: Option<u16>,
     pub dir: PathBuf,
 }
 
@@ -138,6 +140,12 @@ impl Drop for RelayProcess {
     }
 }
 
+pub fn free_udp_port() -> anyhow::Result<u16> {
+    Ok(std::net::UdpSocket::bind("127.0.0.1:0")?
+        .local_addr()?
+        .port())
+}
+
 pub fn free_port() -> anyhow::Result<u16> {
     Ok(std::net::TcpListener::bind("127.0.0.1:0")?
         .local_addr()?
@@ -154,6 +162,7 @@ pub fn start(
     fs::create_dir_all(dir)?;
     let rtmp_port = free_port()?;
     let mut http_port = None;
+    let mut webrtc_port = None;
     let child = match kind {
         RelayKind::Prism | RelayKind::Prism1 | RelayKind::PrismM40 | RelayKind::PrismLl => {
             let http = free_port()?;
@@ -164,7 +173,17 @@ pub fn start(
                 RelayKind::PrismLl => Some(0),
                 _ => None,
             };
-            let conf = prism_config(rtmp_port, http, spec, merge_ms);
+            let mut conf = prism_config(rtmp_port, http, spec, merge_ms);
+            if spec.scenario == Scenario::Whep {
+                let (sig, udp) = (free_port()?, free_udp_port()?);
+                webrtc_port = Some(sig);
+                let max = spec.players + 100;
+                let _ = write!(
+                    conf,
+                    "\n[webrtc]\nlisten = \"127.0.0.1:{sig}\"\nudp = \"127.0.0.1:{udp}\"\n\
+                     max_sessions = {max}\nmax_sessions_per_ip = {max}\n"
+                );
+            }
             let path = dir.join("prism.toml");
             fs::write(&path, conf)?;
             let mut cmd = Command::new(&paths.prism_bin);
@@ -233,6 +252,7 @@ pub fn start(
         child,
         rtmp_port,
         http_port,
+        webrtc_port,
         dir: dir.to_owned(),
     };
     wait_listening(relay)
@@ -352,6 +372,7 @@ pub fn start_hls(
         child,
         rtmp_port,
         http_port,
+        webrtc_port: None,
         dir: dir.to_owned(),
     })?;
     Ok((relay, hls_port))
@@ -438,7 +459,7 @@ fn prism_config(rtmp_port: u16, http_port: u16, spec: &RelaySpec, merge_ms: Opti
         max_streams = (spec.streams + 10).max(500),
     );
     match spec.scenario {
-        Scenario::Players => {
+        Scenario::Players | Scenario::Whep => {
             // No route: the stream is open to players. Player queues as generous as the
             // targets' below: the benchmark measures serving, not shedding.
             s.push_str(
@@ -497,7 +518,9 @@ fn nginx_config(module: &Path, dir: &Path, rtmp_port: u16, spec: &RelaySpec) -> 
                 )
             })
             .collect(),
-        Scenario::Players => "        application live {\n            live on;\n        }\n".into(),
+        Scenario::Players | Scenario::Whep => {
+            "        application live {\n            live on;\n        }\n".into()
+        }
     };
     // One connection (and fd) per target, player or publisher, plus listeners and files.
     let worker_connections = (spec.connections() + 1024).max(8192);

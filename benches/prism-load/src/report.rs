@@ -62,6 +62,7 @@ fn targets_label(results: &[ScenarioResult]) -> &'static str {
     match results.first().map(|r| r.scenario) {
         Some(Scenario::Multi) => "streams × targets",
         Some(Scenario::Players) => "players",
+        Some(Scenario::Whep) => "WHEP viewers",
         _ => "targets",
     }
 }

@@ -6,6 +6,7 @@ use crate::player::Players;
 use crate::publisher::{self, PubStats, PublishTarget};
 use crate::relay::{self, RelayKind, RelayPaths, RelaySpec};
 use crate::sink::{lock, Sink, SinkConn};
+use crate::whep::{WhepViewers, FROZEN_AFTER};
 use anyhow::bail;
 use serde::Serialize;
 use std::path::PathBuf;
@@ -24,6 +25,8 @@ pub enum Scenario {
     Multi,
     /// (c) One publisher, N RTMP players.
     Players,
+    /// (d) One publisher (RTMP), N WHEP viewers (str0m clients over loopback).
+    Whep,
 }
 
 impl Scenario {
@@ -32,7 +35,8 @@ impl Scenario {
             "fanout" => Scenario::Fanout,
             "multi" => Scenario::Multi,
             "players" => Scenario::Players,
-            _ => bail!("unknown scenario {s:?} (fanout, multi, players)"),
+            "whep" => Scenario::Whep,
+            _ => bail!("unknown scenario {s:?} (fanout, multi, players, whep)"),
         })
     }
     pub fn name(self) -> &'static str {
@@ -40,6 +44,7 @@ impl Scenario {
             Scenario::Fanout => "fanout",
             Scenario::Multi => "multi",
             Scenario::Players => "players",
+            Scenario::Whep => "whep",
         }
     }
     /// `--targets` of `run` when not given: targets (fanout), targets per stream (multi),
@@ -49,12 +54,14 @@ impl Scenario {
             Scenario::Fanout => 10,
             Scenario::Multi => 20,
             Scenario::Players => 10_000,
+            Scenario::Whep => 100,
         }
     }
     /// `--targets` of `bench` when not given.
     pub fn default_bench_targets(self) -> Vec<usize> {
         match self {
             Scenario::Fanout => vec![10, 100, 300, 500],
+            Scenario::Whep => vec![100, 300, 500],
             s => vec![s.default_targets()],
         }
     }
@@ -65,6 +72,8 @@ impl Scenario {
             Scenario::Fanout => 4700,
             Scenario::Multi => 2000,
             Scenario::Players => 250,
+            // Issue 13: WHEP viewers at 2 Mbit/s.
+            Scenario::Whep => 2000,
         }
     }
 }
@@ -105,7 +114,7 @@ impl ScenarioOpts {
         self.streams() * self.targets
     }
     fn spec(&self, sink_port: u16) -> RelaySpec {
-        let players = self.scenario == Scenario::Players;
+        let players = matches!(self.scenario, Scenario::Players | Scenario::Whep);
         RelaySpec {
             scenario: self.scenario,
             streams: self.streams(),
@@ -266,6 +275,7 @@ async fn idle_sample(receivers: &Receivers, relay: &relay::RelayProcess) -> Idle
 enum Receivers {
     Sink(Sink),
     Players(Players),
+    Whep(WhepViewers),
 }
 
 impl Receivers {
@@ -273,12 +283,14 @@ impl Receivers {
         match self {
             Receivers::Sink(s) => s.snapshot(),
             Receivers::Players(p) => p.snapshot(),
+            Receivers::Whep(w) => w.snapshot(),
         }
     }
     fn shutdown(&self) {
         match self {
             Receivers::Sink(s) => s.shutdown(),
             Receivers::Players(p) => p.shutdown(),
+            Receivers::Whep(w) => w.shutdown(),
         }
     }
 }
@@ -321,11 +333,12 @@ pub async fn run(opts: &ScenarioOpts) -> anyhow::Result<ScenarioResult> {
     let window = Arc::new(Window::new());
     let receivers = match opts.scenario {
         Scenario::Players => Receivers::Players(Players::new()),
+        Scenario::Whep => Receivers::Whep(WhepViewers::new()),
         _ => Receivers::Sink(Sink::start(opts.latency_sinks, n, clock, window.clone()).await?),
     };
     let sink_port = match &receivers {
         Receivers::Sink(s) => s.port,
-        Receivers::Players(_) => 0,
+        Receivers::Players(_) | Receivers::Whep(_) => 0,
     };
     let dir: PathBuf = std::env::temp_dir().join("prism-load").join(format!(
         "{name}-{}-{n}-{}-{}",
@@ -341,6 +354,7 @@ pub async fn run(opts: &ScenarioOpts) -> anyhow::Result<ScenarioResult> {
         Scenario::Fanout => format!("{n} targets"),
         Scenario::Multi => format!("{} streams × {} targets", opts.streams(), opts.targets),
         Scenario::Players => format!("{n} players"),
+        Scenario::Whep => format!("{n} WHEP viewers"),
     };
     progress(format!(
         "{name} {} {what} at {} kbit/s: {}relay files in {}",
@@ -490,6 +504,26 @@ async fn connect_phase(
                 )
                 .await?;
         }
+        Receivers::Whep(viewers) => {
+            let (app, key) = opts.spec(0).publish_name(opts.relay, 0);
+            let Some(sig_port) = relay.webrtc_port else {
+                bail!("{} has no WHEP endpoint", opts.relay.name());
+            };
+            viewers
+                .connect(
+                    sig_port,
+                    &app,
+                    &key,
+                    n,
+                    opts.batch,
+                    opts.latency_sinks,
+                    opts.connect_timeout.min(Duration::from_secs(30)),
+                    clock,
+                    window.clone(),
+                    progress,
+                )
+                .await?;
+        }
         Receivers::Sink(_) => {
             let mut last_report = Instant::now();
             loop {
@@ -540,7 +574,7 @@ async fn connect_phase(
     if up < n {
         let msg = format!(
             "before media: only {up}/{n} {} after {took:.0} s ({} connections, {failed} closed)",
-            if opts.scenario == Scenario::Players {
+            if matches!(opts.scenario, Scenario::Players | Scenario::Whep) {
                 "players playing"
             } else {
                 "targets connected"
@@ -725,7 +759,14 @@ async fn measure(
     let sent: Vec<u64> = pubs
         .stats
         .iter()
-        .map(|s| s.window_video.load(Ordering::Relaxed) + s.window_audio.load(Ordering::Relaxed))
+        .map(|s| {
+            // WHEP viewers get audio as Opus (transcoded, no marker): video only.
+            s.window_video.load(Ordering::Relaxed)
+                + match opts.scenario {
+                    Scenario::Whep => 0,
+                    _ => s.window_audio.load(Ordering::Relaxed),
+                }
+        })
         .collect();
     // A connection whose stream is unknown (nothing of ours arrived) counts against stream 0.
     let stream_of = |c: &SinkConn| c.stream().filter(|&s| s < pub_bytes.len()).unwrap_or(0);
@@ -828,6 +869,36 @@ async fn measure(
     }
     for (e, k) in errors.iter().take(10) {
         notes.push(format!("{k} connection(s) closed with: {e}"));
+    }
+    if opts.scenario == Scenario::Whep {
+        // Per viewer: video frames (no audio markers after the Opus transcode) and the
+        // longest stretch without one inside the window; never-connected viewers froze.
+        let bounds = window.bounds();
+        let frozen_after = FROZEN_AFTER.as_nanos() as u64;
+        let (mut frozen, mut frames, mut worst) = (n.saturating_sub(conns1.len()), 0u64, 0u64);
+        for c in &conns1 {
+            let st = lock(&c.stats);
+            let gap = st.longest_gap_ns(bounds);
+            worst = worst.max(gap);
+            if gap > frozen_after {
+                frozen += 1;
+            }
+            frames += st.video_msgs;
+        }
+        let video_sent: u64 = pubs
+            .stats
+            .iter()
+            .map(|s| s.window_video.load(Ordering::Relaxed))
+            .sum();
+        notes.push(format!(
+            "WHEP: {frozen} of {n} viewers frozen (no video frame for > {} s in the window; \
+             longest stretch {:.2} s); video frames delivered {frames} of {} ({:.2}%)",
+            FROZEN_AFTER.as_secs(),
+            worst as f64 / 1e9,
+            video_sent * n as u64,
+            frames as f64 * 100.0 / (video_sent * n as u64).max(1) as f64
+        ));
+        progress(notes.last().cloned().unwrap_or_default());
     }
     let cpu = cpu1 - cpu0;
     let gbit = delivered as f64 * 8.0 / 1e9;

@@ -9,7 +9,7 @@
 //!
 //! [`SinkConn`] and [`observe`] are shared with the RTMP players (`player.rs`).
 
-use crate::media::{parse_mark, Clock, Kind, Window};
+use crate::media::{parse_mark, Clock, Kind, Mark, Window};
 use bytes::BytesMut;
 use prism_rtmp::session::{MediaKind, ServerEvent, ServerSession, SessionConfig};
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
@@ -87,7 +87,12 @@ pub fn observe(conn: &SinkConn, is_video: bool, payload: &[u8], now: u64, window
     if is_video {
         conn.receiving.store(true, Ordering::Relaxed);
     }
-    let Some(m) = parse_mark(is_video, payload) else {
+    observe_mark(conn, parse_mark(is_video, payload), now, window)
+}
+
+/// [`observe`] of a marker already found (WHEP viewers find it in Annex B access units).
+pub fn observe_mark(conn: &SinkConn, mark: Option<Mark>, now: u64, window: &Window) -> bool {
+    let Some(m) = mark else {
         return false;
     };
     conn.stream.store(m.stream as usize, Ordering::Relaxed);
@@ -148,6 +153,33 @@ pub struct ParseStats {
     /// Frames that came with a sequence number not above the previous one.
     pub reorders: u64,
     pub last_seq: [Option<u64>; 2],
+    /// WHEP viewers: tool-clock time of the last video frame, and the longest stretch inside
+    /// the window without one (see [`ParseStats::frame_at`]).
+    pub last_frame_ns: Option<u64>,
+    pub max_frame_gap_ns: u64,
+}
+
+impl ParseStats {
+    /// A video frame arrived at `now`; `(start, end)` is the window. Stretches without a
+    /// frame count from the window's start (or the last frame, if later).
+    pub fn frame_at(&mut self, now: u64, (start, end): (u64, u64)) {
+        if now >= start {
+            let from = self.last_frame_ns.map_or(start, |l| l.max(start));
+            if from < end {
+                // A frame after the window closes the stretch at the window's end.
+                let to = now.min(end);
+                self.max_frame_gap_ns = self.max_frame_gap_ns.max(to.saturating_sub(from));
+            }
+        }
+        self.last_frame_ns = Some(now);
+    }
+
+    /// The longest stretch without a video frame over the closed window `(start, end)`,
+    /// the tail after the last frame included (the whole window if none came).
+    pub fn longest_gap_ns(&self, (start, end): (u64, u64)) -> u64 {
+        let from = self.last_frame_ns.map_or(start, |l| l.max(start));
+        self.max_frame_gap_ns.max(end.saturating_sub(from))
+    }
 }
 
 pub struct Sink {
