@@ -1,17 +1,19 @@
-//! Opus → AAC for outputs that need AAC (RTMP and SRT targets and players, HLS), once per
-//! stream.
+//! Audio transcoding for outputs whose codec differs from the source's, once per stream and
+//! direction: Opus → AAC for the outputs that need AAC (RTMP and SRT targets and players,
+//! HLS), AAC → Opus for WebRTC (WHEP) viewers.
 //!
-//! WHIP publishers send Opus; RTMP platforms and MPEG-TS take AAC. Transcoding per output
-//! would cost one decoder and one encoder per target, and give each target its own AAC
-//! frames. Instead one [`SharedAac`] per stream holds the transcoder (prism-audio's
-//! bridge, AAC-LC 128 kbit/s at 48 kHz, channels kept) and remembers what each recent
-//! Opus frame became; every output of the stream holds an [`AacView`] on it and swaps
-//! the Opus frames it takes from its queue for those AAC frames. Whichever output reaches
-//! a frame first transcodes it (outputs take a stream's frames in the same order); the
-//! others get the same `Arc<Frame>`s, so their RTMP chunks are serialized once too.
+//! WHIP publishers send Opus; RTMP platforms and MPEG-TS take AAC; browsers take Opus.
+//! Transcoding per output would cost one decoder and one encoder per target or viewer (at
+//! 1000 WHEP viewers, 1000 Opus encoders), and give each its own frames. Instead one
+//! [`SharedAudio`] per stream and direction holds the transcoder (prism-audio's bridge:
+//! AAC-LC 128 kbit/s or Opus, at 48 kHz, channels kept) and remembers what each recent
+//! source frame became; every output of the stream holds an [`AudioView`] on it and swaps
+//! the source frames it takes from its queue for those. Whichever output reaches a frame
+//! first transcodes it (outputs take a stream's frames in the same order); the others get
+//! the same `Arc<Frame>`s, so their RTMP chunks are serialized once too.
 //!
-//! Frames that are not Opus (AAC from RTMP/SRT encoders, video, metadata) pass untouched,
-//! without a lock. An output whose queue dropped frames, or that is more than
+//! Frames that need nothing (audio already in the wanted codec, video, metadata) pass
+//! untouched, without a lock. An output whose queue dropped frames, or that is more than
 //! [`REMEMBERED`] frames behind the front one, gets no audio for the frames the transcoder
 //! has moved past (it never goes back: that would tear the timeline of the others).
 
@@ -20,44 +22,48 @@ use prism_hub::{Frame, FrameKind, Stream};
 use std::collections::VecDeque;
 use std::sync::{Arc, Mutex, Weak};
 
-/// Opus frames whose AAC output is kept for the outputs behind the front one: ~10 s of
+/// Source frames whose output is kept for the outputs behind the front one: ~10 s of
 /// 20 ms packets, more than a hub queue holds.
 const REMEMBERED: usize = 512;
 
-/// What one Opus frame became (zero or more AAC frames).
+/// What one source frame became (zero or more frames of the wanted codec).
 type Converted = Arc<[Arc<Frame>]>;
 
-/// One stream's entry in [`AacTable`]: its name, the stream, its transcoder.
-type AacEntry = (String, Weak<Stream>, Weak<SharedAac>);
+/// One stream's entry in [`AudioTable`]: its name, the stream, its transcoder.
+type AudioEntry = (String, Weak<Stream>, Weak<SharedAudio>);
 
-/// The transcoder of one stream, shared by its outputs.
-pub struct SharedAac {
+/// The transcoder of one stream towards one codec, shared by its outputs.
+pub struct SharedAudio {
+    /// The codec the outputs want; source audio in another one is transcoded.
+    want: Want,
     inner: Mutex<Inner>,
 }
 
-impl std::fmt::Debug for SharedAac {
+impl std::fmt::Debug for SharedAudio {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("SharedAac")
+        write!(f, "SharedAudio({:?})", self.want)
     }
 }
 
 struct Inner {
     bridge: AudioBridge,
-    /// Recent Opus frames (weak: the pointer stays unique while held) and their output.
+    /// Recent source frames (weak: the pointer stays unique while held) and their output.
     done: VecDeque<(Weak<Frame>, Converted)>,
-    /// Hub time of the last Opus frame fed.
+    /// Hub time of the last source frame fed.
     last: Option<u32>,
-    /// The latest AAC sequence header and its number (1, 2, ...).
+    /// The latest output sequence header and its number (1, 2, ...).
     header: Option<(u64, Arc<Frame>)>,
-    /// The process's media budget: AAC frames are charged like published ones.
+    /// The process's media budget: output frames are charged like published ones.
     budget: Option<Arc<prism_mem::Budget>>,
 }
 
-impl SharedAac {
-    pub fn new(budget: Option<Arc<prism_mem::Budget>>) -> Arc<SharedAac> {
-        Arc::new(SharedAac {
+impl SharedAudio {
+    /// A transcoder towards `want` (AAC or Opus).
+    pub fn new(want: Want, budget: Option<Arc<prism_mem::Budget>>) -> Arc<SharedAudio> {
+        Arc::new(SharedAudio {
+            want,
             inner: Mutex::new(Inner {
-                bridge: AudioBridge::new(Want::Aac, BridgeConfig::default()),
+                bridge: AudioBridge::new(want, BridgeConfig::default()),
                 done: VecDeque::new(),
                 last: None,
                 header: None,
@@ -67,8 +73,8 @@ impl SharedAac {
     }
 
     /// An output's view.
-    pub fn view(self: &Arc<Self>) -> AacView {
-        AacView {
+    pub fn view(self: &Arc<Self>) -> AudioView {
+        AudioView {
             shared: self.clone(),
             header_sent: 0,
         }
@@ -76,7 +82,7 @@ impl SharedAac {
 }
 
 impl Inner {
-    /// What `f` (an Opus frame) becomes.
+    /// What `f` (a source frame) becomes.
     fn convert(&mut self, f: &Arc<Frame>) -> Converted {
         let p = Arc::as_ptr(f);
         if let Some((_, out)) = self.done.iter().rev().find(|(w, _)| w.as_ptr() == p) {
@@ -112,36 +118,48 @@ impl Inner {
     }
 }
 
-/// One output's use of its stream's [`SharedAac`].
-pub struct AacView {
-    shared: Arc<SharedAac>,
-    /// The number of the AAC sequence header this output sent last (0: none).
+/// One output's use of its stream's [`SharedAudio`].
+pub struct AudioView {
+    shared: Arc<SharedAudio>,
+    /// The number of the output sequence header this output sent last (0: none).
     header_sent: u64,
 }
 
-impl std::fmt::Debug for AacView {
+impl std::fmt::Debug for AudioView {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("AacView")
+        f.debug_struct("AudioView")
+            .field("want", &self.shared.want)
             .field("header_sent", &self.header_sent)
             .finish()
     }
 }
 
-fn is_opus(f: &Frame) -> bool {
-    f.kind == FrameKind::Audio && prism_audio::audio_codec(&f.payload) == Some(AudioCodec::Opus)
+/// Whether `f` is audio that an output wanting `want` cannot take as it is (and the bridge
+/// can transcode: Opus for AAC outputs, AAC for Opus ones; anything else passes).
+fn needs(want: Want, f: &Frame) -> bool {
+    if f.kind != FrameKind::Audio {
+        return false;
+    }
+    let source = match want {
+        Want::Aac => AudioCodec::Opus,
+        Want::Opus => AudioCodec::Aac,
+    };
+    prism_audio::audio_codec(&f.payload) == Some(source)
 }
 
-impl AacView {
-    /// Replaces the Opus frames of `frames` with their AAC, in place; an output joining
-    /// late gets the current AAC sequence header before its first AAC frame.
+impl AudioView {
+    /// Replaces the source audio frames of `frames` with their transcoded frames, in place;
+    /// an output joining late gets the current output sequence header before its first
+    /// transcoded frame.
     pub fn convert(&mut self, frames: &mut Vec<Arc<Frame>>) {
-        if !frames.iter().any(|f| is_opus(f)) {
+        let want = self.shared.want;
+        if !frames.iter().any(|f| needs(want, f)) {
             return;
         }
         let input = std::mem::take(frames);
         let mut inner = self.shared.inner.lock().unwrap_or_else(|e| e.into_inner());
         for f in input {
-            if !is_opus(&f) {
+            if !needs(want, &f) {
                 frames.push(f);
                 continue;
             }
@@ -168,20 +186,29 @@ impl AacView {
     }
 }
 
-/// Streams' shared transcoders, by stream name; entries die with their last output.
-#[derive(Debug, Default)]
-pub(crate) struct AacTable {
-    streams: Mutex<Vec<AacEntry>>,
+/// Streams' shared transcoders towards one codec, by stream name; entries die with their
+/// last output.
+#[derive(Debug)]
+pub(crate) struct AudioTable {
+    want: Want,
+    streams: Mutex<Vec<AudioEntry>>,
 }
 
-impl AacTable {
+impl AudioTable {
+    pub(crate) fn new(want: Want) -> AudioTable {
+        AudioTable {
+            want,
+            streams: Mutex::default(),
+        }
+    }
+
     /// The transcoder of `stream`, made by its first output. A new stream under the same
     /// name (not a resumed one: that is the same `Stream`) gets a new one.
     pub(crate) fn get(
         &self,
         stream: &Arc<Stream>,
         budget: Option<&Arc<prism_mem::Budget>>,
-    ) -> Arc<SharedAac> {
+    ) -> Arc<SharedAudio> {
         let mut streams = self.streams.lock().unwrap_or_else(|e| e.into_inner());
         streams.retain(|(_, s, a)| s.strong_count() > 0 && a.strong_count() > 0);
         let found = streams
@@ -191,7 +218,7 @@ impl AacTable {
         if let Some(a) = found {
             return a;
         }
-        let a = SharedAac::new(budget.cloned());
+        let a = SharedAudio::new(self.want, budget.cloned());
         streams.push((
             stream.name().to_owned(),
             Arc::downgrade(stream),
@@ -242,7 +269,7 @@ mod tests {
     #[test]
     fn aac_frames_are_charged_to_the_memory_budget_until_dropped() {
         let budget = prism_mem::Budget::new(64 << 20);
-        let shared = SharedAac::new(Some(budget.clone()));
+        let shared = SharedAudio::new(Want::Aac, Some(budget.clone()));
         let mut frames = opus_frames(50);
         shared.view().convert(&mut frames);
         let aac: usize = frames.iter().map(|f| f.payload.len()).sum();
@@ -256,7 +283,7 @@ mod tests {
 
     #[test]
     fn outputs_share_one_transcode_and_late_ones_get_the_header() {
-        let shared = SharedAac::new(None);
+        let shared = SharedAudio::new(Want::Aac, None);
         let input = opus_frames(100);
         let video = Arc::new(Frame::media(
             FrameKind::Video,
@@ -267,7 +294,7 @@ mod tests {
         let mut first = input.clone();
         first.push(video.clone());
         a.convert(&mut first);
-        assert!(first.iter().all(|f| !is_opus(f)));
+        assert!(first.iter().all(|f| !needs(Want::Aac, f)));
         assert!(
             Arc::ptr_eq(first.last().unwrap(), &video),
             "video untouched"
@@ -315,7 +342,7 @@ mod tests {
 
     #[test]
     fn aac_passes_untouched_and_old_frames_are_not_transcoded_again() {
-        let shared = SharedAac::new(None);
+        let shared = SharedAudio::new(Want::Aac, None);
         let aac = Arc::new(Frame::media(
             FrameKind::Audio,
             0,
@@ -335,5 +362,34 @@ mod tests {
         let mut behind = vec![copy];
         shared.view().convert(&mut behind);
         assert!(behind.is_empty());
+    }
+
+    #[test]
+    fn aac_sources_are_transcoded_to_opus_once_for_every_viewer() {
+        // AAC as an RTMP encoder sends it: here the output of the other direction.
+        let mut aac = opus_frames(150);
+        SharedAudio::new(Want::Aac, None).view().convert(&mut aac);
+        assert!(aac.iter().all(|f| is_aac(&f.payload)), "AAC input");
+        let shared = SharedAudio::new(Want::Opus, None);
+        let (mut a, mut b) = (shared.view(), shared.view());
+        let mut first = aac.clone();
+        a.convert(&mut first);
+        let opus: Vec<_> = first.iter().filter(|f| !f.sequence_header).collect();
+        assert!(opus.len() > 100, "{} Opus packets", opus.len());
+        assert!(first.iter().all(|f| !needs(Want::Opus, f)));
+        assert!(first[0].sequence_header, "the Opus header first");
+        // A second viewer gets the very same frames: one encoder for both.
+        let mut second = aac.clone();
+        b.convert(&mut second);
+        assert_eq!(first.len(), second.len());
+        assert!(first.iter().zip(&second).all(|(x, y)| Arc::ptr_eq(x, y)));
+        // Opus sources pass an Opus view untouched.
+        let mut passthrough = opus_frames(3);
+        let before = passthrough.clone();
+        shared.view().convert(&mut passthrough);
+        assert!(before
+            .iter()
+            .zip(&passthrough)
+            .all(|(x, y)| Arc::ptr_eq(x, y)));
     }
 }

@@ -101,7 +101,7 @@ pub struct Driver<S> {
     timer: Pin<Box<tokio::time::Sleep>>,
     reads_skipped: u32,
     /// Opus → AAC for an output that needs AAC ([`Driver::set_audio`]).
-    audio: Option<crate::audio::AacView>,
+    audio: Option<crate::audio::AudioView>,
     /// One track of multitrack streams ([`Driver::set_tracks`]).
     tracks: prism_config::TargetTracks,
     /// The chosen video track waits for its own keyframe (at the start, after a drop).
@@ -140,7 +140,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Driver<S> {
     }
 
     /// Hands the output AAC instead of Opus audio (see [`crate::audio`]).
-    pub fn set_audio(&mut self, audio: Option<crate::audio::AacView>) {
+    pub fn set_audio(&mut self, audio: Option<crate::audio::AudioView>) {
         self.audio = audio;
     }
 

@@ -36,7 +36,8 @@ pub struct Relay {
     pub(crate) sources: Mutex<HashMap<String, Arc<crate::source::SourceStatus>>>,
     pub(crate) demand: crate::source::DemandTable,
     /// Streams' shared Opus → AAC transcoders.
-    aac: crate::audio::AacTable,
+    aac: crate::audio::AudioTable,
+    opus: crate::audio::AudioTable,
     /// Drain requests (`POST /api/v1/drain`): how many so far, and who waits for the next.
     drains: (std::sync::atomic::AtomicU64, tokio::sync::Notify),
 }
@@ -97,7 +98,8 @@ impl Relay {
             pullers: RwLock::new(Vec::new()),
             sources: Mutex::new(HashMap::new()),
             demand: Default::default(),
-            aac: Default::default(),
+            aac: crate::audio::AudioTable::new(prism_audio::Want::Aac),
+            opus: crate::audio::AudioTable::new(prism_audio::Want::Opus),
             drains: Default::default(),
         })
     }
@@ -203,8 +205,14 @@ impl Relay {
 
     /// An output's view of `stream`'s Opus → AAC transcoder (one per stream, made by the
     /// first output that asks).
-    pub fn aac_audio(&self, stream: &Arc<Stream>) -> crate::audio::AacView {
+    pub fn aac_audio(&self, stream: &Arc<Stream>) -> crate::audio::AudioView {
         self.aac.get(stream, self.hub.memory()).view()
+    }
+
+    /// A WebRTC viewer's view of `stream`'s AAC → Opus transcoder (one per stream, shared
+    /// by every viewer, made by the first that asks).
+    pub fn opus_audio(&self, stream: &Arc<Stream>) -> crate::audio::AudioView {
+        self.opus.get(stream, self.hub.memory()).view()
     }
 
     /// The `prism_webrtc_*` series of a stream (`direction`: `whip` or `whep`); they go

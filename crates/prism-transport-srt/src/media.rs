@@ -122,7 +122,7 @@ pub(crate) enum SendEnd {
 pub(crate) async fn send_stream(
     socket: &mut SrtSocket,
     sub: &Subscription,
-    audio: Option<prism_relay::audio::AacView>,
+    audio: Option<prism_relay::audio::AudioView>,
     sent: impl FnMut(usize),
     report: impl FnMut(),
 ) -> SendEnd {

@@ -11,10 +11,10 @@
 //! - [`session`]: one tokio task per session owns its `str0m::Rtc` and moves media
 //!   between it and the hub (H.264 and Opus through prism-webrtc's converters).
 //!
-//! Audio: Opus passes through both ways; a WHEP viewer of an AAC source gets Opus from
-//! prism-audio's bridge ([`session::AudioAdapter`], one per viewer). WHIP's Opus goes to
-//! the hub as Enhanced RTMP Opus; RTMP/SRT targets and HLS get it as AAC from the relay's
-//! shared transcoder (`prism_relay::audio`, once per stream; a target's `audio = "copy"`
+//! Audio: Opus passes through both ways; WHEP viewers of an AAC source get Opus from the
+//! relay's shared AAC → Opus transcoder (`prism_relay::audio`, once per stream for all its
+//! viewers). WHIP's Opus goes to the hub as Enhanced RTMP Opus; RTMP/SRT targets and HLS
+//! get it as AAC from the Opus → AAC one (once per stream; a target's `audio = "copy"`
 //! keeps the Opus).
 //!
 //! This crate knows WebRTC, UDP and HTTP signalling; policy is prism-control's (through

@@ -30,7 +30,6 @@
 //! MESSAGE-INTEGRITY itself and answers only good ones.
 
 use crate::table::{Datagram, Entry, Slot, Table};
-use bytes::Bytes;
 use prism_hub::{FrameKind, RecvStatus};
 use prism_relay::{Player, Publisher, Relay};
 use prism_webrtc::clock::{to_rtp, SyncOrigin, TrackClock, Unwrap32};
@@ -113,46 +112,6 @@ impl MemEstimate {
     }
 }
 
-/// Where the audio bridge plugs in: WHEP hands it every non-Opus audio frame of the source
-/// and sends the Opus packets it returns. (WHIP → RTMP/SRT targets and HLS: the relay's
-/// shared Opus → AAC transcoder, `prism_relay::audio`, once per stream.)
-pub(crate) trait AudioAdapter: Send {
-    /// Opus packets (hub time in ms, payload) for one FLV audio tag body of the source.
-    fn to_opus(&mut self, timestamp_ms: u64, flv_audio: &Bytes) -> Vec<(u64, Vec<u8>)>;
-}
-
-/// AAC (what RTMP and SRT encoders send) → Opus in process with prism-audio: about 56 ms
-/// added (mostly the AAC decoder's delay) and ~1% of a core per viewer; its output is
-/// clocked by sample counts and shifted back by the codecs' delay, so it stays in sync
-/// with the video. Other codecs (MP3, ...) are dropped by the bridge.
-pub(crate) struct AacToOpus(prism_audio::AudioBridge);
-
-impl AacToOpus {
-    pub(crate) fn new() -> Self {
-        AacToOpus(prism_audio::AudioBridge::new(
-            prism_audio::Want::Opus,
-            prism_audio::BridgeConfig::default(),
-        ))
-    }
-}
-
-impl AudioAdapter for AacToOpus {
-    fn to_opus(&mut self, timestamp_ms: u64, flv_audio: &Bytes) -> Vec<(u64, Vec<u8>)> {
-        // The bridge keeps 32-bit hub time (wrapping); its output is near the input.
-        self.0
-            .push(flv_audio, timestamp_ms as u32)
-            .filter(|f| !f.sequence_header)
-            .filter_map(|f| match opus::classify(&f.payload) {
-                opus::Audio::OpusPacket(p) => {
-                    let d = f.timestamp_ms.wrapping_sub(timestamp_ms as u32) as i32;
-                    Some((timestamp_ms.saturating_add_signed(i64::from(d)), p.to_vec()))
-                }
-                _ => None,
-            })
-            .collect()
-    }
-}
-
 pub(crate) enum Role {
     Play(Player),
     Publish(Publisher),
@@ -217,7 +176,11 @@ struct PlayState {
     non_opus_audio: u64,
     b_frames_logged: bool,
     asked_keyframe: bool,
-    bridge: Box<dyn AudioAdapter>,
+    /// AAC (what RTMP and SRT encoders send) → Opus: the relay's transcoder for this
+    /// stream, one for all its viewers (prism-audio, about 56 ms added, mostly the AAC
+    /// decoder's delay; output clocked by sample counts and shifted back by the codecs'
+    /// delay, so it stays in sync with the video). `None` for a publishing session.
+    audio: Option<prism_relay::audio::AudioView>,
     frames: Vec<Arc<prism_hub::Frame>>,
 }
 
@@ -255,7 +218,10 @@ impl Session {
             non_opus_audio: 0,
             b_frames_logged: false,
             asked_keyframe: false,
-            bridge: Box::new(AacToOpus::new()),
+            audio: match &self.role {
+                Role::Play(p) => Some(self.relay.opus_audio(p.sub.stream())),
+                Role::Publish(_) => None,
+            },
             frames: Vec::new(),
         };
         let mut publish = PublishState {
@@ -623,7 +589,21 @@ impl Session {
     }
 
     fn send_frames(&mut self, media: &Media, play: &mut PlayState, estimate: &mut MemEstimate) {
-        let frames = std::mem::take(&mut play.frames);
+        let mut frames = std::mem::take(&mut play.frames);
+        if let Some(audio) = &mut play.audio {
+            let aac = frames
+                .iter()
+                .filter(|f| f.kind == FrameKind::Audio && !f.sequence_header)
+                .filter(|f| {
+                    prism_audio::audio_codec(&f.payload) == Some(prism_audio::AudioCodec::Aac)
+                })
+                .count();
+            audio.convert(&mut frames);
+            if aac > 0 && play.non_opus_audio == 0 {
+                info!(stream = %self.label, "source audio is AAC: transcoded to Opus for WHEP (once per stream)");
+            }
+            play.non_opus_audio += aac as u64;
+        }
         for f in &frames {
             let dts = play.ts.unwrap(f.timestamp);
             match f.kind {
@@ -664,26 +644,14 @@ impl Session {
                         continue;
                     };
                     if play.waiting_keyframe {
-                        // The bridge needs the AAC configuration, which comes before the
-                        // keyframe (nothing is sent for it).
-                        if f.sequence_header {
-                            play.bridge.to_opus(dts, &f.payload);
-                        }
                         continue;
                     }
+                    // AAC came through the stream's transcoder above (each Opus packet at
+                    // its own time, shifted by the codecs' delay); other codecs are dropped.
                     let packets = match opus::classify(&f.payload) {
-                        opus::Audio::OpusPacket(p) => vec![(dts, p.to_vec())],
-                        opus::Audio::OpusHeader => continue,
-                        opus::Audio::Other => {
-                            if play.non_opus_audio == 0 {
-                                info!(stream = %self.label, "source audio is not Opus: transcoded to Opus for WHEP");
-                            }
-                            play.non_opus_audio += 1;
-                            play.bridge.to_opus(dts, &f.payload)
-                        }
+                        opus::Audio::OpusPacket(p) => [(dts, p.to_vec())],
+                        opus::Audio::OpusHeader | opus::Audio::Other => continue,
                     };
-                    // Each packet at its own time: a transcoder releases zero or several
-                    // per input frame, shifted by its delay.
                     for (ms, p) in packets {
                         let wall = wallclock(&mut play.base, ms);
                         let ticks = to_rtp(ms, opus::RTP_RATE);
