@@ -80,6 +80,7 @@ struct Ports {
     http: u16,
     rtmps: u16,
     rtmpt: u16,
+    rtmpts: u16,
     srt: u16,
     rtsp: u16,
     hls: u16,
@@ -109,6 +110,10 @@ cert = "{d}/cert.pem"
 key = "{d}/key.pem"
 [rtmpt]
 listen = "127.0.0.1:{rtmpt}"
+[rtmpts]
+listen = "127.0.0.1:{rtmpts}"
+cert = "{d}/cert.pem"
+key = "{d}/key.pem"
 [srt]
 listen = "127.0.0.1:{srt}"
 [rtsp]
@@ -131,6 +136,21 @@ stream = "real/*"
   name = "srt_dest"
   url = "srt://127.0.0.1:{srt_dest}?latency=200"
 
+# A pulled source: the real stream again, pulled over RTMP while someone plays it.
+[[source]]
+stream = "pulled/main"
+url = "rtmp://127.0.0.1:{rtmp}/real/main"
+on_demand = true
+close_after_idle_ms = 5000
+
+# A transcoding ladder on the real stream (one small rendition: real/main_low).
+[[transcode]]
+stream = "real/*"
+  [[transcode.rendition]]
+  name = "low"
+  video = {{ codec = "h264", width = 160, height = 90, bitrate_kbps = 150, fps = 15, preset = "ultrafast" }}
+  audio = {{ codec = "aac", bitrate_kbps = 64 }}
+
 # Synthetic streams: one healthy RTMP target (checked for gaps) and one behind the fault
 # proxy (killed, stalled, refusing in turn).
 [[route]]
@@ -147,6 +167,7 @@ stream = "live/*"
         http = p.http,
         rtmps = p.rtmps,
         rtmpt = p.rtmpt,
+        rtmpts = p.rtmpts,
         srt = p.srt,
         rtsp = p.rtsp,
         hls = p.hls,
@@ -496,6 +517,14 @@ fn ffmpeg() -> Command {
     c
 }
 
+/// The PyAV venv's Python (FFmpeg 8), as the tests find it.
+fn pyav_python() -> PathBuf {
+    std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../../target"))
+        .join("pyav-venv/bin/python")
+}
+
 fn ffmpeg_publish(clip: &Path, secs: u64, format: &str, url: &str) -> Command {
     let mut c = ffmpeg();
     c.args(["-re", "-stream_loop", "-1", "-i"]).arg(clip).args([
@@ -765,6 +794,7 @@ pub async fn run(o: &SoakOpts) -> anyhow::Result<()> {
         http: free_port()?,
         rtmps: free_port()?,
         rtmpt: free_port()?,
+        rtmpts: free_port()?,
         srt: free_udp_port()?,
         rtsp: free_port()?,
         hls: free_port()?,
@@ -1054,6 +1084,16 @@ pub async fn run(o: &SoakOpts) -> anyhow::Result<()> {
                 churn_players.push((now + Duration::from_secs(life), pl));
                 actors.players.fetch_add(1, Ordering::Relaxed);
             }
+            2 if external_ok && k % 24 == 14 => spawn(
+                "rtmpts publisher",
+                ffmpeg_publish(
+                    &clip,
+                    life,
+                    "flv",
+                    &format!("rtmpts://127.0.0.1:{}/live/tt{k}", p.rtmpts),
+                ),
+                check_ffmpeg_pub,
+            ),
             2 if external_ok => spawn(
                 "rtmps publisher",
                 ffmpeg_publish(
@@ -1064,6 +1104,18 @@ pub async fn run(o: &SoakOpts) -> anyhow::Result<()> {
                 ),
                 check_ffmpeg_pub,
             ),
+            3 if external_ok && k % 24 == 15 => {
+                // FFmpeg 8's whip muxer (PyAV, in the venv scripts/test.sh makes), with the
+                // P-256 certificate (the one its GnuTLS generates is not accepted).
+                let mut c = Command::new(pyav_python());
+                c.arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/py/pyav_whip.py"))
+                    .arg(format!("http://127.0.0.1:{}/live/whip{k}/whip", p.webrtc))
+                    .arg("")
+                    .arg(life.min(60).to_string())
+                    .arg(dir.join("cert.pem"))
+                    .arg(dir.join("key.pem"));
+                spawn("whip publisher", c, check_ffmpeg_pub);
+            }
             3 if external_ok => spawn(
                 "rtmpt publisher",
                 ffmpeg_publish(
@@ -1084,6 +1136,15 @@ pub async fn run(o: &SoakOpts) -> anyhow::Result<()> {
                 ),
                 check_ffmpeg_pub,
             ),
+            5 if external_ok && k % 24 == 17 => spawn(
+                "dash viewer",
+                ffmpeg_play(
+                    &[],
+                    &format!("http://127.0.0.1:{}/real/main/manifest.mpd", p.hls),
+                    life,
+                ),
+                check_ffmpeg_play,
+            ),
             5 if external_ok => spawn(
                 "hls viewer",
                 ffmpeg_play(
@@ -1093,11 +1154,30 @@ pub async fn run(o: &SoakOpts) -> anyhow::Result<()> {
                 ),
                 check_ffmpeg_play,
             ),
+            // Every other RTSP slot over UDP stays (k % 24 == 20 with k % 48 == 44).
+            8 if external_ok && k % 48 == 20 => spawn(
+                "pulled-source player",
+                ffmpeg_play(
+                    &[],
+                    &format!("rtmp://127.0.0.1:{}/pulled/main", p.rtmp),
+                    life,
+                ),
+                check_ffmpeg_play,
+            ),
             8 if external_ok => spawn(
                 "rtsp player",
                 ffmpeg_play(
                     &["-rtsp_transport", if k % 24 == 8 { "tcp" } else { "udp" }],
                     &real("rtsp", p.rtsp),
+                    life,
+                ),
+                check_ffmpeg_play,
+            ),
+            9 if external_ok && k % 24 == 21 => spawn(
+                "rendition player",
+                ffmpeg_play(
+                    &[],
+                    &format!("rtmp://127.0.0.1:{}/real/main_low", p.rtmp),
                     life,
                 ),
                 check_ffmpeg_play,
