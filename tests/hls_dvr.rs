@@ -256,7 +256,12 @@ fn get_bytes(addr: SocketAddr, path: &str) -> Vec<u8> {
 }
 
 fn video_playlist(hls: SocketAddr) -> (String, MediaPlaylist) {
-    let (status, text) = get(hls, &format!("/live/{KEY}/video.m3u8"));
+    track_playlist(hls, "video")
+}
+
+/// The media playlist of `track` (`video`, `audio`).
+fn track_playlist(hls: SocketAddr, track: &str) -> (String, MediaPlaylist) {
+    let (status, text) = get(hls, &format!("/live/{KEY}/{track}.m3u8"));
     assert_eq!(status, 200, "{text}");
     let p = parse_media(&text).unwrap_or_else(|e| panic!("{e}\n{text}"));
     (text, p)
@@ -542,27 +547,45 @@ fn dvr_window_spills_to_disk_seeks_back_and_stays_bounded() {
             p.segments[0].msn > first_before + 60
         },
     );
-    // Segments that left the window go after their grace (one playlist length, 12 s).
-    let (_, p) = video_playlist(hls);
-    let first = p.segments[0].msn;
+    // Segments that left the window go after their grace (one playlist length, 12 s), each
+    // track's by its own playlist (audio segments end at other instants than video's, so
+    // the audio window may start one segment earlier).
+    let first = |track: &str| track_playlist(hls, track).1.segments[0].msn;
+    let (first_video, first_audio) = (first("video"), first("audio"));
+    let track_files = |track: &str| -> Vec<u64> {
+        files(&window)
+            .iter()
+            .filter_map(|(n, _)| n.strip_prefix(track)?.strip_prefix('-'))
+            .filter_map(|n| n.strip_suffix(".m4s")?.parse().ok())
+            .collect()
+    };
     wait_until(
         Duration::from_secs(40),
         "files that left the window deleted",
         || {
-            files(&window)
-                .iter()
-                .filter_map(|(n, _)| msn_of(n))
-                .all(|m| m >= first)
+            track_files("video").iter().all(|&m| m >= first_video)
+                && track_files("audio").iter().all(|&m| m >= first_audio)
         },
     );
     let now = files(&window);
     let bytes: u64 = now.iter().map(|(_, n)| n).sum();
+    // The window is 120 s of media: about 60 segments of 2 s per track (segments end on
+    // keyframes); what each track's playlist lists is its bound on disk.
+    let listed = |track: &str| track_playlist(hls, track).1.segments.len();
+    let (video_listed, audio_listed) = (listed("video"), listed("audio"));
+    let (video_files, audio_files) = (track_files("video").len(), track_files("audio").len());
     eprintln!(
-        "[hls_dvr] after 280 s: {} files, {bytes} bytes on disk (peak {peak_files} files)",
+        "[hls_dvr] after 280 s: {} files ({video_files} video, {audio_files} audio), {bytes} bytes on disk (peak {peak_files} files); listed {video_listed} video, {audio_listed} audio",
         now.len()
     );
-    // Per track at most the 120 s window (60 segments), less the live end in memory.
-    assert!(now.len() <= 2 * 60, "{} files", now.len());
+    assert!(
+        (58..=66).contains(&video_listed),
+        "about 60 segments in a 120 s window: {video_listed}"
+    );
+    // Per track at most the window, less the live end in memory; nothing else on disk.
+    assert!(video_files <= video_listed, "{video_files} video files");
+    assert!(audio_files <= audio_listed, "{audio_files} audio files");
+    assert_eq!(now.len(), video_files + audio_files, "only segment files");
     assert!(files(&window)
         .iter()
         .filter_map(|(n, _)| msn_of(n))
