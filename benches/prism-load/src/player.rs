@@ -11,7 +11,7 @@
 //! relay's window and answers pings.
 
 use crate::media::{Clock, Window};
-use crate::sink::{lock, observe, ConnList, SinkConn};
+use crate::sink::{lock, observe, setup_counts, ConnList, SinkConn};
 use anyhow::Context;
 use bytes::BytesMut;
 use prism_rtmp::session::{ClientConfig, ClientEvent, ClientSession, MediaKind, SessionConfig};
@@ -88,12 +88,7 @@ impl Players {
             }
             let tb = Instant::now();
             loop {
-                let done = batch_conns
-                    .iter()
-                    .filter(|c| {
-                        c.publishing.load(Ordering::Relaxed) || c.closed.load(Ordering::Relaxed)
-                    })
-                    .count();
+                let (done, _, _) = setup_counts(&batch_conns);
                 if done == batch_conns.len() {
                     break;
                 }
@@ -107,15 +102,9 @@ impl Players {
                 if last_report.elapsed() > Duration::from_secs(2) {
                     last_report = Instant::now();
                     let all = self.snapshot();
+                    let (_, live, closed) = setup_counts(&all);
                     progress(format!(
-                        "  players: {} playing, {} failed, {} started of {n} ({:.1} s)",
-                        all.iter()
-                            .filter(|c| c.publishing.load(Ordering::Relaxed)
-                                && !c.closed.load(Ordering::Relaxed))
-                            .count(),
-                        all.iter()
-                            .filter(|c| c.closed.load(Ordering::Relaxed))
-                            .count(),
+                        "  players: {live} playing, {closed} failed, {} started of {n} ({:.1} s)",
                         all.len(),
                         t0.elapsed().as_secs_f64()
                     ));

@@ -54,6 +54,20 @@ pub struct SinkConn {
     pub stats: Mutex<ParseStats>,
 }
 
+/// Of `conns`: how many are set up or gone (a batch waits for all), and how many of those
+/// are live and how many closed (for progress lines).
+pub fn setup_counts(conns: &[Arc<SinkConn>]) -> (usize, usize, usize) {
+    let (mut live, mut closed) = (0, 0);
+    for c in conns {
+        if c.closed.load(Ordering::Relaxed) {
+            closed += 1;
+        } else if c.publishing.load(Ordering::Relaxed) {
+            live += 1;
+        }
+    }
+    (live + closed, live, closed)
+}
+
 impl SinkConn {
     pub fn new(index: usize, parse: bool, latency: bool) -> SinkConn {
         SinkConn {

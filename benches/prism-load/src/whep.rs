@@ -11,7 +11,7 @@
 //! exceeds [`FROZEN_AFTER`]).
 
 use crate::media::{mark_at, Clock, Window, MAGIC};
-use crate::sink::{lock, observe_mark, ConnList, SinkConn};
+use crate::sink::{lock, observe_mark, setup_counts, ConnList, SinkConn};
 use anyhow::{bail, Context};
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
@@ -90,12 +90,7 @@ impl WhepViewers {
             }
             let tb = Instant::now();
             loop {
-                let done = batch_conns
-                    .iter()
-                    .filter(|c| {
-                        c.publishing.load(Ordering::Relaxed) || c.closed.load(Ordering::Relaxed)
-                    })
-                    .count();
+                let (done, _, _) = setup_counts(&batch_conns);
                 if done == batch_conns.len() {
                     break;
                 }
@@ -109,16 +104,9 @@ impl WhepViewers {
                 tokio::time::sleep(Duration::from_millis(20)).await;
             }
             started = upto;
-            let all = self.snapshot();
+            let (_, live, closed) = setup_counts(&self.snapshot());
             progress(format!(
-                "  whep: {} connected, {} failed, {started} started of {n}",
-                all.iter()
-                    .filter(|c| c.publishing.load(Ordering::Relaxed)
-                        && !c.closed.load(Ordering::Relaxed))
-                    .count(),
-                all.iter()
-                    .filter(|c| c.closed.load(Ordering::Relaxed))
-                    .count(),
+                "  whep: {live} connected, {closed} failed, {started} started of {n}"
             ));
         }
         Ok(())
