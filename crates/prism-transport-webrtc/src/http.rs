@@ -22,6 +22,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use str0m::change::SdpOffer;
+use str0m::rtp::{Extension, ExtensionMap};
 use str0m::{Candidate, IceCreds, RtcConfig};
 use tokio::net::{TcpListener, UdpSocket};
 use tokio::sync::{mpsc, Notify, Semaphore};
@@ -343,6 +344,29 @@ impl Server {
         };
         let creds = IceCreds::new();
         let ufrag = creds.ufrag.clone();
+        // A viewer's retransmission history covers about a second of its stream.
+        let send_video_packets = match &role {
+            Role::Play(p) => {
+                let stream = p.sub.stream();
+                crate::session::send_buffer_video(stream.bytes_in(), stream.uptime(Instant::now()))
+            }
+            Role::Publish(_) => crate::session::SEND_BUFFER_VIDEO,
+        };
+        let standard = ExtensionMap::standard();
+        let mut exts = standard.clone();
+        if matches!(role, Role::Play(_)) {
+            // Transport-wide sequence numbers only feed a send-side bandwidth estimate,
+            // which Prism does not run: without them str0m keeps no per-packet send record
+            // and the viewer sends no transport feedback (5% of a viewer's CPU in a
+            // profile). RTT still comes from the receiver reports. A WHIP publisher keeps
+            // them: its congestion control runs on the feedback Prism sends.
+            exts = ExtensionMap::empty();
+            for (id, e) in standard.iter() {
+                if *e != Extension::TransportSequenceNumber {
+                    exts.set(id, e.clone());
+                }
+            }
+        }
         let mut rtc = RtcConfig::new()
             .set_crypto_provider(self.crypto.clone())
             .set_local_ice_credentials(creds)
@@ -351,8 +375,9 @@ impl Server {
             .enable_h264(true)
             .enable_opus(true, false)
             .set_stats_interval(Some(Duration::from_secs(1)))
-            // str0m's defaults, set here because the memory estimate relies on them.
-            .set_send_buffer_video(crate::session::SEND_BUFFER_VIDEO)
+            .set_extension_map(exts)
+            // Set here because the memory estimate relies on them.
+            .set_send_buffer_video(send_video_packets)
             .set_send_buffer_audio(crate::session::SEND_BUFFER_AUDIO)
             .set_reordering_size_video(crate::session::REORDER_VIDEO)
             .set_reordering_size_audio(crate::session::REORDER_AUDIO)
@@ -401,6 +426,7 @@ impl Server {
             label,
             direction,
             consent_timeout: self.consent_timeout,
+            send_video_packets,
             mem: self
                 .relay
                 .memory()

@@ -59,16 +59,37 @@ const KEYFRAME_REQUEST_EVERY: Duration = Duration::from_millis(500);
 const KEYFRAME_INTERVAL: Duration = Duration::from_secs(2);
 /// Hub frames taken per wake-up (bytes).
 const BATCH_BYTES: usize = 256 * 1024;
-/// str0m's buffers, in packets (its defaults, set explicitly in the `RtcConfig`): RTP kept
-/// per video / audio stream for retransmission on a NACK (WHEP), and held per video / audio
-/// stream to put received packets back in order (WHIP).
+/// str0m's buffers, in packets: RTP kept per video / audio stream for retransmission on a
+/// NACK (WHEP), and held per video / audio stream to put received packets back in order
+/// (WHIP). The video send history is sized per viewer by [`send_buffer_video`]; 1000
+/// (str0m's default) is its ceiling.
 pub(crate) const SEND_BUFFER_VIDEO: usize = 1000;
 pub(crate) const SEND_BUFFER_AUDIO: usize = 50;
+/// The least video send history, in packets: a keyframe of a low-rate stream fits.
+pub(crate) const SEND_BUFFER_VIDEO_MIN: usize = 128;
+/// How much of the stream a WHEP viewer's video send history keeps. A retransmission
+/// older than this is of no use to a low-latency player (libwebrtc's sender keeps
+/// max(1 s, 3 × RTT) of history for the same reason).
+const SEND_HISTORY: Duration = Duration::from_secs(1);
 pub(crate) const REORDER_VIDEO: usize = 30;
 pub(crate) const REORDER_AUDIO: usize = 15;
 /// The RTP payload str0m cuts video into (its MTU less headers, rounded up), for the
 /// estimate of its send buffer.
 const RTP_PAYLOAD: usize = 1200;
+
+/// The video send history for a viewer of a stream that has carried `bytes_in` over
+/// `uptime`: [`SEND_HISTORY`] of it at that mean rate, in [`RTP_PAYLOAD`]-sized packets,
+/// within [`SEND_BUFFER_VIDEO_MIN`]..=[`SEND_BUFFER_VIDEO`]. str0m's default (1000 packets,
+/// 4.8 s at 2 Mbit/s) was most of a viewer's memory (about 1.2 of 1.6 MB).
+pub(crate) fn send_buffer_video(bytes_in: u64, uptime: Duration) -> usize {
+    let secs = uptime.as_secs_f64();
+    if secs < 1.0 {
+        // Too early to know the rate: the ceiling.
+        return SEND_BUFFER_VIDEO;
+    }
+    let packets = bytes_in as f64 / secs * SEND_HISTORY.as_secs_f64() / RTP_PAYLOAD as f64;
+    (packets.ceil() as usize).clamp(SEND_BUFFER_VIDEO_MIN, SEND_BUFFER_VIDEO)
+}
 
 /// What a session holds in media, charged to the memory budget's `webrtc` pool: the
 /// datagrams queued for the task (at most [`crate::table::QUEUE`]) and an estimate of
@@ -82,6 +103,8 @@ const RTP_PAYLOAD: usize = 1200;
 /// acknowledged or pushed out), re-measured once per wake-up.
 #[derive(Default)]
 struct MemEstimate {
+    /// The session's video send history, in packets (0: [`SEND_BUFFER_VIDEO`]).
+    send_video_packets: usize,
     rx_packets: u64,
     rx_bytes: u64,
     video_bytes: u64,
@@ -101,9 +124,11 @@ impl MemEstimate {
 
     fn str0m_bytes(&self) -> usize {
         let mean = |bytes: u64, packets: u64| bytes.checked_div(packets).unwrap_or(0);
-        let video = self
-            .video_bytes
-            .min((SEND_BUFFER_VIDEO * RTP_PAYLOAD) as u64);
+        let history = match self.send_video_packets {
+            0 => SEND_BUFFER_VIDEO,
+            n => n,
+        };
+        let video = self.video_bytes.min((history * RTP_PAYLOAD) as u64);
         let audio = self.audio_packets.min(SEND_BUFFER_AUDIO as u64)
             * mean(self.audio_bytes, self.audio_packets);
         let rx = self.rx_packets.min((REORDER_VIDEO + REORDER_AUDIO) as u64)
@@ -134,6 +159,8 @@ pub(crate) struct Session {
     pub consent_timeout: Duration,
     /// The `webrtc` pool's charge for this session (see [`MemEstimate`]).
     pub mem: prism_mem::MemCharge,
+    /// str0m's video send history, in packets (WHEP; see [`send_buffer_video`]).
+    pub send_video_packets: usize,
 }
 
 /// Cumulative RTCP counters of one media as last seen, to export deltas.
@@ -249,7 +276,10 @@ impl Session {
         };
         let mut last_consent = start;
         let needs_consent = matches!(self.role, Role::Play(_));
-        let mut estimate = MemEstimate::default();
+        let mut estimate = MemEstimate {
+            send_video_packets: self.send_video_packets,
+            ..MemEstimate::default()
+        };
         let end = loop {
             self.mem.track(
                 self.entry.queued.load(std::sync::atomic::Ordering::Relaxed)
@@ -713,6 +743,21 @@ mod tests {
     use super::*;
 
     #[test]
+    fn a_viewers_send_history_is_about_a_second_of_its_stream() {
+        let s = Duration::from_secs;
+        // 2 Mbit/s for a minute: 250 kB/s, 209 packets of 1200 bytes.
+        assert_eq!(send_buffer_video(250_000 * 60, s(60)), 209);
+        // A fast stream hits the ceiling, a slow one the floor.
+        assert_eq!(send_buffer_video(2_000_000 * 60, s(60)), SEND_BUFFER_VIDEO);
+        assert_eq!(send_buffer_video(10_000 * 60, s(60)), SEND_BUFFER_VIDEO_MIN);
+        // Too early to tell: the ceiling.
+        assert_eq!(
+            send_buffer_video(0, Duration::from_millis(200)),
+            SEND_BUFFER_VIDEO
+        );
+    }
+
+    #[test]
     fn str0m_estimate_is_capped_by_its_packet_counts() {
         let mut e = MemEstimate::default();
         assert_eq!(e.str0m_bytes(), 0);
@@ -727,6 +772,9 @@ mod tests {
             e.str0m_bytes(),
             SEND_BUFFER_VIDEO * RTP_PAYLOAD + SEND_BUFFER_AUDIO * 120
         );
+        // A viewer with a shorter send history: that much video.
+        e.send_video_packets = 200;
+        assert_eq!(e.str0m_bytes(), 200 * RTP_PAYLOAD + SEND_BUFFER_AUDIO * 120);
         // WHIP: the reorder buffers, at the mean datagram size.
         let mut w = MemEstimate::default();
         (w.rx_packets, w.rx_bytes) = (10_000, 10_000 * 1000);
