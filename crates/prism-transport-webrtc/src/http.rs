@@ -24,7 +24,7 @@ use std::time::{Duration, Instant};
 use str0m::change::SdpOffer;
 use str0m::rtp::{Extension, ExtensionMap};
 use str0m::{Candidate, IceCreds, RtcConfig};
-use tokio::net::{TcpListener, UdpSocket};
+use tokio::net::TcpListener;
 use tokio::sync::{mpsc, Notify, Semaphore};
 use tracing::{info, warn};
 
@@ -40,7 +40,7 @@ type Body = FullBody<Bytes>;
 pub(crate) struct Server {
     relay: Arc<Relay>,
     table: Arc<Table>,
-    socket: Arc<UdpSocket>,
+    socket: Arc<crate::udp::MediaSocket>,
     candidates: Vec<SocketAddr>,
     crypto: Arc<str0m::config::CryptoProvider>,
     links: Vec<HeaderValue>,
@@ -53,7 +53,7 @@ impl Server {
         relay: Arc<Relay>,
         config: &WebrtcConfig,
         table: Arc<Table>,
-        socket: Arc<UdpSocket>,
+        socket: Arc<crate::udp::MediaSocket>,
         candidates: Vec<SocketAddr>,
     ) -> Server {
         let links = config

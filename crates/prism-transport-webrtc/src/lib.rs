@@ -23,6 +23,7 @@
 mod http;
 mod session;
 mod table;
+mod udp;
 
 use prism_config::WebrtcConfig;
 use prism_relay::Relay;
@@ -42,7 +43,7 @@ const MAX_DATAGRAM: usize = 2048;
 pub struct WebrtcServer {
     config: WebrtcConfig,
     http: TcpListener,
-    udp: Arc<UdpSocket>,
+    udp: Arc<udp::MediaSocket>,
     tls: Option<Arc<ReloadableTls>>,
     candidates: Vec<SocketAddr>,
 }
@@ -63,6 +64,7 @@ impl WebrtcServer {
             .await
             .map_err(|e| format!("binding [webrtc] listen {}: {e}", config.listen))?;
         let udp = bind_udp(config.udp)
+            .and_then(udp::MediaSocket::new)
             .map_err(|e| format!("binding [webrtc] udp {}: {e}", config.udp))?;
         let port = udp.local_addr().map_err(|e| e.to_string())?.port();
         let candidates = candidates(config, port);

@@ -30,6 +30,7 @@
 //! MESSAGE-INTEGRITY itself and answers only good ones.
 
 use crate::table::{Datagram, Entry, Slot, Table};
+use crate::udp::SendBatch;
 use prism_hub::{FrameKind, RecvStatus};
 use prism_relay::{Player, Publisher, Relay};
 use prism_webrtc::clock::{to_rtp, SyncOrigin, TrackClock, Unwrap32};
@@ -42,7 +43,6 @@ use str0m::format::Codec;
 use str0m::media::{Frequency, KeyframeRequestKind, MediaKind, MediaTime, Mid, Pt};
 use str0m::net::{Protocol, Receive};
 use str0m::{Event, IceConnectionState, Input, Output, Rtc};
-use tokio::net::UdpSocket;
 use tokio::sync::mpsc;
 use tracing::{debug, info};
 
@@ -147,7 +147,7 @@ pub(crate) enum Role {
 
 pub(crate) struct Session {
     pub rtc: Rtc,
-    pub socket: Arc<UdpSocket>,
+    pub socket: Arc<crate::udp::MediaSocket>,
     /// The candidate address datagrams are taken to have arrived at.
     pub local: SocketAddr,
     pub rx: mpsc::Receiver<Datagram>,
@@ -370,9 +370,11 @@ impl Session {
         // Tell the peer (DTLS close_notify, RTCP BYE) when it may still listen.
         if !matches!(end, End::PeerClosed | End::ConsentExpired | End::Rtc(_)) {
             rtc.disconnect();
+            let mut batch = SendBatch::default();
             while let Ok(Output::Transmit(t)) = rtc.poll_output() {
-                let _ = socket.try_send_to(&t.contents, t.destination);
+                batch.push(&socket, t.destination, &t.contents);
             }
+            batch.flush(&socket);
         }
         match &end {
             End::ConsentExpired | End::ConnectTimeout => relay
@@ -438,17 +440,19 @@ impl Session {
         seen: &mut std::collections::HashMap<Mid, Seen>,
         metrics: &prism_metrics::WebrtcMetrics,
     ) -> Result<Instant, End> {
+        // Local to the call, so no session keeps a batch buffer between wake-ups.
+        let mut batch = SendBatch::default();
         loop {
             let out = self
                 .rtc
                 .poll_output()
                 .map_err(|e| End::Rtc(e.to_string()))?;
             match out {
-                Output::Timeout(t) => return Ok(t),
-                Output::Transmit(t) => {
-                    // A full socket buffer drops the datagram, as the network would.
-                    let _ = self.socket.try_send_to(&t.contents, t.destination);
+                Output::Timeout(t) => {
+                    batch.flush(&self.socket);
+                    return Ok(t);
                 }
+                Output::Transmit(t) => batch.push(&self.socket, t.destination, &t.contents),
                 Output::Event(Event::MediaEgressStats(st)) => {
                     // Viewers' reports of what Prism sent (WHEP).
                     let s = seen.entry(st.mid).or_default();
