@@ -1,5 +1,6 @@
 //! WebRTC ([webrtc]): headless Chromium plays WHEP of streams ffmpeg publishes over RTMP
-//! (H.264 High, with and without B-frames), publishes over WHIP from its fake camera and
+//! (H.264 High, with and without B-frames) and of an Enhanced RTMP AV1 stream FFmpeg 8
+//! publishes (as AV1), publishes over WHIP from its fake camera and
 //! microphone (H.264 + Opus) to an nginx-rtmp destination and to a second Chromium playing
 //! it back over WHEP with audio; bad signalling is refused and UDP garbage is dropped and
 //! counted while a session plays.
@@ -632,6 +633,53 @@ fn whip_to_whep_latency_is_measured() {
 }
 
 /// tests/py/pyav_whip.py publishing with this file's token.
+/// An Enhanced RTMP AV1 + Opus stream (FFmpeg 8's libsvtav1 and libopus, through PyAV)
+/// plays over WHEP in Chromium as AV1, with the Opus passed through: the viewer offers AV1,
+/// the answer takes it, and every keyframe carries the sequence header.
+#[test]
+fn whep_plays_an_enhanced_rtmp_av1_stream_as_av1_in_chromium() {
+    let s = start("");
+    let url = s.prism.rtmp_url("live", "av1");
+    let secs = 6;
+    let _publisher = Reaped(
+        Command::new(pyav_python())
+            .arg(workspace_dir().join("tests/py/pyav_ertmp.py"))
+            .args(["publish", &url, "libsvtav1", "libopus", "20"])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("python pyav_ertmp.py publish"),
+    );
+    wait_live(&s.prism, "live/av1");
+    let v = report(
+        browser(
+            "whep",
+            &format!("http://{}/live/av1/whep", s.signal),
+            secs,
+            "",
+        ),
+        secs,
+    );
+    assert_eq!(v["status"], 201, "{v}");
+    let last = v["samples"]
+        .as_array()
+        .and_then(|a| a.last())
+        .cloned()
+        .unwrap_or_default();
+    assert_eq!(last["videoCodec"], "video/AV1", "{v}");
+    let (f0, f1) = span(&v, "framesDecoded");
+    let fps = (f1 - f0) / f64::from(secs - 1);
+    eprintln!(
+        "[webrtc] WHEP of E-RTMP AV1: {f1} frames decoded, {fps:.1} fps, decoder {}",
+        last["decoder"]
+    );
+    assert!(fps > 15.0, "AV1 framesDecoded did not keep rising: {v}");
+    assert!(span(&v, "keyFramesDecoded").1 >= 1.0, "{v}");
+    let (a0, a1) = span(&v, "totalSamplesReceived");
+    assert!(a1 - a0 > 48_000.0, "Opus audio did not play: {v}");
+}
+
 fn pyav_whip(url: &str, seconds: u32, cert: &(std::path::PathBuf, std::path::PathBuf)) -> Reaped {
     common::webrtc::pyav_whip(url, TOKEN, seconds, cert)
 }

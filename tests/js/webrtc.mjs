@@ -95,9 +95,11 @@ try {
     for (let i = 0; i < seconds; i++) {
       await new Promise((res) => setTimeout(res, 1000));
       const s = { t: i + 1, state: pc.connectionState };
-      (await pc.getStats()).forEach((st) => {
+      const stats = await pc.getStats();
+      stats.forEach((st) => {
         if (st.type === "inbound-rtp" && st.kind === "video") {
           s.framesDecoded = st.framesDecoded; s.keyFramesDecoded = st.keyFramesDecoded;
+          s.videoCodec = st.codecId && stats.get(st.codecId) ? stats.get(st.codecId).mimeType : undefined;
           s.videoPackets = st.packetsReceived; s.nackCount = st.nackCount; s.pliCount = st.pliCount;
           s.jitterBufferDelay = st.jitterBufferDelay; s.jitterBufferEmittedCount = st.jitterBufferEmittedCount;
           s.frameWidth = st.frameWidth; s.decoder = st.decoderImplementation;

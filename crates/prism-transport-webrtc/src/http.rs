@@ -373,6 +373,8 @@ impl Server {
             .set_ice_lite(true)
             .clear_codecs()
             .enable_h264(true)
+            // A viewer may take AV1 (an Enhanced RTMP AV1 source); publishers send H.264.
+            .enable_av1(matches!(role, Role::Play(_)))
             .enable_opus(true, false)
             .set_stats_interval(Some(Duration::from_secs(1)))
             .set_extension_map(exts)

@@ -33,6 +33,7 @@ use crate::table::{Datagram, Entry, Slot, Table};
 use crate::udp::SendBatch;
 use prism_hub::{FrameKind, RecvStatus};
 use prism_relay::{Player, Publisher, Relay};
+use prism_webrtc::av1::{self, Av1Egress};
 use prism_webrtc::clock::{to_rtp, SyncOrigin, TrackClock, Unwrap32};
 use prism_webrtc::h264::{AvcEgress, AvcIngest};
 use prism_webrtc::opus;
@@ -193,12 +194,18 @@ enum End {
 
 struct Media {
     video: Option<(Mid, Pt)>,
+    /// The video media's AV1 payload type, when the viewer offered AV1 (WHEP of an AV1
+    /// source; H.264 sources go on `video`'s type).
+    video_av1: Option<Pt>,
     audio: Option<(Mid, Pt)>,
     connected: bool,
 }
 
 struct PlayState {
     avc: AvcEgress,
+    av1: Av1Egress,
+    /// Logged once: the source is AV1 and this viewer cannot take it.
+    av1_refused_logged: bool,
     ts: Unwrap32,
     /// Session start: hub time `base.1` ms was sent at wall-clock `base.0`.
     base: Option<(Instant, u64)>,
@@ -237,11 +244,14 @@ impl Session {
         conn.active.inc();
         let mut media = Media {
             video: None,
+            video_av1: None,
             audio: None,
             connected: false,
         };
         let mut play = PlayState {
             avc: AvcEgress::new(),
+            av1: Av1Egress::new(),
+            av1_refused_logged: false,
             ts: Unwrap32::new(),
             base: None,
             waiting_keyframe: true,
@@ -517,7 +527,8 @@ impl Session {
                 let pt = self.pick_pt(m.mid, m.kind);
                 match (m.kind, pt) {
                     (MediaKind::Video, Some(pt)) if media.video.is_none() => {
-                        media.video = Some((m.mid, pt))
+                        media.video = Some((m.mid, pt));
+                        media.video_av1 = self.pick_av1_pt(m.mid);
                     }
                     (MediaKind::Audio, Some(pt)) if media.audio.is_none() => {
                         media.audio = Some((m.mid, pt))
@@ -600,6 +611,16 @@ impl Session {
         pt
     }
 
+    /// The AV1 payload type of a video media, if negotiated (WHEP answers offer AV1).
+    fn pick_av1_pt(&mut self, mid: Mid) -> Option<Pt> {
+        let writer = self.rtc.writer(mid)?;
+        let pt = writer
+            .payload_params()
+            .find(|p| p.spec().codec == Codec::Av1)
+            .map(|p| p.pt());
+        pt
+    }
+
     fn request_keyframe(&mut self, media: &Media, publish: &mut PublishState, now: Instant) {
         if !media.connected {
             return;
@@ -625,6 +646,20 @@ impl Session {
         }
     }
 
+    /// A viewer starts on a keyframe: until one comes, frames are skipped and the source is
+    /// asked for one (once).
+    fn video_may_start(&self, play: &mut PlayState, keyframe: bool) -> bool {
+        if play.waiting_keyframe && !keyframe {
+            if !play.asked_keyframe {
+                self.table.want_keyframe(&self.label);
+                play.asked_keyframe = true;
+            }
+            return false;
+        }
+        play.waiting_keyframe = false;
+        true
+    }
+
     fn send_frames(&mut self, media: &Media, play: &mut PlayState, estimate: &mut MemEstimate) {
         let mut frames = std::mem::take(&mut play.frames);
         if let Some(audio) = &mut play.audio {
@@ -644,18 +679,37 @@ impl Session {
         for f in &frames {
             let dts = play.ts.unwrap(f.timestamp);
             match f.kind {
+                FrameKind::Video if av1::is_av1(&f.payload) => {
+                    let Some(tu) = play.av1.push(&f.payload) else {
+                        continue;
+                    };
+                    let (Some((mid, _)), Some(pt)) = (media.video, media.video_av1) else {
+                        if !play.av1_refused_logged {
+                            info!(stream = %self.label, "source video is AV1 and this viewer did not offer AV1: audio only");
+                            play.av1_refused_logged = true;
+                        }
+                        continue;
+                    };
+                    if !self.video_may_start(play, tu.keyframe) {
+                        continue;
+                    }
+                    // AV1 has no B-frame reordering in E-RTMP: presentation time is the DTS.
+                    let wall = wallclock(&mut play.base, dts);
+                    let time = MediaTime::new(to_rtp(dts, 90_000), Frequency::NINETY_KHZ);
+                    estimate.video_bytes += tu.data.len() as u64;
+                    if let Some(w) = self.rtc.writer(mid) {
+                        if let Err(e) = w.write(pt, wall, time, tu.data) {
+                            debug!(stream = %self.label, "video write: {e}");
+                        }
+                    }
+                }
                 FrameKind::Video => {
                     let Some(au) = play.avc.push(&f.payload) else {
                         continue;
                     };
-                    if play.waiting_keyframe && !au.keyframe {
-                        if !play.asked_keyframe {
-                            self.table.want_keyframe(&self.label);
-                            play.asked_keyframe = true;
-                        }
+                    if !self.video_may_start(play, au.keyframe) {
                         continue;
                     }
-                    play.waiting_keyframe = false;
                     if au.cts_ms != 0 && !play.b_frames_logged {
                         // Measured with Chromium 1xx: its H.264 receiver decodes only the
                         // keyframes of a stream with B-frames (and sends PLIs), whether RTP

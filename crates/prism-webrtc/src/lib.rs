@@ -13,6 +13,7 @@
 //! No sockets, no clock, no runtime: bytes and times in, values out. Everything here reads
 //! untrusted bytes and returns `None`/errors on anything malformed; it never panics.
 
+pub mod av1;
 pub mod clock;
 pub mod demux;
 pub mod h264;
