@@ -9,7 +9,7 @@
 
 mod common;
 
-use common::webrtc::{p256_cert, pyav_python, Reaped};
+use common::webrtc::{p256_cert, pyav_ertmp_publish, pyav_python, Reaped};
 use common::*;
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream, UdpSocket};
@@ -632,7 +632,6 @@ fn whip_to_whep_latency_is_measured() {
     latency_report("WHIP -> WHEP", &v);
 }
 
-/// tests/py/pyav_whip.py publishing with this file's token.
 /// An Enhanced RTMP AV1 + Opus stream (FFmpeg 8's libsvtav1 and libopus, through PyAV)
 /// plays over WHEP in Chromium as AV1, with the Opus passed through: the viewer offers AV1,
 /// the answer takes it, and every keyframe carries the sequence header.
@@ -641,16 +640,7 @@ fn whep_plays_an_enhanced_rtmp_av1_stream_as_av1_in_chromium() {
     let s = start("");
     let url = s.prism.rtmp_url("live", "av1");
     let secs = 6;
-    let _publisher = Reaped(
-        Command::new(pyav_python())
-            .arg(workspace_dir().join("tests/py/pyav_ertmp.py"))
-            .args(["publish", &url, "libsvtav1", "libopus", "20"])
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("python pyav_ertmp.py publish"),
-    );
+    let _publisher = pyav_ertmp_publish(&url, "libsvtav1", "libopus", 20);
     wait_live(&s.prism, "live/av1");
     let v = report(
         browser(
@@ -680,6 +670,7 @@ fn whep_plays_an_enhanced_rtmp_av1_stream_as_av1_in_chromium() {
     assert!(a1 - a0 > 48_000.0, "Opus audio did not play: {v}");
 }
 
+/// tests/py/pyav_whip.py publishing with this file's token.
 fn pyav_whip(url: &str, seconds: u32, cert: &(std::path::PathBuf, std::path::PathBuf)) -> Reaped {
     common::webrtc::pyav_whip(url, TOKEN, seconds, cert)
 }

@@ -33,6 +33,21 @@ impl Drop for Reaped {
     }
 }
 
+/// tests/py/pyav_ertmp.py publishing `vcodec` + `acodec` over Enhanced RTMP to `url` for
+/// `seconds`, output discarded.
+pub fn pyav_ertmp_publish(url: &str, vcodec: &str, acodec: &str, seconds: u32) -> Reaped {
+    Reaped(
+        Command::new(pyav_python())
+            .arg(workspace_dir().join("tests/py/pyav_ertmp.py"))
+            .args(["publish", url, vcodec, acodec, &seconds.to_string()])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("python pyav_ertmp.py publish"),
+    )
+}
+
 /// tests/py/pyav_whip.py publishing to `url` with bearer `token` for `seconds` (then it
 /// ends the session with a DELETE), output discarded.
 pub fn pyav_whip(url: &str, token: &str, seconds: u32, cert: &(PathBuf, PathBuf)) -> Reaped {

@@ -40,7 +40,7 @@ use prism_webrtc::opus;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-use str0m::format::Codec;
+use str0m::format::{Codec, CodecSpec};
 use str0m::media::{Frequency, KeyframeRequestKind, MediaKind, MediaTime, Mid, Pt};
 use str0m::net::{Protocol, Receive};
 use str0m::{Event, IceConnectionState, Input, Output, Rtc};
@@ -524,11 +524,16 @@ impl Session {
             }
             Event::Closed => return Err(End::PeerClosed),
             Event::MediaAdded(m) => {
-                let pt = self.pick_pt(m.mid, m.kind);
+                let pt = match m.kind {
+                    MediaKind::Video => self.find_pt(m.mid, |s| {
+                        s.codec == Codec::H264 && s.format.packetization_mode == Some(1)
+                    }),
+                    MediaKind::Audio => self.find_pt(m.mid, |s| s.codec == Codec::Opus),
+                };
                 match (m.kind, pt) {
                     (MediaKind::Video, Some(pt)) if media.video.is_none() => {
                         media.video = Some((m.mid, pt));
-                        media.video_av1 = self.pick_av1_pt(m.mid);
+                        media.video_av1 = self.find_pt(m.mid, |s| s.codec == Codec::Av1);
                     }
                     (MediaKind::Audio, Some(pt)) if media.audio.is_none() => {
                         media.audio = Some((m.mid, pt))
@@ -592,31 +597,13 @@ impl Session {
         Ok(())
     }
 
-    /// The payload type to send (or expect) for a media: H.264 packetization-mode 1, or
-    /// Opus.
-    fn pick_pt(&mut self, mid: Mid, kind: MediaKind) -> Option<Pt> {
+    /// The first payload type of a media whose codec `wanted` accepts: what is sent (or
+    /// expected) there.
+    fn find_pt(&mut self, mid: Mid, wanted: impl Fn(&CodecSpec) -> bool) -> Option<Pt> {
         let writer = self.rtc.writer(mid)?;
         let pt = writer
             .payload_params()
-            .find(|p| {
-                let spec = p.spec();
-                match kind {
-                    MediaKind::Video => {
-                        spec.codec == Codec::H264 && spec.format.packetization_mode == Some(1)
-                    }
-                    MediaKind::Audio => spec.codec == Codec::Opus,
-                }
-            })
-            .map(|p| p.pt());
-        pt
-    }
-
-    /// The AV1 payload type of a video media, if negotiated (WHEP answers offer AV1).
-    fn pick_av1_pt(&mut self, mid: Mid) -> Option<Pt> {
-        let writer = self.rtc.writer(mid)?;
-        let pt = writer
-            .payload_params()
-            .find(|p| p.spec().codec == Codec::Av1)
+            .find(|p| wanted(&p.spec()))
             .map(|p| p.pt());
         pt
     }
@@ -660,6 +647,25 @@ impl Session {
         true
     }
 
+    /// Hands str0m one access unit / temporal unit presented at hub time `pts` ms.
+    fn write_video(
+        &mut self,
+        base: &mut Option<(Instant, u64)>,
+        (mid, pt): (Mid, Pt),
+        pts: u64,
+        data: Vec<u8>,
+        estimate: &mut MemEstimate,
+    ) {
+        let wall = wallclock(base, pts);
+        let time = MediaTime::new(to_rtp(pts, 90_000), Frequency::NINETY_KHZ);
+        estimate.video_bytes += data.len() as u64;
+        if let Some(w) = self.rtc.writer(mid) {
+            if let Err(e) = w.write(pt, wall, time, data) {
+                debug!(stream = %self.label, "video write: {e}");
+            }
+        }
+    }
+
     fn send_frames(&mut self, media: &Media, play: &mut PlayState, estimate: &mut MemEstimate) {
         let mut frames = std::mem::take(&mut play.frames);
         if let Some(audio) = &mut play.audio {
@@ -694,14 +700,7 @@ impl Session {
                         continue;
                     }
                     // AV1 has no B-frame reordering in E-RTMP: presentation time is the DTS.
-                    let wall = wallclock(&mut play.base, dts);
-                    let time = MediaTime::new(to_rtp(dts, 90_000), Frequency::NINETY_KHZ);
-                    estimate.video_bytes += tu.data.len() as u64;
-                    if let Some(w) = self.rtc.writer(mid) {
-                        if let Err(e) = w.write(pt, wall, time, tu.data) {
-                            debug!(stream = %self.label, "video write: {e}");
-                        }
-                    }
+                    self.write_video(&mut play.base, (mid, pt), dts, tu.data, estimate);
                 }
                 FrameKind::Video => {
                     let Some(au) = play.avc.push(&f.payload) else {
@@ -721,14 +720,7 @@ impl Session {
                     let Some((mid, pt)) = media.video else {
                         continue;
                     };
-                    let wall = wallclock(&mut play.base, pts);
-                    let time = MediaTime::new(to_rtp(pts, 90_000), Frequency::NINETY_KHZ);
-                    estimate.video_bytes += au.data.len() as u64;
-                    if let Some(w) = self.rtc.writer(mid) {
-                        if let Err(e) = w.write(pt, wall, time, au.data) {
-                            debug!(stream = %self.label, "video write: {e}");
-                        }
-                    }
+                    self.write_video(&mut play.base, (mid, pt), pts, au.data, estimate);
                 }
                 FrameKind::Audio => {
                     let Some((mid, pt)) = media.audio else {

@@ -42,7 +42,7 @@ impl MediaSocket {
     /// A full socket buffer drops them, as the network would; the peer's NACKs recover
     /// what matters.
     fn send(&self, to: SocketAddr, contents: &[u8], segment: usize) {
-        let segment_size = (contents.len() > segment).then_some(segment);
+        let segment_size = (segment > 0 && contents.len() > segment).then_some(segment);
         let transmit = Transmit {
             destination: to,
             ecn: None,
@@ -58,7 +58,7 @@ impl MediaSocket {
             Err(e) if segment_size.is_some() && e.kind() != io::ErrorKind::WouldBlock => {
                 // The device refused segmentation (quinn-udp stops offering it from now
                 // on): send this batch a datagram at a time.
-                for d in contents.chunks(segment.max(1)) {
+                for d in contents.chunks(segment) {
                     let _ = self.socket.try_send_to(d, to);
                 }
             }
@@ -75,16 +75,16 @@ pub(crate) struct SendBatch {
     /// The size of every datagram but possibly the last.
     segment: usize,
     count: usize,
-    /// A shorter datagram ended the run: the next one starts a new batch.
-    closed: bool,
 }
 
 impl SendBatch {
     /// Adds a datagram, first sending what is batched if this one cannot join it.
     pub fn push(&mut self, socket: &MediaSocket, to: SocketAddr, datagram: &[u8]) {
         if self.count > 0 {
+            // A shorter datagram ends a run: only full ones may follow each other.
+            let run_open = self.buf.len() == self.count * self.segment;
             let joins = self.to == Some(to)
-                && !self.closed
+                && run_open
                 && datagram.len() <= self.segment
                 && self.count < socket.max_segments()
                 && self.buf.len() + datagram.len() <= MAX_BATCH_BYTES;
@@ -98,7 +98,6 @@ impl SendBatch {
         }
         self.buf.extend_from_slice(datagram);
         self.count += 1;
-        self.closed = datagram.len() < self.segment;
     }
 
     /// Sends what is batched.
@@ -108,7 +107,6 @@ impl SendBatch {
         }
         self.buf.clear();
         self.count = 0;
-        self.closed = false;
     }
 }
 

@@ -39,23 +39,18 @@ impl Av1Egress {
         match prism_cmaf::parse_video(payload).ok()? {
             Payload::Config(c) if c.codec == Codec::Av1 => {
                 // av1C: 4 bytes of fields, then configOBUs (the sequence header OBU).
-                self.sequence_header = c.record.get(4..).map(Bytes::copy_from_slice);
+                self.sequence_header = (c.record.len() > 4).then(|| c.record.slice(4..));
                 None
             }
             Payload::Frame { keyframe, data, .. } => {
-                let mut out = Vec::with_capacity(data.len() + 64);
-                if keyframe && obu_type(&data) != Some(OBU_SEQUENCE_HEADER) {
-                    match &self.sequence_header {
-                        Some(sh) if obu_type(sh) == Some(OBU_SEQUENCE_HEADER) => {
-                            out.extend_from_slice(sh)
-                        }
-                        _ => return None,
-                    }
-                }
-                out.extend_from_slice(&data);
+                let prefix: &[u8] = match &self.sequence_header {
+                    _ if !keyframe || obu_type(&data) == Some(OBU_SEQUENCE_HEADER) => &[],
+                    Some(sh) if obu_type(sh) == Some(OBU_SEQUENCE_HEADER) => sh,
+                    _ => return None,
+                };
                 Some(TemporalUnit {
                     keyframe,
-                    data: out,
+                    data: [prefix, &data].concat(),
                 })
             }
             _ => None,
