@@ -450,7 +450,7 @@ impl Session {
         seen: &mut std::collections::HashMap<Mid, Seen>,
         metrics: &prism_metrics::WebrtcMetrics,
     ) -> Result<Instant, End> {
-        // Local to the call, so no session keeps a batch buffer between wake-ups.
+        // Flushed before returning: its bytes live in this worker thread's buffer.
         let mut batch = SendBatch::default();
         loop {
             let out = self

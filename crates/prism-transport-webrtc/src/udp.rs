@@ -67,10 +67,19 @@ impl MediaSocket {
     }
 }
 
-/// One session's datagrams waiting to go out together, all to one address.
+thread_local! {
+    /// The batch bytes, one buffer per runtime worker: a session's drain runs without
+    /// awaiting, so it never shares one, and no session keeps (or allocates) its own.
+    static BUF: std::cell::RefCell<Vec<u8>> =
+        std::cell::RefCell::new(Vec::with_capacity(MAX_BATCH_BYTES));
+}
+
+/// One session's datagrams waiting to go out together, all to one address. Holds only the
+/// shape of the run; the bytes are in this thread's [`BUF`], so a batch must be flushed
+/// before its task can move (before the next `.await`).
 #[derive(Default)]
 pub(crate) struct SendBatch {
-    buf: Vec<u8>,
+    len: usize,
     to: Option<SocketAddr>,
     /// The size of every datagram but possibly the last.
     segment: usize,
@@ -82,12 +91,12 @@ impl SendBatch {
     pub fn push(&mut self, socket: &MediaSocket, to: SocketAddr, datagram: &[u8]) {
         if self.count > 0 {
             // A shorter datagram ends a run: only full ones may follow each other.
-            let run_open = self.buf.len() == self.count * self.segment;
+            let run_open = self.len == self.count * self.segment;
             let joins = self.to == Some(to)
                 && run_open
                 && datagram.len() <= self.segment
                 && self.count < socket.max_segments()
-                && self.buf.len() + datagram.len() <= MAX_BATCH_BYTES;
+                && self.len + datagram.len() <= MAX_BATCH_BYTES;
             if !joins {
                 self.flush(socket);
             }
@@ -96,16 +105,20 @@ impl SendBatch {
             self.to = Some(to);
             self.segment = datagram.len();
         }
-        self.buf.extend_from_slice(datagram);
+        BUF.with_borrow_mut(|b| {
+            b.truncate(self.len);
+            b.extend_from_slice(datagram);
+        });
+        self.len += datagram.len();
         self.count += 1;
     }
 
     /// Sends what is batched.
     pub fn flush(&mut self, socket: &MediaSocket) {
         if let (Some(to), true) = (self.to, self.count > 0) {
-            socket.send(to, &self.buf, self.segment);
+            BUF.with_borrow(|b| socket.send(to, &b[..self.len], self.segment));
         }
-        self.buf.clear();
+        self.len = 0;
         self.count = 0;
     }
 }
