@@ -24,28 +24,47 @@ pub struct Frame {
     pub mem: prism_mem::MemCharge,
 }
 
-/// A slot where egress code keeps a serialized form of a frame (such as its RTMP chunks),
-/// computed by the first subscriber that needs it and shared by the rest. The hub never
-/// looks inside; subscribers receive frames as `Arc<Frame>`, so the slot is shared.
+/// Slots where egress code keeps serialized forms of a frame (its RTMP chunks, its RTP
+/// payloads), each computed by the first subscriber that needs it and shared by the rest.
+/// The hub never looks inside; subscribers receive frames as `Arc<Frame>`, so the slots are
+/// shared. One value per type, in [`EGRESS_SLOTS`] slots: a stream watched over RTMP and
+/// WebRTC keeps both forms.
 ///
 /// Set once and never emptied, so every later read is a lock-free load returning a
 /// reference (no lock, no `Arc` clone per subscriber per message on the fan-out path). To
 /// keep the GOP cache from holding a second copy of every frame, the hub instead replaces a
-/// cached frame past the live edge by a [`Frame::cold_copy`] (same payload, empty slot); a
+/// cached frame past the live edge by a [`Frame::cold_copy`] (same payload, empty slots); a
 /// late taker serializes that copy again.
 #[derive(Default)]
-pub struct EgressCache(OnceLock<Box<dyn Any + Send + Sync>>);
+pub struct EgressCache([OnceLock<Box<dyn Any + Send + Sync>>; EGRESS_SLOTS]);
+
+/// How many serialized forms a frame can keep (one per egress kind that caches one).
+pub const EGRESS_SLOTS: usize = 3;
 
 impl EgressCache {
-    /// The cached value, computing it with `init` if the slot is empty (concurrent callers
-    /// wait for the first one's `init`). None if the slot holds a value of another type.
+    /// The cached value of type `T`, computing it with `init` in the first empty slot if
+    /// there is none (concurrent callers wait for the first one's `init`). None if every
+    /// slot holds a value of another type.
     pub fn get_or_init<T: Any + Send + Sync>(&self, init: impl FnOnce() -> T) -> Option<&T> {
-        self.0.get_or_init(|| Box::new(init())).downcast_ref()
+        let mut init = Some(init);
+        for slot in &self.0 {
+            // A slot another type won (even while this call waited for it) is skipped;
+            // `init` runs at most once, in the slot this call fills, which then holds a `T`
+            // (the unit is never stored: a taken `init` returned from the loop).
+            let v = slot.get_or_init(|| match init.take() {
+                Some(f) => Box::new(f()),
+                None => Box::new(()),
+            });
+            if let Some(v) = v.downcast_ref() {
+                return Some(v);
+            }
+        }
+        None
     }
 
     /// Whether a value was cached.
     pub fn is_set(&self) -> bool {
-        self.0.get().is_some()
+        self.0.iter().any(|s| s.get().is_some())
     }
 }
 

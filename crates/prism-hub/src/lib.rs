@@ -14,7 +14,7 @@ mod queue;
 mod stream;
 mod timestamps;
 
-pub use frame::{EgressCache, Frame, FrameKind};
+pub use frame::{EgressCache, Frame, FrameKind, EGRESS_SLOTS};
 pub use queue::{DropReason, PushOutcome, QueueLimits, SubQueue};
 pub use stream::{
     Hub, HubConfig, PublishError, PublishHandle, RecvStatus, Stream, SubCloser, SubStats,

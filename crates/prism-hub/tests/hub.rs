@@ -197,6 +197,13 @@ fn subscribers_share_one_frame_and_its_egress_cache() {
         assert_eq!(v, Some(&42));
     }
     assert_eq!(computed, 1);
+    // Another egress kind's form sits beside it; each stays computed once.
+    assert_eq!(fb[0].wire.get_or_init(|| "rtp"), Some(&"rtp"));
+    assert_eq!(fa[0].wire.get_or_init(|| "not again"), Some(&"rtp"));
+    assert_eq!(fa[0].wire.get_or_init(|| 0u32), Some(&42));
+    // Every slot taken: a further kind gets nothing (and computes it itself).
+    assert_eq!(fa[0].wire.get_or_init(|| 1u8), Some(&1));
+    assert_eq!(fa[0].wire.get_or_init(|| 2u16), None);
 }
 
 #[test]
