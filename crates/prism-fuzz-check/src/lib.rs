@@ -28,6 +28,7 @@ pub mod rtmpt_client;
 pub mod rtmpt_request;
 pub mod srt_handshake;
 pub mod webrtc_av1;
+pub mod webrtc_h264;
 
 // Pure std code of prism-transport-srt, compiled in by path: that crate also holds the
 // tokio/srt-tokio transport and depends on the relay.
@@ -85,6 +86,7 @@ pub const TARGETS: &[Target] = &[
     target("srt_handshake", srt_handshake::run, false),
     target("ertmp_media", ertmp_media::run, false),
     target("webrtc_av1", webrtc_av1::run, false),
+    target("webrtc_h264", webrtc_h264::run, false),
 ];
 
 /// Splits a fuzz input into the stream and its slicing byte (0 = one piece).

@@ -1,5 +1,7 @@
-//! H.264 between the hub's FLV-style video frames and Annex B access units (what str0m
-//! packetizes into RFC 6184 RTP, packetization-mode 1, and hands back depacketized).
+//! H.264 between the hub's FLV-style video frames and RTP: RFC 6184 payloads,
+//! packetization-mode 1, for WHEP viewers ([`AvcEgress::push_rtp`]); Annex B access units
+//! (what str0m hands back depacketized from a WHIP publisher, and packetizes itself in its
+//! frame mode).
 //!
 //! Egress ([`AvcEgress`]): the sequence header's SPS/PPS are remembered and put in front of
 //! every IDR access unit (a browser joining mid-stream, or recovering after a PLI, has no
@@ -13,6 +15,8 @@
 use prism_mpegts::nal::{
     avc_decoder_configuration_record, avc_nal_type, avc_record_parameter_sets, split_annex_b,
 };
+
+use std::sync::Arc;
 
 const START_CODE: [u8; 4] = [0, 0, 0, 1];
 const NAL_IDR: u8 = 5;
@@ -92,31 +96,67 @@ pub fn is_avc(p: &[u8]) -> bool {
     parse_tag(p).is_some()
 }
 
-/// Hub frames → Annex B access units.
+/// Hub frames → Annex B access units ([`AvcEgress::push`], for str0m's packetizer) or
+/// RTP payloads ([`AvcEgress::push_rtp`]).
 #[derive(Debug, Default)]
 pub struct AvcEgress {
-    /// SPS and PPS, each behind a start code.
-    params: Vec<u8>,
+    /// SPS and PPS NAL units of the current record.
+    sets: Vec<Vec<u8>>,
     /// NAL length size of the current record (1, 2 or 4 bytes).
     length_size: usize,
+}
+
+/// The NAL units of one coded picture, in order, parameter sets first when it needs them.
+struct Units<'a> {
+    nals: Vec<&'a [u8]>,
+    keyframe: bool,
+    cts_ms: i32,
 }
 
 impl AvcEgress {
     pub fn new() -> Self {
         Self {
-            params: Vec::new(),
+            sets: Vec::new(),
             length_size: 4,
         }
     }
 
     /// Whether a sequence header was seen (nothing can be sent before).
     pub fn ready(&self) -> bool {
-        !self.params.is_empty()
+        !self.sets.is_empty()
     }
 
     /// Takes one FLV video tag body; returns the access unit of a coded frame. Sequence
     /// headers update the parameter sets; anything else (or malformed) gives `None`.
     pub fn push(&mut self, payload: &[u8]) -> Option<AccessUnit> {
+        let u = self.units(payload)?;
+        let size: usize = u.nals.iter().map(|n| n.len() + START_CODE.len()).sum();
+        let mut data = Vec::with_capacity(size);
+        for nal in &u.nals {
+            data.extend_from_slice(&START_CODE);
+            data.extend_from_slice(nal);
+        }
+        Some(AccessUnit {
+            data,
+            keyframe: u.keyframe,
+            cts_ms: u.cts_ms,
+        })
+    }
+
+    /// [`AvcEgress::push`], packetized: the RTP payloads (RFC 6184, packetization-mode 1)
+    /// of the access unit, none longer than `max_payload`; the last one takes the marker
+    /// bit. Depends only on the frame and the sequence header before it, so every viewer of
+    /// a stream gets the same payloads and one packetization can serve them all.
+    pub fn push_rtp(&mut self, payload: &[u8], max_payload: usize) -> Option<RtpAccessUnit> {
+        let u = self.units(payload)?;
+        Some(RtpAccessUnit {
+            payloads: packetize(&u.nals, max_payload),
+            keyframe: u.keyframe,
+            cts_ms: u.cts_ms,
+        })
+    }
+
+    fn units<'a>(&'a mut self, payload: &'a [u8]) -> Option<Units<'a>> {
         match parse_tag(payload)? {
             AvcTag::SequenceHeader(record) => {
                 let sets = avc_record_parameter_sets(record)?;
@@ -124,11 +164,7 @@ impl AvcEgress {
                 if length_size == 3 {
                     return None;
                 }
-                self.params.clear();
-                for s in sets {
-                    self.params.extend_from_slice(&START_CODE);
-                    self.params.extend_from_slice(s);
-                }
+                self.sets = sets.into_iter().map(<[u8]>::to_vec).collect();
                 self.length_size = length_size;
                 None
             }
@@ -137,10 +173,9 @@ impl AvcEgress {
                 cts_ms,
                 nals,
             } => {
-                if self.params.is_empty() {
+                if self.sets.is_empty() {
                     return None;
                 }
-                let mut data = Vec::with_capacity(nals.len() + self.params.len() + 16);
                 let mut has_params = false;
                 let mut idr = false;
                 let mut units = Vec::new();
@@ -159,14 +194,11 @@ impl AvcEgress {
                 }
                 let keyframe = keyframe || idr;
                 if keyframe && !has_params {
-                    data.extend_from_slice(&self.params);
+                    let sets = self.sets.iter().map(Vec::as_slice);
+                    units.splice(0..0, sets);
                 }
-                for nal in units {
-                    data.extend_from_slice(&START_CODE);
-                    data.extend_from_slice(nal);
-                }
-                Some(AccessUnit {
-                    data,
+                Some(Units {
+                    nals: units,
                     keyframe,
                     cts_ms,
                 })
@@ -174,6 +206,79 @@ impl AvcEgress {
             AvcTag::Other => None,
         }
     }
+}
+
+/// One coded picture as RTP payloads, shareable between viewers (str0m's `RtpWrite` takes
+/// an `Arc<[u8]>`: a viewer's send and retransmission buffers then hold no copy).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RtpAccessUnit {
+    pub payloads: Vec<Arc<[u8]>>,
+    pub keyframe: bool,
+    /// Composition time offset (PTS - DTS), milliseconds.
+    pub cts_ms: i32,
+}
+
+const STAP_A: u8 = 24;
+const FU_A: u8 = 28;
+
+/// RFC 6184 packetization-mode 1 of one access unit's NAL units: runs of units that fit
+/// together in `max` bytes go in one STAP-A (the SPS and PPS in front of a keyframe, small
+/// slices), a unit that fits alone goes as it is, a larger one in FU-A fragments of equal
+/// size but the last (equal-sized datagrams leave in one GSO batch).
+pub fn packetize(nals: &[&[u8]], max: usize) -> Vec<Arc<[u8]>> {
+    // An FU-A needs its two header bytes and one byte of the unit.
+    let max = max.max(3);
+    let nals: Vec<&[u8]> = nals.iter().copied().filter(|n| !n.is_empty()).collect();
+    let mut out: Vec<Arc<[u8]>> = Vec::new();
+    let mut scratch = Vec::with_capacity(max);
+    let mut i = 0;
+    while i < nals.len() {
+        let mut size = 1 + 2 + nals[i].len();
+        let mut j = i + 1;
+        while j < nals.len() && size + 2 + nals[j].len() <= max {
+            size += 2 + nals[j].len();
+            j += 1;
+        }
+        if j - i >= 2 {
+            let run = &nals[i..j];
+            let f = run.iter().fold(0, |a, n| a | (n[0] & 0x80));
+            let nri = run.iter().map(|n| n[0] & 0x60).max().unwrap_or(0);
+            scratch.clear();
+            scratch.push(f | nri | STAP_A);
+            for n in run {
+                // Each fits in `max`, so in 16 bits.
+                scratch.extend_from_slice(&(n.len() as u16).to_be_bytes());
+                scratch.extend_from_slice(n);
+            }
+            out.push(Arc::from(&scratch[..]));
+            i = j;
+            continue;
+        }
+        let nal = nals[i];
+        i += 1;
+        if nal.len() <= max {
+            out.push(Arc::from(nal));
+            continue;
+        }
+        let indicator = (nal[0] & 0xE0) | FU_A;
+        let kind = nal[0] & 0x1F;
+        let body = &nal[1..];
+        let fragments = body.len().div_ceil(max - 2);
+        for (k, part) in body.chunks(max - 2).enumerate() {
+            let mut header = kind;
+            if k == 0 {
+                header |= 0x80;
+            }
+            if k + 1 == fragments {
+                header |= 0x40;
+            }
+            scratch.clear();
+            scratch.extend_from_slice(&[indicator, header]);
+            scratch.extend_from_slice(part);
+            out.push(Arc::from(&scratch[..]));
+        }
+    }
+    out
 }
 
 /// NAL units with `size`-byte big-endian length prefixes; stops at the first truncated one.
@@ -404,5 +509,89 @@ mod tests {
         // A bad SPS builds no record, so nothing is published.
         let out = i.push(&annex_b(&[&[0x67, 0xff], PPS, &[0x65, 1]]));
         assert_eq!(out, IngestOut::default());
+    }
+
+    /// RFC 6184 depacketization, as a receiver does it: the NAL units of the payloads.
+    fn depacketize(payloads: &[Arc<[u8]>]) -> Vec<Vec<u8>> {
+        let mut nals = Vec::new();
+        let mut fu: Option<Vec<u8>> = None;
+        for p in payloads {
+            match p[0] & 0x1F {
+                STAP_A => {
+                    let mut rest = &p[1..];
+                    while !rest.is_empty() {
+                        let len = usize::from(u16::from_be_bytes([rest[0], rest[1]]));
+                        nals.push(rest[2..2 + len].to_vec());
+                        rest = &rest[2 + len..];
+                    }
+                }
+                FU_A => {
+                    let (start, end) = (p[1] & 0x80 != 0, p[1] & 0x40 != 0);
+                    if start {
+                        assert!(fu.is_none(), "fragment started twice");
+                        fu = Some(vec![(p[0] & 0xE0) | (p[1] & 0x1F)]);
+                    }
+                    let unit = fu.as_mut().expect("fragment without start");
+                    unit.extend_from_slice(&p[2..]);
+                    if end {
+                        nals.push(fu.take().unwrap());
+                    }
+                }
+                _ => nals.push(p.to_vec()),
+            }
+        }
+        assert!(fu.is_none(), "unfinished fragment");
+        nals
+    }
+
+    #[test]
+    fn rtp_payloads_carry_the_access_unit_within_the_size() {
+        let mut e = AvcEgress::new();
+        let mut header = vec![0x17, 0, 0, 0, 0];
+        header.extend_from_slice(&record());
+        assert_eq!(e.push_rtp(&header, 1200), None);
+        let idr: Vec<u8> = [0x65]
+            .into_iter()
+            .chain((0..5000).map(|i| i as u8))
+            .collect();
+        let sei: &[u8] = &[0x06, 5, 1, 2];
+        let au = e
+            .push_rtp(&flv(true, 40, &[&[0x09, 0xf0], sei, &idr]), 1200)
+            .unwrap();
+        assert!(au.keyframe);
+        assert_eq!(au.cts_ms, 40);
+        // SPS, PPS and the SEI in one STAP-A (NRI the highest of them), then the IDR in
+        // fragments of one size but the last.
+        assert_eq!(au.payloads[0][0], 0x60 | STAP_A);
+        let sizes: Vec<usize> = au.payloads.iter().map(|p| p.len()).collect();
+        assert_eq!(sizes[1..], [1200, 1200, 1200, 1200, 210]);
+        assert_eq!(depacketize(&au.payloads), vec![SPS, PPS, sei, &idr[..]]);
+        // An inter frame that fits goes as it is; two small slices share a STAP-A.
+        let p = e.push_rtp(&flv(false, 0, &[&[0x41, 9]]), 1200).unwrap();
+        assert_eq!(p.payloads, vec![Arc::<[u8]>::from(&[0x41, 9][..])]);
+        let p = e
+            .push_rtp(&flv(false, 0, &[&[0x41, 1], &[0x01, 2]]), 1200)
+            .unwrap();
+        assert_eq!(p.payloads.len(), 1);
+        assert_eq!(depacketize(&p.payloads), vec![vec![0x41, 1], vec![0x01, 2]]);
+    }
+
+    #[test]
+    fn rtp_packetization_respects_any_size() {
+        let units: Vec<Vec<u8>> = (0..40)
+            .map(|i| {
+                let len = (i * 97 + 1) % 700 + 1;
+                let mut u = vec![0x41 + (i as u8 % 2) * 0x20];
+                u.extend((0..len).map(|b| b as u8));
+                u
+            })
+            .collect();
+        let refs: Vec<&[u8]> = units.iter().map(Vec::as_slice).collect();
+        for max in [3, 4, 50, 100, 700, 1120, 1400] {
+            let payloads = packetize(&refs, max);
+            assert!(payloads.iter().all(|p| p.len() <= max), "max {max}");
+            assert_eq!(depacketize(&payloads), units, "max {max}");
+        }
+        assert!(packetize(&[&[][..], &[]], 1200).is_empty());
     }
 }
