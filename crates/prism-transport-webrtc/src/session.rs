@@ -3,7 +3,10 @@
 //! moves media between it and the hub.
 //!
 //! WHEP (play): frames from the subscription (which starts with the cached GOP, so the
-//! viewer starts on a keyframe at once) go out as H.264 access units, RTP timestamp = PTS
+//! viewer starts on a keyframe at once) go out as H.264 RTP payloads (str0m's RTP mode:
+//! packetized once per frame by the first viewer to send it, kept with the frame and shared
+//! by every viewer, so a viewer's own work is SRTP and its send history; AV1 sources go
+//! through str0m's frame API and packetizer), RTP timestamp = PTS
 //! (DTS + composition offset; frames stay in decode order, which is what browsers' H.264
 //! receivers expect with B-frames), and Opus packets (the source's, or its AAC transcoded).
 //! A PLI/FIR from the viewer is counted and answered by the next keyframe of the source:
@@ -35,7 +38,7 @@ use prism_hub::{FrameKind, RecvStatus};
 use prism_relay::{Player, Publisher, Relay};
 use prism_webrtc::av1::{self, Av1Egress};
 use prism_webrtc::clock::{to_rtp, SyncOrigin, TrackClock, Unwrap32};
-use prism_webrtc::h264::{AvcEgress, AvcIngest};
+use prism_webrtc::h264::{AvcEgress, AvcIngest, RtpAccessUnit};
 use prism_webrtc::opus;
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -43,6 +46,7 @@ use std::time::{Duration, Instant};
 use str0m::format::{Codec, CodecSpec};
 use str0m::media::{Frequency, KeyframeRequestKind, MediaKind, MediaTime, Mid, Pt};
 use str0m::net::{Protocol, Receive};
+use str0m::rtp::{RtpWrite, SeqNo};
 use str0m::{Event, IceConnectionState, Input, Output, Rtc};
 use tokio::sync::mpsc;
 use tracing::{debug, info};
@@ -77,6 +81,13 @@ pub(crate) const REORDER_AUDIO: usize = 15;
 /// The RTP payload str0m cuts video into (its MTU less headers, rounded up), for the
 /// estimate of its send buffer.
 const RTP_PAYLOAD: usize = 1200;
+/// The largest H.264 RTP payload Prism packetizes (RTP mode): what str0m's own packetizer
+/// uses with its default MTU (1150 less the 16-byte SRTP tag, rounded down to the AES
+/// block), so datagrams stay the size they were.
+const RTP_PAYLOAD_MAX: usize = (str0m::DATAGRAM_MTU_TARGET - 16) / 16 * 16;
+/// What str0m keeps per packet in a viewer's send history besides the payload, which in
+/// RTP mode is shared by all viewers and charged once, with its frame.
+const RTP_PACKET_OVERHEAD: usize = 256;
 
 /// The video send history for a viewer of a stream that has carried `bytes_in` over
 /// `uptime`: [`SEND_HISTORY`] of it at that mean rate, in [`RTP_PAYLOAD`]-sized packets,
@@ -165,6 +176,10 @@ pub(crate) struct Session {
     pub mem: prism_mem::MemCharge,
     /// str0m's video send history, in packets (WHEP; see [`send_buffer_video`]).
     pub send_video_packets: usize,
+    /// str0m's RTP mode (WHEP of an H.264 source): Prism writes RTP payloads, packetized
+    /// once per frame for all the stream's viewers, instead of frames str0m packetizes
+    /// per viewer. An AV1 source keeps the frame mode (str0m packetizes AV1).
+    pub rtp_mode: bool,
 }
 
 /// Cumulative RTCP counters of one media as last seen, to export deltas.
@@ -206,6 +221,9 @@ struct PlayState {
     av1: Av1Egress,
     /// Logged once: the source is AV1 and this viewer cannot take it.
     av1_refused_logged: bool,
+    /// The next RTP sequence numbers (RTP mode).
+    video_seq: SeqNo,
+    audio_seq: SeqNo,
     ts: Unwrap32,
     /// Session start: hub time `base.1` ms was sent at wall-clock `base.0`.
     base: Option<(Instant, u64)>,
@@ -252,6 +270,8 @@ impl Session {
             avc: AvcEgress::new(),
             av1: Av1Egress::new(),
             av1_refused_logged: false,
+            video_seq: random_seq(),
+            audio_seq: random_seq(),
             ts: Unwrap32::new(),
             base: None,
             waiting_keyframe: true,
@@ -600,12 +620,14 @@ impl Session {
     /// The first payload type of a media whose codec `wanted` accepts: what is sent (or
     /// expected) there.
     fn find_pt(&mut self, mid: Mid, wanted: impl Fn(&CodecSpec) -> bool) -> Option<Pt> {
-        let writer = self.rtc.writer(mid)?;
-        let pt = writer
-            .payload_params()
-            .find(|p| wanted(&p.spec()))
-            .map(|p| p.pt());
-        pt
+        // What `Writer::payload_params` gives, which RTP mode has no writer for.
+        let remote = self.rtc.media(mid)?.remote_pts();
+        self.rtc
+            .codec_config()
+            .params()
+            .iter()
+            .find(|p| remote.contains(&p.pt()) && wanted(&p.spec()))
+            .map(|p| p.pt())
     }
 
     fn request_keyframe(&mut self, media: &Media, publish: &mut PublishState, now: Instant) {
@@ -659,10 +681,50 @@ impl Session {
         let wall = wallclock(base, pts);
         let time = MediaTime::new(to_rtp(pts, 90_000), Frequency::NINETY_KHZ);
         estimate.video_bytes += data.len() as u64;
+        // str0m has no frame writer in RTP mode (asking for one panics).
+        if self.rtp_mode {
+            return;
+        }
         if let Some(w) = self.rtc.writer(mid) {
             if let Err(e) = w.write(pt, wall, time, data) {
                 debug!(stream = %self.label, "video write: {e}");
             }
+        }
+    }
+
+    fn log_b_frames(&self, play: &mut PlayState, cts_ms: i32) {
+        if cts_ms != 0 && !play.b_frames_logged {
+            // Measured with Chromium 1xx: its H.264 receiver decodes only the keyframes of
+            // a stream with B-frames (and sends PLIs), whether RTP time is PTS or DTS.
+            // Nothing here can fix that short of transcoding.
+            info!(stream = %self.label, "source video has B-frames: browsers decode only its keyframes over WebRTC; publish without B-frames (x264 bframes=0) for WHEP");
+            play.b_frames_logged = true;
+        }
+    }
+
+    /// Hands str0m the RTP payloads of one access unit presented at hub time `pts` ms
+    /// (RTP mode), the marker bit on the last.
+    fn write_rtp_video(
+        &mut self,
+        play: &mut PlayState,
+        (mid, pt): (Mid, Pt),
+        pts: u64,
+        au: &RtpAccessUnit,
+        estimate: &mut MemEstimate,
+    ) {
+        let wall = wallclock(&mut play.base, pts);
+        let time = to_rtp(pts, 90_000) as u32;
+        estimate.video_bytes += (au.payloads.len() * RTP_PACKET_OVERHEAD) as u64;
+        let mut api = self.rtc.direct_api();
+        let Some(tx) = api.stream_tx_by_mid(mid, None) else {
+            return;
+        };
+        let last = au.payloads.len().saturating_sub(1);
+        for (i, p) in au.payloads.iter().enumerate() {
+            let write = RtpWrite::new(pt, play.video_seq.inc(), time, wall, p.clone())
+                .marker(i == last)
+                .nackable(true);
+            tx.write_rtp(write);
         }
     }
 
@@ -686,6 +748,14 @@ impl Session {
             let dts = play.ts.unwrap(f.timestamp);
             match f.kind {
                 FrameKind::Video if av1::is_av1(&f.payload) => {
+                    if self.rtp_mode {
+                        // The source turned AV1 after this viewer joined an H.264 stream.
+                        if !play.av1_refused_logged {
+                            info!(stream = %self.label, "source video turned AV1 during this WHEP session: audio only (the viewer gets AV1 when it reconnects)");
+                            play.av1_refused_logged = true;
+                        }
+                        continue;
+                    }
                     let Some(tu) = play.av1.push(&f.payload) else {
                         continue;
                     };
@@ -702,6 +772,26 @@ impl Session {
                     // AV1 has no B-frame reordering in E-RTMP: presentation time is the DTS.
                     self.write_video(&mut play.base, (mid, pt), dts, tu.data, estimate);
                 }
+                FrameKind::Video if self.rtp_mode => {
+                    let local;
+                    let au = match shared_rtp(&mut play.avc, f) {
+                        Shared::Cached(au) => au,
+                        Shared::Local(au) => {
+                            local = au;
+                            &local
+                        }
+                        Shared::Nothing => continue,
+                    };
+                    if !self.video_may_start(play, au.keyframe) {
+                        continue;
+                    }
+                    self.log_b_frames(play, au.cts_ms);
+                    let pts = dts.saturating_add_signed(i64::from(au.cts_ms));
+                    let Some(video) = media.video else {
+                        continue;
+                    };
+                    self.write_rtp_video(play, video, pts, au, estimate);
+                }
                 FrameKind::Video => {
                     let Some(au) = play.avc.push(&f.payload) else {
                         continue;
@@ -709,13 +799,7 @@ impl Session {
                     if !self.video_may_start(play, au.keyframe) {
                         continue;
                     }
-                    if au.cts_ms != 0 && !play.b_frames_logged {
-                        // Measured with Chromium 1xx: its H.264 receiver decodes only the
-                        // keyframes of a stream with B-frames (and sends PLIs), whether RTP
-                        // time is PTS or DTS. Nothing here can fix that short of transcoding.
-                        info!(stream = %self.label, "source video has B-frames: browsers decode only its keyframes over WebRTC; publish without B-frames (x264 bframes=0) for WHEP");
-                        play.b_frames_logged = true;
-                    }
+                    self.log_b_frames(play, au.cts_ms);
                     let pts = dts.saturating_add_signed(i64::from(au.cts_ms));
                     let Some((mid, pt)) = media.video else {
                         continue;
@@ -732,7 +816,7 @@ impl Session {
                     // AAC came through the stream's transcoder above (each Opus packet at
                     // its own time, shifted by the codecs' delay); other codecs are dropped.
                     let packets = match opus::classify(&f.payload) {
-                        opus::Audio::OpusPacket(p) => [(dts, p.to_vec())],
+                        opus::Audio::OpusPacket(p) => [(dts, p)],
                         opus::Audio::OpusHeader | opus::Audio::Other => continue,
                     };
                     for (ms, p) in packets {
@@ -741,7 +825,13 @@ impl Session {
                         let time = MediaTime::new(ticks, Frequency::FORTY_EIGHT_KHZ);
                         estimate.audio_packets += 1;
                         estimate.audio_bytes += p.len() as u64;
-                        if let Some(w) = self.rtc.writer(mid) {
+                        if self.rtp_mode {
+                            let write =
+                                RtpWrite::new(pt, play.audio_seq.inc(), ticks as u32, wall, p);
+                            if let Some(tx) = self.rtc.direct_api().stream_tx_by_mid(mid, None) {
+                                tx.write_rtp(write);
+                            }
+                        } else if let Some(w) = self.rtc.writer(mid) {
                             if let Err(e) = w.write(pt, wall, time, p) {
                                 debug!(stream = %self.label, "audio write: {e}");
                             }
@@ -757,6 +847,53 @@ impl Session {
             p.report_drops();
         }
     }
+}
+
+/// A coded frame's RTP payloads, packetized by the first viewer that sends it.
+struct SharedRtp(Option<RtpAccessUnit>);
+
+enum Shared<'a> {
+    Cached(&'a RtpAccessUnit),
+    /// The frame's egress slots were all taken by other kinds: packetized for this viewer.
+    Local(RtpAccessUnit),
+    /// A sequence header (taken into `avc`), or nothing to send.
+    Nothing,
+}
+
+/// The RTP payloads of H.264 frame `f` for a viewer whose depacketizer state is `avc`: the
+/// stream's shared packetization (one per frame for all viewers, kept with the frame and
+/// charged to it), computed here if this viewer is the first. The payloads depend only on
+/// the frame and the sequence header before it, which every viewer of the stream has seen
+/// (its subscription starts with it).
+fn shared_rtp<'a>(avc: &mut AvcEgress, f: &'a prism_hub::Frame) -> Shared<'a> {
+    if f.sequence_header || !avc.ready() {
+        // Updates the parameter sets (a viewer without them sends nothing yet).
+        let _ = avc.push_rtp(&f.payload, RTP_PAYLOAD_MAX);
+        return Shared::Nothing;
+    }
+    let cached = f.wire.get_or_init(|| {
+        let au = avc.push_rtp(&f.payload, RTP_PAYLOAD_MAX);
+        let bytes = au
+            .as_ref()
+            .map_or(0, |au| au.payloads.iter().map(|p| p.len()).sum());
+        f.mem.grow(bytes);
+        SharedRtp(au)
+    });
+    match cached {
+        Some(SharedRtp(Some(au))) => Shared::Cached(au),
+        Some(SharedRtp(None)) => Shared::Nothing,
+        None => avc
+            .push_rtp(&f.payload, RTP_PAYLOAD_MAX)
+            .map_or(Shared::Nothing, Shared::Local),
+    }
+}
+
+/// A random first RTP sequence number (RFC 3550 5.1), with a rollover count of 0 (the
+/// peer assumes that of a stream's first packet).
+fn random_seq() -> SeqNo {
+    use std::hash::BuildHasher;
+    let n = std::collections::hash_map::RandomState::new().hash_one(Instant::now());
+    SeqNo::from(n & 0xFFFF)
 }
 
 /// The wall-clock instant of hub time `ms` (for RTCP sender reports): the first frame sent
