@@ -111,7 +111,8 @@ pub(crate) fn send_buffer_video(bytes_in: u64, uptime: Duration) -> usize {
 /// str0m's buffers, which it does not report. The estimate counts what str0m was given
 /// and keeps at most its configured packet counts of it: for WHEP the send buffers
 /// (the last [`SEND_BUFFER_VIDEO`] video packets, estimated as that many full
-/// [`RTP_PAYLOAD`]s or all video written if less, plus the last [`SEND_BUFFER_AUDIO`] Opus
+/// [`RTP_PAYLOAD`]s or all video written if less — in RTP mode, where the payloads are
+/// shared and charged with their frames, [`RTP_PACKET_OVERHEAD`] each — plus the last [`SEND_BUFFER_AUDIO`] Opus
 /// packets at their mean size), for WHIP the reorder buffers ([`REORDER_VIDEO`] +
 /// [`REORDER_AUDIO`] packets at the mean size of the datagrams received, or all received
 /// if fewer). An upper bound in steady state (str0m frees a packet once it is
@@ -120,6 +121,8 @@ pub(crate) fn send_buffer_video(bytes_in: u64, uptime: Duration) -> usize {
 struct MemEstimate {
     /// The session's video send history, in packets (0: [`SEND_BUFFER_VIDEO`]).
     send_video_packets: usize,
+    /// What each video packet in it holds of the session's own (see above).
+    video_packet_bytes: usize,
     rx_packets: u64,
     rx_bytes: u64,
     video_bytes: u64,
@@ -143,7 +146,9 @@ impl MemEstimate {
             0 => SEND_BUFFER_VIDEO,
             n => n,
         };
-        let video = self.video_bytes.min((history * RTP_PAYLOAD) as u64);
+        let video = self
+            .video_bytes
+            .min((history * self.video_packet_bytes) as u64);
         let audio = self.audio_packets.min(SEND_BUFFER_AUDIO as u64)
             * mean(self.audio_bytes, self.audio_packets);
         let rx = self.rx_packets.min((REORDER_VIDEO + REORDER_AUDIO) as u64)
@@ -311,6 +316,11 @@ impl Session {
         let needs_consent = matches!(self.role, Role::Play(_));
         let mut estimate = MemEstimate {
             send_video_packets: self.send_video_packets,
+            video_packet_bytes: if self.rtp_mode {
+                RTP_PACKET_OVERHEAD
+            } else {
+                RTP_PAYLOAD
+            },
             ..MemEstimate::default()
         };
         let end = loop {
@@ -949,7 +959,10 @@ mod tests {
 
     #[test]
     fn str0m_estimate_is_capped_by_its_packet_counts() {
-        let mut e = MemEstimate::default();
+        let mut e = MemEstimate {
+            video_packet_bytes: RTP_PAYLOAD,
+            ..MemEstimate::default()
+        };
         assert_eq!(e.str0m_bytes(), 0);
         // WHEP: 100 KB of video and 10 Opus packets of 120 bytes so far: all of it.
         e.video_bytes = 100_000;
@@ -965,6 +978,13 @@ mod tests {
         // A viewer with a shorter send history: that much video.
         e.send_video_packets = 200;
         assert_eq!(e.str0m_bytes(), 200 * RTP_PAYLOAD + SEND_BUFFER_AUDIO * 120);
+        // RTP mode: the payloads are the frames' (shared, charged with them); a packet's
+        // own share is its bookkeeping.
+        e.video_packet_bytes = RTP_PACKET_OVERHEAD;
+        assert_eq!(
+            e.str0m_bytes(),
+            200 * RTP_PACKET_OVERHEAD + SEND_BUFFER_AUDIO * 120
+        );
         // WHIP: the reorder buffers, at the mean datagram size.
         let mut w = MemEstimate::default();
         (w.rx_packets, w.rx_bytes) = (10_000, 10_000 * 1000);
