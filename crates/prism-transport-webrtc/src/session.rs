@@ -725,16 +725,8 @@ impl Session {
         let wall = wallclock(&mut play.base, pts);
         let time = to_rtp(pts, 90_000) as u32;
         estimate.video_bytes += (au.payloads.len() * RTP_PACKET_OVERHEAD) as u64;
-        let mut api = self.rtc.direct_api();
-        let Some(tx) = api.stream_tx_by_mid(mid, None) else {
-            return;
-        };
-        let last = au.payloads.len().saturating_sub(1);
-        for (i, p) in au.payloads.iter().enumerate() {
-            let write = RtpWrite::new(pt, play.video_seq.inc(), time, wall, p.clone())
-                .marker(i == last)
-                .nackable(true);
-            tx.write_rtp(write);
+        if let Some(tx) = self.rtc.direct_api().stream_tx_by_mid(mid, None) {
+            write_payloads(tx, pt, &mut play.video_seq, (time, wall), &au.payloads);
         }
     }
 
@@ -856,6 +848,24 @@ impl Session {
         if let Role::Play(p) = &mut self.role {
             p.report_drops();
         }
+    }
+}
+
+/// One access unit's payloads into a send stream: consecutive sequence numbers from `seq`,
+/// one RTP time, the marker bit on the last, all kept for retransmission on a NACK.
+fn write_payloads(
+    tx: &mut str0m::rtp::StreamTx,
+    pt: Pt,
+    seq: &mut SeqNo,
+    (time, wall): (u32, Instant),
+    payloads: &[Arc<[u8]>],
+) {
+    let last = payloads.len().saturating_sub(1);
+    for (i, p) in payloads.iter().enumerate() {
+        let write = RtpWrite::new(pt, seq.inc(), time, wall, p.clone())
+            .marker(i == last)
+            .nackable(true);
+        tx.write_rtp(write);
     }
 }
 
@@ -989,5 +999,145 @@ mod tests {
         let mut w = MemEstimate::default();
         (w.rx_packets, w.rx_bytes) = (10_000, 10_000 * 1000);
         assert_eq!(w.str0m_bytes(), (REORDER_VIDEO + REORDER_AUDIO) * 1000);
+    }
+
+    /// A WHEP-like exchange between two str0m instances in memory, on virtual time: Prism's
+    /// side in RTP mode writes one keyframe's shared payloads (their sequence numbers
+    /// wrapping), the first IDR fragment is lost on the way, and the viewer (str0m in frame
+    /// mode, as a browser's stack) gets the whole access unit once its NACK brings the
+    /// retransmission.
+    #[test]
+    fn a_lost_packet_of_shared_payloads_is_resent_on_nack() {
+        use str0m::change::SdpOffer;
+        use str0m::media::Direction;
+        use str0m::{Candidate, RtcConfig};
+
+        let crypto = Arc::new(str0m::crypto::from_feature_flags());
+        let t0 = Instant::now();
+        let mut viewer = RtcConfig::new()
+            .set_crypto_provider(crypto.clone())
+            .clear_codecs()
+            .enable_h264(true)
+            .build(t0);
+        let mut prism = RtcConfig::new()
+            .set_crypto_provider(crypto)
+            .set_ice_lite(true)
+            .clear_codecs()
+            .enable_h264(true)
+            .set_rtp_mode(true)
+            .build(t0);
+        let va: SocketAddr = "10.0.0.1:5000".parse().unwrap();
+        let pa: SocketAddr = "10.0.0.2:6000".parse().unwrap();
+        viewer.add_local_candidate(Candidate::host(va, "udp").unwrap());
+        prism.add_local_candidate(Candidate::host(pa, "udp").unwrap());
+        let mut api = viewer.sdp_api();
+        api.add_media(MediaKind::Video, Direction::RecvOnly, None, None, None);
+        let (offer, pending) = api.apply().unwrap();
+        let offer = SdpOffer::from_sdp_string(&offer.to_sdp_string()).unwrap();
+        let answer = prism.sdp_api().accept_offer(offer).unwrap();
+        viewer.sdp_api().accept_answer(pending, answer).unwrap();
+
+        // The keyframe: SPS/PPS in a STAP-A, then an IDR in five fragments.
+        let mut egress = AvcEgress::new();
+        let mut header = vec![0x17, 0, 0, 0, 0, 1, 0x42, 0xc0, 0x0d, 0xff, 0xe1, 0, 4];
+        header.extend_from_slice(&[0x67, 0x42, 0xc0, 0x0d, 1, 0, 2, 0x68, 0xce]);
+        assert!(egress.push_rtp(&header, RTP_PAYLOAD_MAX).is_none());
+        let idr: Vec<u8> = [0x65]
+            .into_iter()
+            .chain((0..5000).map(|i| (i % 251) as u8 + 1))
+            .collect();
+        let mut frame = vec![0x17, 1, 0, 0, 0];
+        frame.extend_from_slice(&(idr.len() as u32).to_be_bytes());
+        frame.extend_from_slice(&idr);
+        let au = egress.push_rtp(&frame, RTP_PAYLOAD_MAX).unwrap();
+        assert_eq!(au.payloads.len(), 6);
+        // 65532 (STAP-A), 65533 (lost), 65534, 65535, then 0 and 1 after the wrap.
+        const FIRST: u64 = 65_532;
+        const LOST: u16 = 65_533;
+
+        let mut now = t0;
+        let (mut to_viewer, mut to_prism) = (Vec::<Vec<u8>>::new(), Vec::<Vec<u8>>::new());
+        let (mut connected, mut mid, mut written, mut lost) = (false, None, false, false);
+        let mut viewer_connected = false;
+        let received = loop {
+            assert!(
+                now < t0 + Duration::from_secs(30),
+                "no frame by virtual 30 s: connected {connected}, written {written}, lost {lost}"
+            );
+            let mut got = None;
+            let tv = loop {
+                match viewer.poll_output().unwrap() {
+                    Output::Timeout(t) => break t,
+                    Output::Transmit(t) => to_prism.push(t.contents.to_vec()),
+                    Output::Event(Event::MediaData(d)) => got = Some(d.data),
+                    Output::Event(Event::Connected) => viewer_connected = true,
+                    Output::Event(_) => {}
+                }
+            };
+            let tp = loop {
+                match prism.poll_output().unwrap() {
+                    Output::Timeout(t) => break t,
+                    Output::Transmit(t) => {
+                        let d = t.contents.to_vec();
+                        // An RTP packet's header (sequence number included) is in clear.
+                        let rtp = d.len() > 12 && d[0] >> 6 == 2 && !(200..=206).contains(&d[1]);
+                        if rtp && !lost && u16::from_be_bytes([d[2], d[3]]) == LOST {
+                            lost = true;
+                            continue;
+                        }
+                        to_viewer.push(d);
+                    }
+                    Output::Event(Event::Connected) => connected = true,
+                    Output::Event(Event::MediaAdded(m)) => mid = Some(m.mid),
+                    Output::Event(_) => {}
+                }
+            };
+            if let Some(data) = got {
+                break data;
+            }
+            if let (true, true, Some(mid), false) = (connected, viewer_connected, mid, written) {
+                let remote = prism.media(mid).unwrap().remote_pts().to_vec();
+                let pt = prism
+                    .codec_config()
+                    .params()
+                    .iter()
+                    .find(|p| remote.contains(&p.pt()) && p.spec().codec == Codec::H264)
+                    .map(|p| p.pt())
+                    .unwrap();
+                let mut api = prism.direct_api();
+                let tx = api.stream_tx_by_mid(mid, None).unwrap();
+                let mut seq = SeqNo::from(FIRST);
+                write_payloads(tx, pt, &mut seq, (90_000, now), &au.payloads);
+                written = true;
+                // str0m takes written packets on its next timeout.
+                prism.handle_input(Input::Timeout(now)).unwrap();
+                continue;
+            }
+            if to_viewer.is_empty() && to_prism.is_empty() {
+                now = now.max(tv.min(tp));
+                viewer.handle_input(Input::Timeout(now)).unwrap();
+                prism.handle_input(Input::Timeout(now)).unwrap();
+                continue;
+            }
+            for (rtc, queue, from, to) in [
+                (&mut viewer, &mut to_viewer, pa, va),
+                (&mut prism, &mut to_prism, va, pa),
+            ] {
+                for d in queue.drain(..) {
+                    let contents = d.as_slice().try_into().unwrap();
+                    let r = Receive {
+                        proto: Protocol::Udp,
+                        source: from,
+                        destination: to,
+                        contents,
+                    };
+                    rtc.handle_input(Input::Receive(now, r)).unwrap();
+                }
+            }
+        };
+        assert!(lost, "the fragment was not sent");
+        // Annex B out of the viewer's depacketizer: SPS, PPS, then the IDR whole.
+        assert!(received.ends_with(&idr), "{} bytes", received.len());
+        assert!(received.windows(4).any(|w| w == [0x67, 0x42, 0xc0, 0x0d]));
     }
 }
