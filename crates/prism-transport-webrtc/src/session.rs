@@ -112,8 +112,8 @@ pub(crate) fn send_buffer_video(bytes_in: u64, uptime: Duration) -> usize {
 /// and keeps at most its configured packet counts of it: for WHEP the send buffers
 /// (the last [`SEND_BUFFER_VIDEO`] video packets, estimated as that many full
 /// [`RTP_PAYLOAD`]s or all video written if less — in RTP mode, where the payloads are
-/// shared and charged with their frames, [`RTP_PACKET_OVERHEAD`] each — plus the last [`SEND_BUFFER_AUDIO`] Opus
-/// packets at their mean size), for WHIP the reorder buffers ([`REORDER_VIDEO`] +
+/// shared and charged with their frames, [`RTP_PACKET_OVERHEAD`] each — plus the last
+/// [`SEND_BUFFER_AUDIO`] Opus packets at their mean size), for WHIP the reorder buffers ([`REORDER_VIDEO`] +
 /// [`REORDER_AUDIO`] packets at the mean size of the datagrams received, or all received
 /// if fewer). An upper bound in steady state (str0m frees a packet once it is
 /// acknowledged or pushed out), re-measured once per wake-up.
@@ -688,13 +688,13 @@ impl Session {
         data: Vec<u8>,
         estimate: &mut MemEstimate,
     ) {
-        let wall = wallclock(base, pts);
-        let time = MediaTime::new(to_rtp(pts, 90_000), Frequency::NINETY_KHZ);
-        estimate.video_bytes += data.len() as u64;
         // str0m has no frame writer in RTP mode (asking for one panics).
         if self.rtp_mode {
             return;
         }
+        let wall = wallclock(base, pts);
+        let time = MediaTime::new(to_rtp(pts, 90_000), Frequency::NINETY_KHZ);
+        estimate.video_bytes += data.len() as u64;
         if let Some(w) = self.rtc.writer(mid) {
             if let Err(e) = w.write(pt, wall, time, data) {
                 debug!(stream = %self.label, "video write: {e}");
