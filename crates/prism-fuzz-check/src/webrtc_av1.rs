@@ -3,10 +3,12 @@
 //!
 //! Input: payloads one after another, each a 16-bit big-endian length and that many bytes
 //! (a short last one is taken as it is). Checks besides "no panic": a keyframe's temporal
-//! unit starts with a sequence header OBU; another frame's is never longer than its payload.
+//! unit starts with a sequence header OBU; another frame's is never longer than its payload;
+//! its RTP payloads (at two sizes) carry more than their header and keep within the size,
+//! N set on a keyframe's first one only.
 
 use bytes::Bytes;
-use prism_webrtc::av1::Av1Egress;
+use prism_webrtc::av1::{packetize, Av1Egress};
 
 pub fn run(data: &[u8]) {
     let mut egress = Av1Egress::new();
@@ -22,6 +24,13 @@ pub fn run(data: &[u8]) {
                 assert_eq!(obu_type, Some(1), "keyframe without a sequence header");
             } else {
                 assert!(tu.data.len() <= payload.len());
+            }
+            for max in [3, 1120] {
+                let payloads = packetize(&tu.data, max, tu.keyframe);
+                assert!(payloads.iter().all(|p| p.len() > 1 && p.len() <= max));
+                for (i, p) in payloads.iter().enumerate() {
+                    assert_eq!(p[0] & 0x08 != 0, i == 0 && tu.keyframe, "N bit");
+                }
             }
         }
     }

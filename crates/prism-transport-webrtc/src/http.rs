@@ -352,17 +352,6 @@ impl Server {
             }
             Role::Publish(_) => crate::session::SEND_BUFFER_VIDEO,
         };
-        // A viewer of an H.264 source (or of one not started yet) gets RTP payloads
-        // packetized once per frame for all viewers; str0m packetizes AV1 itself.
-        let rtp_mode = match &role {
-            Role::Play(p) => !p
-                .sub
-                .stream()
-                .sequence_headers()
-                .0
-                .is_some_and(|h| prism_webrtc::av1::is_av1(&h.payload)),
-            Role::Publish(_) => false,
-        };
         let standard = ExtensionMap::standard();
         let mut exts = standard.clone();
         if matches!(role, Role::Play(_)) {
@@ -394,7 +383,8 @@ impl Server {
             .set_send_buffer_audio(crate::session::SEND_BUFFER_AUDIO)
             .set_reordering_size_video(crate::session::REORDER_VIDEO)
             .set_reordering_size_audio(crate::session::REORDER_AUDIO)
-            .set_rtp_mode(rtp_mode)
+            // A viewer is sent RTP payloads packetized once per frame for all viewers.
+            .set_rtp_mode(matches!(role, Role::Play(_)))
             .build(Instant::now());
         for a in &self.candidates {
             if let Ok(c) = Candidate::host(*a, "udp") {
@@ -441,7 +431,6 @@ impl Server {
             direction,
             consent_timeout: self.consent_timeout,
             send_video_packets,
-            rtp_mode,
             mem: self
                 .relay
                 .memory()

@@ -3,10 +3,10 @@
 //! moves media between it and the hub.
 //!
 //! WHEP (play): frames from the subscription (which starts with the cached GOP, so the
-//! viewer starts on a keyframe at once) go out as H.264 RTP payloads (str0m's RTP mode:
-//! packetized once per frame by the first viewer to send it, kept with the frame and shared
-//! by every viewer, so a viewer's own work is SRTP and its send history; AV1 sources go
-//! through str0m's frame API and packetizer), RTP timestamp = PTS
+//! viewer starts on a keyframe at once) go out as H.264 or AV1 RTP payloads (str0m's RTP
+//! mode: packetized once per frame by the first viewer to send it, kept with the frame and
+//! shared by every viewer, so a viewer's own work is SRTP and its send history), RTP
+//! timestamp = PTS
 //! (DTS + composition offset; frames stay in decode order, which is what browsers' H.264
 //! receivers expect with B-frames), and Opus packets (the source's, or its AAC transcoded).
 //! A PLI/FIR from the viewer is counted and answered by the next keyframe of the source:
@@ -38,13 +38,14 @@ use prism_hub::{FrameKind, RecvStatus};
 use prism_relay::{Player, Publisher, Relay};
 use prism_webrtc::av1::{self, Av1Egress};
 use prism_webrtc::clock::{to_rtp, SyncOrigin, TrackClock, Unwrap32};
-use prism_webrtc::h264::{AvcEgress, AvcIngest, RtpAccessUnit};
+use prism_webrtc::h264::{AvcEgress, AvcIngest};
 use prism_webrtc::opus;
+use prism_webrtc::rtp::RtpFrame;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use str0m::format::{Codec, CodecSpec};
-use str0m::media::{Frequency, KeyframeRequestKind, MediaKind, MediaTime, Mid, Pt};
+use str0m::media::{KeyframeRequestKind, MediaKind, Mid, Pt};
 use str0m::net::{Protocol, Receive};
 use str0m::rtp::{RtpWrite, SeqNo};
 use str0m::{Event, IceConnectionState, Input, Output, Rtc};
@@ -85,8 +86,8 @@ const RTP_PAYLOAD: usize = 1200;
 /// uses with its default MTU (1150 less the 16-byte SRTP tag, rounded down to the AES
 /// block), so datagrams stay the size they were.
 const RTP_PAYLOAD_MAX: usize = (str0m::DATAGRAM_MTU_TARGET - 16) / 16 * 16;
-/// What str0m keeps per packet in a viewer's send history besides the payload, which in
-/// RTP mode is shared by all viewers and charged once, with its frame.
+/// What str0m keeps per packet in a viewer's send history besides the payload, which is
+/// shared by all viewers and charged once, with its frame.
 const RTP_PACKET_OVERHEAD: usize = 256;
 
 /// The video send history for a viewer of a stream that has carried `bytes_in` over
@@ -110,10 +111,10 @@ pub(crate) fn send_buffer_video(bytes_in: u64, uptime: Duration) -> usize {
 /// datagrams queued for the task (at most [`crate::table::QUEUE`]) and an estimate of
 /// str0m's buffers, which it does not report. The estimate counts what str0m was given
 /// and keeps at most its configured packet counts of it: for WHEP the send buffers
-/// (the last [`SEND_BUFFER_VIDEO`] video packets, estimated as that many full
-/// [`RTP_PAYLOAD`]s or all video written if less — in RTP mode, where the payloads are
-/// shared and charged with their frames, [`RTP_PACKET_OVERHEAD`] each — plus the last
-/// [`SEND_BUFFER_AUDIO`] Opus packets at their mean size), for WHIP the reorder buffers ([`REORDER_VIDEO`] +
+/// (the last [`SEND_BUFFER_VIDEO`] video packets, [`RTP_PACKET_OVERHEAD`] each — their
+/// payloads are shared by the stream's viewers and charged with their frames — or all
+/// video packets written if fewer, plus the last [`SEND_BUFFER_AUDIO`] Opus packets at
+/// their mean size), for WHIP the reorder buffers ([`REORDER_VIDEO`] +
 /// [`REORDER_AUDIO`] packets at the mean size of the datagrams received, or all received
 /// if fewer). An upper bound in steady state (str0m frees a packet once it is
 /// acknowledged or pushed out), re-measured once per wake-up.
@@ -121,8 +122,6 @@ pub(crate) fn send_buffer_video(bytes_in: u64, uptime: Duration) -> usize {
 struct MemEstimate {
     /// The session's video send history, in packets (0: [`SEND_BUFFER_VIDEO`]).
     send_video_packets: usize,
-    /// What each video packet in it holds of the session's own (see above).
-    video_packet_bytes: usize,
     rx_packets: u64,
     rx_bytes: u64,
     video_bytes: u64,
@@ -146,9 +145,7 @@ impl MemEstimate {
             0 => SEND_BUFFER_VIDEO,
             n => n,
         };
-        let video = self
-            .video_bytes
-            .min((history * self.video_packet_bytes) as u64);
+        let video = self.video_bytes.min((history * RTP_PACKET_OVERHEAD) as u64);
         let audio = self.audio_packets.min(SEND_BUFFER_AUDIO as u64)
             * mean(self.audio_bytes, self.audio_packets);
         let rx = self.rx_packets.min((REORDER_VIDEO + REORDER_AUDIO) as u64)
@@ -181,10 +178,6 @@ pub(crate) struct Session {
     pub mem: prism_mem::MemCharge,
     /// str0m's video send history, in packets (WHEP; see [`send_buffer_video`]).
     pub send_video_packets: usize,
-    /// str0m's RTP mode (WHEP of an H.264 source): Prism writes RTP payloads, packetized
-    /// once per frame for all the stream's viewers, instead of frames str0m packetizes
-    /// per viewer. An AV1 source keeps the frame mode (str0m packetizes AV1).
-    pub rtp_mode: bool,
 }
 
 /// Cumulative RTCP counters of one media as last seen, to export deltas.
@@ -316,11 +309,6 @@ impl Session {
         let needs_consent = matches!(self.role, Role::Play(_));
         let mut estimate = MemEstimate {
             send_video_packets: self.send_video_packets,
-            video_packet_bytes: if self.rtp_mode {
-                RTP_PACKET_OVERHEAD
-            } else {
-                RTP_PAYLOAD
-            },
             ..MemEstimate::default()
         };
         let end = loop {
@@ -679,29 +667,6 @@ impl Session {
         true
     }
 
-    /// Hands str0m one access unit / temporal unit presented at hub time `pts` ms.
-    fn write_video(
-        &mut self,
-        base: &mut Option<(Instant, u64)>,
-        (mid, pt): (Mid, Pt),
-        pts: u64,
-        data: Vec<u8>,
-        estimate: &mut MemEstimate,
-    ) {
-        // str0m has no frame writer in RTP mode (asking for one panics).
-        if self.rtp_mode {
-            return;
-        }
-        let wall = wallclock(base, pts);
-        let time = MediaTime::new(to_rtp(pts, 90_000), Frequency::NINETY_KHZ);
-        estimate.video_bytes += data.len() as u64;
-        if let Some(w) = self.rtc.writer(mid) {
-            if let Err(e) = w.write(pt, wall, time, data) {
-                debug!(stream = %self.label, "video write: {e}");
-            }
-        }
-    }
-
     fn log_b_frames(&self, play: &mut PlayState, cts_ms: i32) {
         if cts_ms != 0 && !play.b_frames_logged {
             // Measured with Chromium 1xx: its H.264 receiver decodes only the keyframes of
@@ -719,7 +684,7 @@ impl Session {
         play: &mut PlayState,
         (mid, pt): (Mid, Pt),
         pts: u64,
-        au: &RtpAccessUnit,
+        au: &RtpFrame,
         estimate: &mut MemEstimate,
     ) {
         let wall = wallclock(&mut play.base, pts);
@@ -749,64 +714,43 @@ impl Session {
         for f in &frames {
             let dts = play.ts.unwrap(f.timestamp);
             match f.kind {
-                FrameKind::Video if av1::is_av1(&f.payload) => {
-                    if self.rtp_mode {
-                        // The source turned AV1 after this viewer joined an H.264 stream.
-                        if !play.av1_refused_logged {
-                            info!(stream = %self.label, "source video turned AV1 during this WHEP session: audio only (the viewer gets AV1 when it reconnects)");
-                            play.av1_refused_logged = true;
-                        }
-                        continue;
-                    }
-                    let Some(tu) = play.av1.push(&f.payload) else {
-                        continue;
+                FrameKind::Video => {
+                    let is_av1 = av1::is_av1(&f.payload);
+                    let shared = if is_av1 {
+                        let (ready, e) = (play.av1.ready(), &mut play.av1);
+                        shared_rtp(f, ready, || e.push_rtp(&f.payload, RTP_PAYLOAD_MAX))
+                    } else {
+                        let (ready, e) = (play.avc.ready(), &mut play.avc);
+                        shared_rtp(f, ready, || e.push_rtp(&f.payload, RTP_PAYLOAD_MAX))
                     };
-                    let (Some((mid, _)), Some(pt)) = (media.video, media.video_av1) else {
-                        if !play.av1_refused_logged {
+                    let local;
+                    let frame = match shared {
+                        Shared::Cached(frame) => frame,
+                        Shared::Local(frame) => {
+                            local = frame;
+                            &local
+                        }
+                        Shared::Nothing => continue,
+                    };
+                    let pt = if is_av1 {
+                        media.video_av1
+                    } else {
+                        media.video.map(|v| v.1)
+                    };
+                    let (Some((mid, _)), Some(pt)) = (media.video, pt) else {
+                        if is_av1 && !play.av1_refused_logged {
                             info!(stream = %self.label, "source video is AV1 and this viewer did not offer AV1: audio only");
                             play.av1_refused_logged = true;
                         }
                         continue;
                     };
-                    if !self.video_may_start(play, tu.keyframe) {
+                    if !self.video_may_start(play, frame.keyframe) {
                         continue;
                     }
-                    // AV1 has no B-frame reordering in E-RTMP: presentation time is the DTS.
-                    self.write_video(&mut play.base, (mid, pt), dts, tu.data, estimate);
-                }
-                FrameKind::Video if self.rtp_mode => {
-                    let local;
-                    let au = match shared_rtp(&mut play.avc, f) {
-                        Shared::Cached(au) => au,
-                        Shared::Local(au) => {
-                            local = au;
-                            &local
-                        }
-                        Shared::Nothing => continue,
-                    };
-                    if !self.video_may_start(play, au.keyframe) {
-                        continue;
-                    }
-                    self.log_b_frames(play, au.cts_ms);
-                    let pts = dts.saturating_add_signed(i64::from(au.cts_ms));
-                    let Some(video) = media.video else {
-                        continue;
-                    };
-                    self.write_rtp_video(play, video, pts, au, estimate);
-                }
-                FrameKind::Video => {
-                    let Some(au) = play.avc.push(&f.payload) else {
-                        continue;
-                    };
-                    if !self.video_may_start(play, au.keyframe) {
-                        continue;
-                    }
-                    self.log_b_frames(play, au.cts_ms);
-                    let pts = dts.saturating_add_signed(i64::from(au.cts_ms));
-                    let Some((mid, pt)) = media.video else {
-                        continue;
-                    };
-                    self.write_video(&mut play.base, (mid, pt), pts, au.data, estimate);
+                    // AV1 has no B-frame reordering in E-RTMP (its offset is 0).
+                    self.log_b_frames(play, frame.cts_ms);
+                    let pts = dts.saturating_add_signed(i64::from(frame.cts_ms));
+                    self.write_rtp_video(play, (mid, pt), pts, frame, estimate);
                 }
                 FrameKind::Audio => {
                     let Some((mid, pt)) = media.audio else {
@@ -824,19 +768,11 @@ impl Session {
                     for (ms, p) in packets {
                         let wall = wallclock(&mut play.base, ms);
                         let ticks = to_rtp(ms, opus::RTP_RATE);
-                        let time = MediaTime::new(ticks, Frequency::FORTY_EIGHT_KHZ);
                         estimate.audio_packets += 1;
                         estimate.audio_bytes += p.len() as u64;
-                        if self.rtp_mode {
-                            let write =
-                                RtpWrite::new(pt, play.audio_seq.inc(), ticks as u32, wall, p);
-                            if let Some(tx) = self.rtc.direct_api().stream_tx_by_mid(mid, None) {
-                                tx.write_rtp(write);
-                            }
-                        } else if let Some(w) = self.rtc.writer(mid) {
-                            if let Err(e) = w.write(pt, wall, time, p) {
-                                debug!(stream = %self.label, "audio write: {e}");
-                            }
+                        let write = RtpWrite::new(pt, play.audio_seq.inc(), ticks as u32, wall, p);
+                        if let Some(tx) = self.rtc.direct_api().stream_tx_by_mid(mid, None) {
+                            tx.write_rtp(write);
                         }
                     }
                 }
@@ -870,41 +806,44 @@ fn write_payloads(
 }
 
 /// A coded frame's RTP payloads, packetized by the first viewer that sends it.
-struct SharedRtp(Option<RtpAccessUnit>);
+struct SharedRtp(Option<RtpFrame>);
 
 enum Shared<'a> {
-    Cached(&'a RtpAccessUnit),
+    Cached(&'a RtpFrame),
     /// The frame's egress slots were all taken by other kinds: packetized for this viewer.
-    Local(RtpAccessUnit),
-    /// A sequence header (taken into `avc`), or nothing to send.
+    Local(RtpFrame),
+    /// A sequence header (taken into the viewer's packetizer state), or nothing to send.
     Nothing,
 }
 
-/// The RTP payloads of H.264 frame `f` for a viewer whose depacketizer state is `avc`: the
-/// stream's shared packetization (one per frame for all viewers, kept with the frame and
-/// charged to it), computed here if this viewer is the first. The payloads depend only on
-/// the frame and the sequence header before it, which every viewer of the stream has seen
-/// (its subscription starts with it).
-fn shared_rtp<'a>(avc: &mut AvcEgress, f: &'a prism_hub::Frame) -> Shared<'a> {
-    if f.sequence_header || !avc.ready() {
-        // Updates the parameter sets (a viewer without them sends nothing yet).
-        let _ = avc.push_rtp(&f.payload, RTP_PAYLOAD_MAX);
+/// The RTP payloads of video frame `f` for a viewer whose packetizer state (the codec's
+/// sequence header) is `ready` and which `packetize` runs: the stream's shared
+/// packetization (one per frame for all viewers, kept with the frame and charged to it),
+/// computed here if this viewer is the first. The payloads depend only on the frame and
+/// the sequence header before it, which every viewer of the stream has seen (its
+/// subscription starts with it).
+fn shared_rtp(
+    f: &prism_hub::Frame,
+    ready: bool,
+    mut packetize: impl FnMut() -> Option<RtpFrame>,
+) -> Shared<'_> {
+    if f.sequence_header || !ready {
+        // Updates the sequence header (a viewer without one sends nothing yet).
+        let _ = packetize();
         return Shared::Nothing;
     }
     let cached = f.wire.get_or_init(|| {
-        let au = avc.push_rtp(&f.payload, RTP_PAYLOAD_MAX);
-        let bytes = au
+        let frame = packetize();
+        let bytes = frame
             .as_ref()
-            .map_or(0, |au| au.payloads.iter().map(|p| p.len()).sum());
+            .map_or(0, |fr| fr.payloads.iter().map(|p| p.len()).sum());
         f.mem.grow(bytes);
-        SharedRtp(au)
+        SharedRtp(frame)
     });
     match cached {
-        Some(SharedRtp(Some(au))) => Shared::Cached(au),
+        Some(SharedRtp(Some(frame))) => Shared::Cached(frame),
         Some(SharedRtp(None)) => Shared::Nothing,
-        None => avc
-            .push_rtp(&f.payload, RTP_PAYLOAD_MAX)
-            .map_or(Shared::Nothing, Shared::Local),
+        None => packetize().map_or(Shared::Nothing, Shared::Local),
     }
 }
 
@@ -969,28 +908,22 @@ mod tests {
 
     #[test]
     fn str0m_estimate_is_capped_by_its_packet_counts() {
-        let mut e = MemEstimate {
-            video_packet_bytes: RTP_PAYLOAD,
-            ..MemEstimate::default()
-        };
+        let mut e = MemEstimate::default();
         assert_eq!(e.str0m_bytes(), 0);
-        // WHEP: 100 KB of video and 10 Opus packets of 120 bytes so far: all of it.
-        e.video_bytes = 100_000;
+        // WHEP: 50 video packets (their payloads are the frames', charged with them) and 10
+        // Opus packets of 120 bytes so far: all of it.
+        e.video_bytes = (50 * RTP_PACKET_OVERHEAD) as u64;
         (e.audio_packets, e.audio_bytes) = (10, 1200);
-        assert_eq!(e.str0m_bytes(), 100_000 + 1200);
+        assert_eq!(e.str0m_bytes(), 50 * RTP_PACKET_OVERHEAD + 1200);
         // An hour later: only what the send buffers keep.
         e.video_bytes = 10_000_000_000;
         (e.audio_packets, e.audio_bytes) = (180_000, 180_000 * 120);
         assert_eq!(
             e.str0m_bytes(),
-            SEND_BUFFER_VIDEO * RTP_PAYLOAD + SEND_BUFFER_AUDIO * 120
+            SEND_BUFFER_VIDEO * RTP_PACKET_OVERHEAD + SEND_BUFFER_AUDIO * 120
         );
         // A viewer with a shorter send history: that much video.
         e.send_video_packets = 200;
-        assert_eq!(e.str0m_bytes(), 200 * RTP_PAYLOAD + SEND_BUFFER_AUDIO * 120);
-        // RTP mode: the payloads are the frames' (shared, charged with them); a packet's
-        // own share is its bookkeeping.
-        e.video_packet_bytes = RTP_PACKET_OVERHEAD;
         assert_eq!(
             e.str0m_bytes(),
             200 * RTP_PACKET_OVERHEAD + SEND_BUFFER_AUDIO * 120

@@ -1,13 +1,18 @@
-//! AV1 for WHEP: Enhanced RTMP `av01` frames → temporal units as the AOM's "RTP Payload
-//! Format for AV1" packetizer takes them: OBUs in the low-overhead format,
-//! with the sequence header OBU in front of every keyframe, so a viewer that joins or
-//! loses packets can start decoding at any keyframe.
+//! AV1 for WHEP: Enhanced RTMP `av01` frames → temporal units (OBUs in the low-overhead
+//! format, with the sequence header OBU in front of every keyframe, so a viewer that joins
+//! or loses packets can start decoding at any keyframe) → RTP payloads in the AOM's "RTP
+//! Payload Format for AV1" ([`packetize`]).
 
+use crate::rtp::RtpFrame;
 use bytes::Bytes;
 use prism_cmaf::{Codec, Payload};
+use std::sync::Arc;
 
-/// OBU type of a sequence header (AV1 spec 6.2.2).
+/// OBU types (AV1 spec 6.2.2): a sequence header, and those an RTP payload leaves out.
 const OBU_SEQUENCE_HEADER: u8 = 1;
+const OBU_TEMPORAL_DELIMITER: u8 = 2;
+const OBU_TILE_LIST: u8 = 8;
+const OBU_PADDING: u8 = 15;
 
 /// One temporal unit ready for the packetizer.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -33,6 +38,24 @@ impl Av1Egress {
         Self::default()
     }
 
+    /// Whether the sequence header was seen (a keyframe can be sent).
+    pub fn ready(&self) -> bool {
+        self.sequence_header.is_some()
+    }
+
+    /// [`Av1Egress::push`], packetized: the temporal unit's RTP payloads, none longer than
+    /// `max_payload`. Depends only on the frame and the sequence header before it, so one
+    /// packetization serves every viewer of a stream.
+    pub fn push_rtp(&mut self, payload: &Bytes, max_payload: usize) -> Option<RtpFrame> {
+        let tu = self.push(payload)?;
+        let payloads = packetize(&tu.data, max_payload, tu.keyframe);
+        (!payloads.is_empty()).then_some(RtpFrame {
+            payloads,
+            keyframe: tu.keyframe,
+            cts_ms: 0,
+        })
+    }
+
     /// A frame's temporal unit; `None` for the sequence start (remembered), for what has
     /// no picture, and for a keyframe before any sequence header (nothing could decode it).
     pub fn push(&mut self, payload: &Bytes) -> Option<TemporalUnit> {
@@ -56,6 +79,117 @@ impl Av1Egress {
             _ => None,
         }
     }
+}
+
+/// The RTP payloads of one temporal unit (AOM "RTP Payload Format for AV1" 4.4): each
+/// OBU as one element without its size field (temporal delimiters, tile lists and padding
+/// left out), every element behind a LEB128 length (W = 0), an element that does not fit
+/// the rest of a packet continued in the next (Y, then Z), N on the first packet of a
+/// keyframe (which starts a coded video sequence: its sequence header is in front). No
+/// payload is longer than `max` (at least 3).
+pub fn packetize(tu: &[u8], max: usize, keyframe: bool) -> Vec<Arc<[u8]>> {
+    let max = max.max(3);
+    let mut out: Vec<Arc<[u8]>> = Vec::new();
+    // The packet being filled: its aggregation header first.
+    let mut packet = vec![0u8];
+    let flush = |packet: &mut Vec<u8>, out: &mut Vec<Arc<[u8]>>, continues: bool| {
+        if continues {
+            packet[0] |= 0x40; // Y
+        }
+        if out.is_empty() && keyframe {
+            packet[0] |= 0x08; // N
+        }
+        out.push(Arc::from(&packet[..]));
+        packet.clear();
+        packet.push(if continues { 0x80 } else { 0 }); // Z
+    };
+    for (header, payload) in obus(tu) {
+        let kind = (header[0] >> 3) & 0x0F;
+        if matches!(kind, OBU_TEMPORAL_DELIMITER | OBU_TILE_LIST | OBU_PADDING) {
+            continue;
+        }
+        // The OBU without its size field (the element's length says it).
+        let mut element = Vec::with_capacity(header.len() + payload.len());
+        element.push(header[0] & !0x02);
+        element.extend_from_slice(&header[1..]);
+        element.extend_from_slice(payload);
+        let mut rest = &element[..];
+        while !rest.is_empty() {
+            let room = max - packet.len();
+            if leb128_len(rest.len()) + rest.len() <= room {
+                write_leb128(&mut packet, rest.len());
+                packet.extend_from_slice(rest);
+                break;
+            }
+            // What of it fits behind its length; a packet with no room for a byte of it
+            // goes as it is.
+            let n = (1..=room.saturating_sub(1))
+                .rev()
+                .find(|&n| leb128_len(n) + n <= room);
+            match n {
+                Some(n) if n > 0 => {
+                    write_leb128(&mut packet, n);
+                    packet.extend_from_slice(&rest[..n]);
+                    rest = &rest[n..];
+                    flush(&mut packet, &mut out, true);
+                }
+                _ => flush(&mut packet, &mut out, false),
+            }
+        }
+    }
+    if packet.len() > 1 {
+        flush(&mut packet, &mut out, false);
+    }
+    out
+}
+
+/// A temporal unit's OBUs as (header, payload); stops at the first malformed one.
+fn obus(mut data: &[u8]) -> impl Iterator<Item = (&[u8], &[u8])> {
+    std::iter::from_fn(move || {
+        let h = *data.first()?;
+        let header_len = if h & 0x04 != 0 { 2 } else { 1 };
+        let header = data.get(..header_len)?;
+        let rest = &data[header_len..];
+        let (payload, tail) = if h & 0x02 != 0 {
+            let (size, n) = read_leb128(rest)?;
+            let end = n.checked_add(usize::try_from(size).ok()?)?;
+            (rest.get(n..end)?, &rest[end..])
+        } else {
+            // No size field: the OBU runs to the end.
+            (rest, &rest[rest.len()..])
+        };
+        data = tail;
+        Some((header, payload))
+    })
+}
+
+/// An unsigned LEB128 value (at most 8 bytes, AV1 spec 4.10.5) and its length.
+fn read_leb128(b: &[u8]) -> Option<(u64, usize)> {
+    let mut v = 0u64;
+    for (i, byte) in b.iter().take(8).enumerate() {
+        v |= u64::from(byte & 0x7F) << (7 * i);
+        if byte & 0x80 == 0 {
+            return Some((v, i + 1));
+        }
+    }
+    None
+}
+
+fn leb128_len(mut v: usize) -> usize {
+    let mut n = 1;
+    while v >= 0x80 {
+        v >>= 7;
+        n += 1;
+    }
+    n
+}
+
+fn write_leb128(out: &mut Vec<u8>, mut v: usize) {
+    while v >= 0x80 {
+        out.push((v as u8 & 0x7F) | 0x80);
+        v >>= 7;
+    }
+    out.push(v as u8);
 }
 
 /// The type of the first OBU (header byte bits 6..3).
@@ -106,5 +240,104 @@ mod tests {
         assert!(!inter.keyframe);
         assert_eq!(inter.data, FRAME);
         assert!(!is_av1(&Bytes::from_static(&[0x17, 0x01, 0, 0, 0])));
+    }
+
+    /// The OBU elements of a temporal unit's payloads, as a receiver reassembles them.
+    fn depacketize(payloads: &[Arc<[u8]>]) -> Vec<Vec<u8>> {
+        let mut elements: Vec<Vec<u8>> = Vec::new();
+        let mut open = false;
+        for p in payloads {
+            let (z, y, w) = (p[0] & 0x80 != 0, p[0] & 0x40 != 0, (p[0] >> 4) & 3);
+            assert_eq!(w, 0, "every element has its length");
+            assert_eq!(z, open, "Z says whether the last element continues");
+            let mut rest = &p[1..];
+            let mut first = true;
+            while !rest.is_empty() {
+                let (len, n) = read_leb128(rest).unwrap();
+                let bytes = &rest[n..n + len as usize];
+                if first && z {
+                    elements.last_mut().unwrap().extend_from_slice(bytes);
+                } else {
+                    elements.push(bytes.to_vec());
+                }
+                rest = &rest[n + len as usize..];
+                first = false;
+            }
+            open = y;
+        }
+        assert!(!open, "the last element was left open");
+        elements
+    }
+
+    /// An OBU with its size field: header byte, LEB128 size, payload.
+    fn obu(kind: u8, payload: &[u8]) -> Vec<u8> {
+        let mut o = vec![(kind << 3) | 0x02];
+        write_leb128(&mut o, payload.len());
+        o.extend_from_slice(payload);
+        o
+    }
+
+    #[test]
+    fn rtp_payloads_carry_the_obus_without_size_fields() {
+        let frame: Vec<u8> = (0..3000).map(|i| (i % 200) as u8).collect();
+        let tu = [
+            obu(2, &[]),
+            obu(1, &[1, 2, 3]),
+            obu(6, &frame),
+            obu(15, &[0; 9]),
+        ]
+        .concat();
+        let payloads = packetize(&tu, 1120, true);
+        assert!(payloads.iter().all(|p| p.len() <= 1120));
+        // N on the first packet only.
+        let n: Vec<bool> = payloads.iter().map(|p| p[0] & 0x08 != 0).collect();
+        assert_eq!(n, [true, false, false]);
+        // The temporal delimiter and padding left out; sizes gone from the headers.
+        let expected = vec![
+            [&[1u8 << 3][..], &[1, 2, 3]].concat(),
+            [&[6u8 << 3][..], &frame].concat(),
+        ];
+        assert_eq!(depacketize(&payloads), expected);
+        // An inter frame is not a new coded video sequence.
+        assert!(packetize(&obu(6, &[7; 10]), 1120, false)[0][0] & 0x08 == 0);
+        // The last OBU may come without a size field (it runs to the end).
+        let unsized_last = [obu(1, &[1]), vec![6 << 3, 9, 9]].concat();
+        assert_eq!(
+            depacketize(&packetize(&unsized_last, 1120, true)),
+            vec![vec![1 << 3, 1], vec![6 << 3, 9, 9]]
+        );
+    }
+
+    #[test]
+    fn rtp_packetization_respects_any_size() {
+        let obus: Vec<Vec<u8>> = (0..30)
+            .map(|i| obu(3 + (i % 4) as u8, &vec![i as u8; (i * 61 + 1) % 400]))
+            .collect();
+        let tu = obus.concat();
+        let expected: Vec<Vec<u8>> = obus
+            .iter()
+            .map(|o| {
+                let (h, p) = obus_of(o);
+                [&[h[0] & !0x02][..], p].concat()
+            })
+            .collect();
+        for max in [3, 4, 5, 64, 129, 300, 1120, 1400] {
+            let payloads = packetize(&tu, max, false);
+            assert!(payloads.iter().all(|p| p.len() <= max), "max {max}");
+            assert_eq!(depacketize(&payloads), expected, "max {max}");
+        }
+        // Garbage: whatever parses is sent, nothing panics.
+        for junk in [
+            &[][..],
+            &[0x0A],
+            &[0x0A, 0xFF],
+            &[0x0E, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80],
+        ] {
+            let _ = packetize(junk, 100, true);
+        }
+    }
+
+    fn obus_of(o: &[u8]) -> (&[u8], &[u8]) {
+        obus(o).next().unwrap()
     }
 }

@@ -1,11 +1,12 @@
 //! H.264 between the hub's FLV-style video frames and RTP: RFC 6184 payloads,
 //! packetization-mode 1, for WHEP viewers ([`AvcEgress::push_rtp`]); Annex B access units
-//! (what str0m hands back depacketized from a WHIP publisher, and packetizes itself in its
-//! frame mode).
+//! from a WHIP publisher (what str0m hands back depacketized).
 //!
 //! Egress ([`AvcEgress`]): the sequence header's SPS/PPS are remembered and put in front of
 //! every IDR access unit (a browser joining mid-stream, or recovering after a PLI, has no
-//! other way to get them); length-prefixed NAL units become start-code-prefixed ones.
+//! other way to get them). [`AvcEgress::push`] gives the same units as Annex B (what the
+//! RTP payloads carry, with start codes: the packetizer's fuzz target checks one against
+//! the other).
 //!
 //! Ingest ([`AvcIngest`]): SPS/PPS are taken out of the access units; a sequence header
 //! (AVCDecoderConfigurationRecord) is emitted whenever they change, and each access unit
@@ -16,6 +17,7 @@ use prism_mpegts::nal::{
     avc_decoder_configuration_record, avc_nal_type, avc_record_parameter_sets, split_annex_b,
 };
 
+use crate::rtp::RtpFrame;
 use std::sync::Arc;
 
 const START_CODE: [u8; 4] = [0, 0, 0, 1];
@@ -96,8 +98,8 @@ pub fn is_avc(p: &[u8]) -> bool {
     parse_tag(p).is_some()
 }
 
-/// Hub frames → Annex B access units ([`AvcEgress::push`], for str0m's packetizer) or
-/// RTP payloads ([`AvcEgress::push_rtp`]).
+/// Hub frames → RTP payloads ([`AvcEgress::push_rtp`]) or Annex B access units
+/// ([`AvcEgress::push`]).
 #[derive(Debug, Default)]
 pub struct AvcEgress {
     /// SPS and PPS NAL units of the current record.
@@ -147,9 +149,9 @@ impl AvcEgress {
     /// of the access unit, none longer than `max_payload`; the last one takes the marker
     /// bit. Depends only on the frame and the sequence header before it, so every viewer of
     /// a stream gets the same payloads and one packetization can serve them all.
-    pub fn push_rtp(&mut self, payload: &[u8], max_payload: usize) -> Option<RtpAccessUnit> {
+    pub fn push_rtp(&mut self, payload: &[u8], max_payload: usize) -> Option<RtpFrame> {
         let u = self.units(payload)?;
-        Some(RtpAccessUnit {
+        Some(RtpFrame {
             payloads: packetize(&u.nals, max_payload),
             keyframe: u.keyframe,
             cts_ms: u.cts_ms,
@@ -206,16 +208,6 @@ impl AvcEgress {
             AvcTag::Other => None,
         }
     }
-}
-
-/// One coded picture as RTP payloads, shareable between viewers (str0m's `RtpWrite` takes
-/// an `Arc<[u8]>`: a viewer's send and retransmission buffers then hold no copy).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct RtpAccessUnit {
-    pub payloads: Vec<Arc<[u8]>>,
-    pub keyframe: bool,
-    /// Composition time offset (PTS - DTS), milliseconds.
-    pub cts_ms: i32,
 }
 
 const STAP_A: u8 = 24;
