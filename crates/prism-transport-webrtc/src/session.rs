@@ -970,7 +970,7 @@ mod tests {
         let answer = prism.sdp_api().accept_offer(offer).unwrap();
         viewer.sdp_api().accept_answer(pending, answer).unwrap();
 
-        // The keyframe: SPS/PPS in a STAP-A, then an IDR in five fragments.
+        // The keyframe: SPS, PPS, then an IDR in five fragments.
         let mut egress = AvcEgress::new();
         let mut header = vec![0x17, 0, 0, 0, 0, 1, 0x42, 0xc0, 0x0d, 0xff, 0xe1, 0, 4];
         header.extend_from_slice(&[0x67, 0x42, 0xc0, 0x0d, 1, 0, 2, 0x68, 0xce]);
@@ -983,9 +983,9 @@ mod tests {
         frame.extend_from_slice(&(idr.len() as u32).to_be_bytes());
         frame.extend_from_slice(&idr);
         let au = egress.push_rtp(&frame, RTP_PAYLOAD_MAX).unwrap();
-        assert_eq!(au.payloads.len(), 6);
-        // 65532 (STAP-A), 65533 (lost), 65534, 65535, then 0 and 1 after the wrap.
-        const FIRST: u64 = 65_532;
+        assert_eq!(au.payloads.len(), 7);
+        // 65531 (SPS), 65532 (PPS), 65533 (lost), 65534, 65535, then 0 and 1 after the wrap.
+        const FIRST: u64 = 65_531;
         const LOST: u16 = 65_533;
 
         let mut now = t0;

@@ -18,6 +18,7 @@ use prism_mpegts::nal::{
 };
 
 use crate::rtp::RtpFrame;
+use prism_rtsp::video::{packetize as packetize_rtp, VideoCodec};
 use std::sync::Arc;
 
 const START_CODE: [u8; 4] = [0, 0, 0, 1];
@@ -166,7 +167,12 @@ impl AvcEgress {
                 if length_size == 3 {
                     return None;
                 }
-                self.sets = sets.into_iter().map(<[u8]>::to_vec).collect();
+                // As a frame's units: a header alone is left out.
+                self.sets = sets
+                    .into_iter()
+                    .filter(|s| s.len() > 1)
+                    .map(<[u8]>::to_vec)
+                    .collect();
                 self.length_size = length_size;
                 None
             }
@@ -182,11 +188,19 @@ impl AvcEgress {
                 let mut idr = false;
                 let mut units = Vec::new();
                 for nal in split_prefixed(nals, self.length_size) {
+                    // A header alone (end of sequence or stream) tells a viewer nothing; the
+                    // RTP packetizer leaves such units out.
+                    if nal.len() < 2 {
+                        continue;
+                    }
                     match avc_nal_type(nal) {
                         Some(NAL_SPS) => has_params = true,
                         Some(NAL_IDR) => idr = true,
                         // Access unit delimiters are optional and only cost bytes.
                         Some(NAL_AUD) => continue,
+                        // Types no encoder writes, which RTP takes for its own packets
+                        // (STAP-A, FU-A...): a receiver would misread them.
+                        Some(0 | 24..=31) => continue,
                         _ => {}
                     }
                     units.push(nal);
@@ -210,66 +224,23 @@ impl AvcEgress {
     }
 }
 
-const STAP_A: u8 = 24;
-const FU_A: u8 = 28;
-
-/// RFC 6184 packetization-mode 1 of one access unit's NAL units: runs of units that fit
-/// together in `max` bytes go in one STAP-A (the SPS and PPS in front of a keyframe, small
-/// slices), a unit that fits alone goes as it is, a larger one in FU-A fragments of equal
-/// size but the last (equal-sized datagrams leave in one GSO batch).
+/// RFC 6184 packetization-mode 1 of one access unit's NAL units into shareable payloads,
+/// by the packetizer RTSP players use (prism-rtsp: single NAL units, FU-A fragments of equal
+/// size but the last, so a frame's datagrams stay one GSO batch; no aggregation). No
+/// payload is longer than `max` (at least 19 bytes); units of a header alone are left out.
 pub fn packetize(nals: &[&[u8]], max: usize) -> Vec<Arc<[u8]>> {
-    // An FU-A needs its two header bytes and one byte of the unit.
-    let max = max.max(3);
-    let nals: Vec<&[u8]> = nals.iter().copied().filter(|n| !n.is_empty()).collect();
     let mut out: Vec<Arc<[u8]>> = Vec::new();
     let mut scratch = Vec::with_capacity(max);
-    let mut i = 0;
-    while i < nals.len() {
-        let mut size = 1 + 2 + nals[i].len();
-        let mut j = i + 1;
-        while j < nals.len() && size + 2 + nals[j].len() <= max {
-            size += 2 + nals[j].len();
-            j += 1;
-        }
-        if j - i >= 2 {
-            let run = &nals[i..j];
-            let f = run.iter().fold(0, |a, n| a | (n[0] & 0x80));
-            let nri = run.iter().map(|n| n[0] & 0x60).max().unwrap_or(0);
-            scratch.clear();
-            scratch.push(f | nri | STAP_A);
-            for n in run {
-                // Each fits in `max`, so in 16 bits.
-                scratch.extend_from_slice(&(n.len() as u16).to_be_bytes());
-                scratch.extend_from_slice(n);
+    packetize_rtp(VideoCodec::H264, nals.iter().copied(), max, |parts, _| {
+        out.push(match parts {
+            [one] => Arc::from(*one),
+            _ => {
+                scratch.clear();
+                parts.iter().for_each(|p| scratch.extend_from_slice(p));
+                Arc::from(&scratch[..])
             }
-            out.push(Arc::from(&scratch[..]));
-            i = j;
-            continue;
-        }
-        let nal = nals[i];
-        i += 1;
-        if nal.len() <= max {
-            out.push(Arc::from(nal));
-            continue;
-        }
-        let indicator = (nal[0] & 0xE0) | FU_A;
-        let kind = nal[0] & 0x1F;
-        let body = &nal[1..];
-        let fragments = body.len().div_ceil(max - 2);
-        for (k, part) in body.chunks(max - 2).enumerate() {
-            let mut header = kind;
-            if k == 0 {
-                header |= 0x80;
-            }
-            if k + 1 == fragments {
-                header |= 0x40;
-            }
-            scratch.clear();
-            scratch.extend_from_slice(&[indicator, header]);
-            scratch.extend_from_slice(part);
-            out.push(Arc::from(&scratch[..]));
-        }
-    }
+        });
+    });
     out
 }
 
@@ -503,37 +474,9 @@ mod tests {
         assert_eq!(out, IngestOut::default());
     }
 
-    /// RFC 6184 depacketization, as a receiver does it: the NAL units of the payloads.
+    /// The NAL units a receiver gets from the payloads: RTSP ingest's depacketizer.
     fn depacketize(payloads: &[Arc<[u8]>]) -> Vec<Vec<u8>> {
-        let mut nals = Vec::new();
-        let mut fu: Option<Vec<u8>> = None;
-        for p in payloads {
-            match p[0] & 0x1F {
-                STAP_A => {
-                    let mut rest = &p[1..];
-                    while !rest.is_empty() {
-                        let len = usize::from(u16::from_be_bytes([rest[0], rest[1]]));
-                        nals.push(rest[2..2 + len].to_vec());
-                        rest = &rest[2 + len..];
-                    }
-                }
-                FU_A => {
-                    let (start, end) = (p[1] & 0x80 != 0, p[1] & 0x40 != 0);
-                    if start {
-                        assert!(fu.is_none(), "fragment started twice");
-                        fu = Some(vec![(p[0] & 0xE0) | (p[1] & 0x1F)]);
-                    }
-                    let unit = fu.as_mut().expect("fragment without start");
-                    unit.extend_from_slice(&p[2..]);
-                    if end {
-                        nals.push(fu.take().unwrap());
-                    }
-                }
-                _ => nals.push(p.to_vec()),
-            }
-        }
-        assert!(fu.is_none(), "unfinished fragment");
-        nals
+        crate::rtp::depacketize_h264(payloads).expect("one whole access unit")
     }
 
     #[test]
@@ -552,20 +495,23 @@ mod tests {
             .unwrap();
         assert!(au.keyframe);
         assert_eq!(au.cts_ms, 40);
-        // SPS, PPS and the SEI in one STAP-A (NRI the highest of them), then the IDR in
-        // fragments of one size but the last.
-        assert_eq!(au.payloads[0][0], 0x60 | STAP_A);
+        // SPS, PPS and the SEI as they are (the AUD left out), then the IDR in fragments
+        // of one size but the last.
         let sizes: Vec<usize> = au.payloads.iter().map(|p| p.len()).collect();
-        assert_eq!(sizes[1..], [1200, 1200, 1200, 1200, 210]);
+        assert_eq!(
+            sizes,
+            [SPS.len(), PPS.len(), 4, 1200, 1200, 1200, 1200, 210]
+        );
         assert_eq!(depacketize(&au.payloads), vec![SPS, PPS, sei, &idr[..]]);
-        // An inter frame that fits goes as it is; two small slices share a STAP-A.
-        let p = e.push_rtp(&flv(false, 0, &[&[0x41, 9]]), 1200).unwrap();
-        assert_eq!(p.payloads, vec![Arc::<[u8]>::from(&[0x41, 9][..])]);
+        // An inter frame that fits goes as it is; a unit of a type RTP keeps for its own
+        // packets (here 24, STAP-A), which no encoder writes, and a header alone are left out.
         let p = e
-            .push_rtp(&flv(false, 0, &[&[0x41, 1], &[0x01, 2]]), 1200)
+            .push_rtp(
+                &flv(false, 0, &[&[0x41, 9], &[0x18, 0, 1, 2], &[0x0a]]),
+                1200,
+            )
             .unwrap();
-        assert_eq!(p.payloads.len(), 1);
-        assert_eq!(depacketize(&p.payloads), vec![vec![0x41, 1], vec![0x01, 2]]);
+        assert_eq!(p.payloads, vec![Arc::<[u8]>::from(&[0x41, 9][..])]);
     }
 
     #[test]
@@ -579,7 +525,7 @@ mod tests {
             })
             .collect();
         let refs: Vec<&[u8]> = units.iter().map(Vec::as_slice).collect();
-        for max in [3, 4, 50, 100, 700, 1120, 1400] {
+        for max in [19, 20, 50, 100, 700, 1120, 1400] {
             let payloads = packetize(&refs, max);
             assert!(payloads.iter().all(|p| p.len() <= max), "max {max}");
             assert_eq!(depacketize(&payloads), units, "max {max}");

@@ -6,9 +6,9 @@
 //! media port ([`demux`]).
 //!
 //! Egress (WHEP): video frames become RTP payloads here, once per stream for all viewers
-//! ([`rtp`]: RFC 6184 single NAL / STAP-A / FU-A for H.264, with SPS/PPS before every
-//! IDR; the AOM's AV1 payload format, with the sequence header before every keyframe);
-//! str0m numbers, encrypts and retransmits them per viewer. Ingest (WHIP): str0m
+//! ([`rtp`]: RFC 6184 single NAL / FU-A for H.264, by prism-rtsp's packetizer, with SPS/PPS
+//! before every IDR; the AOM's AV1 payload format, with the sequence header before every
+//! keyframe); str0m numbers, encrypts and retransmits them per viewer. Ingest (WHIP): str0m
 //! depacketizes H.264 into Annex B access units, which become AVCC frames with a sequence
 //! header built from the parameter sets.
 //!
