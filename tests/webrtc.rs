@@ -62,6 +62,12 @@ fn browser_with(mode: &str, url: &str, seconds: u32, token: &str, extra: &str) -
         .expect("node tests/js/webrtc.mjs (run ./scripts/test.sh to install playwright-core)")
 }
 
+/// Chromium watching `stream` (`app/key`) over WHEP for `seconds`, without a token: its report.
+fn watch_whep(s: &Setup, stream: &str, seconds: u32) -> serde_json::Value {
+    let url = format!("http://{}/{stream}/whep", s.signal);
+    report(browser("whep", &url, seconds, ""), seconds)
+}
+
 /// Waits for the browser's JSON report.
 fn report(mut child: Child, seconds: u32) -> serde_json::Value {
     let timeout = Duration::from_secs(u64::from(seconds) + 60);
@@ -168,15 +174,7 @@ fn whep_plays_rtmp_h264_high_in_chromium() {
     wait_live(&s.prism, "live/cam");
     wait_live(&s.prism, "live/bframes");
     let secs = 6;
-    let v = report(
-        browser(
-            "whep",
-            &format!("http://{}/live/cam/whep", s.signal),
-            secs,
-            "",
-        ),
-        secs,
-    );
+    let v = watch_whep(&s, "live/cam", secs);
     assert_eq!(v["status"], 201, "{v}");
     let location = v["location"].as_str().unwrap_or_default();
     assert!(
@@ -212,15 +210,7 @@ fn whep_plays_rtmp_h264_high_in_chromium() {
     // B-frames: sent in decode order, RTP time = PTS. Chromium decodes the keyframes
     // only (it asks for more with PLIs); measured and logged, not fixable without
     // transcoding.
-    let v = report(
-        browser(
-            "whep",
-            &format!("http://{}/live/bframes/whep", s.signal),
-            4,
-            "",
-        ),
-        4,
-    );
+    let v = watch_whep(&s, "live/bframes", 4);
     assert_eq!(v["status"], 201, "{v}");
     let (b0, b1) = span(&v, "framesDecoded");
     eprintln!(
@@ -263,15 +253,7 @@ fn whip_from_chromium_reaches_rtmp_targets_and_whep_viewers() {
     });
     nginx.wait_bytes_in("fromwhip", 50_000, Duration::from_secs(20));
     // A WHEP viewer of the WHIP stream gets video and the publisher's Opus audio.
-    let v = report(
-        browser(
-            "whep",
-            &format!("http://{}/in/webcam/whep", s.signal),
-            5,
-            "",
-        ),
-        5,
-    );
+    let v = watch_whep(&s, "in/webcam", 5);
     let pv = report(publisher, secs);
     assert_eq!(pv["status"], 201, "{pv}");
     assert_eq!(pv["deleteStatus"], 200, "{pv}");
@@ -383,10 +365,7 @@ fn bad_signalling_and_udp_garbage_leave_a_playing_session_unharmed() {
             .metric_value("prism_webrtc_sessions{direction=\"whep\"}")
             == Some(1.0)
     });
-    let second = report(
-        browser("whep", &format!("http://{}/live/cam/whep", s.signal), 1, ""),
-        1,
-    );
+    let second = watch_whep(&s, "live/cam", 1);
     assert_eq!(second["status"], 429, "{second}");
     assert_eq!(
         s.prism.metric_value(
@@ -642,15 +621,7 @@ fn whep_plays_an_enhanced_rtmp_av1_stream_as_av1_in_chromium() {
     let secs = 6;
     let _publisher = pyav_ertmp_publish(&url, "libsvtav1", "libopus", 20);
     wait_live(&s.prism, "live/av1");
-    let v = report(
-        browser(
-            "whep",
-            &format!("http://{}/live/av1/whep", s.signal),
-            secs,
-            "",
-        ),
-        secs,
-    );
+    let v = watch_whep(&s, "live/av1", secs);
     assert_eq!(v["status"], 201, "{v}");
     let last = v["samples"]
         .as_array()

@@ -44,7 +44,7 @@ mod mp4;
 mod parse;
 
 pub use mp4::{fragment, init_segment, Sample, TrackRun};
-pub use parse::{parse_audio, parse_video};
+pub use parse::{av1_leb128, av1_obus, parse_audio, parse_video};
 
 /// A codec this crate can package.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]

@@ -499,6 +499,34 @@ fn hevc_record_dimensions(record: &[u8]) -> Result<(u16, u16), ParseError> {
         .map_or((0, 0), |s| (clamp_u16(s.width), clamp_u16(s.height))))
 }
 
+/// The OBUs of AV1 data in the low-overhead format (AV1 spec 5.3) as (header, payload):
+/// the header with its extension byte if any, the payload without the size field (an OBU
+/// without one runs to the end). Stops at the first truncated OBU.
+pub fn av1_obus(data: &[u8]) -> impl Iterator<Item = (&[u8], &[u8])> {
+    let mut c = Reader::new(data);
+    std::iter::from_fn(move || {
+        let start = c.rest();
+        let header = c.u8()?;
+        if header & 0x04 != 0 {
+            c.u8()?; // extension header
+        }
+        let header_bytes = &start[..start.len() - c.rest().len()];
+        let size = if header & 0x02 != 0 {
+            usize::try_from(read_leb128(&mut c)?).unwrap_or(usize::MAX)
+        } else {
+            c.rest().len()
+        };
+        Some((header_bytes, c.take(size)?))
+    })
+}
+
+/// An AV1 `leb128()` at the start of `b`: its value and length.
+pub fn av1_leb128(b: &[u8]) -> Option<(u64, usize)> {
+    let mut c = Reader::new(b);
+    let v = read_leb128(&mut c)?;
+    Some((v, b.len() - c.rest().len()))
+}
+
 /// Reads an AV1 `leb128()`.
 fn read_leb128(c: &mut Reader<'_>) -> Option<u64> {
     let mut value = 0u64;
@@ -524,23 +552,8 @@ fn av1_record_dimensions(record: &[u8]) -> Result<(u16, u16), ParseError> {
             "AV1CodecConfigurationRecord marker/version",
         ));
     }
-    let mut c = Reader::new(&record[4..]);
-    while !c.rest().is_empty() {
-        let Some(header) = c.u8() else { break };
-        let obu_type = (header >> 3) & 0x0F;
-        if header & 0x04 != 0 && c.u8().is_none() {
-            break; // extension header
-        }
-        let size = if header & 0x02 != 0 {
-            let Some(size) = read_leb128(&mut c) else {
-                break;
-            };
-            usize::try_from(size).unwrap_or(usize::MAX)
-        } else {
-            c.rest().len()
-        };
-        let Some(obu) = c.take(size) else { break };
-        if obu_type == 1 {
+    for (header, obu) in av1_obus(&record[4..]) {
+        if (header[0] >> 3) & 0x0F == 1 {
             if let Some((w, h)) = av1_sequence_header_dimensions(obu) {
                 return Ok((clamp_u16(w), clamp_u16(h)));
             }

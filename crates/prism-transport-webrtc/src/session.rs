@@ -41,6 +41,7 @@ use prism_webrtc::clock::{to_rtp, SyncOrigin, TrackClock, Unwrap32};
 use prism_webrtc::h264::{AvcEgress, AvcIngest};
 use prism_webrtc::opus;
 use prism_webrtc::rtp::RtpFrame;
+use std::borrow::Cow;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -79,12 +80,12 @@ pub(crate) const SEND_BUFFER_VIDEO_MIN: usize = 128;
 const SEND_HISTORY: Duration = Duration::from_secs(1);
 pub(crate) const REORDER_VIDEO: usize = 30;
 pub(crate) const REORDER_AUDIO: usize = 15;
-/// The RTP payload str0m cuts video into (its MTU less headers, rounded up), for the
-/// estimate of its send buffer.
+/// A full video packet's payload, rounded up from [`RTP_PAYLOAD_MAX`], for sizing the send
+/// history.
 const RTP_PAYLOAD: usize = 1200;
-/// The largest H.264 RTP payload Prism packetizes (RTP mode): what str0m's own packetizer
-/// uses with its default MTU (1150 less the 16-byte SRTP tag, rounded down to the AES
-/// block), so datagrams stay the size they were.
+/// The largest video RTP payload Prism packetizes: what str0m's own packetizer uses with
+/// its default MTU (1150 less the 16-byte SRTP tag, rounded down to the AES block), so
+/// datagrams stay the size they were.
 const RTP_PAYLOAD_MAX: usize = (str0m::DATAGRAM_MTU_TARGET - 16) / 16 * 16;
 /// What str0m keeps per packet in a viewer's send history besides the payload, which is
 /// shared by all viewers and charged once, with its frame.
@@ -219,7 +220,7 @@ struct PlayState {
     av1: Av1Egress,
     /// Logged once: the source is AV1 and this viewer cannot take it.
     av1_refused_logged: bool,
-    /// The next RTP sequence numbers (RTP mode).
+    /// The next RTP sequence numbers.
     video_seq: SeqNo,
     audio_seq: SeqNo,
     ts: Unwrap32,
@@ -677,8 +678,8 @@ impl Session {
         }
     }
 
-    /// Hands str0m the RTP payloads of one access unit presented at hub time `pts` ms
-    /// (RTP mode), the marker bit on the last.
+    /// Hands str0m the RTP payloads of one access unit presented at hub time `pts` ms,
+    /// the marker bit on the last.
     fn write_rtp_video(
         &mut self,
         play: &mut PlayState,
@@ -723,14 +724,8 @@ impl Session {
                         let (ready, e) = (play.avc.ready(), &mut play.avc);
                         shared_rtp(f, ready, || e.push_rtp(&f.payload, RTP_PAYLOAD_MAX))
                     };
-                    let local;
-                    let frame = match shared {
-                        Shared::Cached(frame) => frame,
-                        Shared::Local(frame) => {
-                            local = frame;
-                            &local
-                        }
-                        Shared::Nothing => continue,
+                    let Some(frame) = shared else {
+                        continue;
                     };
                     let pt = if is_av1 {
                         media.video_av1
@@ -750,7 +745,7 @@ impl Session {
                     // AV1 has no B-frame reordering in E-RTMP (its offset is 0).
                     self.log_b_frames(play, frame.cts_ms);
                     let pts = dts.saturating_add_signed(i64::from(frame.cts_ms));
-                    self.write_rtp_video(play, (mid, pt), pts, frame, estimate);
+                    self.write_rtp_video(play, (mid, pt), pts, &frame, estimate);
                 }
                 FrameKind::Audio => {
                     let Some((mid, pt)) = media.audio else {
@@ -761,19 +756,16 @@ impl Session {
                     }
                     // AAC came through the stream's transcoder above (each Opus packet at
                     // its own time, shifted by the codecs' delay); other codecs are dropped.
-                    let packets = match opus::classify(&f.payload) {
-                        opus::Audio::OpusPacket(p) => [(dts, p)],
-                        opus::Audio::OpusHeader | opus::Audio::Other => continue,
+                    let opus::Audio::OpusPacket(p) = opus::classify(&f.payload) else {
+                        continue;
                     };
-                    for (ms, p) in packets {
-                        let wall = wallclock(&mut play.base, ms);
-                        let ticks = to_rtp(ms, opus::RTP_RATE);
-                        estimate.audio_packets += 1;
-                        estimate.audio_bytes += p.len() as u64;
-                        let write = RtpWrite::new(pt, play.audio_seq.inc(), ticks as u32, wall, p);
-                        if let Some(tx) = self.rtc.direct_api().stream_tx_by_mid(mid, None) {
-                            tx.write_rtp(write);
-                        }
+                    let wall = wallclock(&mut play.base, dts);
+                    let ticks = to_rtp(dts, opus::RTP_RATE);
+                    estimate.audio_packets += 1;
+                    estimate.audio_bytes += p.len() as u64;
+                    let write = RtpWrite::new(pt, play.audio_seq.inc(), ticks as u32, wall, p);
+                    if let Some(tx) = self.rtc.direct_api().stream_tx_by_mid(mid, None) {
+                        tx.write_rtp(write);
                     }
                 }
                 FrameKind::Data => {}
@@ -808,29 +800,23 @@ fn write_payloads(
 /// A coded frame's RTP payloads, packetized by the first viewer that sends it.
 struct SharedRtp(Option<RtpFrame>);
 
-enum Shared<'a> {
-    Cached(&'a RtpFrame),
-    /// The frame's egress slots were all taken by other kinds: packetized for this viewer.
-    Local(RtpFrame),
-    /// A sequence header (taken into the viewer's packetizer state), or nothing to send.
-    Nothing,
-}
-
 /// The RTP payloads of video frame `f` for a viewer whose packetizer state (the codec's
 /// sequence header) is `ready` and which `packetize` runs: the stream's shared
 /// packetization (one per frame for all viewers, kept with the frame and charged to it),
 /// computed here if this viewer is the first. The payloads depend only on the frame and
 /// the sequence header before it, which every viewer of the stream has seen (its
-/// subscription starts with it).
+/// subscription starts with it). None for a sequence header (taken into the viewer's
+/// packetizer state) and for what has nothing to send; owned only if the frame's egress
+/// slots were all taken by other kinds.
 fn shared_rtp(
     f: &prism_hub::Frame,
     ready: bool,
     mut packetize: impl FnMut() -> Option<RtpFrame>,
-) -> Shared<'_> {
+) -> Option<Cow<'_, RtpFrame>> {
     if f.sequence_header || !ready {
         // Updates the sequence header (a viewer without one sends nothing yet).
         let _ = packetize();
-        return Shared::Nothing;
+        return None;
     }
     let cached = f.wire.get_or_init(|| {
         let frame = packetize();
@@ -841,9 +827,8 @@ fn shared_rtp(
         SharedRtp(frame)
     });
     match cached {
-        Some(SharedRtp(Some(frame))) => Shared::Cached(frame),
-        Some(SharedRtp(None)) => Shared::Nothing,
-        None => packetize().map_or(Shared::Nothing, Shared::Local),
+        Some(SharedRtp(frame)) => frame.as_ref().map(Cow::Borrowed),
+        None => packetize().map(Cow::Owned),
     }
 }
 

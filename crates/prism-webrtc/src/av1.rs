@@ -5,7 +5,7 @@
 
 use crate::rtp::RtpFrame;
 use bytes::Bytes;
-use prism_cmaf::{Codec, Payload};
+use prism_cmaf::{av1_obus, Codec, Payload};
 use std::sync::Arc;
 
 /// OBU types (AV1 spec 6.2.2): a sequence header, and those an RTP payload leaves out.
@@ -103,13 +103,14 @@ pub fn packetize(tu: &[u8], max: usize, keyframe: bool) -> Vec<Arc<[u8]>> {
         packet.clear();
         packet.push(if continues { 0x80 } else { 0 }); // Z
     };
-    for (header, payload) in obus(tu) {
+    let mut element = Vec::new();
+    for (header, payload) in av1_obus(tu) {
         let kind = (header[0] >> 3) & 0x0F;
         if matches!(kind, OBU_TEMPORAL_DELIMITER | OBU_TILE_LIST | OBU_PADDING) {
             continue;
         }
         // The OBU without its size field (the element's length says it).
-        let mut element = Vec::with_capacity(header.len() + payload.len());
+        element.clear();
         element.push(header[0] & !0x02);
         element.extend_from_slice(&header[1..]);
         element.extend_from_slice(payload);
@@ -121,13 +122,13 @@ pub fn packetize(tu: &[u8], max: usize, keyframe: bool) -> Vec<Arc<[u8]>> {
                 packet.extend_from_slice(rest);
                 break;
             }
-            // What of it fits behind its length; a packet with no room for a byte of it
-            // goes as it is.
-            let n = (1..=room.saturating_sub(1))
-                .rev()
-                .find(|&n| leb128_len(n) + n <= room);
+            // The most of it that fits behind its length (a LEB128 of at most 4 bytes
+            // here); a packet with no room for a byte of it goes as it is.
+            let n = (1..=4)
+                .map(|k| room.saturating_sub(k))
+                .find(|&n| n > 0 && leb128_len(n) + n <= room);
             match n {
-                Some(n) if n > 0 => {
+                Some(n) => {
                     write_leb128(&mut packet, n);
                     packet.extend_from_slice(&rest[..n]);
                     rest = &rest[n..];
@@ -141,38 +142,6 @@ pub fn packetize(tu: &[u8], max: usize, keyframe: bool) -> Vec<Arc<[u8]>> {
         flush(&mut packet, &mut out, false);
     }
     out
-}
-
-/// A temporal unit's OBUs as (header, payload); stops at the first malformed one.
-fn obus(mut data: &[u8]) -> impl Iterator<Item = (&[u8], &[u8])> {
-    std::iter::from_fn(move || {
-        let h = *data.first()?;
-        let header_len = if h & 0x04 != 0 { 2 } else { 1 };
-        let header = data.get(..header_len)?;
-        let rest = &data[header_len..];
-        let (payload, tail) = if h & 0x02 != 0 {
-            let (size, n) = read_leb128(rest)?;
-            let end = n.checked_add(usize::try_from(size).ok()?)?;
-            (rest.get(n..end)?, &rest[end..])
-        } else {
-            // No size field: the OBU runs to the end.
-            (rest, &rest[rest.len()..])
-        };
-        data = tail;
-        Some((header, payload))
-    })
-}
-
-/// An unsigned LEB128 value (at most 8 bytes, AV1 spec 4.10.5) and its length.
-fn read_leb128(b: &[u8]) -> Option<(u64, usize)> {
-    let mut v = 0u64;
-    for (i, byte) in b.iter().take(8).enumerate() {
-        v |= u64::from(byte & 0x7F) << (7 * i);
-        if byte & 0x80 == 0 {
-            return Some((v, i + 1));
-        }
-    }
-    None
 }
 
 fn leb128_len(mut v: usize) -> usize {
@@ -253,7 +222,7 @@ mod tests {
             let mut rest = &p[1..];
             let mut first = true;
             while !rest.is_empty() {
-                let (len, n) = read_leb128(rest).unwrap();
+                let (len, n) = prism_cmaf::av1_leb128(rest).unwrap();
                 let bytes = &rest[n..n + len as usize];
                 if first && z {
                     elements.last_mut().unwrap().extend_from_slice(bytes);
@@ -338,6 +307,6 @@ mod tests {
     }
 
     fn obus_of(o: &[u8]) -> (&[u8], &[u8]) {
-        obus(o).next().unwrap()
+        av1_obus(o).next().unwrap()
     }
 }
