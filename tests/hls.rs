@@ -1,5 +1,5 @@
-//! LL-HLS, HLS and DASH of live streams ([hls]): ffmpeg publishes over RTMP and SRT; ffprobe
-//! and ffmpeg read the HLS and DASH URLs and every segment decodes, starting on a keyframe;
+//! LL-HLS, HLS and DASH of live streams ([hls]): ffmpeg publishes over RTMP and SRT; ffmpeg
+//! reads the HLS URL, ffprobe the DASH one, and every segment decodes, starting on a keyframe;
 //! the playlists keep the RFC 8216bis rules (checked by prism_hls::check); blocking reloads
 //! wait for their part; bad URLs are refused; hls.js plays the page in headless Chromium.
 
@@ -112,26 +112,88 @@ fn check_stream(hls: SocketAddr, stream: &str) {
         }
     }
 
-    // ffmpeg's own HLS and DASH demuxers read the live URLs: both tracks, frames decode.
-    for url in ["index.m3u8", "manifest.mpd"] {
-        let out = run_with_timeout(
-            Command::new("ffmpeg")
-                .args(["-nostdin", "-v", "error", "-i"])
-                .arg(format!("http://{hls}/{stream}/{url}"))
-                .args([
-                    "-t", "3", "-map", "0:v:0", "-map", "0:a:0", "-f", "null", "-",
-                ]),
-            Duration::from_secs(60),
-        )
-        .expect("ffmpeg");
-        let errors = String::from_utf8_lossy(&out.stderr);
+    // ffmpeg's own HLS demuxer reads the live URL: both tracks, frames decode.
+    let out = run_with_timeout(
+        Command::new("ffmpeg")
+            .args(["-nostdin", "-v", "error", "-i"])
+            .arg(format!("http://{hls}/{stream}/index.m3u8"))
+            .args([
+                "-t", "3", "-map", "0:v:0", "-map", "0:a:0", "-f", "null", "-",
+            ]),
+        Duration::from_secs(60),
+    )
+    .expect("ffmpeg");
+    let errors = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "ffmpeg read of HLS failed: {errors}");
+    assert!(
+        errors.trim().is_empty(),
+        "ffmpeg read HLS with errors: {errors}"
+    );
+
+    check_dash(hls, stream, &dir);
+}
+
+/// The DASH manifest of a live stream: ffprobe finds both tracks through it, and the
+/// segments its templates name (the first listed, with its init segment) decode, video
+/// from a keyframe. Playback over time is dash.js's job (tests/hls_serving.rs): ffmpeg 5.1's
+/// DASH demuxer cannot follow a live `SegmentTimeline` whose window moves while it reads
+/// (its refresh_manifest stores a timeline index where it compares segment numbers, so it
+/// jumps back to the window start and its timestamps go backwards).
+fn check_dash(hls: SocketAddr, stream: &str, dir: &TempDir) {
+    let url = format!("http://{hls}/{stream}/manifest.mpd");
+    let out = run_with_timeout(
+        Command::new("ffprobe")
+            .args([
+                "-v",
+                "error",
+                "-show_entries",
+                "stream=codec_name",
+                "-of",
+                "csv=p=0",
+            ])
+            .arg(&url),
+        Duration::from_secs(60),
+    )
+    .expect("ffprobe");
+    let codecs = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success() && codecs.contains("h264") && codecs.contains("aac"),
+        "ffprobe of {url}: {codecs} {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    let (status, mpd) = get(hls, &format!("/{stream}/manifest.mpd"));
+    assert_eq!(status, 200, "{mpd}");
+    // One SegmentTemplate per adaptation set: video, then audio.
+    let attrs = |name: &str| -> Vec<String> {
+        mpd.split(&format!(" {name}=\""))
+            .skip(1)
+            .filter_map(|rest| rest.split('"').next().map(str::to_string))
+            .collect()
+    };
+    let (inits, numbers, media) = (
+        attrs("initialization"),
+        attrs("startNumber"),
+        attrs("media"),
+    );
+    assert_eq!(
+        (inits.len(), numbers.len(), media.len()),
+        (2, 2, 2),
+        "{mpd}"
+    );
+    for (i, (track, select)) in [("video", "v:0"), ("audio", "a:0")].into_iter().enumerate() {
+        assert!(inits[i].starts_with(track), "{mpd}");
+        let mut file = get_bytes(hls, &format!("/{stream}/{}", inits[i]));
+        let first = media[i].replace("$Number$", &numbers[i]);
+        file.extend(get_bytes(hls, &format!("/{stream}/{first}")));
+        let path = dir.join(format!("dash-{track}.mp4"));
+        std::fs::write(&path, &file).unwrap();
+        let (frames, errors) = probe_frames(&path, select);
+        assert!(errors.trim().is_empty(), "DASH {first}: {errors}");
+        assert!(frames.len() >= 20, "DASH {first}: {} frames", frames.len());
         assert!(
-            out.status.success(),
-            "ffmpeg read of {url} failed: {errors}"
-        );
-        assert!(
-            errors.trim().is_empty(),
-            "ffmpeg read {url} with errors: {errors}"
+            track == "audio" || frames[0].0,
+            "DASH {first} starts on a non-keyframe"
         );
     }
 }
