@@ -480,12 +480,22 @@ fn write_representation(s: &mut String, t: &Track, id: &str, path: &str, q: &str
         t.kind.as_str(),
         xml_escape(&format!(".m4s{q}")),
     );
-    // One run per segment; consecutive equal durations merge with `r`.
+    // One run per segment; consecutive equal durations merge with `r`. A segment lasts
+    // until the next one starts, where that is known: its last sample's duration was a
+    // guess (a following track's frames at millisecond timestamps), and DASH reads a
+    // hole between entries as missing media and forbids an overlap.
     let ts = f64::from(t.config.timescale.max(1));
+    let open_start =
+        (!t.open.parts.is_empty() && t.open.init == t.init_version()).then_some(t.open.start);
+    let listed: Vec<&Segment> = current().filter(|s| s.msn >= first).collect();
     let mut run: Option<(u64, u64, u32)> = None;
     let mut next_t: Option<u64> = None;
-    for seg in current().filter(|s| s.msn >= first) {
-        let d = (seg.duration * ts).round() as u64;
+    for (i, seg) in listed.iter().enumerate() {
+        let next_start = listed.get(i + 1).map(|n| n.start).or(open_start);
+        let d = match next_start {
+            Some(n) if n > seg.start => n - seg.start,
+            _ => (seg.duration * ts).round() as u64,
+        };
         match &mut run {
             Some((_, rd, r)) if *rd == d && next_t == Some(seg.start) => *r += 1,
             _ => {

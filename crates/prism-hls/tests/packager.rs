@@ -764,3 +764,69 @@ fn an_audio_part_wakes_blocking_reloads_when_it_closes_and_only_its_own() {
     }
     assert!(audio_cuts > 10, "only {audio_cuts} audio-only part cuts");
 }
+
+/// The `S` elements `(t, d, r)` of representation `id`'s SegmentTimeline (t as written).
+fn dash_s(mpd: &str, id: &str) -> Vec<(Option<u64>, u64, u64)> {
+    let rep = &mpd[mpd.find(&format!("<Representation id=\"{id}\"")).unwrap()..];
+    let rep = &rep[..rep.find("</Representation>").unwrap()];
+    let attr = |tag: &str, name: &str| -> Option<u64> {
+        let at = tag.find(&format!(" {name}=\""))? + name.len() + 3;
+        tag[at..].split('"').next()?.parse().ok()
+    };
+    rep.split("<S ")
+        .skip(1)
+        .map(|tag| {
+            let tag = format!(" {}", &tag[..tag.find("/>").unwrap()]);
+            (
+                attr(&tag, "t"),
+                attr(&tag, "d").unwrap(),
+                attr(&tag, "r").unwrap_or(0),
+            )
+        })
+        .collect()
+}
+
+#[test]
+fn dash_timelines_have_no_seams_between_segments() {
+    // Audio frames at 48 kHz arrive with millisecond timestamps (21.33 ms apart, so 21 or
+    // 22 ms), and a segment's last frame gets its predecessor's duration: the frames' sums
+    // leave 1 ms holes or overlaps between segments. DASH forbids an S@t before the
+    // previous entry's end and reads one after it as a hole in the media: each entry's d
+    // runs to the next segment's start.
+    let mut f = Feed::new(PackagerConfig::default(), 60);
+    f.run_until(20_500); // the open segment has parts
+    let mpd = playlist::dash(&f.p, f.wall0, "").unwrap();
+    for (id, kind, ts) in [
+        ("video", TrackKind::Video, 90_000.0),
+        ("audio", TrackKind::Audio, 48_000.0),
+    ] {
+        let s = dash_s(&mpd, id);
+        assert!(s.len() >= 1, "{mpd}");
+        for w in s.windows(2) {
+            let ((t, d, r), (next, _, _)) = (w[0], w[1]);
+            if let (Some(t), Some(next)) = (t, next) {
+                assert_eq!(t + d * (r + 1), next, "{id}: a seam at {next}\n{mpd}");
+            }
+        }
+        // The segments' own durations agree within a frame.
+        let track = f.p.track(kind).unwrap();
+        let listed = dash_numbers(&mpd, id);
+        assert_eq!(listed.len(), track.segments.len(), "{mpd}");
+        for (w, seg) in listed.windows(2).zip(&track.segments) {
+            let d = (w[1].1 - w[0].1) as f64 / ts;
+            assert!(
+                (d - seg.duration).abs() < 0.03,
+                "{id}: {d} vs {}",
+                seg.duration
+            );
+        }
+        // The last one runs to where the open segment's first part starts.
+        assert!(!track.open.parts.is_empty());
+        let last_d = s.last().unwrap().1;
+        assert_eq!(
+            listed.last().unwrap().1 + last_d,
+            track.open.start,
+            "{id}\n{mpd}"
+        );
+    }
+}
