@@ -16,7 +16,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, ChildStdin, Command, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, OnceLock};
-use std::time::Duration;
+use std::thread;
+use std::time::{Duration, Instant};
 
 const KEY: &str = "dvrcam";
 
@@ -515,18 +516,31 @@ fn dvr_window_spills_to_disk_seeks_back_and_stays_bounded() {
 
     // Memory holds only the live end; the gauges say how much is where.
     let stream = format!("stream=\"live/{KEY}\"");
-    let (total, disk) = wait_for(Duration::from_secs(20), "the DVR gauges", || {
+    // Writes finish and files of segments past their grace go while this reads: the gauges
+    // and the listing are read again until the spill has caught up, or 20 s.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let (total, disk, files_bytes) = loop {
         let m = prism.metrics();
-        let total = metric_value_in(&m, &format!("prism_hls_dvr_bytes{{{stream}}}"))?;
-        let disk = metric_value_in(&m, &format!("prism_hls_dvr_disk_bytes{{{stream}}}"))?;
-        (disk > 0.0).then_some((total, disk))
-    });
-    let files_bytes: u64 = files(&window).iter().map(|(_, n)| n).sum();
+        let gauge = |name: &str| metric_value_in(&m, &format!("{name}{{{stream}}}")).unwrap_or(0.0);
+        let (total, disk) = (
+            gauge("prism_hls_dvr_bytes"),
+            gauge("prism_hls_dvr_disk_bytes"),
+        );
+        let files_bytes: u64 = files(&window).iter().map(|(_, n)| n).sum();
+        let settled = disk > 0.0 && disk <= files_bytes as f64 && total - disk < 0.25 * total;
+        if settled || Instant::now() > deadline {
+            break (total, disk, files_bytes);
+        }
+        thread::sleep(Duration::from_millis(200));
+    };
     eprintln!(
         "[hls_dvr] 120 s window: {total} bytes, {disk} on disk ({files_bytes} in files), {} in memory",
         total - disk
     );
-    assert!(disk > 0.0 && disk <= files_bytes as f64);
+    assert!(
+        disk > 0.0 && disk <= files_bytes as f64,
+        "the gauge counts the files"
+    );
     assert!(
         (total - disk) < 0.25 * total,
         "memory holds the live end only"
