@@ -5,7 +5,7 @@
 
 use prism_config::Config;
 use prism_metrics::Metrics;
-use prism_relay::Relay;
+use prism_relay::{ConnError, Relay};
 use prism_transport_rtsp::{pull, RtspTransport};
 use std::io::{BufRead, BufReader};
 use std::net::TcpListener as StdListener;
@@ -112,6 +112,26 @@ async fn probe_rtmp(port: u16, stream: &str) -> (String, u64, String, u64) {
 async fn wait_live(relay: &Relay, app: &str, key: &str) {
     let deadline = Instant::now() + Duration::from_secs(20);
     while relay.stream(app, key).is_none() {
+        assert!(Instant::now() < deadline, "{app}/{key} never went live");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// [`wait_live`] for the stream `pull` feeds: says why if the pull ended first.
+async fn wait_pulled(
+    relay: &Relay,
+    app: &str,
+    key: &str,
+    pull: &mut tokio::task::JoinHandle<Result<(), ConnError>>,
+) {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while relay.stream(app, key).is_none() {
+        if pull.is_finished() {
+            panic!(
+                "{app}/{key}: the pull ended before going live: {:?}",
+                pull.await
+            );
+        }
         assert!(Instant::now() < deadline, "{app}/{key} never went live");
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
@@ -686,7 +706,7 @@ async fn prism_pulls_prism_over_udp_past_the_session_timeout() {
     tokio::spawn(prism_transport_rtsp::run(listener, relay.clone(), config));
     let r = relay.clone();
     let cam = format!("rtsp://127.0.0.1:{cam_port}/cam");
-    tokio::spawn(async move {
+    let mut cam_a = tokio::spawn(async move {
         pull(
             r,
             &cam,
@@ -697,10 +717,10 @@ async fn prism_pulls_prism_over_udp_past_the_session_timeout() {
         )
         .await
     });
-    wait_live(&relay, "cams", "a").await;
+    wait_pulled(&relay, "cams", "a", &mut cam_a).await;
     let r = relay.clone();
     let own = format!("rtsp://127.0.0.1:{rtsp_port}/cams/a");
-    let task = tokio::spawn(async move {
+    let mut task = tokio::spawn(async move {
         pull(
             r,
             &own,
@@ -711,7 +731,7 @@ async fn prism_pulls_prism_over_udp_past_the_session_timeout() {
         )
         .await
     });
-    wait_live(&relay, "cams", "b").await;
+    wait_pulled(&relay, "cams", "b", &mut task).await;
     let frames = |r: &Relay| {
         metric(
             r,
@@ -779,6 +799,11 @@ async fn prism_pulls_prism_over_udp_past_the_session_timeout() {
     })
     .await;
     assert!(closed.is_ok(), "silent UDP player not closed");
+    // (Counted as the connection's task ends, which may be just after the close is seen.)
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while timeouts(&relay) < 1.0 && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
     assert_eq!(timeouts(&relay), 1.0);
 }
 
