@@ -309,20 +309,11 @@ fn an_audio_dropout_is_a_gap_and_numbering_stays_aligned() {
 
 /// (segment number, start time) of each entry of representation `id`'s SegmentTimeline.
 fn dash_numbers(mpd: &str, id: &str) -> Vec<(u64, u64)> {
-    let rep = &mpd[mpd.find(&format!("<Representation id=\"{id}\"")).unwrap()..];
-    let rep = &rep[..rep.find("</Representation>").unwrap()];
-    let attr = |tag: &str, name: &str| -> Option<u64> {
-        let at = tag.find(&format!(" {name}=\""))? + name.len() + 3;
-        tag[at..].split('"').next()?.parse().ok()
-    };
-    let mut number = attr(rep, "startNumber").unwrap();
+    let (mut number, elements) = dash_s(mpd, id);
     let mut out = Vec::new();
     let mut next_t = 0;
-    for tag in rep.split("<S ").skip(1) {
-        let tag = format!(" {}", &tag[..tag.find("/>").unwrap()]);
-        let tag = tag.as_str();
-        let (d, r) = (attr(tag, "d").unwrap(), attr(tag, "r").unwrap_or(0));
-        let mut t = attr(tag, "t").unwrap_or(next_t);
+    for (t, d, r) in elements {
+        let mut t = t.unwrap_or(next_t);
         for _ in 0..=r {
             out.push((number, t));
             number += 1;
@@ -765,15 +756,16 @@ fn an_audio_part_wakes_blocking_reloads_when_it_closes_and_only_its_own() {
     assert!(audio_cuts > 10, "only {audio_cuts} audio-only part cuts");
 }
 
-/// The `S` elements `(t, d, r)` of representation `id`'s SegmentTimeline (t as written).
-fn dash_s(mpd: &str, id: &str) -> Vec<(Option<u64>, u64, u64)> {
+/// Representation `id`'s `startNumber` and `S` elements `(t, d, r)` (t as written).
+fn dash_s(mpd: &str, id: &str) -> (u64, Vec<(Option<u64>, u64, u64)>) {
     let rep = &mpd[mpd.find(&format!("<Representation id=\"{id}\"")).unwrap()..];
     let rep = &rep[..rep.find("</Representation>").unwrap()];
     let attr = |tag: &str, name: &str| -> Option<u64> {
         let at = tag.find(&format!(" {name}=\""))? + name.len() + 3;
         tag[at..].split('"').next()?.parse().ok()
     };
-    rep.split("<S ")
+    let elements = rep
+        .split("<S ")
         .skip(1)
         .map(|tag| {
             let tag = format!(" {}", &tag[..tag.find("/>").unwrap()]);
@@ -783,7 +775,8 @@ fn dash_s(mpd: &str, id: &str) -> Vec<(Option<u64>, u64, u64)> {
                 attr(&tag, "r").unwrap_or(0),
             )
         })
-        .collect()
+        .collect();
+    (attr(rep, "startNumber").unwrap(), elements)
 }
 
 #[test]
@@ -800,8 +793,8 @@ fn dash_timelines_have_no_seams_between_segments() {
         ("video", TrackKind::Video, 90_000.0),
         ("audio", TrackKind::Audio, 48_000.0),
     ] {
-        let s = dash_s(&mpd, id);
-        assert!(s.len() >= 1, "{mpd}");
+        let (_, s) = dash_s(&mpd, id);
+        assert!(!s.is_empty(), "{mpd}");
         for w in s.windows(2) {
             let ((t, d, r), (next, _, _)) = (w[0], w[1]);
             if let (Some(t), Some(next)) = (t, next) {
