@@ -38,6 +38,18 @@ impl VideoCodec {
         }
     }
 
+    /// Whether RTP carries `nal` as a unit: more than its header, and not of a type the
+    /// payload format takes for its own packets (H.264 0 and 24-31, RFC 6184; H.265 48-50,
+    /// RFC 7798), which no encoder writes and a receiver would misread.
+    pub fn rtp_carries(self, nal: &[u8]) -> bool {
+        nal.len() > self.header_len()
+            && match (self, self.nal_type(nal)) {
+                (VideoCodec::H264, Some(t)) => !matches!(t, 0 | 24..=31),
+                (VideoCodec::H265, Some(t)) => !(48..=50).contains(&t),
+                _ => false,
+            }
+    }
+
     /// SPS, PPS (and VPS for H.265).
     pub fn is_parameter_set(self, nal: &[u8]) -> bool {
         match (self, self.nal_type(nal)) {
@@ -65,8 +77,9 @@ impl VideoCodec {
 /// Splits one access unit's NAL units into RTP payloads of at most `mtu` bytes, calling
 /// `emit(parts, marker)` per packet (the parts are concatenated into the payload; the
 /// marker is set on the access unit's last packet). NAL units that fit go alone; larger
-/// ones are fragmented. No aggregation: a server gains little from it and players
-/// reassemble single NAL units most simply.
+/// ones are fragmented; those RTP does not carry ([`VideoCodec::rtp_carries`]) are left
+/// out. No aggregation: a server gains little from it and players reassemble single NAL
+/// units most simply.
 pub fn packetize<'a>(
     codec: VideoCodec,
     nals: impl IntoIterator<Item = &'a [u8]>,
@@ -75,7 +88,7 @@ pub fn packetize<'a>(
 ) {
     let hl = codec.header_len();
     let mtu = mtu.max(hl + 2 + 16);
-    let nals: Vec<&[u8]> = nals.into_iter().filter(|n| n.len() > hl).collect();
+    let nals: Vec<&[u8]> = nals.into_iter().filter(|n| codec.rtp_carries(n)).collect();
     let count = nals.len();
     for (i, nal) in nals.into_iter().enumerate() {
         let last_nal = i + 1 == count;
@@ -310,6 +323,30 @@ impl Depacketizer {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn units_rtp_does_not_carry_are_left_out() {
+        // H.264: a slice, a header alone, a type-24 unit (STAP-A's type), a type-0 unit;
+        // H.265: a slice, a type-49 unit (FU's type), a header alone.
+        for (codec, nals, kept) in [
+            (
+                VideoCodec::H264,
+                vec![&[0x41, 9][..], &[0x09], &[0x18, 0, 1, 2], &[0x00, 5]],
+                vec![0x41u8, 9],
+            ),
+            (
+                VideoCodec::H265,
+                vec![&[0x02, 1, 7][..], &[0x62, 1, 3], &[0x40, 1]],
+                vec![0x02, 1, 7],
+            ),
+        ] {
+            let mut out = Vec::new();
+            packetize(codec, nals, 1200, |parts, marker| {
+                out.push((parts.concat(), marker));
+            });
+            assert_eq!(out, vec![(kept, true)], "{codec:?}");
+        }
+    }
 
     fn roundtrip(codec: VideoCodec, nals: &[Vec<u8>], mtu: usize) -> (usize, Vec<AccessUnit>) {
         let mut d = Depacketizer::new(codec, DepackLimits::default());

@@ -167,10 +167,10 @@ impl AvcEgress {
                 if length_size == 3 {
                     return None;
                 }
-                // As a frame's units: a header alone is left out.
+                // As a frame's units: what RTP does not carry is left out.
                 self.sets = sets
                     .into_iter()
-                    .filter(|s| s.len() > 1)
+                    .filter(|s| VideoCodec::H264.rtp_carries(s))
                     .map(<[u8]>::to_vec)
                     .collect();
                 self.length_size = length_size;
@@ -188,9 +188,9 @@ impl AvcEgress {
                 let mut idr = false;
                 let mut units = Vec::new();
                 for nal in split_prefixed(nals, self.length_size) {
-                    // A header alone (end of sequence or stream) tells a viewer nothing; the
-                    // RTP packetizer leaves such units out.
-                    if nal.len() < 2 {
+                    // What the RTP packetizer leaves out (a header alone, the types RTP
+                    // takes for its own packets) is left out of the Annex B unit too.
+                    if !VideoCodec::H264.rtp_carries(nal) {
                         continue;
                     }
                     match avc_nal_type(nal) {
@@ -198,9 +198,6 @@ impl AvcEgress {
                         Some(NAL_IDR) => idr = true,
                         // Access unit delimiters are optional and only cost bytes.
                         Some(NAL_AUD) => continue,
-                        // Types no encoder writes, which RTP takes for its own packets
-                        // (STAP-A, FU-A...): a receiver would misread them.
-                        Some(0 | 24..=31) => continue,
                         _ => {}
                     }
                     units.push(nal);
@@ -227,7 +224,7 @@ impl AvcEgress {
 /// RFC 6184 packetization-mode 1 of one access unit's NAL units into shareable payloads,
 /// by the packetizer RTSP players use (prism-rtsp: single NAL units, FU-A fragments of equal
 /// size but the last, so a frame's datagrams stay one GSO batch; no aggregation). No
-/// payload is longer than `max` (at least 19 bytes); units of a header alone are left out.
+/// payload is longer than `max` (at least 19 bytes); what RTP does not carry is left out.
 pub fn packetize(nals: &[&[u8]], max: usize) -> Vec<Arc<[u8]>> {
     let mut out: Vec<Arc<[u8]>> = Vec::new();
     let mut scratch = Vec::with_capacity(max);
