@@ -110,11 +110,7 @@ async fn probe_rtmp(port: u16, stream: &str) -> (String, u64, String, u64) {
 }
 
 async fn wait_live(relay: &Relay, app: &str, key: &str) {
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while relay.stream(app, key).is_none() {
-        assert!(Instant::now() < deadline, "{app}/{key} never went live");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    wait_live_of(relay, app, key, None).await
 }
 
 /// [`wait_live`] for the stream `pull` feeds: says why if the pull ended first.
@@ -124,9 +120,18 @@ async fn wait_pulled(
     key: &str,
     pull: &mut tokio::task::JoinHandle<Result<(), ConnError>>,
 ) {
+    wait_live_of(relay, app, key, Some(pull)).await
+}
+
+async fn wait_live_of(
+    relay: &Relay,
+    app: &str,
+    key: &str,
+    mut pull: Option<&mut tokio::task::JoinHandle<Result<(), ConnError>>>,
+) {
     let deadline = Instant::now() + Duration::from_secs(20);
     while relay.stream(app, key).is_none() {
-        if pull.is_finished() {
+        if let Some(pull) = pull.as_mut().filter(|p| p.is_finished()) {
             panic!(
                 "{app}/{key}: the pull ended before going live: {:?}",
                 pull.await
